@@ -1,0 +1,612 @@
+/*
+ * conn.c - the library's connection to peerdistd.
+ *
+ * Reading is a token: whoever holds `reading` owns the read side of the
+ * socket and delivers every reply it finds, its own or not. A synchronous
+ * caller takes the token itself when it is free, so a call with nothing else
+ * in flight is one write and one read on the caller's thread (no hand-off).
+ * The per-connection background thread takes the token only while
+ * asynchronous operations or a status registration need someone to read.
+ * Whoever holds the token and sees the socket die completes everything
+ * pending with PEERDIST_ERROR_SERVICE_UNAVAILABLE.
+ *
+ * Lock order: c->mu, then c->wmu; completion delivery (win32.c) takes only
+ * its own locks, so it may run under c->mu.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "win32.h"
+
+#define OP_BUCKETS 256
+#define SEND_STACK_BYTES 1024
+
+struct pd_op {
+    uint64_t id;
+    bool async;
+    bool done;                /* sync: reply (or failure) arrived */
+    DWORD status;             /* sync */
+    Peerdist__Reply *reply;   /* sync */
+    struct pd_async a;        /* async */
+    struct pd_op *next;
+};
+
+struct status_reg {
+    bool active;
+    bool ex;
+    LPOVERLAPPED ov;
+    HANDLE port;
+    ULONG_PTR key;
+    void *out;
+    uint32_t last_reported; /* the first registration's baseline is DISABLED */
+};
+
+struct pdconn {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_mutex_t wmu;
+    int fd;
+    bool broken;  /* a write failed: the socket is shut down, cleanup pending */
+    bool reading; /* the read token */
+    bool stop;
+    uint64_t generation;
+    uint64_t next_id;
+    struct frame_buf rbuf; /* touched only by the token holder */
+    struct pd_op *ops[OP_BUCKETS];
+    unsigned nasync;
+    uint32_t status;
+    struct status_reg reg;
+    int wake_fd;
+    pthread_t thread;
+    bool has_thread;
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+const char *pdconn_default_path(void)
+{
+    const char *p = getenv("PEERDIST_SOCKET");
+    return p && *p ? p : PD_DEFAULT_SOCKET;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void timed_wait(struct pdconn *c, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+}
+
+/* ---- pending operations ---- */
+
+static void op_insert(struct pdconn *c, struct pd_op *op)
+{
+    struct pd_op **b = &c->ops[op->id % OP_BUCKETS];
+    op->next = *b;
+    *b = op;
+    if (op->async && c->nasync++ == 0)
+        pthread_cond_broadcast(&c->cv); /* the background thread should read */
+}
+
+static struct pd_op *op_remove(struct pdconn *c, uint64_t id)
+{
+    for (struct pd_op **p = &c->ops[id % OP_BUCKETS]; *p; p = &(*p)->next) {
+        if ((*p)->id == id) {
+            struct pd_op *op = *p;
+            *p = op->next;
+            if (op->async)
+                c->nasync--;
+            return op;
+        }
+    }
+    return NULL;
+}
+
+static void op_complete_async(struct pd_op *op, const Peerdist__Reply *reply, DWORD status)
+{
+    DWORD bytes = 0;
+    if (reply && op->a.on_reply)
+        op->a.on_reply(op, reply, &status, &bytes);
+    w32_complete(op->a.ov, op->a.port, op->a.key, status, bytes);
+    free(op);
+}
+
+/* Ends every pending operation with `status` (called with c->mu held). */
+static void fail_all_locked(struct pdconn *c, DWORD status)
+{
+    for (int i = 0; i < OP_BUCKETS; i++) {
+        while (c->ops[i]) {
+            struct pd_op *op = c->ops[i];
+            c->ops[i] = op->next;
+            if (op->async) {
+                op_complete_async(op, NULL, status);
+            } else {
+                op->status = status;
+                op->done = true;
+            }
+        }
+    }
+    c->nasync = 0;
+    pthread_cond_broadcast(&c->cv);
+}
+
+/* ---- status registration ---- */
+
+static uint32_t current_status_locked(struct pdconn *c)
+{
+    return c->fd >= 0 ? c->status : PEERDIST_STATUS_UNAVAILABLE;
+}
+
+static void reg_fill(struct status_reg *r, uint32_t status)
+{
+    if (r->ex) {
+        PEERDIST_STATUS_INFO *info = r->out;
+        info->status = (PEERDIST_STATUS)status;
+        info->dwMinVer = PEERDIST_RETRIEVAL_OPTIONS_CONTENTINFO_VERSION_1;
+        info->dwMaxVer = PEERDIST_RETRIEVAL_OPTIONS_CONTENTINFO_VERSION_2;
+    } else {
+        *(PEERDIST_STATUS *)r->out = (PEERDIST_STATUS)status;
+    }
+}
+
+/* Fires the registration if the status differs from the last one reported. */
+static void reg_check_locked(struct pdconn *c)
+{
+    struct status_reg *r = &c->reg;
+    uint32_t st = current_status_locked(c);
+    if (!r->active || st == r->last_reported)
+        return;
+    r->active = false;
+    r->last_reported = st;
+    reg_fill(r, st);
+    w32_complete(r->ov, r->port, r->key, ERROR_SUCCESS, 0);
+}
+
+/* ---- socket ---- */
+
+static int write_all(int fd, const uint8_t *buf, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, buf, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        buf += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Closes the socket and fails what is pending. Caller holds c->mu and the read token. */
+static void lost_locked(struct pdconn *c)
+{
+    pthread_mutex_lock(&c->wmu);
+    close(c->fd);
+    c->fd = -1;
+    c->broken = false;
+    pthread_mutex_unlock(&c->wmu);
+    frame_buf_reset(&c->rbuf);
+    fail_all_locked(c, c->stop ? ERROR_OPERATION_ABORTED : PEERDIST_ERROR_SERVICE_UNAVAILABLE);
+    reg_check_locked(c);
+}
+
+static void handle_notice(struct pdconn *c, const Peerdist__Reply *r)
+{
+    if (r->body_case != PEERDIST__REPLY__BODY_STATUS_CHANGED)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->status = r->status_changed->service_status;
+    reg_check_locked(c);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void handle_reply(struct pdconn *c, Peerdist__Reply *r)
+{
+    if (r->id == 0) {
+        handle_notice(c, r);
+        peerdist__reply__free_unpacked(r, NULL);
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    struct pd_op *op = op_remove(c, r->id);
+    if (op && !op->async) {
+        op->reply = r;
+        op->status = r->status;
+        op->done = true;
+        pthread_cond_broadcast(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (op)
+        op_complete_async(op, r, r->status);
+    peerdist__reply__free_unpacked(r, NULL); /* an unknown id is ignored */
+}
+
+enum read_result { READ_DATA, READ_IDLE, READ_LOST };
+
+/*
+ * One poll + read on the socket, delivering every whole reply found. The
+ * caller holds the read token (so c->fd is stable) but not c->mu.
+ */
+static enum read_result read_some(struct pdconn *c, int fd, int wake_fd, int timeout_ms)
+{
+    struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN}, {.fd = wake_fd, .events = POLLIN}};
+    int n = poll(pfd, wake_fd >= 0 ? 2 : 1, timeout_ms);
+    if (n < 0 && errno != EINTR)
+        return READ_LOST;
+    if (n <= 0)
+        return READ_IDLE;
+    if (wake_fd >= 0 && (pfd[1].revents & POLLIN)) {
+        uint64_t v;
+        (void)!read(wake_fd, &v, sizeof(v));
+    }
+    if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR)))
+        return READ_IDLE;
+    size_t avail;
+    uint8_t *space = frame_buf_space(&c->rbuf, 64 * 1024, &avail);
+    if (!space)
+        return READ_LOST;
+    ssize_t got = read(fd, space, avail);
+    if (got < 0 && (errno == EINTR || errno == EAGAIN))
+        return READ_IDLE;
+    if (got <= 0)
+        return READ_LOST;
+    frame_buf_commit(&c->rbuf, (size_t)got);
+    const uint8_t *payload;
+    uint32_t len;
+    enum frame_status st;
+    while ((st = frame_buf_next(&c->rbuf, &payload, &len)) == FRAME_OK) {
+        Peerdist__Reply *r = peerdist__reply__unpack(NULL, len, payload);
+        if (!r)
+            return READ_LOST; /* a daemon that sends garbage is treated as gone */
+        handle_reply(c, r);
+    }
+    return st == FRAME_TOO_BIG ? READ_LOST : READ_DATA;
+}
+
+/* Takes the read token for one read_some; called and returns with c->mu held. */
+static enum read_result read_turn(struct pdconn *c, int wake_fd, int timeout_ms)
+{
+    c->reading = true;
+    int fd = c->fd;
+    pthread_mutex_unlock(&c->mu);
+    enum read_result rr = read_some(c, fd, wake_fd, timeout_ms);
+    pthread_mutex_lock(&c->mu);
+    if (rr == READ_LOST || c->broken)
+        lost_locked(c);
+    c->reading = false;
+    pthread_cond_broadcast(&c->cv);
+    return rr;
+}
+
+static int hello_locked(struct pdconn *c, int fd)
+{
+    Peerdist__Hello h = PEERDIST__HELLO__INIT;
+    h.min_version = PD_PROTOCOL_VERSION_MIN;
+    h.max_version = PD_PROTOCOL_VERSION_MAX;
+    h.software = "libpeerdist " PEERDIST_SOFTWARE_VERSION;
+    Peerdist__Request req = PEERDIST__REQUEST__INIT;
+    req.id = ++c->next_id;
+    req.body_case = PEERDIST__REQUEST__BODY_HELLO;
+    req.hello = &h;
+    uint8_t buf[256];
+    size_t n = frame_pack(&req.base, buf);
+    if (write_all(fd, buf, n) != 0)
+        return -1;
+    frame_buf_reset(&c->rbuf);
+    int64_t deadline = now_ms() + PD_HELLO_TIMEOUT_MS;
+    for (;;) {
+        const uint8_t *payload;
+        uint32_t len;
+        enum frame_status st = frame_buf_next(&c->rbuf, &payload, &len);
+        if (st == FRAME_OK) {
+            Peerdist__Reply *r = peerdist__reply__unpack(NULL, len, payload);
+            int ok = r && r->id == req.id && r->status == ERROR_SUCCESS &&
+                     r->body_case == PEERDIST__REPLY__BODY_HELLO;
+            if (ok)
+                c->status = r->hello->service_status;
+            if (r)
+                peerdist__reply__free_unpacked(r, NULL);
+            return ok ? 0 : -1;
+        }
+        int64_t left = deadline - now_ms();
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (st == FRAME_TOO_BIG || left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+            return -1;
+        size_t avail;
+        uint8_t *space = frame_buf_space(&c->rbuf, 4096, &avail);
+        ssize_t got = space ? read(fd, space, avail) : -1;
+        if (got <= 0)
+            return -1;
+        frame_buf_commit(&c->rbuf, (size_t)got);
+    }
+}
+
+/* Nobody reads while c->fd < 0, so connecting under c->mu is safe. */
+static void connect_locked(struct pdconn *c)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    memcpy(sun.sun_path, c->path, sizeof(sun.sun_path));
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 || hello_locked(c, fd) != 0) {
+        close(fd);
+        return;
+    }
+    c->fd = fd;
+    c->generation++;
+    reg_check_locked(c);
+}
+
+/* Called and returns with c->mu held. */
+static DWORD ensure_locked(struct pdconn *c)
+{
+    while (c->fd >= 0 && c->broken) {
+        if (c->reading)
+            pthread_cond_wait(&c->cv, &c->mu);
+        else
+            read_turn(c, -1, 0);
+    }
+    if (c->fd < 0 && !c->stop)
+        connect_locked(c);
+    return c->fd >= 0 ? ERROR_SUCCESS : PEERDIST_ERROR_SERVICE_UNAVAILABLE;
+}
+
+DWORD pdconn_ensure(struct pdconn *c, uint64_t *generation)
+{
+    pthread_mutex_lock(&c->mu);
+    DWORD rc = ensure_locked(c);
+    if (generation)
+        *generation = c->generation;
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+uint32_t pdconn_status(struct pdconn *c)
+{
+    pthread_mutex_lock(&c->mu);
+    uint32_t st = current_status_locked(c);
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
+/*
+ * Registers op and writes req. Called with c->mu held and the connection up;
+ * returns with c->mu held. On failure op is no longer registered.
+ */
+static DWORD send_locked(struct pdconn *c, Peerdist__Request *req, struct pd_op *op)
+{
+    req->id = op->id = ++c->next_id;
+    uint8_t stack[SEND_STACK_BYTES];
+    size_t n = frame_size(&req->base);
+    if (n - FRAME_HEADER_SIZE > FRAME_MAX_PAYLOAD)
+        return ERROR_INVALID_PARAMETER;
+    uint8_t *buf = n <= sizeof(stack) ? stack : malloc(n);
+    if (!buf)
+        return ERROR_NOT_ENOUGH_MEMORY;
+    frame_pack(&req->base, buf);
+    op_insert(c, op); /* before the write: the reply may be read by another thread first */
+    int fd = c->fd;
+    pthread_mutex_lock(&c->wmu);
+    pthread_mutex_unlock(&c->mu);
+    int w = write_all(fd, buf, n);
+    pthread_mutex_unlock(&c->wmu);
+    pthread_mutex_lock(&c->mu);
+    if (buf != stack)
+        free(buf);
+    if (w == 0)
+        return ERROR_SUCCESS;
+    if (op_remove(c, op->id) != op)
+        return ERROR_SUCCESS; /* already failed by a reader that saw the socket die */
+    if (c->fd == fd && !c->broken) {
+        c->broken = true; /* wake any reader with EOF; it cleans up */
+        shutdown(fd, SHUT_RDWR);
+    }
+    return PEERDIST_ERROR_SERVICE_UNAVAILABLE;
+}
+
+DWORD pdconn_call(struct pdconn *c, Peerdist__Request *req, Peerdist__Reply **reply)
+{
+    struct pd_op op = {0};
+    if (reply)
+        *reply = NULL;
+    pthread_mutex_lock(&c->mu);
+    DWORD rc = ensure_locked(c);
+    if (rc == ERROR_SUCCESS)
+        rc = send_locked(c, req, &op);
+    if (rc != ERROR_SUCCESS) {
+        pthread_mutex_unlock(&c->mu);
+        return rc;
+    }
+    int64_t deadline = now_ms() + PD_CALL_TIMEOUT_MS;
+    while (!op.done) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0 && c->fd >= 0 && !c->broken) {
+            /* The daemon stopped answering: drop the connection rather than hang. */
+            c->broken = true;
+            shutdown(c->fd, SHUT_RDWR);
+        }
+        if (!c->reading && c->fd >= 0)
+            read_turn(c, -1, left > 0 ? (int)left : 0);
+        else
+            timed_wait(c, left > 0 ? left : 10);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (reply)
+        *reply = op.reply;
+    else if (op.reply)
+        peerdist__reply__free_unpacked(op.reply, NULL);
+    return op.status;
+}
+
+DWORD pdconn_submit(struct pdconn *c, Peerdist__Request *req, const struct pd_async *a)
+{
+    struct pd_op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return ERROR_NOT_ENOUGH_MEMORY;
+    op->async = true;
+    op->a = *a;
+    w32_begin(a->ov);
+    pthread_mutex_lock(&c->mu);
+    DWORD rc = ensure_locked(c);
+    if (rc == ERROR_SUCCESS)
+        rc = send_locked(c, req, op);
+    pthread_mutex_unlock(&c->mu);
+    if (rc != ERROR_SUCCESS)
+        free(op);
+    return rc;
+}
+
+DWORD pdconn_register_status(struct pdconn *c, BOOL ex, LPOVERLAPPED ov, HANDLE port,
+    ULONG_PTR key, void *out)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->reg.active) {
+        pthread_mutex_unlock(&c->mu);
+        return PEERDIST_ERROR_ALREADY_EXISTS;
+    }
+    ensure_locked(c); /* report the status as it is now */
+    struct status_reg *r = &c->reg;
+    r->ex = ex;
+    r->ov = ov;
+    r->port = port;
+    r->key = key;
+    r->out = out;
+    r->active = true;
+    w32_begin(ov);
+    reg_check_locked(c);
+    if (r->active)
+        pthread_cond_broadcast(&c->cv); /* the background thread watches for changes */
+    pthread_mutex_unlock(&c->mu);
+    return ERROR_IO_PENDING;
+}
+
+void pdconn_unregister_status(struct pdconn *c)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->reg.active) {
+        c->reg.active = false;
+        w32_complete(c->reg.ov, c->reg.port, c->reg.key, ERROR_OPERATION_ABORTED, 0);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- background reader ---- */
+
+static void *reader_thread(void *arg)
+{
+    struct pdconn *c = arg;
+    pthread_mutex_lock(&c->mu);
+    while (!c->stop) {
+        bool want = c->nasync > 0 || c->reg.active;
+        if (want && c->fd >= 0 && !c->reading) {
+            read_turn(c, c->wake_fd, -1);
+        } else if (c->reg.active && c->fd < 0) {
+            connect_locked(c);
+            if (c->fd < 0)
+                timed_wait(c, PD_RECONNECT_INTERVAL_MS);
+        } else {
+            pthread_cond_wait(&c->cv, &c->mu);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+struct pdconn *pdconn_new(const char *path)
+{
+    struct pdconn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->wmu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    c->fd = -1;
+    c->reg.last_reported = PEERDIST_STATUS_DISABLED;
+    c->status = PEERDIST_STATUS_UNAVAILABLE;
+    frame_buf_init(&c->rbuf);
+    snprintf(c->path, sizeof(c->path), "%s", path);
+    c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (c->wake_fd < 0 || pthread_create(&c->thread, NULL, reader_thread, c) != 0) {
+        if (c->wake_fd >= 0)
+            close(c->wake_fd);
+        free(c);
+        return NULL;
+    }
+    c->has_thread = true;
+    pthread_mutex_lock(&c->mu);
+    connect_locked(c);
+    pthread_mutex_unlock(&c->mu);
+    return c;
+}
+
+void pdconn_stop(struct pdconn *c)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->stop) {
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
+    c->stop = true;
+    if (c->reg.active) {
+        c->reg.active = false;
+        w32_complete(c->reg.ov, c->reg.port, c->reg.key, ERROR_OPERATION_ABORTED, 0);
+    }
+    if (c->fd >= 0)
+        shutdown(c->fd, SHUT_RDWR); /* a reader wakes with EOF and aborts what is pending */
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    uint64_t one = 1;
+    (void)!write(c->wake_fd, &one, sizeof(one));
+    pthread_join(c->thread, NULL);
+    pthread_mutex_lock(&c->mu);
+    while (c->reading)
+        pthread_cond_wait(&c->cv, &c->mu);
+    if (c->fd >= 0) {
+        c->reading = true;
+        lost_locked(c);
+        c->reading = false;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+void pdconn_free(struct pdconn *c)
+{
+    pdconn_stop(c);
+    close(c->wake_fd);
+    frame_buf_free(&c->rbuf);
+    pthread_mutex_destroy(&c->mu);
+    pthread_mutex_destroy(&c->wmu);
+    pthread_cond_destroy(&c->cv);
+    free(c);
+}

@@ -1,0 +1,75 @@
+/*
+ * conn.h - one instance's connection to peerdistd: Hello, request ids,
+ * synchronous calls done on the caller's thread, asynchronous operations
+ * completed by whichever thread reads their reply, reconnection, and the
+ * status-change registration. See client/README.md for the threading model.
+ */
+#ifndef PEERDIST_CONN_H
+#define PEERDIST_CONN_H
+
+#include <peerdist.h>
+#include <stdint.h>
+
+#include "frame.h"
+
+#define PD_DEFAULT_SOCKET "/run/peerdist/peerdistd.sock"
+/* How long a synchronous call or the Hello waits for the daemon before giving up on it. */
+#define PD_CALL_TIMEOUT_MS 30000
+#define PD_HELLO_TIMEOUT_MS 5000
+/* While a status registration waits for the daemon to come back, retry this often. */
+#define PD_RECONNECT_INTERVAL_MS 200
+
+struct pdconn;
+struct pd_op;
+
+/*
+ * Turns an async reply into (status, bytes); may also fill OVERLAPPED fields.
+ * Runs on the thread that read the reply, before the completion is delivered.
+ */
+typedef void (*pd_reply_fn)(struct pd_op *op, const Peerdist__Reply *reply, DWORD *status,
+    DWORD *bytes);
+
+struct pd_async {
+    LPOVERLAPPED ov;
+    HANDLE port;
+    ULONG_PTR key;
+    pd_reply_fn on_reply; /* NULL: status from the reply, 0 bytes */
+    void *arg;
+};
+
+/* socket path: PEERDIST_SOCKET or PD_DEFAULT_SOCKET. */
+const char *pdconn_default_path(void);
+
+/* Creates the connection object and tries to connect; NULL only when out of memory. */
+struct pdconn *pdconn_new(const char *path);
+/*
+ * Aborts what is pending (ERROR_OPERATION_ABORTED), closes the socket and
+ * stops the reader thread; later calls fail with SERVICE_UNAVAILABLE.
+ */
+void pdconn_stop(struct pdconn *c);
+/* pdconn_stop, then frees. Nobody else may use c any more. */
+void pdconn_free(struct pdconn *c);
+
+/*
+ * Connects if needed. 0 with the connection's generation (it changes at every
+ * reconnect, so older daemon-side handles are known dead), or
+ * PEERDIST_ERROR_SERVICE_UNAVAILABLE.
+ */
+DWORD pdconn_ensure(struct pdconn *c, uint64_t *generation);
+/* PEERDIST_STATUS as last told by the daemon; UNAVAILABLE when not connected. */
+uint32_t pdconn_status(struct pdconn *c);
+
+/* Synchronous round trip. Returns the reply's status; *reply (may be NULL) is the caller's. */
+DWORD pdconn_call(struct pdconn *c, Peerdist__Request *req, Peerdist__Reply **reply);
+/*
+ * Sends an asynchronous request. 0: sent, and exactly one completion will
+ * follow; otherwise the synchronous error and no completion.
+ */
+DWORD pdconn_submit(struct pdconn *c, Peerdist__Request *req, const struct pd_async *a);
+
+/* Status-change notification (one per connection). */
+DWORD pdconn_register_status(struct pdconn *c, BOOL ex, LPOVERLAPPED ov, HANDLE port,
+    ULONG_PTR key, void *out);
+void pdconn_unregister_status(struct pdconn *c);
+
+#endif

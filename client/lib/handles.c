@@ -1,0 +1,114 @@
+/*
+ * handles.c - HANDLE values encode a slot index and the slot's serial number,
+ * so a closed handle is never mistaken for a later one in the same slot.
+ * Values are multiples of 4 (the low bits stay free, as Windows keeps them:
+ * OVERLAPPED.hEvent's low bit means "do not post to the port").
+ */
+#include "handles.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define SLOT_BITS 24
+#define SLOT_MAX ((1u << SLOT_BITS) - 1)
+
+struct slot {
+    uint32_t serial;
+    uint32_t next_free; /* index + 1 of the next free slot, 0 = none */
+    struct hobj *obj;
+};
+
+static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct slot *slots;
+static uint32_t nslots, free_head;
+
+void hobj_init(struct hobj *obj, enum handle_type type, void (*destroy)(struct hobj *))
+{
+    atomic_init(&obj->refs, 1);
+    obj->type = type;
+    obj->destroy = destroy;
+}
+
+void hobj_get(struct hobj *obj)
+{
+    atomic_fetch_add_explicit(&obj->refs, 1, memory_order_relaxed);
+}
+
+void hobj_put(struct hobj *obj)
+{
+    if (atomic_fetch_sub_explicit(&obj->refs, 1, memory_order_acq_rel) == 1)
+        obj->destroy(obj);
+}
+
+static HANDLE encode(uint32_t index, uint32_t serial)
+{
+    return (HANDLE)(uintptr_t)((((uint64_t)serial << SLOT_BITS) | (index + 1)) << 2);
+}
+
+static struct slot *decode(HANDLE h)
+{
+    uint64_t v = (uint64_t)(uintptr_t)h;
+    if (v & 3)
+        return NULL;
+    v >>= 2;
+    uint32_t index = (uint32_t)(v & SLOT_MAX);
+    if (index == 0 || index > nslots)
+        return NULL;
+    struct slot *s = &slots[index - 1];
+    return s->obj && s->serial == (uint32_t)(v >> SLOT_BITS) ? s : NULL;
+}
+
+HANDLE handle_insert(struct hobj *obj)
+{
+    pthread_mutex_lock(&table_mu);
+    if (!free_head) {
+        uint32_t n = nslots ? nslots * 2 : 64;
+        struct slot *grown = n <= SLOT_MAX ? realloc(slots, n * sizeof(*slots)) : NULL;
+        if (!grown) {
+            pthread_mutex_unlock(&table_mu);
+            return NULL;
+        }
+        slots = grown;
+        for (uint32_t i = n; i > nslots; i--) {
+            slots[i - 1] = (struct slot){.serial = 0, .next_free = free_head, .obj = NULL};
+            free_head = i;
+        }
+        nslots = n;
+    }
+    uint32_t index = free_head - 1;
+    struct slot *s = &slots[index];
+    free_head = s->next_free;
+    s->serial = (s->serial + 1) & 0x3FFFFFFF; /* keeps the value below 2^56 */
+    if (s->serial == 0)
+        s->serial = 1;
+    s->obj = obj;
+    HANDLE h = encode(index, s->serial);
+    pthread_mutex_unlock(&table_mu);
+    return h;
+}
+
+struct hobj *handle_lookup(HANDLE h, unsigned mask)
+{
+    pthread_mutex_lock(&table_mu);
+    struct slot *s = decode(h);
+    struct hobj *obj = s && (s->obj->type & mask) ? s->obj : NULL;
+    if (obj)
+        hobj_get(obj);
+    pthread_mutex_unlock(&table_mu);
+    return obj;
+}
+
+struct hobj *handle_remove(HANDLE h, unsigned mask)
+{
+    pthread_mutex_lock(&table_mu);
+    struct slot *s = decode(h);
+    struct hobj *obj = s && (s->obj->type & mask) ? s->obj : NULL;
+    if (obj) {
+        s->obj = NULL;
+        s->next_free = free_head;
+        free_head = (uint32_t)(s - slots) + 1;
+    }
+    pthread_mutex_unlock(&table_mu);
+    return obj;
+}

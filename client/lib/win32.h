@@ -1,0 +1,30 @@
+/*
+ * win32.h - internal side of the Win32 shim: completion delivery shared by
+ * every asynchronous PeerDist call.
+ */
+#ifndef PEERDIST_LIB_WIN32_H
+#define PEERDIST_LIB_WIN32_H
+
+#include <peerdist.h>
+
+/* Internal ops go through these, never through the macro names. */
+void w32_set_error(DWORD err);
+
+/* True if h is NULL or a live completion port (what an API port argument may be). */
+BOOL w32_is_port_or_null(HANDLE h);
+
+/*
+ * Completes an operation, exactly once: fills Internal (status) and
+ * InternalHigh (bytes), signals hEvent if set, posts (bytes, key, ov) to the
+ * port if one was given and hEvent's low bit is clear, and wakes
+ * PeerDistGetOverlappedResult waiters. Offset/OffsetHigh are the caller's to set first.
+ */
+void w32_complete(LPOVERLAPPED ov, HANDLE port, ULONG_PTR key, DWORD status, DWORD bytes);
+
+/* Marks ov in flight (Internal = STATUS_PENDING, InternalHigh = 0). */
+void w32_begin(LPOVERLAPPED ov);
+
+/* Waits until ov completes (for PeerDistGetOverlappedResult with bWait). */
+void w32_wait_overlapped(LPOVERLAPPED ov);
+
+#endif

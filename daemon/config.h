@@ -1,0 +1,50 @@
+/*
+ * config.h - peerdistd settings: built-in defaults, then the INI file, then
+ * the environment, then command-line flags (each overrides the one before).
+ * The keys are documented in docs/peerdistd.conf.5.md.
+ */
+#ifndef PEERDIST_CONFIG_H
+#define PEERDIST_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "log.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/peerdist/peerdistd.conf"
+#define CONFIG_DEFAULT_SOCKET "/run/peerdist/peerdistd.sock"
+#define CONFIG_DEFAULT_DB "/var/cache/peerdist/cache.db"
+#define CONFIG_DEFAULT_STATE_DIR "/var/lib/peerdist"
+#define CONFIG_DEFAULT_MAX_CONNECTIONS 1024
+#define CONFIG_MAX_CONNECTIONS_LIMIT 65536
+
+enum service_mode {
+    MODE_DISABLED,
+    MODE_LOCAL,
+    MODE_DISTRIBUTED,
+    MODE_HOSTED_CLIENT,
+    MODE_HOSTED_SERVER,
+};
+
+struct config {
+    char config_path[PATH_MAX];
+    bool config_explicit; /* named by flag or environment: must exist */
+    char socket_path[PATH_MAX];
+    char db_path[PATH_MAX];
+    char state_dir[PATH_MAX];
+    enum service_mode mode;
+    enum log_level log_level;
+    unsigned max_connections;
+};
+
+void config_defaults(struct config *cfg);
+/* Reads cfg->config_path over cfg. Returns 0, or -1 with a message in err. */
+int config_load_file(struct config *cfg, char *err, size_t errlen);
+/* Applies PEERDIST_SOCKET, PEERDIST_DB, PEERDIST_STATE_DIR. */
+void config_apply_env(struct config *cfg);
+
+const char *config_mode_name(enum service_mode mode);
+int config_parse_mode(const char *name, enum service_mode *out);
+
+#endif

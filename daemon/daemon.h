@@ -1,0 +1,89 @@
+/*
+ * daemon.h - peerdistd's shared state: the event loop, the store, the
+ * listening socket, the connections and the group-commit queue. Everything
+ * here is touched only on the event loop's thread.
+ */
+#ifndef PEERDIST_DAEMON_H
+#define PEERDIST_DAEMON_H
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "config.h"
+#include "frame.h"
+#include "store.h"
+
+/* Per-connection limits; see proto/README.md. */
+#define CONN_MAX_OUTPUT_BYTES (8u * 1024 * 1024) /* stop reading a client that does not read */
+#define CONN_MAX_CONTENT_HANDLES 4096
+/* Flushes committed in one transaction at most. */
+#define FLUSH_BATCH_MAX 4096
+
+struct content_handle {
+    uint64_t id;
+    uint8_t tag[STORE_TAG_SIZE];
+    LIST_ENTRY(content_handle) link;
+};
+
+struct conn {
+    struct daemon *d;
+    struct bufferevent *bev; /* NULL once closed */
+    uint64_t serial;         /* for log lines */
+    uid_t uid;
+    gid_t gid;
+    pid_t pid;
+    bool hello_done;
+    bool close_after_write;
+    bool read_paused;
+    uint32_t version;
+    uint64_t next_handle;
+    unsigned nhandles;
+    unsigned refs; /* the list membership plus queued work that will reply */
+    LIST_HEAD(, content_handle) handles;
+    TAILQ_ENTRY(conn) link;
+};
+
+struct pending_flush {
+    struct conn *conn;
+    uint64_t request_id;
+    uint32_t uid;
+    uint8_t tag[STORE_TAG_SIZE];
+    STAILQ_ENTRY(pending_flush) link;
+};
+
+struct daemon {
+    struct event_base *base;
+    struct config cfg;
+    struct store *store;
+    struct evconnlistener *listener;
+    struct event *signals[3];
+    struct event *commit_ev;
+    TAILQ_HEAD(, conn) conns;
+    unsigned nconns;
+    uint64_t conn_serial;
+    STAILQ_HEAD(, pending_flush) flushes;
+    unsigned nflushes;
+    time_t started;
+    bool stopping;
+};
+
+/* server.c */
+int server_start(struct daemon *d);
+void server_stop(struct daemon *d);
+void conn_send(struct conn *c, const Peerdist__Reply *reply);
+void conn_close(struct conn *c, const char *why);
+void conn_unref(struct conn *c);
+void server_broadcast_status(struct daemon *d);
+
+/* dispatch.c */
+void dispatch_request(struct conn *c, const Peerdist__Request *req);
+void dispatch_commit(struct daemon *d);
+uint32_t dispatch_service_status(const struct daemon *d);
+void conn_release_handles(struct conn *c);
+
+#endif

@@ -1,0 +1,235 @@
+/*
+ * main.c - peerdistd start-up and shut-down: options, configuration, the
+ * database, the socket, signals (TERM/INT stop cleanly, HUP re-reads the
+ * configuration file's mode and log level) and the event loop.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "log.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: peerdistd [options]\n"
+        "  -c, --config PATH     configuration file (default %s; env PEERDIST_CONFIG)\n"
+        "  -s, --socket PATH     Unix socket to listen on (default %s; env PEERDIST_SOCKET)\n"
+        "  -d, --db PATH         cache database (default %s; env PEERDIST_DB)\n"
+        "      --state-dir PATH  state directory (default %s; env PEERDIST_STATE_DIR)\n"
+        "  -m, --mode MODE       disabled | local | distributed | hosted-client | hosted-server\n"
+        "  -l, --log-level LVL   error | warn | info | debug (default info)\n"
+        "  -V, --version         print the version and exit\n"
+        "  -h, --help            this text\n"
+        "peerdistd runs in the foreground and logs to stderr; see peerdistd(8).\n",
+        CONFIG_DEFAULT_PATH, CONFIG_DEFAULT_SOCKET, CONFIG_DEFAULT_DB, CONFIG_DEFAULT_STATE_DIR);
+}
+
+struct flags {
+    const char *config, *socket, *db, *state_dir, *mode, *log_level;
+};
+
+static int parse_flags(int argc, char **argv, struct flags *fl)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"socket", required_argument, NULL, 's'},
+        {"db", required_argument, NULL, 'd'},
+        {"state-dir", required_argument, NULL, 'S'},
+        {"mode", required_argument, NULL, 'm'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "c:s:d:m:l:Vh", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': fl->config = optarg; break;
+        case 's': fl->socket = optarg; break;
+        case 'd': fl->db = optarg; break;
+        case 'S': fl->state_dir = optarg; break;
+        case 'm': fl->mode = optarg; break;
+        case 'l': fl->log_level = optarg; break;
+        case 'V': printf("peerdistd %s\n", PEERDIST_SOFTWARE_VERSION); exit(0);
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "peerdistd: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    return 0;
+}
+
+/* Precedence: flag > environment > file > built-in default (DESIGN.md, Configuration). */
+static int build_config(const struct flags *fl, struct config *cfg)
+{
+    char err[512];
+    config_defaults(cfg);
+    const char *env_config = getenv("PEERDIST_CONFIG");
+    const char *path = fl->config ? fl->config : (env_config && *env_config ? env_config : NULL);
+    if (path) {
+        snprintf(cfg->config_path, sizeof(cfg->config_path), "%s", path);
+        cfg->config_explicit = true;
+    }
+    if (config_load_file(cfg, err, sizeof(err)) != 0) {
+        log_error("configuration: %s", err);
+        return -1;
+    }
+    config_apply_env(cfg);
+    if (fl->socket)
+        snprintf(cfg->socket_path, sizeof(cfg->socket_path), "%s", fl->socket);
+    if (fl->db)
+        snprintf(cfg->db_path, sizeof(cfg->db_path), "%s", fl->db);
+    if (fl->state_dir)
+        snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%s", fl->state_dir);
+    if (fl->mode && config_parse_mode(fl->mode, &cfg->mode) != 0) {
+        log_error("--mode: '%s' is not a mode", fl->mode);
+        return -1;
+    }
+    if (fl->log_level && log_parse_level(fl->log_level, &cfg->log_level) != 0) {
+        log_error("--log-level: '%s' is not a level", fl->log_level);
+        return -1;
+    }
+    return 0;
+}
+
+/* The systemd notify protocol is one datagram; no libsystemd needed. */
+static void sd_notify_msg(const char *msg)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (!path || !*path)
+        return;
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    size_t len = strlen(path);
+    if (len >= sizeof(sun.sun_path))
+        return;
+    memcpy(sun.sun_path, path, len);
+    if (sun.sun_path[0] == '@')
+        sun.sun_path[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sun,
+        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+    close(fd);
+}
+
+static void reload_config(struct daemon *d)
+{
+    struct config fresh;
+    char err[512];
+    config_defaults(&fresh);
+    snprintf(fresh.config_path, sizeof(fresh.config_path), "%s", d->cfg.config_path);
+    fresh.config_explicit = d->cfg.config_explicit;
+    if (config_load_file(&fresh, err, sizeof(err)) != 0) {
+        log_error("reload: %s; keeping the running configuration", err);
+        return;
+    }
+    log_set_level(fresh.log_level);
+    d->cfg.log_level = fresh.log_level;
+    if (fresh.mode != d->cfg.mode) {
+        log_info("reload: mode %s -> %s", config_mode_name(d->cfg.mode),
+            config_mode_name(fresh.mode));
+        d->cfg.mode = fresh.mode;
+        server_broadcast_status(d);
+    }
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *d = arg;
+    if (sig == SIGHUP) {
+        log_info("SIGHUP: re-reading %s", d->cfg.config_path);
+        reload_config(d);
+        return;
+    }
+    log_info("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    sd_notify_msg("STOPPING=1");
+    d->stopping = true;
+    event_base_loopbreak(d->base);
+}
+
+static void commit_cb(evutil_socket_t fd, short what, void *arg)
+{
+    dispatch_commit(arg);
+}
+
+static int make_db_dir(const char *db_path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", db_path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    if (mkdir(dir, 0755) == 0 || errno == EEXIST)
+        return 0;
+    log_error("cannot create %s: %s", dir, strerror(errno));
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    struct flags fl = {0};
+    if (parse_flags(argc, argv, &fl) != 0)
+        return 2;
+    static struct daemon d;
+    if (build_config(&fl, &d.cfg) != 0)
+        return 1;
+    log_set_level(d.cfg.log_level);
+    signal(SIGPIPE, SIG_IGN);
+    TAILQ_INIT(&d.conns);
+    STAILQ_INIT(&d.flushes);
+    d.started = time(NULL);
+
+    char err[512];
+    int rc = 1;
+    if (make_db_dir(d.cfg.db_path) != 0)
+        return 1;
+    if (store_open(d.cfg.db_path, &d.store, err, sizeof(err)) != 0) {
+        log_error("database: %s", err);
+        return 1;
+    }
+    d.base = event_base_new();
+    if (!d.base)
+        goto out;
+    d.commit_ev = event_new(d.base, -1, 0, commit_cb, &d);
+    const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        d.signals[i] = evsignal_new(d.base, sigs[i], signal_cb, &d);
+        if (!d.signals[i] || evsignal_add(d.signals[i], NULL) != 0)
+            goto out;
+    }
+    if (server_start(&d) != 0)
+        goto out;
+    log_info("peerdistd %s listening on %s, database %s, mode %s", PEERDIST_SOFTWARE_VERSION,
+        d.cfg.socket_path, d.cfg.db_path, config_mode_name(d.cfg.mode));
+    sd_notify_msg("READY=1");
+    event_base_dispatch(d.base);
+    server_stop(&d);
+    rc = 0;
+out:
+    for (int i = 0; i < 3; i++)
+        if (d.signals[i])
+            event_free(d.signals[i]);
+    if (d.commit_ev)
+        event_free(d.commit_ev);
+    if (d.base)
+        event_base_free(d.base);
+    store_close(d.store);
+    if (rc == 0)
+        log_info("stopped; database closed");
+    return rc;
+}

@@ -1,0 +1,286 @@
+/*
+ * server.c - the Unix stream socket: listening, accepting (with SO_PEERCRED
+ * identity), reading length-prefixed frames with their size checked before
+ * unpacking, writing replies with backpressure, and closing a misbehaving
+ * connection without touching any other.
+ */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "log.h"
+
+#define LISTEN_BACKLOG 128
+#define REPLY_STACK_BYTES 1024
+
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+
+void conn_unref(struct conn *c)
+{
+    if (--c->refs == 0)
+        free(c);
+}
+
+void conn_close(struct conn *c, const char *why)
+{
+    if (!c->bev)
+        return;
+    struct daemon *d = c->d;
+    if (why)
+        log_info("connection %llu (uid %u pid %d) closed: %s", (unsigned long long)c->serial,
+            (unsigned)c->uid, (int)c->pid, why);
+    else
+        log_debug("connection %llu (uid %u pid %d) closed", (unsigned long long)c->serial,
+            (unsigned)c->uid, (int)c->pid);
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    conn_release_handles(c);
+    TAILQ_REMOVE(&d->conns, c, link);
+    d->nconns--;
+    conn_unref(c);
+}
+
+void conn_send(struct conn *c, const Peerdist__Reply *reply)
+{
+    if (!c->bev)
+        return; /* the client went away while its request was queued */
+    uint8_t stack[REPLY_STACK_BYTES];
+    size_t n = frame_size(&reply->base);
+    uint8_t *buf = n <= sizeof(stack) ? stack : malloc(n);
+    if (!buf) {
+        conn_close(c, "out of memory packing a reply");
+        return;
+    }
+    frame_pack(&reply->base, buf);
+    if (bufferevent_write(c->bev, buf, n) != 0)
+        conn_close(c, "cannot queue reply");
+    if (buf != stack)
+        free(buf);
+    if (c->bev && !c->read_paused &&
+        evbuffer_get_length(bufferevent_get_output(c->bev)) > CONN_MAX_OUTPUT_BYTES) {
+        /* The client is not reading its replies: stop reading its requests. */
+        bufferevent_disable(c->bev, EV_READ);
+        c->read_paused = true;
+    }
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (c->close_after_write && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        conn_close(c, NULL);
+        return;
+    }
+    if (c->read_paused) {
+        c->read_paused = false;
+        bufferevent_enable(bev, EV_READ);
+        conn_read_cb(bev, c); /* requests may be waiting in the input buffer */
+    }
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (what & BEV_EVENT_EOF)
+        conn_close(c, NULL);
+    else if (what & BEV_EVENT_ERROR)
+        conn_close(c, strerror(EVUTIL_SOCKET_ERROR()));
+}
+
+/* Takes whole frames off the input buffer; a bad one closes this connection only. */
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    c->refs++; /* dispatch may close the connection under us */
+    while (c->bev && !c->read_paused && !c->close_after_write) {
+        uint8_t hdr[FRAME_HEADER_SIZE];
+        if (evbuffer_copyout(in, hdr, sizeof(hdr)) != (ev_ssize_t)sizeof(hdr))
+            break;
+        uint32_t payload_len = frame_header_length(hdr);
+        if (payload_len > FRAME_MAX_PAYLOAD) {
+            log_warn("connection %llu (uid %u pid %d): frame length %u exceeds %u bytes",
+                (unsigned long long)c->serial, (unsigned)c->uid, (int)c->pid, payload_len,
+                FRAME_MAX_PAYLOAD);
+            conn_close(c, "oversized frame");
+            break;
+        }
+        size_t frame_len = FRAME_HEADER_SIZE + (size_t)payload_len;
+        if (evbuffer_get_length(in) < frame_len)
+            break;
+        const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)frame_len);
+        Peerdist__Request *req =
+            peerdist__request__unpack(NULL, payload_len, p + FRAME_HEADER_SIZE);
+        evbuffer_drain(in, frame_len);
+        if (!req) {
+            log_warn("connection %llu (uid %u pid %d): undecodable frame of %u bytes",
+                (unsigned long long)c->serial, (unsigned)c->uid, (int)c->pid, payload_len);
+            conn_close(c, "malformed frame");
+            break;
+        }
+        dispatch_request(c, req);
+        peerdist__request__free_unpacked(req, NULL);
+    }
+    conn_unref(c);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+    void *arg)
+{
+    struct daemon *d = arg;
+    struct ucred cred;
+    socklen_t cl = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0) {
+        log_warn("SO_PEERCRED: %s; refusing connection", strerror(errno));
+        close(fd);
+        return;
+    }
+    if (d->stopping || d->nconns >= d->cfg.max_connections) {
+        log_warn("refusing connection from uid %u pid %d: %s", (unsigned)cred.uid, (int)cred.pid,
+            d->stopping ? "shutting down" : "max_connections reached");
+        close(fd);
+        return;
+    }
+    struct conn *c = calloc(1, sizeof(*c));
+    struct bufferevent *bev = c ? bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    if (!bev) {
+        log_error("out of memory accepting a connection");
+        free(c);
+        close(fd);
+        return;
+    }
+    c->d = d;
+    c->bev = bev;
+    c->serial = ++d->conn_serial;
+    c->uid = cred.uid;
+    c->gid = cred.gid;
+    c->pid = cred.pid;
+    c->refs = 1;
+    LIST_INIT(&c->handles);
+    TAILQ_INSERT_TAIL(&d->conns, c, link);
+    d->nconns++;
+    bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_setwatermark(bev, EV_WRITE, CONN_MAX_OUTPUT_BYTES / 2, 0);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    log_debug("connection %llu from uid %u gid %u pid %d", (unsigned long long)c->serial,
+        (unsigned)c->uid, (unsigned)c->gid, (int)c->pid);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    /* EMFILE and friends: log and keep serving the connections we have. */
+    log_warn("accept: %s", strerror(EVUTIL_SOCKET_ERROR()));
+}
+
+static int make_parent_dir(const char *path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    if (mkdir(dir, 0755) == 0 || errno == EEXIST)
+        return 0;
+    log_error("cannot create %s: %s", dir, strerror(errno));
+    return -1;
+}
+
+/* A socket file that nobody answers on is stale; one that answers belongs to a live daemon. */
+static int clear_stale_socket(const struct sockaddr_un *sun)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int live = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0;
+    close(fd);
+    if (live) {
+        log_error("another peerdistd is already listening on %s", sun->sun_path);
+        return -1;
+    }
+    if (unlink(sun->sun_path) != 0 && errno != ENOENT) {
+        log_error("cannot remove stale socket %s: %s", sun->sun_path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int server_start(struct daemon *d)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    if (strlen(d->cfg.socket_path) >= sizeof(sun.sun_path)) {
+        log_error("socket path too long (max %zu bytes): %s", sizeof(sun.sun_path) - 1,
+            d->cfg.socket_path);
+        return -1;
+    }
+    strcpy(sun.sun_path, d->cfg.socket_path);
+    if (make_parent_dir(sun.sun_path) != 0 || clear_stale_socket(&sun) != 0)
+        return -1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+        log_error("cannot bind %s: %s", sun.sun_path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    /* Every local user may use the API, as on Windows (DESIGN.md, Identity). */
+    if (chmod(sun.sun_path, 0666) != 0)
+        log_warn("chmod %s: %s", sun.sun_path, strerror(errno));
+    d->listener = evconnlistener_new(d->base, accept_cb, d, LEV_OPT_CLOSE_ON_FREE, LISTEN_BACKLOG, fd);
+    if (!d->listener) {
+        log_error("cannot listen on %s", sun.sun_path);
+        close(fd);
+        unlink(sun.sun_path);
+        return -1;
+    }
+    evconnlistener_set_error_cb(d->listener, accept_error_cb);
+    return 0;
+}
+
+/* Best effort, non-blocking: push out replies already queued before the socket closes. */
+static void drain_output(struct conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0)
+        ;
+}
+
+void server_stop(struct daemon *d)
+{
+    if (d->listener) {
+        evconnlistener_free(d->listener);
+        d->listener = NULL;
+        unlink(d->cfg.socket_path);
+    }
+    dispatch_commit(d); /* answer what is queued */
+    while (!TAILQ_EMPTY(&d->conns)) {
+        struct conn *c = TAILQ_FIRST(&d->conns);
+        drain_output(c);
+        conn_close(c, NULL);
+    }
+}
+
+void server_broadcast_status(struct daemon *d)
+{
+    Peerdist__StatusChanged sc = PEERDIST__STATUS_CHANGED__INIT;
+    sc.service_status = dispatch_service_status(d);
+    sc.mode = (char *)config_mode_name(d->cfg.mode);
+    Peerdist__Reply r = PEERDIST__REPLY__INIT;
+    r.body_case = PEERDIST__REPLY__BODY_STATUS_CHANGED;
+    r.status_changed = &sc;
+    for (struct conn *c = TAILQ_FIRST(&d->conns), *next; c; c = next) {
+        next = TAILQ_NEXT(c, link); /* conn_send may close c */
+        if (c->hello_done)
+            conn_send(c, &r);
+    }
+}

@@ -1,0 +1,64 @@
+/*
+ * frame.h - length-prefixed framing of protobuf messages, shared by peerdistd,
+ * libpeerdist and peerdistctl: a 4-byte big-endian payload length, then one
+ * packed peerdist.Request or peerdist.Reply. See proto/README.md.
+ */
+#ifndef PEERDIST_FRAME_H
+#define PEERDIST_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "peerdist.pb-c.h"
+
+/* Protocol versions this build speaks (Hello negotiation). */
+#define PD_PROTOCOL_VERSION_MIN 1
+#define PD_PROTOCOL_VERSION_MAX 1
+
+#define FRAME_HEADER_SIZE 4
+/* Hard cap on a payload, checked before unpacking: protobuf-c has no limit of its own. */
+#define FRAME_MAX_PAYLOAD (4u * 1024 * 1024)
+
+enum frame_status {
+    FRAME_OK = 0,        /* a whole frame is present */
+    FRAME_NEED_MORE = 1, /* not enough bytes yet */
+    FRAME_TOO_BIG = -1,  /* the header announces more than FRAME_MAX_PAYLOAD */
+};
+
+/* The payload length a 4-byte header announces (not yet checked against the cap). */
+uint32_t frame_header_length(const uint8_t hdr[FRAME_HEADER_SIZE]);
+
+/*
+ * Looks for one frame at the start of data[0..len). On FRAME_OK, *payload and
+ * *payload_len describe the message and *frame_len is what to consume.
+ */
+enum frame_status frame_parse(const uint8_t *data, size_t len, const uint8_t **payload,
+    uint32_t *payload_len, size_t *frame_len);
+
+/* Total frame size (header + payload) of a message. */
+size_t frame_size(const ProtobufCMessage *msg);
+
+/* Writes header + packed message into out, which holds frame_size(msg) bytes. */
+size_t frame_pack(const ProtobufCMessage *msg, uint8_t *out);
+
+/*
+ * A growable receive buffer for blocking readers (the library, peerdistctl):
+ * append what read() returned, then take whole frames with frame_buf_next.
+ */
+struct frame_buf {
+    uint8_t *data;
+    size_t start; /* first unconsumed byte */
+    size_t len;   /* bytes from data[0] that hold received data */
+    size_t cap;
+};
+
+void frame_buf_init(struct frame_buf *fb);
+void frame_buf_free(struct frame_buf *fb);
+void frame_buf_reset(struct frame_buf *fb);
+/* Space for at least `want` more bytes; returns where to read into, or NULL on ENOMEM. */
+uint8_t *frame_buf_space(struct frame_buf *fb, size_t want, size_t *avail);
+void frame_buf_commit(struct frame_buf *fb, size_t n);
+enum frame_status frame_buf_next(struct frame_buf *fb, const uint8_t **payload,
+    uint32_t *payload_len);
+
+#endif /* PEERDIST_FRAME_H */
