@@ -1,0 +1,36 @@
+/*
+ * harness.h - integration-test helpers: run the real peerdistd on a
+ * throw-away socket, database and configuration file in a private directory.
+ */
+#ifndef PEERDIST_TEST_HARNESS_H
+#define PEERDIST_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct test_daemon {
+    pid_t pid;
+    char dir[64];
+    char sock[128];
+    char db[128];
+    char conf[128];
+    char log[128];
+};
+
+/* Creates the directory (mode 0711, so other users reach the 0666 socket) and a config. */
+void td_init(struct test_daemon *d, const char *mode);
+/* Rewrites the configuration file's mode (then td_signal(d, SIGHUP) to apply it). */
+void td_set_mode(struct test_daemon *d, const char *mode);
+/* Starts peerdistd and waits until its socket answers; sets PEERDIST_SOCKET. */
+void td_start(struct test_daemon *d);
+/* SIGTERM and wait; returns the exit status. */
+int td_stop(struct test_daemon *d);
+void td_kill(struct test_daemon *d);
+void td_signal(struct test_daemon *d, int sig);
+void td_cleanup(struct test_daemon *d);
+/* True if the daemon's log contains needle. */
+bool td_log_contains(struct test_daemon *d, const char *needle);
+/* Runs one SQL statement on the daemon's database; returns the first column of the first row. */
+long long td_sql(struct test_daemon *d, const char *sql);
+
+#endif

@@ -1,0 +1,177 @@
+/*
+ * test_store.c - unit tests of the store: migrations (fresh, partial,
+ * refusing a newer database, a failing migration rolls back) and the
+ * label flush, which must remove exactly one (uid, tag)'s rows.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store.h"
+
+static char dir[64];
+static char path[128];
+
+static void setup(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/pdstore.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/cache.db", dir);
+}
+
+static void teardown(void)
+{
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static const uint8_t tag_a[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+static const uint8_t tag_b[16] = {0xaa};
+static const uint8_t seg1[32] = {0x11};
+static const uint8_t seg2[32] = {0x22};
+
+START_TEST(fresh_database_is_migrated)
+{
+    struct store *st;
+    char err[256];
+    ck_assert_int_eq(store_open(path, &st, err, sizeof(err)), 0);
+    ck_assert_int_eq(store_user_version(store_db(st)), schema_migration_count);
+    sqlite3_stmt *s;
+    ck_assert_int_eq(sqlite3_prepare_v2(store_db(st), "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
+    ck_assert_str_eq((const char *)sqlite3_column_text(s, 0), "wal");
+    sqlite3_finalize(s);
+    store_close(st);
+    /* Re-opening applies nothing and keeps the version. */
+    ck_assert_int_eq(store_open(path, &st, err, sizeof(err)), 0);
+    ck_assert_int_eq(store_user_version(store_db(st)), schema_migration_count);
+    store_close(st);
+}
+END_TEST
+
+START_TEST(newer_database_is_refused)
+{
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", schema_migration_count + 1);
+    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    struct store *st = NULL;
+    char err[256] = "";
+    ck_assert_int_eq(store_open(path, &st, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "newer"));
+    /* Never migrated down: the version is untouched. */
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(store_user_version(db), schema_migration_count + 1);
+    sqlite3_close(db);
+}
+END_TEST
+
+START_TEST(migrations_apply_in_order_and_fail_atomically)
+{
+    const struct schema_migration ms[] = {
+        {1, "001_a.sql", "CREATE TABLE a (x INTEGER);"},
+        {2, "002_b.sql", "CREATE TABLE b (y INTEGER);"},
+        {3, "003_bad.sql", "CREATE TABLE c (z INTEGER); THIS IS NOT SQL;"},
+    };
+    sqlite3 *db;
+    char err[256];
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(store_migrate(db, ms, 1, err, sizeof(err)), 0);
+    ck_assert_int_eq(store_user_version(db), 1);
+    /* A later daemon knows more migrations: only the new ones run. */
+    ck_assert_int_eq(store_migrate(db, ms, 2, err, sizeof(err)), 0);
+    ck_assert_int_eq(store_user_version(db), 2);
+    /* A failing migration leaves neither its table nor a new version behind. */
+    ck_assert_int_eq(store_migrate(db, ms, 3, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "003_bad.sql"));
+    ck_assert_int_eq(store_user_version(db), 2);
+    ck_assert_int_ne(sqlite3_exec(db, "SELECT * FROM c", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+END_TEST
+
+START_TEST(flush_removes_only_that_uid_and_tag)
+{
+    struct store *st;
+    char err[256];
+    ck_assert_int_eq(store_open(path, &st, err, sizeof(err)), 0);
+    for (uint32_t b = 0; b < 10; b++) {
+        ck_assert_int_eq(store_label_add(st, 1000, tag_a, seg1, sizeof(seg1), b), 0);
+        ck_assert_int_eq(store_label_add(st, 1000, tag_b, seg1, sizeof(seg1), b), 0);
+        ck_assert_int_eq(store_label_add(st, 1001, tag_a, seg2, sizeof(seg2), b), 0);
+    }
+    /* Adding a label twice is idempotent. */
+    ck_assert_int_eq(store_label_add(st, 1000, tag_a, seg1, sizeof(seg1), 3), 0);
+    ck_assert_int_eq(store_tag_labels(st, 1000, tag_a), 10);
+
+    uint64_t removed = 99;
+    ck_assert_int_eq(store_flush_tag(st, 1000, tag_a, &removed), 0);
+    ck_assert_uint_eq(removed, 10);
+    ck_assert_int_eq(store_tag_labels(st, 1000, tag_a), 0);
+    ck_assert_int_eq(store_tag_labels(st, 1000, tag_b), 10); /* another tag of the same uid */
+    ck_assert_int_eq(store_tag_labels(st, 1001, tag_a), 10); /* the same tag of another uid */
+
+    ck_assert_int_eq(store_flush_tag(st, 1000, tag_a, &removed), 0);
+    ck_assert_uint_eq(removed, 0); /* flushing an empty tag is fine */
+    store_close(st);
+}
+END_TEST
+
+START_TEST(flush_in_a_rolled_back_transaction_keeps_labels)
+{
+    struct store *st;
+    char err[256];
+    ck_assert_int_eq(store_open(path, &st, err, sizeof(err)), 0);
+    ck_assert_int_eq(store_label_add(st, 5, tag_a, seg1, sizeof(seg1), 0), 0);
+    ck_assert_int_eq(store_begin(st), 0);
+    uint64_t removed;
+    ck_assert_int_eq(store_flush_tag(st, 5, tag_a, &removed), 0);
+    ck_assert_uint_eq(removed, 1);
+    store_rollback(st);
+    ck_assert_int_eq(store_tag_labels(st, 5, tag_a), 1);
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(store_flush_tag(st, 5, tag_a, &removed), 0);
+    ck_assert_int_eq(store_commit(st), 0);
+    store_close(st);
+    /* Committed means durable across a re-open. */
+    ck_assert_int_eq(store_open(path, &st, err, sizeof(err)), 0);
+    ck_assert_int_eq(store_tag_labels(st, 5, tag_a), 0);
+    store_close(st);
+}
+END_TEST
+
+START_TEST(bad_tag_length_rejected_by_schema)
+{
+    struct store *st;
+    char err[256];
+    ck_assert_int_eq(store_open(path, &st, err, sizeof(err)), 0);
+    ck_assert_int_ne(sqlite3_exec(store_db(st),
+        "INSERT INTO labels (uid, tag, segment_id, block) VALUES (1, x'00', x'11', 0)", NULL, NULL, NULL),
+        SQLITE_OK);
+    store_close(st);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("store");
+    TCase *tc = tcase_create("store");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, fresh_database_is_migrated);
+    tcase_add_test(tc, newer_database_is_refused);
+    tcase_add_test(tc, migrations_apply_in_order_and_fail_atomically);
+    tcase_add_test(tc, flush_removes_only_that_uid_and_tag);
+    tcase_add_test(tc, flush_in_a_rolled_back_transaction_keeps_labels);
+    tcase_add_test(tc, bad_tag_length_rejected_by_schema);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
