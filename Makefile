@@ -1,0 +1,60 @@
+# Makefile - the two commands of the quick start, plus the CI extras.
+#   make run        build, then run peerdistd in the foreground on .run/ in this checkout
+#   make test       build, then run the whole test suite
+#   make test-asan  the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make fuzz       the content-information parser under libFuzzer for FUZZ_SECONDS
+# Each target installs missing Debian packages first (needs root and apt).
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+RUN_DIR    := $(CURDIR)/.run
+FUZZ_SECONDS ?= 60
+
+DEBS := cmake make gcc pkg-config libevent-dev libsqlite3-dev sqlite3 libprotobuf-c-dev \
+        protobuf-c-compiler check libsubunit-dev libssl-dev libinih-dev
+
+.PHONY: all deps configure build run test test-asan fuzz install clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEBS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+configure: deps
+	@test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: configure
+	cmake --build $(BUILD) -j$(JOBS)
+
+run: build
+	@mkdir -p $(RUN_DIR)/state
+	@echo "peerdistd: socket $(RUN_DIR)/peerdistd.sock, database $(RUN_DIR)/cache.db"
+	@echo "talk to it from another terminal:"
+	@echo "  PEERDIST_SOCKET=$(RUN_DIR)/peerdistd.sock $(CURDIR)/$(BUILD)/client/peerdistctl status"
+	@echo "stop it with Ctrl-C."
+	exec $(BUILD)/daemon/peerdistd --socket $(RUN_DIR)/peerdistd.sock --db $(RUN_DIR)/cache.db \
+	    --state-dir $(RUN_DIR)/state
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure
+
+test-asan: deps
+	@test -f $(ASAN_BUILD)/CMakeCache.txt || cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DPEERDIST_SANITIZE=ON
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure
+
+fuzz: deps
+	sh fuzz/run.sh $(FUZZ_SECONDS)
+
+install: build
+	cmake --install $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(RUN_DIR)

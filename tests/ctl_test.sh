@@ -1,0 +1,40 @@
+#!/bin/sh
+# ctl_test.sh PEERDISTD PEERDISTCTL - peerdistctl status against a real daemon, and
+# its exit codes (0 success, 1 failure, 2 bad usage).
+set -u
+daemon=$1
+ctl=$2
+tmp=$(mktemp -d /tmp/pdctl.XXXXXX)
+pid=
+trap 'kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+"$ctl" --socket "$tmp/s.sock" status >/dev/null 2>&1
+[ $? -eq 1 ] || fail "status without a daemon should exit 1"
+"$ctl" --socket "$tmp/s.sock" status --json 2>/dev/null | grep -q '"status": "unavailable"' ||
+    fail "json without a daemon should say unavailable"
+"$ctl" frobnicate >/dev/null 2>&1
+[ $? -eq 2 ] || fail "unknown command should exit 2"
+"$ctl" >/dev/null 2>&1
+[ $? -eq 2 ] || fail "no command should exit 2"
+
+printf '[peerdistd]\nmode = disabled\n' >"$tmp/conf"
+"$daemon" --socket "$tmp/s.sock" --db "$tmp/cache.db" --config "$tmp/conf" 2>"$tmp/log" &
+pid=$!
+for _ in $(seq 100); do test -S "$tmp/s.sock" && break; sleep 0.05; done
+out=$(PEERDIST_SOCKET="$tmp/s.sock" "$ctl" status --json) || fail "status --json exit $?"
+echo "$out"
+echo "$out" | grep -q '"status": "disabled"' || fail "status should be disabled"
+echo "$out" | grep -q '"mode": "disabled"' || fail "mode should be disabled"
+echo "$out" | grep -q "\"database\": \"$tmp/cache.db\"" || fail "database path"
+echo "$out" | grep -q '"connections": 1' || fail "connections"
+"$ctl" --socket "$tmp/s.sock" status | grep -q '^mode: *disabled' || fail "plain status"
+
+# A bad configuration is refused at start-up with the line number.
+printf '[peerdistd]\nmode = sideways\n' >"$tmp/bad.conf"
+"$daemon" --socket "$tmp/b.sock" --db "$tmp/b.db" --config "$tmp/bad.conf" 2>"$tmp/badlog"
+[ $? -eq 1 ] || fail "bad config should exit 1"
+grep -q "bad.conf:2: mode: 'sideways'" "$tmp/badlog" || fail "bad config message: $(cat "$tmp/badlog")"
+"$daemon" --socket "$tmp/b.sock" --db "$tmp/b.db" --config "$tmp/missing.conf" 2>"$tmp/badlog"
+[ $? -eq 1 ] || fail "a missing explicit config should exit 1"
+echo "ctl test passed"
