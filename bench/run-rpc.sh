@@ -1,0 +1,75 @@
+#!/bin/sh
+# run-rpc.sh - build rpc_bench, run it against a private peerdistd (temp socket,
+# database and state dir), then print the daemon's peak RSS and clean up.
+# Arguments are passed to rpc_bench (e.g. -r 3 -n 5000). Works from any cwd.
+set -eu
+
+# Seconds to wait for the daemon's socket: first start migrates a new database.
+SOCKET_WAIT_S=10
+BUILD_JOBS=2
+
+cd "$(dirname "$0")/.."
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/peerdist-rpc.XXXXXX")
+daemon_pid=
+cleanup() {
+    if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
+        kill -TERM "$daemon_pid" 2>/dev/null || true
+        wait "$daemon_pid" 2>/dev/null || true
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+build() {
+    cmake --build build -j"$BUILD_JOBS" --target rpc_bench peerdistd >"$tmp/build.log" 2>&1
+}
+if [ ! -f build/CMakeCache.txt ]; then
+    cmake -S . -B build >"$tmp/configure.log" 2>&1 || { cat "$tmp/configure.log" >&2; exit 1; }
+fi
+# bench/CMakeLists.txt adds rpc_bench only if its source existed at configure
+# time, so a build tree older than it needs one reconfigure.
+if ! build; then
+    cmake -S . -B build >"$tmp/configure.log" 2>&1 || { cat "$tmp/configure.log" >&2; exit 1; }
+    build || { cat "$tmp/build.log" >&2; exit 1; }
+fi
+
+# An empty config file keeps a system-wide /etc/peerdist/peerdistd.conf out of the run.
+: >"$tmp/peerdistd.conf"
+mkdir "$tmp/state"
+sock="$tmp/s.sock"
+build/daemon/peerdistd --config "$tmp/peerdistd.conf" --socket "$sock" --db "$tmp/cache.db" \
+    --state-dir "$tmp/state" --mode local --log-level warn 2>"$tmp/peerdistd.log" &
+daemon_pid=$!
+
+waited=0
+while [ ! -S "$sock" ]; do
+    if ! kill -0 "$daemon_pid" 2>/dev/null; then
+        echo "run-rpc.sh: peerdistd exited before listening:" >&2
+        cat "$tmp/peerdistd.log" >&2
+        exit 1
+    fi
+    if [ "$waited" -ge $((SOCKET_WAIT_S * 10)) ]; then
+        echo "run-rpc.sh: no socket at $sock after ${SOCKET_WAIT_S}s" >&2
+        exit 1
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+done
+
+rc=0
+PEERDIST_SOCKET="$sock" build/bench/rpc_bench "$@" || rc=$?
+
+# VmHWM is the peak resident set since start; read it before the daemon exits.
+hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$daemon_pid/status" 2>/dev/null || true)
+echo "peerdistd_peak_rss_kib=${hwm:-unknown} (VmHWM)"
+
+kill -TERM "$daemon_pid"
+if ! wait "$daemon_pid"; then
+    echo "run-rpc.sh: peerdistd did not exit cleanly on SIGTERM; its log:" >&2
+    cat "$tmp/peerdistd.log" >&2
+    [ "$rc" -ne 0 ] || rc=1
+fi
+daemon_pid=
+exit "$rc"
