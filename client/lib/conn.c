@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +32,8 @@
 #include "win32.h"
 
 #define OP_BUCKETS 256
+/* A synchronous caller's blocking read returns at least this often to check its deadline. */
+#define PD_READ_SLICE_MS 1000
 #define SEND_STACK_BYTES 1024
 
 struct pd_op {
@@ -55,7 +58,9 @@ struct status_reg {
 
 struct pdconn {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;    /* callers waiting for a reply or the read token */
+    pthread_cond_t bg_cv; /* the background thread waiting for work */
+    unsigned waiters;     /* callers waiting on cv: no wake-up when there are none */
     pthread_mutex_t wmu;
     int fd;
     bool broken;  /* a write failed: the socket is shut down, cleanup pending */
@@ -87,7 +92,26 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void timed_wait(struct pdconn *c, int64_t ms)
+/* Wakes callers waiting on cv, if any (a needless wake-up costs as much as a round trip). */
+static void wake_waiters(struct pdconn *c)
+{
+    if (c->waiters)
+        pthread_cond_broadcast(&c->cv);
+}
+
+static bool bg_has_work(const struct pdconn *c)
+{
+    return c->nasync > 0 || c->reg.active || c->stop;
+}
+
+static void wait_on(struct pdconn *c, pthread_cond_t *cv)
+{
+    c->waiters += cv == &c->cv;
+    pthread_cond_wait(cv, &c->mu);
+    c->waiters -= cv == &c->cv;
+}
+
+static void timed_wait(struct pdconn *c, pthread_cond_t *cv, int64_t ms)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -97,7 +121,9 @@ static void timed_wait(struct pdconn *c, int64_t ms)
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000L;
     }
-    pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+    c->waiters += cv == &c->cv;
+    pthread_cond_timedwait(cv, &c->mu, &ts);
+    c->waiters -= cv == &c->cv;
 }
 
 /* ---- pending operations ---- */
@@ -108,7 +134,7 @@ static void op_insert(struct pdconn *c, struct pd_op *op)
     op->next = *b;
     *b = op;
     if (op->async && c->nasync++ == 0)
-        pthread_cond_broadcast(&c->cv); /* the background thread should read */
+        pthread_cond_signal(&c->bg_cv); /* the background thread should read */
 }
 
 static struct pd_op *op_remove(struct pdconn *c, uint64_t id)
@@ -150,7 +176,7 @@ static void fail_all_locked(struct pdconn *c, DWORD status)
         }
     }
     c->nasync = 0;
-    pthread_cond_broadcast(&c->cv);
+    wake_waiters(c);
 }
 
 /* ---- status registration ---- */
@@ -237,7 +263,7 @@ static void handle_reply(struct pdconn *c, Peerdist__Reply *r)
         op->reply = r;
         op->status = r->status;
         op->done = true;
-        pthread_cond_broadcast(&c->cv);
+        wake_waiters(c);
         pthread_mutex_unlock(&c->mu);
         return;
     }
@@ -253,20 +279,27 @@ enum read_result { READ_DATA, READ_IDLE, READ_LOST };
  * One poll + read on the socket, delivering every whole reply found. The
  * caller holds the read token (so c->fd is stable) but not c->mu.
  */
-static enum read_result read_some(struct pdconn *c, int fd, int wake_fd, int timeout_ms)
+static enum read_result read_some(struct pdconn *c, int fd, int wake_fd)
 {
-    struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN}, {.fd = wake_fd, .events = POLLIN}};
-    int n = poll(pfd, wake_fd >= 0 ? 2 : 1, timeout_ms);
-    if (n < 0 && errno != EINTR)
-        return READ_LOST;
-    if (n <= 0)
-        return READ_IDLE;
-    if (wake_fd >= 0 && (pfd[1].revents & POLLIN)) {
-        uint64_t v;
-        (void)!read(wake_fd, &v, sizeof(v));
+    /*
+     * The background thread polls so that its wake-up fd can stop it. A
+     * synchronous caller reads straight away (one system call fewer per round
+     * trip); SO_RCVTIMEO bounds that read so the caller can check its deadline.
+     */
+    if (wake_fd >= 0) {
+        struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN}, {.fd = wake_fd, .events = POLLIN}};
+        int n = poll(pfd, 2, -1);
+        if (n < 0 && errno != EINTR)
+            return READ_LOST;
+        if (n <= 0)
+            return READ_IDLE;
+        if (pfd[1].revents & POLLIN) {
+            uint64_t v;
+            (void)!read(wake_fd, &v, sizeof(v));
+        }
+        if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR)))
+            return READ_IDLE;
     }
-    if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR)))
-        return READ_IDLE;
     size_t avail;
     uint8_t *space = frame_buf_space(&c->rbuf, 64 * 1024, &avail);
     if (!space)
@@ -290,17 +323,19 @@ static enum read_result read_some(struct pdconn *c, int fd, int wake_fd, int tim
 }
 
 /* Takes the read token for one read_some; called and returns with c->mu held. */
-static enum read_result read_turn(struct pdconn *c, int wake_fd, int timeout_ms)
+static enum read_result read_turn(struct pdconn *c, int wake_fd)
 {
     c->reading = true;
     int fd = c->fd;
     pthread_mutex_unlock(&c->mu);
-    enum read_result rr = read_some(c, fd, wake_fd, timeout_ms);
+    enum read_result rr = read_some(c, fd, wake_fd);
     pthread_mutex_lock(&c->mu);
     if (rr == READ_LOST || c->broken)
         lost_locked(c);
     c->reading = false;
-    pthread_cond_broadcast(&c->cv);
+    wake_waiters(c);
+    if (wake_fd < 0 && bg_has_work(c))
+        pthread_cond_signal(&c->bg_cv); /* hand the token back to the background thread */
     return rr;
 }
 
@@ -359,6 +394,8 @@ static void connect_locked(struct pdconn *c)
         close(fd);
         return;
     }
+    struct timeval tv = {PD_READ_SLICE_MS / 1000, (PD_READ_SLICE_MS % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     c->fd = fd;
     c->generation++;
     reg_check_locked(c);
@@ -369,9 +406,9 @@ static DWORD ensure_locked(struct pdconn *c)
 {
     while (c->fd >= 0 && c->broken) {
         if (c->reading)
-            pthread_cond_wait(&c->cv, &c->mu);
+            wait_on(c, &c->cv);
         else
-            read_turn(c, -1, 0);
+            read_turn(c, -1);
     }
     if (c->fd < 0 && !c->stop)
         connect_locked(c);
@@ -453,9 +490,9 @@ DWORD pdconn_call(struct pdconn *c, Peerdist__Request *req, Peerdist__Reply **re
             shutdown(c->fd, SHUT_RDWR);
         }
         if (!c->reading && c->fd >= 0)
-            read_turn(c, -1, left > 0 ? (int)left : 0);
+            read_turn(c, -1);
         else
-            timed_wait(c, left > 0 ? left : 10);
+            timed_wait(c, &c->cv, left > 0 ? left : 10);
     }
     pthread_mutex_unlock(&c->mu);
     if (reply)
@@ -502,7 +539,7 @@ DWORD pdconn_register_status(struct pdconn *c, BOOL ex, LPOVERLAPPED ov, HANDLE 
     w32_begin(ov);
     reg_check_locked(c);
     if (r->active)
-        pthread_cond_broadcast(&c->cv); /* the background thread watches for changes */
+        pthread_cond_signal(&c->bg_cv); /* the background thread watches for changes */
     pthread_mutex_unlock(&c->mu);
     return ERROR_IO_PENDING;
 }
@@ -526,13 +563,13 @@ static void *reader_thread(void *arg)
     while (!c->stop) {
         bool want = c->nasync > 0 || c->reg.active;
         if (want && c->fd >= 0 && !c->reading) {
-            read_turn(c, c->wake_fd, -1);
+            read_turn(c, c->wake_fd);
         } else if (c->reg.active && c->fd < 0) {
             connect_locked(c);
             if (c->fd < 0)
-                timed_wait(c, PD_RECONNECT_INTERVAL_MS);
+                timed_wait(c, &c->bg_cv, PD_RECONNECT_INTERVAL_MS);
         } else {
-            pthread_cond_wait(&c->cv, &c->mu);
+            wait_on(c, &c->bg_cv);
         }
     }
     pthread_mutex_unlock(&c->mu);
@@ -550,6 +587,7 @@ struct pdconn *pdconn_new(const char *path)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&c->cv, &ca);
+    pthread_cond_init(&c->bg_cv, &ca);
     pthread_condattr_destroy(&ca);
     c->fd = -1;
     c->reg.last_reported = PEERDIST_STATUS_DISABLED;
@@ -585,13 +623,14 @@ void pdconn_stop(struct pdconn *c)
     if (c->fd >= 0)
         shutdown(c->fd, SHUT_RDWR); /* a reader wakes with EOF and aborts what is pending */
     pthread_cond_broadcast(&c->cv);
+    pthread_cond_signal(&c->bg_cv);
     pthread_mutex_unlock(&c->mu);
     uint64_t one = 1;
     (void)!write(c->wake_fd, &one, sizeof(one));
     pthread_join(c->thread, NULL);
     pthread_mutex_lock(&c->mu);
     while (c->reading)
-        pthread_cond_wait(&c->cv, &c->mu);
+        wait_on(c, &c->cv);
     if (c->fd >= 0) {
         c->reading = true;
         lost_locked(c);
@@ -608,5 +647,6 @@ void pdconn_free(struct pdconn *c)
     pthread_mutex_destroy(&c->mu);
     pthread_mutex_destroy(&c->wmu);
     pthread_cond_destroy(&c->cv);
+    pthread_cond_destroy(&c->bg_cv);
     free(c);
 }
