@@ -778,6 +778,45 @@ START_TEST(sigterm_stops_cleanly)
 }
 END_TEST
 
+/* SIGTERM with requests in flight: each completes (answered or unavailable), none hangs. */
+START_TEST(sigterm_with_flushes_in_flight)
+{
+    PEERDIST_INSTANCE_HANDLE h = startup();
+    HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
+    PEERDIST_CONTENT_TAG tag = make_tag(13);
+    static OVERLAPPED ov[200];
+    memset(ov, 0, sizeof(ov));
+    int pending = 0;
+    for (int i = 0; i < 200; i++) {
+        DWORD rc = PeerDistClientFlushContent(h, &tag, port, 1, &ov[i]);
+        /* Once the daemon has gone, a call fails synchronously instead. */
+        ck_assert(rc == ERROR_IO_PENDING || (i > 100 && rc == PEERDIST_ERROR_SERVICE_UNAVAILABLE));
+        pending += rc == ERROR_IO_PENDING;
+        if (i == 100)
+            td_signal(&td, SIGTERM);
+    }
+    int answered = 0, unavailable = 0;
+    for (int i = 0; i < pending; i++) {
+        DWORD bytes, err;
+        ULONG_PTR key;
+        LPOVERLAPPED got;
+        BOOL ok = dequeue(port, 10000, &bytes, &key, &got, &err);
+        ck_assert_ptr_nonnull(got);
+        if (ok)
+            answered++;
+        else if (err == PEERDIST_ERROR_SERVICE_UNAVAILABLE)
+            unavailable++;
+    }
+    ck_assert_int_eq(answered + unavailable, pending);
+    ck_assert_int_gt(answered, 0);
+    assert_port_empty(port);
+    int status = td_stop(&td);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    PeerDistShutdown(h);
+    CloseHandle(port);
+}
+END_TEST
+
 START_TEST(second_daemon_on_same_socket_refused)
 {
     struct test_daemon other = td;
@@ -822,6 +861,7 @@ int main(void)
     tcase_add_test(tc, unknown_request_type_gets_clear_error);
     tcase_add_test(tc, hostile_frames_close_only_that_connection);
     tcase_add_test(tc, sigterm_stops_cleanly);
+    tcase_add_test(tc, sigterm_with_flushes_in_flight);
     tcase_add_test(tc, second_daemon_on_same_socket_refused);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
