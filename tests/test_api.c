@@ -21,6 +21,7 @@
 
 #include "frame.h"
 #include "harness.h"
+#include "check_run.h"
 
 static struct test_daemon td;
 
@@ -864,9 +865,5 @@ int main(void)
     tcase_add_test(tc, sigterm_with_flushes_in_flight);
     tcase_add_test(tc, second_daemon_on_same_socket_refused);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

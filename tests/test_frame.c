@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "frame.h"
+#include "check_run.h"
 
 static size_t pack_request(uint64_t id, uint8_t *out)
 {
@@ -131,9 +132,5 @@ int main(void)
     tcase_add_test(tc, split_across_reads);
     tcase_add_test(tc, buffer_reports_oversized);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

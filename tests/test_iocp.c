@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <peerdist.h>
+#include "check_run.h"
 
 static HANDLE new_port(void)
 {
@@ -262,9 +263,5 @@ int main(void)
     tcase_add_test(tc, handles_are_typed_and_never_reused);
     tcase_add_test(tc, overlapped_layout_matches_windows);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "check_run.h"
 
 static char dir[64];
 static char path[128];
@@ -169,9 +170,5 @@ int main(void)
     tcase_add_test(tc, flush_in_a_rolled_back_transaction_keeps_labels);
     tcase_add_test(tc, bad_tag_length_rejected_by_schema);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }
