@@ -508,6 +508,7 @@ START_TEST(no_daemon_is_unavailable_not_fatal)
     PEERDIST_CONTENT_TAG tag = make_tag(10);
     OVERLAPPED ov = {0};
     ck_assert_uint_eq(PeerDistClientFlushContent(h, &tag, NULL, 0, &ov), PEERDIST_ERROR_SERVICE_UNAVAILABLE);
+    ck_assert(HasOverlappedIoCompleted(&ov)); /* nothing pending is left behind */
     PEERDIST_CONTENT_HANDLE c;
     ck_assert_uint_eq(PeerDistClientOpenContent(h, &tag, NULL, 0, &c), PEERDIST_ERROR_SERVICE_UNAVAILABLE);
     HANDLE ev = CreateEvent(NULL, TRUE, FALSE, NULL);

@@ -515,8 +515,11 @@ DWORD pdconn_submit(struct pdconn *c, Peerdist__Request *req, const struct pd_as
     if (rc == ERROR_SUCCESS)
         rc = send_locked(c, req, op);
     pthread_mutex_unlock(&c->mu);
-    if (rc != ERROR_SUCCESS)
+    if (rc != ERROR_SUCCESS) {
+        /* No completion will come: leave ov looking finished, never STATUS_PENDING forever. */
+        a->ov->Internal = rc;
         free(op);
+    }
     return rc;
 }
 
