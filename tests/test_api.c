@@ -6,6 +6,7 @@
  * routines, concurrency, policy, and the daemon going away and coming back.
  */
 #include <check.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -770,6 +771,60 @@ START_TEST(hostile_frames_close_only_that_connection)
 }
 END_TEST
 
+static long daemon_rss_kib(void)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)td.pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    long kib = -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+/* A client that sends requests but never reads replies: the daemon stops reading it once
+ * 8 MiB of replies are queued, its memory stays bounded, and others are still served. */
+START_TEST(client_that_never_reads_is_bounded)
+{
+    int fd = raw_connect();
+    raw_hello(fd, 1, 1, ERROR_SUCCESS, 1);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    Peerdist__GetStatusRequest g = PEERDIST__GET_STATUS_REQUEST__INIT;
+    Peerdist__Request req = PEERDIST__REQUEST__INIT;
+    req.body_case = PEERDIST__REQUEST__BODY_GET_STATUS;
+    req.get_status = &g;
+    static uint8_t burst[64 * 1024];
+    size_t one = frame_size(&req.base), n = 0;
+    for (uint64_t id = 1; n + one <= sizeof(burst); id++) {
+        req.id = id;
+        n += frame_pack(&req.base, burst + n);
+    }
+    long sent = 0;
+    size_t off = 0;
+    int stalls = 0;
+    while (stalls < 50 && sent < 64L * 1024 * 1024) {
+        ssize_t w = write(fd, burst + off, n - off);
+        if (w > 0) {
+            sent += w;
+            off = (off + (size_t)w) % n;
+            stalls = 0;
+        } else {
+            stalls++; /* the socket is full: has the daemon stopped reading us? */
+            usleep(20000);
+        }
+    }
+    ck_assert_msg(sent < 64L * 1024 * 1024, "the daemon never stopped reading (%ld bytes)", sent);
+    ck_assert_msg(sent > 1024L * 1024, "stopped after only %ld bytes", sent);
+    ck_assert_int_lt(daemon_rss_kib(), 64 * 1024);
+    assert_daemon_serves();
+    close(fd);
+    assert_daemon_serves();
+}
+END_TEST
+
 START_TEST(sigterm_stops_cleanly)
 {
     int status = td_stop(&td);
@@ -862,6 +917,7 @@ int main(void)
     tcase_add_test(tc, version_negotiation);
     tcase_add_test(tc, unknown_request_type_gets_clear_error);
     tcase_add_test(tc, hostile_frames_close_only_that_connection);
+    tcase_add_test(tc, client_that_never_reads_is_bounded);
     tcase_add_test(tc, sigterm_stops_cleanly);
     tcase_add_test(tc, sigterm_with_flushes_in_flight);
     tcase_add_test(tc, second_daemon_on_same_socket_refused);
