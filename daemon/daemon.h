@@ -32,7 +32,12 @@ struct content_handle {
 
 struct conn {
     struct daemon *d;
-    struct bufferevent *bev; /* NULL once closed */
+    int fd;                 /* -1 once closed */
+    struct event *rev;      /* readable: persistent while reading is allowed */
+    struct event *wev;      /* writable: armed only while replies wait for socket space */
+    struct evbuffer *in;    /* bytes read, not yet a whole frame */
+    struct evbuffer *out;   /* replies not yet written */
+    bool flush_queued;      /* on d->to_flush */
     uint64_t serial;         /* for log lines */
     uid_t uid;
     gid_t gid;
@@ -46,6 +51,7 @@ struct conn {
     unsigned refs; /* the list membership plus queued work that will reply */
     LIST_HEAD(, content_handle) handles;
     TAILQ_ENTRY(conn) link;
+    TAILQ_ENTRY(conn) flush_link;
 };
 
 struct pending_flush {
@@ -63,6 +69,8 @@ struct daemon {
     struct evconnlistener *listener;
     struct event *signals[3];
     struct event *commit_ev;
+    struct event *flush_ev; /* writes queued replies once the loop has read what is ready */
+    TAILQ_HEAD(, conn) to_flush;
     TAILQ_HEAD(, conn) conns;
     unsigned nconns;
     uint64_t conn_serial;
@@ -74,6 +82,7 @@ struct daemon {
 
 /* server.c */
 int server_start(struct daemon *d);
+void server_flush(struct daemon *d);
 void server_stop(struct daemon *d);
 void conn_send(struct conn *c, const Peerdist__Reply *reply);
 void conn_close(struct conn *c, const char *why);

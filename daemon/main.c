@@ -166,6 +166,11 @@ static void commit_cb(evutil_socket_t fd, short what, void *arg)
     dispatch_commit(arg);
 }
 
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    server_flush(arg);
+}
+
 static int make_db_dir(const char *db_path)
 {
     char dir[PATH_MAX];
@@ -205,7 +210,11 @@ int main(int argc, char **argv)
     d.base = event_base_new();
     if (!d.base)
         goto out;
+    TAILQ_INIT(&d.to_flush);
     d.commit_ev = event_new(d.base, -1, 0, commit_cb, &d);
+    d.flush_ev = event_new(d.base, -1, 0, flush_cb, &d);
+    if (!d.commit_ev || !d.flush_ev)
+        goto out;
     const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
     for (int i = 0; i < 3; i++) {
         d.signals[i] = evsignal_new(d.base, sigs[i], signal_cb, &d);
@@ -226,6 +235,8 @@ out:
             event_free(d.signals[i]);
     if (d.commit_ev)
         event_free(d.commit_ev);
+    if (d.flush_ev)
+        event_free(d.flush_ev);
     if (d.base)
         event_base_free(d.base);
     store_close(d.store);

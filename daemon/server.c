@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +21,10 @@
 #define LISTEN_BACKLOG 128
 #define REPLY_STACK_BYTES 1024
 
-static void conn_read_cb(struct bufferevent *bev, void *arg);
+/* Bytes asked of one read(): many small frames, or a good part of a large one. */
+#define READ_CHUNK (64 * 1024)
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
 
 void conn_unref(struct conn *c)
 {
@@ -32,7 +34,7 @@ void conn_unref(struct conn *c)
 
 void conn_close(struct conn *c, const char *why)
 {
-    if (!c->bev)
+    if (c->fd < 0)
         return;
     struct daemon *d = c->d;
     if (why)
@@ -41,68 +43,98 @@ void conn_close(struct conn *c, const char *why)
     else
         log_debug("connection %llu (uid %u pid %d) closed", (unsigned long long)c->serial,
             (unsigned)c->uid, (int)c->pid);
-    bufferevent_free(c->bev);
-    c->bev = NULL;
+    if (c->flush_queued) {
+        TAILQ_REMOVE(&d->to_flush, c, flush_link);
+        c->flush_queued = false;
+    }
+    event_free(c->rev);
+    event_free(c->wev);
+    evbuffer_free(c->in);
+    evbuffer_free(c->out);
+    close(c->fd);
+    c->fd = -1;
     conn_release_handles(c);
     TAILQ_REMOVE(&d->conns, c, link);
     d->nconns--;
     conn_unref(c);
 }
 
+/*
+ * Replies are queued, then written together once the loop has handled what
+ * is ready (server_flush): one write for many replies, and no write-event
+ * registration unless the socket is full.
+ */
 void conn_send(struct conn *c, const Peerdist__Reply *reply)
 {
-    if (!c->bev)
+    if (c->fd < 0)
         return; /* the client went away while its request was queued */
-    uint8_t stack[REPLY_STACK_BYTES];
     size_t n = frame_size(&reply->base);
-    uint8_t *buf = n <= sizeof(stack) ? stack : malloc(n);
-    if (!buf) {
-        conn_close(c, "out of memory packing a reply");
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(c->out, (ev_ssize_t)n, &v, 1) < 1) {
+        conn_close(c, "out of memory queueing a reply");
         return;
     }
-    frame_pack(&reply->base, buf);
-    if (bufferevent_write(c->bev, buf, n) != 0)
-        conn_close(c, "cannot queue reply");
-    if (buf != stack)
-        free(buf);
-    if (c->bev && !c->read_paused &&
-        evbuffer_get_length(bufferevent_get_output(c->bev)) > CONN_MAX_OUTPUT_BYTES) {
+    v.iov_len = frame_pack(&reply->base, v.iov_base);
+    evbuffer_commit_space(c->out, &v, 1);
+    if (!c->flush_queued) {
+        c->flush_queued = true;
+        TAILQ_INSERT_TAIL(&c->d->to_flush, c, flush_link);
+        event_active(c->d->flush_ev, EV_TIMEOUT, 0);
+    }
+    if (!c->read_paused && evbuffer_get_length(c->out) > CONN_MAX_OUTPUT_BYTES) {
         /* The client is not reading its replies: stop reading its requests. */
-        bufferevent_disable(c->bev, EV_READ);
+        event_del(c->rev);
         c->read_paused = true;
     }
 }
 
-static void conn_write_cb(struct bufferevent *bev, void *arg)
+/* Writes what the socket takes; 0 = all out or waiting for space, -1 = connection closed. */
+static int conn_write_out(struct conn *c)
 {
-    struct conn *c = arg;
-    if (c->close_after_write && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+    while (evbuffer_get_length(c->out) > 0) {
+        int w = evbuffer_write(c->out, c->fd);
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            event_add(c->wev, NULL);
+            return 0;
+        }
+        if (w < 0) {
+            conn_close(c, strerror(errno));
+            return -1;
+        }
+    }
+    event_del(c->wev);
+    if (c->close_after_write) {
         conn_close(c, NULL);
-        return;
+        return -1;
     }
     if (c->read_paused) {
         c->read_paused = false;
-        bufferevent_enable(bev, EV_READ);
-        conn_read_cb(bev, c); /* requests may be waiting in the input buffer */
+        event_add(c->rev, NULL);
+        event_active(c->rev, EV_READ, 0); /* requests may be waiting in the input buffer */
+    }
+    return 0;
+}
+
+void server_flush(struct daemon *d)
+{
+    while (!TAILQ_EMPTY(&d->to_flush)) {
+        struct conn *c = TAILQ_FIRST(&d->to_flush);
+        TAILQ_REMOVE(&d->to_flush, c, flush_link);
+        c->flush_queued = false;
+        conn_write_out(c);
     }
 }
 
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct conn *c = arg;
-    if (what & BEV_EVENT_EOF)
-        conn_close(c, NULL);
-    else if (what & BEV_EVENT_ERROR)
-        conn_close(c, strerror(EVUTIL_SOCKET_ERROR()));
+    conn_write_out(arg);
 }
 
 /* Takes whole frames off the input buffer; a bad one closes this connection only. */
-static void conn_read_cb(struct bufferevent *bev, void *arg)
+static void conn_process_input(struct conn *c)
 {
-    struct conn *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    c->refs++; /* dispatch may close the connection under us */
-    while (c->bev && !c->read_paused && !c->close_after_write) {
+    struct evbuffer *in = c->in;
+    while (c->fd >= 0 && !c->read_paused && !c->close_after_write) {
         uint8_t hdr[FRAME_HEADER_SIZE];
         if (evbuffer_copyout(in, hdr, sizeof(hdr)) != (ev_ssize_t)sizeof(hdr))
             break;
@@ -130,6 +162,26 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
         dispatch_request(c, req);
         peerdist__request__free_unpacked(req, NULL);
     }
+}
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    c->refs++; /* dispatch may close the connection under us */
+    struct evbuffer_iovec v;
+    if (!c->read_paused && evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) >= 1) {
+        ssize_t n = read(c->fd, v.iov_base, v.iov_len);
+        if (n > 0) {
+            v.iov_len = (size_t)n;
+            evbuffer_commit_space(c->in, &v, 1);
+        } else if (n == 0) {
+            conn_close(c, NULL);
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            conn_close(c, strerror(errno));
+        }
+    }
+    if (c->fd >= 0)
+        conn_process_input(c);
     conn_unref(c);
 }
 
@@ -151,15 +203,30 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     struct conn *c = calloc(1, sizeof(*c));
-    struct bufferevent *bev = c ? bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
-    if (!bev) {
+    if (c) {
+        c->rev = event_new(d->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+        c->wev = event_new(d->base, fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
+        c->in = evbuffer_new();
+        c->out = evbuffer_new();
+    }
+    if (!c || !c->rev || !c->wev || !c->in || !c->out || event_add(c->rev, NULL) != 0) {
         log_error("out of memory accepting a connection");
-        free(c);
+        if (c) {
+            if (c->rev)
+                event_free(c->rev);
+            if (c->wev)
+                event_free(c->wev);
+            if (c->in)
+                evbuffer_free(c->in);
+            if (c->out)
+                evbuffer_free(c->out);
+            free(c);
+        }
         close(fd);
         return;
     }
     c->d = d;
-    c->bev = bev;
+    c->fd = fd;
     c->serial = ++d->conn_serial;
     c->uid = cred.uid;
     c->gid = cred.gid;
@@ -168,9 +235,6 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     LIST_INIT(&c->handles);
     TAILQ_INSERT_TAIL(&d->conns, c, link);
     d->nconns++;
-    bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-    bufferevent_setwatermark(bev, EV_WRITE, CONN_MAX_OUTPUT_BYTES / 2, 0);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
     log_debug("connection %llu from uid %u gid %u pid %d", (unsigned long long)c->serial,
         (unsigned)c->uid, (unsigned)c->gid, (int)c->pid);
 }
@@ -246,15 +310,6 @@ int server_start(struct daemon *d)
     return 0;
 }
 
-/* Best effort, non-blocking: push out replies already queued before the socket closes. */
-static void drain_output(struct conn *c)
-{
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    evutil_socket_t fd = bufferevent_getfd(c->bev);
-    while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0)
-        ;
-}
-
 void server_stop(struct daemon *d)
 {
     if (d->listener) {
@@ -263,11 +318,14 @@ void server_stop(struct daemon *d)
         unlink(d->cfg.socket_path);
     }
     dispatch_commit(d); /* answer what is queued */
-    while (!TAILQ_EMPTY(&d->conns)) {
-        struct conn *c = TAILQ_FIRST(&d->conns);
-        drain_output(c);
-        conn_close(c, NULL);
+    /* Best effort, non-blocking: push out replies already queued before the sockets close. */
+    struct conn *c;
+    TAILQ_FOREACH(c, &d->conns, link) {
+        while (evbuffer_get_length(c->out) > 0 && evbuffer_write(c->out, c->fd) > 0)
+            ;
     }
+    while (!TAILQ_EMPTY(&d->conns))
+        conn_close(TAILQ_FIRST(&d->conns), NULL);
 }
 
 void server_broadcast_status(struct daemon *d)
