@@ -1,0 +1,493 @@
+/* ctl-ci.c - `peerdistctl hash` writes the content information of a file (or of a byte range
+ * of it) from a server passphrase or text key; `peerdistctl ci-dump` parses one and prints
+ * it, or says what is wrong at which byte. Both sit on common/contentinfo.h. */
+#include "ctl-ci.h"
+
+#include "contentinfo.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CTL_EXIT_OK 0
+#define CTL_EXIT_FAIL 1
+#define CTL_EXIT_USAGE 2
+#define CTL_READ_SIZE (1u << 20)             /* bytes per read() while hashing */
+#define CTL_PROGRESS_MIN (64ull << 20)       /* show progress for files from 64 MiB */
+#define CTL_MAX_PASSPHRASE 1024u             /* bytes of a binary passphrase */
+
+struct ctl_hash_opts {
+    const char *file, *out, *pass_hex, *key;
+    int version;
+    bool ranged;
+    uint64_t range_offset, range_length;
+};
+
+/* --- small helpers ------------------------------------------------------------------------ */
+
+static int ctl_usage(const char *cmd, const char *fmt, const char *arg)
+{
+    fprintf(stderr, "peerdistctl %s: ", cmd);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'peerdistctl %s --help'.\n", cmd);
+    return CTL_EXIT_USAGE;
+}
+
+static int ctl_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static int ctl_unhex(const char *hex, uint8_t *out, size_t cap, size_t *len)
+{
+    size_t n = strlen(hex);
+
+    if (n == 0 || n % 2 || n / 2 > cap)
+        return -1;
+    for (size_t i = 0; i < n; i += 2) {
+        int hi = ctl_hexval(hex[i]), lo = ctl_hexval(hex[i + 1]);
+
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[i / 2] = (uint8_t)(hi << 4 | lo);
+    }
+    *len = n / 2;
+    return 0;
+}
+
+static int ctl_parse_u64(const char *s, const char *end, uint64_t *v)
+{
+    char *stop;
+
+    if (s == end || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    *v = strtoull(s, &stop, 10);
+    return errno || stop != end ? -1 : 0;
+}
+
+/* OFFSET:LENGTH, both decimal. */
+static int ctl_parse_range(const char *arg, uint64_t *offset, uint64_t *length)
+{
+    const char *colon = strchr(arg, ':');
+
+    if (!colon || ctl_parse_u64(arg, colon, offset) < 0 ||
+        ctl_parse_u64(colon + 1, colon + strlen(colon), length) < 0)
+        return -1;
+    return 0;
+}
+
+static void ctl_print_hex(FILE *f, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%02x", p[i]);
+}
+
+/* --- hash --------------------------------------------------------------------------------- */
+
+static void ctl_hash_help(void)
+{
+    printf("Usage: peerdistctl hash FILE --version 1|2 (--passphrase-hex HEX | --key TEXT)\n"
+           "                        [--range OFFSET:LENGTH] [-o OUT]\n"
+           "Writes the MS-PCCRC content information of FILE (or of the byte range) to OUT,\n"
+           "or to standard output. --passphrase-hex gives the server passphrase as bytes;\n"
+           "--key gives a text key, hashed as UTF-16LE like 'netsh branchcache set key'.\n"
+           "FILE '-' reads standard input. Exit: 0 done, 1 failed, 2 bad usage.\n");
+}
+
+static int ctl_hash_args(int argc, char **argv, struct ctl_hash_opts *o)
+{
+    static const struct option longopts[] = {
+        {"version", required_argument, NULL, 'V'},
+        {"passphrase-hex", required_argument, NULL, 'p'},
+        {"key", required_argument, NULL, 'k'},
+        {"range", required_argument, NULL, 'r'},
+        {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    optind = 0; /* GNU: full re-initialisation, main may have used getopt already */
+    while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'V':
+            if (strcmp(optarg, "1") && strcmp(optarg, "2"))
+                return ctl_usage("hash", "--version must be 1 or 2, not '%s'", optarg);
+            o->version = optarg[0] - '0';
+            break;
+        case 'p': o->pass_hex = optarg; break;
+        case 'k': o->key = optarg; break;
+        case 'o': o->out = optarg; break;
+        case 'r':
+            if (ctl_parse_range(optarg, &o->range_offset, &o->range_length) < 0)
+                return ctl_usage("hash", "--range wants OFFSET:LENGTH in decimal, not '%s'",
+                                 optarg);
+            o->ranged = true;
+            break;
+        case 'h': ctl_hash_help(); return -1;
+        default: return ctl_usage("hash", "%s", "bad option");
+        }
+    }
+    if (optind != argc - 1)
+        return ctl_usage("hash", "%s", "exactly one FILE is needed");
+    o->file = argv[optind];
+    if (o->version == 0)
+        return ctl_usage("hash", "%s", "--version 1 or --version 2 is needed");
+    if (!o->pass_hex == !o->key)
+        return ctl_usage("hash", "%s", "give one of --passphrase-hex and --key");
+    return 0;
+}
+
+static int ctl_hash_secret(const struct ctl_hash_opts *o, struct ci_secret *ks)
+{
+    enum ci_hash_alg alg = o->version == 1 ? CI_HASH_SHA256 : CI_HASH_SHA512_TRUNC;
+    uint8_t pass[CTL_MAX_PASSPHRASE];
+    size_t len;
+    int rc;
+
+    if (o->key) {
+        if (ci_secret_from_text(alg, o->key, ks) < 0)
+            return ctl_usage("hash", "%s", "--key is not valid UTF-8");
+        return 0;
+    }
+    if (ctl_unhex(o->pass_hex, pass, sizeof(pass), &len) < 0)
+        return ctl_usage("hash", "%s", "--passphrase-hex wants an even number of hex digits "
+                                       "(1 to 1024 bytes)");
+    rc = ci_secret_from_passphrase(alg, pass, len, ks);
+    OPENSSL_cleanse(pass, sizeof(pass));
+    if (rc < 0) {
+        fprintf(stderr, "peerdistctl hash: deriving the server secret failed\n");
+        return CTL_EXIT_FAIL;
+    }
+    return 0;
+}
+
+static void ctl_progress(uint64_t done, uint64_t total, int *shown)
+{
+    int pct = (int)(done * 100 / total);
+
+    if (pct == *shown)
+        return;
+    *shown = pct;
+    fprintf(stderr, "\rhashing: %3d%%", pct);
+    if (pct == 100)
+        fputc('\n', stderr);
+}
+
+/* Feeds the whole file to the generator; a progress line on a terminal for big files. */
+static int ctl_hash_feed(int fd, const char *name, struct ci_gen *gen)
+{
+    uint8_t *buf = malloc(CTL_READ_SIZE);
+    struct stat st;
+    uint64_t total = 0, done = 0;
+    int shown = -1, rc = 0;
+    ssize_t n = 0;
+
+    if (!buf)
+        return -1;
+    if (isatty(STDERR_FILENO) && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        (uint64_t)st.st_size >= CTL_PROGRESS_MIN)
+        total = (uint64_t)st.st_size;
+    while ((n = read(fd, buf, CTL_READ_SIZE)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            fprintf(stderr, "peerdistctl hash: %s: %s\n", name, strerror(errno));
+            rc = -1;
+            break;
+        }
+        if (ci_gen_feed(gen, buf, (size_t)n) < 0) {
+            fprintf(stderr, "peerdistctl hash: hashing failed\n");
+            rc = -1;
+            break;
+        }
+        done += (uint64_t)n;
+        if (total)
+            ctl_progress(done < total ? done : total, total, &shown);
+    }
+    free(buf);
+    return rc;
+}
+
+static int ctl_write_all(int fd, const uint8_t *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int ctl_hash_output(const struct ctl_hash_opts *o, const struct ci_info *ci)
+{
+    uint8_t *wire;
+    size_t len;
+    int fd = STDOUT_FILENO, rc;
+
+    if (ci_serialize(ci, &wire, &len) < 0)
+        return CTL_EXIT_FAIL;
+    if (o->out && (fd = open(o->out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
+        fprintf(stderr, "peerdistctl hash: %s: %s\n", o->out, strerror(errno));
+        free(wire);
+        return CTL_EXIT_FAIL;
+    }
+    rc = ctl_write_all(fd, wire, len);
+    if (o->out && close(fd) < 0)
+        rc = -1;
+    if (rc < 0)
+        fprintf(stderr, "peerdistctl hash: writing %s: %s\n", o->out ? o->out : "stdout",
+                strerror(errno));
+    free(wire);
+    return rc < 0 ? CTL_EXIT_FAIL : CTL_EXIT_OK;
+}
+
+/* The whole content is hashed even for a range: V1 HoD covers whole segments and V2 cut
+ * points depend on what precedes them. */
+static int ctl_hash_run(const struct ctl_hash_opts *o, const struct ci_secret *ks)
+{
+    bool is_stdin = strcmp(o->file, "-") == 0;
+    int fd = is_stdin ? STDIN_FILENO : open(o->file, O_RDONLY | O_CLOEXEC);
+    struct ci_gen *gen = NULL;
+    struct ci_info *full = NULL, *ranged = NULL;
+    int rc = CTL_EXIT_FAIL;
+
+    if (fd < 0) {
+        fprintf(stderr, "peerdistctl hash: %s: %s\n", o->file, strerror(errno));
+        return CTL_EXIT_FAIL;
+    }
+    gen = ci_gen_new(o->version == 1 ? CI_VERSION_1 : CI_VERSION_2, ks);
+    if (!gen || ctl_hash_feed(fd, o->file, gen) < 0 || ci_gen_finish(gen, &full) < 0)
+        goto fail;
+    if (o->ranged && ci_range(full, o->range_offset, o->range_length, &ranged) < 0) {
+        fprintf(stderr, "peerdistctl hash: range %" PRIu64 ":%" PRIu64
+                " is empty or outside the content (%" PRIu64 " bytes)\n",
+                o->range_offset, o->range_length, full->range_length);
+        goto fail;
+    }
+    rc = ctl_hash_output(o, ranged ? ranged : full);
+fail:
+    ci_info_free(ranged);
+    ci_info_free(full);
+    ci_gen_free(gen);
+    if (!is_stdin)
+        close(fd);
+    return rc;
+}
+
+int ctl_hash_main(int argc, char **argv)
+{
+    struct ctl_hash_opts o = {0};
+    struct ci_secret ks;
+    int rc = ctl_hash_args(argc, argv, &o);
+
+    if (rc)
+        return rc < 0 ? CTL_EXIT_OK : rc;
+    if (!o.out && isatty(STDOUT_FILENO))
+        return ctl_usage("hash", "%s", "refusing to write binary content information to a "
+                                       "terminal; use -o OUT or redirect");
+    if ((rc = ctl_hash_secret(&o, &ks)))
+        return rc;
+    rc = ctl_hash_run(&o, &ks);
+    OPENSSL_cleanse(&ks, sizeof(ks));
+    return rc;
+}
+
+/* --- ci-dump ------------------------------------------------------------------------------ */
+
+static void ctl_dump_help(void)
+{
+    printf("Usage: peerdistctl ci-dump FILE [--json]\n"
+           "Parses MS-PCCRC content information (V1 or V2) and prints its version, range,\n"
+           "segments (offset, length, HoD, segment secret, segment ID) and block hashes.\n"
+           "A malformed file is reported with the byte offset at fault. FILE '-' reads\n"
+           "standard input. Exit: 0 parsed, 1 malformed or unreadable, 2 bad usage.\n");
+}
+
+static const char *ctl_error_name(DWORD code)
+{
+    switch (code) {
+    case PEERDIST_ERROR_CANNOT_PARSE_CONTENTINFO: return "PEERDIST_ERROR_CANNOT_PARSE_CONTENTINFO";
+    case PEERDIST_ERROR_CONTENTINFO_VERSION_UNSUPPORTED:
+        return "PEERDIST_ERROR_CONTENTINFO_VERSION_UNSUPPORTED";
+    case ERROR_NOT_ENOUGH_MEMORY: return "ERROR_NOT_ENOUGH_MEMORY";
+    }
+    return "error";
+}
+
+/* Reads through the streaming parser, as the daemon receives content information. */
+static int ctl_dump_read(const char *name, struct ci_info **ci)
+{
+    bool is_stdin = strcmp(name, "-") == 0;
+    int fd = is_stdin ? STDIN_FILENO : open(name, O_RDONLY | O_CLOEXEC);
+    struct ci_stream *st = ci_stream_new(0);
+    uint8_t buf[64 * 1024];
+    struct ci_error err = {0};
+    DWORD code = ERROR_SUCCESS;
+    ssize_t n = 0;
+
+    if (fd < 0 || !st) {
+        fprintf(stderr, "peerdistctl ci-dump: %s: %s\n", name, strerror(fd < 0 ? errno : ENOMEM));
+        ci_stream_free(st);
+        return CTL_EXIT_FAIL;
+    }
+    while (!code && (n = read(fd, buf, sizeof(buf))) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        code = ci_stream_feed(st, buf, (size_t)n, &err);
+    }
+    if (!is_stdin)
+        close(fd);
+    if (!code && n < 0) {
+        fprintf(stderr, "peerdistctl ci-dump: %s: %s\n", name, strerror(errno));
+        ci_stream_free(st);
+        return CTL_EXIT_FAIL;
+    }
+    if (!code)
+        code = ci_stream_finish(st, ci, &err);
+    ci_stream_free(st);
+    if (code)
+        fprintf(stderr, "peerdistctl ci-dump: %s: at byte %zu: %s (%s, %u)\n", name, err.offset,
+                err.reason, ctl_error_name(code), (unsigned)code);
+    return code ? CTL_EXIT_FAIL : CTL_EXIT_OK;
+}
+
+static void ctl_dump_text(const struct ci_info *ci)
+{
+    size_t d = ci->digest_len;
+
+    printf("version: %d.0\nhash: %s\n", ci->version, ci_hash_alg_name(ci->alg));
+    printf("range: %" PRIu64 "-%" PRIu64 " (%" PRIu64 " bytes%s)\n", ci->range_offset,
+           ci->range_offset + ci->range_length, ci->range_length,
+           ci->whole ? ", whole content" : "");
+    if (ci->version == CI_VERSION_1)
+        printf("header: dwOffsetInFirstSegment %" PRIu32 ", dwReadBytesInLastSegment %" PRIu32
+               "\n", ci->offset_in_first, ci->read_in_last);
+    else
+        printf("header: ullStartInContent %" PRIu64 ", ullIndexOfFirstSegment %" PRIu64
+               ", dwOffsetInFirstSegment %" PRIu32 ", ullLengthOfRange %" PRIu64 "\n",
+               ci->v2_start, ci->v2_first_index, ci->offset_in_first, ci->v2_range_length);
+    printf("segments: %zu\n", ci->n_segments);
+    for (size_t i = 0; i < ci->n_segments; i++) {
+        const struct ci_segment *s = &ci->segments[i];
+
+        printf("segment %zu:\n  offset: %" PRIu64 "\n  length: %" PRIu32 "\n", i, s->offset,
+               s->length);
+        printf("  hod: ");
+        ctl_print_hex(stdout, s->hod, d);
+        printf("\n  secret: ");
+        ctl_print_hex(stdout, s->secret, d);
+        printf("\n  id: ");
+        ctl_print_hex(stdout, s->id, d);
+        printf("\n");
+        if (ci->version == CI_VERSION_2)
+            continue;
+        printf("  blocks: %" PRIu32 " listed of %" PRIu32 " (block size %" PRIu32 ")\n",
+               s->n_blocks, ci_segment_block_count(s), s->block_size);
+        for (uint32_t b = 0; b < s->n_blocks; b++) {
+            printf("  block %" PRIu32 ": ", s->first_block + b);
+            ctl_print_hex(stdout, s->block_hashes + (size_t)b * d, d);
+            printf("\n");
+        }
+    }
+}
+
+static void ctl_json_hex(const char *name, const uint8_t *p, size_t n)
+{
+    printf("\"%s\":\"", name);
+    ctl_print_hex(stdout, p, n);
+    printf("\"");
+}
+
+static void ctl_dump_json_segment(const struct ci_info *ci, size_t i)
+{
+    const struct ci_segment *s = &ci->segments[i];
+
+    printf("%s{\"index\":%zu,\"offset\":%" PRIu64 ",\"length\":%" PRIu32
+           ",\"block_size\":%" PRIu32 ",", i ? "," : "", i, s->offset, s->length, s->block_size);
+    ctl_json_hex("hod", s->hod, ci->digest_len);
+    printf(",");
+    ctl_json_hex("secret", s->secret, ci->digest_len);
+    printf(",");
+    ctl_json_hex("id", s->id, ci->digest_len);
+    printf(",\"block_count\":%" PRIu32 ",\"first_block\":%" PRIu32 ",\"block_hashes\":[",
+           ci->version == CI_VERSION_1 ? ci_segment_block_count(s) : 1, s->first_block);
+    for (uint32_t b = 0; b < s->n_blocks; b++) {
+        printf("%s\"", b ? "," : "");
+        ctl_print_hex(stdout, s->block_hashes + (size_t)b * ci->digest_len, ci->digest_len);
+        printf("\"");
+    }
+    printf("]}");
+}
+
+static void ctl_dump_json(const struct ci_info *ci)
+{
+    printf("{\"version\":%d,\"hash_algorithm\":\"%s\",\"digest_size\":%zu,", ci->version,
+           ci_hash_alg_name(ci->alg), ci->digest_len);
+    printf("\"range\":{\"offset\":%" PRIu64 ",\"length\":%" PRIu64 ",\"whole\":%s},",
+           ci->range_offset, ci->range_length, ci->whole ? "true" : "false");
+    if (ci->version == CI_VERSION_1)
+        printf("\"header\":{\"offset_in_first_segment\":%" PRIu32
+               ",\"read_bytes_in_last_segment\":%" PRIu32 "},", ci->offset_in_first,
+               ci->read_in_last);
+    else
+        printf("\"header\":{\"start_in_content\":%" PRIu64 ",\"index_of_first_segment\":%" PRIu64
+               ",\"offset_in_first_segment\":%" PRIu32 ",\"length_of_range\":%" PRIu64 "},",
+               ci->v2_start, ci->v2_first_index, ci->offset_in_first, ci->v2_range_length);
+    printf("\"segments\":[");
+    for (size_t i = 0; i < ci->n_segments; i++)
+        ctl_dump_json_segment(ci, i);
+    printf("]}\n");
+}
+
+int ctl_ci_dump_main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct ci_info *ci = NULL;
+    bool json = false;
+    int c, rc;
+
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'j': json = true; break;
+        case 'h': ctl_dump_help(); return CTL_EXIT_OK;
+        default: return ctl_usage("ci-dump", "%s", "bad option");
+        }
+    }
+    if (optind != argc - 1)
+        return ctl_usage("ci-dump", "%s", "exactly one FILE is needed");
+    rc = ctl_dump_read(argv[optind], &ci);
+    if (rc)
+        return rc;
+    if (json)
+        ctl_dump_json(ci);
+    else
+        ctl_dump_text(ci);
+    ci_info_free(ci);
+    if (fflush(stdout) != 0)
+        return CTL_EXIT_FAIL;
+    return CTL_EXIT_OK;
+}
