@@ -18,14 +18,19 @@ DEBS := cmake make gcc pkg-config libevent-dev libsqlite3-dev sqlite3 libprotobu
 
 all: build
 
-deps:
-	@missing=""; for p in $(DEBS); do \
+# Installs whichever of the named Debian packages are missing.
+define install_missing
+	@missing=""; for p in $(1); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	    echo "installing Debian packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(DEBS))
 
 configure: deps
 	@test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -51,6 +56,7 @@ test-asan: deps
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure
 
 fuzz: deps
+	$(call install_missing,clang libclang-rt-14-dev perl)
 	sh fuzz/run.sh $(FUZZ_SECONDS)
 
 install: build
