@@ -24,12 +24,6 @@
 /* Flushes committed in one transaction at most. */
 #define FLUSH_BATCH_MAX 4096
 
-struct content_handle {
-    uint64_t id;
-    uint8_t tag[STORE_TAG_SIZE];
-    LIST_ENTRY(content_handle) link;
-};
-
 struct conn {
     struct daemon *d;
     int fd;                 /* -1 once closed */
@@ -46,10 +40,14 @@ struct conn {
     bool close_after_write;
     bool read_paused;
     uint32_t version;
-    uint64_t next_handle;
-    unsigned nhandles;
-    unsigned refs; /* the list membership plus queued work that will reply */
-    LIST_HEAD(, content_handle) handles;
+    /*
+     * The list membership plus every piece of queued work that will reply
+     * later: take a reference (c->refs++) before handing c to a worker or a
+     * later callback, conn_send after conn_close is a no-op, conn_unref last.
+     */
+    unsigned refs;
+    void *pub;     /* publish.c's per-connection state (streams, handles) */
+    void *content; /* content.c's per-connection state (content handles) */
     TAILQ_ENTRY(conn) link;
     TAILQ_ENTRY(conn) flush_link;
 };
@@ -78,6 +76,9 @@ struct daemon {
     unsigned nflushes;
     time_t started;
     bool stopping;
+    struct worker_pool *workers; /* hashing, disk writes, large deletes */
+    void *pub;                   /* publish.c's daemon-wide state (publications, secret) */
+    void *content;               /* content.c's daemon-wide state (block store) */
 };
 
 /* server.c */
@@ -93,6 +94,6 @@ void server_broadcast_status(struct daemon *d);
 void dispatch_request(struct conn *c, const Peerdist__Request *req);
 void dispatch_commit(struct daemon *d);
 uint32_t dispatch_service_status(const struct daemon *d);
-void conn_release_handles(struct conn *c);
+void dispatch_reply_status(struct conn *c, uint64_t id, uint32_t status);
 
 #endif

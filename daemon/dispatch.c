@@ -8,7 +8,9 @@
 
 #include <peerdist.h>
 
+#include "content.h"
 #include "daemon.h"
+#include "publish.h"
 #include "log.h"
 
 /* Content-information versions this daemon parses (PEERDIST_STATUS_INFO.dwMin/MaxVer). */
@@ -20,7 +22,7 @@ uint32_t dispatch_service_status(const struct daemon *d)
     return d->cfg.mode == MODE_DISABLED ? PEERDIST_STATUS_DISABLED : PEERDIST_STATUS_AVAILABLE;
 }
 
-static void reply_status(struct conn *c, uint64_t id, uint32_t status)
+void dispatch_reply_status(struct conn *c, uint64_t id, uint32_t status)
 {
     Peerdist__Reply r = PEERDIST__REPLY__INIT;
     r.id = id;
@@ -73,69 +75,17 @@ static void handle_get_status(struct conn *c, uint64_t id)
     conn_send(c, &r);
 }
 
-static void handle_open_content(struct conn *c, uint64_t id, const Peerdist__OpenContentRequest *o)
-{
-    if (c->d->cfg.mode == MODE_DISABLED)
-        return reply_status(c, id, ERROR_ACCESS_DISABLED_BY_POLICY);
-    if (o->tag.len != STORE_TAG_SIZE)
-        return reply_status(c, id, ERROR_INVALID_PARAMETER);
-    if (c->nhandles >= CONN_MAX_CONTENT_HANDLES) {
-        log_warn("connection %llu (uid %u pid %d): more than %d content handles open",
-            (unsigned long long)c->serial, (unsigned)c->uid, (int)c->pid,
-            CONN_MAX_CONTENT_HANDLES);
-        return reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
-    }
-    struct content_handle *h = calloc(1, sizeof(*h));
-    if (!h)
-        return reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
-    h->id = ++c->next_handle;
-    memcpy(h->tag, o->tag.data, STORE_TAG_SIZE);
-    LIST_INSERT_HEAD(&c->handles, h, link);
-    c->nhandles++;
-    Peerdist__OpenContentReply oc = PEERDIST__OPEN_CONTENT_REPLY__INIT;
-    oc.handle = h->id;
-    Peerdist__Reply r = PEERDIST__REPLY__INIT;
-    r.id = id;
-    r.body_case = PEERDIST__REPLY__BODY_OPEN_CONTENT;
-    r.open_content = &oc;
-    conn_send(c, &r);
-}
-
-static void handle_close_content(struct conn *c, uint64_t id, const Peerdist__CloseContentRequest *o)
-{
-    struct content_handle *h;
-    LIST_FOREACH(h, &c->handles, link) {
-        if (h->id == o->handle) {
-            LIST_REMOVE(h, link);
-            c->nhandles--;
-            free(h);
-            return reply_status(c, id, ERROR_SUCCESS);
-        }
-    }
-    reply_status(c, id, ERROR_INVALID_HANDLE);
-}
-
-void conn_release_handles(struct conn *c)
-{
-    while (!LIST_EMPTY(&c->handles)) {
-        struct content_handle *h = LIST_FIRST(&c->handles);
-        LIST_REMOVE(h, link);
-        free(h);
-    }
-    c->nhandles = 0;
-}
-
 /* Flushes wait for the group commit, which runs once the loop has read what is ready. */
 static void handle_flush(struct conn *c, uint64_t id, const Peerdist__FlushRequest *f)
 {
     struct daemon *d = c->d;
     if (d->cfg.mode == MODE_DISABLED)
-        return reply_status(c, id, ERROR_ACCESS_DISABLED_BY_POLICY);
+        return dispatch_reply_status(c, id, ERROR_ACCESS_DISABLED_BY_POLICY);
     if (f->tag.len != STORE_TAG_SIZE)
-        return reply_status(c, id, ERROR_INVALID_PARAMETER);
+        return dispatch_reply_status(c, id, ERROR_INVALID_PARAMETER);
     struct pending_flush *pf = calloc(1, sizeof(*pf));
     if (!pf)
-        return reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+        return dispatch_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
     pf->conn = c;
     pf->request_id = id;
     pf->uid = c->uid;
@@ -184,7 +134,7 @@ void dispatch_commit(struct daemon *d)
             struct pending_flush *pf = STAILQ_FIRST(&d->flushes);
             STAILQ_REMOVE_HEAD(&d->flushes, link);
             d->nflushes--;
-            reply_status(pf->conn, pf->request_id, status);
+            dispatch_reply_status(pf->conn, pf->request_id, status);
             conn_unref(pf->conn);
             free(pf);
         }
@@ -226,16 +176,14 @@ void dispatch_request(struct conn *c, const Peerdist__Request *req)
         return handle_hello(c, req->id, req->hello);
     case PEERDIST__REQUEST__BODY_GET_STATUS:
         return handle_get_status(c, req->id);
-    case PEERDIST__REQUEST__BODY_OPEN_CONTENT:
-        return handle_open_content(c, req->id, req->open_content);
-    case PEERDIST__REQUEST__BODY_CLOSE_CONTENT:
-        return handle_close_content(c, req->id, req->close_content);
     case PEERDIST__REQUEST__BODY_FLUSH:
         return handle_flush(c, req->id, req->flush);
     case PEERDIST__REQUEST__BODY_DAEMON_INFO:
         return handle_daemon_info(c, req->id);
     default:
+        if (publish_dispatch(c, req) || content_dispatch(c, req))
+            return;
         /* A newer client's request type: a clear error, the connection stays up. */
-        return reply_status(c, req->id, ERROR_CALL_NOT_IMPLEMENTED);
+        return dispatch_reply_status(c, req->id, ERROR_CALL_NOT_IMPLEMENTED);
     }
 }

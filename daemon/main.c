@@ -15,7 +15,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "content.h"
 #include "daemon.h"
+#include "publish.h"
+#include "worker.h"
 #include "log.h"
 
 static void usage(FILE *f)
@@ -221,6 +224,9 @@ int main(int argc, char **argv)
         if (!d.signals[i] || evsignal_add(d.signals[i], NULL) != 0)
             goto out;
     }
+    d.workers = worker_pool_new(d.base, WORKER_THREADS);
+    if (!d.workers || publish_init(&d) != 0 || content_init(&d) != 0)
+        goto out;
     if (server_start(&d) != 0)
         goto out;
     log_info("peerdistd %s listening on %s, database %s, mode %s", PEERDIST_SOFTWARE_VERSION,
@@ -230,6 +236,9 @@ int main(int argc, char **argv)
     server_stop(&d);
     rc = 0;
 out:
+    worker_pool_free(d.workers); /* every job's done runs before the store closes */
+    content_free(&d);
+    publish_free(&d);
     for (int i = 0; i < 3; i++)
         if (d.signals[i])
             event_free(d.signals[i]);

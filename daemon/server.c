@@ -15,7 +15,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "content.h"
 #include "daemon.h"
+#include "publish.h"
 #include "log.h"
 
 #define LISTEN_BACKLOG 128
@@ -53,7 +55,8 @@ void conn_close(struct conn *c, const char *why)
     evbuffer_free(c->out);
     close(c->fd);
     c->fd = -1;
-    conn_release_handles(c);
+    publish_conn_closed(c);
+    content_conn_closed(c);
     TAILQ_REMOVE(&d->conns, c, link);
     d->nconns--;
     conn_unref(c);
@@ -232,7 +235,6 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->gid = cred.gid;
     c->pid = cred.pid;
     c->refs = 1;
-    LIST_INIT(&c->handles);
     TAILQ_INSERT_TAIL(&d->conns, c, link);
     d->nconns++;
     log_debug("connection %llu from uid %u gid %u pid %d", (unsigned long long)c->serial,

@@ -16,6 +16,9 @@
 #define PD_PROTOCOL_VERSION_MAX 1
 
 #define FRAME_HEADER_SIZE 4
+/* Most content bytes one request or reply carries; the library splits larger buffers. */
+#define PD_MAX_CHUNK (1024u * 1024)
+
 /* Hard cap on a payload, checked before unpacking: protobuf-c has no limit of its own. */
 #define FRAME_MAX_PAYLOAD (4u * 1024 * 1024)
 

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +44,16 @@ struct pd_op {
     DWORD status;             /* sync */
     Peerdist__Reply *reply;   /* sync */
     struct pd_async a;        /* async */
+    struct pd_multi *multi;   /* async: one part of a split request, or NULL */
     struct pd_op *next;
+};
+
+/* One OVERLAPPED completed by several requests (a buffer larger than PD_MAX_CHUNK). */
+struct pd_multi {
+    atomic_uint remaining; /* parts not answered yet */
+    atomic_uint status;    /* the first failure, else ERROR_SUCCESS */
+    atomic_uint bytes;     /* summed over the parts */
+    struct pd_async a;
 };
 
 struct status_reg {
@@ -151,13 +161,44 @@ static struct pd_op *op_remove(struct pdconn *c, uint64_t id)
     return NULL;
 }
 
+static void multi_part_done(struct pd_multi *m, DWORD status, DWORD bytes, unsigned parts)
+{
+    unsigned none = ERROR_SUCCESS;
+    if (status != ERROR_SUCCESS)
+        atomic_compare_exchange_strong(&m->status, &none, status);
+    atomic_fetch_add(&m->bytes, bytes);
+    if (atomic_fetch_sub(&m->remaining, parts) == parts) {
+        w32_complete(m->a.ov, m->a.port, m->a.key, atomic_load(&m->status), atomic_load(&m->bytes));
+        free(m);
+    }
+}
+
+/* reply is NULL when the operation ends without one (connection lost, aborted). */
 static void op_complete_async(struct pd_op *op, const Peerdist__Reply *reply, DWORD status)
 {
     DWORD bytes = 0;
-    if (reply && op->a.on_reply)
+    if (op->a.on_reply)
         op->a.on_reply(op, reply, &status, &bytes);
-    w32_complete(op->a.ov, op->a.port, op->a.key, status, bytes);
+    if (op->multi)
+        multi_part_done(op->multi, status, bytes, 1);
+    else
+        w32_complete(op->a.ov, op->a.port, op->a.key, status, bytes);
     free(op);
+}
+
+void *pd_op_arg(const struct pd_op *op)
+{
+    return op->a.arg;
+}
+
+LPOVERLAPPED pd_op_overlapped(const struct pd_op *op)
+{
+    return op->a.ov;
+}
+
+uint64_t pd_op_id(const struct pd_op *op)
+{
+    return op->id;
 }
 
 /* Ends every pending operation with `status` (called with c->mu held). */
@@ -440,6 +481,8 @@ uint32_t pdconn_status(struct pdconn *c)
 static DWORD send_locked(struct pdconn *c, Peerdist__Request *req, struct pd_op *op)
 {
     req->id = op->id = ++c->next_id;
+    if (op->async && op->a.request_id && *op->a.request_id == 0)
+        *op->a.request_id = op->id; /* the first part's id names a split request */
     uint8_t stack[SEND_STACK_BYTES];
     size_t n = frame_size(&req->base);
     if (n - FRAME_HEADER_SIZE > FRAME_MAX_PAYLOAD)
@@ -521,6 +564,50 @@ DWORD pdconn_submit(struct pdconn *c, Peerdist__Request *req, const struct pd_as
         free(op);
     }
     return rc;
+}
+
+DWORD pdconn_submit_many(struct pdconn *c, Peerdist__Request **reqs, size_t n,
+    const struct pd_async *a)
+{
+    if (n == 1)
+        return pdconn_submit(c, reqs[0], a);
+    struct pd_multi *m = calloc(1, sizeof(*m));
+    if (!m || n == 0) {
+        free(m);
+        return n == 0 ? ERROR_INVALID_PARAMETER : ERROR_NOT_ENOUGH_MEMORY;
+    }
+    atomic_init(&m->remaining, (unsigned)n);
+    atomic_init(&m->status, ERROR_SUCCESS);
+    atomic_init(&m->bytes, 0);
+    m->a = *a;
+    w32_begin(a->ov);
+    for (size_t i = 0; i < n; i++) {
+        struct pd_op *op = calloc(1, sizeof(*op));
+        DWORD rc = ERROR_NOT_ENOUGH_MEMORY;
+        if (op) {
+            op->async = true;
+            op->a = *a;
+            op->multi = m;
+            pthread_mutex_lock(&c->mu);
+            rc = ensure_locked(c);
+            if (rc == ERROR_SUCCESS)
+                rc = send_locked(c, reqs[i], op);
+            pthread_mutex_unlock(&c->mu);
+            if (rc != ERROR_SUCCESS)
+                free(op);
+        }
+        if (rc == ERROR_SUCCESS)
+            continue;
+        if (i == 0) { /* nothing went out: a synchronous failure, no completion */
+            free(m);
+            a->ov->Internal = rc;
+            return rc;
+        }
+        /* Parts already sent will answer; the ones never sent count as failed now. */
+        multi_part_done(m, rc, 0, (unsigned)(n - i));
+        break;
+    }
+    return ERROR_SUCCESS;
 }
 
 DWORD pdconn_register_status(struct pdconn *c, BOOL ex, LPOVERLAPPED ov, HANDLE port,

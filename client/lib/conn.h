@@ -23,7 +23,10 @@ struct pdconn;
 struct pd_op;
 
 /*
- * Turns an async reply into (status, bytes); may also fill OVERLAPPED fields.
+ * Turns an async reply into (status, bytes); may also fill OVERLAPPED fields
+ * or copy data into the caller's buffer. reply is NULL when the operation
+ * ends without one (connection lost: status SERVICE_UNAVAILABLE; instance
+ * shut down: OPERATION_ABORTED) so per-operation state can still be freed.
  * Runs on the thread that read the reply, before the completion is delivered.
  */
 typedef void (*pd_reply_fn)(struct pd_op *op, const Peerdist__Reply *reply, DWORD *status,
@@ -35,6 +38,7 @@ struct pd_async {
     ULONG_PTR key;
     pd_reply_fn on_reply; /* NULL: status from the reply, 0 bytes */
     void *arg;
+    uint64_t *request_id; /* if set and *request_id is 0: receives the (first) request id */
 };
 
 /* socket path: PEERDIST_SOCKET or PD_DEFAULT_SOCKET. */
@@ -66,6 +70,19 @@ DWORD pdconn_call(struct pdconn *c, Peerdist__Request *req, Peerdist__Reply **re
  * follow; otherwise the synchronous error and no completion.
  */
 DWORD pdconn_submit(struct pdconn *c, Peerdist__Request *req, const struct pd_async *a);
+
+/*
+ * Sends n requests that complete one OVERLAPPED together (a buffer split into
+ * PD_MAX_CHUNK pieces): on_reply runs per part, the completion's bytes are
+ * the parts' sum and its status the first failure. Returns like pdconn_submit.
+ */
+DWORD pdconn_submit_many(struct pdconn *c, Peerdist__Request **reqs, size_t n,
+    const struct pd_async *a);
+
+/* For on_reply callbacks. */
+void *pd_op_arg(const struct pd_op *op);
+LPOVERLAPPED pd_op_overlapped(const struct pd_op *op);
+uint64_t pd_op_id(const struct pd_op *op);
 
 /* Status-change notification (one per connection). */
 DWORD pdconn_register_status(struct pdconn *c, BOOL ex, LPOVERLAPPED ov, HANDLE port,

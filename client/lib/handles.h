@@ -16,6 +16,8 @@ enum handle_type {
     HT_EVENT = 1 << 1,
     HT_INSTANCE = 1 << 2,
     HT_CONTENT = 1 << 3,
+    HT_STREAM = 1 << 4,
+    HT_CONTENTINFO = 1 << 5,
 };
 
 struct hobj {

@@ -1,0 +1,72 @@
+/*
+ * api-internal.h - what the API files (api.c, api-client.c, api-server.c)
+ * share: the instance and content-handle objects and the checks every
+ * data-path call makes before talking to the daemon.
+ */
+#ifndef PEERDIST_API_INTERNAL_H
+#define PEERDIST_API_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <peerdist.h>
+
+#include "conn.h"
+#include "handles.h"
+#include "win32.h"
+
+/*
+ * A child handle: a content, stream or content-information handle. Embed it
+ * first in the handle's own struct. It belongs to one instance; used with
+ * another it is ERROR_INVALID_HANDLE, and PeerDistShutdown closes it.
+ */
+struct child {
+    struct hobj h;
+    struct instance *inst; /* not referenced: listed children die before their instance */
+    HANDLE handle;
+    uint64_t daemon_id;  /* the daemon's number for it, scoped to the connection */
+    uint64_t generation; /* the connection it was opened on (pdconn_ensure) */
+    HANDLE port;         /* where its operations complete */
+    ULONG_PTR key;
+    void (*on_close)(struct child *ch); /* optional: abort its pending work */
+    LIST_ENTRY(child) link;
+};
+
+struct instance {
+    struct hobj h;
+    struct pdconn *conn;
+    pthread_mutex_t mu; /* guards children */
+    LIST_HEAD(, child) children;
+};
+
+struct content {
+    struct child ch;
+    PEERDIST_CONTENT_TAG tag;
+};
+
+/* A referenced instance, or NULL for an unknown or shut-down handle. */
+struct instance *instance_get(HANDLE h);
+void instance_put(struct instance *inst);
+
+/*
+ * Connected and enabled: ERROR_SUCCESS (and the connection generation), else
+ * the synchronous error: PEERDIST_ERROR_SERVICE_UNAVAILABLE or
+ * ERROR_ACCESS_DISABLED_BY_POLICY (DESIGN.md, Which failures are synchronous).
+ */
+DWORD service_ready(struct instance *inst, uint64_t *generation);
+
+/*
+ * Gives ch a HANDLE and lists it under inst; ch->h must be initialised with
+ * hobj_init. Returns the handle or NULL (out of memory: ch is untouched).
+ */
+HANDLE child_register(struct instance *inst, struct child *ch);
+/* A referenced child of inst with handle h and one of the types in mask, else NULL. */
+struct child *child_get(struct instance *inst, HANDLE h, unsigned mask);
+/* Unlists and unregisters; the caller gets the table's reference (NULL if not inst's). */
+struct child *child_remove(struct instance *inst, HANDLE h, unsigned mask);
+/* True while the daemon-side object still exists (same connection as when opened). */
+bool child_alive(struct instance *inst, const struct child *ch);
+
+#endif

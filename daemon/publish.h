@@ -1,0 +1,21 @@
+/*
+ * publish.h - PeerDistServer* in the daemon: publication streams hashed off
+ * the loop into V1 (and V2) content information, publications per uid, the
+ * server secret, and content-information handles that hand out the bytes.
+ */
+#ifndef PEERDIST_PUBLISH_H
+#define PEERDIST_PUBLISH_H
+
+#include <stdbool.h>
+
+#include "daemon.h"
+
+/* Loads (or creates, 0600) the server secret in cfg.state_dir. 0 or -1 (logged). */
+int publish_init(struct daemon *d);
+void publish_free(struct daemon *d);
+/* Handles the request if it is a publishing one (then true: it replies, now or later). */
+bool publish_dispatch(struct conn *c, const Peerdist__Request *req);
+/* The connection is going: its streams, handles and publications go with it. */
+void publish_conn_closed(struct conn *c);
+
+#endif

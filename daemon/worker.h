@@ -1,0 +1,25 @@
+/*
+ * worker.h - a small thread pool for work that must not run on the event
+ * loop (hashing, disk writes, large deletes). A job's `work` runs on a worker
+ * thread; its `done` runs afterwards on the loop thread, where it may touch
+ * daemon state and send replies. Jobs run in parallel; each job's done comes
+ * after its own work, in no particular order relative to other jobs.
+ */
+#ifndef PEERDIST_WORKER_H
+#define PEERDIST_WORKER_H
+
+#include <event2/event.h>
+
+#define WORKER_THREADS 2
+
+struct worker_pool;
+
+typedef void (*worker_fn)(void *arg);
+
+struct worker_pool *worker_pool_new(struct event_base *base, int threads);
+/* Runs every queued job to its done, then stops the threads. */
+void worker_pool_free(struct worker_pool *wp);
+/* 0, or -1 when out of memory (nothing will run). */
+int worker_submit(struct worker_pool *wp, worker_fn work, worker_fn done, void *arg);
+
+#endif
