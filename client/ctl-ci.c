@@ -4,6 +4,7 @@
 #include "ctl-ci.h"
 
 #include "contentinfo.h"
+#include "ctl/ctl-util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,11 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CTL_EXIT_OK 0
-#define CTL_EXIT_FAIL 1
-#define CTL_EXIT_USAGE 2
 #define CTL_READ_SIZE (1u << 20)             /* bytes per read() while hashing */
-#define CTL_PROGRESS_MIN (64ull << 20)       /* show progress for files from 64 MiB */
 #define CTL_MAX_PASSPHRASE 1024u             /* bytes of a binary passphrase */
 
 struct ctl_hash_opts {
@@ -38,31 +35,6 @@ static int ctl_usage(const char *cmd, const char *fmt, const char *arg)
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\nTry 'peerdistctl %s --help'.\n", cmd);
     return CTL_EXIT_USAGE;
-}
-
-static int ctl_hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-static int ctl_unhex(const char *hex, uint8_t *out, size_t cap, size_t *len)
-{
-    size_t n = strlen(hex);
-
-    if (n == 0 || n % 2 || n / 2 > cap)
-        return -1;
-    for (size_t i = 0; i < n; i += 2) {
-        int hi = ctl_hexval(hex[i]), lo = ctl_hexval(hex[i + 1]);
-
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i / 2] = (uint8_t)(hi << 4 | lo);
-    }
-    *len = n / 2;
-    return 0;
 }
 
 static int ctl_parse_u64(const char *s, const char *end, uint64_t *v)
@@ -173,32 +145,20 @@ static int ctl_hash_secret(const struct ctl_hash_opts *o, struct ci_secret *ks)
     return 0;
 }
 
-static void ctl_progress(uint64_t done, uint64_t total, int *shown)
-{
-    int pct = (int)(done * 100 / total);
-
-    if (pct == *shown)
-        return;
-    *shown = pct;
-    fprintf(stderr, "\rhashing: %3d%%", pct);
-    if (pct == 100)
-        fputc('\n', stderr);
-}
-
 /* Feeds the whole file to the generator; a progress line on a terminal for big files. */
 static int ctl_hash_feed(int fd, const char *name, struct ci_gen *gen)
 {
     uint8_t *buf = malloc(CTL_READ_SIZE);
     struct stat st;
-    uint64_t total = 0, done = 0;
-    int shown = -1, rc = 0;
+    struct ctl_progress prog;
+    uint64_t done = 0;
+    int rc = 0;
     ssize_t n = 0;
 
     if (!buf)
         return -1;
-    if (isatty(STDERR_FILENO) && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-        (uint64_t)st.st_size >= CTL_PROGRESS_MIN)
-        total = (uint64_t)st.st_size;
+    ctl_progress_start(&prog, "hashing",
+        fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0);
     while ((n = read(fd, buf, CTL_READ_SIZE)) != 0) {
         if (n < 0 && errno == EINTR)
             continue;
@@ -213,26 +173,10 @@ static int ctl_hash_feed(int fd, const char *name, struct ci_gen *gen)
             break;
         }
         done += (uint64_t)n;
-        if (total)
-            ctl_progress(done < total ? done : total, total, &shown);
+        ctl_progress_update(&prog, done);
     }
     free(buf);
     return rc;
-}
-
-static int ctl_write_all(int fd, const uint8_t *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
 }
 
 static int ctl_hash_output(const struct ctl_hash_opts *o, const struct ci_info *ci)

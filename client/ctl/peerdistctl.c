@@ -9,11 +9,11 @@
 #include <string.h>
 
 #include "conn.h"
-#ifdef PEERDISTCTL_HAVE_CI
 #include "ctl-ci.h"
-#endif
+#include "ctl/ctl-data.h"
+#include "ctl/ctl-util.h"
 
-#define EXIT_USAGE 2
+#define EXIT_USAGE CTL_EXIT_USAGE
 
 static void usage(FILE *f)
 {
@@ -21,11 +21,16 @@ static void usage(FILE *f)
         "usage: peerdistctl [--socket PATH] COMMAND [ARGS]\n"
         "commands:\n"
         "  status [--json]        daemon version, status, mode, socket, database, connections\n"
-#ifdef PEERDISTCTL_HAVE_CI
+        "  publish FILE [--id ID] [--version 1|2] [-o FILE.ci]\n"
+        "                         publish through the daemon, write the content information\n"
+        "  inject FILE --ci FILE.ci --tag TAG   add a file's bytes to the cache under TAG\n"
+        "  get --ci FILE.ci [-o OUT] [--timeout MS] [--tag TAG]\n"
+        "                         read through the cache; exit 1 listing missing ranges\n"
+        "  tags [--json]          your tags and what they label\n"
+        "  flush --tag TAG        remove what TAG added (TAG: 32 hex digits or a GUID)\n"
         "  hash FILE --version 1|2 (--passphrase-hex HEX | --key TEXT)\n"
         "       [--range OFFSET:LENGTH] [-o OUT]   write content information (no daemon)\n"
         "  ci-dump FILE [--json]  print a content information file (no daemon)\n"
-#endif
         "options:\n"
         "  -s, --socket PATH      daemon socket (default $PEERDIST_SOCKET or %s)\n"
         "exit status: 0 success, 1 failure, 2 bad usage\n",
@@ -144,12 +149,22 @@ int main(int argc, char **argv)
     char **sub_argv = argv + i;
     if (strcmp(cmd, "status") == 0)
         return cmd_status(socket_path, sub_argc, sub_argv);
-#ifdef PEERDISTCTL_HAVE_CI
     if (strcmp(cmd, "hash") == 0)
         return ctl_hash_main(sub_argc, sub_argv);
     if (strcmp(cmd, "ci-dump") == 0)
         return ctl_ci_dump_main(sub_argc, sub_argv);
-#endif
+    if (strcmp(cmd, "tags") == 0)
+        return ctl_tags_main(socket_path, sub_argc, sub_argv);
+    /* The rest use <peerdist.h>, which finds the daemon through PEERDIST_SOCKET. */
+    setenv("PEERDIST_SOCKET", socket_path, 1);
+    if (strcmp(cmd, "publish") == 0)
+        return ctl_publish_main(sub_argc, sub_argv);
+    if (strcmp(cmd, "inject") == 0)
+        return ctl_inject_main(sub_argc, sub_argv);
+    if (strcmp(cmd, "get") == 0)
+        return ctl_get_main(sub_argc, sub_argv);
+    if (strcmp(cmd, "flush") == 0)
+        return ctl_flush_main(sub_argc, sub_argv);
     fprintf(stderr, "peerdistctl: unknown command '%s'\n", cmd);
     usage(stderr);
     return EXIT_USAGE;
