@@ -1,0 +1,386 @@
+/*
+ * datapath_bench.c - the data path through <peerdist.h>, each figure beside
+ * its baseline measured in the same run on the same bytes:
+ *   publish N MiB (V1)             vs `openssl dgst -sha256` of the same file
+ *   AddData N MiB                  vs the smaller of `openssl dgst -sha256` and
+ *                                     a raw write of the bytes with fdatasync
+ *   StreamRead of the cached bytes vs a raw Unix-socket transfer of the bytes
+ *   flush of the tag labelling them (must complete in <= 1 s) while another
+ *   instance calls PeerDistGetStatus in a loop (its p99 must stay <= 10 ms)
+ * Usage: datapath_bench [-s MiB] [-r REPS] DIR   (DIR: a scratch directory on the
+ * same disk as the daemon's database). PEERDIST_SOCKET names the daemon.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <peerdist.h>
+
+#define MiB (1024u * 1024)
+#define CHUNK MiB            /* bytes per request */
+#define DEPTH 8              /* AddData / StreamRead requests in flight */
+#define MAX_SAMPLES 2000000  /* GetStatus latencies kept during a flush */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void die(const char *what, DWORD e)
+{
+    fprintf(stderr, "datapath_bench: %s: error %lu\n", what, (unsigned long)e);
+    exit(1);
+}
+
+static DWORD wait_ov(DWORD rc, OVERLAPPED *ov, DWORD *n)
+{
+    DWORD got = 0;
+    if (rc != ERROR_IO_PENDING)
+        return rc;
+    BOOL ok = PeerDistGetOverlappedResult(ov, &got, TRUE);
+    if (n)
+        *n = got;
+    return ok ? ERROR_SUCCESS : GetLastError();
+}
+
+/* ---- baselines ---- */
+
+static double openssl_sha256_s(const char *path)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof(cmd), "openssl dgst -sha256 '%s' >/dev/null", path);
+    double t0 = now_s();
+    if (system(cmd) != 0)
+        die("openssl dgst", 0);
+    return now_s() - t0;
+}
+
+static double raw_write_s(const char *dir, const uint8_t *data, size_t len)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/raw-write.bin", dir);
+    double t0 = now_s();
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    for (size_t off = 0; fd >= 0 && off < len; off += CHUNK)
+        if (write(fd, data + off, len - off < CHUNK ? len - off : CHUNK) < 0)
+            die("raw write", (DWORD)errno);
+    if (fd < 0 || fdatasync(fd) != 0)
+        die("raw write", (DWORD)errno);
+    double t = now_s() - t0;
+    close(fd);
+    unlink(path);
+    return t;
+}
+
+static double uds_transfer_s(const uint8_t *data, size_t len)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+        die("socketpair", (DWORD)errno);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        uint8_t *buf = malloc(CHUNK);
+        size_t got = 0;
+        while (got < len) {
+            ssize_t n = read(sv[1], buf, CHUNK);
+            if (n <= 0)
+                _exit(1);
+            got += (size_t)n;
+        }
+        (void)!write(sv[1], "k", 1);
+        _exit(0);
+    }
+    close(sv[1]);
+    double t0 = now_s();
+    for (size_t off = 0; off < len;) {
+        ssize_t n = write(sv[0], data + off, len - off < CHUNK ? len - off : CHUNK);
+        if (n <= 0)
+            die("uds write", (DWORD)errno);
+        off += (size_t)n;
+    }
+    char k;
+    if (read(sv[0], &k, 1) != 1)
+        die("uds ack", 0);
+    double t = now_s() - t0;
+    close(sv[0]);
+    waitpid(pid, NULL, 0);
+    return t;
+}
+
+/* ---- the API ---- */
+
+static uint8_t *publish(PEERDIST_INSTANCE_HANDLE h, const char *id, const uint8_t *data, size_t len,
+    size_t *ci_len, double *secs)
+{
+    PEERDIST_PUBLICATION_OPTIONS po = {1, 0};
+    PEERDIST_STREAM_HANDLE s;
+    double t0 = now_s();
+    DWORD rc = PeerDistServerPublishStream(h, (DWORD)strlen(id), (PBYTE)id, len, &po, NULL, 0, &s);
+    if (rc != ERROR_SUCCESS)
+        die("PublishStream", rc);
+    for (size_t off = 0; off < len; off += CHUNK) {
+        OVERLAPPED ov = {0};
+        DWORD n = len - off < CHUNK ? (DWORD)(len - off) : CHUNK;
+        if ((rc = wait_ov(PeerDistServerPublishAddToStream(h, s, n, (PBYTE)data + off, &ov), &ov, NULL)))
+            die("PublishAddToStream", rc);
+    }
+    OVERLAPPED ov = {0};
+    if ((rc = wait_ov(PeerDistServerPublishCompleteStream(h, s, &ov), &ov, NULL)))
+        die("PublishCompleteStream", rc);
+    *secs = now_s() - t0;
+    PeerDistServerCloseStreamHandle(h, s);
+    PEERDIST_CONTENTINFO_HANDLE ci;
+    if ((rc = PeerDistServerOpenContentInformation(h, (DWORD)strlen(id), (PBYTE)id, 0, 0, NULL, 0, &ci)))
+        die("OpenContentInformation", rc);
+    size_t cap = 4 * MiB, n = 0;
+    uint8_t *out = malloc(cap);
+    for (;;) {
+        if (cap - n < CHUNK)
+            out = realloc(out, cap *= 2);
+        OVERLAPPED rov = {0};
+        DWORD got = 0;
+        rc = wait_ov(PeerDistServerRetrieveContentInformation(h, ci, CHUNK, out + n, &rov), &rov, &got);
+        if (rc == PEERDIST_ERROR_NO_MORE)
+            break;
+        if (rc)
+            die("RetrieveContentInformation", rc);
+        n += got;
+    }
+    PeerDistServerCloseContentInformation(h, ci);
+    *ci_len = n;
+    return out;
+}
+
+static PEERDIST_CONTENT_HANDLE open_content(PEERDIST_INSTANCE_HANDLE h, HANDLE port,
+    const PEERDIST_CONTENT_TAG *tag, const uint8_t *ci, size_t ci_len)
+{
+    PEERDIST_CONTENT_HANDLE c;
+    DWORD rc = PeerDistClientOpenContent(h, tag, port, 0, &c);
+    if (rc)
+        die("OpenContent", rc);
+    OVERLAPPED ov = {0};
+    if ((rc = wait_ov(PeerDistClientAddContentInformation(h, c, (DWORD)ci_len, (PBYTE)ci, &ov), &ov, NULL)))
+        die("AddContentInformation", rc);
+    memset(&ov, 0, sizeof(ov));
+    if ((rc = wait_ov(PeerDistClientCompleteContentInformation(h, c, &ov), &ov, NULL)))
+        die("CompleteContentInformation", rc);
+    return c;
+}
+
+/* Keeps DEPTH operations in flight on the handle's port until `issue` has nothing left. */
+typedef DWORD (*issue_fn)(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, OVERLAPPED *ov,
+    uint8_t *slot, void *state);
+
+static void pump(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, HANDLE port, issue_fn issue,
+    void *state, uint8_t *slots, const char *what)
+{
+    OVERLAPPED ov[DEPTH];
+    int in_flight = 0;
+    for (int i = 0; i < DEPTH; i++) {
+        memset(&ov[i], 0, sizeof(ov[i]));
+        DWORD rc = issue(h, c, &ov[i], slots + (size_t)i * CHUNK, state);
+        if (rc == ERROR_IO_PENDING)
+            in_flight++;
+        else if (rc != PEERDIST_ERROR_NO_MORE)
+            die(what, rc);
+    }
+    while (in_flight > 0) {
+        DWORD n;
+        ULONG_PTR key;
+        LPOVERLAPPED got;
+        if (!GetQueuedCompletionStatus(port, &n, &key, &got, INFINITE) && GetLastError() != PEERDIST_ERROR_NO_MORE)
+            die(what, GetLastError());
+        in_flight--;
+        int i = (int)(got - ov);
+        memset(&ov[i], 0, sizeof(ov[i]));
+        DWORD rc = issue(h, c, &ov[i], slots + (size_t)i * CHUNK, state);
+        if (rc == ERROR_IO_PENDING)
+            in_flight++;
+        else if (rc != PEERDIST_ERROR_NO_MORE)
+            die(what, rc);
+    }
+}
+
+struct add_state {
+    const uint8_t *data;
+    size_t len, next;
+};
+
+static DWORD issue_add(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, OVERLAPPED *ov, uint8_t *slot,
+    void *arg)
+{
+    struct add_state *a = arg;
+    if (a->next >= a->len)
+        return PEERDIST_ERROR_NO_MORE;
+    size_t off = a->next, n = a->len - off < CHUNK ? a->len - off : CHUNK;
+    a->next += n;
+    ov->Offset = (DWORD)off;
+    ov->OffsetHigh = (DWORD)((uint64_t)off >> 32);
+    return PeerDistClientAddData(h, c, (DWORD)n, (PBYTE)a->data + off, ov);
+}
+
+struct read_state {
+    size_t issued, len;
+};
+
+static DWORD issue_read(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, OVERLAPPED *ov, uint8_t *slot,
+    void *arg)
+{
+    struct read_state *r = arg;
+    if (r->issued >= r->len)
+        return PEERDIST_ERROR_NO_MORE;
+    r->issued += CHUNK;
+    return PeerDistClientStreamRead(h, c, CHUNK, slot, PEERDIST_READ_TIMEOUT_LOCAL_CACHE_ONLY, ov);
+}
+
+struct prober {
+    atomic_int stop;
+    double *lat;
+    int n;
+};
+
+static void *probe_status(void *arg)
+{
+    struct prober *p = arg;
+    PEERDIST_INSTANCE_HANDLE h;
+    if (PeerDistStartup(PEERDIST_VERSION, &h, NULL) != ERROR_SUCCESS)
+        return NULL;
+    while (!atomic_load(&p->stop) && p->n < MAX_SAMPLES) {
+        PEERDIST_STATUS st;
+        double t0 = now_s();
+        PeerDistGetStatus(h, &st);
+        p->lat[p->n++] = (now_s() - t0) * 1e3;
+        usleep(200);
+    }
+    PeerDistShutdown(h);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    size_t mib = 1024;
+    int reps = 3, ch;
+    while ((ch = getopt(argc, argv, "s:r:")) != -1) {
+        if (ch == 's')
+            mib = strtoul(optarg, NULL, 10);
+        else if (ch == 'r')
+            reps = atoi(optarg);
+        else
+            return 2;
+    }
+    if (optind + 1 != argc || reps < 1 || reps > 20 || mib < 1) {
+        fprintf(stderr, "usage: datapath_bench [-s MiB] [-r REPS] SCRATCH_DIR\n");
+        return 2;
+    }
+    const char *dir = argv[optind];
+    size_t len = mib * MiB;
+    uint8_t *data = malloc(len), *slots = malloc((size_t)DEPTH * CHUNK);
+    for (size_t i = 0; i < len; i += 8) {
+        uint64_t x = i * 0x9E3779B97F4A7C15ull;
+        memcpy(data + i, &x, len - i < 8 ? len - i : 8);
+    }
+    char file[4200];
+    snprintf(file, sizeof(file), "%s/content.bin", dir);
+    FILE *f = fopen(file, "wb");
+    if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0)
+        die("writing the content file", (DWORD)errno);
+
+    double b_sha[20], b_write[20], b_uds[20], t_pub[20], t_add[20], t_read[20], t_flush[20], p99[20];
+    for (int r = 0; r < reps; r++) {
+        b_sha[r] = openssl_sha256_s(file);
+        b_write[r] = raw_write_s(dir, data, len);
+        b_uds[r] = uds_transfer_s(data, len);
+
+        PEERDIST_INSTANCE_HANDLE h;
+        if (PeerDistStartup(PEERDIST_VERSION, &h, NULL) != ERROR_SUCCESS)
+            die("Startup", 0);
+        char id[32];
+        snprintf(id, sizeof(id), "bench-%d", r);
+        size_t ci_len;
+        uint8_t *ci = publish(h, id, data, len, &ci_len, &t_pub[r]);
+
+        HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
+        PEERDIST_CONTENT_TAG tag = {{(uint8_t)r, 0xbe, 0x4c}};
+        PEERDIST_CONTENT_HANDLE c = open_content(h, port, &tag, ci, ci_len);
+        struct add_state as = {data, len, 0};
+        double t0 = now_s();
+        pump(h, c, port, issue_add, &as, slots, "AddData");
+        t_add[r] = now_s() - t0;
+        PeerDistClientCloseContent(h, c);
+
+        c = open_content(h, port, &tag, ci, ci_len);
+        struct read_state rs = {0, len};
+        t0 = now_s();
+        pump(h, c, port, issue_read, &rs, slots, "StreamRead");
+        t_read[r] = now_s() - t0;
+        PeerDistClientCloseContent(h, c);
+
+        struct prober pr = {.lat = malloc(sizeof(double) * MAX_SAMPLES)};
+        pthread_t th;
+        pthread_create(&th, NULL, probe_status, &pr);
+        usleep(100000);
+        int before = pr.n;
+        OVERLAPPED ov = {0};
+        t0 = now_s();
+        DWORD rc = wait_ov(PeerDistClientFlushContent(h, &tag, NULL, 0, &ov), &ov, NULL);
+        t_flush[r] = now_s() - t0;
+        if (rc)
+            die("FlushContent", rc);
+        usleep(100000);
+        atomic_store(&pr.stop, 1);
+        pthread_join(th, NULL);
+        int n = pr.n - before; /* samples from the flush on, and shortly after */
+        qsort(pr.lat + before, (size_t)n, sizeof(double), cmp_double);
+        p99[r] = n > 0 ? pr.lat[before + (int)(n * 0.99)] : -1;
+        free(pr.lat);
+        PeerDistServerUnpublish(h, (DWORD)strlen(id), (PBYTE)id);
+        CloseHandle(port);
+        PeerDistShutdown(h);
+        free(ci);
+        fprintf(stderr, "rep %d: openssl %.2fs write %.2fs uds %.2fs | publish %.2fs add %.2fs read %.2fs "
+            "flush %.3fs getstatus p99 %.2fms\n", r + 1, b_sha[r], b_write[r], b_uds[r], t_pub[r],
+            t_add[r], t_read[r], t_flush[r], p99[r]);
+    }
+    double mb = (double)len / MiB;
+    double sha = median(b_sha, reps), wr = median(b_write, reps), uds = median(b_uds, reps);
+    double pub = median(t_pub, reps), add = median(t_add, reps), rd = median(t_read, reps);
+    double fl = median(t_flush, reps), p = median(p99, reps);
+    double add_base = sha > wr ? sha : wr; /* the slower baseline = the smaller throughput */
+    printf("size_mib=%zu reps=%d (medians)\n", mib, reps);
+    printf("publish_mib_s=%.0f  baseline openssl_sha256_mib_s=%.0f  ratio=%.2f  target>=0.80 %s\n",
+        mb / pub, mb / sha, sha / pub, sha / pub >= 0.8 ? "MET" : "MISSED");
+    printf("adddata_mib_s=%.0f  baseline min(openssl_sha256=%.0f, write+fdatasync=%.0f)_mib_s=%.0f  ratio=%.2f  "
+        "target>=0.50 %s\n", mb / add, mb / sha, mb / wr, mb / add_base, add_base / add,
+        add_base / add >= 0.5 ? "MET" : "MISSED");
+    printf("streamread_mib_s=%.0f  baseline uds_transfer_mib_s=%.0f  ratio=%.2f  target>=0.50 %s\n", mb / rd,
+        mb / uds, uds / rd, uds / rd >= 0.5 ? "MET" : "MISSED");
+    printf("flush_s=%.3f  target<=1.0 %s  getstatus_p99_ms_during_flush=%.2f  target<=10 %s\n", fl,
+        fl <= 1.0 ? "MET" : "MISSED", p, p <= 10 ? "MET" : "MISSED");
+    unlink(file);
+    free(data);
+    free(slots);
+    return 0;
+}
