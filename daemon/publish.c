@@ -1,23 +1,707 @@
 /*
- * publish.c - PeerDistServer* in the daemon (see publish.h). Not built yet:
- * every publishing request is left to dispatch's ERROR_CALL_NOT_IMPLEMENTED.
+ * publish.c - PeerDistServer* in the daemon (see publish.h). A stream feeds
+ * its bytes, in order and one job at a time, to content-information
+ * generators on the worker pool (V1, plus V2 for a version-2 stream, in one
+ * pass); a completed stream becomes a publication keyed by (uid, content id)
+ * that keeps the descriptions (hashes, segment secrets), never the bytes.
+ * Content-information handles hand out serialized bytes from a cursor.
+ * Limits and choices: docs/publishing.md.
  */
 #include "publish.h"
 
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include <openssl/crypto.h>
+#include <peerdist.h>
+
+#include "contentinfo.h"
+#include "log.h"
+#include "secret.h"
+#include "worker.h"
+
+/* Limits (docs/publishing.md). */
+#define PUB_MAX_ID_BYTES (64u * 1024)                 /* content identifier */
+#define PUB_MAX_STREAMS_PER_CONN 1024                 /* open stream handles */
+#define PUB_MAX_CI_HANDLES_PER_CONN 4096              /* open content-information handles */
+#define PUB_MAX_PUBLICATIONS_PER_CONN 65536           /* publications a connection owns */
+#define PUB_MAX_QUEUED_BYTES_PER_CONN (256u << 20)    /* stream bytes waiting to be hashed */
+#define PUB_BUCKETS 4096                              /* publication hash table */
+
+struct pub_conn;
+struct stream;
+
+struct publication {
+    uid_t uid;
+    uint8_t *id;
+    size_t id_len;
+    uint32_t version;          /* 1 or 2 */
+    bool complete;
+    struct ci_info *v1, *v2;   /* whole content, once complete (v2 only for version 2) */
+    struct pub_conn *owner;
+    struct stream *stream;     /* the stream writing it, until it completes */
+    struct publication *hnext;
+    LIST_ENTRY(publication) owner_link;
+};
+
+enum preq_kind { PREQ_ADD, PREQ_COMPLETE };
+
+/* A queued AddToStream part or CompleteStream, answered after its job. */
+struct preq {
+    enum preq_kind kind;
+    uint64_t id;
+    uint8_t *data;
+    size_t len;
+    uint32_t status; /* set by the job */
+    STAILQ_ENTRY(preq) link;
+};
+
+/*
+ * A stream. refs: one for the connection's list (dropped at close) and one per
+ * job on a worker; the worker touches only running, g1, g2, out1, out2.
+ */
+struct stream {
+    uint64_t handle;
+    struct conn *conn;        /* referenced for the stream's lifetime */
+    struct pub_conn *pc;      /* NULL once closed */
+    struct publication *pub;  /* NULL once completed, unpublished or discarded */
+    uint32_t version;
+    uint64_t declared;        /* 0 = not known */
+    uint64_t accepted;        /* bytes queued or hashed */
+    bool complete_queued;
+    bool completed;
+    bool dead;                /* closed: queued work answers ABORTED */
+    unsigned refs;
+    struct ci_gen *g1, *g2;
+    struct ci_info *out1, *out2;
+    struct preq *running;
+    uint64_t cancel_reply;    /* a CancelRequest answered once running is */
+    STAILQ_HEAD(, preq) queue;
+    LIST_ENTRY(stream) link;
+};
+
+struct ci_handle {
+    uint64_t handle;
+    uint8_t *buf;
+    size_t size, pos;
+    LIST_ENTRY(ci_handle) link;
+};
+
+struct pub_conn {
+    uint64_t next_handle;
+    LIST_HEAD(, stream) streams;
+    unsigned nstreams;
+    LIST_HEAD(, ci_handle) cis;
+    unsigned ncis;
+    LIST_HEAD(, publication) pubs;
+    unsigned npubs;
+    size_t queued_bytes;
+};
+
+struct pub_daemon {
+    struct ci_secret ks1, ks2;
+    struct publication *buckets[PUB_BUCKETS];
+};
+
+#define CONN_FMT "connection %llu (uid %u pid %d)"
+#define CONN_ARGS(c) (unsigned long long)(c)->serial, (unsigned)(c)->uid, (int)(c)->pid
+
+/* ---- publications ---- */
+
+static unsigned pub_hash(uid_t uid, const uint8_t *id, size_t len)
+{
+    uint32_t h = 2166136261u ^ (uint32_t)uid;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ id[i]) * 16777619u;
+    return h % PUB_BUCKETS;
+}
+
+static struct publication **pub_slot(struct pub_daemon *pd, uid_t uid, const uint8_t *id,
+    size_t len)
+{
+    struct publication **pp = &pd->buckets[pub_hash(uid, id, len)];
+    for (; *pp; pp = &(*pp)->hnext)
+        if ((*pp)->uid == uid && (*pp)->id_len == len && memcmp((*pp)->id, id, len) == 0)
+            break;
+    return pp;
+}
+
+static struct publication *pub_find(struct daemon *d, uid_t uid, const uint8_t *id, size_t len)
+{
+    return *pub_slot(d->pub, uid, id, len);
+}
+
+/* Unindexes and frees; a stream still writing it is detached. */
+static void pub_remove(struct daemon *d, struct publication *p)
+{
+    struct publication **pp = pub_slot(d->pub, p->uid, p->id, p->id_len);
+    if (*pp == p)
+        *pp = p->hnext;
+    if (p->owner) {
+        LIST_REMOVE(p, owner_link);
+        p->owner->npubs--;
+    }
+    if (p->stream)
+        p->stream->pub = NULL;
+    ci_info_free(p->v1);
+    ci_info_free(p->v2);
+    free(p->id);
+    free(p);
+}
+
+/* ---- streams ---- */
+
+static void preq_free(struct stream *s, struct preq *q)
+{
+    if (s->pc)
+        s->pc->queued_bytes -= q->len;
+    free(q->data);
+    free(q);
+}
+
+static void stream_unref(struct stream *s)
+{
+    if (--s->refs > 0)
+        return;
+    ci_gen_free(s->g1);
+    ci_gen_free(s->g2);
+    ci_info_free(s->out1);
+    ci_info_free(s->out2);
+    conn_unref(s->conn);
+    free(s);
+}
+
+static void count_reply(struct conn *c, uint64_t id, uint32_t status, uint64_t bytes)
+{
+    Peerdist__CountReply cr = PEERDIST__COUNT_REPLY__INIT;
+    Peerdist__Reply r = PEERDIST__REPLY__INIT;
+    r.id = id;
+    r.status = status;
+    if (status == ERROR_SUCCESS) {
+        cr.bytes = bytes;
+        r.body_case = PEERDIST__REPLY__BODY_COUNT;
+        r.count = &cr;
+    }
+    conn_send(c, &r);
+}
+
+/* Worker thread: hash one part, or finish the generators. */
+static void stream_work(void *arg)
+{
+    struct stream *s = arg;
+    struct preq *q = s->running;
+    q->status = ERROR_SUCCESS;
+    if (q->kind == PREQ_ADD) {
+        if (ci_gen_feed(s->g1, q->data, q->len) != 0 ||
+            (s->g2 && ci_gen_feed(s->g2, q->data, q->len) != 0))
+            q->status = ERROR_NOT_ENOUGH_MEMORY;
+    } else {
+        if (ci_gen_finish(s->g1, &s->out1) != 0 || (s->g2 && ci_gen_finish(s->g2, &s->out2) != 0))
+            q->status = ERROR_NOT_ENOUGH_MEMORY;
+    }
+}
+
+static void stream_kick(struct stream *s);
+
+/* Loop thread: answer the part, move the queue on. */
+static void stream_done(void *arg)
+{
+    struct stream *s = arg;
+    struct preq *q = s->running;
+    s->running = NULL;
+    uint32_t status = q->status;
+    if (s->dead)
+        status = ERROR_OPERATION_ABORTED;
+    else if (!s->pub && !s->completed)
+        status = PEERDIST_ERROR_INVALIDATED; /* unpublished while it was written */
+    if (q->kind == PREQ_COMPLETE && status == ERROR_SUCCESS) {
+        struct publication *p = s->pub;
+        p->v1 = s->out1;
+        p->v2 = s->out2;
+        s->out1 = s->out2 = NULL;
+        p->complete = true;
+        p->stream = NULL;
+        s->pub = NULL;
+        s->completed = true;
+        log_debug(CONN_FMT ": publication of %llu bytes complete (version %u)",
+            CONN_ARGS(s->conn), (unsigned long long)s->accepted, s->version);
+    } else if (q->kind == PREQ_COMPLETE && !s->dead) {
+        s->complete_queued = false;
+    }
+    if (q->kind == PREQ_ADD)
+        count_reply(s->conn, q->id, status, q->len);
+    else
+        dispatch_reply_status(s->conn, q->id, status);
+    preq_free(s, q);
+    if (s->cancel_reply) {
+        dispatch_reply_status(s->conn, s->cancel_reply, ERROR_SUCCESS);
+        s->cancel_reply = 0;
+    }
+    stream_kick(s);
+    stream_unref(s);
+}
+
+static void stream_kick(struct stream *s)
+{
+    while (!s->running && !s->dead && !STAILQ_EMPTY(&s->queue)) {
+        struct preq *q = STAILQ_FIRST(&s->queue);
+        STAILQ_REMOVE_HEAD(&s->queue, link);
+        s->running = q;
+        s->refs++;
+        if (worker_submit(s->conn->d->workers, stream_work, stream_done, s) == 0)
+            return;
+        s->refs--;
+        s->running = NULL;
+        if (q->kind == PREQ_ADD)
+            s->accepted -= q->len;
+        else
+            s->complete_queued = false;
+        log_error(CONN_FMT ": out of memory queueing a hashing job", CONN_ARGS(s->conn));
+        dispatch_reply_status(s->conn, q->id, ERROR_NOT_ENOUGH_MEMORY);
+        preq_free(s, q);
+    }
+}
+
+/* Closes the stream: queued work answers ABORTED, an unfinished publication is discarded. */
+static void stream_close(struct daemon *d, struct stream *s)
+{
+    struct preq *q;
+    s->dead = true;
+    while ((q = STAILQ_FIRST(&s->queue))) {
+        STAILQ_REMOVE_HEAD(&s->queue, link);
+        dispatch_reply_status(s->conn, q->id, ERROR_OPERATION_ABORTED);
+        preq_free(s, q);
+    }
+    if (s->running)
+        s->pc->queued_bytes -= s->running->len; /* counted off now: the pc may go first */
+    if (s->pub && !s->completed)
+        pub_remove(d, s->pub); /* OUR CHOICE: an unfinished publication is discarded */
+    LIST_REMOVE(s, link);
+    s->pc->nstreams--;
+    s->pc = NULL;
+    stream_unref(s);
+}
+
+/* ---- per-connection state ---- */
+
+static struct pub_conn *pc_get(struct conn *c)
+{
+    if (!c->pub) {
+        struct pub_conn *pc = calloc(1, sizeof(*pc));
+        if (!pc)
+            return NULL;
+        LIST_INIT(&pc->streams);
+        LIST_INIT(&pc->cis);
+        LIST_INIT(&pc->pubs);
+        c->pub = pc;
+    }
+    return c->pub;
+}
+
+static struct stream *stream_find(struct conn *c, uint64_t handle)
+{
+    struct pub_conn *pc = c->pub;
+    struct stream *s;
+    if (!pc)
+        return NULL;
+    LIST_FOREACH(s, &pc->streams, link)
+        if (s->handle == handle)
+            return s;
+    return NULL;
+}
+
+static struct ci_handle *ci_find(struct conn *c, uint64_t handle)
+{
+    struct pub_conn *pc = c->pub;
+    struct ci_handle *h;
+    if (!pc)
+        return NULL;
+    LIST_FOREACH(h, &pc->cis, link)
+        if (h->handle == handle)
+            return h;
+    return NULL;
+}
+
+static bool disabled(struct conn *c, uint64_t id)
+{
+    if (c->d->cfg.mode != MODE_DISABLED)
+        return false;
+    dispatch_reply_status(c, id, ERROR_ACCESS_DISABLED_BY_POLICY);
+    return true;
+}
+
+static void refuse(struct conn *c, uint64_t id, uint32_t status, const char *what, const char *why)
+{
+    log_info(CONN_FMT ": %s refused (%u): %s", CONN_ARGS(c), what, status, why);
+    dispatch_reply_status(c, id, status);
+}
+
+/* ---- handlers ---- */
+
+static void handle_publish_stream(struct conn *c, uint64_t id, const Peerdist__PublishStreamRequest *m)
+{
+    static const char what[] = "PublishStream";
+    struct daemon *d = c->d;
+    if (disabled(c, id))
+        return;
+    if (m->content_id.len == 0 || m->content_id.len > PUB_MAX_ID_BYTES)
+        return refuse(c, id, ERROR_INVALID_PARAMETER, what, "content id length");
+    if (m->version != 1 && m->version != 2)
+        return refuse(c, id, ERROR_INVALID_PARAMETER, what, "version not 1 or 2");
+    if (pub_find(d, c->uid, m->content_id.data, m->content_id.len))
+        return refuse(c, id, PEERDIST_ERROR_ALREADY_EXISTS, what, "already published");
+    struct pub_conn *pc = pc_get(c);
+    if (!pc)
+        return refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "out of memory");
+    if (pc->nstreams >= PUB_MAX_STREAMS_PER_CONN || pc->npubs >= PUB_MAX_PUBLICATIONS_PER_CONN)
+        return refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "too many streams or publications");
+    struct publication *p = calloc(1, sizeof(*p));
+    struct stream *s = calloc(1, sizeof(*s));
+    if (!p || !s || !(p->id = malloc(m->content_id.len)))
+        goto nomem;
+    s->g1 = ci_gen_new(CI_VERSION_1, &((struct pub_daemon *)d->pub)->ks1);
+    if (!s->g1)
+        goto nomem;
+    if (m->version == 2 && !(s->g2 = ci_gen_new(CI_VERSION_2, &((struct pub_daemon *)d->pub)->ks2)))
+        goto nomem;
+    memcpy(p->id, m->content_id.data, m->content_id.len);
+    p->id_len = m->content_id.len;
+    p->uid = c->uid;
+    p->version = m->version;
+    p->owner = pc;
+    p->stream = s;
+    struct publication **slot = &((struct pub_daemon *)d->pub)->buckets[pub_hash(p->uid, p->id, p->id_len)];
+    p->hnext = *slot;
+    *slot = p;
+    LIST_INSERT_HEAD(&pc->pubs, p, owner_link);
+    pc->npubs++;
+    s->handle = ++pc->next_handle;
+    s->conn = c;
+    c->refs++;
+    s->pc = pc;
+    s->pub = p;
+    s->version = m->version;
+    s->declared = m->content_length;
+    s->refs = 1;
+    STAILQ_INIT(&s->queue);
+    LIST_INSERT_HEAD(&pc->streams, s, link);
+    pc->nstreams++;
+    Peerdist__PublishStreamReply pr = PEERDIST__PUBLISH_STREAM_REPLY__INIT;
+    pr.stream = s->handle;
+    Peerdist__Reply r = PEERDIST__REPLY__INIT;
+    r.id = id;
+    r.body_case = PEERDIST__REPLY__BODY_PUBLISH_STREAM;
+    r.publish_stream = &pr;
+    conn_send(c, &r);
+    return;
+nomem:
+    if (s) {
+        ci_gen_free(s->g1);
+        ci_gen_free(s->g2);
+        free(s);
+    }
+    if (p)
+        free(p->id);
+    free(p);
+    refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "out of memory");
+}
+
+static void handle_publish_add(struct conn *c, uint64_t id, const Peerdist__PublishAddRequest *m)
+{
+    static const char what[] = "PublishAddToStream";
+    if (disabled(c, id))
+        return;
+    struct stream *s = stream_find(c, m->stream);
+    if (!s)
+        return refuse(c, id, ERROR_INVALID_HANDLE, what, "unknown stream");
+    if (s->complete_queued || s->completed)
+        return refuse(c, id, PEERDIST_ERROR_ALREADY_COMPLETED, what, "stream completed");
+    if (!s->pub)
+        return refuse(c, id, PEERDIST_ERROR_INVALIDATED, what, "unpublished");
+    if (m->data.len == 0 || m->data.len > PD_MAX_CHUNK)
+        return refuse(c, id, ERROR_INVALID_PARAMETER, what, "part size");
+    if (s->declared && (s->accepted + m->data.len > s->declared || s->accepted + m->data.len < s->accepted))
+        return refuse(c, id, PEERDIST_ERROR_OUT_OF_BOUNDS, what, "past the declared length");
+    if (s->pc->queued_bytes + m->data.len > PUB_MAX_QUEUED_BYTES_PER_CONN)
+        return refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "too many bytes queued");
+    struct preq *q = calloc(1, sizeof(*q));
+    if (!q || !(q->data = malloc(m->data.len))) {
+        free(q);
+        return refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "out of memory");
+    }
+    memcpy(q->data, m->data.data, m->data.len);
+    q->kind = PREQ_ADD;
+    q->id = id;
+    q->len = m->data.len;
+    s->accepted += q->len;
+    s->pc->queued_bytes += q->len;
+    STAILQ_INSERT_TAIL(&s->queue, q, link);
+    stream_kick(s);
+}
+
+static void handle_publish_complete(struct conn *c, uint64_t id, const Peerdist__PublishCompleteRequest *m)
+{
+    static const char what[] = "PublishCompleteStream";
+    if (disabled(c, id))
+        return;
+    struct stream *s = stream_find(c, m->stream);
+    if (!s)
+        return refuse(c, id, ERROR_INVALID_HANDLE, what, "unknown stream");
+    if (s->complete_queued || s->completed)
+        return refuse(c, id, PEERDIST_ERROR_ALREADY_COMPLETED, what, "stream completed");
+    if (!s->pub)
+        return refuse(c, id, PEERDIST_ERROR_INVALIDATED, what, "unpublished");
+    if (s->declared && s->accepted != s->declared)
+        return refuse(c, id, ERROR_INVALID_PARAMETER, what, "total differs from the declared length");
+    struct preq *q = calloc(1, sizeof(*q));
+    if (!q)
+        return refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "out of memory");
+    q->kind = PREQ_COMPLETE;
+    q->id = id;
+    s->complete_queued = true;
+    STAILQ_INSERT_TAIL(&s->queue, q, link);
+    stream_kick(s);
+}
+
+static void handle_close_stream(struct conn *c, uint64_t id, const Peerdist__CloseStreamRequest *m)
+{
+    struct stream *s = stream_find(c, m->stream);
+    if (!s)
+        return refuse(c, id, ERROR_INVALID_HANDLE, "CloseStreamHandle", "unknown stream");
+    stream_close(c->d, s);
+    dispatch_reply_status(c, id, ERROR_SUCCESS);
+}
+
+static void handle_unpublish(struct conn *c, uint64_t id, const Peerdist__UnpublishRequest *m)
+{
+    if (disabled(c, id))
+        return;
+    if (m->content_id.len == 0 || m->content_id.len > PUB_MAX_ID_BYTES)
+        return refuse(c, id, ERROR_INVALID_PARAMETER, "Unpublish", "content id length");
+    struct publication *p = pub_find(c->d, c->uid, m->content_id.data, m->content_id.len);
+    if (!p)
+        return refuse(c, id, ERROR_NOT_FOUND, "Unpublish", "not published by this uid");
+    pub_remove(c->d, p);
+    dispatch_reply_status(c, id, ERROR_SUCCESS);
+}
+
+static void handle_open_ci(struct conn *c, uint64_t id, const Peerdist__OpenContentInfoRequest *m)
+{
+    static const char what[] = "OpenContentInformation";
+    if (disabled(c, id))
+        return;
+    if (m->content_id.len == 0 || m->content_id.len > PUB_MAX_ID_BYTES)
+        return refuse(c, id, ERROR_INVALID_PARAMETER, what, "content id length");
+    struct publication *p = pub_find(c->d, c->uid, m->content_id.data, m->content_id.len);
+    if (!p || !p->complete)
+        return refuse(c, id, ERROR_NOT_FOUND, what, "no complete publication by this uid");
+    uint32_t version = p->version;
+    if (m->min_version || m->max_version) {
+        if (m->min_version < 1 || m->min_version > m->max_version || m->max_version > 2)
+            return refuse(c, id, ERROR_INVALID_PARAMETER, what, "version range");
+        /* The highest version the publication has within [min, max] (DESIGN.md, Versions). */
+        version = m->max_version >= 2 && p->version == 2 ? 2 : m->min_version <= 1 ? 1 : 0;
+        if (!version)
+            return refuse(c, id, PEERDIST_ERROR_CONTENTINFO_VERSION_UNSUPPORTED, what,
+                "publication lacks the version asked for");
+    }
+    const struct ci_info *full = version == 2 ? p->v2 : p->v1;
+    struct ci_info *ranged = NULL;
+    if ((m->offset || m->length) && ci_range(full, m->offset, m->length, &ranged) != 0)
+        return refuse(c, id, errno == EINVAL ? ERROR_INVALID_PARAMETER : ERROR_NOT_ENOUGH_MEMORY,
+            what, "range outside the content");
+    struct pub_conn *pc = pc_get(c);
+    struct ci_handle *h = NULL;
+    uint8_t *buf = NULL;
+    size_t size = 0;
+    int rc = pc && pc->ncis < PUB_MAX_CI_HANDLES_PER_CONN ? ci_serialize(ranged ? ranged : full, &buf, &size) : -1;
+    ci_info_free(ranged);
+    if (rc != 0 || !(h = calloc(1, sizeof(*h)))) {
+        free(buf);
+        return refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "out of memory or too many handles");
+    }
+    h->handle = ++pc->next_handle;
+    h->buf = buf;
+    h->size = size;
+    LIST_INSERT_HEAD(&pc->cis, h, link);
+    pc->ncis++;
+    Peerdist__OpenContentInfoReply oc = PEERDIST__OPEN_CONTENT_INFO_REPLY__INIT;
+    oc.handle = h->handle;
+    oc.size = size;
+    oc.version = version;
+    Peerdist__Reply r = PEERDIST__REPLY__INIT;
+    r.id = id;
+    r.body_case = PEERDIST__REPLY__BODY_OPEN_CONTENT_INFO;
+    r.open_content_info = &oc;
+    conn_send(c, &r);
+}
+
+static void handle_retrieve_ci(struct conn *c, uint64_t id, const Peerdist__RetrieveContentInfoRequest *m)
+{
+    static const char what[] = "RetrieveContentInformation";
+    if (disabled(c, id))
+        return;
+    struct ci_handle *h = ci_find(c, m->handle);
+    if (!h)
+        return refuse(c, id, ERROR_INVALID_HANDLE, what, "unknown handle");
+    if (m->max_bytes == 0)
+        return refuse(c, id, ERROR_INVALID_PARAMETER, what, "max_bytes 0");
+    Peerdist__RetrieveContentInfoReply rr = PEERDIST__RETRIEVE_CONTENT_INFO_REPLY__INIT;
+    Peerdist__Reply r = PEERDIST__REPLY__INIT;
+    r.id = id;
+    r.body_case = PEERDIST__REPLY__BODY_RETRIEVE_CONTENT_INFO;
+    r.retrieve_content_info = &rr;
+    rr.offset = h->pos;
+    if (h->pos >= h->size) {
+        r.status = PEERDIST_ERROR_NO_MORE;
+    } else {
+        size_t n = h->size - h->pos;
+        if (n > m->max_bytes)
+            n = m->max_bytes;
+        if (n > PD_MAX_CHUNK)
+            n = PD_MAX_CHUNK;
+        rr.data.data = h->buf + h->pos;
+        rr.data.len = n;
+        h->pos += n;
+    }
+    conn_send(c, &r);
+}
+
+static void ci_handle_free(struct pub_conn *pc, struct ci_handle *h)
+{
+    LIST_REMOVE(h, link);
+    pc->ncis--;
+    free(h->buf);
+    free(h);
+}
+
+static void handle_close_ci(struct conn *c, uint64_t id, const Peerdist__CloseContentInfoRequest *m)
+{
+    struct ci_handle *h = ci_find(c, m->handle);
+    if (!h)
+        return refuse(c, id, ERROR_INVALID_HANDLE, "CloseContentInformation", "unknown handle");
+    ci_handle_free(c->pub, h);
+    dispatch_reply_status(c, id, ERROR_SUCCESS);
+}
+
+/*
+ * Cancels the call whose (first) request id is request_id on a stream. Only
+ * one AddToStream is outstanding per stream, so every queued part with an id
+ * from request_id on belongs to it (a buffer the library split): those are
+ * aborted. If a part of it is being hashed, the cancel is answered after that
+ * part, so the call's completion always precedes the cancel's reply.
+ * Retrieves are answered at once, so they are never found.
+ */
+static void handle_cancel(struct conn *c, uint64_t id, const Peerdist__CancelRequest *m)
+{
+    struct stream *s = m->kind == 1 ? stream_find(c, m->handle) : NULL;
+    uint64_t rid = m->request_id;
+    unsigned aborted = 0;
+    if (s && rid) {
+        struct preq *q = STAILQ_FIRST(&s->queue), *next;
+        for (; q; q = next) {
+            next = STAILQ_NEXT(q, link);
+            if (q->kind == PREQ_ADD ? q->id < rid : q->id != rid)
+                continue;
+            STAILQ_REMOVE(&s->queue, q, preq, link);
+            if (q->kind == PREQ_ADD)
+                s->accepted -= q->len;
+            else
+                s->complete_queued = false;
+            dispatch_reply_status(c, q->id, ERROR_OPERATION_ABORTED);
+            preq_free(s, q);
+            aborted++;
+        }
+    }
+    if (!aborted)
+        return dispatch_reply_status(c, id, PEERDIST_ERROR_OPERATION_NOTFOUND);
+    if (s->running && s->running->kind == PREQ_ADD && s->running->id >= rid && !s->cancel_reply) {
+        s->cancel_reply = id; /* answered in stream_done, after the running part */
+        return;
+    }
+    dispatch_reply_status(c, id, ERROR_SUCCESS);
+}
+
+/* ---- publish.h ---- */
+
 int publish_init(struct daemon *d)
 {
+    struct pub_daemon *pd = calloc(1, sizeof(*pd));
+    if (!pd)
+        return -1;
+    if (secret_load(d->cfg.state_dir, &pd->ks1, &pd->ks2) != 0) {
+        free(pd);
+        return -1;
+    }
+    d->pub = pd;
     return 0;
 }
 
 void publish_free(struct daemon *d)
 {
+    struct pub_daemon *pd = d->pub;
+    if (!pd)
+        return;
+    for (unsigned i = 0; i < PUB_BUCKETS; i++)
+        while (pd->buckets[i])
+            pub_remove(d, pd->buckets[i]);
+    OPENSSL_cleanse(pd, sizeof(*pd));
+    free(pd);
+    d->pub = NULL;
 }
 
 bool publish_dispatch(struct conn *c, const Peerdist__Request *req)
 {
-    return false;
+    uint64_t id = req->id;
+    switch (req->body_case) {
+    case PEERDIST__REQUEST__BODY_PUBLISH_STREAM:
+        handle_publish_stream(c, id, req->publish_stream);
+        return true;
+    case PEERDIST__REQUEST__BODY_PUBLISH_ADD:
+        handle_publish_add(c, id, req->publish_add);
+        return true;
+    case PEERDIST__REQUEST__BODY_PUBLISH_COMPLETE:
+        handle_publish_complete(c, id, req->publish_complete);
+        return true;
+    case PEERDIST__REQUEST__BODY_CLOSE_STREAM:
+        handle_close_stream(c, id, req->close_stream);
+        return true;
+    case PEERDIST__REQUEST__BODY_UNPUBLISH:
+        handle_unpublish(c, id, req->unpublish);
+        return true;
+    case PEERDIST__REQUEST__BODY_OPEN_CONTENT_INFO:
+        handle_open_ci(c, id, req->open_content_info);
+        return true;
+    case PEERDIST__REQUEST__BODY_RETRIEVE_CONTENT_INFO:
+        handle_retrieve_ci(c, id, req->retrieve_content_info);
+        return true;
+    case PEERDIST__REQUEST__BODY_CLOSE_CONTENT_INFO:
+        handle_close_ci(c, id, req->close_content_info);
+        return true;
+    case PEERDIST__REQUEST__BODY_CANCEL:
+        if (req->cancel->kind != 1 && req->cancel->kind != 2)
+            return false; /* content handles: content.c */
+        handle_cancel(c, id, req->cancel);
+        return true;
+    default:
+        return false;
+    }
 }
 
 void publish_conn_closed(struct conn *c)
 {
+    struct pub_conn *pc = c->pub;
+    if (!pc)
+        return;
+    while (!LIST_EMPTY(&pc->streams))
+        stream_close(c->d, LIST_FIRST(&pc->streams));
+    while (!LIST_EMPTY(&pc->cis))
+        ci_handle_free(pc, LIST_FIRST(&pc->cis));
+    /* DESIGN/issue: publications go with the connection that made them. */
+    while (!LIST_EMPTY(&pc->pubs))
+        pub_remove(c->d, LIST_FIRST(&pc->pubs));
+    free(pc);
+    c->pub = NULL;
 }

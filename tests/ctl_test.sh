@@ -19,7 +19,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 [ $? -eq 2 ] || fail "no command should exit 2"
 
 printf '[peerdistd]\nmode = disabled\n' >"$tmp/conf"
-"$daemon" --socket "$tmp/s.sock" --db "$tmp/cache.db" --config "$tmp/conf" 2>"$tmp/log" &
+"$daemon" --socket "$tmp/s.sock" --db "$tmp/cache.db" --state-dir "$tmp/state" --config "$tmp/conf" 2>"$tmp/log" &
 pid=$!
 for _ in $(seq 100); do test -S "$tmp/s.sock" && break; sleep 0.05; done
 out=$(PEERDIST_SOCKET="$tmp/s.sock" "$ctl" status --json) || fail "status --json exit $?"
@@ -32,9 +32,9 @@ echo "$out" | grep -q '"connections": 1' || fail "connections"
 
 # A bad configuration is refused at start-up with the line number.
 printf '[peerdistd]\nmode = sideways\n' >"$tmp/bad.conf"
-"$daemon" --socket "$tmp/b.sock" --db "$tmp/b.db" --config "$tmp/bad.conf" 2>"$tmp/badlog"
+"$daemon" --socket "$tmp/b.sock" --db "$tmp/b.db" --state-dir "$tmp/state" --config "$tmp/bad.conf" 2>"$tmp/badlog"
 [ $? -eq 1 ] || fail "bad config should exit 1"
 grep -q "bad.conf:2: mode: 'sideways'" "$tmp/badlog" || fail "bad config message: $(cat "$tmp/badlog")"
-"$daemon" --socket "$tmp/b.sock" --db "$tmp/b.db" --config "$tmp/missing.conf" 2>"$tmp/badlog"
+"$daemon" --socket "$tmp/b.sock" --db "$tmp/b.db" --state-dir "$tmp/state" --config "$tmp/missing.conf" 2>"$tmp/badlog"
 [ $? -eq 1 ] || fail "a missing explicit config should exit 1"
 echo "ctl test passed"

@@ -22,7 +22,8 @@ void td_set_mode(struct test_daemon *d, const char *mode)
 {
     FILE *f = fopen(d->conf, "w");
     ck_assert_ptr_nonnull(f);
-    fprintf(f, "[peerdistd]\nmode = %s\nlog_level = debug\n", mode);
+    /* A private state directory: the daemon writes its server secret there. */
+    fprintf(f, "[peerdistd]\nmode = %s\nlog_level = debug\nstate_dir = %s/state\n", mode, d->dir);
     fclose(f);
 }
 

@@ -18,7 +18,7 @@ test -n "$pc" && test -n "$lib"
 export PKG_CONFIG_PATH="$pc"
 # shellcheck disable=SC2046
 cc -Wall -Werror -o "$tmp/flush" "$src/examples/flush.c" $(pkg-config --cflags --libs peerdist)
-"$tmp/prefix/sbin/peerdistd" --socket "$tmp/s.sock" --db "$tmp/cache.db" 2>"$tmp/log" &
+"$tmp/prefix/sbin/peerdistd" --socket "$tmp/s.sock" --db "$tmp/cache.db" --state-dir "$tmp/state" 2>"$tmp/log" &
 pid=$!
 for _ in $(seq 100); do test -S "$tmp/s.sock" && break; sleep 0.05; done
 PEERDIST_SOCKET="$tmp/s.sock" LD_LIBRARY_PATH="$lib" "$tmp/flush"

@@ -395,21 +395,8 @@ START_TEST(unimplemented_functions_say_so)
 {
     PEERDIST_INSTANCE_HANDLE h = startup();
     OVERLAPPED ov = {0};
-    BYTE id[4] = "abc", buf[16];
-    PEERDIST_STREAM_HANDLE s;
-    PEERDIST_CONTENTINFO_HANDLE ci;
-    PEERDIST_RETRIEVAL_OPTIONS ro = {sizeof(ro), 1, 2, 0};
+    BYTE buf[16];
     PEERDIST_CLIENT_BASIC_INFO bi;
-    ck_assert_uint_eq(PeerDistServerPublishStream(h, 3, id, 0, NULL, NULL, 0, &s), ERROR_CALL_NOT_IMPLEMENTED);
-    ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, NULL, 1, buf, &ov), ERROR_CALL_NOT_IMPLEMENTED);
-    ck_assert_uint_eq(PeerDistServerPublishCompleteStream(h, NULL, &ov), ERROR_CALL_NOT_IMPLEMENTED);
-    ck_assert_uint_eq(PeerDistServerCloseStreamHandle(h, NULL), ERROR_CALL_NOT_IMPLEMENTED);
-    ck_assert_uint_eq(PeerDistServerUnpublish(h, 3, id), ERROR_CALL_NOT_IMPLEMENTED);
-    ck_assert_uint_eq(PeerDistServerOpenContentInformation(h, 3, id, 0, 0, NULL, 0, &ci), ERROR_CALL_NOT_IMPLEMENTED);
-    ck_assert_uint_eq(PeerDistServerOpenContentInformationEx(h, 3, id, 0, 0, &ro, NULL, 0, &ci), ERROR_CALL_NOT_IMPLEMENTED);
-    ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(h, NULL, 16, buf, &ov), ERROR_CALL_NOT_IMPLEMENTED);
-    ck_assert_uint_eq(PeerDistServerCloseContentInformation(h, NULL), ERROR_CALL_NOT_IMPLEMENTED);
-    ck_assert_uint_eq(PeerDistServerCancelAsyncOperation(h, 3, id, &ov), ERROR_CALL_NOT_IMPLEMENTED);
     ck_assert_uint_eq(PeerDistClientAddContentInformation(h, NULL, 1, buf, &ov), ERROR_CALL_NOT_IMPLEMENTED);
     ck_assert_uint_eq(PeerDistClientCompleteContentInformation(h, NULL, &ov), ERROR_CALL_NOT_IMPLEMENTED);
     ck_assert_uint_eq(PeerDistClientAddData(h, NULL, 1, buf, &ov), ERROR_CALL_NOT_IMPLEMENTED);

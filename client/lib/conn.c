@@ -603,7 +603,12 @@ DWORD pdconn_submit_many(struct pdconn *c, Peerdist__Request **reqs, size_t n,
             a->ov->Internal = rc;
             return rc;
         }
-        /* Parts already sent will answer; the ones never sent count as failed now. */
+        /* Parts already sent will answer; the ones never sent end now, each seen by on_reply. */
+        for (size_t j = i; j < n && a->on_reply; j++) {
+            struct pd_op unsent = {.async = true, .a = *a, .multi = m};
+            DWORD st = rc, bytes = 0;
+            a->on_reply(&unsent, NULL, &st, &bytes);
+        }
         multi_part_done(m, rc, 0, (unsigned)(n - i));
         break;
     }

@@ -1,0 +1,166 @@
+/*
+ * secret.c - loads or creates the server passphrase (see secret.h). A new
+ * file is written atomically: temporary file, fsync, rename, fsync of the
+ * directory, so a crash never leaves a truncated secret behind.
+ */
+#include "secret.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "log.h"
+
+/* mkdir -p with mode 0700 for what it creates. */
+static int make_dirs(const char *dir)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s", dir) >= (int)sizeof(tmp))
+        return -1;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Writes SECRET_GENERATED_BYTES random bytes to path (temp file + rename). */
+static int secret_create(const char *dir, const char *path)
+{
+    uint8_t key[SECRET_GENERATED_BYTES];
+    char tmp[PATH_MAX];
+    int fd = -1, dfd = -1, rc = -1;
+    if (make_dirs(dir) != 0) {
+        log_error("server secret: cannot create %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (RAND_bytes(key, sizeof(key)) != 1) {
+        log_error("server secret: no random bytes from OpenSSL");
+        return -1;
+    }
+    if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp))
+        goto out;
+    fd = mkstemp(tmp); /* mode 0600 */
+    if (fd < 0 || fchmod(fd, 0600) != 0 || write_all(fd, key, sizeof(key)) != 0 ||
+        fsync(fd) != 0) {
+        log_error("server secret: cannot write %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    close(fd);
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        log_error("server secret: cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        goto out;
+    }
+    tmp[0] = '\0';
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) != 0) {
+        log_error("server secret: cannot sync %s: %s", dir, strerror(errno));
+        goto out;
+    }
+    log_info("server secret: generated %zu random bytes in %s", sizeof(key), path);
+    rc = 0;
+out:
+    OPENSSL_cleanse(key, sizeof(key));
+    if (fd >= 0)
+        close(fd);
+    if (dfd >= 0)
+        close(dfd);
+    if (tmp[0])
+        unlink(tmp);
+    return rc;
+}
+
+/* Reads the whole file into buf (1..SECRET_MAX_BYTES bytes). Bytes read, or -1 (errno). */
+static ssize_t secret_read(const char *path, uint8_t *buf)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
+    if (st.st_mode & 077)
+        log_warn("server secret: %s is readable by others (mode %04o); it should be 0600",
+            path, (unsigned)(st.st_mode & 07777));
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + n, SECRET_MAX_BYTES + 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            close(fd);
+            return -1;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+        if (n > SECRET_MAX_BYTES)
+            break;
+    }
+    close(fd);
+    if (n == 0 || n > SECRET_MAX_BYTES) {
+        errno = n == 0 ? ENODATA : EFBIG;
+        return -1;
+    }
+    return (ssize_t)n;
+}
+
+int secret_load(const char *state_dir, struct ci_secret *ks_v1, struct ci_secret *ks_v2)
+{
+    char path[PATH_MAX];
+    uint8_t buf[SECRET_MAX_BYTES + 1];
+    if (snprintf(path, sizeof(path), "%s/" SECRET_FILE_NAME, state_dir) >= (int)sizeof(path)) {
+        log_error("server secret: state directory path too long");
+        return -1;
+    }
+    if (access(path, F_OK) != 0 && errno == ENOENT && secret_create(state_dir, path) != 0)
+        return -1;
+    ssize_t n = secret_read(path, buf);
+    if (n < 0) {
+        log_error("server secret: cannot read %s: %s (must hold 1..%u bytes)", path,
+            strerror(errno), SECRET_MAX_BYTES);
+        return -1;
+    }
+    int rc = 0;
+    if (ci_secret_from_passphrase(CI_HASH_SHA256, buf, (size_t)n, ks_v1) != 0 ||
+        ci_secret_from_passphrase(CI_HASH_SHA512_TRUNC, buf, (size_t)n, ks_v2) != 0) {
+        log_error("server secret: cannot derive keys");
+        rc = -1;
+    } else {
+        log_info("server secret: %s (%zd bytes)", path, n);
+    }
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return rc;
+}
