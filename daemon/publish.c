@@ -29,6 +29,13 @@
 #define PUB_MAX_PUBLICATIONS_PER_CONN 65536           /* publications a connection owns */
 #define PUB_MAX_QUEUED_BYTES_PER_CONN (256u << 20)    /* stream bytes waiting to be hashed */
 #define PUB_BUCKETS 4096                              /* publication hash table */
+/*
+ * An AddToStream part is answered as soon as it is queued while the stream has
+ * at most this many bytes waiting to be hashed, so the caller's next part
+ * travels while this one hashes (Windows allows one AddToStream in flight per
+ * stream). Past it, parts are answered once hashed: that is the backpressure.
+ */
+#define PUB_EARLY_ACK_BYTES (8u << 20)
 
 struct pub_conn;
 struct stream;
@@ -55,6 +62,7 @@ struct preq {
     uint8_t *data;
     size_t len;
     uint32_t status; /* set by the job */
+    bool acked;      /* answered when queued (PUB_EARLY_ACK_BYTES) */
     STAILQ_ENTRY(preq) link;
 };
 
@@ -70,6 +78,8 @@ struct stream {
     uint32_t version;
     uint64_t declared;        /* 0 = not known */
     uint64_t accepted;        /* bytes queued or hashed */
+    uint64_t unhashed;        /* bytes queued or being hashed */
+    uint32_t deferred_status; /* a failure of an early-answered part, for CompleteStream */
     bool complete_queued;
     bool completed;
     bool dead;                /* closed: queued work answers ABORTED */
@@ -155,6 +165,7 @@ static void pub_remove(struct daemon *d, struct publication *p)
 
 static void preq_free(struct stream *s, struct preq *q)
 {
+    s->unhashed -= q->len;
     if (s->pc)
         s->pc->queued_bytes -= q->len;
     free(q->data);
@@ -212,6 +223,8 @@ static void stream_done(void *arg)
     struct preq *q = s->running;
     s->running = NULL;
     uint32_t status = q->status;
+    if (q->kind == PREQ_COMPLETE && status == ERROR_SUCCESS && s->deferred_status)
+        status = s->deferred_status;
     if (s->dead)
         status = ERROR_OPERATION_ABORTED;
     else if (!s->pub && !s->completed)
@@ -230,10 +243,14 @@ static void stream_done(void *arg)
     } else if (q->kind == PREQ_COMPLETE && !s->dead) {
         s->complete_queued = false;
     }
-    if (q->kind == PREQ_ADD)
+    if (q->kind == PREQ_ADD && q->acked) {
+        if (status != ERROR_SUCCESS && !s->deferred_status)
+            s->deferred_status = status; /* the caller hears it from CompleteStream */
+    } else if (q->kind == PREQ_ADD) {
         count_reply(s->conn, q->id, status, q->len);
-    else
+    } else {
         dispatch_reply_status(s->conn, q->id, status);
+    }
     preq_free(s, q);
     if (s->cancel_reply) {
         dispatch_reply_status(s->conn, s->cancel_reply, ERROR_SUCCESS);
@@ -271,7 +288,8 @@ static void stream_close(struct daemon *d, struct stream *s)
     s->dead = true;
     while ((q = STAILQ_FIRST(&s->queue))) {
         STAILQ_REMOVE_HEAD(&s->queue, link);
-        dispatch_reply_status(s->conn, q->id, ERROR_OPERATION_ABORTED);
+        if (!q->acked)
+            dispatch_reply_status(s->conn, q->id, ERROR_OPERATION_ABORTED);
         preq_free(s, q);
     }
     if (s->running)
@@ -436,8 +454,13 @@ static void handle_publish_add(struct conn *c, uint64_t id, const Peerdist__Publ
     q->id = id;
     q->len = m->data.len;
     s->accepted += q->len;
+    s->unhashed += q->len;
     s->pc->queued_bytes += q->len;
     STAILQ_INSERT_TAIL(&s->queue, q, link);
+    if (s->unhashed <= PUB_EARLY_ACK_BYTES) {
+        q->acked = true;
+        count_reply(c, id, ERROR_SUCCESS, q->len);
+    }
     stream_kick(s);
 }
 
@@ -603,8 +626,8 @@ static void handle_cancel(struct conn *c, uint64_t id, const Peerdist__CancelReq
         struct preq *q = STAILQ_FIRST(&s->queue), *next;
         for (; q; q = next) {
             next = STAILQ_NEXT(q, link);
-            if (q->kind == PREQ_ADD ? q->id < rid : q->id != rid)
-                continue;
+            if (q->acked || (q->kind == PREQ_ADD ? q->id < rid : q->id != rid))
+                continue; /* an answered part has completed: nothing to cancel */
             STAILQ_REMOVE(&s->queue, q, preq, link);
             if (q->kind == PREQ_ADD)
                 s->accepted -= q->len;

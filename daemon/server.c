@@ -172,7 +172,15 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     struct conn *c = arg;
     c->refs++; /* dispatch may close the connection under us */
     struct evbuffer_iovec v;
-    if (!c->read_paused && evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) >= 1) {
+    /* A large frame in progress: ask for the rest of it in one read, not 64 KiB at a time. */
+    size_t want = READ_CHUNK, have = evbuffer_get_length(c->in);
+    uint8_t hdr[FRAME_HEADER_SIZE];
+    if (have >= FRAME_HEADER_SIZE && evbuffer_copyout(c->in, hdr, sizeof(hdr)) == FRAME_HEADER_SIZE) {
+        size_t frame = FRAME_HEADER_SIZE + (size_t)frame_header_length(hdr);
+        if (frame > have && frame - have > want && frame <= FRAME_HEADER_SIZE + FRAME_MAX_PAYLOAD)
+            want = frame - have;
+    }
+    if (!c->read_paused && evbuffer_reserve_space(c->in, (ev_ssize_t)want, &v, 1) >= 1) {
         ssize_t n = read(c->fd, v.iov_base, v.iov_len);
         if (n > 0) {
             v.iov_len = (size_t)n;
