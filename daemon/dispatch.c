@@ -108,36 +108,47 @@ static uint32_t sqlite_to_win32(int rc)
     }
 }
 
-/* One transaction for up to FLUSH_BATCH_MAX queued flushes; replies only after COMMIT. */
+/*
+ * Flushes commit in transactions of at most STORE_FLUSH_SLICE_LABELS labels: small flushes
+ * share one (group commit); a large one is cut into slices, the loop serving other clients
+ * between them (DESIGN.md, Latency isolation). A flush replies after its last slice's COMMIT.
+ */
 void dispatch_commit(struct daemon *d)
 {
-    while (!STAILQ_EMPTY(&d->flushes)) {
-        unsigned n = 0;
-        bool ok = store_begin(d->store) == 0;
-        for (struct pending_flush *pf = STAILQ_FIRST(&d->flushes); ok && pf && n < FLUSH_BATCH_MAX;
-             pf = STAILQ_NEXT(pf, link)) {
-            uint64_t removed;
-            n++;
-            ok = store_flush_tag(d->store, pf->uid, pf->tag, &removed) == 0;
-        }
-        ok = ok && store_commit(d->store) == 0;
-        uint32_t status = ERROR_SUCCESS;
-        if (!ok) {
-            status = sqlite_to_win32(sqlite3_errcode(store_db(d->store)));
-            store_rollback(d->store);
-            if (n == 0) /* BEGIN failed: the whole batch fails with it */
-                n = d->nflushes < FLUSH_BATCH_MAX ? d->nflushes : FLUSH_BATCH_MAX;
-            log_error("flush transaction failed: %s; %u flushes answered with Win32 error %u",
-                sqlite3_errmsg(store_db(d->store)), n, status);
-        }
-        for (unsigned i = 0; i < n; i++) {
-            struct pending_flush *pf = STAILQ_FIRST(&d->flushes);
-            STAILQ_REMOVE_HEAD(&d->flushes, link);
-            d->nflushes--;
-            dispatch_reply_status(pf->conn, pf->request_id, status);
-            conn_unref(pf->conn);
-            free(pf);
-        }
+    if (STAILQ_EMPTY(&d->flushes))
+        return;
+    unsigned n = 0, budget = STORE_FLUSH_SLICE_LABELS;
+    bool done = true, ok = store_begin(d->store) == 0;
+    for (struct pending_flush *pf = STAILQ_FIRST(&d->flushes);
+         ok && pf && n < FLUSH_BATCH_MAX && budget > 0; pf = STAILQ_NEXT(pf, link)) {
+        uint64_t removed;
+        ok = store_flush_tag_slice(d->store, pf->uid, pf->tag, budget, &removed, &done) == 0;
+        if (!ok || !done)
+            break; /* failed, or this flush continues in the next slice */
+        n++;
+        budget -= (unsigned)removed; /* done means removed < budget */
+    }
+    ok = ok && store_commit(d->store) == 0;
+    uint32_t status = ERROR_SUCCESS;
+    if (!ok) {
+        status = sqlite_to_win32(sqlite3_errcode(store_db(d->store)));
+        store_rollback(d->store);
+        n = n + 1 < d->nflushes ? n + 1 : d->nflushes; /* the failing flush too */
+        log_error("flush transaction failed: %s; %u flushes answered with Win32 error %u",
+            sqlite3_errmsg(store_db(d->store)), n, status);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct pending_flush *pf = STAILQ_FIRST(&d->flushes);
+        STAILQ_REMOVE_HEAD(&d->flushes, link);
+        d->nflushes--;
+        dispatch_reply_status(pf->conn, pf->request_id, status);
+        conn_unref(pf->conn);
+        free(pf);
+    }
+    if (!STAILQ_EMPTY(&d->flushes)) {
+        /* Continue after the loop has served what is ready: a 0 s timer runs after I/O. */
+        struct timeval now = {0, 0};
+        event_add(d->commit_ev, &now);
     }
 }
 

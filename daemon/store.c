@@ -7,6 +7,7 @@
  */
 #include "store.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,13 @@ struct store {
     char *path;
     sqlite3_stmt *begin, *commit, *rollback;
     sqlite3_stmt *label_add, *flush_tag, *tag_labels;
+    sqlite3_stmt *block_put, *label_put, *segment_blocks, *block_promote, *tags;
+    sqlite3_stmt *flush_blocks, *flush_clear, *flush_collect, *segment_private;
+    /* Block rows deleted by flushes in the open transaction: handed to reclaim at COMMIT. */
+    struct store_reclaim *reclaim;
+    size_t nreclaim, reclaim_cap;
+    store_reclaim_fn reclaim_fn;
+    void *reclaim_arg;
 };
 
 int store_user_version(sqlite3 *db)
@@ -92,8 +100,40 @@ static int prepare_all(struct store *st)
            prepare(st, &st->rollback, "ROLLBACK") ||
            prepare(st, &st->label_add,
                "INSERT OR IGNORE INTO labels (uid, tag, segment_id, block) VALUES (?, ?, ?, ?)") ||
-           prepare(st, &st->flush_tag, "DELETE FROM labels WHERE uid = ? AND tag = ?") ||
-           prepare(st, &st->tag_labels, "SELECT count(*) FROM labels WHERE uid = ? AND tag = ?");
+           prepare(st, &st->flush_tag,
+               "DELETE FROM labels WHERE uid = ? AND tag = ? AND (segment_id, block) IN "
+               "(SELECT segment_id, block FROM temp.flushed)") ||
+           prepare(st, &st->tag_labels, "SELECT count(*) FROM labels WHERE uid = ? AND tag = ?") ||
+           prepare(st, &st->block_put,
+               "INSERT OR IGNORE INTO blocks (segment_id, block, owner, hash, length, file_owner) "
+               "VALUES (?, ?, ?, ?, ?, ?)") ||
+           prepare(st, &st->label_put,
+               "INSERT OR IGNORE INTO labels (uid, tag, segment_id, block, bytes) "
+               "VALUES (?, ?, ?, ?, ?)") ||
+           prepare(st, &st->segment_blocks,
+               "SELECT block, owner, file_owner, length, hash FROM blocks "
+               "WHERE segment_id = ?1 AND owner IN (-1, ?2) ORDER BY block, owner = -1 DESC") ||
+           prepare(st, &st->segment_private,
+               "SELECT block, owner, file_owner, length, hash FROM blocks "
+               "WHERE segment_id = ?1 AND owner <> -1 AND ?2 IS NOT NULL ORDER BY block") ||
+           prepare(st, &st->block_promote,
+               "UPDATE OR IGNORE blocks SET owner = -1 "
+               "WHERE segment_id = ?1 AND block = ?2 AND owner <> -1 AND hash = ?3") ||
+           prepare(st, &st->tags,
+               "SELECT tag, count(*), sum(bytes) FROM labels WHERE uid = ? GROUP BY tag") ||
+           prepare(st, &st->flush_clear, "DELETE FROM temp.flushed") ||
+           prepare(st, &st->flush_collect,
+               "INSERT OR IGNORE INTO temp.flushed SELECT segment_id, block FROM labels "
+               "WHERE uid = ? AND tag = ? LIMIT ?") ||
+           /* A shared row is kept by any label of its block; a private row by its uid's. */
+           prepare(st, &st->flush_blocks,
+               "DELETE FROM blocks WHERE (segment_id, block) IN "
+               " (SELECT segment_id, block FROM temp.flushed) AND ("
+               " (owner = -1 AND NOT EXISTS (SELECT 1 FROM labels l"
+               "   WHERE l.segment_id = blocks.segment_id AND l.block = blocks.block)) OR"
+               " (owner = ?1 AND NOT EXISTS (SELECT 1 FROM labels l"
+               "   WHERE l.segment_id = blocks.segment_id AND l.block = blocks.block AND l.uid = ?1)))"
+               " RETURNING segment_id, block, file_owner");
 }
 
 int store_open(const char *path, struct store **out, char *err, size_t errlen)
@@ -121,6 +161,15 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
     }
     if (store_migrate(st->db, schema_migrations, schema_migration_count, err, errlen) != 0)
         goto fail;
+    /* The flush's scratch table: per connection, never on disk in the database. */
+    if (sqlite3_exec(st->db,
+            "CREATE TEMP TABLE IF NOT EXISTS flushed (segment_id BLOB NOT NULL, block INTEGER NOT NULL,"
+            " PRIMARY KEY (segment_id, block)) WITHOUT ROWID",
+            NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errmsg(st->db));
+        sqlite3_free(msg);
+        goto fail;
+    }
     if (prepare_all(st) != 0) {
         snprintf(err, errlen, "%s: cannot prepare statements", path);
         goto fail;
@@ -137,7 +186,9 @@ void store_close(struct store *st)
     if (!st)
         return;
     sqlite3_stmt *all[] = {st->begin, st->commit, st->rollback, st->label_add, st->flush_tag,
-        st->tag_labels};
+        st->tag_labels, st->block_put, st->label_put, st->segment_blocks, st->block_promote,
+        st->tags, st->flush_blocks, st->flush_clear, st->flush_collect, st->segment_private};
+    free(st->reclaim);
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         sqlite3_finalize(all[i]);
     if (st->db && sqlite3_close(st->db) != SQLITE_OK)
@@ -161,15 +212,38 @@ int store_begin(struct store *st)
     return step_done(st, st->begin);
 }
 
+/* After a COMMIT (or an autocommit flush): the deleted rows' space goes to reclaim. */
+static void reclaim_handover(struct store *st)
+{
+    if (st->nreclaim == 0)
+        return;
+    if (st->reclaim_fn) {
+        st->reclaim_fn(st->reclaim_arg, st->reclaim, st->nreclaim);
+        st->reclaim = NULL;
+        st->reclaim_cap = 0;
+    }
+    st->nreclaim = 0;
+}
+
 int store_commit(struct store *st)
 {
-    return step_done(st, st->commit);
+    if (step_done(st, st->commit) != 0)
+        return -1;
+    reclaim_handover(st);
+    return 0;
 }
 
 void store_rollback(struct store *st)
 {
+    st->nreclaim = 0; /* the rows are back: nothing to reclaim */
     if (!sqlite3_get_autocommit(st->db))
         step_done(st, st->rollback);
+}
+
+void store_set_reclaim_hook(struct store *st, store_reclaim_fn fn, void *arg)
+{
+    st->reclaim_fn = fn;
+    st->reclaim_arg = arg;
 }
 
 static void bind_owner(sqlite3_stmt *s, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE])
@@ -187,14 +261,72 @@ int store_label_add(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_
     return step_done(st, st->label_add);
 }
 
-int store_flush_tag(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
-    uint64_t *removed)
+static int reclaim_push(struct store *st, const void *seg, size_t seglen, int64_t file_owner,
+    uint32_t block)
 {
+    if (st->nreclaim == st->reclaim_cap) {
+        size_t cap = st->reclaim_cap ? st->reclaim_cap * 2 : 256;
+        struct store_reclaim *r = realloc(st->reclaim, cap * sizeof(*r));
+        if (!r)
+            return -1;
+        st->reclaim = r;
+        st->reclaim_cap = cap;
+    }
+    struct store_reclaim *r = &st->reclaim[st->nreclaim++];
+    memcpy(r->segment_id, seg, seglen);
+    r->segment_id_len = (uint8_t)seglen;
+    r->file_owner = file_owner;
+    r->block = block;
+    return 0;
+}
+
+/*
+ * Set-based: the tag's (segment, block) pairs go to a temporary table, the labels go, then
+ * one DELETE removes the block rows no label keeps any more (a shared row is kept by any
+ * label of its block, a private row by its own uid's). A statement per row costs 20x more.
+ */
+int store_flush_tag_slice(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
+    unsigned max_labels, uint64_t *removed, bool *done)
+{
+    int rc;
+    if (step_done(st, st->flush_clear) != 0)
+        return -1;
+    bind_owner(st->flush_collect, uid, tag);
+    sqlite3_bind_int64(st->flush_collect, 3, max_labels ? (sqlite3_int64)max_labels : -1);
+    if (step_done(st, st->flush_collect) != 0)
+        return -1;
     bind_owner(st->flush_tag, uid, tag);
     if (step_done(st, st->flush_tag) != 0)
         return -1;
     *removed = (uint64_t)sqlite3_changes64(st->db);
+    *done = max_labels == 0 || *removed < max_labels;
+    sqlite3_stmt *s = st->flush_blocks;
+    sqlite3_bind_int64(s, 1, uid);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int len = sqlite3_column_bytes(s, 0);
+        if (len <= 0 || len > STORE_MAX_ID)
+            continue;
+        if (reclaim_push(st, sqlite3_column_blob(s, 0), (size_t)len, sqlite3_column_int64(s, 2),
+                (uint32_t)sqlite3_column_int64(s, 1)) != 0) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        log_error("sqlite (flush blocks): %s", sqlite3_errmsg(st->db));
+        return -1;
+    }
+    if (sqlite3_get_autocommit(st->db))
+        reclaim_handover(st); /* no transaction around us: already committed */
     return 0;
+}
+
+int store_flush_tag(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
+    uint64_t *removed)
+{
+    bool done;
+    return store_flush_tag_slice(st, uid, tag, 0, removed, &done);
 }
 
 int64_t store_tag_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE])
@@ -205,6 +337,100 @@ int64_t store_tag_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE
         n = sqlite3_column_int64(st->tag_labels, 0);
     sqlite3_reset(st->tag_labels);
     return n;
+}
+
+int store_block_put(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    uint32_t block, int64_t owner, const uint8_t *hash, size_t hash_len, uint32_t length,
+    int64_t file_owner)
+{
+    sqlite3_stmt *s = st->block_put;
+    sqlite3_bind_blob(s, 1, segment_id, (int)segment_id_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, block);
+    sqlite3_bind_int64(s, 3, owner);
+    sqlite3_bind_blob(s, 4, hash, (int)hash_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, length);
+    sqlite3_bind_int64(s, 6, file_owner);
+    return step_done(st, s);
+}
+
+int store_label_put(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
+    const uint8_t *segment_id, size_t segment_id_len, uint32_t block, uint32_t bytes)
+{
+    sqlite3_stmt *s = st->label_put;
+    bind_owner(s, uid, tag);
+    sqlite3_bind_blob(s, 3, segment_id, (int)segment_id_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, block);
+    sqlite3_bind_int64(s, 5, bytes);
+    return step_done(st, s);
+}
+
+static int segment_rows(struct store *st, sqlite3_stmt *s, const uint8_t *segment_id,
+    size_t segment_id_len, uint32_t uid, store_block_fn fn, void *arg)
+{
+    sqlite3_bind_blob(s, 1, segment_id, (int)segment_id_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, uid);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct store_block_row row;
+        int hl = sqlite3_column_bytes(s, 4);
+        if (hl <= 0 || hl > STORE_MAX_ID)
+            continue;
+        row.block = (uint32_t)sqlite3_column_int64(s, 0);
+        row.owner = sqlite3_column_int64(s, 1);
+        row.file_owner = sqlite3_column_int64(s, 2);
+        row.length = (uint32_t)sqlite3_column_int64(s, 3);
+        row.hash_len = (size_t)hl;
+        memcpy(row.hash, sqlite3_column_blob(s, 4), (size_t)hl);
+        if (fn(arg, &row) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return 0;
+    log_error("sqlite (segment blocks): %s", sqlite3_errmsg(st->db));
+    return -1;
+}
+
+int store_segment_blocks(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    uint32_t uid, store_block_fn fn, void *arg)
+{
+    return segment_rows(st, st->segment_blocks, segment_id, segment_id_len, uid, fn, arg);
+}
+
+int store_segment_private_blocks(struct store *st, const uint8_t *segment_id,
+    size_t segment_id_len, store_block_fn fn, void *arg)
+{
+    return segment_rows(st, st->segment_private, segment_id, segment_id_len, 0, fn, arg);
+}
+
+int store_block_promote(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    uint32_t block, const uint8_t *hash, size_t hash_len)
+{
+    sqlite3_stmt *s = st->block_promote;
+    sqlite3_bind_blob(s, 1, segment_id, (int)segment_id_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, block);
+    sqlite3_bind_blob(s, 3, hash, (int)hash_len, SQLITE_STATIC);
+    return step_done(st, s);
+}
+
+int store_tags(struct store *st, uint32_t uid, store_tag_fn fn, void *arg)
+{
+    sqlite3_stmt *s = st->tags;
+    sqlite3_bind_int64(s, 1, uid);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(s, 0) != STORE_TAG_SIZE)
+            continue;
+        fn(arg, sqlite3_column_blob(s, 0), (uint64_t)sqlite3_column_int64(s, 1),
+            (uint64_t)sqlite3_column_int64(s, 2));
+    }
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return 0;
+    log_error("sqlite (tags): %s", sqlite3_errmsg(st->db));
+    return -1;
 }
 
 static uint64_t file_bytes(const char *path)

@@ -7,6 +7,7 @@
 #define PEERDIST_STORE_H
 
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,11 +39,71 @@ void store_rollback(struct store *st);
 /* Records that (uid, tag) added block `block` of segment `segment_id`. */
 int store_label_add(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
     const uint8_t *segment_id, size_t segment_id_len, uint32_t block);
-/* Removes every label of (uid, tag); *removed gets how many. */
+/*
+ * Removes every label of (uid, tag); *removed gets how many. Block rows no label refers to
+ * any more are deleted in the same transaction (so they stop being readable with it); their
+ * disk space goes to the reclaim hook after the COMMIT.
+ */
 int store_flush_tag(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
     uint64_t *removed);
+/*
+ * The same for at most max_labels labels (0: all), so a large flush can run as bounded
+ * transactions with the loop serving others between them; *done once none are left.
+ */
+#define STORE_FLUSH_SLICE_LABELS 512
+int store_flush_tag_slice(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
+    unsigned max_labels, uint64_t *removed, bool *done);
 /* Number of labels (uid, tag) holds; -1 on error. */
 int64_t store_tag_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE]);
+
+/* ---- the block index (schema 002; docs/cache.md) ---- */
+
+#define STORE_OWNER_SHARED (-1) /* blocks.owner of a block bound to its segment ID */
+#define STORE_MAX_ID 64         /* longest segment ID or hash (SHA-512) */
+
+struct store_block_row {
+    uint32_t block;
+    int64_t owner;      /* STORE_OWNER_SHARED or the uid whose partial list verified it */
+    int64_t file_owner; /* which data file holds the bytes (docs/cache.md) */
+    uint32_t length;
+    size_t hash_len;
+    uint8_t hash[STORE_MAX_ID];
+};
+
+/* A block row removed by a flush: its bytes may be reclaimed once nothing refers to them. */
+struct store_reclaim {
+    uint8_t segment_id[STORE_MAX_ID];
+    uint8_t segment_id_len;
+    int64_t file_owner;
+    uint32_t block;
+};
+
+/* Called after a COMMIT that removed block rows; takes ownership of items (free()). */
+typedef void (*store_reclaim_fn)(void *arg, struct store_reclaim *items, size_t n);
+void store_set_reclaim_hook(struct store *st, store_reclaim_fn fn, void *arg);
+
+/* Makes a verified block readable (INSERT OR IGNORE: a row already there is kept). */
+int store_block_put(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    uint32_t block, int64_t owner, const uint8_t *hash, size_t hash_len, uint32_t length,
+    int64_t file_owner);
+/* Records that (uid, tag) added `bytes` bytes at block `block` of the segment. */
+int store_label_put(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
+    const uint8_t *segment_id, size_t segment_id_len, uint32_t block, uint32_t bytes);
+/* The segment's rows uid may see (shared ones and uid's own), ordered by block then owner
+ * (shared first). fn returns non-zero to stop. 0, or -1 on a database error. */
+typedef int (*store_block_fn)(void *arg, const struct store_block_row *row);
+int store_segment_blocks(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    uint32_t uid, store_block_fn fn, void *arg);
+/* Every private row of the segment (any owner), for promotion. */
+int store_segment_private_blocks(struct store *st, const uint8_t *segment_id,
+    size_t segment_id_len, store_block_fn fn, void *arg);
+/* Private rows of the block with this hash become shared (its full list verified). */
+int store_block_promote(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    uint32_t block, const uint8_t *hash, size_t hash_len);
+/* The caller's tags: fn(arg, tag, blocks, bytes) per tag. 0, or -1 on a database error. */
+typedef void (*store_tag_fn)(void *arg, const uint8_t tag[STORE_TAG_SIZE], uint64_t blocks,
+    uint64_t bytes);
+int store_tags(struct store *st, uint32_t uid, store_tag_fn fn, void *arg);
 
 /* Bytes on disk: the database file and its WAL. */
 uint64_t store_disk_bytes(const struct store *st);

@@ -1,0 +1,484 @@
+/*
+ * blockstore.c - block bytes on disk (see blockstore.h and docs/cache.md): one sparse file
+ * per segment and owner under <dbdir>/data/xx/, reclaim of deleted rows' space on a worker
+ * (unlink a file nothing refers to, else punch the freed slots), start-up reconciliation.
+ */
+
+#include "blockstore.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+
+struct pin {
+    uint8_t seg[STORE_MAX_ID];
+    size_t seglen;
+    int64_t file_owner;
+    uint32_t block;
+    unsigned count;
+    struct pin *next;
+};
+
+struct blockstore {
+    char *dir; /* <dbdir>/data */
+    struct worker_pool *wp;
+    /* mu orders pins (loop) against reclaim (worker): a slot is punched only while unpinned
+     * and with no row, checked and punched under mu, so a write never lands before a punch. */
+    pthread_mutex_t mu;
+    struct pin *pins;
+    sqlite3 *rdb; /* reclaim's own read-only connection; used under mu */
+    sqlite3_stmt *file_used, *slot_used;
+    atomic_uint_fast64_t pending, reclaimed;
+};
+
+struct reclaim_job {
+    struct blockstore *bs;
+    struct store_reclaim *items;
+    size_t n;
+};
+
+static void hex(const uint8_t *b, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
+static int unhex(const char *s, size_t n, uint8_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        int v = 0;
+        for (int k = 0; k < 2; k++) {
+            char ch = s[2 * i + k];
+            int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+            if (d < 0)
+                return -1;
+            v = v * 16 + d;
+        }
+        out[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+void bs_file_path(const struct blockstore *bs, const uint8_t *seg, size_t seglen,
+    int64_t file_owner, char *buf, size_t buflen)
+{
+    char h[2 * STORE_MAX_ID + 1];
+    hex(seg, seglen, h);
+    if (file_owner == STORE_OWNER_SHARED)
+        snprintf(buf, buflen, "%s/%.2s/%s", bs->dir, h, h);
+    else
+        snprintf(buf, buflen, "%s/%.2s/%s.%" PRId64, bs->dir, h, h, file_owner);
+}
+
+int bs_open_write(const struct blockstore *bs, const uint8_t *seg, size_t seglen,
+    int64_t file_owner)
+{
+    char path[4096];
+    bs_file_path(bs, seg, seglen, file_owner, path, sizeof(path));
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == ENOENT) {
+        char *slash = strrchr(path, '/');
+        *slash = 0;
+        if (mkdir(path, 0700) != 0 && errno != EEXIST)
+            return -1;
+        *slash = '/';
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    }
+    return fd;
+}
+
+int bs_read(const struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner,
+    uint64_t file_offset, void *buf, size_t len)
+{
+    char path[4096];
+    bs_file_path(bs, seg, seglen, file_owner, path, sizeof(path));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t r = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(file_offset + done));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        done += (size_t)r;
+    }
+    close(fd);
+    return done == len ? 0 : -1;
+}
+
+static bool pin_match(const struct pin *p, const uint8_t *seg, size_t seglen, int64_t file_owner)
+{
+    return p->seglen == seglen && p->file_owner == file_owner && memcmp(p->seg, seg, seglen) == 0;
+}
+
+int bs_pin(struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner,
+    uint32_t block)
+{
+    pthread_mutex_lock(&bs->mu);
+    struct pin *p;
+    for (p = bs->pins; p; p = p->next)
+        if (p->block == block && pin_match(p, seg, seglen, file_owner))
+            break;
+    if (!p && (p = calloc(1, sizeof(*p)))) {
+        memcpy(p->seg, seg, seglen);
+        p->seglen = seglen;
+        p->file_owner = file_owner;
+        p->block = block;
+        p->next = bs->pins;
+        bs->pins = p;
+    }
+    if (p)
+        p->count++;
+    pthread_mutex_unlock(&bs->mu);
+    return p ? 0 : -1;
+}
+
+void bs_unpin(struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner,
+    uint32_t block)
+{
+    pthread_mutex_lock(&bs->mu);
+    for (struct pin **pp = &bs->pins; *pp; pp = &(*pp)->next) {
+        struct pin *p = *pp;
+        if (p->block == block && pin_match(p, seg, seglen, file_owner)) {
+            if (--p->count == 0) {
+                *pp = p->next;
+                free(p);
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&bs->mu);
+}
+
+/* Under mu. */
+static bool file_pinned(const struct blockstore *bs, const struct store_reclaim *r, int64_t block)
+{
+    for (const struct pin *p = bs->pins; p; p = p->next)
+        if ((block < 0 || p->block == (uint32_t)block) &&
+            pin_match(p, r->segment_id, r->segment_id_len, r->file_owner))
+            return true;
+    return false;
+}
+
+/* Under mu: does a committed row still use the file (block < 0) or the slot? */
+static bool row_exists(struct blockstore *bs, const struct store_reclaim *r, int64_t block)
+{
+    sqlite3_stmt *s = block < 0 ? bs->file_used : bs->slot_used;
+    sqlite3_bind_blob(s, 1, r->segment_id, r->segment_id_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, r->file_owner);
+    if (block >= 0)
+        sqlite3_bind_int64(s, 3, block);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc != SQLITE_DONE; /* a row, or an error: keep the bytes */
+}
+
+static int reclaim_cmp(const void *a, const void *b)
+{
+    const struct store_reclaim *x = a, *y = b;
+    int c = memcmp(x->segment_id, y->segment_id,
+        x->segment_id_len < y->segment_id_len ? x->segment_id_len : y->segment_id_len);
+    if (c == 0)
+        c = (int)x->segment_id_len - (int)y->segment_id_len;
+    if (c == 0)
+        c = (x->file_owner > y->file_owner) - (x->file_owner < y->file_owner);
+    return c;
+}
+
+/* One file's deleted slots: unlink the file when nothing uses it, else punch the slots. */
+static void reclaim_file(struct blockstore *bs, const struct store_reclaim *r, size_t n)
+{
+    char path[4096];
+    bs_file_path(bs, r->segment_id, r->segment_id_len, r->file_owner, path, sizeof(path));
+    pthread_mutex_lock(&bs->mu);
+    if (!file_pinned(bs, r, -1) && !row_exists(bs, r, -1)) {
+        if (unlink(path) != 0 && errno != ENOENT)
+            log_warn("reclaim: unlink %s: %s", path, strerror(errno));
+        pthread_mutex_unlock(&bs->mu);
+        bs->reclaimed += n;
+        return;
+    }
+    pthread_mutex_unlock(&bs->mu);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    for (size_t i = 0; fd >= 0 && i < n; i++) {
+        pthread_mutex_lock(&bs->mu); /* per slot: a pin never waits for more than one punch */
+        if (!file_pinned(bs, &r[i], r[i].block) && !row_exists(bs, &r[i], r[i].block)) {
+            if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                    (off_t)r[i].block * BS_SLOT_SIZE, BS_SLOT_SIZE) != 0)
+                log_warn("reclaim: punching %s: %s", path, strerror(errno));
+            else
+                bs->reclaimed++;
+        }
+        pthread_mutex_unlock(&bs->mu);
+    }
+    if (fd >= 0)
+        close(fd);
+}
+
+static void reclaim_work(void *arg)
+{
+    struct reclaim_job *j = arg;
+    qsort(j->items, j->n, sizeof(*j->items), reclaim_cmp);
+    for (size_t i = 0; i < j->n;) {
+        size_t k = i + 1;
+        while (k < j->n && reclaim_cmp(&j->items[i], &j->items[k]) == 0)
+            k++;
+        reclaim_file(j->bs, &j->items[i], k - i);
+        j->bs->pending -= k - i;
+        i = k;
+    }
+}
+
+static void reclaim_done(void *arg)
+{
+    struct reclaim_job *j = arg;
+    free(j->items);
+    free(j);
+}
+
+void bs_reclaim(void *arg, struct store_reclaim *items, size_t n)
+{
+    struct blockstore *bs = arg;
+    struct reclaim_job *j = malloc(sizeof(*j));
+    if (j) {
+        j->bs = bs;
+        j->items = items;
+        j->n = n;
+        bs->pending += n;
+        if (worker_submit(bs->wp, reclaim_work, reclaim_done, j) == 0)
+            return;
+        bs->pending -= n;
+        free(j);
+    }
+    /* The rows are gone, so nothing is served; the space returns at the next start-up. */
+    log_warn("reclaim: out of memory; %zu freed blocks keep their disk space until restart", n);
+    free(items);
+}
+
+uint64_t bs_reclaim_pending(const struct blockstore *bs)
+{
+    return bs->pending;
+}
+
+uint64_t bs_reclaimed(const struct blockstore *bs)
+{
+    return bs->reclaimed;
+}
+
+int bs_open(const char *db_path, struct worker_pool *wp, struct blockstore **out)
+{
+    struct blockstore *bs = calloc(1, sizeof(*bs));
+    if (!bs)
+        return -1;
+    pthread_mutex_init(&bs->mu, NULL);
+    bs->wp = wp;
+    const char *slash = strrchr(db_path, '/');
+    size_t dl = slash ? (size_t)(slash - db_path) : 1;
+    if (!(bs->dir = malloc(dl + 6)))
+        goto fail;
+    snprintf(bs->dir, dl + 6, "%.*s/data", (int)dl, slash ? db_path : ".");
+    if (mkdir(bs->dir, 0700) != 0 && errno != EEXIST) {
+        log_error("block store %s: %s", bs->dir, strerror(errno));
+        goto fail;
+    }
+    if (sqlite3_open_v2(db_path, &bs->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK ||
+        sqlite3_prepare_v2(bs->rdb,
+            "SELECT 1 FROM blocks WHERE segment_id = ? AND file_owner = ? LIMIT 1", -1,
+            &bs->file_used, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(bs->rdb,
+            "SELECT 1 FROM blocks WHERE segment_id = ? AND file_owner = ? AND block = ? LIMIT 1",
+            -1, &bs->slot_used, NULL) != SQLITE_OK) {
+        log_error("block store: reclaim connection to %s: %s", db_path,
+            bs->rdb ? sqlite3_errmsg(bs->rdb) : "cannot open");
+        goto fail;
+    }
+    sqlite3_busy_timeout(bs->rdb, STORE_BUSY_TIMEOUT_MS);
+    *out = bs;
+    return 0;
+fail:
+    bs_close(bs);
+    return -1;
+}
+
+void bs_close(struct blockstore *bs)
+{
+    if (!bs)
+        return;
+    sqlite3_finalize(bs->file_used);
+    sqlite3_finalize(bs->slot_used);
+    if (bs->rdb)
+        sqlite3_close(bs->rdb);
+    while (bs->pins) {
+        struct pin *p = bs->pins;
+        bs->pins = p->next;
+        free(p);
+    }
+    pthread_mutex_destroy(&bs->mu);
+    free(bs->dir);
+    free(bs);
+}
+
+/* ---- start-up reconciliation ---- */
+
+static int exec(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
+        return 0;
+    log_error("block store reconcile: %s: %s", sql, msg ? msg : "?");
+    sqlite3_free(msg);
+    return -1;
+}
+
+/* Rows whose file is missing or too short to hold their bytes are dropped. */
+static int drop_rows_without_bytes(struct blockstore *bs, sqlite3 *db, uint64_t *dropped)
+{
+    sqlite3_stmt *q = NULL, *del = NULL;
+    int rc = -1;
+    if (sqlite3_prepare_v2(db,
+            "SELECT segment_id, file_owner, block, length FROM blocks ORDER BY segment_id, file_owner",
+            -1, &q, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db,
+            "DELETE FROM blocks WHERE segment_id = ? AND file_owner = ? AND block = ?", -1, &del,
+            NULL) != SQLITE_OK)
+        goto out;
+    /* Collect first: deleting while the SELECT walks the same table is undefined. */
+    struct store_reclaim *bad = NULL;
+    size_t nbad = 0, cap = 0;
+    char path[4096], last[4096] = "";
+    off_t size = -1;
+    int s;
+    while ((s = sqlite3_step(q)) == SQLITE_ROW) {
+        struct store_reclaim r = {0};
+        int len = sqlite3_column_bytes(q, 0);
+        if (len <= 0 || len > STORE_MAX_ID)
+            continue;
+        memcpy(r.segment_id, sqlite3_column_blob(q, 0), (size_t)len);
+        r.segment_id_len = (uint8_t)len;
+        r.file_owner = sqlite3_column_int64(q, 1);
+        r.block = (uint32_t)sqlite3_column_int64(q, 2);
+        uint64_t end = (uint64_t)r.block * BS_SLOT_SIZE + (uint64_t)sqlite3_column_int64(q, 3);
+        bs_file_path(bs, r.segment_id, r.segment_id_len, r.file_owner, path, sizeof(path));
+        if (strcmp(path, last) != 0) {
+            struct stat sb;
+            size = stat(path, &sb) == 0 ? sb.st_size : -1;
+            snprintf(last, sizeof(last), "%s", path);
+        }
+        if (size >= 0 && (uint64_t)size >= end)
+            continue;
+        if (nbad == cap) {
+            cap = cap ? cap * 2 : 64;
+            struct store_reclaim *nb = realloc(bad, cap * sizeof(*nb));
+            if (!nb) {
+                free(bad);
+                goto out;
+            }
+            bad = nb;
+        }
+        bad[nbad++] = r;
+    }
+    for (size_t i = 0; s == SQLITE_DONE && i < nbad; i++) {
+        sqlite3_bind_blob(del, 1, bad[i].segment_id, bad[i].segment_id_len, SQLITE_STATIC);
+        sqlite3_bind_int64(del, 2, bad[i].file_owner);
+        sqlite3_bind_int64(del, 3, bad[i].block);
+        if (sqlite3_step(del) != SQLITE_DONE)
+            s = SQLITE_ERROR;
+        sqlite3_reset(del);
+    }
+    free(bad);
+    *dropped = nbad;
+    rc = s == SQLITE_DONE ? 0 : -1;
+out:
+    if (rc != 0)
+        log_error("block store reconcile: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(q);
+    sqlite3_finalize(del);
+    return rc;
+}
+
+/* Files no row refers to (an AddData that never committed, a reclaim cut short). */
+static int delete_unreferenced_files(struct blockstore *bs, sqlite3 *db, uint64_t *deleted)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM blocks WHERE segment_id = ? AND file_owner = ? LIMIT 1",
+            -1, &q, NULL) != SQLITE_OK)
+        return -1;
+    DIR *top = opendir(bs->dir);
+    struct dirent *e;
+    while (top && (e = readdir(top))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char sub[4096];
+        snprintf(sub, sizeof(sub), "%s/%s", bs->dir, e->d_name);
+        DIR *dd = opendir(sub);
+        struct dirent *f;
+        while (dd && (f = readdir(dd))) {
+            if (f->d_name[0] == '.')
+                continue;
+            char path[4096 + 256];
+            snprintf(path, sizeof(path), "%s/%s", sub, f->d_name);
+            const char *dot = strchr(f->d_name, '.');
+            size_t hl = dot ? (size_t)(dot - f->d_name) : strlen(f->d_name);
+            uint8_t seg[STORE_MAX_ID];
+            int64_t owner = dot ? strtoll(dot + 1, NULL, 10) : STORE_OWNER_SHARED;
+            bool keep = false;
+            if (hl % 2 == 0 && hl / 2 <= STORE_MAX_ID && hl > 0 && unhex(f->d_name, hl / 2, seg) == 0) {
+                sqlite3_bind_blob(q, 1, seg, (int)(hl / 2), SQLITE_STATIC);
+                sqlite3_bind_int64(q, 2, owner);
+                keep = sqlite3_step(q) == SQLITE_ROW;
+                sqlite3_reset(q);
+            }
+            if (!keep && unlink(path) == 0)
+                (*deleted)++;
+        }
+        if (dd)
+            closedir(dd);
+    }
+    if (top)
+        closedir(top);
+    sqlite3_finalize(q);
+    return 0;
+}
+
+int bs_reconcile(struct blockstore *bs, struct store *st)
+{
+    sqlite3 *db = store_db(st);
+    uint64_t dropped = 0, deleted = 0;
+    if (exec(db, "BEGIN IMMEDIATE") != 0)
+        return -1;
+    if (drop_rows_without_bytes(bs, db, &dropped) != 0)
+        goto fail;
+    /* Labels of blocks that are gone stop counting (they would list bytes nobody has). */
+    if (dropped && exec(db, "DELETE FROM labels WHERE bytes > 0 AND NOT EXISTS (SELECT 1 FROM "
+                            "blocks b WHERE b.segment_id = labels.segment_id AND b.block = labels.block)") != 0)
+        goto fail;
+    if (exec(db, "COMMIT") != 0)
+        goto fail;
+    if (delete_unreferenced_files(bs, db, &deleted) != 0)
+        return -1;
+    if (dropped || deleted)
+        log_warn("block store reconciled: %" PRIu64 " blocks whose bytes were missing dropped, "
+                 "%" PRIu64 " unreferenced data files deleted", dropped, deleted);
+    return 0;
+fail:
+    exec(db, "ROLLBACK");
+    return -1;
+}
