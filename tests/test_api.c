@@ -391,22 +391,6 @@ START_TEST(open_and_close_content)
 }
 END_TEST
 
-START_TEST(unimplemented_functions_say_so)
-{
-    PEERDIST_INSTANCE_HANDLE h = startup();
-    OVERLAPPED ov = {0};
-    BYTE buf[16];
-    PEERDIST_CLIENT_BASIC_INFO bi;
-    ck_assert_uint_eq(PeerDistClientAddContentInformation(h, NULL, 1, buf, &ov), ERROR_CALL_NOT_IMPLEMENTED);
-    ck_assert_uint_eq(PeerDistClientCompleteContentInformation(h, NULL, &ov), ERROR_CALL_NOT_IMPLEMENTED);
-    ck_assert_uint_eq(PeerDistClientAddData(h, NULL, 1, buf, &ov), ERROR_CALL_NOT_IMPLEMENTED);
-    ck_assert_uint_eq(PeerDistClientBlockRead(h, NULL, 16, buf, 0, &ov), ERROR_CALL_NOT_IMPLEMENTED);
-    ck_assert_uint_eq(PeerDistClientStreamRead(h, NULL, 16, buf, 0, &ov), ERROR_CALL_NOT_IMPLEMENTED);
-    ck_assert_uint_eq(PeerDistClientCancelAsyncOperation(h, NULL, NULL), ERROR_CALL_NOT_IMPLEMENTED);
-    ck_assert_uint_eq(PeerDistClientGetInformationByHandle(h, NULL, PeerDistClientBasicInfo, sizeof(bi), &bi), ERROR_CALL_NOT_IMPLEMENTED);
-    PeerDistShutdown(h);
-}
-END_TEST
 
 /* ---- status notifications ---- */
 
@@ -897,7 +881,6 @@ int main(void)
     tcase_add_test(tc, flush_as_another_uid);
     tcase_add_test(tc, thousand_flushes_from_four_threads_complete_once);
     tcase_add_test(tc, open_and_close_content);
-    tcase_add_test(tc, unimplemented_functions_say_so);
     tcase_add_test(tc, status_notification_rules);
     tcase_add_test(tc, disabled_mode_refuses_calls);
     tcase_add_test(tc, no_daemon_is_unavailable_not_fatal);

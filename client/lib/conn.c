@@ -480,7 +480,7 @@ uint32_t pdconn_status(struct pdconn *c)
  */
 static DWORD send_locked(struct pdconn *c, Peerdist__Request *req, struct pd_op *op)
 {
-    req->id = op->id = ++c->next_id;
+    uint64_t id = req->id = op->id = ++c->next_id;
     if (op->async && op->a.request_id && *op->a.request_id == 0)
         *op->a.request_id = op->id; /* the first part's id names a split request */
     uint8_t stack[SEND_STACK_BYTES];
@@ -502,8 +502,8 @@ static DWORD send_locked(struct pdconn *c, Peerdist__Request *req, struct pd_op 
         free(buf);
     if (w == 0)
         return ERROR_SUCCESS;
-    if (op_remove(c, op->id) != op)
-        return ERROR_SUCCESS; /* already failed by a reader that saw the socket die */
+    if (op_remove(c, id) != op) /* op may already be freed by a reader: compare, never read */
+        return ERROR_SUCCESS;   /* already failed by a reader that saw the socket die */
     if (c->fd == fd && !c->broken) {
         c->broken = true; /* wake any reader with EOF; it cleans up */
         shutdown(fd, SHUT_RDWR);
