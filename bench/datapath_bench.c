@@ -187,6 +187,13 @@ static PEERDIST_CONTENT_HANDLE open_content(PEERDIST_INSTANCE_HANDLE h, HANDLE p
     memset(&ov, 0, sizeof(ov));
     if ((rc = wait_ov(PeerDistClientCompleteContentInformation(h, c, &ov), &ov, NULL)))
         die("CompleteContentInformation", rc);
+    /* Those two completions also went to the handle's port: take them off before pumping. */
+    for (int i = 0; i < 2; i++) {
+        DWORD n;
+        ULONG_PTR key;
+        LPOVERLAPPED got;
+        GetQueuedCompletionStatus(port, &n, &key, &got, 1000);
+    }
     return c;
 }
 

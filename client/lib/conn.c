@@ -33,6 +33,8 @@
 #include "win32.h"
 
 #define OP_BUCKETS 256
+/* Bytes a read() asks for when no large frame is in progress. */
+#define READ_CHUNK (64 * 1024)
 /* A synchronous caller's blocking read returns at least this often to check its deadline. */
 #define PD_READ_SLICE_MS 1000
 #define SEND_STACK_BYTES 1024
@@ -316,6 +318,18 @@ static void handle_reply(struct pdconn *c, Peerdist__Reply *r)
 
 enum read_result { READ_DATA, READ_IDLE, READ_LOST };
 
+/* Room to ask read() for: the rest of a large frame in progress, else READ_CHUNK. */
+static size_t read_want(const struct frame_buf *fb)
+{
+    size_t have = fb->len - fb->start;
+    if (have >= FRAME_HEADER_SIZE) {
+        size_t frame = FRAME_HEADER_SIZE + (size_t)frame_header_length(fb->data + fb->start);
+        if (frame > have && frame - have > READ_CHUNK && frame <= FRAME_HEADER_SIZE + FRAME_MAX_PAYLOAD)
+            return frame - have;
+    }
+    return READ_CHUNK;
+}
+
 /*
  * One poll + read on the socket, delivering every whole reply found. The
  * caller holds the read token (so c->fd is stable) but not c->mu.
@@ -342,7 +356,7 @@ static enum read_result read_some(struct pdconn *c, int fd, int wake_fd)
             return READ_IDLE;
     }
     size_t avail;
-    uint8_t *space = frame_buf_space(&c->rbuf, 64 * 1024, &avail);
+    uint8_t *space = frame_buf_space(&c->rbuf, read_want(&c->rbuf), &avail);
     if (!space)
         return READ_LOST;
     ssize_t got = read(fd, space, avail);
