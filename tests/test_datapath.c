@@ -341,6 +341,120 @@ START_TEST(two_uids)
 }
 END_TEST
 
+/* Content information for [off, off+len) of a publication, in one piece. */
+static uint8_t *ranged_ci(PEERDIST_INSTANCE_HANDLE h, const char *id, uint64_t off, uint64_t len,
+    size_t *ci_len)
+{
+    PEERDIST_CONTENTINFO_HANDLE ci;
+    ck_assert_uint_eq(PeerDistServerOpenContentInformation(h, (DWORD)strlen(id), (PBYTE)id, off, len, NULL,
+                          0, &ci), ERROR_SUCCESS);
+    uint8_t *out = malloc(4 * MiB);
+    size_t n = 0;
+    for (;;) {
+        OVERLAPPED ov = {0};
+        DWORD got = 0;
+        DWORD rc = finish(PeerDistServerRetrieveContentInformation(h, ci, MiB, out + n, &ov), &ov, &got);
+        if (rc == PEERDIST_ERROR_NO_MORE)
+            break;
+        ck_assert_uint_eq(rc, ERROR_SUCCESS);
+        n += got;
+    }
+    PeerDistServerCloseContentInformation(h, ci);
+    *ci_len = n;
+    return out;
+}
+
+/*
+ * uid 65534 with the same ranged (partial) list: phase 1 must not read what root verified
+ * against its partial list; phase 2, after a full list verified, may. (A full list would
+ * itself verify against HoD and promote the blocks: any handle may supply it.)
+ */
+static void trust_child(int rfd, int wfd, const uint8_t *data)
+{
+    size_t ci_len;
+    if (read_full(rfd, &ci_len, sizeof(ci_len)) != 0)
+        _exit(9);
+    uint8_t *ci = malloc(ci_len);
+    if (!ci || read_full(rfd, ci, ci_len) != 0)
+        _exit(9);
+    if (setgid(65534) != 0 || setuid(65534) != 0)
+        _exit(10);
+    PEERDIST_CONTENT_TAG tag = {{0x77}};
+    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_CONTENT_HANDLE c = open_with_ci(h, &tag, ci, ci_len);
+    uint8_t buf[64];
+    uint64_t at;
+    DWORD n;
+    char phase = 0;
+    /* Phase 1: block 1 was verified only against root's ranged (partial) list. */
+    if (block_read(h, c, 65536 + 200, buf, sizeof(buf), &at, &n) != PEERDIST_ERROR_MISSING_DATA)
+        _exit(12);
+    if (write(wfd, "1", 1) != 1 || read(rfd, &phase, 1) != 1)
+        _exit(13);
+    /* Phase 2: a full list has verified against HoD since: the same bytes are shared now. */
+    if (block_read(h, c, 65536 + 200, buf, sizeof(buf), &at, &n) != ERROR_SUCCESS ||
+        memcmp(buf, data + 65536 + 200, n) != 0)
+        _exit(14);
+    _exit(0);
+}
+
+/*
+ * DESIGN.md, Trust in stored bytes: blocks verified against a partial hash list serve their
+ * handle (and survive its close) but reach other users only once the full list verifies.
+ */
+START_TEST(ranged_blocks_are_shared_only_after_the_full_list)
+{
+    const size_t len = 4 * 65536;
+    uint8_t *data = make_content(len, 11);
+    int to_child[2], from_child[2];
+    ck_assert_int_eq(pipe(to_child), 0);
+    ck_assert_int_eq(pipe(from_child), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(to_child[1]);
+        close(from_child[0]);
+        trust_child(to_child[0], from_child[1], data);
+    }
+    close(to_child[0]);
+    close(from_child[1]);
+    PEERDIST_INSTANCE_HANDLE h = startup();
+    size_t full_len, part_len;
+    uint8_t *full = publish(h, "trust", data, len, 1, &full_len);
+    uint8_t *part = ranged_ci(h, "trust", 65536 + 100, 65536, &part_len); /* inside blocks 1-2 */
+    PEERDIST_CONTENT_TAG tag = {{0x66}};
+    PEERDIST_CONTENT_HANDLE c = open_with_ci(h, &tag, part, part_len);
+    add_data(h, c, data, 65536, 2 * 65536); /* blocks 1 and 2, whole */
+    uint8_t buf[64];
+    uint64_t at;
+    DWORD n;
+    ck_assert_uint_eq(block_read(h, c, 65536 + 200, buf, sizeof(buf), &at, &n), ERROR_SUCCESS);
+    ck_assert_int_eq(memcmp(buf, data + 65536 + 200, n), 0);
+    /* Outside its range the ranged handle has nothing to say. */
+    ck_assert_uint_eq(block_read(h, c, 10, buf, sizeof(buf), &at, &n), PEERDIST_ERROR_NO_MORE);
+    PeerDistClientCloseContent(h, c);
+
+    /* The other user, holding the same partial list, does not get root's bytes. */
+    ck_assert_int_eq(write(to_child[1], &part_len, sizeof(part_len)), (ssize_t)sizeof(part_len));
+    ck_assert_int_eq(write(to_child[1], part, part_len), (ssize_t)part_len);
+    char ack;
+    ck_assert_int_eq(read(from_child[0], &ack, 1), 1);
+
+    /* Root completes the full list: it verifies against HoD and the blocks become shared. */
+    c = open_with_ci(h, &tag, full, full_len);
+    ck_assert_uint_eq(block_read(h, c, 65536 + 200, buf, sizeof(buf), &at, &n), ERROR_SUCCESS);
+    ck_assert_int_eq(write(to_child[1], "2", 1), 1);
+    int status;
+    waitpid(pid, &status, 0);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    PeerDistShutdown(h);
+    free(full);
+    free(part);
+    free(data);
+}
+END_TEST
+
 /* Bytes that do not match their hash are refused and nothing of that block is readable. */
 START_TEST(corrupted_data_rejected)
 {
@@ -386,6 +500,7 @@ int main(void)
     tcase_add_test(tc, two_tags_share_data);
     tcase_add_test(tc, two_uids);
     tcase_add_test(tc, corrupted_data_rejected);
+    tcase_add_test(tc, ranged_blocks_are_shared_only_after_the_full_list);
     tcase_add_test(tc, exactly_32_mib_v1);
     tcase_add_test(tc, hundred_mib_v1);
     suite_add_tcase(s, tc);
