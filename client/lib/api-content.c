@@ -294,24 +294,17 @@ PEERDIST_API DWORD WINAPI PeerDistClientOpenContent(PEERDIST_INSTANCE_HANDLE hPe
     if (!inst)
         return ERROR_INVALID_HANDLE;
     uint64_t gen;
-    DWORD rc = service_ready(inst, &gen);
     struct ccontent *ct = NULL;
-    Peerdist__Reply *r = NULL;
-    if (rc != ERROR_SUCCESS)
-        goto out;
+    Peerdist__Reply *r;
     Peerdist__OpenContentRequest o = PEERDIST__OPEN_CONTENT_REQUEST__INIT;
     o.tag.data = (uint8_t *)pContentTag->Data;
     o.tag.len = sizeof(pContentTag->Data);
     Peerdist__Request req = PEERDIST__REQUEST__INIT;
     req.body_case = PEERDIST__REQUEST__BODY_OPEN_CONTENT;
     req.open_content = &o;
-    rc = pdconn_call(inst->conn, &req, &r);
+    DWORD rc = call_expecting(inst, &req, PEERDIST__REPLY__BODY_OPEN_CONTENT, &r, &gen);
     if (rc != ERROR_SUCCESS)
         goto out;
-    if (r->body_case != PEERDIST__REPLY__BODY_OPEN_CONTENT) {
-        rc = PEERDIST_ERROR_SERVICE_UNAVAILABLE;
-        goto out;
-    }
     ct = calloc(1, sizeof(*ct));
     if (!ct) {
         rc = ERROR_NOT_ENOUGH_MEMORY;

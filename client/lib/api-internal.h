@@ -58,6 +58,14 @@ void instance_put(struct instance *inst);
 DWORD service_ready(struct instance *inst, uint64_t *generation);
 
 /*
+ * service_ready, then a synchronous round trip whose reply must carry the body
+ * `expect` (a Peerdist__Reply__BodyCase). ERROR_SUCCESS with *reply (the
+ * caller's to free) and the connection generation, else the error.
+ */
+DWORD call_expecting(struct instance *inst, Peerdist__Request *req, int expect,
+    Peerdist__Reply **reply, uint64_t *generation);
+
+/*
  * Gives ch a HANDLE and lists it under inst; ch->h must be initialised with
  * hobj_init. Returns the handle or NULL (out of memory: ch is untouched).
  */

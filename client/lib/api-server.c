@@ -162,10 +162,7 @@ PEERDIST_API DWORD WINAPI PeerDistServerPublishStream(PEERDIST_INSTANCE_HANDLE h
     if (!inst)
         return ERROR_INVALID_HANDLE;
     uint64_t gen;
-    Peerdist__Reply *r = NULL;
-    DWORD rc = service_ready(inst, &gen);
-    if (rc != ERROR_SUCCESS)
-        goto out;
+    Peerdist__Reply *r;
     Peerdist__PublishStreamRequest ps = PEERDIST__PUBLISH_STREAM_REQUEST__INIT;
     ps.content_id.data = pContentIdentifier;
     ps.content_id.len = cbContentIdentifier;
@@ -174,13 +171,9 @@ PEERDIST_API DWORD WINAPI PeerDistServerPublishStream(PEERDIST_INSTANCE_HANDLE h
     Peerdist__Request req = PEERDIST__REQUEST__INIT;
     req.body_case = PEERDIST__REQUEST__BODY_PUBLISH_STREAM;
     req.publish_stream = &ps;
-    rc = pdconn_call(inst->conn, &req, &r);
+    DWORD rc = call_expecting(inst, &req, PEERDIST__REPLY__BODY_PUBLISH_STREAM, &r, &gen);
     if (rc != ERROR_SUCCESS)
         goto out;
-    if (r->body_case != PEERDIST__REPLY__BODY_PUBLISH_STREAM) {
-        rc = PEERDIST_ERROR_SERVICE_UNAVAILABLE;
-        goto out;
-    }
     struct srvobj *o = srvobj_new(HT_STREAM, pContentIdentifier, cbContentIdentifier,
         r->publish_stream->stream, gen, hCompletionPort, ulCompletionKey);
     if (!o || !child_register(inst, &o->ch)) {
@@ -362,10 +355,7 @@ static DWORD open_ci(PEERDIST_INSTANCE_HANDLE hPeerDist, DWORD cbId, PBYTE pId, 
     if (!inst)
         return ERROR_INVALID_HANDLE;
     uint64_t gen;
-    Peerdist__Reply *r = NULL;
-    DWORD rc = service_ready(inst, &gen);
-    if (rc != ERROR_SUCCESS)
-        goto out;
+    Peerdist__Reply *r;
     Peerdist__OpenContentInfoRequest oc = PEERDIST__OPEN_CONTENT_INFO_REQUEST__INIT;
     oc.content_id.data = pId;
     oc.content_id.len = cbId;
@@ -376,13 +366,9 @@ static DWORD open_ci(PEERDIST_INSTANCE_HANDLE hPeerDist, DWORD cbId, PBYTE pId, 
     Peerdist__Request req = PEERDIST__REQUEST__INIT;
     req.body_case = PEERDIST__REQUEST__BODY_OPEN_CONTENT_INFO;
     req.open_content_info = &oc;
-    rc = pdconn_call(inst->conn, &req, &r);
+    DWORD rc = call_expecting(inst, &req, PEERDIST__REPLY__BODY_OPEN_CONTENT_INFO, &r, &gen);
     if (rc != ERROR_SUCCESS)
         goto out;
-    if (r->body_case != PEERDIST__REPLY__BODY_OPEN_CONTENT_INFO) {
-        rc = PEERDIST_ERROR_SERVICE_UNAVAILABLE;
-        goto out;
-    }
     struct srvobj *o = srvobj_new(HT_CONTENTINFO, pId, cbId, r->open_content_info->handle, gen,
         port, key);
     if (!o || !child_register(inst, &o->ch)) {

@@ -79,6 +79,18 @@ PEERDIST_API DWORD WINAPI PeerDistStartup(DWORD dwVersionRequested,
     return ERROR_SUCCESS;
 }
 
+DWORD call_expecting(struct instance *inst, Peerdist__Request *req, int expect,
+    Peerdist__Reply **reply, uint64_t *generation)
+{
+    *reply = NULL;
+    DWORD rc = service_ready(inst, generation);
+    if (rc == ERROR_SUCCESS)
+        rc = pdconn_call(inst->conn, req, reply);
+    if (rc == ERROR_SUCCESS && (int)(*reply)->body_case != expect)
+        rc = PEERDIST_ERROR_SERVICE_UNAVAILABLE; /* a daemon that answers nonsense */
+    return rc;
+}
+
 HANDLE child_register(struct instance *inst, struct child *ch)
 {
     ch->inst = inst;
