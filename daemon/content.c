@@ -41,6 +41,15 @@
 
 struct content_daemon {
     struct blockstore *bs;
+    struct daemon *d;
+    /*
+     * Group sync: AddData ops whose bytes are written wait here; one worker job
+     * fdatasyncs every file the waiting ops wrote (once per file), then their
+     * metadata commits and they reply. Many 1 MiB AddData calls share one
+     * fdatasync per file instead of paying one each.
+     */
+    struct op *sync_head, **sync_tail;
+    bool syncing;
 };
 
 /* Bytes of one incomplete block, held until the rest arrives. */
@@ -60,6 +69,7 @@ struct unit {
     int64_t owner;
     enum { UNIT_OK, UNIT_BAD_HASH, UNIT_IO } result;
     int err;
+    bool synced; /* its file was fdatasync'ed by a group sync */
 };
 
 /* A pending AddData. */
@@ -74,6 +84,7 @@ struct op {
     size_t len;
     struct unit *units;
     size_t nunits;
+    struct op *sync_next; /* on the group-sync list or batch */
     LIST_ENTRY(op) link;
 };
 
@@ -113,6 +124,8 @@ int content_init(struct daemon *d)
         return -1;
     }
     store_set_reclaim_hook(d->store, bs_reclaim, cd->bs);
+    cd->d = d;
+    cd->sync_tail = &cd->sync_head;
     d->content = cd;
     return 0;
 }
@@ -530,7 +543,9 @@ static size_t held_cost(uint32_t len)
     return len + (len + 7) / 8;
 }
 
-/* Worker: verify every complete block, write the good ones, sync each file once. */
+static void mark_file_errors(struct op *op);
+
+/* Worker: verify every complete block and write the good ones (group_sync_work syncs them). */
 static void op_work(void *arg)
 {
     struct op *op = arg;
@@ -548,10 +563,8 @@ static void op_work(void *arg)
             continue;
         }
         if (!fd_for || fd_for->seg != u->seg || fd_for->owner != u->owner) {
-            if (fd >= 0 && fdatasync(fd) != 0)
-                op->units[fd_for - op->units].err = errno; /* reported below through result */
             if (fd >= 0)
-                close(fd);
+                close(fd); /* synced later, with other ops' writes to it (group sync) */
             fd = bs_open_write(bs, seg->id, ci->digest_len, u->owner);
             fd_for = u;
         }
@@ -570,12 +583,14 @@ static void op_work(void *arg)
             u->err = errno ? errno : EIO;
         }
     }
-    if (fd >= 0) {
-        if (fdatasync(fd) != 0)
-            op->units[fd_for - op->units].err = errno;
+    if (fd >= 0)
         close(fd);
-    }
-    /* A failed sync of a file fails every block written to it. */
+    mark_file_errors(op);
+}
+
+/* A failed write or sync of a file fails every block of the op written to it. */
+static void mark_file_errors(struct op *op)
+{
     for (size_t i = 0; i < op->nunits; i++) {
         struct unit *u = &op->units[i];
         if (u->err && u->result == UNIT_OK)
@@ -629,9 +644,9 @@ static DWORD op_commit(struct op *op, bool *bad)
     return status;
 }
 
-static void op_done(void *arg)
+/* Loop: commit (unless aborted), reply, release. */
+static void op_finish(struct op *op)
 {
-    struct op *op = arg;
     struct content_handle *h = op->h;
     struct conn *c = op->c;
     LIST_REMOVE(op, link);
@@ -657,6 +672,87 @@ static void op_done(void *arg)
     op_free(op);
     handle_unref(h);
     conn_unref(c);
+}
+
+/* Worker: fdatasync each file the batch's ops wrote, once; a failure fails its blocks. */
+static void group_sync_work(void *arg)
+{
+    struct op *batch = arg;
+    struct content_daemon *cd = batch->cd;
+    for (struct op *op = batch; op; op = op->sync_next) {
+        if (atomic_load(&op->aborted))
+            continue;
+        const struct ci_info *ci = op->h->ci;
+        for (size_t i = 0; i < op->nunits; i++) {
+            struct unit *u = &op->units[i];
+            if (u->result != UNIT_OK || u->synced)
+                continue;
+            const uint8_t *seg = ci->segments[u->seg].id;
+            int fd = bs_open_write(cd->bs, seg, ci->digest_len, u->owner);
+            int err = fd < 0 ? (errno ? errno : EIO) : fdatasync(fd) != 0 ? errno : 0;
+            if (fd >= 0)
+                close(fd);
+            /* Every unit of the batch in the same file is covered by this one sync. */
+            for (struct op *o2 = op; o2; o2 = o2->sync_next) {
+                const struct ci_info *ci2 = o2->h->ci;
+                for (size_t k = 0; k < o2->nunits; k++) {
+                    struct unit *v = &o2->units[k];
+                    if (v->result == UNIT_OK && !v->synced && v->owner == u->owner &&
+                        ci2->digest_len == ci->digest_len &&
+                        memcmp(ci2->segments[v->seg].id, seg, ci->digest_len) == 0) {
+                        v->synced = true;
+                        v->err = err;
+                    }
+                }
+            }
+        }
+        mark_file_errors(op);
+    }
+}
+
+static void group_sync_kick(struct content_daemon *cd);
+
+static void group_sync_done(void *arg)
+{
+    struct op *batch = arg;
+    struct content_daemon *cd = batch->cd;
+    cd->syncing = false;
+    while (batch) {
+        struct op *op = batch;
+        batch = op->sync_next;
+        op_finish(op);
+    }
+    group_sync_kick(cd);
+}
+
+static void group_sync_kick(struct content_daemon *cd)
+{
+    if (cd->syncing || !cd->sync_head)
+        return;
+    struct op *batch = cd->sync_head;
+    cd->sync_head = NULL;
+    cd->sync_tail = &cd->sync_head;
+    cd->syncing = true;
+    /* Stopping (the pool no longer runs new jobs) or out of memory: sync right here. */
+    if (cd->d->stopping || worker_submit(cd->d->workers, group_sync_work, group_sync_done, batch) != 0) {
+        group_sync_work(batch);
+        group_sync_done(batch);
+    }
+}
+
+/* Loop: the op's bytes are written; it waits for the next group sync (or ends now). */
+static void op_written(void *arg)
+{
+    struct op *op = arg;
+    struct content_daemon *cd = op->cd;
+    if (atomic_load(&op->aborted) || op->h->closed) {
+        op_finish(op);
+        return;
+    }
+    op->sync_next = NULL;
+    *cd->sync_tail = op;
+    cd->sync_tail = &op->sync_next;
+    group_sync_kick(cd);
 }
 
 /* Adds bytes [a, b) of the call (content offsets) to a held block; true once it is whole. */
@@ -792,7 +888,7 @@ static void handle_add_data(struct conn *c, uint64_t id, const Peerdist__AddData
     LIST_INSERT_HEAD(&h->ops, op, link);
     h->refs++;
     c->refs++;
-    if (worker_submit(c->d->workers, op_work, op_done, op) != 0) {
+    if (worker_submit(c->d->workers, op_work, op_written, op) != 0) {
         LIST_REMOVE(op, link);
         for (size_t i = 0; i < op->nunits; i++)
             bs_unpin(cd->bs, ci->segments[op->units[i].seg].id, ci->digest_len,
