@@ -50,6 +50,8 @@ struct content_daemon {
      */
     struct op *sync_head, **sync_tail;
     bool syncing;
+    /* Bumped whenever the block index changes: handles' cached slot maps are then stale. */
+    uint64_t blocks_gen;
 };
 
 /* Bytes of one incomplete block, held until the rest arrives. */
@@ -102,6 +104,8 @@ struct content_handle {
     struct held *held;
     size_t held_bytes;
     LIST_HEAD(, op) ops;
+    struct slots *slots;  /* reads' cached slot map of one segment (read_slots) */
+    uint64_t slots_gen;   /* cd->blocks_gen it was loaded at */
     LIST_ENTRY(content_handle) link;
 };
 
@@ -168,7 +172,15 @@ static void handle_unref(struct content_handle *h)
     ci_stream_free(h->stream);
     ci_info_free(h->ci);
     free(h->bound);
+    free(h->slots);
     free(h);
+}
+
+void content_blocks_changed(struct daemon *d)
+{
+    struct content_daemon *cd = d->content;
+    if (cd)
+        cd->blocks_gen++;
 }
 
 static struct content_conn *conn_state(struct conn *c)
@@ -352,6 +364,7 @@ static void promote_bound(struct conn *c, struct content_handle *h)
                 listed_hash(h->ci, seg, p->blocks[k]), h->ci->digest_len);
     }
     free(p);
+    content_blocks_changed(c->d);
 }
 
 /* The checks of DESIGN.md (Trust in stored bytes) and what the handle may read and add. */
@@ -636,6 +649,7 @@ static DWORD op_commit(struct op *op, bool *bad)
         store_rollback(st);
         return sqlite3_errcode(store_db(st)) == SQLITE_FULL ? ERROR_DISK_FULL : ERROR_INTERNAL_ERROR;
     }
+    content_blocks_changed(c->d);
     if (io_err) {
         log_error("connection %llu (uid %u pid %d): writing block bytes: %s",
             (unsigned long long)c->serial, (unsigned)c->uid, (int)c->pid, strerror(io_err));
@@ -942,6 +956,7 @@ static int64_t missing_run(struct store *st, struct slots *s, uint64_t off, uint
     return (int64_t)((p < hi ? p : hi) - off);
 }
 
+/* Copies n readable bytes from off; consecutive blocks in one file go in one read. */
 static int copy_out(struct content_daemon *cd, struct store *st, struct slots *s, uint64_t off,
     uint8_t *buf, size_t n)
 {
@@ -951,13 +966,35 @@ static int copy_out(struct content_daemon *cd, struct store *st, struct slots *s
         if (slots_load(st, s, ps.seg) != 0 || s->file[ps.block] == SLOT_NONE)
             return -1;
         uint64_t in = off + done - ps.start;
+        int64_t file = s->file[ps.block];
         size_t k = ps.len - in < n - done ? (size_t)(ps.len - in) : n - done;
-        if (bs_read(cd->bs, s->seg->id, s->ci->digest_len, s->file[ps.block],
+        /* Following blocks of the segment in the same file sit right after this one. */
+        uint32_t nb = ci_segment_block_count(s->seg);
+        for (uint32_t b = ps.block + 1; done + k < n && b < nb && s->file[b] == file &&
+                                        ci_block_length(s->seg, b - 1) == BS_SLOT_SIZE; b++) {
+            uint32_t blen = ci_block_length(s->seg, b);
+            k += n - done - k < blen ? n - done - k : blen;
+        }
+        if (bs_read(cd->bs, s->seg->id, s->ci->digest_len, file,
                 (uint64_t)ps.block * BS_SLOT_SIZE + in, buf + done, k) != 0)
             return -1;
         done += k;
     }
     return 0;
+}
+
+/* The handle's slot map, reused while the block index is unchanged since it was loaded. */
+static struct slots *read_slots(struct content_daemon *cd, struct content_handle *h, uint32_t uid)
+{
+    if (!h->slots && !(h->slots = malloc(sizeof(*h->slots))))
+        return NULL;
+    if (h->slots_gen != cd->blocks_gen || h->slots->ci != h->ci) {
+        h->slots->ci = h->ci;
+        h->slots->uid = uid;
+        h->slots->seg_index = SIZE_MAX;
+        h->slots_gen = cd->blocks_gen;
+    }
+    return h->slots;
 }
 
 static void handle_read(struct conn *c, uint64_t id, const Peerdist__ReadRequest *rq)
@@ -982,12 +1019,9 @@ static void handle_read(struct conn *c, uint64_t id, const Peerdist__ReadRequest
         r.status = PEERDIST_ERROR_NO_MORE;
         return conn_send(c, &r);
     }
-    struct slots *s = malloc(sizeof(*s));
+    struct slots *s = read_slots(cd, h, c->uid);
     if (!s)
         return dispatch_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
-    s->ci = h->ci;
-    s->uid = c->uid;
-    s->seg_index = SIZE_MAX;
     uint64_t limit = rq->max_bytes == 0 ? UINT64_MAX
                                         : (rq->max_bytes < PD_MAX_CHUNK ? rq->max_bytes : PD_MAX_CHUNK);
     int64_t n = readable_run(st, s, off, h->read_hi, limit);
@@ -1023,11 +1057,10 @@ static void handle_read(struct conn *c, uint64_t id, const Peerdist__ReadRequest
     }
     conn_send(c, &r);
     free(buf);
-    free(s);
     return;
 fail:
     free(buf);
-    free(s);
+    h->slots->seg_index = SIZE_MAX; /* reload next time */
     dispatch_reply_status(c, id, ERROR_INTERNAL_ERROR);
 }
 

@@ -129,6 +129,7 @@ void dispatch_commit(struct daemon *d)
         budget -= (unsigned)removed; /* done means removed < budget */
     }
     ok = ok && store_commit(d->store) == 0;
+    content_blocks_changed(d); /* blocks may be gone: readers reload */
     uint32_t status = ERROR_SUCCESS;
     if (!ok) {
         status = sqlite_to_win32(sqlite3_errcode(store_db(d->store)));
