@@ -8,6 +8,7 @@
 
 #include <peerdist.h>
 
+#include "blockstore.h"
 #include "content.h"
 #include "daemon.h"
 #include "publish.h"
@@ -166,6 +167,11 @@ static void handle_daemon_info(struct conn *c, uint64_t id)
     di.connections = d->nconns;
     di.uptime_seconds = (uint64_t)(time(NULL) - d->started);
     di.protocol_version = c->version;
+    struct blockstore *bs = content_blockstore(d);
+    if (bs) {
+        di.reclaim_pending = bs_reclaim_pending(bs);
+        di.reclaimed = bs_reclaimed(bs);
+    }
     Peerdist__Reply r = PEERDIST__REPLY__INIT;
     r.id = id;
     r.body_case = PEERDIST__REPLY__BODY_DAEMON_INFO;

@@ -50,6 +50,12 @@ cmp -s "$tmp/file" "$tmp/out" || fail "get returned different bytes"
 "$ctl" tags | grep -q '^33221100554477668899aabbccddeeff .* 3000000 bytes' || fail "tags: $("$ctl" tags)"
 "$ctl" tags --json | grep -q '"bytes": 3000000' || fail "tags --json"
 "$ctl" flush --tag 33221100554477668899aabbccddeeff || fail "flush"
+# The flush freed 46 blocks; their space is reclaimed in the background and counted.
+for _ in $(seq 50); do
+    "$ctl" status --json | grep -q '"reclaim_pending_slots": 0, "reclaimed_slots": [1-9]' && break
+    sleep 0.1
+done
+"$ctl" status --json | grep -q '"reclaimed_slots": [1-9]' || fail "reclaim: $("$ctl" status --json)"
 "$ctl" get --ci "$tmp/file.ci" -o "$tmp/out" 2>/dev/null
 [ $? -eq 1 ] || fail "get after flush should exit 1"
 "$ctl" flush --tag nonsense >/dev/null 2>&1

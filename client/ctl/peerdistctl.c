@@ -103,9 +103,11 @@ static int cmd_status(const char *socket_path, int argc, char **argv)
         json_str(d->socket_path);
         printf(", \"database\": ");
         json_str(d->database_path);
-        printf(", \"database_bytes\": %llu, \"connections\": %u, \"uptime_seconds\": %llu}\n",
+        printf(", \"database_bytes\": %llu, \"connections\": %u, \"uptime_seconds\": %llu, "
+               "\"reclaim_pending_slots\": %llu, \"reclaimed_slots\": %llu}\n",
             (unsigned long long)d->database_bytes, d->connections,
-            (unsigned long long)d->uptime_seconds);
+            (unsigned long long)d->uptime_seconds, (unsigned long long)d->reclaim_pending,
+            (unsigned long long)d->reclaimed);
     } else {
         const Peerdist__DaemonInfoReply *d = r->daemon_info;
         printf("version:      %s (protocol %u)\n", d->software, d->protocol_version);
@@ -116,6 +118,8 @@ static int cmd_status(const char *socket_path, int argc, char **argv)
             (unsigned long long)d->database_bytes);
         printf("connections:  %u\n", d->connections);
         printf("uptime:       %llu s\n", (unsigned long long)d->uptime_seconds);
+        printf("reclaim:      %llu slots of 64 KiB pending, %llu reclaimed\n",
+            (unsigned long long)d->reclaim_pending, (unsigned long long)d->reclaimed);
     }
     if (r)
         peerdist__reply__free_unpacked(r, NULL);
