@@ -487,6 +487,64 @@ START_TEST(corrupted_data_rejected)
 }
 END_TEST
 
+/*
+ * What a completion promises (DESIGN.md): acknowledged AddData survives SIGKILL; bytes of
+ * requests still in flight when the daemon dies are either readable and right, or missing.
+ */
+START_TEST(acknowledged_data_survives_sigkill)
+{
+    const size_t len = 6 * MiB + 4321;
+    uint8_t *data = make_content(len, 21);
+    PEERDIST_INSTANCE_HANDLE h = startup();
+    size_t ci_len;
+    uint8_t *ci = publish(h, "survive", data, len, 1, &ci_len);
+    PEERDIST_CONTENT_TAG tag = {{0x5a}};
+    PEERDIST_CONTENT_HANDLE c = open_with_ci(h, &tag, ci, ci_len);
+    add_data(h, c, data, 0, 3 * MiB); /* acknowledged */
+    /* More in flight, not waited for, then the daemon dies. */
+    static OVERLAPPED ov[3];
+    for (int i = 0; i < 3; i++) {
+        uint64_t off = 3 * MiB + (uint64_t)i * MiB;
+        size_t n = i < 2 ? MiB : len - off;
+        ov[i].Offset = (DWORD)off;
+        DWORD rc = PeerDistClientAddData(h, c, (DWORD)n, data + off, &ov[i]);
+        ck_assert(rc == ERROR_IO_PENDING);
+    }
+    td_kill(&td);
+    for (int i = 0; i < 3; i++) {
+        DWORD n;
+        PeerDistGetOverlappedResult(&ov[i], &n, TRUE); /* each completes, one way or the other */
+    }
+    PeerDistShutdown(h);
+
+    td_start(&td); /* start-up reconciles files with the metadata */
+    h = startup();
+    c = open_with_ci(h, &tag, ci, ci_len);
+    uint8_t *buf = malloc(MiB);
+    size_t readable = 0;
+    for (uint64_t off = 0; off < len;) {
+        uint64_t at;
+        DWORD n = 0;
+        DWORD rc = block_read(h, c, off, buf, MiB, &at, &n);
+        ck_assert_uint_gt(n, 0);
+        if (rc == ERROR_SUCCESS) {
+            ck_assert_int_eq(memcmp(buf, data + off, n), 0); /* never wrong bytes */
+            readable += n;
+        } else {
+            ck_assert_uint_eq(rc, PEERDIST_ERROR_MISSING_DATA);
+            ck_assert_uint_eq(at, off);
+            ck_assert(off >= 3 * MiB); /* acknowledged bytes are all there */
+        }
+        off += n;
+    }
+    ck_assert_uint_ge(readable, 3 * MiB);
+    PeerDistShutdown(h);
+    free(buf);
+    free(ci);
+    free(data);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("datapath");
@@ -501,6 +559,7 @@ int main(void)
     tcase_add_test(tc, two_uids);
     tcase_add_test(tc, corrupted_data_rejected);
     tcase_add_test(tc, ranged_blocks_are_shared_only_after_the_full_list);
+    tcase_add_test(tc, acknowledged_data_survives_sigkill);
     tcase_add_test(tc, exactly_32_mib_v1);
     tcase_add_test(tc, hundred_mib_v1);
     suite_add_tcase(s, tc);
