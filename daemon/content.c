@@ -24,6 +24,12 @@
 #define CONTENT_HELD_MAX (64u * 1024 * 1024)
 /* Content information accepted per handle (about 127 GiB of V1 content). */
 #define CONTENT_INFO_MAX CI_STREAM_DEFAULT_MAX
+/*
+ * Memory one connection may make the daemon hold across all its handles: content
+ * information fed plus bytes of incomplete blocks. Without it, 4096 handles of
+ * 64 MiB each would let one client take 256 GiB.
+ */
+#define CONTENT_CONN_MEMORY_MAX (256u * 1024 * 1024)
 /* V1 blocks per segment: the most one segment's slot table holds. */
 #define CONTENT_SLOTS_MAX CI_V1_BLOCKS_PER_SEGMENT
 
@@ -103,6 +109,7 @@ struct content_handle {
     uint64_t cursor;
     struct held *held;
     size_t held_bytes;
+    size_t ci_bytes; /* content information fed (counted in content_conn.memory) */
     LIST_HEAD(, op) ops;
     struct slots *slots;  /* reads' cached slot map of one segment (read_slots) */
     uint64_t slots_gen;   /* cd->blocks_gen it was loaded at */
@@ -112,6 +119,7 @@ struct content_handle {
 struct content_conn {
     uint64_t next_handle;
     unsigned nhandles;
+    size_t memory; /* content information fed + held bytes, all handles (CONTENT_CONN_MEMORY_MAX) */
     LIST_HEAD(, content_handle) handles;
 };
 
@@ -243,7 +251,8 @@ static void handle_close(struct content_conn *cc, struct content_handle *h)
         h->held = hb->next;
         held_free(hb);
     }
-    h->held_bytes = 0;
+    cc->memory -= h->held_bytes + h->ci_bytes;
+    h->held_bytes = h->ci_bytes = 0;
     handle_unref(h);
 }
 
@@ -305,6 +314,13 @@ static void handle_add_content_info(struct conn *c, uint64_t id, const Peerdist_
         return dispatch_reply_status(c, id, ERROR_INVALID_HANDLE);
     if (h->ci)
         return dispatch_reply_status(c, id, PEERDIST_ERROR_ALREADY_COMPLETED);
+    struct content_conn *cc = c->content;
+    if (cc->memory + a->data.len > CONTENT_CONN_MEMORY_MAX) {
+        log_warn("connection %llu (uid %u pid %d): AddContentInformation refused: more than %u "
+                 "bytes of content information and held blocks on this connection",
+            (unsigned long long)c->serial, (unsigned)c->uid, (int)c->pid, CONTENT_CONN_MEMORY_MAX);
+        return dispatch_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+    }
     if (!h->stream && !(h->stream = ci_stream_new(CONTENT_INFO_MAX)))
         return dispatch_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
     struct ci_error e = {0};
@@ -313,6 +329,8 @@ static void handle_add_content_info(struct conn *c, uint64_t id, const Peerdist_
         log_refusal(c, "content information", &e);
         return dispatch_reply_status(c, id, rc);
     }
+    h->ci_bytes += a->data.len;
+    cc->memory += a->data.len;
     reply_count(c, id, a->data.len);
 }
 
@@ -825,11 +843,12 @@ static void handle_add_data(struct conn *c, uint64_t id, const Peerdist__AddData
         }
         p = to;
     }
-    if (h->held_bytes + need > CONTENT_HELD_MAX) {
-        log_warn("connection %llu (uid %u pid %d): AddData refused: more than %u bytes of "
-                 "incomplete blocks held for handle %llu",
+    struct content_conn *cc = c->content;
+    if (h->held_bytes + need > CONTENT_HELD_MAX || cc->memory + need > CONTENT_CONN_MEMORY_MAX) {
+        log_warn("connection %llu (uid %u pid %d): AddData refused: incomplete blocks held would "
+                 "pass %u bytes for handle %llu or %u bytes for the connection",
             (unsigned long long)c->serial, (unsigned)c->uid, (int)c->pid, CONTENT_HELD_MAX,
-            (unsigned long long)h->id);
+            (unsigned long long)h->id, CONTENT_CONN_MEMORY_MAX);
         return dispatch_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
     }
     struct op *op = calloc(1, sizeof(*op));
@@ -862,6 +881,7 @@ static void handle_add_data(struct conn *c, uint64_t id, const Peerdist__AddData
             if (hb) { /* the whole block came at once: the partial copy is moot */
                 *prev = hb->next;
                 h->held_bytes -= held_cost(hb->len);
+                cc->memory -= held_cost(hb->len);
                 held_free(hb);
             }
         } else {
@@ -878,11 +898,13 @@ static void handle_add_data(struct conn *c, uint64_t id, const Peerdist__AddData
                 hb->next = h->held;
                 h->held = hb;
                 h->held_bytes += held_cost(ps.len);
+                cc->memory += held_cost(ps.len);
                 held_find(h, ps.seg, ps.block, &prev);
             }
             if (held_fill(hb, ps.start, p, to, src)) {
                 *prev = hb->next;
                 h->held_bytes -= held_cost(hb->len);
+                cc->memory -= held_cost(hb->len);
                 u->own = hb->buf;
                 u->data = hb->buf;
                 hb->buf = NULL;

@@ -545,6 +545,47 @@ START_TEST(acknowledged_data_survives_sigkill)
 }
 END_TEST
 
+/*
+ * A client cannot make the daemon hold unbounded memory: bytes of incomplete blocks are
+ * capped per handle (64 MiB) and, across handles, per connection (256 MiB); past that
+ * AddData completes with ERROR_NOT_ENOUGH_MEMORY and the daemon keeps serving.
+ */
+START_TEST(held_bytes_are_bounded_per_connection)
+{
+    const uint32_t blocks = 800; /* ~59 MB held per handle: under the per-handle cap */
+    const size_t len = (size_t)blocks * 65536;
+    uint8_t *data = make_content(len, 31);
+    PEERDIST_INSTANCE_HANDLE h = startup();
+    size_t ci_len;
+    uint8_t *ci = publish(h, "held", data, len, 1, &ci_len);
+    PEERDIST_CONTENT_TAG tag = {{0x4e}};
+    DWORD refused = 0;
+    int handle_refused = -1;
+    for (int k = 0; k < 5 && !refused; k++) {
+        PEERDIST_CONTENT_HANDLE c = open_with_ci(h, &tag, ci, ci_len);
+        for (uint32_t b = 0; b < blocks; b++) {
+            /* All of each block but its last byte: nothing completes, everything is held. */
+            OVERLAPPED ov = {.Offset = b * 65536};
+            DWORD rc = finish(PeerDistClientAddData(h, c, 65535, data + (size_t)b * 65536, &ov), &ov, NULL);
+            if (rc != ERROR_SUCCESS) {
+                refused = rc;
+                handle_refused = k;
+                break;
+            }
+        }
+    }
+    ck_assert_uint_eq(refused, ERROR_NOT_ENOUGH_MEMORY);
+    ck_assert_int_eq(handle_refused, 4); /* four handles fit in 256 MiB, the fifth does not */
+    ck_assert(td_log_contains(&td, "AddData refused"));
+    PEERDIST_STATUS st;
+    ck_assert_uint_eq(PeerDistGetStatus(h, &st), ERROR_SUCCESS);
+    ck_assert_int_eq(st, PEERDIST_STATUS_AVAILABLE);
+    PeerDistShutdown(h);
+    free(ci);
+    free(data);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("datapath");
@@ -560,6 +601,7 @@ int main(void)
     tcase_add_test(tc, corrupted_data_rejected);
     tcase_add_test(tc, ranged_blocks_are_shared_only_after_the_full_list);
     tcase_add_test(tc, acknowledged_data_survives_sigkill);
+    tcase_add_test(tc, held_bytes_are_bounded_per_connection);
     tcase_add_test(tc, exactly_32_mib_v1);
     tcase_add_test(tc, hundred_mib_v1);
     suite_add_tcase(s, tc);
