@@ -83,6 +83,8 @@ struct daemon {
 
 /* server.c */
 int server_start(struct daemon *d);
+/* A connection on a connected non-blocking socket (takes fd); NULL, fd closed, on failure. */
+struct conn *server_adopt(struct daemon *d, int fd, uid_t uid, gid_t gid, pid_t pid);
 void server_flush(struct daemon *d);
 void server_stop(struct daemon *d);
 void conn_send(struct conn *c, const Peerdist__Reply *reply);

@@ -196,23 +196,13 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     conn_unref(c);
 }
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
-    void *arg)
+/*
+ * Makes a connection of an already-connected, non-blocking stream socket whose peer is
+ * (uid, gid, pid). Takes fd: on failure it is closed and NULL returned. accept_cb's only
+ * path, and how fuzz/fuzz_daemon.c hands the daemon one end of a socketpair.
+ */
+struct conn *server_adopt(struct daemon *d, int fd, uid_t uid, gid_t gid, pid_t pid)
 {
-    struct daemon *d = arg;
-    struct ucred cred;
-    socklen_t cl = sizeof(cred);
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0) {
-        log_warn("SO_PEERCRED: %s; refusing connection", strerror(errno));
-        close(fd);
-        return;
-    }
-    if (d->stopping || d->nconns >= d->cfg.max_connections) {
-        log_warn("refusing connection from uid %u pid %d: %s", (unsigned)cred.uid, (int)cred.pid,
-            d->stopping ? "shutting down" : "max_connections reached");
-        close(fd);
-        return;
-    }
     struct conn *c = calloc(1, sizeof(*c));
     if (c) {
         c->rev = event_new(d->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
@@ -234,19 +224,40 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
             free(c);
         }
         close(fd);
-        return;
+        return NULL;
     }
     c->d = d;
     c->fd = fd;
     c->serial = ++d->conn_serial;
-    c->uid = cred.uid;
-    c->gid = cred.gid;
-    c->pid = cred.pid;
+    c->uid = uid;
+    c->gid = gid;
+    c->pid = pid;
     c->refs = 1;
     TAILQ_INSERT_TAIL(&d->conns, c, link);
     d->nconns++;
     log_debug("connection %llu from uid %u gid %u pid %d", (unsigned long long)c->serial,
         (unsigned)c->uid, (unsigned)c->gid, (int)c->pid);
+    return c;
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+    void *arg)
+{
+    struct daemon *d = arg;
+    struct ucred cred;
+    socklen_t cl = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0) {
+        log_warn("SO_PEERCRED: %s; refusing connection", strerror(errno));
+        close(fd);
+        return;
+    }
+    if (d->stopping || d->nconns >= d->cfg.max_connections) {
+        log_warn("refusing connection from uid %u pid %d: %s", (unsigned)cred.uid, (int)cred.pid,
+            d->stopping ? "shutting down" : "max_connections reached");
+        close(fd);
+        return;
+    }
+    server_adopt(d, fd, cred.uid, cred.gid, cred.pid);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
