@@ -17,6 +17,7 @@
 
 #include "content.h"
 #include "daemon.h"
+#include "fsutil.h"
 #include "publish.h"
 #include "worker.h"
 #include "log.h"
@@ -174,20 +175,6 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     server_flush(arg);
 }
 
-static int make_db_dir(const char *db_path)
-{
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", db_path);
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return 0;
-    *slash = '\0';
-    if (mkdir(dir, 0755) == 0 || errno == EEXIST)
-        return 0;
-    log_error("cannot create %s: %s", dir, strerror(errno));
-    return -1;
-}
-
 int main(int argc, char **argv)
 {
     struct flags fl = {0};
@@ -204,7 +191,7 @@ int main(int argc, char **argv)
 
     char err[512];
     int rc = 1;
-    if (make_db_dir(d.cfg.db_path) != 0)
+    if (fs_make_parent_dir(d.cfg.db_path) != 0)
         return 1;
     if (store_open(d.cfg.db_path, &d.store, err, sizeof(err)) != 0) {
         log_error("database: %s", err);

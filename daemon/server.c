@@ -17,6 +17,7 @@
 
 #include "content.h"
 #include "daemon.h"
+#include "fsutil.h"
 #include "publish.h"
 #include "log.h"
 
@@ -266,20 +267,6 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     log_warn("accept: %s", strerror(EVUTIL_SOCKET_ERROR()));
 }
 
-static int make_parent_dir(const char *path)
-{
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return 0;
-    *slash = '\0';
-    if (mkdir(dir, 0755) == 0 || errno == EEXIST)
-        return 0;
-    log_error("cannot create %s: %s", dir, strerror(errno));
-    return -1;
-}
-
 /* A socket file that nobody answers on is stale; one that answers belongs to a live daemon. */
 static int clear_stale_socket(const struct sockaddr_un *sun)
 {
@@ -308,7 +295,7 @@ int server_start(struct daemon *d)
         return -1;
     }
     strcpy(sun.sun_path, d->cfg.socket_path);
-    if (make_parent_dir(sun.sun_path) != 0 || clear_stale_socket(&sun) != 0)
+    if (fs_make_parent_dir(sun.sun_path) != 0 || clear_stale_socket(&sun) != 0)
         return -1;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
