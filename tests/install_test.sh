@@ -9,7 +9,8 @@ tmp=$(mktemp -d /tmp/pdinstall.XXXXXX)
 pid=
 trap 'kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
-for f in include/peerdist.h include/peerdist-win32.h bin/peerdistctl sbin/peerdistd; do
+for f in include/peerdist.h include/peerdist-win32.h bin/peerdistctl sbin/peerdistd \
+    lib/systemd/system/peerdistd.service share/doc/peerdist/README.md share/doc/peerdist/docs/peerdist.3.md; do
     test -e "$tmp/prefix/$f" || { echo "missing $f"; exit 1; }
 done
 pc=$(dirname "$(find "$tmp/prefix" -name peerdist.pc | head -n 1)")
