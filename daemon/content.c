@@ -58,6 +58,12 @@ struct content_daemon {
     bool syncing;
     /* Bumped whenever the block index changes: handles' cached slot maps are then stale. */
     uint64_t blocks_gen;
+    /*
+     * Writes deferred while a flush batch holds the database's write lock (daemon.h):
+     * synced AddData ops waiting to commit, and Completes waiting to promote and reply.
+     */
+    struct op *commit_wait, **commit_wait_tail;
+    LIST_HEAD(, content_handle) complete_wait;
 };
 
 /* Bytes of one incomplete block, held until the rest arrives. */
@@ -112,6 +118,9 @@ struct content_handle {
     size_t ci_bytes; /* content information fed (counted in content_conn.memory) */
     LIST_HEAD(, op) ops;
     struct slots *slots;  /* reads' cached slot map of one segment (read_slots) */
+    uint64_t complete_id; /* a Complete waiting for the flush batch (complete_wait) */
+    struct conn *complete_conn;
+    LIST_ENTRY(content_handle) wait_link;
     uint64_t slots_gen;   /* cd->blocks_gen it was loaded at */
     LIST_ENTRY(content_handle) link;
 };
@@ -138,6 +147,8 @@ int content_init(struct daemon *d)
     store_set_reclaim_hook(d->store, bs_reclaim, cd->bs);
     cd->d = d;
     cd->sync_tail = &cd->sync_head;
+    cd->commit_wait_tail = &cd->commit_wait;
+    LIST_INIT(&cd->complete_wait);
     d->content = cd;
     return 0;
 }
@@ -460,8 +471,47 @@ static void handle_complete_content_info(struct conn *c, uint64_t id,
     ci_stream_free(h->stream);
     h->stream = NULL;
     h->ci = ci;
+    if (c->d->flush_running) { /* promotion writes: after the flush batch */
+        struct content_daemon *cd = c->d->content;
+        h->complete_id = id;
+        h->complete_conn = c;
+        h->refs++;
+        c->refs++;
+        LIST_INSERT_HEAD(&cd->complete_wait, h, wait_link);
+        return;
+    }
     promote_bound(c, h);
     dispatch_reply_status(c, id, ERROR_SUCCESS);
+}
+
+static void op_finish(struct op *op);
+
+void content_writes_resume(struct daemon *d)
+{
+    struct content_daemon *cd = d->content;
+    if (!cd)
+        return;
+    struct op *batch = cd->commit_wait;
+    cd->commit_wait = NULL;
+    cd->commit_wait_tail = &cd->commit_wait;
+    while (batch) {
+        struct op *op = batch;
+        batch = op->sync_next;
+        op_finish(op);
+    }
+    while (!LIST_EMPTY(&cd->complete_wait)) {
+        struct content_handle *h = LIST_FIRST(&cd->complete_wait);
+        LIST_REMOVE(h, wait_link);
+        struct conn *c = h->complete_conn;
+        if (h->closed) {
+            dispatch_reply_status(c, h->complete_id, ERROR_OPERATION_ABORTED);
+        } else {
+            promote_bound(c, h);
+            dispatch_reply_status(c, h->complete_id, ERROR_SUCCESS);
+        }
+        handle_unref(h);
+        conn_unref(c);
+    }
 }
 
 /* ---- where bytes are: segments, blocks and the slots a handle may read ---- */
@@ -749,6 +799,13 @@ static void group_sync_done(void *arg)
     struct op *batch = arg;
     struct content_daemon *cd = batch->cd;
     cd->syncing = false;
+    if (cd->d->flush_running) { /* commit after the flush batch: content_writes_resume */
+        *cd->commit_wait_tail = batch;
+        while (*cd->commit_wait_tail)
+            cd->commit_wait_tail = &(*cd->commit_wait_tail)->sync_next;
+        group_sync_kick(cd);
+        return;
+    }
     while (batch) {
         struct op *op = batch;
         batch = op->sync_next;

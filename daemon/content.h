@@ -15,6 +15,8 @@ int content_init(struct daemon *d);
 void content_free(struct daemon *d);
 /* Handles the request if it is a consuming one (then true: it replies, now or later). */
 bool content_dispatch(struct conn *c, const Peerdist__Request *req);
+/* A flush batch released the write lock: run the writes deferred meanwhile. */
+void content_writes_resume(struct daemon *d);
 /* The block index changed outside content.c (a flush): cached slot maps are stale. */
 void content_blocks_changed(struct daemon *d);
 /* The connection is going: its content handles are closed, pending work aborted. */

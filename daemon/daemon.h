@@ -74,6 +74,14 @@ struct daemon {
     uint64_t conn_serial;
     STAILQ_HEAD(, pending_flush) flushes;
     unsigned nflushes;
+    /*
+     * Flushes run on a worker, one batch at a time, in one transaction on their own
+     * connection: readers on the loop keep the WAL snapshot from before until the COMMIT,
+     * so a flush becomes visible all at once, and the loop never waits for it. While a
+     * batch runs, the loop defers its own writes (content.c) instead of waiting for the lock.
+     */
+    struct store *flush_store;
+    bool flush_running;
     time_t started;
     bool stopping;
     struct worker_pool *workers; /* hashing, disk writes, large deletes */
@@ -95,6 +103,8 @@ void server_broadcast_status(struct daemon *d);
 /* dispatch.c */
 void dispatch_request(struct conn *c, const Peerdist__Request *req);
 void dispatch_commit(struct daemon *d);
+/* At stop: waits for a running flush batch and runs the queued ones, answering them all. */
+void dispatch_drain_flushes(struct daemon *d);
 uint32_t dispatch_service_status(const struct daemon *d);
 void dispatch_reply_status(struct conn *c, uint64_t id, uint32_t status);
 

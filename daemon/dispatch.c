@@ -12,6 +12,7 @@
 #include "content.h"
 #include "daemon.h"
 #include "publish.h"
+#include "worker.h"
 #include "log.h"
 
 /* Content-information versions this daemon parses (PEERDIST_STATUS_INFO.dwMin/MaxVer). */
@@ -109,49 +110,110 @@ static uint32_t sqlite_to_win32(int rc)
     }
 }
 
-/*
- * Flushes commit in transactions of at most STORE_FLUSH_SLICE_LABELS labels: small flushes
- * share one (group commit); a large one is cut into slices, the loop serving other clients
- * between them (DESIGN.md, Latency isolation). A flush replies after its last slice's COMMIT.
- */
-void dispatch_commit(struct daemon *d)
+/* A batch of flushes on its way through the flush worker. */
+struct flush_batch {
+    struct daemon *d;
+    STAILQ_HEAD(, pending_flush) items;
+    unsigned n;
+    uint32_t status;
+    struct store_reclaim *reclaim; /* block rows the COMMIT removed, for the block store */
+    size_t nreclaim;
+};
+
+/* flush_store's reclaim hook, on the worker: keep the rows for the loop thread. */
+static void flush_collect_reclaim(void *arg, struct store_reclaim *items, size_t n)
 {
-    if (STAILQ_EMPTY(&d->flushes))
-        return;
-    unsigned n = 0, budget = STORE_FLUSH_SLICE_LABELS;
-    bool done = true, ok = store_begin(d->store) == 0;
-    for (struct pending_flush *pf = STAILQ_FIRST(&d->flushes);
-         ok && pf && n < FLUSH_BATCH_MAX && budget > 0; pf = STAILQ_NEXT(pf, link)) {
+    struct flush_batch *b = arg;
+    b->reclaim = items;
+    b->nreclaim = n;
+}
+
+/* Worker: every flush of the batch in one transaction on the flush connection. */
+static void flush_work(void *arg)
+{
+    struct flush_batch *b = arg;
+    struct store *st = b->d->flush_store;
+    store_set_reclaim_hook(st, flush_collect_reclaim, b);
+    bool ok = store_begin(st) == 0;
+    struct pending_flush *pf;
+    STAILQ_FOREACH(pf, &b->items, link) {
         uint64_t removed;
-        ok = store_flush_tag_slice(d->store, pf->uid, pf->tag, budget, &removed, &done) == 0;
-        if (!ok || !done)
-            break; /* failed, or this flush continues in the next slice */
-        n++;
-        budget -= (unsigned)removed; /* done means removed < budget */
+        if (!ok || store_flush_tag(st, pf->uid, pf->tag, &removed) != 0) {
+            ok = false;
+            break;
+        }
     }
-    ok = ok && store_commit(d->store) == 0;
-    content_blocks_changed(d); /* blocks may be gone: readers reload */
-    uint32_t status = ERROR_SUCCESS;
+    ok = ok && store_commit(st) == 0;
+    b->status = ERROR_SUCCESS;
     if (!ok) {
-        status = sqlite_to_win32(sqlite3_errcode(store_db(d->store)));
-        store_rollback(d->store);
-        n = n + 1 < d->nflushes ? n + 1 : d->nflushes; /* the failing flush too */
+        b->status = sqlite_to_win32(sqlite3_errcode(store_db(st)));
         log_error("flush transaction failed: %s; %u flushes answered with Win32 error %u",
-            sqlite3_errmsg(store_db(d->store)), n, status);
+            sqlite3_errmsg(store_db(st)), b->n, b->status);
+        store_rollback(st);
     }
-    for (unsigned i = 0; i < n; i++) {
-        struct pending_flush *pf = STAILQ_FIRST(&d->flushes);
-        STAILQ_REMOVE_HEAD(&d->flushes, link);
-        d->nflushes--;
-        dispatch_reply_status(pf->conn, pf->request_id, status);
+}
+
+/* Loop: the COMMIT is done (or failed): reclaim, answer, let the loop write again. */
+static void flush_done(void *arg)
+{
+    struct flush_batch *b = arg;
+    struct daemon *d = b->d;
+    d->flush_running = false;
+    content_blocks_changed(d); /* blocks may be gone: readers reload */
+    if (b->nreclaim) {
+        struct blockstore *bs = content_blockstore(d);
+        if (bs)
+            bs_reclaim(bs, b->reclaim, b->nreclaim); /* takes the items */
+        else
+            free(b->reclaim);
+    }
+    while (!STAILQ_EMPTY(&b->items)) {
+        struct pending_flush *pf = STAILQ_FIRST(&b->items);
+        STAILQ_REMOVE_HEAD(&b->items, link);
+        dispatch_reply_status(pf->conn, pf->request_id, b->status);
         conn_unref(pf->conn);
         free(pf);
     }
-    if (!STAILQ_EMPTY(&d->flushes)) {
-        /* Continue after the loop has served what is ready: a 0 s timer runs after I/O. */
-        struct timeval now = {0, 0};
-        event_add(d->commit_ev, &now);
+    free(b);
+    content_writes_resume(d); /* what the loop deferred while the flush held the lock */
+    dispatch_commit(d);       /* flushes that queued meanwhile */
+}
+
+/*
+ * Starts the next batch of queued flushes (up to FLUSH_BATCH_MAX: group commit) unless one
+ * is running. Replies go out after the batch's COMMIT.
+ */
+void dispatch_commit(struct daemon *d)
+{
+    if (d->flush_running || STAILQ_EMPTY(&d->flushes))
+        return;
+    struct flush_batch *b = calloc(1, sizeof(*b));
+    if (!b) {
+        event_active(d->commit_ev, EV_TIMEOUT, 0); /* try again on the next pass */
+        return;
     }
+    b->d = d;
+    STAILQ_INIT(&b->items);
+    while (!STAILQ_EMPTY(&d->flushes) && b->n < FLUSH_BATCH_MAX) {
+        struct pending_flush *pf = STAILQ_FIRST(&d->flushes);
+        STAILQ_REMOVE_HEAD(&d->flushes, link);
+        d->nflushes--;
+        STAILQ_INSERT_TAIL(&b->items, pf, link);
+        b->n++;
+    }
+    d->flush_running = true;
+    if (d->stopping || worker_submit(d->workers, flush_work, flush_done, b) != 0) {
+        flush_work(b); /* stopping (no new jobs run) or out of memory: here and now */
+        flush_done(b);
+    }
+}
+
+void dispatch_drain_flushes(struct daemon *d)
+{
+    while (d->flush_running)
+        event_base_loop(d->base, EVLOOP_ONCE); /* the running batch's done arrives */
+    while (!STAILQ_EMPTY(&d->flushes))
+        dispatch_commit(d); /* stopping: runs inline */
 }
 
 static void handle_daemon_info(struct conn *c, uint64_t id)

@@ -193,8 +193,10 @@ int main(int argc, char **argv)
     int rc = 1;
     if (fs_make_parent_dir(d.cfg.db_path) != 0)
         return 1;
-    if (store_open(d.cfg.db_path, &d.store, err, sizeof(err)) != 0) {
+    if (store_open(d.cfg.db_path, &d.store, err, sizeof(err)) != 0 ||
+        store_open(d.cfg.db_path, &d.flush_store, err, sizeof(err)) != 0) {
         log_error("database: %s", err);
+        store_close(d.store);
         return 1;
     }
     d.base = event_base_new();
@@ -235,6 +237,7 @@ out:
         event_free(d.flush_ev);
     if (d.base)
         event_base_free(d.base);
+    store_close(d.flush_store);
     store_close(d.store);
     if (rc == 0)
         log_info("stopped; database closed");

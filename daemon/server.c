@@ -325,8 +325,7 @@ void server_stop(struct daemon *d)
         d->listener = NULL;
         unlink(d->cfg.socket_path);
     }
-    while (!STAILQ_EMPTY(&d->flushes))
-        dispatch_commit(d); /* answer what is queued, slice by slice */
+    dispatch_drain_flushes(d); /* answer what is queued */
     /* Best effort, non-blocking: push out replies already queued before the sockets close. */
     struct conn *c;
     TAILQ_FOREACH(c, &d->conns, link) {
