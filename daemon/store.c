@@ -124,7 +124,7 @@ static int prepare_all(struct store *st)
            prepare(st, &st->flush_clear, "DELETE FROM temp.flushed") ||
            prepare(st, &st->flush_collect,
                "INSERT OR IGNORE INTO temp.flushed SELECT segment_id, block FROM labels "
-               "WHERE uid = ? AND tag = ? LIMIT ?") ||
+               "WHERE uid = ? AND tag = ?") ||
            /* A shared row is kept by any label of its block; a private row by its uid's. */
            prepare(st, &st->flush_blocks,
                "DELETE FROM blocks WHERE (segment_id, block) IN "
@@ -285,21 +285,19 @@ static int reclaim_push(struct store *st, const void *seg, size_t seglen, int64_
  * one DELETE removes the block rows no label keeps any more (a shared row is kept by any
  * label of its block, a private row by its own uid's). A statement per row costs 20x more.
  */
-int store_flush_tag_slice(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
-    unsigned max_labels, uint64_t *removed, bool *done)
+int store_flush_tag(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
+    uint64_t *removed)
 {
     int rc;
     if (step_done(st, st->flush_clear) != 0)
         return -1;
     bind_owner(st->flush_collect, uid, tag);
-    sqlite3_bind_int64(st->flush_collect, 3, max_labels ? (sqlite3_int64)max_labels : -1);
     if (step_done(st, st->flush_collect) != 0)
         return -1;
     bind_owner(st->flush_tag, uid, tag);
     if (step_done(st, st->flush_tag) != 0)
         return -1;
     *removed = (uint64_t)sqlite3_changes64(st->db);
-    *done = max_labels == 0 || *removed < max_labels;
     sqlite3_stmt *s = st->flush_blocks;
     sqlite3_bind_int64(s, 1, uid);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -322,12 +320,6 @@ int store_flush_tag_slice(struct store *st, uint32_t uid, const uint8_t tag[STOR
     return 0;
 }
 
-int store_flush_tag(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
-    uint64_t *removed)
-{
-    bool done;
-    return store_flush_tag_slice(st, uid, tag, 0, removed, &done);
-}
 
 int64_t store_tag_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE])
 {

@@ -42,17 +42,11 @@ int store_label_add(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_
 /*
  * Removes every label of (uid, tag); *removed gets how many. Block rows no label refers to
  * any more are deleted in the same transaction (so they stop being readable with it); their
- * disk space goes to the reclaim hook after the COMMIT.
+ * disk space goes to the reclaim hook after the COMMIT. peerdistd runs it on its flush
+ * connection, off the event loop (dispatch.c).
  */
 int store_flush_tag(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
     uint64_t *removed);
-/*
- * The same for at most max_labels labels (0: all), so a large flush can run as bounded
- * transactions with the loop serving others between them; *done once none are left.
- */
-#define STORE_FLUSH_SLICE_LABELS 512
-int store_flush_tag_slice(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
-    unsigned max_labels, uint64_t *removed, bool *done);
 /* Number of labels (uid, tag) holds; -1 on error. */
 int64_t store_tag_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE]);
 

@@ -312,25 +312,9 @@ START_TEST(flush_of_one_gib_tag_timing)
     double flush_ms = now_ms() - t0;
     ck_assert_uint_eq(removed, 32 * CI_V1_BLOCKS_PER_SEGMENT);
     ck_assert_int_eq(rows_for(2).n, 0);
-    /* Sliced: bounded transactions, the longest one is what another client may wait. */
-    fill_rows(3, tag_a, 3);
-    double worst = 0, total = 0;
-    int slices = 0;
-    for (bool done = false; !done; slices++) {
-        t0 = now_ms();
-        ck_assert_int_eq(store_begin(st), 0);
-        ck_assert_int_eq(store_flush_tag_slice(st, 3, tag_a, STORE_FLUSH_SLICE_LABELS, &removed, &done), 0);
-        ck_assert_int_eq(store_commit(st), 0);
-        double ms = now_ms() - t0;
-        total += ms;
-        worst = ms > worst ? ms : worst;
-    }
-    ck_assert_int_eq(rows_for(3).n, 0);
-    ck_assert_int_eq(store_tag_labels(st, 3, tag_a), 0);
     fprintf(stderr, "flush of a tag labelling 1 GiB (16384 blocks): one transaction %.1f ms; "
-                    "%d slices of %u labels: longest %.2f ms, total %.1f ms; "
                     "baseline plain DELETE of the same labels and blocks %.1f ms\n",
-        flush_ms, slices, STORE_FLUSH_SLICE_LABELS, worst, total, base_ms);
+        flush_ms, base_ms);
 }
 END_TEST
 
