@@ -1036,7 +1036,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     TAILQ_INIT(&D.to_flush);
     STAILQ_INIT(&D.flushes);
     D.started = time(NULL);
-    if (store_open(D.cfg.db_path, &D.store, err, sizeof(err)) != 0)
+    if (store_open(D.cfg.db_path, &D.store, err, sizeof(err)) != 0 ||
+        store_open(D.cfg.db_path, &D.flush_store, err, sizeof(err)) != 0) /* as main.c */
         FAIL("store_open: %s", err);
     D.base = event_base_new();
     D.commit_ev = D.base ? event_new(D.base, -1, 0, commit_cb, &D) : NULL;
