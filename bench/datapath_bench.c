@@ -26,7 +26,13 @@
 
 #define MiB (1024u * 1024)
 #define CHUNK MiB            /* bytes per request */
-#define DEPTH 8              /* AddData / StreamRead requests in flight */
+/*
+ * Requests in flight. AddData keeps more: each batch of writes waits for its fdatasync
+ * (the group sync), so the bytes in flight must cover a sync's latency.
+ */
+#define ADD_DEPTH 32
+#define READ_DEPTH 8
+#define DEPTH ADD_DEPTH /* slots allocated */
 #define MAX_SAMPLES 2000000  /* GetStatus latencies kept during a flush */
 
 static double now_s(void)
@@ -202,11 +208,11 @@ typedef DWORD (*issue_fn)(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c,
     uint8_t *slot, void *state);
 
 static void pump(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, HANDLE port, issue_fn issue,
-    void *state, uint8_t *slots, const char *what)
+    void *state, uint8_t *slots, int depth, const char *what)
 {
     OVERLAPPED ov[DEPTH];
     int in_flight = 0;
-    for (int i = 0; i < DEPTH; i++) {
+    for (int i = 0; i < depth; i++) {
         memset(&ov[i], 0, sizeof(ov[i]));
         DWORD rc = issue(h, c, &ov[i], slots + (size_t)i * CHUNK, state);
         if (rc == ERROR_IO_PENDING)
@@ -334,14 +340,14 @@ int main(int argc, char **argv)
         PEERDIST_CONTENT_HANDLE c = open_content(h, port, &tag, ci, ci_len);
         struct add_state as = {data, len, 0};
         double t0 = now_s();
-        pump(h, c, port, issue_add, &as, slots, "AddData");
+        pump(h, c, port, issue_add, &as, slots, ADD_DEPTH, "AddData");
         t_add[r] = now_s() - t0;
         PeerDistClientCloseContent(h, c);
 
         c = open_content(h, port, &tag, ci, ci_len);
         struct read_state rs = {0, len};
         t0 = now_s();
-        pump(h, c, port, issue_read, &rs, slots, "StreamRead");
+        pump(h, c, port, issue_read, &rs, slots, READ_DEPTH, "StreamRead");
         t_read[r] = now_s() - t0;
         PeerDistClientCloseContent(h, c);
 
