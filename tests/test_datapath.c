@@ -283,17 +283,24 @@ static int read_full(int fd, void *p, size_t n)
     return 0;
 }
 
+/* In a forked child: waits for content information on rfd, then becomes uid 65534. */
+static uint8_t *child_take_ci_as_other_uid(int rfd, size_t *ci_len)
+{
+    if (read_full(rfd, ci_len, sizeof(*ci_len)) != 0)
+        _exit(9);
+    uint8_t *ci = malloc(*ci_len);
+    if (!ci || read_full(rfd, ci, *ci_len) != 0)
+        _exit(9);
+    if (setgid(65534) != 0 || setuid(65534) != 0)
+        _exit(10);
+    return ci;
+}
+
 /* The second user: waits for the content information, then reads and flushes as uid 65534. */
 static void other_uid_child(int rfd, const uint8_t *data)
 {
     size_t ci_len;
-    if (read_full(rfd, &ci_len, sizeof(ci_len)) != 0)
-        _exit(9);
-    uint8_t *ci = malloc(ci_len);
-    if (!ci || read_full(rfd, ci, ci_len) != 0)
-        _exit(9);
-    if (setgid(65534) != 0 || setuid(65534) != 0)
-        _exit(10);
+    uint8_t *ci = child_take_ci_as_other_uid(rfd, &ci_len);
     PEERDIST_CONTENT_TAG tag = {{0x55}};
     PEERDIST_INSTANCE_HANDLE h2 = startup();
     PEERDIST_CONTENT_HANDLE c2 = open_with_ci(h2, &tag, ci, ci_len);
@@ -372,13 +379,7 @@ static uint8_t *ranged_ci(PEERDIST_INSTANCE_HANDLE h, const char *id, uint64_t o
 static void trust_child(int rfd, int wfd, const uint8_t *data)
 {
     size_t ci_len;
-    if (read_full(rfd, &ci_len, sizeof(ci_len)) != 0)
-        _exit(9);
-    uint8_t *ci = malloc(ci_len);
-    if (!ci || read_full(rfd, ci, ci_len) != 0)
-        _exit(9);
-    if (setgid(65534) != 0 || setuid(65534) != 0)
-        _exit(10);
+    uint8_t *ci = child_take_ci_as_other_uid(rfd, &ci_len);
     PEERDIST_CONTENT_TAG tag = {{0x77}};
     PEERDIST_INSTANCE_HANDLE h = startup();
     PEERDIST_CONTENT_HANDLE c = open_with_ci(h, &tag, ci, ci_len);

@@ -58,6 +58,27 @@ static DWORD child_ready(struct instance *inst, const struct child *ch)
     return rc;
 }
 
+/*
+ * A stream or content-information handle for the daemon's object daemon_id, listed
+ * under inst: ERROR_SUCCESS with *out, or ERROR_NOT_ENOUGH_MEMORY (the daemon's object
+ * then stays until the connection closes; nobody can name it).
+ */
+static struct srvobj *srvobj_new(enum handle_type type, const BYTE *id, DWORD id_len,
+    uint64_t daemon_id, uint64_t gen, HANDLE port, ULONG_PTR key);
+
+static DWORD srvobj_open(struct instance *inst, enum handle_type type, const BYTE *id,
+    DWORD id_len, uint64_t daemon_id, uint64_t gen, HANDLE port, ULONG_PTR key, HANDLE *out)
+{
+    struct srvobj *o = srvobj_new(type, id, id_len, daemon_id, gen, port, key);
+    if (!o || !child_register(inst, &o->ch)) {
+        if (o)
+            srvobj_destroy(&o->ch.h);
+        return ERROR_NOT_ENOUGH_MEMORY;
+    }
+    *out = o->ch.handle;
+    return ERROR_SUCCESS;
+}
+
 static struct srvobj *srvobj_new(enum handle_type type, const BYTE *id, DWORD id_len,
     uint64_t daemon_id, uint64_t gen, HANDLE port, ULONG_PTR key)
 {
@@ -174,16 +195,8 @@ PEERDIST_API DWORD WINAPI PeerDistServerPublishStream(PEERDIST_INSTANCE_HANDLE h
     DWORD rc = call_expecting(inst, &req, PEERDIST__REPLY__BODY_PUBLISH_STREAM, &r, &gen);
     if (rc != ERROR_SUCCESS)
         goto out;
-    struct srvobj *o = srvobj_new(HT_STREAM, pContentIdentifier, cbContentIdentifier,
-        r->publish_stream->stream, gen, hCompletionPort, ulCompletionKey);
-    if (!o || !child_register(inst, &o->ch)) {
-        /* The daemon's stream stays until the connection closes; nobody can name it. */
-        if (o)
-            srvobj_destroy(&o->ch.h);
-        rc = ERROR_NOT_ENOUGH_MEMORY;
-        goto out;
-    }
-    *phStream = o->ch.handle;
+    rc = srvobj_open(inst, HT_STREAM, pContentIdentifier, cbContentIdentifier,
+        r->publish_stream->stream, gen, hCompletionPort, ulCompletionKey, phStream);
 out:
     if (r)
         peerdist__reply__free_unpacked(r, NULL);
@@ -369,15 +382,8 @@ static DWORD open_ci(PEERDIST_INSTANCE_HANDLE hPeerDist, DWORD cbId, PBYTE pId, 
     DWORD rc = call_expecting(inst, &req, PEERDIST__REPLY__BODY_OPEN_CONTENT_INFO, &r, &gen);
     if (rc != ERROR_SUCCESS)
         goto out;
-    struct srvobj *o = srvobj_new(HT_CONTENTINFO, pId, cbId, r->open_content_info->handle, gen,
-        port, key);
-    if (!o || !child_register(inst, &o->ch)) {
-        if (o)
-            srvobj_destroy(&o->ch.h);
-        rc = ERROR_NOT_ENOUGH_MEMORY;
-        goto out;
-    }
-    *phContentInfo = o->ch.handle;
+    rc = srvobj_open(inst, HT_CONTENTINFO, pId, cbId, r->open_content_info->handle, gen, port, key,
+        phContentInfo);
 out:
     if (r)
         peerdist__reply__free_unpacked(r, NULL);
