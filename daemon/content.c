@@ -17,6 +17,7 @@
 
 #include "blockstore.h"
 #include "contentinfo.h"
+#include "frame.h"
 #include "log.h"
 #include "worker.h"
 
@@ -1104,7 +1105,6 @@ static void handle_read(struct conn *c, uint64_t id, const Peerdist__ReadRequest
     uint64_t limit = rq->max_bytes == 0 ? UINT64_MAX
                                         : (rq->max_bytes < PD_MAX_CHUNK ? rq->max_bytes : PD_MAX_CHUNK);
     int64_t n = readable_run(st, s, off, h->read_hi, limit);
-    uint8_t *buf = NULL;
     if (n < 0)
         goto fail;
     if (rq->max_bytes == 0) {
@@ -1118,27 +1118,27 @@ static void handle_read(struct conn *c, uint64_t id, const Peerdist__ReadRequest
         if (rq->stream)
             h->cursor = off + (uint64_t)m;
     } else {
-        if (!(buf = malloc((size_t)n)))
-            goto fail;
-        if (copy_out(cd, st, s, off, buf, (size_t)n) != 0) {
-            log_error("connection %llu (uid %u pid %d): reading cached bytes at %llu failed; "
-                      "reported as missing",
-                (unsigned long long)c->serial, (unsigned)c->uid, (int)c->pid, (unsigned long long)off);
-            r.status = PEERDIST_ERROR_MISSING_DATA;
-            rr.length = (uint64_t)n;
-        } else {
-            rr.data.data = buf;
-            rr.data.len = (size_t)n;
-            rr.length = (uint64_t)n;
-        }
+        /* The bytes go straight from the data file into the reply frame: no extra copy. */
+        size_t total = frame_read_reply_size(id, off, (size_t)n);
+        uint8_t *frame = conn_reserve(c, total);
+        if (!frame)
+            return; /* out of memory: the connection was closed, h with it */
+        uint8_t *data = frame_read_reply_pack(frame, id, off, (size_t)n);
         if (rq->stream)
             h->cursor = off + (uint64_t)n;
+        if (copy_out(cd, st, s, off, data, (size_t)n) == 0) {
+            conn_commit(c, frame, total);
+            return;
+        }
+        log_error("connection %llu (uid %u pid %d): reading cached bytes at %llu failed; "
+                  "reported as missing",
+            (unsigned long long)c->serial, (unsigned)c->uid, (int)c->pid, (unsigned long long)off);
+        r.status = PEERDIST_ERROR_MISSING_DATA;
+        rr.length = (uint64_t)n;
     }
     conn_send(c, &r);
-    free(buf);
     return;
 fail:
-    free(buf);
     h->slots->seg_index = SIZE_MAX; /* reload next time */
     dispatch_reply_status(c, id, ERROR_INTERNAL_ERROR);
 }

@@ -96,6 +96,13 @@ struct conn *server_adopt(struct daemon *d, int fd, uid_t uid, gid_t gid, pid_t 
 void server_flush(struct daemon *d);
 void server_stop(struct daemon *d);
 void conn_send(struct conn *c, const Peerdist__Reply *reply);
+/*
+ * For replies built in place (a read's bytes go straight into the output buffer):
+ * conn_reserve gives n contiguous bytes (NULL: connection gone or closed), conn_commit
+ * queues the first n of them. Reserving again before committing drops the reservation.
+ */
+uint8_t *conn_reserve(struct conn *c, size_t n);
+void conn_commit(struct conn *c, uint8_t *frame, size_t n);
 void conn_close(struct conn *c, const char *why);
 void conn_unref(struct conn *c);
 void server_broadcast_status(struct daemon *d);

@@ -68,17 +68,21 @@ void conn_close(struct conn *c, const char *why)
  * is ready (server_flush): one write for many replies, and no write-event
  * registration unless the socket is full.
  */
-void conn_send(struct conn *c, const Peerdist__Reply *reply)
+uint8_t *conn_reserve(struct conn *c, size_t n)
 {
     if (c->fd < 0)
-        return; /* the client went away while its request was queued */
-    size_t n = frame_size(&reply->base);
+        return NULL; /* the client went away while its request was queued */
     struct evbuffer_iovec v;
     if (evbuffer_reserve_space(c->out, (ev_ssize_t)n, &v, 1) < 1) {
         conn_close(c, "out of memory queueing a reply");
-        return;
+        return NULL;
     }
-    v.iov_len = frame_pack(&reply->base, v.iov_base);
+    return v.iov_base;
+}
+
+void conn_commit(struct conn *c, uint8_t *frame, size_t n)
+{
+    struct evbuffer_iovec v = {frame, n};
     evbuffer_commit_space(c->out, &v, 1);
     if (!c->flush_queued) {
         c->flush_queued = true;
@@ -90,6 +94,14 @@ void conn_send(struct conn *c, const Peerdist__Reply *reply)
         event_del(c->rev);
         c->read_paused = true;
     }
+}
+
+void conn_send(struct conn *c, const Peerdist__Reply *reply)
+{
+    size_t n = frame_size(&reply->base);
+    uint8_t *frame = conn_reserve(c, n);
+    if (frame)
+        conn_commit(c, frame, frame_pack(&reply->base, frame));
 }
 
 /* Writes what the socket takes; 0 = all out or waiting for space, -1 = connection closed. */

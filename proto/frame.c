@@ -44,6 +44,73 @@ size_t frame_pack(const ProtobufCMessage *msg, uint8_t *out)
     return FRAME_HEADER_SIZE + n;
 }
 
+/* Protobuf wire format (field number << 3 | wire type), for the in-place read reply. */
+#define PB_VARINT 0
+#define PB_BYTES 2
+#define PB_KEY(field, type) ((uint8_t)((field) << 3 | (type)))
+#define REPLY_ID_FIELD 1    /* peerdist.proto: Reply.id */
+#define REPLY_READ_FIELD 12 /* Reply.read */
+#define READ_OFFSET_FIELD 1 /* ReadReply.offset */
+#define READ_DATA_FIELD 2   /* ReadReply.data */
+#define READ_LENGTH_FIELD 3 /* ReadReply.length */
+
+static size_t varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *varint_put(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+static size_t read_reply_inner_size(uint64_t offset, size_t n)
+{
+    return (offset ? 1 + varint_size(offset) : 0) + 1 + varint_size(n) + n + 1 + varint_size(n);
+}
+
+size_t frame_read_reply_size(uint64_t id, uint64_t offset, size_t n)
+{
+    size_t inner = read_reply_inner_size(offset, n);
+    return FRAME_HEADER_SIZE + 1 + varint_size(id) + 1 + varint_size(inner) + inner;
+}
+
+uint8_t *frame_read_reply_pack(uint8_t *out, uint64_t id, uint64_t offset, size_t n)
+{
+    size_t inner = read_reply_inner_size(offset, n);
+    size_t payload = frame_read_reply_size(id, offset, n) - FRAME_HEADER_SIZE;
+    out[0] = (uint8_t)(payload >> 24);
+    out[1] = (uint8_t)(payload >> 16);
+    out[2] = (uint8_t)(payload >> 8);
+    out[3] = (uint8_t)payload;
+    uint8_t *p = out + FRAME_HEADER_SIZE;
+    *p++ = PB_KEY(REPLY_ID_FIELD, PB_VARINT);
+    p = varint_put(p, id);
+    *p++ = PB_KEY(REPLY_READ_FIELD, PB_BYTES);
+    p = varint_put(p, inner);
+    if (offset) {
+        *p++ = PB_KEY(READ_OFFSET_FIELD, PB_VARINT);
+        p = varint_put(p, offset);
+    }
+    *p++ = PB_KEY(READ_DATA_FIELD, PB_BYTES);
+    p = varint_put(p, n);
+    uint8_t *data = p;
+    p += n;
+    *p++ = PB_KEY(READ_LENGTH_FIELD, PB_VARINT);
+    varint_put(p, n);
+    return data;
+}
+
 void frame_buf_init(struct frame_buf *fb)
 {
     memset(fb, 0, sizeof(*fb));

@@ -45,6 +45,17 @@ size_t frame_size(const ProtobufCMessage *msg);
 size_t frame_pack(const ProtobufCMessage *msg, uint8_t *out);
 
 /*
+ * A successful read's reply, Reply{id, read: ReadReply{offset, data, length}}, built in
+ * place so the daemon can read cached bytes straight into its output buffer instead of
+ * copying them through protobuf-c. The bytes are standard protobuf (fields in number
+ * order), so receivers unpack them as any Reply. n > 0.
+ */
+size_t frame_read_reply_size(uint64_t id, uint64_t offset, size_t n);
+/* Writes the frame into out (frame_read_reply_size bytes) but for the data: returns where
+ * the n data bytes go. */
+uint8_t *frame_read_reply_pack(uint8_t *out, uint64_t id, uint64_t offset, size_t n);
+
+/*
  * A growable receive buffer for blocking readers (the library, peerdistctl):
  * append what read() returned, then take whole frames with frame_buf_next.
  */

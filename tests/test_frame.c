@@ -121,6 +121,42 @@ START_TEST(buffer_reports_oversized)
 }
 END_TEST
 
+/* The in-place read reply is exactly what protobuf-c unpacks as that Reply. */
+START_TEST(read_reply_built_in_place_unpacks)
+{
+    const uint64_t ids[] = {1, 127, 128, 0x1122334455667788ull};
+    const uint64_t offsets[] = {0, 1, 300, 1ull << 40};
+    const size_t sizes[] = {1, 127, 128, 65536, 1u << 20};
+    for (size_t i = 0; i < 4; i++)
+        for (size_t j = 0; j < 4; j++)
+            for (size_t k = 0; k < 5; k++) {
+                size_t n = sizes[k];
+                size_t total = frame_read_reply_size(ids[i], offsets[j], n);
+                uint8_t *buf = malloc(total);
+                uint8_t *data = frame_read_reply_pack(buf, ids[i], offsets[j], n);
+                ck_assert(data > buf && data + n < buf + total);
+                for (size_t b = 0; b < n; b++)
+                    data[b] = (uint8_t)(b * 31 + k);
+                const uint8_t *payload;
+                uint32_t len;
+                size_t flen;
+                ck_assert_int_eq(frame_parse(buf, total, &payload, &len, &flen), FRAME_OK);
+                ck_assert_uint_eq(flen, total);
+                Peerdist__Reply *r = peerdist__reply__unpack(NULL, len, payload);
+                ck_assert_ptr_nonnull(r);
+                ck_assert_uint_eq(r->id, ids[i]);
+                ck_assert_uint_eq(r->status, 0);
+                ck_assert_int_eq(r->body_case, PEERDIST__REPLY__BODY_READ);
+                ck_assert_uint_eq(r->read->offset, offsets[j]);
+                ck_assert_uint_eq(r->read->length, n);
+                ck_assert_uint_eq(r->read->data.len, n);
+                ck_assert_int_eq(memcmp(r->read->data.data, data, n), 0);
+                peerdist__reply__free_unpacked(r, NULL);
+                free(buf);
+            }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("frame");
@@ -131,6 +167,7 @@ int main(void)
     tcase_add_test(tc, garbage_payload_fails_unpack);
     tcase_add_test(tc, split_across_reads);
     tcase_add_test(tc, buffer_reports_oversized);
+    tcase_add_test(tc, read_reply_built_in_place_unpacks);
     suite_add_tcase(s, tc);
     return check_run(s);
 }
