@@ -19,6 +19,7 @@
 #include "check_run.h"
 #include "contentinfo.h"
 #include "harness.h"
+#include "api_util.h"
 
 #define MiB (1024u * 1024)
 #define KiB 1024u
@@ -40,12 +41,6 @@ static void teardown(void)
 
 /* ---- helpers ---- */
 
-static PEERDIST_INSTANCE_HANDLE startup(void)
-{
-    PEERDIST_INSTANCE_HANDLE h = NULL;
-    ck_assert_uint_eq(PeerDistStartup(PEERDIST_VERSION, &h, NULL), ERROR_SUCCESS);
-    return h;
-}
 
 static PEERDIST_CONTENT_TAG make_tag(uint8_t seed)
 {
@@ -108,12 +103,7 @@ static void free_ci(struct ci_blob *b)
 static DWORD wait_op(DWORD rc, OVERLAPPED *ov, DWORD *bytes)
 {
     ck_assert_uint_eq(rc, ERROR_IO_PENDING);
-    DWORD n = 0;
-    BOOL ok = PeerDistGetOverlappedResult(ov, &n, TRUE);
-    DWORD st = ok ? ERROR_SUCCESS : GetLastError();
-    if (bytes)
-        *bytes = n;
-    return st;
+    return api_wait(ov, bytes);
 }
 
 static uint64_t ov_offset(const OVERLAPPED *ov)
@@ -332,7 +322,7 @@ static void round_trip(size_t len, int version)
     uint8_t *data = make_content(len, (unsigned)len + version);
     struct ci_blob ci;
     make_ci(data, len, version, 0, 0, &ci);
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
     PEERDIST_CONTENT_TAG tag = make_tag((uint8_t)(len + version));
     PEERDIST_CONTENT_HANDLE c = open_content(h, &tag, port);
@@ -455,7 +445,7 @@ START_TEST(corrupted_data_rejected)
         uint8_t *data = make_content(len, 40 + version);
         struct ci_blob ci;
         make_ci(data, len, version, 0, 0, &ci);
-        PEERDIST_INSTANCE_HANDLE h = startup();
+        PEERDIST_INSTANCE_HANDLE h = api_startup();
         PEERDIST_CONTENT_TAG tag = make_tag((uint8_t)(40 + version));
         PEERDIST_CONTENT_HANDLE c = open_with_ci(h, &tag, &ci);
         /* The first block (V1) or segment (V2), one byte flipped. */
@@ -487,7 +477,7 @@ START_TEST(two_tags_share_data)
     uint8_t *data = make_content(len, 50);
     struct ci_blob ci;
     make_ci(data, len, 1, 0, 0, &ci);
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     PEERDIST_CONTENT_TAG ta = make_tag(51), tb = make_tag(52);
     PEERDIST_CONTENT_HANDLE a = open_with_ci(h, &ta, &ci), b = open_with_ci(h, &tb, &ci);
     ck_assert_uint_eq(add_data(h, a, 0, data, (DWORD)len, NULL), ERROR_SUCCESS);
@@ -515,7 +505,7 @@ START_TEST(ranged_content_information)
         uint8_t *data = make_content(len, 60 + version);
         struct ci_blob ci;
         make_ci(data, len, version, off, rlen, &ci);
-        PEERDIST_INSTANCE_HANDLE h = startup();
+        PEERDIST_INSTANCE_HANDLE h = api_startup();
         PEERDIST_CONTENT_TAG tag = make_tag((uint8_t)(60 + version));
         PEERDIST_CONTENT_HANDLE c = open_with_ci(h, &tag, &ci);
         uint8_t buf[16];
@@ -550,7 +540,7 @@ START_TEST(state_errors_complete_async)
     uint8_t *data = make_content(len, 70);
     struct ci_blob ci;
     make_ci(data, len, 2, 0, 0, &ci);
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     PEERDIST_CONTENT_TAG tag = make_tag(70);
     PEERDIST_CONTENT_HANDLE c = open_content(h, &tag, NULL);
     uint8_t buf[16];
@@ -676,7 +666,7 @@ static void assert_queued_results(const OVERLAPPED *ov, int n, int cancelled, si
 
 START_TEST(cancel_one_and_all)
 {
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
     uint8_t *data;
     struct ci_blob ci;
@@ -754,7 +744,7 @@ END_TEST
 
 START_TEST(close_with_operations_pending)
 {
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
     uint8_t *data;
     struct ci_blob ci;
@@ -792,7 +782,7 @@ END_TEST
 
 START_TEST(synchronous_argument_errors)
 {
-    PEERDIST_INSTANCE_HANDLE h = startup(), other = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup(), other = api_startup();
     HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
     PEERDIST_CONTENT_TAG tag = make_tag(1);
     PEERDIST_CONTENT_HANDLE c = open_content(h, &tag, port);
@@ -831,7 +821,7 @@ START_TEST(synchronous_argument_errors)
     ck_assert_uint_eq(PeerDistClientCancelAsyncOperation(h, c, &ov), PEERDIST_ERROR_OPERATION_NOTFOUND);
 
     /* Unknown instance; unknown, foreign and closed content handles. */
-    PEERDIST_INSTANCE_HANDLE gone = startup();
+    PEERDIST_INSTANCE_HANDLE gone = api_startup();
     PeerDistShutdown(gone);
     PEERDIST_CONTENT_HANDLE foreign = open_content(other, &tag, NULL), closed = open_content(h, &tag, NULL);
     ck_assert_uint_eq(PeerDistClientCloseContent(h, closed), ERROR_SUCCESS);
@@ -887,7 +877,7 @@ static void assert_all_calls_fail(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_H
 
 START_TEST(synchronous_service_errors)
 {
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     PEERDIST_CONTENT_TAG tag = make_tag(2);
     PEERDIST_CONTENT_HANDLE c = open_content(h, &tag, NULL);
     /* Disabled by policy (mode change on SIGHUP). */
@@ -917,7 +907,7 @@ END_TEST
 
 START_TEST(one_add_content_information_at_a_time)
 {
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     PEERDIST_CONTENT_TAG tag = make_tag(3);
     PEERDIST_CONTENT_HANDLE c = open_content(h, &tag, NULL);
     uint8_t buf[100] = {1, 0};
@@ -954,7 +944,7 @@ static void *big_add_thread(void *arg)
 
 START_TEST(daemon_gone_completes_everything_once)
 {
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
     PEERDIST_CONTENT_TAG tag = make_tag(4);
     PEERDIST_CONTENT_HANDLE c = open_content(h, &tag, port);
@@ -989,7 +979,7 @@ END_TEST
 
 START_TEST(shutdown_aborts_content_operations)
 {
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
     PEERDIST_CONTENT_TAG tag = make_tag(5);
     PEERDIST_CONTENT_HANDLE c = open_content(h, &tag, port);

@@ -17,6 +17,7 @@
 
 #include "check_run.h"
 #include "harness.h"
+#include "api_util.h"
 
 #define MiB (1024u * 1024)
 #define CI_CHUNK 777 /* retrieve content information in small, odd pieces */
@@ -43,23 +44,11 @@ static uint8_t *make_content(size_t len, unsigned seed)
     return p;
 }
 
-static PEERDIST_INSTANCE_HANDLE startup(void)
-{
-    PEERDIST_INSTANCE_HANDLE h;
-    ck_assert_uint_eq(PeerDistStartup(PEERDIST_VERSION, &h, NULL), ERROR_SUCCESS);
-    return h;
-}
 
 /* Waits for an async call; returns its final status. */
 static DWORD finish(DWORD rc, OVERLAPPED *ov, DWORD *bytes)
 {
-    DWORD n = 0;
-    if (rc != ERROR_IO_PENDING)
-        return rc;
-    BOOL ok = PeerDistGetOverlappedResult(ov, &n, TRUE);
-    if (bytes)
-        *bytes = n;
-    return ok ? ERROR_SUCCESS : GetLastError();
+    return rc == ERROR_IO_PENDING ? api_wait(ov, bytes) : rc;
 }
 
 /* Publishes data under id and returns its content information (whole content). */
@@ -214,7 +203,7 @@ static void flush_tag(PEERDIST_INSTANCE_HANDLE h, const PEERDIST_CONTENT_TAG *ta
 
 static void round_trip(size_t len, DWORD version)
 {
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = make_content(len, (unsigned)len);
     char id[64];
     snprintf(id, sizeof(id), "content-%zu-v%u", len, version);
@@ -253,7 +242,7 @@ END_TEST
 START_TEST(two_tags_share_data)
 {
     const size_t len = 2 * MiB + 1;
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = make_content(len, 3);
     size_t ci_len;
     uint8_t *ci = publish(h, "shared", data, len, 1, &ci_len);
@@ -302,7 +291,7 @@ static void other_uid_child(int rfd, const uint8_t *data)
     size_t ci_len;
     uint8_t *ci = child_take_ci_as_other_uid(rfd, &ci_len);
     PEERDIST_CONTENT_TAG tag = {{0x55}};
-    PEERDIST_INSTANCE_HANDLE h2 = startup();
+    PEERDIST_INSTANCE_HANDLE h2 = api_startup();
     PEERDIST_CONTENT_HANDLE c2 = open_with_ci(h2, &tag, ci, ci_len);
     uint8_t buf[64];
     uint64_t at;
@@ -328,7 +317,7 @@ START_TEST(two_uids)
         other_uid_child(pfd[0], data);
     }
     close(pfd[0]);
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     size_t ci_len;
     uint8_t *ci = publish(h, "two-uids", data, len, 1, &ci_len);
     PEERDIST_CONTENT_TAG tag = {{0x55}};
@@ -381,7 +370,7 @@ static void trust_child(int rfd, int wfd, const uint8_t *data)
     size_t ci_len;
     uint8_t *ci = child_take_ci_as_other_uid(rfd, &ci_len);
     PEERDIST_CONTENT_TAG tag = {{0x77}};
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     PEERDIST_CONTENT_HANDLE c = open_with_ci(h, &tag, ci, ci_len);
     uint8_t buf[64];
     uint64_t at;
@@ -419,7 +408,7 @@ START_TEST(ranged_blocks_are_shared_only_after_the_full_list)
     }
     close(to_child[0]);
     close(from_child[1]);
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     size_t full_len, part_len;
     uint8_t *full = publish(h, "trust", data, len, 1, &full_len);
     uint8_t *part = ranged_ci(h, "trust", 65536 + 100, 65536, &part_len); /* inside blocks 1-2 */
@@ -460,7 +449,7 @@ END_TEST
 START_TEST(corrupted_data_rejected)
 {
     const size_t len = 3 * 65536;
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = make_content(len, 9);
     size_t ci_len;
     uint8_t *ci = publish(h, "corrupt", data, len, 1, &ci_len);
@@ -496,7 +485,7 @@ START_TEST(acknowledged_data_survives_sigkill)
 {
     const size_t len = 6 * MiB + 4321;
     uint8_t *data = make_content(len, 21);
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     size_t ci_len;
     uint8_t *ci = publish(h, "survive", data, len, 1, &ci_len);
     PEERDIST_CONTENT_TAG tag = {{0x5a}};
@@ -519,7 +508,7 @@ START_TEST(acknowledged_data_survives_sigkill)
     PeerDistShutdown(h);
 
     td_start(&td); /* start-up reconciles files with the metadata */
-    h = startup();
+    h = api_startup();
     c = open_with_ci(h, &tag, ci, ci_len);
     uint8_t *buf = malloc(MiB);
     size_t readable = 0;
@@ -556,7 +545,7 @@ START_TEST(held_bytes_are_bounded_per_connection)
     const uint32_t blocks = 800; /* ~59 MB held per handle: under the per-handle cap */
     const size_t len = (size_t)blocks * 65536;
     uint8_t *data = make_content(len, 31);
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     size_t ci_len;
     uint8_t *ci = publish(h, "held", data, len, 1, &ci_len);
     PEERDIST_CONTENT_TAG tag = {{0x4e}};

@@ -18,6 +18,7 @@
 #include "check_run.h"
 #include "contentinfo.h"
 #include "harness.h"
+#include "api_util.h"
 
 #define PASSPHRASE "test-passphrase"
 
@@ -72,12 +73,6 @@ static void teardown(void)
 
 /* ---- helpers ---- */
 
-static PEERDIST_INSTANCE_HANDLE startup(void)
-{
-    PEERDIST_INSTANCE_HANDLE h;
-    ck_assert_uint_eq(PeerDistStartup(PEERDIST_VERSION, &h, NULL), ERROR_SUCCESS);
-    return h;
-}
 
 /* tests/vectors/README.md: byte[i] = (7*i + 13*(i >> 8)) mod 256. */
 static uint8_t *synth(size_t n)
@@ -116,15 +111,6 @@ static uint8_t *read_hex(const char *name, size_t *len)
     return out;
 }
 
-/* Waits for an OVERLAPPED's completion: its status, bytes in *bytes. */
-static DWORD wait_ov(OVERLAPPED *ov, DWORD *bytes)
-{
-    DWORD b = 0;
-    BOOL ok = PeerDistGetOverlappedResult(ov, &b, TRUE);
-    if (bytes)
-        *bytes = b;
-    return ok ? ERROR_SUCCESS : GetLastError();
-}
 
 static DWORD add(PEERDIST_INSTANCE_HANDLE h, PEERDIST_STREAM_HANDLE s, const uint8_t *p, DWORD n,
     DWORD *accepted)
@@ -133,7 +119,7 @@ static DWORD add(PEERDIST_INSTANCE_HANDLE h, PEERDIST_STREAM_HANDLE s, const uin
     DWORD rc = PeerDistServerPublishAddToStream(h, s, n, (PBYTE)p, &ov);
     if (rc != ERROR_IO_PENDING)
         return rc + 100000; /* distinguish synchronous failures */
-    return wait_ov(&ov, accepted);
+    return api_wait(&ov, accepted);
 }
 
 static DWORD complete(PEERDIST_INSTANCE_HANDLE h, PEERDIST_STREAM_HANDLE s)
@@ -142,7 +128,7 @@ static DWORD complete(PEERDIST_INSTANCE_HANDLE h, PEERDIST_STREAM_HANDLE s)
     DWORD rc = PeerDistServerPublishCompleteStream(h, s, &ov);
     if (rc != ERROR_IO_PENDING)
         return rc + 100000;
-    return wait_ov(&ov, NULL);
+    return api_wait(&ov, NULL);
 }
 
 /* Publishes data in the given piece sizes (cycled), completes and closes the stream. */
@@ -179,7 +165,7 @@ static uint8_t *retrieve(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENTINFO_HANDLE
         ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(h, ci, chunk, buf, &ov),
             ERROR_IO_PENDING);
         DWORD got;
-        DWORD rc = wait_ov(&ov, &got);
+        DWORD rc = api_wait(&ov, &got);
         if (rc == PEERDIST_ERROR_NO_MORE)
             break;
         ck_assert_uint_eq(rc, ERROR_SUCCESS);
@@ -255,7 +241,7 @@ START_TEST(secret_file_created_0600_with_32_bytes)
     ck_assert_uint_eq(st.st_mode & 07777, 0700);
     ck_assert(td_log_contains(&td, path));
     /* A restart reads the same secret: publications hash the same. */
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = synth(70000);
     publish(h, "x", data, 70000, 1, NULL, 0);
     size_t n1, n2;
@@ -263,7 +249,7 @@ START_TEST(secret_file_created_0600_with_32_bytes)
     PeerDistShutdown(h);
     td_stop(&td);
     td_start(&td);
-    h = startup();
+    h = api_startup();
     publish(h, "x", data, 70000, 1, NULL, 0);
     uint8_t *b = get_ci(h, "x", 0, 0, NULL, &n2);
     assert_bytes(a, n1, b, n2);
@@ -302,7 +288,7 @@ END_TEST
 
 START_TEST(v1_publication_matches_recorded_vector)
 {
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = synth(300000);
     const size_t pieces[] = {1, 4097, 65535, 100003, 7};
     publish(h, "synth300k", data, 300000, 0, pieces, 5);
@@ -347,7 +333,7 @@ END_TEST
 
 START_TEST(v1_two_segments_with_large_pieces_match_vector)
 {
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     const size_t n = 35664217;
     uint8_t *data = synth(n);
     const size_t pieces[] = {1, 1234567, (3u << 20) + 7, 5000001};
@@ -365,7 +351,7 @@ END_TEST
 
 START_TEST(v2_publication_has_v1_and_v2)
 {
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = synth(300000);
     const size_t pieces[] = {33333, 1, 70001};
     publish(h, "v2", data, 300000, 2, pieces, 3);
@@ -393,7 +379,7 @@ END_TEST
 
 START_TEST(version_selection_and_option_checks)
 {
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = synth(1000);
     publish(h, "v1", data, 1000, 1, NULL, 0);
     PEERDIST_CONTENTINFO_HANDLE ci;
@@ -424,7 +410,7 @@ END_TEST
 
 START_TEST(ranges)
 {
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = synth(300000);
     publish(h, "r", data, 300000, 2, NULL, 0);
     size_t vn;
@@ -472,7 +458,7 @@ END_TEST
 
 START_TEST(already_exists_and_unpublish)
 {
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = synth(5000);
     publish(h, "dup", data, 5000, 1, NULL, 0);
     PEERDIST_STREAM_HANDLE s;
@@ -512,7 +498,7 @@ END_TEST
 
 START_TEST(publications_go_with_their_instance)
 {
-    PEERDIST_INSTANCE_HANDLE a = startup(), b = startup();
+    PEERDIST_INSTANCE_HANDLE a = api_startup(), b = api_startup();
     uint8_t *data = synth(1000);
     publish(a, "mine", data, 1000, 1, NULL, 0);
     PEERDIST_CONTENTINFO_HANDLE ci;
@@ -532,7 +518,7 @@ END_TEST
 
 START_TEST(another_uid_has_its_own_publications)
 {
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = synth(1000);
     publish(h, "shared-name", data, 1000, 1, NULL, 0);
     pid_t pid = fork();
@@ -566,7 +552,7 @@ END_TEST
 
 START_TEST(empty_and_one_byte_content)
 {
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t one = 0x5a;
     for (DWORD v = 1; v <= 2; v++) {
         char id0[8], id1[8];
@@ -595,7 +581,7 @@ END_TEST
 
 START_TEST(declared_length_rules)
 {
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = synth(20);
     PEERDIST_STREAM_HANDLE s;
     ck_assert_uint_eq(PeerDistServerPublishStream(h, 1, (PBYTE)"L", 10, NULL, NULL, 0, &s), ERROR_SUCCESS);
@@ -624,7 +610,7 @@ END_TEST
 
 START_TEST(synchronous_errors)
 {
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     PEERDIST_STREAM_HANDLE s;
     PEERDIST_CONTENTINFO_HANDLE ci;
     OVERLAPPED ov = {0};
@@ -659,10 +645,10 @@ START_TEST(synchronous_errors)
     ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, (DWORD)big, data, &ov1), ERROR_IO_PENDING);
     ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, 1, buf, &ov2), ERROR_INVALID_PARAMETER);
     DWORD got;
-    ck_assert_uint_eq(wait_ov(&ov1, &got), ERROR_SUCCESS);
+    ck_assert_uint_eq(api_wait(&ov1, &got), ERROR_SUCCESS);
     ck_assert_uint_eq(got, big);
     ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, 1, buf, &ov2), ERROR_IO_PENDING);
-    ck_assert_uint_eq(wait_ov(&ov2, &got), ERROR_SUCCESS);
+    ck_assert_uint_eq(api_wait(&ov2, &got), ERROR_SUCCESS);
     ck_assert_uint_eq(complete(h, s), ERROR_SUCCESS);
     ck_assert_uint_eq(open_ci(h, "x", 0, 0, NULL, &ci), ERROR_SUCCESS);
     ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(h, ci, 0, buf, &ov), ERROR_INVALID_PARAMETER);
@@ -677,7 +663,7 @@ END_TEST
 /* A cancel either aborts (completion delivered before it returns) or finds nothing. */
 START_TEST(cancel_and_close_with_work_pending)
 {
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     size_t big = 48u << 20;
     uint8_t *data = synth(big);
     PEERDIST_STREAM_HANDLE s;
@@ -688,10 +674,10 @@ START_TEST(cancel_and_close_with_work_pending)
     DWORD got;
     if (rc == ERROR_SUCCESS) {
         ck_assert(HasOverlappedIoCompleted(&ov));
-        ck_assert_uint_eq(wait_ov(&ov, &got), ERROR_OPERATION_ABORTED);
+        ck_assert_uint_eq(api_wait(&ov, &got), ERROR_OPERATION_ABORTED);
     } else {
         ck_assert_uint_eq(rc, PEERDIST_ERROR_OPERATION_NOTFOUND);
-        ck_assert_uint_eq(wait_ov(&ov, &got), ERROR_SUCCESS);
+        ck_assert_uint_eq(api_wait(&ov, &got), ERROR_SUCCESS);
     }
     ck_assert_uint_eq(PeerDistServerCancelAsyncOperation(h, 1, (PBYTE)"c", &ov), PEERDIST_ERROR_OPERATION_NOTFOUND);
     /* Close with an add pending: it completes exactly once, through the port. */
@@ -720,7 +706,7 @@ END_TEST
 
 START_TEST(handles_from_before_a_restart_are_invalidated)
 {
-    PEERDIST_INSTANCE_HANDLE h = startup();
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = synth(1000);
     publish(h, "keep", data, 1000, 1, NULL, 0);
     PEERDIST_STREAM_HANDLE s;
@@ -733,7 +719,7 @@ START_TEST(handles_from_before_a_restart_are_invalidated)
     /* Unavailable: synchronously, or as the completion if the loss was not seen yet. */
     DWORD rc = PeerDistServerPublishAddToStream(h, s, 1, buf, &ov);
     if (rc == ERROR_IO_PENDING)
-        rc = wait_ov(&ov, NULL);
+        rc = api_wait(&ov, NULL);
     ck_assert_uint_eq(rc, PEERDIST_ERROR_SERVICE_UNAVAILABLE);
     memset(&ov, 0, sizeof(ov));
     td_start(&td);
