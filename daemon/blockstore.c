@@ -37,8 +37,7 @@ struct blockstore {
      * and with no row, checked and punched under mu, so a write never lands before a punch. */
     pthread_mutex_t mu;
     struct pin *pins;
-    sqlite3 *rdb; /* reclaim's own read-only connection; used under mu */
-    sqlite3_stmt *file_used, *slot_used;
+    struct store *reader; /* reclaim's own read-only connection; used under mu */
     atomic_uint_fast64_t pending, reclaimed;
 };
 
@@ -180,14 +179,11 @@ static bool file_pinned(const struct blockstore *bs, const struct store_reclaim 
 /* Under mu: does a committed row still use the file (block < 0) or the slot? */
 static bool row_exists(struct blockstore *bs, const struct store_reclaim *r, int64_t block)
 {
-    sqlite3_stmt *s = block < 0 ? bs->file_used : bs->slot_used;
-    sqlite3_bind_blob(s, 1, r->segment_id, r->segment_id_len, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, r->file_owner);
-    if (block >= 0)
-        sqlite3_bind_int64(s, 3, block);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    return rc != SQLITE_DONE; /* a row, or an error: keep the bytes */
+    int used = block < 0
+                   ? store_file_in_use(bs->reader, r->segment_id, r->segment_id_len, r->file_owner)
+                   : store_slot_in_use(bs->reader, r->segment_id, r->segment_id_len, r->file_owner,
+                         (uint32_t)block);
+    return used != 0; /* a row, or an error: keep the bytes */
 }
 
 static int reclaim_cmp(const void *a, const void *b)
@@ -298,19 +294,11 @@ int bs_open(const char *db_path, struct worker_pool *wp, struct blockstore **out
         log_error("block store %s: %s", bs->dir, strerror(errno));
         goto fail;
     }
-    if (sqlite3_open_v2(db_path, &bs->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
-            SQLITE_OK ||
-        sqlite3_prepare_v2(bs->rdb,
-            "SELECT 1 FROM blocks WHERE segment_id = ? AND file_owner = ? LIMIT 1", -1,
-            &bs->file_used, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(bs->rdb,
-            "SELECT 1 FROM blocks WHERE segment_id = ? AND file_owner = ? AND block = ? LIMIT 1",
-            -1, &bs->slot_used, NULL) != SQLITE_OK) {
-        log_error("block store: reclaim connection to %s: %s", db_path,
-            bs->rdb ? sqlite3_errmsg(bs->rdb) : "cannot open");
+    char err[512];
+    if (store_open_reader(db_path, &bs->reader, err, sizeof(err)) != 0) {
+        log_error("block store: reclaim connection: %s", err);
         goto fail;
     }
-    sqlite3_busy_timeout(bs->rdb, STORE_BUSY_TIMEOUT_MS);
     *out = bs;
     return 0;
 fail:
@@ -322,10 +310,7 @@ void bs_close(struct blockstore *bs)
 {
     if (!bs)
         return;
-    sqlite3_finalize(bs->file_used);
-    sqlite3_finalize(bs->slot_used);
-    if (bs->rdb)
-        sqlite3_close(bs->rdb);
+    store_close(bs->reader);
     while (bs->pins) {
         struct pin *p = bs->pins;
         bs->pins = p->next;
@@ -338,89 +323,56 @@ void bs_close(struct blockstore *bs)
 
 /* ---- start-up reconciliation ---- */
 
-static int exec(sqlite3 *db, const char *sql)
+/* Rows whose file is missing or too short to hold their bytes, collected for dropping. */
+struct missing {
+    struct blockstore *bs;
+    struct store_block_place *bad;
+    size_t n, cap;
+    char last[4096]; /* the file whose size is known */
+    off_t size;
+};
+
+static int check_place(void *arg, const struct store_block_place *p)
 {
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
+    struct missing *m = arg;
+    char path[4096];
+    bs_file_path(m->bs, p->segment_id, p->segment_id_len, p->file_owner, path, sizeof(path));
+    if (strcmp(path, m->last) != 0) { /* rows come ordered by file: one stat per file */
+        struct stat sb;
+        m->size = stat(path, &sb) == 0 ? sb.st_size : -1;
+        snprintf(m->last, sizeof(m->last), "%s", path);
+    }
+    uint64_t end = (uint64_t)p->block * BS_SLOT_SIZE + p->length;
+    if (m->size >= 0 && (uint64_t)m->size >= end)
         return 0;
-    log_error("block store reconcile: %s: %s", sql, msg ? msg : "?");
-    sqlite3_free(msg);
-    return -1;
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 64;
+        struct store_block_place *nb = realloc(m->bad, cap * sizeof(*nb));
+        if (!nb)
+            return -1;
+        m->bad = nb;
+        m->cap = cap;
+    }
+    m->bad[m->n++] = *p;
+    return 0;
 }
 
-/* Rows whose file is missing or too short to hold their bytes are dropped. */
-static int drop_rows_without_bytes(struct blockstore *bs, sqlite3 *db, uint64_t *dropped)
+/* Drops rows whose bytes are missing (collected first: no delete while the walk runs). */
+static int drop_rows_without_bytes(struct blockstore *bs, struct store *st, uint64_t *dropped)
 {
-    sqlite3_stmt *q = NULL, *del = NULL;
-    int rc = -1;
-    if (sqlite3_prepare_v2(db,
-            "SELECT segment_id, file_owner, block, length FROM blocks ORDER BY segment_id, file_owner",
-            -1, &q, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db,
-            "DELETE FROM blocks WHERE segment_id = ? AND file_owner = ? AND block = ?", -1, &del,
-            NULL) != SQLITE_OK)
-        goto out;
-    /* Collect first: deleting while the SELECT walks the same table is undefined. */
-    struct store_reclaim *bad = NULL;
-    size_t nbad = 0, cap = 0;
-    char path[4096], last[4096] = "";
-    off_t size = -1;
-    int s;
-    while ((s = sqlite3_step(q)) == SQLITE_ROW) {
-        struct store_reclaim r = {0};
-        int len = sqlite3_column_bytes(q, 0);
-        if (len <= 0 || len > STORE_MAX_ID)
-            continue;
-        memcpy(r.segment_id, sqlite3_column_blob(q, 0), (size_t)len);
-        r.segment_id_len = (uint8_t)len;
-        r.file_owner = sqlite3_column_int64(q, 1);
-        r.block = (uint32_t)sqlite3_column_int64(q, 2);
-        uint64_t end = (uint64_t)r.block * BS_SLOT_SIZE + (uint64_t)sqlite3_column_int64(q, 3);
-        bs_file_path(bs, r.segment_id, r.segment_id_len, r.file_owner, path, sizeof(path));
-        if (strcmp(path, last) != 0) {
-            struct stat sb;
-            size = stat(path, &sb) == 0 ? sb.st_size : -1;
-            snprintf(last, sizeof(last), "%s", path);
-        }
-        if (size >= 0 && (uint64_t)size >= end)
-            continue;
-        if (nbad == cap) {
-            cap = cap ? cap * 2 : 64;
-            struct store_reclaim *nb = realloc(bad, cap * sizeof(*nb));
-            if (!nb) {
-                free(bad);
-                goto out;
-            }
-            bad = nb;
-        }
-        bad[nbad++] = r;
-    }
-    for (size_t i = 0; s == SQLITE_DONE && i < nbad; i++) {
-        sqlite3_bind_blob(del, 1, bad[i].segment_id, bad[i].segment_id_len, SQLITE_STATIC);
-        sqlite3_bind_int64(del, 2, bad[i].file_owner);
-        sqlite3_bind_int64(del, 3, bad[i].block);
-        if (sqlite3_step(del) != SQLITE_DONE)
-            s = SQLITE_ERROR;
-        sqlite3_reset(del);
-    }
-    free(bad);
-    *dropped = nbad;
-    rc = s == SQLITE_DONE ? 0 : -1;
-out:
-    if (rc != 0)
-        log_error("block store reconcile: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(q);
-    sqlite3_finalize(del);
+    struct missing m = {.bs = bs, .size = -1};
+    int rc = store_each_block(st, check_place, &m);
+    for (size_t i = 0; rc == 0 && i < m.n; i++)
+        rc = store_block_drop(st, m.bad[i].segment_id, m.bad[i].segment_id_len,
+            m.bad[i].file_owner, m.bad[i].block);
+    free(m.bad);
+    *dropped = m.n;
     return rc;
 }
 
 /* Files no row refers to (an AddData that never committed, a reclaim cut short). */
-static int delete_unreferenced_files(struct blockstore *bs, sqlite3 *db, uint64_t *deleted)
+static int delete_unreferenced_files(struct blockstore *bs, struct store *st, uint64_t *deleted)
 {
-    sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM blocks WHERE segment_id = ? AND file_owner = ? LIMIT 1",
-            -1, &q, NULL) != SQLITE_OK)
-        return -1;
     DIR *top = opendir(bs->dir);
     struct dirent *e;
     while (top && (e = readdir(top))) {
@@ -439,14 +391,10 @@ static int delete_unreferenced_files(struct blockstore *bs, sqlite3 *db, uint64_
             size_t hl = dot ? (size_t)(dot - f->d_name) : strlen(f->d_name);
             uint8_t seg[STORE_MAX_ID];
             int64_t owner = dot ? strtoll(dot + 1, NULL, 10) : STORE_OWNER_SHARED;
-            bool keep = false;
-            if (hl % 2 == 0 && hl / 2 <= STORE_MAX_ID && hl > 0 && unhex(f->d_name, hl / 2, seg) == 0) {
-                sqlite3_bind_blob(q, 1, seg, (int)(hl / 2), SQLITE_STATIC);
-                sqlite3_bind_int64(q, 2, owner);
-                keep = sqlite3_step(q) == SQLITE_ROW;
-                sqlite3_reset(q);
-            }
-            if (!keep && unlink(path) == 0)
+            int used = 0;
+            if (hl % 2 == 0 && hl / 2 <= STORE_MAX_ID && hl > 0 && unhex(f->d_name, hl / 2, seg) == 0)
+                used = store_file_in_use(st, seg, hl / 2, owner);
+            if (used == 0 && unlink(path) == 0)
                 (*deleted)++;
         }
         if (dd)
@@ -454,31 +402,24 @@ static int delete_unreferenced_files(struct blockstore *bs, sqlite3 *db, uint64_
     }
     if (top)
         closedir(top);
-    sqlite3_finalize(q);
     return 0;
 }
 
 int bs_reconcile(struct blockstore *bs, struct store *st)
 {
-    sqlite3 *db = store_db(st);
     uint64_t dropped = 0, deleted = 0;
-    if (exec(db, "BEGIN IMMEDIATE") != 0)
+    if (store_begin(st) != 0)
         return -1;
-    if (drop_rows_without_bytes(bs, db, &dropped) != 0)
-        goto fail;
-    /* Labels of blocks that are gone stop counting (they would list bytes nobody has). */
-    if (dropped && exec(db, "DELETE FROM labels WHERE bytes > 0 AND NOT EXISTS (SELECT 1 FROM "
-                            "blocks b WHERE b.segment_id = labels.segment_id AND b.block = labels.block)") != 0)
-        goto fail;
-    if (exec(db, "COMMIT") != 0)
-        goto fail;
-    if (delete_unreferenced_files(bs, db, &deleted) != 0)
+    if (drop_rows_without_bytes(bs, st, &dropped) != 0 ||
+        (dropped && store_drop_orphan_labels(st) != 0) || store_commit(st) != 0) {
+        log_error("block store reconcile: %s", store_errmsg(st));
+        store_rollback(st);
+        return -1;
+    }
+    if (delete_unreferenced_files(bs, st, &deleted) != 0)
         return -1;
     if (dropped || deleted)
         log_warn("block store reconciled: %" PRIu64 " blocks whose bytes were missing dropped, "
                  "%" PRIu64 " unreferenced data files deleted", dropped, deleted);
     return 0;
-fail:
-    exec(db, "ROLLBACK");
-    return -1;
 }

@@ -1,7 +1,8 @@
 /*
  * blockstore.h - the bytes of verified blocks, in data files beside the database
- * (layout and rules: docs/cache.md). Writes and reclaim run on worker threads; pins keep
- * reclaim away from a slot a write is about to fill; start-up reconciles files with rows.
+ * (layout and rules: docs/cache.md). Files only: the rows saying which bytes are readable
+ * are store.c's. Writes and reclaim run on worker threads; pins keep reclaim away from a
+ * slot a write is about to fill; start-up reconciles files with rows.
  */
 #ifndef PEERDIST_BLOCKSTORE_H
 #define PEERDIST_BLOCKSTORE_H
@@ -45,9 +46,5 @@ void bs_reclaim(void *bs, struct store_reclaim *items, size_t n);
 uint64_t bs_reclaim_pending(const struct blockstore *bs);
 /* Slots reclaimed since start (punched or unlinked with their file). */
 uint64_t bs_reclaimed(const struct blockstore *bs);
-
-struct daemon;
-/* content.c: the daemon's block store (for peerdistctl's reclaim figures). */
-struct blockstore *content_blockstore(const struct daemon *d);
 
 #endif

@@ -1,7 +1,13 @@
 /*
- * daemon.h - peerdistd's shared state: the event loop, the store, the
- * listening socket, the connections and the group-commit queue. Everything
- * here is touched only on the event loop's thread.
+ * daemon.h - peerdistd's shared state (the event loop, the store, the block store, the
+ * connections) and the transport (server.c): connections, frames in, replies out. The
+ * transport knows no service: requests go to one handler, and modules that keep state per
+ * connection register a close hook. Set-up and tear-down of the whole: daemon_init and
+ * daemon_free (daemon.c).
+ *
+ * Threads: everything here belongs to the event loop's thread. Work that leaves it goes
+ * through the worker pool (worker.h) and comes back as a done callback on the loop; the flush
+ * worker uses its own database connection (flush.c), never d->store.
  */
 #ifndef PEERDIST_DAEMON_H
 #define PEERDIST_DAEMON_H
@@ -21,8 +27,11 @@
 /* Per-connection limits; see proto/README.md. */
 #define CONN_MAX_OUTPUT_BYTES (8u * 1024 * 1024) /* stop reading a client that does not read */
 #define CONN_MAX_CONTENT_HANDLES 4096
-/* Flushes committed in one transaction at most. */
-#define FLUSH_BATCH_MAX 4096
+/* Close hooks a daemon holds (one per module that keeps per-connection state). */
+#define SERVER_MAX_CLOSE_HOOKS 8
+
+struct blockstore;
+struct worker_pool;
 
 struct conn {
     struct daemon *d;
@@ -31,8 +40,8 @@ struct conn {
     struct event *wev;      /* writable: armed only while replies wait for socket space */
     struct evbuffer *in;    /* bytes read, not yet a whole frame */
     struct evbuffer *out;   /* replies not yet written */
-    bool flush_queued;      /* on d->to_flush */
-    uint64_t serial;         /* for log lines */
+    bool write_queued;      /* on d->to_write */
+    uint64_t serial;        /* for log lines */
     uid_t uid;
     gid_t gid;
     pid_t pid;
@@ -46,73 +55,91 @@ struct conn {
      * later callback, conn_send after conn_close is a no-op, conn_unref last.
      */
     unsigned refs;
-    void *pub;     /* publish.c's per-connection state (streams, handles) */
-    void *content; /* content.c's per-connection state (content handles) */
-    TAILQ_ENTRY(conn) link;
-    TAILQ_ENTRY(conn) flush_link;
+    /* Modules' per-connection state; each module frees its own in its close hook. */
+    void *pub;     /* publish.c: streams, content-information handles, publications */
+    void *content; /* content.c: content handles */
+    TAILQ_ENTRY(conn) link;       /* d->conns while open, d->closed until its hooks ran */
+    TAILQ_ENTRY(conn) write_link; /* d->to_write */
 };
 
-struct pending_flush {
-    struct conn *conn;
-    uint64_t request_id;
-    uint32_t uid;
-    uint8_t tag[STORE_TAG_SIZE];
-    STAILQ_ENTRY(pending_flush) link;
-};
+/* Handles one decoded request; must answer it (now or later) or close the connection. */
+typedef void (*server_request_fn)(struct conn *c, const Peerdist__Request *req);
+/* A connection closed: the module releases what it kept for it. */
+typedef void (*server_close_fn)(struct conn *c);
 
 struct daemon {
     struct event_base *base;
     struct config cfg;
-    struct store *store;
-    struct evconnlistener *listener;
-    struct event *signals[3];
-    struct event *commit_ev;
-    struct event *flush_ev; /* writes queued replies once the loop has read what is ready */
-    TAILQ_HEAD(, conn) to_flush;
-    TAILQ_HEAD(, conn) conns;
-    unsigned nconns;
-    uint64_t conn_serial;
-    STAILQ_HEAD(, pending_flush) flushes;
-    unsigned nflushes;
-    /*
-     * Flushes run on a worker, one batch at a time, in one transaction on their own
-     * connection: readers on the loop keep the WAL snapshot from before until the COMMIT,
-     * so a flush becomes visible all at once, and the loop never waits for it. While a
-     * batch runs, the loop defers its own writes (content.c) instead of waiting for the lock.
-     */
-    struct store *flush_store;
-    bool flush_running;
+    struct store *store;         /* the loop's database connection */
+    struct blockstore *bs;       /* block bytes in data files (blockstore.h) */
+    struct worker_pool *workers; /* hashing, disk writes, reclaim, flush batches */
+    /* Bumped whenever the block index changes: cached views of it (read slot maps) reload. */
+    uint64_t blocks_gen;
     time_t started;
     bool stopping;
-    struct worker_pool *workers; /* hashing, disk writes, large deletes */
-    void *pub;                   /* publish.c's daemon-wide state (publications, secret) */
-    void *content;               /* content.c's daemon-wide state (block store) */
+
+    /* server.c */
+    struct evconnlistener *listener;
+    server_request_fn on_request;
+    server_close_fn close_hooks[SERVER_MAX_CLOSE_HOOKS];
+    unsigned nclose_hooks;
+    struct event *write_ev; /* writes queued replies once the loop has read what is ready */
+    struct event *reap_ev;  /* runs closed connections' hooks outside any handler */
+    TAILQ_HEAD(, conn) to_write;
+    TAILQ_HEAD(, conn) conns;
+    TAILQ_HEAD(, conn) closed;
+    unsigned nconns;
+    uint64_t conn_serial;
+
+    /* Modules' daemon-wide state. */
+    void *pub;     /* publish.c: publications, the server secret */
+    void *content; /* content.c: group sync, deferred writes */
+    void *flush;   /* flush.c: queued flushes, the flush connection, the write gate */
 };
 
+/* daemon.c: everything but the listening socket and the signals, from d->cfg. */
+int daemon_init(struct daemon *d);
+/* Answers what is pending, closes every connection (the listener first). */
+void daemon_stop(struct daemon *d);
+void daemon_free(struct daemon *d);
+
 /* server.c */
-int server_start(struct daemon *d);
+int server_init(struct daemon *d, server_request_fn on_request);
+void server_free(struct daemon *d);
+/* Hooks run in registration order, on the loop, never inside a request handler. */
+int server_on_close(struct daemon *d, server_close_fn fn);
+int server_listen(struct daemon *d);
+void server_stop_listening(struct daemon *d);
+/* Closes every connection and runs their close hooks now. */
+void server_close_all(struct daemon *d);
 /* A connection on a connected non-blocking socket (takes fd); NULL, fd closed, on failure. */
 struct conn *server_adopt(struct daemon *d, int fd, uid_t uid, gid_t gid, pid_t pid);
-void server_flush(struct daemon *d);
-void server_stop(struct daemon *d);
 void conn_send(struct conn *c, const Peerdist__Reply *reply);
+/* A reply with no body (status only) and one carrying a byte count (CountReply). */
+void conn_reply_status(struct conn *c, uint64_t id, uint32_t status);
+void conn_reply_count(struct conn *c, uint64_t id, uint64_t bytes);
 /*
  * For replies built in place (a read's bytes go straight into the output buffer):
- * conn_reserve gives n contiguous bytes (NULL: connection gone or closed), conn_commit
- * queues the first n of them. Reserving again before committing drops the reservation.
+ * conn_reserve gives n contiguous bytes (NULL: connection gone, or closed for lack of
+ * memory), conn_commit queues the first n of them. Reserving again before committing drops
+ * the reservation.
  */
 uint8_t *conn_reserve(struct conn *c, size_t n);
 void conn_commit(struct conn *c, uint8_t *frame, size_t n);
+/*
+ * Stops the connection's I/O at once; its close hooks run later, from the loop, so a
+ * handler that closes (or whose reply fails) never sees its own state freed under it.
+ */
 void conn_close(struct conn *c, const char *why);
 void conn_unref(struct conn *c);
-void server_broadcast_status(struct daemon *d);
+/* Log-line prefix data: "connection N (uid U pid P)". */
+#define CONN_FMT "connection %llu (uid %u pid %d)"
+#define CONN_ARGS(c) (unsigned long long)(c)->serial, (unsigned)(c)->uid, (int)(c)->pid
 
 /* dispatch.c */
 void dispatch_request(struct conn *c, const Peerdist__Request *req);
-void dispatch_commit(struct daemon *d);
-/* At stop: waits for a running flush batch and runs the queued ones, answering them all. */
-void dispatch_drain_flushes(struct daemon *d);
 uint32_t dispatch_service_status(const struct daemon *d);
-void dispatch_reply_status(struct conn *c, uint64_t id, uint32_t status);
+/* The mode changed (SIGHUP): every connection past its Hello gets a StatusChanged notice. */
+void dispatch_broadcast_status(struct daemon *d);
 
 #endif

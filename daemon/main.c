@@ -15,11 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "content.h"
 #include "daemon.h"
-#include "fsutil.h"
-#include "publish.h"
-#include "worker.h"
 #include "log.h"
 
 static void usage(FILE *f)
@@ -147,7 +143,7 @@ static void reload_config(struct daemon *d)
         log_info("reload: mode %s -> %s", config_mode_name(d->cfg.mode),
             config_mode_name(fresh.mode));
         d->cfg.mode = fresh.mode;
-        server_broadcast_status(d);
+        dispatch_broadcast_status(d);
     }
 }
 
@@ -165,16 +161,6 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     event_base_loopbreak(d->base);
 }
 
-static void commit_cb(evutil_socket_t fd, short what, void *arg)
-{
-    dispatch_commit(arg);
-}
-
-static void flush_cb(evutil_socket_t fd, short what, void *arg)
-{
-    server_flush(arg);
-}
-
 int main(int argc, char **argv)
 {
     struct flags fl = {0};
@@ -185,60 +171,30 @@ int main(int argc, char **argv)
         return 1;
     log_set_level(d.cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
-    TAILQ_INIT(&d.conns);
-    STAILQ_INIT(&d.flushes);
-    d.started = time(NULL);
 
-    char err[512];
     int rc = 1;
-    if (fs_make_parent_dir(d.cfg.db_path) != 0)
-        return 1;
-    if (store_open(d.cfg.db_path, &d.store, err, sizeof(err)) != 0 ||
-        store_open(d.cfg.db_path, &d.flush_store, err, sizeof(err)) != 0) {
-        log_error("database: %s", err);
-        store_close(d.store);
-        return 1;
-    }
-    d.base = event_base_new();
-    if (!d.base)
-        goto out;
-    TAILQ_INIT(&d.to_flush);
-    d.commit_ev = event_new(d.base, -1, 0, commit_cb, &d);
-    d.flush_ev = event_new(d.base, -1, 0, flush_cb, &d);
-    if (!d.commit_ev || !d.flush_ev)
+    struct event *signals[3] = {NULL};
+    if (daemon_init(&d) != 0)
         goto out;
     const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
     for (int i = 0; i < 3; i++) {
-        d.signals[i] = evsignal_new(d.base, sigs[i], signal_cb, &d);
-        if (!d.signals[i] || evsignal_add(d.signals[i], NULL) != 0)
+        signals[i] = evsignal_new(d.base, sigs[i], signal_cb, &d);
+        if (!signals[i] || evsignal_add(signals[i], NULL) != 0)
             goto out;
     }
-    d.workers = worker_pool_new(d.base, WORKER_THREADS);
-    if (!d.workers || publish_init(&d) != 0 || content_init(&d) != 0)
-        goto out;
-    if (server_start(&d) != 0)
+    if (server_listen(&d) != 0)
         goto out;
     log_info("peerdistd %s listening on %s, database %s, mode %s", PEERDIST_SOFTWARE_VERSION,
         d.cfg.socket_path, d.cfg.db_path, config_mode_name(d.cfg.mode));
     sd_notify_msg("READY=1");
     event_base_dispatch(d.base);
-    server_stop(&d);
+    daemon_stop(&d);
     rc = 0;
 out:
-    worker_pool_free(d.workers); /* every job's done runs before the store closes */
-    content_free(&d);
-    publish_free(&d);
     for (int i = 0; i < 3; i++)
-        if (d.signals[i])
-            event_free(d.signals[i]);
-    if (d.commit_ev)
-        event_free(d.commit_ev);
-    if (d.flush_ev)
-        event_free(d.flush_ev);
-    if (d.base)
-        event_base_free(d.base);
-    store_close(d.flush_store);
-    store_close(d.store);
+        if (signals[i])
+            event_free(signals[i]);
+    daemon_free(&d);
     if (rc == 0)
         log_info("stopped; database closed");
     return rc;

@@ -249,11 +249,11 @@ static void stream_done(void *arg)
     } else if (q->kind == PREQ_ADD) {
         count_reply(s->conn, q->id, status, q->len);
     } else {
-        dispatch_reply_status(s->conn, q->id, status);
+        conn_reply_status(s->conn, q->id, status);
     }
     preq_free(s, q);
     if (s->cancel_reply) {
-        dispatch_reply_status(s->conn, s->cancel_reply, ERROR_SUCCESS);
+        conn_reply_status(s->conn, s->cancel_reply, ERROR_SUCCESS);
         s->cancel_reply = 0;
     }
     stream_kick(s);
@@ -276,7 +276,7 @@ static void stream_kick(struct stream *s)
         else
             s->complete_queued = false;
         log_error(CONN_FMT ": out of memory queueing a hashing job", CONN_ARGS(s->conn));
-        dispatch_reply_status(s->conn, q->id, ERROR_NOT_ENOUGH_MEMORY);
+        conn_reply_status(s->conn, q->id, ERROR_NOT_ENOUGH_MEMORY);
         preq_free(s, q);
     }
 }
@@ -289,7 +289,7 @@ static void stream_close(struct daemon *d, struct stream *s)
     while ((q = STAILQ_FIRST(&s->queue))) {
         STAILQ_REMOVE_HEAD(&s->queue, link);
         if (!q->acked)
-            dispatch_reply_status(s->conn, q->id, ERROR_OPERATION_ABORTED);
+            conn_reply_status(s->conn, q->id, ERROR_OPERATION_ABORTED);
         preq_free(s, q);
     }
     if (s->running)
@@ -346,14 +346,14 @@ static bool disabled(struct conn *c, uint64_t id)
 {
     if (c->d->cfg.mode != MODE_DISABLED)
         return false;
-    dispatch_reply_status(c, id, ERROR_ACCESS_DISABLED_BY_POLICY);
+    conn_reply_status(c, id, ERROR_ACCESS_DISABLED_BY_POLICY);
     return true;
 }
 
 static void refuse(struct conn *c, uint64_t id, uint32_t status, const char *what, const char *why)
 {
     log_info(CONN_FMT ": %s refused (%u): %s", CONN_ARGS(c), what, status, why);
-    dispatch_reply_status(c, id, status);
+    conn_reply_status(c, id, status);
 }
 
 /* ---- handlers ---- */
@@ -494,7 +494,7 @@ static void handle_close_stream(struct conn *c, uint64_t id, const Peerdist__Clo
     if (!s)
         return refuse(c, id, ERROR_INVALID_HANDLE, "CloseStreamHandle", "unknown stream");
     stream_close(c->d, s);
-    dispatch_reply_status(c, id, ERROR_SUCCESS);
+    conn_reply_status(c, id, ERROR_SUCCESS);
 }
 
 static void handle_unpublish(struct conn *c, uint64_t id, const Peerdist__UnpublishRequest *m)
@@ -507,7 +507,7 @@ static void handle_unpublish(struct conn *c, uint64_t id, const Peerdist__Unpubl
     if (!p)
         return refuse(c, id, ERROR_NOT_FOUND, "Unpublish", "not published by this uid");
     pub_remove(c->d, p);
-    dispatch_reply_status(c, id, ERROR_SUCCESS);
+    conn_reply_status(c, id, ERROR_SUCCESS);
 }
 
 static void handle_open_ci(struct conn *c, uint64_t id, const Peerdist__OpenContentInfoRequest *m)
@@ -606,7 +606,7 @@ static void handle_close_ci(struct conn *c, uint64_t id, const Peerdist__CloseCo
     if (!h)
         return refuse(c, id, ERROR_INVALID_HANDLE, "CloseContentInformation", "unknown handle");
     ci_handle_free(c->pub, h);
-    dispatch_reply_status(c, id, ERROR_SUCCESS);
+    conn_reply_status(c, id, ERROR_SUCCESS);
 }
 
 /*
@@ -619,7 +619,8 @@ static void handle_close_ci(struct conn *c, uint64_t id, const Peerdist__CloseCo
  */
 static void handle_cancel(struct conn *c, uint64_t id, const Peerdist__CancelRequest *m)
 {
-    struct stream *s = m->kind == 1 ? stream_find(c, m->handle) : NULL;
+    struct stream *s =
+        m->kind == PEERDIST__HANDLE_KIND__HANDLE_KIND_STREAM ? stream_find(c, m->handle) : NULL;
     uint64_t rid = m->request_id;
     unsigned aborted = 0;
     if (s && rid) {
@@ -633,21 +634,23 @@ static void handle_cancel(struct conn *c, uint64_t id, const Peerdist__CancelReq
                 s->accepted -= q->len;
             else
                 s->complete_queued = false;
-            dispatch_reply_status(c, q->id, ERROR_OPERATION_ABORTED);
+            conn_reply_status(c, q->id, ERROR_OPERATION_ABORTED);
             preq_free(s, q);
             aborted++;
         }
     }
     if (!aborted)
-        return dispatch_reply_status(c, id, PEERDIST_ERROR_OPERATION_NOTFOUND);
+        return conn_reply_status(c, id, PEERDIST_ERROR_OPERATION_NOTFOUND);
     if (s->running && s->running->kind == PREQ_ADD && s->running->id >= rid && !s->cancel_reply) {
         s->cancel_reply = id; /* answered in stream_done, after the running part */
         return;
     }
-    dispatch_reply_status(c, id, ERROR_SUCCESS);
+    conn_reply_status(c, id, ERROR_SUCCESS);
 }
 
 /* ---- publish.h ---- */
+
+static void publish_conn_closed(struct conn *c);
 
 int publish_init(struct daemon *d)
 {
@@ -659,7 +662,7 @@ int publish_init(struct daemon *d)
         return -1;
     }
     d->pub = pd;
-    return 0;
+    return server_on_close(d, publish_conn_closed);
 }
 
 void publish_free(struct daemon *d)
@@ -704,7 +707,8 @@ bool publish_dispatch(struct conn *c, const Peerdist__Request *req)
         handle_close_ci(c, id, req->close_content_info);
         return true;
     case PEERDIST__REQUEST__BODY_CANCEL:
-        if (req->cancel->kind != 1 && req->cancel->kind != 2)
+        if (req->cancel->kind != PEERDIST__HANDLE_KIND__HANDLE_KIND_STREAM &&
+            req->cancel->kind != PEERDIST__HANDLE_KIND__HANDLE_KIND_CONTENT_INFO)
             return false; /* content handles: content.c */
         handle_cancel(c, id, req->cancel);
         return true;
@@ -713,7 +717,8 @@ bool publish_dispatch(struct conn *c, const Peerdist__Request *req)
     }
 }
 
-void publish_conn_closed(struct conn *c)
+/* Close hook: streams, handles and publications go with the connection. */
+static void publish_conn_closed(struct conn *c)
 {
     struct pub_conn *pc = c->pub;
     if (!pc)

@@ -10,12 +10,11 @@
 
 #include "daemon.h"
 
-/* Loads (or creates, 0600) the server secret in cfg.state_dir. 0 or -1 (logged). */
+/* Loads (or creates, 0600) the server secret in cfg.state_dir, and registers the module's
+ * close hook (a connection's streams, handles and publications go with it). 0 or -1 (logged). */
 int publish_init(struct daemon *d);
 void publish_free(struct daemon *d);
 /* Handles the request if it is a publishing one (then true: it replies, now or later). */
 bool publish_dispatch(struct conn *c, const Peerdist__Request *req);
-/* The connection is going: its streams, handles and publications go with it. */
-void publish_conn_closed(struct conn *c);
 
 #endif

@@ -1,8 +1,9 @@
 /*
- * server.c - the Unix stream socket: listening, accepting (with SO_PEERCRED
- * identity), reading length-prefixed frames with their size checked before
- * unpacking, writing replies with backpressure, and closing a misbehaving
- * connection without touching any other.
+ * server.c - the transport: the Unix stream socket, accepting (with SO_PEERCRED identity),
+ * reading length-prefixed frames with their size checked before unpacking, handing each
+ * request to the daemon's one handler, writing replies with backpressure, and closing a
+ * misbehaving connection without touching any other. It knows no service: modules register
+ * close hooks (server_on_close), which run from the loop after a close, never inside a handler.
  */
 #include <errno.h>
 #include <event2/buffer.h>
@@ -15,14 +16,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "content.h"
 #include "daemon.h"
 #include "fsutil.h"
-#include "publish.h"
 #include "log.h"
 
 #define LISTEN_BACKLOG 128
-#define REPLY_STACK_BYTES 1024
 
 /* Bytes asked of one read(): many small frames, or a good part of a large one. */
 #define READ_CHUNK (64 * 1024)
@@ -41,14 +39,12 @@ void conn_close(struct conn *c, const char *why)
         return;
     struct daemon *d = c->d;
     if (why)
-        log_info("connection %llu (uid %u pid %d) closed: %s", (unsigned long long)c->serial,
-            (unsigned)c->uid, (int)c->pid, why);
+        log_info(CONN_FMT " closed: %s", CONN_ARGS(c), why);
     else
-        log_debug("connection %llu (uid %u pid %d) closed", (unsigned long long)c->serial,
-            (unsigned)c->uid, (int)c->pid);
-    if (c->flush_queued) {
-        TAILQ_REMOVE(&d->to_flush, c, flush_link);
-        c->flush_queued = false;
+        log_debug(CONN_FMT " closed", CONN_ARGS(c));
+    if (c->write_queued) {
+        TAILQ_REMOVE(&d->to_write, c, write_link);
+        c->write_queued = false;
     }
     event_free(c->rev);
     event_free(c->wev);
@@ -56,16 +52,33 @@ void conn_close(struct conn *c, const char *why)
     evbuffer_free(c->out);
     close(c->fd);
     c->fd = -1;
-    publish_conn_closed(c);
-    content_conn_closed(c);
     TAILQ_REMOVE(&d->conns, c, link);
     d->nconns--;
-    conn_unref(c);
+    /* The hooks run from reap_cb: the caller may be a handler still using the modules' state. */
+    TAILQ_INSERT_TAIL(&d->closed, c, link);
+    event_active(d->reap_ev, EV_TIMEOUT, 0);
+}
+
+/* Runs the close hooks of every closed connection, then drops the list's reference. */
+static void reap_closed(struct daemon *d)
+{
+    while (!TAILQ_EMPTY(&d->closed)) {
+        struct conn *c = TAILQ_FIRST(&d->closed);
+        TAILQ_REMOVE(&d->closed, c, link);
+        for (unsigned i = 0; i < d->nclose_hooks; i++)
+            d->close_hooks[i](c);
+        conn_unref(c);
+    }
+}
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    reap_closed(arg);
 }
 
 /*
  * Replies are queued, then written together once the loop has handled what
- * is ready (server_flush): one write for many replies, and no write-event
+ * is ready (write_queued_cb): one write for many replies, and no write-event
  * registration unless the socket is full.
  */
 uint8_t *conn_reserve(struct conn *c, size_t n)
@@ -84,10 +97,10 @@ void conn_commit(struct conn *c, uint8_t *frame, size_t n)
 {
     struct evbuffer_iovec v = {frame, n};
     evbuffer_commit_space(c->out, &v, 1);
-    if (!c->flush_queued) {
-        c->flush_queued = true;
-        TAILQ_INSERT_TAIL(&c->d->to_flush, c, flush_link);
-        event_active(c->d->flush_ev, EV_TIMEOUT, 0);
+    if (!c->write_queued) {
+        c->write_queued = true;
+        TAILQ_INSERT_TAIL(&c->d->to_write, c, write_link);
+        event_active(c->d->write_ev, EV_TIMEOUT, 0);
     }
     if (!c->read_paused && evbuffer_get_length(c->out) > CONN_MAX_OUTPUT_BYTES) {
         /* The client is not reading its replies: stop reading its requests. */
@@ -102,6 +115,25 @@ void conn_send(struct conn *c, const Peerdist__Reply *reply)
     uint8_t *frame = conn_reserve(c, n);
     if (frame)
         conn_commit(c, frame, frame_pack(&reply->base, frame));
+}
+
+void conn_reply_status(struct conn *c, uint64_t id, uint32_t status)
+{
+    Peerdist__Reply r = PEERDIST__REPLY__INIT;
+    r.id = id;
+    r.status = status;
+    conn_send(c, &r);
+}
+
+void conn_reply_count(struct conn *c, uint64_t id, uint64_t bytes)
+{
+    Peerdist__CountReply cr = PEERDIST__COUNT_REPLY__INIT;
+    cr.bytes = bytes;
+    Peerdist__Reply r = PEERDIST__REPLY__INIT;
+    r.id = id;
+    r.body_case = PEERDIST__REPLY__BODY_COUNT;
+    r.count = &cr;
+    conn_send(c, &r);
 }
 
 /* Writes what the socket takes; 0 = all out or waiting for space, -1 = connection closed. */
@@ -131,12 +163,13 @@ static int conn_write_out(struct conn *c)
     return 0;
 }
 
-void server_flush(struct daemon *d)
+static void write_queued_cb(evutil_socket_t fd, short what, void *arg)
 {
-    while (!TAILQ_EMPTY(&d->to_flush)) {
-        struct conn *c = TAILQ_FIRST(&d->to_flush);
-        TAILQ_REMOVE(&d->to_flush, c, flush_link);
-        c->flush_queued = false;
+    struct daemon *d = arg;
+    while (!TAILQ_EMPTY(&d->to_write)) {
+        struct conn *c = TAILQ_FIRST(&d->to_write);
+        TAILQ_REMOVE(&d->to_write, c, write_link);
+        c->write_queued = false;
         conn_write_out(c);
     }
 }
@@ -156,8 +189,7 @@ static void conn_process_input(struct conn *c)
             break;
         uint32_t payload_len = frame_header_length(hdr);
         if (payload_len > FRAME_MAX_PAYLOAD) {
-            log_warn("connection %llu (uid %u pid %d): frame length %u exceeds %u bytes",
-                (unsigned long long)c->serial, (unsigned)c->uid, (int)c->pid, payload_len,
+            log_warn(CONN_FMT ": frame length %u exceeds %u bytes", CONN_ARGS(c), payload_len,
                 FRAME_MAX_PAYLOAD);
             conn_close(c, "oversized frame");
             break;
@@ -170,12 +202,11 @@ static void conn_process_input(struct conn *c)
             peerdist__request__unpack(NULL, payload_len, p + FRAME_HEADER_SIZE);
         evbuffer_drain(in, frame_len);
         if (!req) {
-            log_warn("connection %llu (uid %u pid %d): undecodable frame of %u bytes",
-                (unsigned long long)c->serial, (unsigned)c->uid, (int)c->pid, payload_len);
+            log_warn(CONN_FMT ": undecodable frame of %u bytes", CONN_ARGS(c), payload_len);
             conn_close(c, "malformed frame");
             break;
         }
-        dispatch_request(c, req);
+        c->d->on_request(c, req);
         peerdist__request__free_unpacked(req, NULL);
     }
 }
@@ -183,7 +214,7 @@ static void conn_process_input(struct conn *c)
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
-    c->refs++; /* dispatch may close the connection under us */
+    c->refs++; /* a handler may close the connection under us */
     struct evbuffer_iovec v;
     /* A large frame in progress: ask for the rest of it in one read, not 64 KiB at a time. */
     size_t want = READ_CHUNK, have = evbuffer_get_length(c->in);
@@ -298,7 +329,7 @@ static int clear_stale_socket(const struct sockaddr_un *sun)
     return 0;
 }
 
-int server_start(struct daemon *d)
+int server_listen(struct daemon *d)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     if (strlen(d->cfg.socket_path) >= sizeof(sun.sun_path)) {
@@ -330,14 +361,47 @@ int server_start(struct daemon *d)
     return 0;
 }
 
-void server_stop(struct daemon *d)
+int server_init(struct daemon *d, server_request_fn on_request)
+{
+    TAILQ_INIT(&d->conns);
+    TAILQ_INIT(&d->closed);
+    TAILQ_INIT(&d->to_write);
+    d->on_request = on_request;
+    d->write_ev = event_new(d->base, -1, 0, write_queued_cb, d);
+    d->reap_ev = event_new(d->base, -1, 0, reap_cb, d);
+    return d->write_ev && d->reap_ev ? 0 : -1;
+}
+
+void server_free(struct daemon *d)
+{
+    server_stop_listening(d);
+    server_close_all(d);
+    if (d->write_ev)
+        event_free(d->write_ev);
+    if (d->reap_ev)
+        event_free(d->reap_ev);
+    d->write_ev = d->reap_ev = NULL;
+}
+
+int server_on_close(struct daemon *d, server_close_fn fn)
+{
+    if (d->nclose_hooks == SERVER_MAX_CLOSE_HOOKS)
+        return -1;
+    d->close_hooks[d->nclose_hooks++] = fn;
+    return 0;
+}
+
+void server_stop_listening(struct daemon *d)
 {
     if (d->listener) {
         evconnlistener_free(d->listener);
         d->listener = NULL;
         unlink(d->cfg.socket_path);
     }
-    dispatch_drain_flushes(d); /* answer what is queued */
+}
+
+void server_close_all(struct daemon *d)
+{
     /* Best effort, non-blocking: push out replies already queued before the sockets close. */
     struct conn *c;
     TAILQ_FOREACH(c, &d->conns, link) {
@@ -346,19 +410,5 @@ void server_stop(struct daemon *d)
     }
     while (!TAILQ_EMPTY(&d->conns))
         conn_close(TAILQ_FIRST(&d->conns), NULL);
-}
-
-void server_broadcast_status(struct daemon *d)
-{
-    Peerdist__StatusChanged sc = PEERDIST__STATUS_CHANGED__INIT;
-    sc.service_status = dispatch_service_status(d);
-    sc.mode = (char *)config_mode_name(d->cfg.mode);
-    Peerdist__Reply r = PEERDIST__REPLY__INIT;
-    r.body_case = PEERDIST__REPLY__BODY_STATUS_CHANGED;
-    r.status_changed = &sc;
-    for (struct conn *c = TAILQ_FIRST(&d->conns), *next; c; c = next) {
-        next = TAILQ_NEXT(c, link); /* conn_send may close c */
-        if (c->hello_done)
-            conn_send(c, &r);
-    }
+    reap_closed(d);
 }

@@ -1,6 +1,7 @@
 /*
- * store.c - SQLite behind the cache: WAL journal, numbered migrations tracked
- * with PRAGMA user_version, and prepared statements for the label operations.
+ * store.c - SQLite behind the cache, and all of peerdistd's SQL: WAL journal, numbered
+ * migrations tracked with PRAGMA user_version, and prepared statements for the block index,
+ * labels, flushes, and the block store's reclaim and reconciliation queries.
  * Acknowledged changes are committed before the reply leaves the daemon; with
  * WAL and synchronous=NORMAL a daemon crash loses nothing committed, a power
  * loss may roll back the last commits (the cache forgets, never serves wrong).
@@ -19,9 +20,10 @@ struct store {
     sqlite3 *db;
     char *path;
     sqlite3_stmt *begin, *commit, *rollback;
-    sqlite3_stmt *label_add, *flush_tag, *tag_labels;
+    sqlite3_stmt *flush_tag, *tag_labels;
     sqlite3_stmt *block_put, *label_put, *segment_blocks, *block_promote, *tags;
     sqlite3_stmt *flush_blocks, *flush_clear, *flush_collect, *segment_private;
+    sqlite3_stmt *file_used, *slot_used, *block_drop; /* the block store's */
     /* Block rows deleted by flushes in the open transaction: handed to reclaim at COMMIT. */
     struct store_reclaim *reclaim;
     size_t nreclaim, reclaim_cap;
@@ -94,12 +96,19 @@ static int prepare(struct store *st, sqlite3_stmt **s, const char *sql)
     return -1;
 }
 
+/* The statements a reader connection needs too (the block store's reclaim). */
+static int prepare_reader(struct store *st)
+{
+    return prepare(st, &st->file_used,
+               "SELECT 1 FROM blocks WHERE segment_id = ? AND file_owner = ? LIMIT 1") ||
+           prepare(st, &st->slot_used,
+               "SELECT 1 FROM blocks WHERE segment_id = ? AND file_owner = ? AND block = ? LIMIT 1");
+}
+
 static int prepare_all(struct store *st)
 {
     return prepare(st, &st->begin, "BEGIN IMMEDIATE") || prepare(st, &st->commit, "COMMIT") ||
            prepare(st, &st->rollback, "ROLLBACK") ||
-           prepare(st, &st->label_add,
-               "INSERT OR IGNORE INTO labels (uid, tag, segment_id, block) VALUES (?, ?, ?, ?)") ||
            prepare(st, &st->flush_tag,
                "DELETE FROM labels WHERE uid = ? AND tag = ? AND (segment_id, block) IN "
                "(SELECT segment_id, block FROM temp.flushed)") ||
@@ -133,7 +142,10 @@ static int prepare_all(struct store *st)
                "   WHERE l.segment_id = blocks.segment_id AND l.block = blocks.block)) OR"
                " (owner = ?1 AND NOT EXISTS (SELECT 1 FROM labels l"
                "   WHERE l.segment_id = blocks.segment_id AND l.block = blocks.block AND l.uid = ?1)))"
-               " RETURNING segment_id, block, file_owner");
+               " RETURNING segment_id, block, file_owner, length") ||
+           prepare(st, &st->block_drop,
+               "DELETE FROM blocks WHERE segment_id = ? AND file_owner = ? AND block = ?") ||
+           prepare_reader(st);
 }
 
 int store_open(const char *path, struct store **out, char *err, size_t errlen)
@@ -181,13 +193,34 @@ fail:
     return -1;
 }
 
+int store_open_reader(const char *path, struct store **out, char *err, size_t errlen)
+{
+    struct store *st = calloc(1, sizeof(*st));
+    if (!st || !(st->path = strdup(path))) {
+        snprintf(err, errlen, "out of memory");
+        free(st);
+        return -1;
+    }
+    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK ||
+        prepare_reader(st) != 0) {
+        snprintf(err, errlen, "%s: %s", path, st->db ? sqlite3_errmsg(st->db) : "cannot open");
+        store_close(st);
+        return -1;
+    }
+    sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
+    *out = st;
+    return 0;
+}
+
 void store_close(struct store *st)
 {
     if (!st)
         return;
-    sqlite3_stmt *all[] = {st->begin, st->commit, st->rollback, st->label_add, st->flush_tag,
-        st->tag_labels, st->block_put, st->label_put, st->segment_blocks, st->block_promote,
-        st->tags, st->flush_blocks, st->flush_clear, st->flush_collect, st->segment_private};
+    sqlite3_stmt *all[] = {st->begin, st->commit, st->rollback, st->flush_tag, st->tag_labels,
+        st->block_put, st->label_put, st->segment_blocks, st->block_promote, st->tags,
+        st->flush_blocks, st->flush_clear, st->flush_collect, st->segment_private, st->file_used,
+        st->slot_used, st->block_drop};
     free(st->reclaim);
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         sqlite3_finalize(all[i]);
@@ -252,15 +285,6 @@ static void bind_owner(sqlite3_stmt *s, uint32_t uid, const uint8_t tag[STORE_TA
     sqlite3_bind_blob(s, 2, tag, STORE_TAG_SIZE, SQLITE_STATIC);
 }
 
-int store_label_add(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
-    const uint8_t *segment_id, size_t segment_id_len, uint32_t block)
-{
-    bind_owner(st->label_add, uid, tag);
-    sqlite3_bind_blob(st->label_add, 3, segment_id, (int)segment_id_len, SQLITE_STATIC);
-    sqlite3_bind_int64(st->label_add, 4, block);
-    return step_done(st, st->label_add);
-}
-
 static int reclaim_push(struct store *st, const void *seg, size_t seglen, int64_t file_owner,
     uint32_t block)
 {
@@ -286,7 +310,7 @@ static int reclaim_push(struct store *st, const void *seg, size_t seglen, int64_
  * label of its block, a private row by its own uid's). A statement per row costs 20x more.
  */
 int store_flush_tag(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
-    uint64_t *removed)
+    struct store_flush_result *result)
 {
     int rc;
     if (step_done(st, st->flush_clear) != 0)
@@ -297,13 +321,15 @@ int store_flush_tag(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_
     bind_owner(st->flush_tag, uid, tag);
     if (step_done(st, st->flush_tag) != 0)
         return -1;
-    *removed = (uint64_t)sqlite3_changes64(st->db);
+    result->labels_removed = (uint64_t)sqlite3_changes64(st->db);
+    result->bytes_freed = 0;
     sqlite3_stmt *s = st->flush_blocks;
     sqlite3_bind_int64(s, 1, uid);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         int len = sqlite3_column_bytes(s, 0);
         if (len <= 0 || len > STORE_MAX_ID)
             continue;
+        result->bytes_freed += (uint64_t)sqlite3_column_int64(s, 3);
         if (reclaim_push(st, sqlite3_column_blob(s, 0), (size_t)len, sqlite3_column_int64(s, 2),
                 (uint32_t)sqlite3_column_int64(s, 1)) != 0) {
             rc = SQLITE_NOMEM;
@@ -423,6 +449,95 @@ int store_tags(struct store *st, uint32_t uid, store_tag_fn fn, void *arg)
         return 0;
     log_error("sqlite (tags): %s", sqlite3_errmsg(st->db));
     return -1;
+}
+/* ---- the block store's queries ---- */
+
+static int in_use(struct store *st, sqlite3_stmt *s, const uint8_t *segment_id,
+    size_t segment_id_len, int64_t file_owner, int64_t block)
+{
+    sqlite3_bind_blob(s, 1, segment_id, (int)segment_id_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, file_owner);
+    if (block >= 0)
+        sqlite3_bind_int64(s, 3, block);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+        return rc == SQLITE_ROW;
+    log_error("sqlite (block in use): %s", sqlite3_errmsg(st->db));
+    return -1;
+}
+
+int store_file_in_use(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    int64_t file_owner)
+{
+    return in_use(st, st->file_used, segment_id, segment_id_len, file_owner, -1);
+}
+
+int store_slot_in_use(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    int64_t file_owner, uint32_t block)
+{
+    return in_use(st, st->slot_used, segment_id, segment_id_len, file_owner, block);
+}
+
+int store_each_block(struct store *st, store_place_fn fn, void *arg)
+{
+    sqlite3_stmt *q;
+    if (prepare(st, &q, "SELECT segment_id, file_owner, block, length FROM blocks "
+                        "ORDER BY segment_id, file_owner") != 0)
+        return -1;
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct store_block_place p = {0};
+        int len = sqlite3_column_bytes(q, 0);
+        if (len <= 0 || len > STORE_MAX_ID)
+            continue;
+        memcpy(p.segment_id, sqlite3_column_blob(q, 0), (size_t)len);
+        p.segment_id_len = (uint8_t)len;
+        p.file_owner = sqlite3_column_int64(q, 1);
+        p.block = (uint32_t)sqlite3_column_int64(q, 2);
+        p.length = (uint32_t)sqlite3_column_int64(q, 3);
+        if (fn(arg, &p) != 0) {
+            rc = SQLITE_ABORT;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE && rc != SQLITE_ABORT)
+        log_error("sqlite (each block): %s", sqlite3_errmsg(st->db));
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_block_drop(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    int64_t file_owner, uint32_t block)
+{
+    sqlite3_stmt *s = st->block_drop;
+    sqlite3_bind_blob(s, 1, segment_id, (int)segment_id_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, file_owner);
+    sqlite3_bind_int64(s, 3, block);
+    return step_done(st, s);
+}
+
+int store_drop_orphan_labels(struct store *st)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(st->db,
+            "DELETE FROM labels WHERE bytes > 0 AND NOT EXISTS (SELECT 1 FROM blocks b "
+            "WHERE b.segment_id = labels.segment_id AND b.block = labels.block)",
+            NULL, NULL, &msg) == SQLITE_OK)
+        return 0;
+    log_error("sqlite (orphan labels): %s", msg ? msg : sqlite3_errmsg(st->db));
+    sqlite3_free(msg);
+    return -1;
+}
+
+int store_errcode(struct store *st)
+{
+    return sqlite3_extended_errcode(st->db);
+}
+
+const char *store_errmsg(struct store *st)
+{
+    return sqlite3_errmsg(st->db);
 }
 
 static uint64_t file_bytes(const char *path)

@@ -1,7 +1,8 @@
 /*
- * store.h - the cache's SQLite database: opening it in WAL mode, applying the
- * schema migrations, and the label operations behind PeerDistClientFlushContent.
- * One thread owns a struct store (the event loop's thread in peerdistd).
+ * store.h - the cache's SQLite database, and every SQL statement peerdistd runs: opening it
+ * in WAL mode, the schema migrations, the block index, labels and flushes, and the queries of
+ * the block store's reclaim and start-up reconciliation. One thread at a time uses a struct
+ * store; peerdistd keeps one per user (the loop, the flush worker, the reclaim worker).
  */
 #ifndef PEERDIST_STORE_H
 #define PEERDIST_STORE_H
@@ -20,7 +21,12 @@ struct store;
 
 /* Opens (creating if needed) and migrates the database. -1 with a message in err. */
 int store_open(const char *path, struct store **out, char *err, size_t errlen);
+/* A read-only connection for the block store's reclaim (store_file_in_use, store_slot_in_use). */
+int store_open_reader(const char *path, struct store **out, char *err, size_t errlen);
 void store_close(struct store *st);
+/* The last failure on this connection: SQLite's result code and message. */
+int store_errcode(struct store *st);
+const char *store_errmsg(struct store *st);
 
 /*
  * Applies migrations[0..count) that the database has not seen yet, each in its
@@ -36,17 +42,19 @@ int store_begin(struct store *st);
 int store_commit(struct store *st);
 void store_rollback(struct store *st);
 
-/* Records that (uid, tag) added block `block` of segment `segment_id`. */
-int store_label_add(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
-    const uint8_t *segment_id, size_t segment_id_len, uint32_t block);
+/* What one flush did: labels removed, and bytes of the block rows deleted with them. */
+struct store_flush_result {
+    uint64_t labels_removed;
+    uint64_t bytes_freed;
+};
 /*
- * Removes every label of (uid, tag); *removed gets how many. Block rows no label refers to
- * any more are deleted in the same transaction (so they stop being readable with it); their
- * disk space goes to the reclaim hook after the COMMIT. peerdistd runs it on its flush
- * connection, off the event loop (dispatch.c).
+ * Removes every label of (uid, tag). Block rows no label refers to any more are deleted in
+ * the same transaction (so they stop being readable with it); their disk space goes to the
+ * reclaim hook after the COMMIT. peerdistd runs it on its flush connection, off the event
+ * loop (flush.c).
  */
 int store_flush_tag(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
-    uint64_t *removed);
+    struct store_flush_result *result);
 /* Number of labels (uid, tag) holds; -1 on error. */
 int64_t store_tag_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE]);
 
@@ -98,6 +106,29 @@ int store_block_promote(struct store *st, const uint8_t *segment_id, size_t segm
 typedef void (*store_tag_fn)(void *arg, const uint8_t tag[STORE_TAG_SIZE], uint64_t blocks,
     uint64_t bytes);
 int store_tags(struct store *st, uint32_t uid, store_tag_fn fn, void *arg);
+
+/* ---- the block store's queries (blockstore.c) ---- */
+
+/* Does a row still use the data file (seg, file_owner), or its slot `block`? 1, 0, or -1. */
+int store_file_in_use(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    int64_t file_owner);
+int store_slot_in_use(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    int64_t file_owner, uint32_t block);
+/* Every block row, ordered by (segment, file_owner): where its bytes must be on disk. */
+struct store_block_place {
+    uint8_t segment_id[STORE_MAX_ID];
+    uint8_t segment_id_len;
+    int64_t file_owner;
+    uint32_t block;
+    uint32_t length;
+};
+typedef int (*store_place_fn)(void *arg, const struct store_block_place *p);
+int store_each_block(struct store *st, store_place_fn fn, void *arg);
+/* Removes the rows of one slot (every owner), in the caller's transaction. */
+int store_block_drop(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    int64_t file_owner, uint32_t block);
+/* Labels whose block has no row any more stop counting (they would list bytes nobody has). */
+int store_drop_orphan_labels(struct store *st);
 
 /* Bytes on disk: the database file and its WAL. */
 uint64_t store_disk_bytes(const struct store *st);

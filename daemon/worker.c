@@ -34,7 +34,6 @@ struct worker_pool {
     pthread_t *threads;
     int efd;
     struct event *ev;
-    unsigned in_flight; /* submitted, done not yet run (loop thread only) */
 };
 
 static void push(struct job_queue *q, struct job *j)
@@ -97,7 +96,6 @@ static void run_finished(struct worker_pool *wp)
     while (list) {
         struct job *j = list;
         list = j->next;
-        wp->in_flight--;
         if (j->done)
             j->done(j->arg);
         free(j);
@@ -162,7 +160,6 @@ int worker_submit(struct worker_pool *wp, worker_fn work, worker_fn done, void *
     j->work = work;
     j->done = done;
     j->arg = arg;
-    wp->in_flight++;
     pthread_mutex_lock(&wp->mu);
     push(&wp->todo, j);
     pthread_cond_signal(&wp->cv);

@@ -17,10 +17,8 @@
 #include <event2/event.h>
 #include <peerdist.h>
 
-#include "content.h"
 #include "contentinfo.h"
 #include "daemon.h"
-#include "publish.h"
 #include "worker.h"
 
 /* Bounds that keep one input fast and the state across inputs small. */
@@ -34,7 +32,7 @@
 #define FZ_NVARIANTS 4
 #define FZ_MAX_GENERATED 24           /* ranged content information remembered per input */
 
-/* ---- the daemon, set up once as daemon/main.c does ---- */
+/* ---- the daemon, set up once by daemon_init, as daemon/main.c does ---- */
 
 static struct daemon D;
 static bool trace; /* FUZZ_TRACE set: one line per request and reply on stderr */
@@ -84,16 +82,6 @@ int __wrap_worker_submit(struct worker_pool *wp, worker_fn work, worker_fn done,
         return -1;
     }
     return 0;
-}
-
-static void commit_cb(evutil_socket_t fd, short what, void *arg)
-{
-    dispatch_commit(arg);
-}
-
-static void flush_cb(evutil_socket_t fd, short what, void *arg)
-{
-    server_flush(arg);
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -954,7 +942,7 @@ static void run_op(struct client *cl, enum op op, struct in *in)
         return;
     case OP_MODE: /* what SIGHUP does when the configuration file's mode changed */
         D.cfg.mode = in_u8(in) % 4 == 0 ? MODE_DISABLED : MODE_LOCAL;
-        server_broadcast_status(&D);
+        dispatch_broadcast_status(&D);
         return;
     case OP_COUNT:
         abort();
@@ -1013,7 +1001,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    char err[512];
     const char *base = getenv("FUZZ_STATE_DIR");
     struct stat st;
     if (!base)
@@ -1032,18 +1019,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     trace = getenv("FUZZ_TRACE") != NULL;
     D.cfg.log_level = trace ? LOG_LVL_DEBUG : LOG_LVL_ERROR;
     log_set_level(D.cfg.log_level);
-    TAILQ_INIT(&D.conns);
-    TAILQ_INIT(&D.to_flush);
-    STAILQ_INIT(&D.flushes);
-    D.started = time(NULL);
-    if (store_open(D.cfg.db_path, &D.store, err, sizeof(err)) != 0 ||
-        store_open(D.cfg.db_path, &D.flush_store, err, sizeof(err)) != 0) /* as main.c */
-        FAIL("store_open: %s", err);
-    D.base = event_base_new();
-    D.commit_ev = D.base ? event_new(D.base, -1, 0, commit_cb, &D) : NULL;
-    D.flush_ev = D.base ? event_new(D.base, -1, 0, flush_cb, &D) : NULL;
-    D.workers = D.base ? worker_pool_new(D.base, WORKER_THREADS) : NULL;
-    if (!D.commit_ev || !D.flush_ev || !D.workers || publish_init(&D) != 0 || content_init(&D) != 0)
+    if (daemon_init(&D) != 0) /* as main.c, without the socket and the signals */
         FAIL("daemon set-up failed");
 
     make_variants();

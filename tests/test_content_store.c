@@ -173,11 +173,12 @@ START_TEST(flush_deletes_unreferenced_blocks_and_keeps_shared)
     put_block(1000, tag_b, 0, 0x10, STORE_OWNER_SHARED); /* tag b also added block 0 */
     put_block(1000, tag_a, 1, 0x11, STORE_OWNER_SHARED);
     put_block(2000, tag_a, 2, 0x12, STORE_OWNER_SHARED); /* another uid, same tag bytes */
-    uint64_t removed;
+    struct store_flush_result res;
     ck_assert_int_eq(store_begin(st), 0);
-    ck_assert_int_eq(store_flush_tag(st, 1000, tag_a, &removed), 0);
+    ck_assert_int_eq(store_flush_tag(st, 1000, tag_a, &res), 0);
     ck_assert_int_eq(store_commit(st), 0);
-    ck_assert_uint_eq(removed, 2);
+    ck_assert_uint_eq(res.labels_removed, 2);
+    ck_assert_uint_eq(res.bytes_freed, BS_SLOT_SIZE); /* block 1 only: tag b keeps block 0 */
     struct seen s = rows_for(1000);
     ck_assert_int_eq(s.n, 2); /* block 0 (tag b) and block 2 (uid 2000) survive */
     ck_assert_uint_eq(s.blocks[0], 0);
@@ -197,8 +198,8 @@ START_TEST(flush_deletes_unreferenced_blocks_and_keeps_shared)
     ck_assert_int_eq(bs_open(path, wp, &bs), 0);
     store_set_reclaim_hook(st, bs_reclaim, bs);
     /* Flushing the rest removes the file itself. */
-    ck_assert_int_eq(store_flush_tag(st, 1000, tag_b, &removed), 0); /* autocommit works too */
-    ck_assert_int_eq(store_flush_tag(st, 2000, tag_a, &removed), 0);
+    ck_assert_int_eq(store_flush_tag(st, 1000, tag_b, &res), 0); /* autocommit works too */
+    ck_assert_int_eq(store_flush_tag(st, 2000, tag_a, &res), 0);
     ck_assert_int_eq(rows_for(1000).n, 0);
     worker_pool_free(wp);
     wp = worker_pool_new(base, 2);
@@ -210,9 +211,9 @@ END_TEST
 START_TEST(rolled_back_flush_keeps_blocks_and_bytes)
 {
     put_block(7, tag_a, 0, 0x33, STORE_OWNER_SHARED);
-    uint64_t removed;
+    struct store_flush_result res;
     ck_assert_int_eq(store_begin(st), 0);
-    ck_assert_int_eq(store_flush_tag(st, 7, tag_a, &removed), 0);
+    ck_assert_int_eq(store_flush_tag(st, 7, tag_a, &res), 0);
     store_rollback(st);
     ck_assert_int_eq(rows_for(7).n, 1);
     worker_pool_free(wp);
@@ -227,8 +228,9 @@ START_TEST(private_block_kept_by_its_uid_only)
 {
     put_block(5, tag_a, 0, 0x44, 5);
     put_block(6, tag_a, 0, 0x44, 6); /* uid 6's own private copy */
-    uint64_t removed;
-    ck_assert_int_eq(store_flush_tag(st, 5, tag_a, &removed), 0);
+    struct store_flush_result res;
+    ck_assert_int_eq(store_flush_tag(st, 5, tag_a, &res), 0);
+    ck_assert_uint_eq(res.bytes_freed, BS_SLOT_SIZE); /* uid 5's private row went */
     ck_assert_int_eq(rows_for(5).n, 0);
     ck_assert_int_eq(rows_for(6).n, 1);
 }
@@ -304,13 +306,13 @@ START_TEST(flush_of_one_gib_tag_timing)
     double base_ms = now_ms() - t0;
     fill_rows(2, tag_a, 2);
     store_set_reclaim_hook(st, NULL, NULL); /* no data files here: time the rows only */
-    uint64_t removed;
+    struct store_flush_result res;
     t0 = now_ms();
     ck_assert_int_eq(store_begin(st), 0);
-    ck_assert_int_eq(store_flush_tag(st, 2, tag_a, &removed), 0);
+    ck_assert_int_eq(store_flush_tag(st, 2, tag_a, &res), 0);
     ck_assert_int_eq(store_commit(st), 0);
     double flush_ms = now_ms() - t0;
-    ck_assert_uint_eq(removed, 32 * CI_V1_BLOCKS_PER_SEGMENT);
+    ck_assert_uint_eq(res.labels_removed, 32 * CI_V1_BLOCKS_PER_SEGMENT);
     ck_assert_int_eq(rows_for(2).n, 0);
     fprintf(stderr, "flush of a tag labelling 1 GiB (16384 blocks): one transaction %.1f ms; "
                     "baseline plain DELETE of the same labels and blocks %.1f ms\n",

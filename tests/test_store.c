@@ -102,23 +102,23 @@ START_TEST(flush_removes_only_that_uid_and_tag)
     char err[256];
     ck_assert_int_eq(store_open(path, &st, err, sizeof(err)), 0);
     for (uint32_t b = 0; b < 10; b++) {
-        ck_assert_int_eq(store_label_add(st, 1000, tag_a, seg1, sizeof(seg1), b), 0);
-        ck_assert_int_eq(store_label_add(st, 1000, tag_b, seg1, sizeof(seg1), b), 0);
-        ck_assert_int_eq(store_label_add(st, 1001, tag_a, seg2, sizeof(seg2), b), 0);
+        ck_assert_int_eq(store_label_put(st, 1000, tag_a, seg1, sizeof(seg1), b, 100), 0);
+        ck_assert_int_eq(store_label_put(st, 1000, tag_b, seg1, sizeof(seg1), b, 100), 0);
+        ck_assert_int_eq(store_label_put(st, 1001, tag_a, seg2, sizeof(seg2), b, 100), 0);
     }
     /* Adding a label twice is idempotent. */
-    ck_assert_int_eq(store_label_add(st, 1000, tag_a, seg1, sizeof(seg1), 3), 0);
+    ck_assert_int_eq(store_label_put(st, 1000, tag_a, seg1, sizeof(seg1), 3, 100), 0);
     ck_assert_int_eq(store_tag_labels(st, 1000, tag_a), 10);
 
-    uint64_t removed = 99;
-    ck_assert_int_eq(store_flush_tag(st, 1000, tag_a, &removed), 0);
-    ck_assert_uint_eq(removed, 10);
+    struct store_flush_result res = {99, 99};
+    ck_assert_int_eq(store_flush_tag(st, 1000, tag_a, &res), 0);
+    ck_assert_uint_eq(res.labels_removed, 10);
     ck_assert_int_eq(store_tag_labels(st, 1000, tag_a), 0);
     ck_assert_int_eq(store_tag_labels(st, 1000, tag_b), 10); /* another tag of the same uid */
     ck_assert_int_eq(store_tag_labels(st, 1001, tag_a), 10); /* the same tag of another uid */
 
-    ck_assert_int_eq(store_flush_tag(st, 1000, tag_a, &removed), 0);
-    ck_assert_uint_eq(removed, 0); /* flushing an empty tag is fine */
+    ck_assert_int_eq(store_flush_tag(st, 1000, tag_a, &res), 0);
+    ck_assert_uint_eq(res.labels_removed, 0); /* flushing an empty tag is fine */
     store_close(st);
 }
 END_TEST
@@ -128,15 +128,15 @@ START_TEST(flush_in_a_rolled_back_transaction_keeps_labels)
     struct store *st;
     char err[256];
     ck_assert_int_eq(store_open(path, &st, err, sizeof(err)), 0);
-    ck_assert_int_eq(store_label_add(st, 5, tag_a, seg1, sizeof(seg1), 0), 0);
+    ck_assert_int_eq(store_label_put(st, 5, tag_a, seg1, sizeof(seg1), 0, 100), 0);
     ck_assert_int_eq(store_begin(st), 0);
-    uint64_t removed;
-    ck_assert_int_eq(store_flush_tag(st, 5, tag_a, &removed), 0);
-    ck_assert_uint_eq(removed, 1);
+    struct store_flush_result res;
+    ck_assert_int_eq(store_flush_tag(st, 5, tag_a, &res), 0);
+    ck_assert_uint_eq(res.labels_removed, 1);
     store_rollback(st);
     ck_assert_int_eq(store_tag_labels(st, 5, tag_a), 1);
     ck_assert_int_eq(store_begin(st), 0);
-    ck_assert_int_eq(store_flush_tag(st, 5, tag_a, &removed), 0);
+    ck_assert_int_eq(store_flush_tag(st, 5, tag_a, &res), 0);
     ck_assert_int_eq(store_commit(st), 0);
     store_close(st);
     /* Committed means durable across a re-open. */

@@ -597,7 +597,7 @@ PEERDIST_API DWORD WINAPI PeerDistClientCancelAsyncOperation(PEERDIST_INSTANCE_H
     Peerdist__CancelRequest cr = PEERDIST__CANCEL_REQUEST__INIT;
     cr.handle = cl.ct->c.ch.daemon_id;
     cr.request_id = request_id; /* 0: everything pending on the handle */
-    cr.kind = 0;                /* a content handle */
+    cr.kind = PEERDIST__HANDLE_KIND__HANDLE_KIND_CONTENT;
     Peerdist__Request req = PEERDIST__REQUEST__INIT;
     req.body_case = PEERDIST__REQUEST__BODY_CANCEL;
     req.cancel = &cr;

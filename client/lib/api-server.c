@@ -497,7 +497,8 @@ PEERDIST_API DWORD WINAPI PeerDistServerCancelAsyncOperation(PEERDIST_INSTANCE_H
             if (op->ov == pOverlapped && op->request_id != 0) {
                 cr.handle = ch->daemon_id;
                 cr.request_id = op->request_id;
-                cr.kind = ch->h.type == HT_STREAM ? 1 : 2;
+                cr.kind = ch->h.type == HT_STREAM ? PEERDIST__HANDLE_KIND__HANDLE_KIND_STREAM
+                                                  : PEERDIST__HANDLE_KIND__HANDLE_KIND_CONTENT_INFO;
                 found = true;
                 break;
             }

@@ -1,0 +1,341 @@
+/*
+ * content-add.c - AddData in the daemon: the call's bytes checked against the handle's bounds,
+ * cut into blocks (whole blocks go to a worker, parts of blocks are held until the rest
+ * arrives), each complete block verified against the hash its content information lists and
+ * written to its data file on the worker. content-commit.c takes it from there.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "blockstore.h"
+#include "content-internal.h"
+#include "log.h"
+#include "worker.h"
+
+static void unit_free_all(struct op *op)
+{
+    for (size_t i = 0; i < op->nunits; i++)
+        free(op->units[i].own);
+    free(op->units);
+}
+
+void content_op_free(struct op *op)
+{
+    unit_free_all(op);
+    free(op->data);
+    free(op);
+}
+
+static struct held *held_find(struct content_handle *h, size_t seg, uint32_t block, struct held ***prev)
+{
+    struct held **pp = &h->held;
+    for (; *pp; pp = &(*pp)->next)
+        if ((*pp)->seg == seg && (*pp)->block == block)
+            break;
+    if (prev)
+        *prev = pp;
+    return *pp;
+}
+
+static size_t held_cost(uint32_t len)
+{
+    return len + (len + 7) / 8;
+}
+
+unsigned content_abort_ops(struct content_handle *h, uint64_t request_id)
+{
+    unsigned n = 0;
+    struct op *op;
+    LIST_FOREACH(op, &h->ops, link) {
+        if (atomic_load(&op->aborted) || (request_id && op->request_id != request_id))
+            continue;
+        atomic_store(&op->aborted, true);
+        conn_reply_status(op->c, op->request_id, ERROR_OPERATION_ABORTED);
+        n++;
+    }
+    return n;
+}
+
+/* Worker: verify every complete block and write the good ones (the group sync syncs them). */
+void content_op_work(void *arg)
+{
+    struct op *op = arg;
+    const struct ci_info *ci = op->h->ci;
+    struct blockstore *bs = op->cd->d->bs;
+    int fd = -1;
+    const struct unit *fd_for = NULL;
+    for (size_t i = 0; i < op->nunits && !atomic_load(&op->aborted); i++) {
+        struct unit *u = &op->units[i];
+        const struct ci_segment *seg = &ci->segments[u->seg];
+        bool ok = ci->version == CI_VERSION_2 ? ci_verify_segment_data(ci, u->seg, u->data, u->len)
+                                              : ci_verify_block(ci, u->seg, u->block, u->data, u->len);
+        if (!ok) {
+            u->result = UNIT_BAD_HASH;
+            continue;
+        }
+        if (!fd_for || fd_for->seg != u->seg || fd_for->owner != u->owner) {
+            if (fd >= 0)
+                close(fd); /* synced later, with other ops' writes to it (group sync) */
+            fd = bs_open_write(bs, seg->id, ci->digest_len, u->owner);
+            fd_for = u;
+        }
+        uint64_t at = (uint64_t)u->block * BS_SLOT_SIZE;
+        size_t done = 0;
+        while (fd >= 0 && done < u->len) {
+            ssize_t w = pwrite(fd, u->data + done, u->len - done, (off_t)(at + done));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break;
+            done += (size_t)w;
+        }
+        if (done != u->len) {
+            u->result = UNIT_IO;
+            u->err = errno ? errno : EIO;
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    content_mark_file_errors(op);
+}
+
+void content_mark_file_errors(struct op *op)
+{
+    for (size_t i = 0; i < op->nunits; i++) {
+        struct unit *u = &op->units[i];
+        if (u->err && u->result == UNIT_OK)
+            for (size_t k = 0; k < op->nunits; k++)
+                if (op->units[k].seg == u->seg && op->units[k].owner == u->owner &&
+                    op->units[k].result == UNIT_OK) {
+                    op->units[k].result = UNIT_IO;
+                    op->units[k].err = u->err;
+                }
+    }
+}
+
+/* Adds bytes [a, b) of the call (content offsets) to a held block; true once it is whole. */
+static bool held_fill(struct held *hb, uint64_t block_start, uint64_t a, uint64_t b,
+    const uint8_t *src)
+{
+    uint32_t from = (uint32_t)(a - block_start), to = (uint32_t)(b - block_start);
+    memcpy(hb->buf + from, src, to - from);
+    for (uint32_t k = from; k < to; k++) {
+        uint8_t bit = (uint8_t)(1u << (k & 7));
+        if (!(hb->have[k >> 3] & bit)) {
+            hb->have[k >> 3] |= bit;
+            hb->filled++;
+        }
+    }
+    return hb->filled == hb->len;
+}
+
+/*
+ * Step 1: which bytes of the call to store. A whole-content handle knows where the content
+ * ends: a call with any byte past it is refused (PEERDIST_ERROR_OUT_OF_BOUNDS) and stores
+ * nothing. A ranged handle cannot know the end, and Microsoft documents that AddData accepts
+ * data outside the range: the blocks its content information lists are stored, every other
+ * byte is dropped, and the reply counts them all (DESIGN.md, API behaviour). [*lo, *hi) is
+ * the part to store, empty when nothing of the call is listed.
+ */
+static DWORD add_bounds(struct conn *c, const struct content_handle *h, uint64_t off,
+    size_t len, uint64_t *lo, uint64_t *hi)
+{
+    uint64_t end = off + len;
+    if (end < off || (h->ci->whole && (off < h->add_lo || end > h->add_hi ||
+                                          (len == 0 && off > h->add_hi)))) {
+        log_warn(CONN_FMT ": AddData [%llu, %llu) out of bounds [%llu, %llu)", CONN_ARGS(c),
+            (unsigned long long)off, (unsigned long long)end, (unsigned long long)h->add_lo,
+            (unsigned long long)h->add_hi);
+        return PEERDIST_ERROR_OUT_OF_BOUNDS;
+    }
+    *lo = off > h->add_lo ? off : h->add_lo;
+    *hi = end < h->add_hi ? end : h->add_hi;
+    if (*hi < *lo)
+        *hi = *lo;
+    return ERROR_SUCCESS;
+}
+
+/*
+ * Step 2: the units [lo, hi) can make (every block it touches may complete) and the memory it
+ * would hold; refused before anything is touched if the handle or the connection would pass
+ * its limit.
+ */
+static DWORD add_plan(struct conn *c, struct content_handle *h, uint64_t lo, uint64_t hi,
+    size_t *nunits)
+{
+    const struct ci_info *ci = h->ci;
+    size_t need = 0;
+    *nunits = 0;
+    for (uint64_t p = lo; p < hi;) {
+        struct pos ps;
+        content_pos_at(ci, p, &ps);
+        uint64_t bend = ps.start + ps.len, to = hi < bend ? hi : bend;
+        if (content_listed_hash(ci, &ci->segments[ps.seg], ps.block)) {
+            if ((p != ps.start || to != bend) && !held_find(h, ps.seg, ps.block, NULL))
+                need += held_cost(ps.len);
+            (*nunits)++;
+        }
+        p = to;
+    }
+    struct content_conn *cc = c->content;
+    if (h->held_bytes + need > CONTENT_HELD_MAX || cc->memory + need > CONTENT_CONN_MEMORY_MAX) {
+        log_warn(CONN_FMT ": AddData refused: incomplete blocks held would pass %u bytes for "
+                 "handle %llu or %u bytes for the connection",
+            CONN_ARGS(c), CONTENT_HELD_MAX, (unsigned long long)h->id, CONTENT_CONN_MEMORY_MAX);
+        return ERROR_NOT_ENOUGH_MEMORY;
+    }
+    return ERROR_SUCCESS;
+}
+
+static void held_unlink(struct content_handle *h, struct content_conn *cc, struct held **prev)
+{
+    struct held *hb = *prev;
+    *prev = hb->next;
+    h->held_bytes -= held_cost(hb->len);
+    cc->memory -= held_cost(hb->len);
+}
+
+/* The held copy of (seg, block), created empty if there is none; NULL when out of memory. */
+static struct held *held_get(struct content_handle *h, struct content_conn *cc,
+    const struct pos *ps, struct held ***prev)
+{
+    struct held *hb = held_find(h, ps->seg, ps->block, prev);
+    if (hb)
+        return hb;
+    hb = calloc(1, sizeof(*hb));
+    if (!hb || !(hb->buf = malloc(ps->len)) || !(hb->have = calloc((ps->len + 7) / 8, 1))) {
+        if (hb)
+            content_held_free(hb);
+        return NULL;
+    }
+    hb->seg = ps->seg;
+    hb->block = ps->block;
+    hb->len = ps->len;
+    hb->next = h->held;
+    h->held = hb;
+    h->held_bytes += held_cost(ps->len);
+    cc->memory += held_cost(ps->len);
+    held_find(h, ps->seg, ps->block, prev);
+    return hb;
+}
+
+/*
+ * Step 3: whole blocks become units straight from the call's bytes; parts of blocks are held,
+ * and a held block that this call completes becomes a unit too. -1 when out of memory (bytes
+ * held so far are correct bytes, kept for later).
+ */
+static int add_split(struct op *op, uint64_t lo, uint64_t hi)
+{
+    struct content_handle *h = op->h;
+    struct content_conn *cc = op->c->content;
+    const struct ci_info *ci = h->ci;
+    for (uint64_t p = lo; p < hi;) {
+        struct pos ps;
+        content_pos_at(ci, p, &ps);
+        uint64_t bend = ps.start + ps.len, to = hi < bend ? hi : bend;
+        const uint8_t *src = op->data + (p - lo);
+        struct held **prev;
+        struct held *hb;
+        const uint8_t *data = NULL;
+        uint8_t *own = NULL;
+        if (!content_listed_hash(ci, &ci->segments[ps.seg], ps.block)) {
+            /* not listed (a ranged handle): dropped, but counted */
+        } else if (p == ps.start && to == bend) {
+            data = src;
+            if ((hb = held_find(h, ps.seg, ps.block, &prev))) {
+                held_unlink(h, cc, prev); /* the whole block came at once: the part is moot */
+                content_held_free(hb);
+            }
+        } else {
+            if (!(hb = held_get(h, cc, &ps, &prev)))
+                return -1;
+            if (held_fill(hb, ps.start, p, to, src)) {
+                held_unlink(h, cc, prev);
+                own = hb->buf;
+                data = own;
+                hb->buf = NULL;
+                content_held_free(hb);
+            }
+        }
+        if (data) { /* a complete block: add_plan counted it */
+            struct unit *u = &op->units[op->nunits++];
+            u->seg = ps.seg;
+            u->block = ps.block;
+            u->len = ps.len;
+            u->data = data;
+            u->own = own;
+            u->owner = h->bound[ps.seg] ? STORE_OWNER_SHARED : (int64_t)op->c->uid;
+        }
+        p = to;
+    }
+    return 0;
+}
+
+/* Step 4: pin the units' slots and hand the op to a worker (content_op_work). */
+static int add_submit(struct op *op)
+{
+    struct content_handle *h = op->h;
+    struct blockstore *bs = op->c->d->bs;
+    const struct ci_info *ci = h->ci;
+    for (size_t i = 0; i < op->nunits; i++)
+        bs_pin(bs, ci->segments[op->units[i].seg].id, ci->digest_len, op->units[i].owner,
+            op->units[i].block);
+    LIST_INSERT_HEAD(&h->ops, op, link);
+    h->refs++;
+    op->c->refs++;
+    if (worker_submit(op->c->d->workers, content_op_work, content_op_written, op) == 0)
+        return 0;
+    LIST_REMOVE(op, link);
+    for (size_t i = 0; i < op->nunits; i++)
+        bs_unpin(bs, ci->segments[op->units[i].seg].id, ci->digest_len, op->units[i].owner,
+            op->units[i].block);
+    h->refs--;
+    op->c->refs--;
+    return -1;
+}
+
+void content_add_data(struct conn *c, uint64_t id, const Peerdist__AddDataRequest *a)
+{
+    if (c->d->cfg.mode == MODE_DISABLED)
+        return conn_reply_status(c, id, ERROR_ACCESS_DISABLED_BY_POLICY);
+    struct content_handle *h = content_find_handle(c, a->handle);
+    if (!h)
+        return conn_reply_status(c, id, ERROR_INVALID_HANDLE);
+    if (!h->ci)
+        return conn_reply_status(c, id, PEERDIST_ERROR_NOT_INITIALIZED);
+    if (a->data.len > PD_MAX_CHUNK)
+        return conn_reply_status(c, id, ERROR_INVALID_PARAMETER);
+    uint64_t lo, hi;
+    size_t nunits;
+    DWORD rc = add_bounds(c, h, a->offset, a->data.len, &lo, &hi);
+    if (rc == ERROR_SUCCESS)
+        rc = add_plan(c, h, lo, hi, &nunits);
+    if (rc != ERROR_SUCCESS)
+        return conn_reply_status(c, id, rc);
+    if (nunits == 0) /* nothing listed, or nothing at all */
+        return conn_reply_count(c, id, a->data.len);
+    struct op *op = calloc(1, sizeof(*op));
+    if (!op || !(op->units = calloc(nunits, sizeof(*op->units))) || !(op->data = malloc(hi - lo)))
+        goto nomem;
+    memcpy(op->data, a->data.data + (lo - a->offset), hi - lo);
+    op->len = a->data.len;
+    op->request_id = id;
+    op->offset = lo;
+    op->h = h;
+    op->c = c;
+    op->cd = c->d->content;
+    if (add_split(op, lo, hi) != 0)
+        goto nomem;
+    if (op->nunits == 0) { /* only held bytes: accepted, nothing to verify yet */
+        content_op_free(op);
+        return conn_reply_count(c, id, a->data.len);
+    }
+    if (add_submit(op) == 0)
+        return;
+nomem:
+    if (op)
+        content_op_free(op);
+    conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+}

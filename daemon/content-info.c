@@ -1,0 +1,203 @@
+/*
+ * content-info.c - content information on a content handle: streamed in (AddContentInformation),
+ * parsed and checked at Complete against DESIGN.md's trust rules (a V1 hash list is bound to
+ * its segment ID only when the full list hashes to HoD), the ranges the handle may read and
+ * add, and the promotion of private blocks whose segment's full list has now verified.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "blockstore.h"
+#include "content-internal.h"
+#include "log.h"
+
+static void log_refusal(struct conn *c, const char *what, const struct ci_error *e)
+{
+    log_warn("connection %llu (uid %u pid %d): %s refused: %s (byte %zu, error %u)",
+        (unsigned long long)c->serial, (unsigned)c->uid, (int)c->pid, what, e->reason, e->offset,
+        (unsigned)e->code);
+}
+
+void content_add_info(struct conn *c, uint64_t id, const Peerdist__AddContentInfoRequest *a)
+{
+    struct content_handle *h = content_find_handle(c, a->handle);
+    if (!h)
+        return conn_reply_status(c, id, ERROR_INVALID_HANDLE);
+    if (h->ci)
+        return conn_reply_status(c, id, PEERDIST_ERROR_ALREADY_COMPLETED);
+    struct content_conn *cc = c->content;
+    if (cc->memory + a->data.len > CONTENT_CONN_MEMORY_MAX) {
+        log_warn("connection %llu (uid %u pid %d): AddContentInformation refused: more than %u "
+                 "bytes of content information and held blocks on this connection",
+            (unsigned long long)c->serial, (unsigned)c->uid, (int)c->pid, CONTENT_CONN_MEMORY_MAX);
+        return conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+    }
+    if (!h->stream && !(h->stream = ci_stream_new(CONTENT_INFO_MAX)))
+        return conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+    struct ci_error e = {0};
+    DWORD rc = ci_stream_feed(h->stream, a->data.data, a->data.len, &e);
+    if (rc != ERROR_SUCCESS) {
+        log_refusal(c, "content information", &e);
+        return conn_reply_status(c, id, rc);
+    }
+    h->ci_bytes += a->data.len;
+    cc->memory += a->data.len;
+    conn_reply_count(c, id, a->data.len);
+}
+
+/* Bound segments' hashes are now trusted: private rows with the same hash become shared. */
+struct promote_ctx {
+    const struct ci_info *ci;
+    const struct ci_segment *seg;
+    uint32_t blocks[CONTENT_SLOTS_MAX];
+    size_t n;
+};
+
+const uint8_t *content_listed_hash(const struct ci_info *ci, const struct ci_segment *seg,
+    uint32_t block)
+{
+    if (ci->version == CI_VERSION_2)
+        return block == 0 ? seg->hod : NULL;
+    if (block < seg->first_block || block - seg->first_block >= seg->n_blocks)
+        return NULL;
+    return seg->block_hashes + (size_t)(block - seg->first_block) * ci->digest_len;
+}
+
+static int promote_row(void *arg, const struct store_block_row *row)
+{
+    struct promote_ctx *p = arg;
+    const uint8_t *hash = content_listed_hash(p->ci, p->seg, row->block);
+    if (hash && row->hash_len == p->ci->digest_len && memcmp(hash, row->hash, row->hash_len) == 0 &&
+        p->n < CONTENT_SLOTS_MAX)
+        p->blocks[p->n++] = row->block;
+    return 0;
+}
+
+static void promote_bound(struct conn *c, struct content_handle *h)
+{
+    struct store *st = c->d->store;
+    struct promote_ctx *p = malloc(sizeof(*p));
+    if (!p)
+        return; /* promotion is an optimisation: the blocks stay readable to their uid */
+    for (size_t i = 0; i < h->ci->n_segments; i++) {
+        if (!h->bound[i] || h->ci->version != CI_VERSION_1)
+            continue;
+        p->ci = h->ci;
+        p->seg = &h->ci->segments[i];
+        p->n = 0;
+        const struct ci_segment *seg = p->seg;
+        if (store_segment_private_blocks(st, seg->id, h->ci->digest_len, promote_row, p) != 0)
+            break;
+        for (size_t k = 0; k < p->n; k++)
+            store_block_promote(st, seg->id, h->ci->digest_len, p->blocks[k],
+                content_listed_hash(h->ci, seg, p->blocks[k]), h->ci->digest_len);
+    }
+    free(p);
+    c->d->blocks_gen++; /* rows changed owner: slot maps reload */
+}
+
+/* The checks of DESIGN.md (Trust in stored bytes) and what the handle may read and add. */
+static DWORD validate(struct conn *c, struct content_handle *h, struct ci_info *ci)
+{
+    h->bound = calloc(ci->n_segments ? ci->n_segments : 1, sizeof(bool));
+    if (!h->bound)
+        return ERROR_NOT_ENOUGH_MEMORY;
+    for (size_t i = 0; i < ci->n_segments; i++) {
+        const struct ci_segment *seg = &ci->segments[i];
+        const char *why = NULL;
+        if (ci->version == CI_VERSION_1) {
+            if (seg->block_size != BS_SLOT_SIZE || seg->n_blocks == 0)
+                why = "V1 segment with an unusual block size or no block hashes";
+            else if (ci_segment_has_full_list(seg) && !(h->bound[i] = ci_verify_segment_hashes(ci, i)))
+                why = "V1 block-hash list does not hash to the segment's HoD";
+        } else {
+            if (seg->length == 0 || seg->length > CI_V2_PARSE_SEGMENT_MAX)
+                why = "V2 segment length out of bounds";
+            h->bound[i] = true; /* bytes are checked against HoD itself */
+        }
+        if (why) {
+            log_warn("connection %llu (uid %u pid %d): content information refused: segment %zu: %s",
+                (unsigned long long)c->serial, (unsigned)c->uid, (int)c->pid, i, why);
+            return PEERDIST_ERROR_CANNOT_PARSE_CONTENTINFO;
+        }
+    }
+    h->read_lo = ci->range_offset;
+    h->read_hi = ci->range_offset + ci->range_length;
+    if (ci->n_segments) {
+        const struct ci_segment *first = &ci->segments[0], *last = &ci->segments[ci->n_segments - 1];
+        if (ci->version == CI_VERSION_1) {
+            h->add_lo = first->offset + (uint64_t)first->first_block * first->block_size;
+            uint64_t end = (uint64_t)(last->first_block + last->n_blocks) * last->block_size;
+            h->add_hi = last->offset + (end < last->length ? end : last->length);
+        } else {
+            h->add_lo = first->offset;
+            h->add_hi = last->offset + last->length;
+        }
+    }
+    if (h->read_lo < h->add_lo)
+        h->read_lo = h->add_lo;
+    if (h->read_hi > h->add_hi)
+        h->read_hi = h->add_hi;
+    if (h->read_hi < h->read_lo)
+        h->read_hi = h->read_lo;
+    h->cursor = h->read_lo;
+    return ERROR_SUCCESS;
+}
+
+void content_complete_info(struct conn *c, uint64_t id,
+    const Peerdist__CompleteContentInfoRequest *a)
+{
+    struct content_handle *h = content_find_handle(c, a->handle);
+    if (!h)
+        return conn_reply_status(c, id, ERROR_INVALID_HANDLE);
+    if (h->ci)
+        return conn_reply_status(c, id, PEERDIST_ERROR_ALREADY_COMPLETED);
+    if (!h->stream && !(h->stream = ci_stream_new(CONTENT_INFO_MAX)))
+        return conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+    struct ci_error e = {0};
+    struct ci_info *ci = NULL;
+    DWORD rc = ci_stream_finish(h->stream, &ci, &e);
+    if (rc != ERROR_SUCCESS) {
+        log_refusal(c, "content information", &e);
+        return conn_reply_status(c, id, rc);
+    }
+    rc = validate(c, h, ci);
+    if (rc != ERROR_SUCCESS) {
+        free(h->bound);
+        h->bound = NULL;
+        ci_info_free(ci);
+        return conn_reply_status(c, id, rc);
+    }
+    ci_stream_free(h->stream);
+    h->stream = NULL;
+    h->ci = ci;
+    if (!flush_gate_open(c->d)) { /* promotion writes: once the flush batch committed */
+        struct content_daemon *cd = c->d->content;
+        h->complete_id = id;
+        h->complete_conn = c;
+        h->refs++;
+        c->refs++;
+        LIST_INSERT_HEAD(&cd->complete_wait, h, wait_link);
+        flush_gate_wait(c->d, &cd->gate_waiter);
+        return;
+    }
+    promote_bound(c, h);
+    conn_reply_status(c, id, ERROR_SUCCESS);
+}
+
+void content_info_resume(struct content_daemon *cd)
+{
+    while (!LIST_EMPTY(&cd->complete_wait)) {
+        struct content_handle *h = LIST_FIRST(&cd->complete_wait);
+        LIST_REMOVE(h, wait_link);
+        struct conn *c = h->complete_conn;
+        if (h->closed) {
+            conn_reply_status(c, h->complete_id, ERROR_OPERATION_ABORTED);
+        } else {
+            promote_bound(c, h);
+            conn_reply_status(c, h->complete_id, ERROR_SUCCESS);
+        }
+        content_handle_unref(h);
+        conn_unref(c);
+    }
+}

@@ -1,0 +1,165 @@
+/*
+ * content-internal.h - what the files of the content module share: content handles
+ * (content.c), content information and trust (content-info.c), AddData intake and
+ * verification (content-add.c), the write/sync/commit pipeline (content-commit.c), and reads
+ * (content-read.c). Everything here runs on the loop thread except op_work and
+ * group_sync_work, which run on workers and touch only their op's units and the block store.
+ */
+#ifndef PEERDIST_CONTENT_INTERNAL_H
+#define PEERDIST_CONTENT_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <peerdist.h>
+
+#include "contentinfo.h"
+#include "daemon.h"
+#include "flush.h"
+
+/* Bytes of incomplete blocks (V1) or segments (V2) held per handle (DESIGN.md, Bad bytes). */
+#define CONTENT_HELD_MAX (64u * 1024 * 1024)
+/* Content information accepted per handle (about 127 GiB of V1 content). */
+#define CONTENT_INFO_MAX CI_STREAM_DEFAULT_MAX
+/*
+ * Memory one connection may make the daemon hold across all its handles: content
+ * information fed plus bytes of incomplete blocks. Without it, 4096 handles of
+ * 64 MiB each would let one client take 256 GiB.
+ */
+#define CONTENT_CONN_MEMORY_MAX (256u * 1024 * 1024)
+/* V1 blocks per segment: the most one segment's slot table holds. */
+#define CONTENT_SLOTS_MAX CI_V1_BLOCKS_PER_SEGMENT
+
+struct content_handle;
+struct slots;
+
+struct content_daemon {
+    struct daemon *d;
+    /*
+     * Group sync: AddData ops whose bytes are written wait here; one worker job
+     * fdatasyncs every file the waiting ops wrote (once per file), then their
+     * metadata commits and they reply. Many 1 MiB AddData calls share one
+     * fdatasync per file instead of paying one each.
+     */
+    struct op *sync_head, **sync_tail;
+    bool syncing;
+    /*
+     * Writes deferred while the flush write gate is closed (flush.h): synced AddData ops
+     * waiting to commit, and Completes waiting to promote and reply. gate_waiter runs them.
+     */
+    struct op *commit_wait, **commit_wait_tail;
+    LIST_HEAD(, content_handle) complete_wait;
+    struct flush_waiter gate_waiter;
+};
+
+/* Bytes of one incomplete block, held until the rest arrives. */
+struct held {
+    size_t seg;
+    uint32_t block, len, filled;
+    uint8_t *buf, *have; /* have: one bit per byte */
+    struct held *next;
+};
+
+/* One complete block on its way through the worker. */
+struct unit {
+    size_t seg;
+    uint32_t block, len;
+    const uint8_t *data;
+    uint8_t *own; /* data came from held bytes */
+    int64_t owner;
+    enum { UNIT_OK, UNIT_BAD_HASH, UNIT_IO } result;
+    int err;
+    bool synced; /* its file was fdatasync'ed by a group sync */
+};
+
+/* A pending AddData. */
+struct op {
+    uint64_t request_id;
+    uint64_t offset; /* content offset of data[0], for log lines */
+    struct content_handle *h;
+    struct conn *c;
+    struct content_daemon *cd;
+    atomic_bool aborted; /* answered with ERROR_OPERATION_ABORTED; commit nothing */
+    uint8_t *data;
+    size_t len;    /* bytes of the call: what the reply counts */
+    struct unit *units;
+    size_t nunits;
+    struct op *sync_next; /* on the group-sync list or batch */
+    LIST_ENTRY(op) link;
+};
+
+struct content_handle {
+    uint64_t id;
+    uint8_t tag[STORE_TAG_SIZE];
+    unsigned refs; /* the connection's list, plus each op */
+    bool closed;
+    struct ci_stream *stream;
+    struct ci_info *ci;        /* set at Complete; read-only afterwards (workers read it) */
+    bool *bound;               /* per segment: hashes bound to the segment ID (shareable) */
+    uint64_t read_lo, read_hi; /* the range reads serve: [S, S+L) */
+    uint64_t add_lo, add_hi;   /* the blocks the content information lists, whole */
+    uint64_t cursor;
+    struct held *held;
+    size_t held_bytes;
+    size_t ci_bytes; /* content information fed (counted in content_conn.memory) */
+    LIST_HEAD(, op) ops;
+    struct slots *slots;  /* reads' cached slot map of one segment (content-read.c) */
+    uint64_t slots_gen;   /* d->blocks_gen it was loaded at */
+    uint64_t complete_id; /* a Complete waiting for the write gate (complete_wait) */
+    struct conn *complete_conn;
+    LIST_ENTRY(content_handle) wait_link;
+    LIST_ENTRY(content_handle) link;
+};
+
+struct content_conn {
+    uint64_t next_handle;
+    unsigned nhandles;
+    size_t memory; /* content information fed + held bytes, all handles (CONTENT_CONN_MEMORY_MAX) */
+    LIST_HEAD(, content_handle) handles;
+};
+
+/* Position of content offset off: segment, block, and where the block lies. */
+struct pos {
+    size_t seg;
+    uint32_t block;
+    uint64_t start; /* content offset of the block */
+    uint32_t len;
+};
+
+/* content.c: handles */
+struct content_handle *content_find_handle(struct conn *c, uint64_t id);
+void content_handle_unref(struct content_handle *h);
+void content_held_free(struct held *hb);
+
+/* content-info.c: AddContentInformation, Complete (validation, promotion) */
+void content_add_info(struct conn *c, uint64_t id, const Peerdist__AddContentInfoRequest *a);
+void content_complete_info(struct conn *c, uint64_t id,
+    const Peerdist__CompleteContentInfoRequest *a);
+/* The hash the handle's content information lists for (seg, block); NULL if none. */
+const uint8_t *content_listed_hash(const struct ci_info *ci, const struct ci_segment *seg,
+    uint32_t block);
+/* The gate opened: Completes deferred meanwhile promote and reply. */
+void content_info_resume(struct content_daemon *cd);
+
+/* content-add.c: AddData */
+void content_add_data(struct conn *c, uint64_t id, const Peerdist__AddDataRequest *a);
+void content_op_free(struct op *op);
+/* Worker: verify every complete block of the op and write the good ones. */
+void content_op_work(void *arg);
+/* A failed write or sync of a file fails every block of the op written to it. */
+void content_mark_file_errors(struct op *op);
+/* Answers every pending op of h (or just request_id) with ERROR_OPERATION_ABORTED. */
+unsigned content_abort_ops(struct content_handle *h, uint64_t request_id);
+
+/* content-commit.c: the op's bytes are written (worker done): group sync, commit, reply */
+void content_op_written(void *arg);
+/* The write gate's waiter (flush.h): deferred commits, then deferred Completes. */
+void content_gate_opened(struct flush_waiter *w);
+
+/* content-read.c */
+void content_pos_at(const struct ci_info *ci, uint64_t off, struct pos *p);
+void content_read(struct conn *c, uint64_t id, const Peerdist__ReadRequest *rq);
+
+#endif

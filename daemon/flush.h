@@ -1,0 +1,43 @@
+/*
+ * flush.h - PeerDistClientFlushContent in the daemon: queued flushes committed in batches (one
+ * transaction each) on the flush worker's own database connection, and the write gate that
+ * keeps the loop's writers from waiting on that transaction's lock.
+ */
+#ifndef PEERDIST_FLUSH_H
+#define PEERDIST_FLUSH_H
+
+#include <stdbool.h>
+#include <sys/queue.h>
+
+#include "daemon.h"
+
+/* Flushes committed in one transaction at most. */
+#define FLUSH_BATCH_MAX 4096
+
+/*
+ * A writer waiting for the gate to open, embedded in the writer's own state (no allocation,
+ * so waiting cannot fail). fn runs on the loop once the running batch has committed.
+ */
+struct flush_waiter {
+    void (*fn)(struct flush_waiter *w);
+    bool waiting;
+    STAILQ_ENTRY(flush_waiter) link;
+};
+
+/* Opens the flush connection to d->cfg.db_path. 0, or -1 (logged). */
+int flush_init(struct daemon *d);
+void flush_free(struct daemon *d);
+/* Queues a FlushRequest; it is answered (FlushReply) after its batch commits. */
+void flush_request(struct conn *c, uint64_t id, const Peerdist__FlushRequest *f);
+/* At stop: waits for the running batch, then runs the queued ones, answering them all. */
+void flush_drain(struct daemon *d);
+
+/*
+ * The write gate. While a batch holds the database's write lock, the loop must not write
+ * (it would wait up to the busy timeout): a writer asks flush_gate_open, and if it is closed
+ * queues its writes and calls flush_gate_wait (once; a waiting waiter is not queued twice).
+ */
+bool flush_gate_open(const struct daemon *d);
+void flush_gate_wait(struct daemon *d, struct flush_waiter *w);
+
+#endif
