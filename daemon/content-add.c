@@ -14,20 +14,6 @@
 #include "log.h"
 #include "worker.h"
 
-static void unit_free_all(struct op *op)
-{
-    for (size_t i = 0; i < op->nunits; i++)
-        free(op->units[i].own);
-    free(op->units);
-}
-
-void content_op_free(struct op *op)
-{
-    unit_free_all(op);
-    free(op->data);
-    free(op);
-}
-
 static struct held *held_find(struct content_handle *h, size_t seg, uint32_t block, struct held ***prev)
 {
     struct held **pp = &h->held;
@@ -44,22 +30,8 @@ static size_t held_cost(uint32_t len)
     return len + (len + 7) / 8;
 }
 
-unsigned content_abort_ops(struct content_handle *h, uint64_t request_id)
-{
-    unsigned n = 0;
-    struct op *op;
-    LIST_FOREACH(op, &h->ops, link) {
-        if (atomic_load(&op->aborted) || (request_id && op->request_id != request_id))
-            continue;
-        atomic_store(&op->aborted, true);
-        conn_reply_status(op->c, op->request_id, ERROR_OPERATION_ABORTED);
-        n++;
-    }
-    return n;
-}
-
 /* Worker: verify every complete block and write the good ones (the group sync syncs them). */
-void content_op_work(void *arg)
+static void op_work(void *arg)
 {
     struct op *op = arg;
     const struct ci_info *ci = op->h->ci;
@@ -99,20 +71,6 @@ void content_op_work(void *arg)
     if (fd >= 0)
         close(fd);
     content_mark_file_errors(op);
-}
-
-void content_mark_file_errors(struct op *op)
-{
-    for (size_t i = 0; i < op->nunits; i++) {
-        struct unit *u = &op->units[i];
-        if (u->err && u->result == UNIT_OK)
-            for (size_t k = 0; k < op->nunits; k++)
-                if (op->units[k].seg == u->seg && op->units[k].owner == u->owner &&
-                    op->units[k].result == UNIT_OK) {
-                    op->units[k].result = UNIT_IO;
-                    op->units[k].err = u->err;
-                }
-    }
 }
 
 /* Adds bytes [a, b) of the call (content offsets) to a held block; true once it is whole. */
@@ -285,7 +243,7 @@ static int add_submit(struct op *op)
     LIST_INSERT_HEAD(&h->ops, op, link);
     h->refs++;
     op->c->refs++;
-    if (worker_submit(op->c->d->workers, content_op_work, content_op_written, op) == 0)
+    if (worker_submit(op->c->d->workers, op_work, content_op_written, op) == 0)
         return 0;
     LIST_REMOVE(op, link);
     for (size_t i = 0; i < op->nunits; i++)

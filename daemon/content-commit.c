@@ -18,6 +18,35 @@
 
 static void group_sync_kick(struct content_daemon *cd);
 
+static void unit_free_all(struct op *op)
+{
+    for (size_t i = 0; i < op->nunits; i++)
+        free(op->units[i].own);
+    free(op->units);
+}
+
+void content_op_free(struct op *op)
+{
+    unit_free_all(op);
+    free(op->data);
+    free(op);
+}
+
+/* A failed write or sync of a file fails every block of the op written to it. */
+void content_mark_file_errors(struct op *op)
+{
+    for (size_t i = 0; i < op->nunits; i++) {
+        struct unit *u = &op->units[i];
+        if (u->err && u->result == UNIT_OK)
+            for (size_t k = 0; k < op->nunits; k++)
+                if (op->units[k].seg == u->seg && op->units[k].owner == u->owner &&
+                    op->units[k].result == UNIT_OK) {
+                    op->units[k].result = UNIT_IO;
+                    op->units[k].err = u->err;
+                }
+    }
+}
+
 /* Loop: rows and labels for the verified blocks in one transaction, then the reply. */
 static DWORD op_commit(struct op *op, bool *bad)
 {

@@ -53,16 +53,6 @@ struct promote_ctx {
     size_t n;
 };
 
-const uint8_t *content_listed_hash(const struct ci_info *ci, const struct ci_segment *seg,
-    uint32_t block)
-{
-    if (ci->version == CI_VERSION_2)
-        return block == 0 ? seg->hod : NULL;
-    if (block < seg->first_block || block - seg->first_block >= seg->n_blocks)
-        return NULL;
-    return seg->block_hashes + (size_t)(block - seg->first_block) * ci->digest_len;
-}
-
 static int promote_row(void *arg, const struct store_block_row *row)
 {
     struct promote_ctx *p = arg;

@@ -128,38 +128,41 @@ struct pos {
     uint32_t len;
 };
 
-/* content.c: handles */
+/*
+ * The parts call downwards only (no cycle): content.c -> content-info.c, content-add.c,
+ * content-read.c; content-add.c -> content-commit.c -> content-info.c; all -> content-handle.c.
+ */
+
+/* content-handle.c */
 struct content_handle *content_find_handle(struct conn *c, uint64_t id);
 void content_handle_unref(struct content_handle *h);
 void content_held_free(struct held *hb);
+void content_held_free_all(struct content_handle *h);
+/* The hash the handle's content information lists for (seg, block); NULL if none. */
+const uint8_t *content_listed_hash(const struct ci_info *ci, const struct ci_segment *seg,
+    uint32_t block);
+void content_pos_at(const struct ci_info *ci, uint64_t off, struct pos *p);
 
 /* content-info.c: AddContentInformation, Complete (validation, promotion) */
 void content_add_info(struct conn *c, uint64_t id, const Peerdist__AddContentInfoRequest *a);
 void content_complete_info(struct conn *c, uint64_t id,
     const Peerdist__CompleteContentInfoRequest *a);
-/* The hash the handle's content information lists for (seg, block); NULL if none. */
-const uint8_t *content_listed_hash(const struct ci_info *ci, const struct ci_segment *seg,
-    uint32_t block);
 /* The gate opened: Completes deferred meanwhile promote and reply. */
 void content_info_resume(struct content_daemon *cd);
 
-/* content-add.c: AddData */
+/* content-add.c: AddData intake and verification */
 void content_add_data(struct conn *c, uint64_t id, const Peerdist__AddDataRequest *a);
+
+/* content-commit.c: write, group sync, commit, reply */
+/* Worker done of an op whose bytes are written: it joins the next group sync. */
+void content_op_written(void *arg);
 void content_op_free(struct op *op);
-/* Worker: verify every complete block of the op and write the good ones. */
-void content_op_work(void *arg);
 /* A failed write or sync of a file fails every block of the op written to it. */
 void content_mark_file_errors(struct op *op);
-/* Answers every pending op of h (or just request_id) with ERROR_OPERATION_ABORTED. */
-unsigned content_abort_ops(struct content_handle *h, uint64_t request_id);
-
-/* content-commit.c: the op's bytes are written (worker done): group sync, commit, reply */
-void content_op_written(void *arg);
 /* The write gate's waiter (flush.h): deferred commits, then deferred Completes. */
 void content_gate_opened(struct flush_waiter *w);
 
 /* content-read.c */
-void content_pos_at(const struct ci_info *ci, uint64_t off, struct pos *p);
 void content_read(struct conn *c, uint64_t id, const Peerdist__ReadRequest *rq);
 
 #endif

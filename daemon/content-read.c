@@ -13,25 +13,6 @@
 
 #define SLOT_NONE INT64_MIN /* no readable bytes for this block */
 
-/* The segment holding content offset off (off within the listed segments). */
-static size_t seg_at(const struct ci_info *ci, uint64_t off)
-{
-    size_t lo = 0, hi = ci->n_segments;
-    while (hi - lo > 1) {
-        size_t mid = (lo + hi) / 2;
-        if (ci->segments[mid].offset <= off)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
-static uint32_t seg_block_size(const struct ci_info *ci, const struct ci_segment *seg)
-{
-    return ci->version == CI_VERSION_2 ? seg->length : seg->block_size;
-}
-
 /* Per block of one segment: the file holding bytes this handle may read, or SLOT_NONE. */
 struct slots {
     const struct ci_info *ci;
@@ -69,16 +50,6 @@ static int slots_load(struct store *st, struct slots *s, size_t i)
         return -1;
     s->seg_index = i;
     return 0;
-}
-
-void content_pos_at(const struct ci_info *ci, uint64_t off, struct pos *p)
-{
-    p->seg = seg_at(ci, off);
-    const struct ci_segment *seg = &ci->segments[p->seg];
-    uint32_t bsz = seg_block_size(ci, seg);
-    p->block = (uint32_t)((off - seg->offset) / bsz);
-    p->start = seg->offset + (uint64_t)p->block * bsz;
-    p->len = ci_block_length(seg, p->block);
 }
 
 /* Readable bytes from off (stopping at hi): contiguous run length; the slots stay loaded. */

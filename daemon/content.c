@@ -38,34 +38,6 @@ void content_free(struct daemon *d)
 
 /* ---- handles ---- */
 
-void content_held_free(struct held *hb)
-{
-    free(hb->buf);
-    free(hb->have);
-    free(hb);
-}
-
-static void held_free_all(struct content_handle *h)
-{
-    while (h->held) {
-        struct held *hb = h->held;
-        h->held = hb->next;
-        content_held_free(hb);
-    }
-}
-
-void content_handle_unref(struct content_handle *h)
-{
-    if (--h->refs)
-        return;
-    held_free_all(h);
-    ci_stream_free(h->stream);
-    ci_info_free(h->ci);
-    free(h->bound);
-    free(h->slots);
-    free(h);
-}
-
 static struct content_conn *conn_state(struct conn *c)
 {
     if (!c->content) {
@@ -78,24 +50,28 @@ static struct content_conn *conn_state(struct conn *c)
     return c->content;
 }
 
-struct content_handle *content_find_handle(struct conn *c, uint64_t id)
+/* Answers every pending op of h (or just request_id) with ERROR_OPERATION_ABORTED. */
+static unsigned abort_ops(struct content_handle *h, uint64_t request_id)
 {
-    struct content_conn *cc = c->content;
-    struct content_handle *h;
-    if (cc)
-        LIST_FOREACH(h, &cc->handles, link)
-            if (h->id == id)
-                return h;
-    return NULL;
+    unsigned n = 0;
+    struct op *op;
+    LIST_FOREACH(op, &h->ops, link) {
+        if (atomic_load(&op->aborted) || (request_id && op->request_id != request_id))
+            continue;
+        atomic_store(&op->aborted, true);
+        conn_reply_status(op->c, op->request_id, ERROR_OPERATION_ABORTED);
+        n++;
+    }
+    return n;
 }
 
 static void handle_close(struct content_conn *cc, struct content_handle *h)
 {
-    content_abort_ops(h, 0);
+    abort_ops(h, 0);
     LIST_REMOVE(h, link);
     cc->nhandles--;
     h->closed = true;
-    held_free_all(h); /* lost, never served wrong (DESIGN.md, What a completion promises) */
+    content_held_free_all(h); /* lost, never served wrong (DESIGN.md, What a completion promises) */
     cc->memory -= h->held_bytes + h->ci_bytes;
     h->held_bytes = h->ci_bytes = 0;
     content_handle_unref(h);
@@ -149,7 +125,7 @@ static void handle_cancel(struct conn *c, uint64_t id, const Peerdist__CancelReq
     struct content_handle *h = content_find_handle(c, rq->handle);
     if (!h)
         return conn_reply_status(c, id, ERROR_INVALID_HANDLE);
-    unsigned n = content_abort_ops(h, rq->request_id);
+    unsigned n = abort_ops(h, rq->request_id);
     conn_reply_status(c, id, n ? ERROR_SUCCESS : PEERDIST_ERROR_OPERATION_NOTFOUND);
 }
 

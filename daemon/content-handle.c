@@ -1,0 +1,88 @@
+/*
+ * content-handle.c - the content handle and what every part of the content module asks of
+ * it: lookup on its connection, references, held bytes, and where a content offset lies in
+ * its content information (segment, block, the hash listed for it).
+ */
+#include <stdlib.h>
+
+#include "content-internal.h"
+
+struct content_handle *content_find_handle(struct conn *c, uint64_t id)
+{
+    struct content_conn *cc = c->content;
+    struct content_handle *h;
+    if (cc)
+        LIST_FOREACH(h, &cc->handles, link)
+            if (h->id == id)
+                return h;
+    return NULL;
+}
+
+void content_held_free_all(struct content_handle *h)
+{
+    while (h->held) {
+        struct held *hb = h->held;
+        h->held = hb->next;
+        content_held_free(hb);
+    }
+}
+
+void content_handle_unref(struct content_handle *h)
+{
+    if (--h->refs)
+        return;
+    content_held_free_all(h);
+    ci_stream_free(h->stream);
+    ci_info_free(h->ci);
+    free(h->bound);
+    free(h->slots);
+    free(h);
+}
+
+void content_held_free(struct held *hb)
+{
+    free(hb->buf);
+    free(hb->have);
+    free(hb);
+}
+
+const uint8_t *content_listed_hash(const struct ci_info *ci, const struct ci_segment *seg,
+    uint32_t block)
+{
+    if (ci->version == CI_VERSION_2)
+        return block == 0 ? seg->hod : NULL;
+    if (block < seg->first_block || block - seg->first_block >= seg->n_blocks)
+        return NULL;
+    return seg->block_hashes + (size_t)(block - seg->first_block) * ci->digest_len;
+}
+
+/* The segment holding content offset off (off within the listed segments). */
+static size_t seg_at(const struct ci_info *ci, uint64_t off)
+{
+    size_t lo = 0, hi = ci->n_segments;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (ci->segments[mid].offset <= off)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static uint32_t seg_block_size(const struct ci_info *ci, const struct ci_segment *seg)
+{
+    return ci->version == CI_VERSION_2 ? seg->length : seg->block_size;
+}
+
+/* Position of content offset off: segment, block, and where the block lies. */
+void content_pos_at(const struct ci_info *ci, uint64_t off, struct pos *p)
+{
+    p->seg = seg_at(ci, off);
+    const struct ci_segment *seg = &ci->segments[p->seg];
+    uint32_t bsz = seg_block_size(ci, seg);
+    p->block = (uint32_t)((off - seg->offset) / bsz);
+    p->start = seg->offset + (uint64_t)p->block * bsz;
+    p->len = ci_block_length(seg, p->block);
+}
+
