@@ -256,24 +256,36 @@ static int add_submit(struct op *op)
 
 void content_add_data(struct conn *c, uint64_t id, const Peerdist__AddDataRequest *a)
 {
-    if (c->d->cfg.mode == MODE_DISABLED)
-        return conn_reply_status(c, id, ERROR_ACCESS_DISABLED_BY_POLICY);
+    if (c->d->cfg.mode == MODE_DISABLED) {
+        conn_reply_status(c, id, ERROR_ACCESS_DISABLED_BY_POLICY);
+        return;
+    }
     struct content_handle *h = content_find_handle(c, a->handle);
-    if (!h)
-        return conn_reply_status(c, id, ERROR_INVALID_HANDLE);
-    if (!h->ci)
-        return conn_reply_status(c, id, PEERDIST_ERROR_NOT_INITIALIZED);
-    if (a->data.len > PD_MAX_CHUNK)
-        return conn_reply_status(c, id, ERROR_INVALID_PARAMETER);
+    if (!h) {
+        conn_reply_status(c, id, ERROR_INVALID_HANDLE);
+        return;
+    }
+    if (!h->ci) {
+        conn_reply_status(c, id, PEERDIST_ERROR_NOT_INITIALIZED);
+        return;
+    }
+    if (a->data.len > PD_MAX_CHUNK) {
+        conn_reply_status(c, id, ERROR_INVALID_PARAMETER);
+        return;
+    }
     uint64_t lo, hi;
     size_t nunits;
     DWORD rc = add_bounds(c, h, a->offset, a->data.len, &lo, &hi);
     if (rc == ERROR_SUCCESS)
         rc = add_plan(c, h, lo, hi, &nunits);
-    if (rc != ERROR_SUCCESS)
-        return conn_reply_status(c, id, rc);
-    if (nunits == 0) /* nothing listed, or nothing at all */
-        return conn_reply_count(c, id, a->data.len);
+    if (rc != ERROR_SUCCESS) {
+        conn_reply_status(c, id, rc);
+        return;
+    }
+    if (nunits == 0) { /* nothing listed, or nothing at all */
+        conn_reply_count(c, id, a->data.len);
+        return;
+    }
     struct op *op = calloc(1, sizeof(*op));
     if (!op || !(op->units = calloc(nunits, sizeof(*op->units))) || !(op->data = malloc(hi - lo)))
         goto nomem;
@@ -288,7 +300,8 @@ void content_add_data(struct conn *c, uint64_t id, const Peerdist__AddDataReques
         goto nomem;
     if (op->nunits == 0) { /* only held bytes: accepted, nothing to verify yet */
         content_op_free(op);
-        return conn_reply_count(c, id, a->data.len);
+        conn_reply_count(c, id, a->data.len);
+        return;
     }
     if (add_submit(op) == 0)
         return;

@@ -21,24 +21,32 @@ static void log_refusal(struct conn *c, const char *what, const struct ci_error 
 void content_add_info(struct conn *c, uint64_t id, const Peerdist__AddContentInfoRequest *a)
 {
     struct content_handle *h = content_find_handle(c, a->handle);
-    if (!h)
-        return conn_reply_status(c, id, ERROR_INVALID_HANDLE);
-    if (h->ci)
-        return conn_reply_status(c, id, PEERDIST_ERROR_ALREADY_COMPLETED);
+    if (!h) {
+        conn_reply_status(c, id, ERROR_INVALID_HANDLE);
+        return;
+    }
+    if (h->ci) {
+        conn_reply_status(c, id, PEERDIST_ERROR_ALREADY_COMPLETED);
+        return;
+    }
     struct content_conn *cc = c->content;
     if (cc->memory + a->data.len > CONTENT_CONN_MEMORY_MAX) {
         log_warn("connection %llu (uid %u pid %d): AddContentInformation refused: more than %u "
                  "bytes of content information and held blocks on this connection",
             (unsigned long long)c->serial, (unsigned)c->uid, (int)c->pid, CONTENT_CONN_MEMORY_MAX);
-        return conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+        conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+        return;
     }
-    if (!h->stream && !(h->stream = ci_stream_new(CONTENT_INFO_MAX)))
-        return conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+    if (!h->stream && !(h->stream = ci_stream_new(CONTENT_INFO_MAX))) {
+        conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+        return;
+    }
     struct ci_error e = {0};
     DWORD rc = ci_stream_feed(h->stream, a->data.data, a->data.len, &e);
     if (rc != ERROR_SUCCESS) {
         log_refusal(c, "content information", &e);
-        return conn_reply_status(c, id, rc);
+        conn_reply_status(c, id, rc);
+        return;
     }
     h->ci_bytes += a->data.len;
     cc->memory += a->data.len;
@@ -138,25 +146,33 @@ void content_complete_info(struct conn *c, uint64_t id,
     const Peerdist__CompleteContentInfoRequest *a)
 {
     struct content_handle *h = content_find_handle(c, a->handle);
-    if (!h)
-        return conn_reply_status(c, id, ERROR_INVALID_HANDLE);
-    if (h->ci)
-        return conn_reply_status(c, id, PEERDIST_ERROR_ALREADY_COMPLETED);
-    if (!h->stream && !(h->stream = ci_stream_new(CONTENT_INFO_MAX)))
-        return conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+    if (!h) {
+        conn_reply_status(c, id, ERROR_INVALID_HANDLE);
+        return;
+    }
+    if (h->ci) {
+        conn_reply_status(c, id, PEERDIST_ERROR_ALREADY_COMPLETED);
+        return;
+    }
+    if (!h->stream && !(h->stream = ci_stream_new(CONTENT_INFO_MAX))) {
+        conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+        return;
+    }
     struct ci_error e = {0};
     struct ci_info *ci = NULL;
     DWORD rc = ci_stream_finish(h->stream, &ci, &e);
     if (rc != ERROR_SUCCESS) {
         log_refusal(c, "content information", &e);
-        return conn_reply_status(c, id, rc);
+        conn_reply_status(c, id, rc);
+        return;
     }
     rc = validate(c, h, ci);
     if (rc != ERROR_SUCCESS) {
         free(h->bound);
         h->bound = NULL;
         ci_info_free(ci);
-        return conn_reply_status(c, id, rc);
+        conn_reply_status(c, id, rc);
+        return;
     }
     ci_stream_free(h->stream);
     h->stream = NULL;

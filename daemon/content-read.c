@@ -130,13 +130,19 @@ static struct slots *read_slots(const struct daemon *d, struct content_handle *h
 void content_read(struct conn *c, uint64_t id, const Peerdist__ReadRequest *rq)
 {
     struct store *st = c->d->store;
-    if (c->d->cfg.mode == MODE_DISABLED)
-        return conn_reply_status(c, id, ERROR_ACCESS_DISABLED_BY_POLICY);
+    if (c->d->cfg.mode == MODE_DISABLED) {
+        conn_reply_status(c, id, ERROR_ACCESS_DISABLED_BY_POLICY);
+        return;
+    }
     struct content_handle *h = content_find_handle(c, rq->handle);
-    if (!h)
-        return conn_reply_status(c, id, ERROR_INVALID_HANDLE);
-    if (!h->ci)
-        return conn_reply_status(c, id, PEERDIST_ERROR_NOT_INITIALIZED);
+    if (!h) {
+        conn_reply_status(c, id, ERROR_INVALID_HANDLE);
+        return;
+    }
+    if (!h->ci) {
+        conn_reply_status(c, id, PEERDIST_ERROR_NOT_INITIALIZED);
+        return;
+    }
     uint64_t off = rq->stream ? h->cursor : rq->offset;
     Peerdist__ReadReply rr = PEERDIST__READ_REPLY__INIT;
     Peerdist__Reply r = PEERDIST__REPLY__INIT;
@@ -146,11 +152,14 @@ void content_read(struct conn *c, uint64_t id, const Peerdist__ReadRequest *rq)
     rr.offset = off;
     if (off < h->read_lo || off >= h->read_hi) {
         r.status = PEERDIST_ERROR_NO_MORE;
-        return conn_send(c, &r);
+        conn_send(c, &r);
+        return;
     }
     struct slots *s = read_slots(c->d, h, c->uid);
-    if (!s)
-        return conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+    if (!s) {
+        conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+        return;
+    }
     uint64_t limit = rq->max_bytes == 0 ? UINT64_MAX
                                         : (rq->max_bytes < PD_MAX_CHUNK ? rq->max_bytes : PD_MAX_CHUNK);
     int64_t n = readable_run(st, s, off, h->read_hi, limit);

@@ -79,21 +79,30 @@ static void handle_close(struct content_conn *cc, struct content_handle *h)
 
 static void handle_open_content(struct conn *c, uint64_t id, const Peerdist__OpenContentRequest *o)
 {
-    if (c->d->cfg.mode == MODE_DISABLED)
-        return conn_reply_status(c, id, ERROR_ACCESS_DISABLED_BY_POLICY);
-    if (o->tag.len != STORE_TAG_SIZE)
-        return conn_reply_status(c, id, ERROR_INVALID_PARAMETER);
+    if (c->d->cfg.mode == MODE_DISABLED) {
+        conn_reply_status(c, id, ERROR_ACCESS_DISABLED_BY_POLICY);
+        return;
+    }
+    if (o->tag.len != STORE_TAG_SIZE) {
+        conn_reply_status(c, id, ERROR_INVALID_PARAMETER);
+        return;
+    }
     struct content_conn *cc = conn_state(c);
-    if (!cc)
-        return conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+    if (!cc) {
+        conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+        return;
+    }
     if (cc->nhandles >= CONN_MAX_CONTENT_HANDLES) {
         log_warn(CONN_FMT ": more than %d content handles open", CONN_ARGS(c),
             CONN_MAX_CONTENT_HANDLES);
-        return conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+        conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+        return;
     }
     struct content_handle *h = calloc(1, sizeof(*h));
-    if (!h)
-        return conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+    if (!h) {
+        conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+        return;
+    }
     h->id = ++cc->next_handle;
     h->refs = 1;
     LIST_INIT(&h->ops);
@@ -112,8 +121,10 @@ static void handle_open_content(struct conn *c, uint64_t id, const Peerdist__Ope
 static void handle_close_content(struct conn *c, uint64_t id, const Peerdist__CloseContentRequest *o)
 {
     struct content_handle *h = content_find_handle(c, o->handle);
-    if (!h)
-        return conn_reply_status(c, id, ERROR_INVALID_HANDLE);
+    if (!h) {
+        conn_reply_status(c, id, ERROR_INVALID_HANDLE);
+        return;
+    }
     handle_close(c->content, h);
     conn_reply_status(c, id, ERROR_SUCCESS);
 }
@@ -123,8 +134,10 @@ static void handle_close_content(struct conn *c, uint64_t id, const Peerdist__Cl
 static void handle_cancel(struct conn *c, uint64_t id, const Peerdist__CancelRequest *rq)
 {
     struct content_handle *h = content_find_handle(c, rq->handle);
-    if (!h)
-        return conn_reply_status(c, id, ERROR_INVALID_HANDLE);
+    if (!h) {
+        conn_reply_status(c, id, ERROR_INVALID_HANDLE);
+        return;
+    }
     unsigned n = abort_ops(h, rq->request_id);
     conn_reply_status(c, id, n ? ERROR_SUCCESS : PEERDIST_ERROR_OPERATION_NOTFOUND);
 }

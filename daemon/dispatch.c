@@ -103,18 +103,23 @@ void dispatch_request(struct conn *c, const Peerdist__Request *req)
     }
     switch (req->body_case) {
     case PEERDIST__REQUEST__BODY_HELLO:
-        return handle_hello(c, req->id, req->hello);
+        handle_hello(c, req->id, req->hello);
+        return;
     case PEERDIST__REQUEST__BODY_GET_STATUS:
-        return handle_get_status(c, req->id);
+        handle_get_status(c, req->id);
+        return;
     case PEERDIST__REQUEST__BODY_FLUSH:
-        return flush_request(c, req->id, req->flush);
+        flush_request(c, req->id, req->flush);
+        return;
     case PEERDIST__REQUEST__BODY_DAEMON_INFO:
-        return handle_daemon_info(c, req->id);
+        handle_daemon_info(c, req->id);
+        return;
     default:
         if (publish_dispatch(c, req) || content_dispatch(c, req))
             return;
         /* A newer client's request type: a clear error, the connection stays up. */
-        return conn_reply_status(c, req->id, ERROR_CALL_NOT_IMPLEMENTED);
+        conn_reply_status(c, req->id, ERROR_CALL_NOT_IMPLEMENTED);
+        return;
     }
 }
 

@@ -110,13 +110,19 @@ void flush_request(struct conn *c, uint64_t id, const Peerdist__FlushRequest *f)
 {
     struct daemon *d = c->d;
     struct flush_state *fs = d->flush;
-    if (d->cfg.mode == MODE_DISABLED)
-        return conn_reply_status(c, id, ERROR_ACCESS_DISABLED_BY_POLICY);
-    if (f->tag.len != STORE_TAG_SIZE)
-        return conn_reply_status(c, id, ERROR_INVALID_PARAMETER);
+    if (d->cfg.mode == MODE_DISABLED) {
+        conn_reply_status(c, id, ERROR_ACCESS_DISABLED_BY_POLICY);
+        return;
+    }
+    if (f->tag.len != STORE_TAG_SIZE) {
+        conn_reply_status(c, id, ERROR_INVALID_PARAMETER);
+        return;
+    }
     struct pending_flush *pf = calloc(1, sizeof(*pf));
-    if (!pf)
-        return conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+    if (!pf) {
+        conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+        return;
+    }
     pf->conn = c;
     pf->request_id = id;
     pf->uid = c->uid;

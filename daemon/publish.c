@@ -364,17 +364,27 @@ static void handle_publish_stream(struct conn *c, uint64_t id, const Peerdist__P
     struct daemon *d = c->d;
     if (disabled(c, id))
         return;
-    if (m->content_id.len == 0 || m->content_id.len > PUB_MAX_ID_BYTES)
-        return refuse(c, id, ERROR_INVALID_PARAMETER, what, "content id length");
-    if (m->version != 1 && m->version != 2)
-        return refuse(c, id, ERROR_INVALID_PARAMETER, what, "version not 1 or 2");
-    if (pub_find(d, c->uid, m->content_id.data, m->content_id.len))
-        return refuse(c, id, PEERDIST_ERROR_ALREADY_EXISTS, what, "already published");
+    if (m->content_id.len == 0 || m->content_id.len > PUB_MAX_ID_BYTES) {
+        refuse(c, id, ERROR_INVALID_PARAMETER, what, "content id length");
+        return;
+    }
+    if (m->version != 1 && m->version != 2) {
+        refuse(c, id, ERROR_INVALID_PARAMETER, what, "version not 1 or 2");
+        return;
+    }
+    if (pub_find(d, c->uid, m->content_id.data, m->content_id.len)) {
+        refuse(c, id, PEERDIST_ERROR_ALREADY_EXISTS, what, "already published");
+        return;
+    }
     struct pub_conn *pc = pc_get(c);
-    if (!pc)
-        return refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "out of memory");
-    if (pc->nstreams >= PUB_MAX_STREAMS_PER_CONN || pc->npubs >= PUB_MAX_PUBLICATIONS_PER_CONN)
-        return refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "too many streams or publications");
+    if (!pc) {
+        refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "out of memory");
+        return;
+    }
+    if (pc->nstreams >= PUB_MAX_STREAMS_PER_CONN || pc->npubs >= PUB_MAX_PUBLICATIONS_PER_CONN) {
+        refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "too many streams or publications");
+        return;
+    }
     struct publication *p = calloc(1, sizeof(*p));
     struct stream *s = calloc(1, sizeof(*s));
     if (!p || !s || !(p->id = malloc(m->content_id.len)))
@@ -432,22 +442,35 @@ static void handle_publish_add(struct conn *c, uint64_t id, const Peerdist__Publ
     if (disabled(c, id))
         return;
     struct stream *s = stream_find(c, m->stream);
-    if (!s)
-        return refuse(c, id, ERROR_INVALID_HANDLE, what, "unknown stream");
-    if (s->complete_queued || s->completed)
-        return refuse(c, id, PEERDIST_ERROR_ALREADY_COMPLETED, what, "stream completed");
-    if (!s->pub)
-        return refuse(c, id, PEERDIST_ERROR_INVALIDATED, what, "unpublished");
-    if (m->data.len == 0 || m->data.len > PD_MAX_CHUNK)
-        return refuse(c, id, ERROR_INVALID_PARAMETER, what, "part size");
-    if (s->declared && (s->accepted + m->data.len > s->declared || s->accepted + m->data.len < s->accepted))
-        return refuse(c, id, PEERDIST_ERROR_OUT_OF_BOUNDS, what, "past the declared length");
-    if (s->pc->queued_bytes + m->data.len > PUB_MAX_QUEUED_BYTES_PER_CONN)
-        return refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "too many bytes queued");
+    if (!s) {
+        refuse(c, id, ERROR_INVALID_HANDLE, what, "unknown stream");
+        return;
+    }
+    if (s->complete_queued || s->completed) {
+        refuse(c, id, PEERDIST_ERROR_ALREADY_COMPLETED, what, "stream completed");
+        return;
+    }
+    if (!s->pub) {
+        refuse(c, id, PEERDIST_ERROR_INVALIDATED, what, "unpublished");
+        return;
+    }
+    if (m->data.len == 0 || m->data.len > PD_MAX_CHUNK) {
+        refuse(c, id, ERROR_INVALID_PARAMETER, what, "part size");
+        return;
+    }
+    if (s->declared && (s->accepted + m->data.len > s->declared || s->accepted + m->data.len < s->accepted)) {
+        refuse(c, id, PEERDIST_ERROR_OUT_OF_BOUNDS, what, "past the declared length");
+        return;
+    }
+    if (s->pc->queued_bytes + m->data.len > PUB_MAX_QUEUED_BYTES_PER_CONN) {
+        refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "too many bytes queued");
+        return;
+    }
     struct preq *q = calloc(1, sizeof(*q));
     if (!q || !(q->data = malloc(m->data.len))) {
         free(q);
-        return refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "out of memory");
+        refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "out of memory");
+        return;
     }
     memcpy(q->data, m->data.data, m->data.len);
     q->kind = PREQ_ADD;
@@ -470,17 +493,27 @@ static void handle_publish_complete(struct conn *c, uint64_t id, const Peerdist_
     if (disabled(c, id))
         return;
     struct stream *s = stream_find(c, m->stream);
-    if (!s)
-        return refuse(c, id, ERROR_INVALID_HANDLE, what, "unknown stream");
-    if (s->complete_queued || s->completed)
-        return refuse(c, id, PEERDIST_ERROR_ALREADY_COMPLETED, what, "stream completed");
-    if (!s->pub)
-        return refuse(c, id, PEERDIST_ERROR_INVALIDATED, what, "unpublished");
-    if (s->declared && s->accepted != s->declared)
-        return refuse(c, id, ERROR_INVALID_PARAMETER, what, "total differs from the declared length");
+    if (!s) {
+        refuse(c, id, ERROR_INVALID_HANDLE, what, "unknown stream");
+        return;
+    }
+    if (s->complete_queued || s->completed) {
+        refuse(c, id, PEERDIST_ERROR_ALREADY_COMPLETED, what, "stream completed");
+        return;
+    }
+    if (!s->pub) {
+        refuse(c, id, PEERDIST_ERROR_INVALIDATED, what, "unpublished");
+        return;
+    }
+    if (s->declared && s->accepted != s->declared) {
+        refuse(c, id, ERROR_INVALID_PARAMETER, what, "total differs from the declared length");
+        return;
+    }
     struct preq *q = calloc(1, sizeof(*q));
-    if (!q)
-        return refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "out of memory");
+    if (!q) {
+        refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "out of memory");
+        return;
+    }
     q->kind = PREQ_COMPLETE;
     q->id = id;
     s->complete_queued = true;
@@ -491,8 +524,10 @@ static void handle_publish_complete(struct conn *c, uint64_t id, const Peerdist_
 static void handle_close_stream(struct conn *c, uint64_t id, const Peerdist__CloseStreamRequest *m)
 {
     struct stream *s = stream_find(c, m->stream);
-    if (!s)
-        return refuse(c, id, ERROR_INVALID_HANDLE, "CloseStreamHandle", "unknown stream");
+    if (!s) {
+        refuse(c, id, ERROR_INVALID_HANDLE, "CloseStreamHandle", "unknown stream");
+        return;
+    }
     stream_close(c->d, s);
     conn_reply_status(c, id, ERROR_SUCCESS);
 }
@@ -501,11 +536,15 @@ static void handle_unpublish(struct conn *c, uint64_t id, const Peerdist__Unpubl
 {
     if (disabled(c, id))
         return;
-    if (m->content_id.len == 0 || m->content_id.len > PUB_MAX_ID_BYTES)
-        return refuse(c, id, ERROR_INVALID_PARAMETER, "Unpublish", "content id length");
+    if (m->content_id.len == 0 || m->content_id.len > PUB_MAX_ID_BYTES) {
+        refuse(c, id, ERROR_INVALID_PARAMETER, "Unpublish", "content id length");
+        return;
+    }
     struct publication *p = pub_find(c->d, c->uid, m->content_id.data, m->content_id.len);
-    if (!p)
-        return refuse(c, id, ERROR_NOT_FOUND, "Unpublish", "not published by this uid");
+    if (!p) {
+        refuse(c, id, ERROR_NOT_FOUND, "Unpublish", "not published by this uid");
+        return;
+    }
     pub_remove(c->d, p);
     conn_reply_status(c, id, ERROR_SUCCESS);
 }
@@ -515,26 +554,36 @@ static void handle_open_ci(struct conn *c, uint64_t id, const Peerdist__OpenCont
     static const char what[] = "OpenContentInformation";
     if (disabled(c, id))
         return;
-    if (m->content_id.len == 0 || m->content_id.len > PUB_MAX_ID_BYTES)
-        return refuse(c, id, ERROR_INVALID_PARAMETER, what, "content id length");
+    if (m->content_id.len == 0 || m->content_id.len > PUB_MAX_ID_BYTES) {
+        refuse(c, id, ERROR_INVALID_PARAMETER, what, "content id length");
+        return;
+    }
     struct publication *p = pub_find(c->d, c->uid, m->content_id.data, m->content_id.len);
-    if (!p || !p->complete)
-        return refuse(c, id, ERROR_NOT_FOUND, what, "no complete publication by this uid");
+    if (!p || !p->complete) {
+        refuse(c, id, ERROR_NOT_FOUND, what, "no complete publication by this uid");
+        return;
+    }
     uint32_t version = p->version;
     if (m->min_version || m->max_version) {
-        if (m->min_version < 1 || m->min_version > m->max_version || m->max_version > 2)
-            return refuse(c, id, ERROR_INVALID_PARAMETER, what, "version range");
+        if (m->min_version < 1 || m->min_version > m->max_version || m->max_version > 2) {
+            refuse(c, id, ERROR_INVALID_PARAMETER, what, "version range");
+            return;
+        }
         /* The highest version the publication has within [min, max] (DESIGN.md, Versions). */
         version = m->max_version >= 2 && p->version == 2 ? 2 : m->min_version <= 1 ? 1 : 0;
-        if (!version)
-            return refuse(c, id, PEERDIST_ERROR_CONTENTINFO_VERSION_UNSUPPORTED, what,
+        if (!version) {
+            refuse(c, id, PEERDIST_ERROR_CONTENTINFO_VERSION_UNSUPPORTED, what,
                 "publication lacks the version asked for");
+            return;
+        }
     }
     const struct ci_info *full = version == 2 ? p->v2 : p->v1;
     struct ci_info *ranged = NULL;
-    if ((m->offset || m->length) && ci_range(full, m->offset, m->length, &ranged) != 0)
-        return refuse(c, id, errno == EINVAL ? ERROR_INVALID_PARAMETER : ERROR_NOT_ENOUGH_MEMORY,
+    if ((m->offset || m->length) && ci_range(full, m->offset, m->length, &ranged) != 0) {
+        refuse(c, id, errno == EINVAL ? ERROR_INVALID_PARAMETER : ERROR_NOT_ENOUGH_MEMORY,
             what, "range outside the content");
+        return;
+    }
     struct pub_conn *pc = pc_get(c);
     struct ci_handle *h = NULL;
     uint8_t *buf = NULL;
@@ -543,7 +592,8 @@ static void handle_open_ci(struct conn *c, uint64_t id, const Peerdist__OpenCont
     ci_info_free(ranged);
     if (rc != 0 || !(h = calloc(1, sizeof(*h)))) {
         free(buf);
-        return refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "out of memory or too many handles");
+        refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "out of memory or too many handles");
+        return;
     }
     h->handle = ++pc->next_handle;
     h->buf = buf;
@@ -567,10 +617,14 @@ static void handle_retrieve_ci(struct conn *c, uint64_t id, const Peerdist__Retr
     if (disabled(c, id))
         return;
     struct ci_handle *h = ci_find(c, m->handle);
-    if (!h)
-        return refuse(c, id, ERROR_INVALID_HANDLE, what, "unknown handle");
-    if (m->max_bytes == 0)
-        return refuse(c, id, ERROR_INVALID_PARAMETER, what, "max_bytes 0");
+    if (!h) {
+        refuse(c, id, ERROR_INVALID_HANDLE, what, "unknown handle");
+        return;
+    }
+    if (m->max_bytes == 0) {
+        refuse(c, id, ERROR_INVALID_PARAMETER, what, "max_bytes 0");
+        return;
+    }
     Peerdist__RetrieveContentInfoReply rr = PEERDIST__RETRIEVE_CONTENT_INFO_REPLY__INIT;
     Peerdist__Reply r = PEERDIST__REPLY__INIT;
     r.id = id;
@@ -603,8 +657,10 @@ static void ci_handle_free(struct pub_conn *pc, struct ci_handle *h)
 static void handle_close_ci(struct conn *c, uint64_t id, const Peerdist__CloseContentInfoRequest *m)
 {
     struct ci_handle *h = ci_find(c, m->handle);
-    if (!h)
-        return refuse(c, id, ERROR_INVALID_HANDLE, "CloseContentInformation", "unknown handle");
+    if (!h) {
+        refuse(c, id, ERROR_INVALID_HANDLE, "CloseContentInformation", "unknown handle");
+        return;
+    }
     ci_handle_free(c->pub, h);
     conn_reply_status(c, id, ERROR_SUCCESS);
 }
@@ -639,8 +695,10 @@ static void handle_cancel(struct conn *c, uint64_t id, const Peerdist__CancelReq
             aborted++;
         }
     }
-    if (!aborted)
-        return conn_reply_status(c, id, PEERDIST_ERROR_OPERATION_NOTFOUND);
+    if (!aborted) {
+        conn_reply_status(c, id, PEERDIST_ERROR_OPERATION_NOTFOUND);
+        return;
+    }
     if (s->running && s->running->kind == PREQ_ADD && s->running->id >= rid && !s->cancel_reply) {
         s->cancel_reply = id; /* answered in stream_done, after the running part */
         return;
