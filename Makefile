@@ -2,17 +2,18 @@
 #   make run        build, then run peerdistd in the foreground on .run/ in this checkout
 #   make test       build, then run the whole test suite
 #   make test-asan  the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make fuzz       the content-information parser under libFuzzer for FUZZ_SECONDS
+#   make fuzz       both libFuzzer harnesses (fuzz/) for FUZZ_SECONDS in all, built in FUZZ_BUILD
 # Each target installs missing Debian packages first (needs root and apt).
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc)
 RUN_DIR    := $(CURDIR)/.run
 FUZZ_SECONDS ?= 60
 
 DEBS := cmake make gcc pkg-config libevent-dev libsqlite3-dev sqlite3 libprotobuf-c-dev \
-        protobuf-c-compiler check libsubunit-dev libssl-dev libinih-dev
+        protobuf-c-compiler check libsubunit-dev libssl-dev libinih-dev python3
 
 .PHONY: all deps configure build run test test-asan fuzz install clean
 
@@ -56,11 +57,11 @@ test-asan: deps
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure
 
 fuzz: deps
-	$(call install_missing,clang libclang-rt-14-dev perl)
-	sh fuzz/run.sh $(FUZZ_SECONDS)
+	$(call install_missing,clang libclang-rt-14-dev)
+	FUZZ_BUILD=$(FUZZ_BUILD) JOBS=$(JOBS) sh fuzz/run.sh $(FUZZ_SECONDS)
 
 install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(RUN_DIR)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(RUN_DIR)

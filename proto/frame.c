@@ -159,6 +159,8 @@ enum frame_status frame_buf_next(struct frame_buf *fb, const uint8_t **payload,
     uint32_t *payload_len)
 {
     size_t frame_len;
+    if (fb->start == fb->len) /* nothing buffered (fb->data may still be NULL) */
+        return FRAME_NEED_MORE;
     enum frame_status st =
         frame_parse(fb->data + fb->start, fb->len - fb->start, payload, payload_len, &frame_len);
     if (st == FRAME_OK)
