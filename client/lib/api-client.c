@@ -17,7 +17,7 @@ PEERDIST_API DWORD WINAPI PeerDistClientFlushContent(PEERDIST_INSTANCE_HANDLE hP
     struct instance *inst = instance_get(hPeerDist);
     if (!inst)
         return ERROR_INVALID_HANDLE;
-    DWORD rc = service_ready(inst, NULL);
+    DWORD rc = pd_service_ready(inst, NULL);
     if (rc == ERROR_SUCCESS) {
         Peerdist__FlushRequest f = PEERDIST__FLUSH_REQUEST__INIT;
         f.tag.data = (uint8_t *)pContentTag->Data;

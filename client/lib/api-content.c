@@ -227,7 +227,7 @@ static void call_end(struct call *cl)
 
 /*
  * The synchronous checks after the arguments: the instance and the handle
- * (ERROR_INVALID_HANDLE), the service (service_ready), and a handle from an
+ * (ERROR_INVALID_HANDLE), the service (pd_service_ready), and a handle from an
  * earlier connection (PEERDIST_ERROR_INVALIDATED).
  */
 static DWORD call_begin(PEERDIST_INSTANCE_HANDLE hPeerDist, PEERDIST_CONTENT_HANDLE hContent,
@@ -241,7 +241,7 @@ static DWORD call_begin(PEERDIST_INSTANCE_HANDLE hPeerDist, PEERDIST_CONTENT_HAN
     if (!cl->ct)
         return ERROR_INVALID_HANDLE;
     uint64_t gen;
-    DWORD rc = service_ready(cl->inst, &gen);
+    DWORD rc = pd_service_ready(cl->inst, &gen);
     if (rc != ERROR_SUCCESS)
         return rc;
     if (gen != cl->ct->c.ch.generation)
@@ -302,7 +302,7 @@ PEERDIST_API DWORD WINAPI PeerDistClientOpenContent(PEERDIST_INSTANCE_HANDLE hPe
     Peerdist__Request req = PEERDIST__REQUEST__INIT;
     req.body_case = PEERDIST__REQUEST__BODY_OPEN_CONTENT;
     req.open_content = &o;
-    DWORD rc = call_expecting(inst, &req, PEERDIST__REPLY__BODY_OPEN_CONTENT, &r, &gen);
+    DWORD rc = pd_call_expecting(inst, &req, PEERDIST__REPLY__BODY_OPEN_CONTENT, &r, &gen);
     if (rc != ERROR_SUCCESS)
         goto out;
     ct = calloc(1, sizeof(*ct));

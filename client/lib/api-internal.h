@@ -1,7 +1,7 @@
 /*
- * api-internal.h - what the API files (api.c, api-client.c, api-server.c)
- * share: the instance and content-handle objects and the checks every
- * data-path call makes before talking to the daemon.
+ * api-internal.h - what the API files (api.c, api-client.c, api-content.c,
+ * api-server.c) share: the instance and content-handle objects and the checks
+ * every data-path call makes before talking to the daemon.
  */
 #ifndef PEERDIST_API_INTERNAL_H
 #define PEERDIST_API_INTERNAL_H
@@ -55,14 +55,14 @@ void instance_put(struct instance *inst);
  * the synchronous error: PEERDIST_ERROR_SERVICE_UNAVAILABLE or
  * ERROR_ACCESS_DISABLED_BY_POLICY (DESIGN.md, Which failures are synchronous).
  */
-DWORD service_ready(struct instance *inst, uint64_t *generation);
+DWORD pd_service_ready(struct instance *inst, uint64_t *generation);
 
 /*
- * service_ready, then a synchronous round trip whose reply must carry the body
+ * pd_service_ready, then a synchronous round trip whose reply must carry the body
  * `expect` (a Peerdist__Reply__BodyCase). ERROR_SUCCESS with *reply (the
  * caller's to free) and the connection generation, else the error.
  */
-DWORD call_expecting(struct instance *inst, Peerdist__Request *req, int expect,
+DWORD pd_call_expecting(struct instance *inst, Peerdist__Request *req, int expect,
     Peerdist__Reply **reply, uint64_t *generation);
 
 /*

@@ -52,7 +52,7 @@ static bool id_ok(DWORD cb, const BYTE *id)
 static DWORD child_ready(struct instance *inst, const struct child *ch)
 {
     uint64_t gen;
-    DWORD rc = service_ready(inst, &gen);
+    DWORD rc = pd_service_ready(inst, &gen);
     if (rc == ERROR_SUCCESS && gen != ch->generation)
         rc = PEERDIST_ERROR_INVALIDATED;
     return rc;
@@ -192,7 +192,7 @@ PEERDIST_API DWORD WINAPI PeerDistServerPublishStream(PEERDIST_INSTANCE_HANDLE h
     Peerdist__Request req = PEERDIST__REQUEST__INIT;
     req.body_case = PEERDIST__REQUEST__BODY_PUBLISH_STREAM;
     req.publish_stream = &ps;
-    DWORD rc = call_expecting(inst, &req, PEERDIST__REPLY__BODY_PUBLISH_STREAM, &r, &gen);
+    DWORD rc = pd_call_expecting(inst, &req, PEERDIST__REPLY__BODY_PUBLISH_STREAM, &r, &gen);
     if (rc != ERROR_SUCCESS)
         goto out;
     rc = srvobj_open(inst, HT_STREAM, pContentIdentifier, cbContentIdentifier,
@@ -344,7 +344,7 @@ PEERDIST_API DWORD WINAPI PeerDistServerUnpublish(PEERDIST_INSTANCE_HANDLE hPeer
     struct instance *inst = instance_get(hPeerDist);
     if (!inst)
         return ERROR_INVALID_HANDLE;
-    DWORD rc = service_ready(inst, NULL);
+    DWORD rc = pd_service_ready(inst, NULL);
     if (rc == ERROR_SUCCESS) {
         Peerdist__UnpublishRequest u = PEERDIST__UNPUBLISH_REQUEST__INIT;
         u.content_id.data = pContentIdentifier;
@@ -379,7 +379,7 @@ static DWORD open_ci(PEERDIST_INSTANCE_HANDLE hPeerDist, DWORD cbId, PBYTE pId, 
     Peerdist__Request req = PEERDIST__REQUEST__INIT;
     req.body_case = PEERDIST__REQUEST__BODY_OPEN_CONTENT_INFO;
     req.open_content_info = &oc;
-    DWORD rc = call_expecting(inst, &req, PEERDIST__REPLY__BODY_OPEN_CONTENT_INFO, &r, &gen);
+    DWORD rc = pd_call_expecting(inst, &req, PEERDIST__REPLY__BODY_OPEN_CONTENT_INFO, &r, &gen);
     if (rc != ERROR_SUCCESS)
         goto out;
     rc = srvobj_open(inst, HT_CONTENTINFO, pId, cbId, r->open_content_info->handle, gen, port, key,
@@ -478,7 +478,7 @@ PEERDIST_API DWORD WINAPI PeerDistServerCancelAsyncOperation(PEERDIST_INSTANCE_H
     if (!inst)
         return ERROR_INVALID_HANDLE;
     uint64_t gen;
-    DWORD rc = service_ready(inst, &gen);
+    DWORD rc = pd_service_ready(inst, &gen);
     if (rc != ERROR_SUCCESS)
         goto out;
     bool found = false;

@@ -34,7 +34,7 @@ void instance_put(struct instance *inst)
     hobj_put(&inst->h);
 }
 
-DWORD service_ready(struct instance *inst, uint64_t *generation)
+DWORD pd_service_ready(struct instance *inst, uint64_t *generation)
 {
     DWORD rc = pdconn_ensure(inst->conn, generation);
     if (rc != ERROR_SUCCESS)
@@ -79,11 +79,11 @@ PEERDIST_API DWORD WINAPI PeerDistStartup(DWORD dwVersionRequested,
     return ERROR_SUCCESS;
 }
 
-DWORD call_expecting(struct instance *inst, Peerdist__Request *req, int expect,
+DWORD pd_call_expecting(struct instance *inst, Peerdist__Request *req, int expect,
     Peerdist__Reply **reply, uint64_t *generation)
 {
     *reply = NULL;
-    DWORD rc = service_ready(inst, generation);
+    DWORD rc = pd_service_ready(inst, generation);
     if (rc == ERROR_SUCCESS)
         rc = pdconn_call(inst->conn, req, reply);
     if (rc == ERROR_SUCCESS && (int)(*reply)->body_case != expect)

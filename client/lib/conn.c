@@ -193,16 +193,6 @@ void *pd_op_arg(const struct pd_op *op)
     return op->a.arg;
 }
 
-LPOVERLAPPED pd_op_overlapped(const struct pd_op *op)
-{
-    return op->a.ov;
-}
-
-uint64_t pd_op_id(const struct pd_op *op)
-{
-    return op->id;
-}
-
 /* Ends every pending operation with `status` (called with c->mu held). */
 static void fail_all_locked(struct pdconn *c, DWORD status)
 {

@@ -79,10 +79,8 @@ DWORD pdconn_submit(struct pdconn *c, Peerdist__Request *req, const struct pd_as
 DWORD pdconn_submit_many(struct pdconn *c, Peerdist__Request **reqs, size_t n,
     const struct pd_async *a);
 
-/* For on_reply callbacks. */
+/* For on_reply callbacks: the operation's pd_async.arg. */
 void *pd_op_arg(const struct pd_op *op);
-LPOVERLAPPED pd_op_overlapped(const struct pd_op *op);
-uint64_t pd_op_id(const struct pd_op *op);
 
 /* Status-change notification (one per connection). */
 DWORD pdconn_register_status(struct pdconn *c, BOOL ex, LPOVERLAPPED ov, HANDLE port,
