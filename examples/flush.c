@@ -8,7 +8,6 @@
 #include <peerdist.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 int main(int argc, char **argv)
 {
@@ -27,9 +26,9 @@ int main(int argc, char **argv)
 
     HANDLE hPort = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
     PEERDIST_CONTENT_TAG tag;
-    memset(tag.Data, argc > 1 ? atoi(argv[1]) : 0x5a, sizeof(tag.Data));
+    FillMemory(tag.Data, sizeof(tag.Data), argc > 1 ? atoi(argv[1]) : 0x5a);
     OVERLAPPED ov;
-    memset(&ov, 0, sizeof(ov));
+    ZeroMemory(&ov, sizeof(ov));
 
     /* Synchronous failures never complete... */
     if (PeerDistClientFlushContent(hPeerDist, NULL, hPort, 1, &ov) != ERROR_INVALID_PARAMETER) {

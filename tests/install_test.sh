@@ -1,7 +1,7 @@
 #!/bin/sh
 # install_test.sh BUILD_DIR SOURCE_DIR - installs into a temporary prefix, builds
-# examples/flush.c (written as for Windows) with pkg-config against it, and runs it
-# against a peerdistd started with --socket.
+# examples/flush.c and tests/test_win32_style.c (written as for Windows) with pkg-config
+# against it, and runs them against a peerdistd started with --socket.
 set -eu
 build=$1
 src=$2
@@ -23,5 +23,15 @@ cc -Wall -Werror -o "$tmp/flush" "$src/examples/flush.c" $(pkg-config --cflags -
 pid=$!
 for _ in $(seq 100); do test -S "$tmp/s.sock" && break; sleep 0.05; done
 PEERDIST_SOCKET="$tmp/s.sock" LD_LIBRARY_PATH="$lib" "$tmp/flush"
+# The Windows-style program of the suite, built from the installed header alone for Windows 8
+# and for Windows 7 (-D_WIN32_WINNT=0x0601).
+seed=10
+for target in -D_WIN32_WINNT=0x0602 -D_WIN32_WINNT=0x0601; do
+    seed=$((seed + 1))
+    # shellcheck disable=SC2046
+    cc -Wall -Wextra -Werror "$target" -o "$tmp/win32_style" "$src/tests/test_win32_style.c" \
+        $(pkg-config --cflags --libs peerdist)
+    PEERDIST_SOCKET="$tmp/s.sock" LD_LIBRARY_PATH="$lib" "$tmp/win32_style" "$seed"
+done
 PEERDIST_SOCKET="$tmp/s.sock" LD_LIBRARY_PATH="$lib" "$tmp/prefix/bin/peerdistctl" status
 echo "install test passed"

@@ -1,6 +1,7 @@
 /*
- * peerdist-win32.h - the small Win32 subset that <peerdist.h> leans on:
- * base types, OVERLAPPED, error codes, completion ports and event objects.
+ * peerdist-win32.h - the small Win32 subset that <peerdist.h> leans on and
+ * PeerDist programs use: base types, OVERLAPPED, error codes, completion
+ * ports, event objects, GetOverlappedResult, Sleep and the memory macros.
  * The real symbols carry a pdw32_ prefix so they never collide with another
  * library; the Win32 names are macros, switched off by defining
  * PEERDIST_NO_WIN32_NAMES before including this header.
@@ -11,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h> /* ZeroMemory, CopyMemory, FillMemory */
 
 #ifdef __cplusplus
 extern "C" {
@@ -31,20 +33,47 @@ extern "C" {
 #define PEERDIST_WIN32_TYPES_DEFINED
 typedef uint8_t BYTE, *PBYTE, *LPBYTE;
 typedef uint16_t WORD, *PWORD;
-typedef uint32_t DWORD, *PDWORD, *LPDWORD;
+typedef uint32_t DWORD, *PDWORD, *LPDWORD; /* unsigned int; Windows' is a 32-bit unsigned long */
 typedef int32_t LONG, *PLONG;
 typedef uint32_t ULONG, *PULONG;
+typedef unsigned int UINT, *PUINT;
 typedef int32_t BOOL, *PBOOL, *LPBOOL;
 typedef uint64_t ULONGLONG, *PULONGLONG;
 typedef int64_t LONGLONG;
 typedef uintptr_t ULONG_PTR, *PULONG_PTR;
 typedef intptr_t LONG_PTR;
+typedef ULONG_PTR SIZE_T, *PSIZE_T;
 typedef void VOID, *PVOID, *LPVOID;
 typedef void *HANDLE, **PHANDLE;
 typedef char CHAR;
 typedef const char *LPCSTR;
 typedef uint16_t WCHAR;
 typedef const WCHAR *LPCWSTR;
+
+/* A 64-bit value in two 32-bit halves, as the OVERLAPPED offset is given. */
+typedef union _LARGE_INTEGER {
+    struct {
+        DWORD LowPart;
+        LONG HighPart;
+    };
+    struct {
+        DWORD LowPart;
+        LONG HighPart;
+    } u;
+    LONGLONG QuadPart;
+} LARGE_INTEGER, *PLARGE_INTEGER;
+
+typedef union _ULARGE_INTEGER {
+    struct {
+        DWORD LowPart;
+        DWORD HighPart;
+    };
+    struct {
+        DWORD LowPart;
+        DWORD HighPart;
+    } u;
+    ULONGLONG QuadPart;
+} ULARGE_INTEGER, *PULARGE_INTEGER;
 
 typedef struct _SECURITY_ATTRIBUTES {
     DWORD nLength;
@@ -64,6 +93,14 @@ typedef struct _OVERLAPPED {
     };
     HANDLE hEvent;
 } OVERLAPPED, *LPOVERLAPPED;
+
+/* One packet taken by GetQueuedCompletionStatusEx. */
+typedef struct _OVERLAPPED_ENTRY {
+    ULONG_PTR lpCompletionKey;
+    LPOVERLAPPED lpOverlapped;
+    ULONG_PTR Internal; /* reserved on Windows; here the packet's Win32 status (0 if posted) */
+    DWORD dwNumberOfBytesTransferred;
+} OVERLAPPED_ENTRY, *LPOVERLAPPED_ENTRY;
 #endif /* PEERDIST_WIN32_TYPES_DEFINED */
 
 #ifndef TRUE
@@ -82,44 +119,52 @@ typedef struct _OVERLAPPED {
 #define HIBYTE(w) ((BYTE)(((WORD)(w) >> 8) & 0xff))
 #endif
 
+/*
+ * Constants have the type they have under Windows' LLP64 model, where long is
+ * 32 bits: winerror.h's 997L is a 32-bit signed value, so here a plain int
+ * (an L suffix would make it 64 bits on Linux); a DWORD cast stays a DWORD;
+ * 0xFFFFFFFF is an unsigned int on both. WAIT_TIMEOUT is winerror.h's 258L.
+ */
 #define INVALID_HANDLE_VALUE ((HANDLE)(LONG_PTR)-1)
-#define INFINITE 0xFFFFFFFFUL
-#define WAIT_OBJECT_0 0x00000000UL
-#define WAIT_ABANDONED 0x00000080UL
-#define WAIT_TIMEOUT 258UL
-#define WAIT_FAILED 0xFFFFFFFFUL
-#define STATUS_PENDING 0x00000103UL
+#define INFINITE 0xFFFFFFFF
+#define STATUS_PENDING ((DWORD)0x00000103)
+#define WAIT_OBJECT_0 ((DWORD)0x00000000)
+#define WAIT_ABANDONED ((DWORD)0x00000080)
+#define WAIT_ABANDONED_0 ((DWORD)0x00000080)
+#define WAIT_TIMEOUT 258
+#define WAIT_FAILED ((DWORD)0xFFFFFFFF)
+#define MAXIMUM_WAIT_OBJECTS 64
 
 #define HasOverlappedIoCompleted(lpOverlapped) \
     (((DWORD)(lpOverlapped)->Internal) != STATUS_PENDING)
 
 /* Win32 error codes (winerror.h values) the API and the shim use. */
-#define ERROR_SUCCESS 0L
-#define NO_ERROR 0L
-#define ERROR_ACCESS_DENIED 5L
-#define ERROR_INVALID_HANDLE 6L
-#define ERROR_NOT_ENOUGH_MEMORY 8L
-#define ERROR_INVALID_DATA 13L
-#define ERROR_OUTOFMEMORY 14L
-#define ERROR_WRITE_FAULT 29L
-#define ERROR_HANDLE_EOF 38L
-#define ERROR_NOT_SUPPORTED 50L
-#define ERROR_INVALID_PARAMETER 87L
-#define ERROR_DISK_FULL 112L
-#define ERROR_CALL_NOT_IMPLEMENTED 120L
-#define ERROR_INSUFFICIENT_BUFFER 122L
-#define ERROR_ALREADY_EXISTS 183L
-#define ERROR_MORE_DATA 234L
-#define ERROR_NO_MORE_ITEMS 259L
-#define ERROR_ABANDONED_WAIT_0 735L
-#define ERROR_OPERATION_ABORTED 995L
-#define ERROR_IO_INCOMPLETE 996L
-#define ERROR_IO_PENDING 997L
-#define ERROR_NOT_FOUND 1168L
-#define ERROR_CANCELLED 1223L
-#define ERROR_ACCESS_DISABLED_BY_POLICY 1260L
-#define ERROR_INTERNAL_ERROR 1359L
-#define ERROR_TIMEOUT 1460L
+#define ERROR_SUCCESS 0
+#define NO_ERROR 0
+#define ERROR_ACCESS_DENIED 5
+#define ERROR_INVALID_HANDLE 6
+#define ERROR_NOT_ENOUGH_MEMORY 8
+#define ERROR_INVALID_DATA 13
+#define ERROR_OUTOFMEMORY 14
+#define ERROR_WRITE_FAULT 29
+#define ERROR_HANDLE_EOF 38
+#define ERROR_NOT_SUPPORTED 50
+#define ERROR_INVALID_PARAMETER 87
+#define ERROR_DISK_FULL 112
+#define ERROR_CALL_NOT_IMPLEMENTED 120
+#define ERROR_INSUFFICIENT_BUFFER 122
+#define ERROR_ALREADY_EXISTS 183
+#define ERROR_MORE_DATA 234
+#define ERROR_NO_MORE_ITEMS 259
+#define ERROR_ABANDONED_WAIT_0 735
+#define ERROR_OPERATION_ABORTED 995
+#define ERROR_IO_INCOMPLETE 996
+#define ERROR_IO_PENDING 997
+#define ERROR_NOT_FOUND 1168
+#define ERROR_CANCELLED 1223
+#define ERROR_ACCESS_DISABLED_BY_POLICY 1260
+#define ERROR_INTERNAL_ERROR 1359
+#define ERROR_TIMEOUT 1460
 
 /* Completion ports: a FIFO of (bytes, key, overlapped, status) packets. */
 PEERDIST_API HANDLE WINAPI pdw32_CreateIoCompletionPort(HANDLE FileHandle,
@@ -129,7 +174,15 @@ PEERDIST_API BOOL WINAPI pdw32_GetQueuedCompletionStatus(HANDLE CompletionPort,
     LPOVERLAPPED *lpOverlapped, DWORD dwMilliseconds);
 PEERDIST_API BOOL WINAPI pdw32_PostQueuedCompletionStatus(HANDLE CompletionPort,
     DWORD dwNumberOfBytesTransferred, ULONG_PTR dwCompletionKey, LPOVERLAPPED lpOverlapped);
+/* Up to ulCount packets at once; their status is in each entry's Internal. fAlertable: no APCs here. */
+PEERDIST_API BOOL WINAPI pdw32_GetQueuedCompletionStatusEx(HANDLE CompletionPort,
+    LPOVERLAPPED_ENTRY lpCompletionPortEntries, ULONG ulCount, PULONG ulNumEntriesRemoved,
+    DWORD dwMilliseconds, BOOL fAlertable);
 PEERDIST_API BOOL WINAPI pdw32_CloseHandle(HANDLE hObject);
+
+/* The result of a PeerDist operation; hFile is ignored (as PeerDistGetOverlappedResult). */
+PEERDIST_API BOOL WINAPI pdw32_GetOverlappedResult(HANDLE hFile, LPOVERLAPPED lpOverlapped,
+    LPDWORD lpNumberOfBytesTransferred, BOOL bWait);
 
 /* Event objects (unnamed only). */
 PEERDIST_API HANDLE WINAPI pdw32_CreateEventA(LPSECURITY_ATTRIBUTES lpEventAttributes,
@@ -139,6 +192,11 @@ PEERDIST_API HANDLE WINAPI pdw32_CreateEventW(LPSECURITY_ATTRIBUTES lpEventAttri
 PEERDIST_API BOOL WINAPI pdw32_SetEvent(HANDLE hEvent);
 PEERDIST_API BOOL WINAPI pdw32_ResetEvent(HANDLE hEvent);
 PEERDIST_API DWORD WINAPI pdw32_WaitForSingleObject(HANDLE hHandle, DWORD dwMilliseconds);
+/* Events only; at most MAXIMUM_WAIT_OBJECTS, no handle twice when bWaitAll. */
+PEERDIST_API DWORD WINAPI pdw32_WaitForMultipleObjects(DWORD nCount, const HANDLE *lpHandles,
+    BOOL bWaitAll, DWORD dwMilliseconds);
+
+PEERDIST_API void WINAPI pdw32_Sleep(DWORD dwMilliseconds);
 
 /* Per-thread last error. */
 PEERDIST_API DWORD WINAPI pdw32_GetLastError(void);
@@ -177,8 +235,16 @@ PEERDIST_API HANDLE peerdist_port_create_routine(PEERDIST_COMPLETION_ROUTINE rou
 #define SetEvent pdw32_SetEvent
 #define ResetEvent pdw32_ResetEvent
 #define WaitForSingleObject pdw32_WaitForSingleObject
+#define WaitForMultipleObjects pdw32_WaitForMultipleObjects
+#define GetQueuedCompletionStatusEx pdw32_GetQueuedCompletionStatusEx
+#define GetOverlappedResult pdw32_GetOverlappedResult
+#define Sleep pdw32_Sleep
 #define GetLastError pdw32_GetLastError
 #define SetLastError pdw32_SetLastError
+/* Macros on Windows too (RtlZeroMemory and friends are memset and memcpy). */
+#define ZeroMemory(Destination, Length) memset((Destination), 0, (Length))
+#define CopyMemory(Destination, Source, Length) memcpy((Destination), (Source), (Length))
+#define FillMemory(Destination, Length, Fill) memset((Destination), (Fill), (Length))
 #endif
 
 #ifdef __cplusplus

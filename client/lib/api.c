@@ -247,23 +247,5 @@ PEERDIST_API DWORD WINAPI PeerDistUnregisterForStatusChangeNotification(
 PEERDIST_API BOOL WINAPI PeerDistGetOverlappedResult(LPOVERLAPPED lpOverlapped,
     LPDWORD lpNumberOfBytesTransferred, BOOL bWait)
 {
-    if (!lpOverlapped || !lpNumberOfBytesTransferred) {
-        w32_set_error(ERROR_INVALID_PARAMETER);
-        return FALSE;
-    }
-    if (!HasOverlappedIoCompleted(lpOverlapped)) {
-        if (!bWait) {
-            w32_set_error(ERROR_IO_INCOMPLETE);
-            return FALSE;
-        }
-        w32_wait_overlapped(lpOverlapped);
-    }
-    *lpNumberOfBytesTransferred = (DWORD)lpOverlapped->InternalHigh;
-    DWORD status = (DWORD)lpOverlapped->Internal;
-    if (status != ERROR_SUCCESS) {
-        w32_set_error(status);
-        return FALSE;
-    }
-    return TRUE;
+    return w32_overlapped_result(lpOverlapped, lpNumberOfBytesTransferred, bWait);
 }
-

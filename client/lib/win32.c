@@ -1,18 +1,21 @@
 /*
- * win32.c - the Win32 shim: per-thread last error, event objects and I/O
- * completion ports (FIFO of packets, a pollable eventfd, optional completion
- * routine thread). Deviations from Windows are listed in client/README.md:
- * ports carry only PeerDist and posted packets, waiters wake in FIFO order,
- * NumberOfConcurrentThreads is ignored, events cannot be named.
+ * win32.c - the Win32 shim: per-thread last error, event objects and waits
+ * on them, Sleep, I/O completion ports (FIFO of packets, a pollable eventfd,
+ * optional completion routine thread) and GetOverlappedResult. Deviations
+ * from Windows are listed in client/README.md: ports carry only PeerDist and
+ * posted packets, waiters wake in FIFO order, NumberOfConcurrentThreads is
+ * ignored, events cannot be named, only events can be waited on.
  */
 #include "win32.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/queue.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,22 +69,35 @@ static int wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, const struct time
     return pthread_cond_timedwait(cv, mu, deadline) == ETIMEDOUT ? -1 : 0;
 }
 
-/* ---- events ---- */
+/* ---- events ----
+ *
+ * One lock for all events: WaitForMultipleObjects must see several events'
+ * states at one instant and, waiting for all, consume the auto-reset ones
+ * together. Each waiting thread has its own condition variable, linked from
+ * every event it waits on, so SetEvent wakes only the threads waiting on it.
+ */
+
+static pthread_mutex_t events_mu = PTHREAD_MUTEX_INITIALIZER;
+
+struct event_waiter {
+    pthread_cond_t cv;
+};
+
+struct wait_link {
+    struct event_waiter *waiter;
+    LIST_ENTRY(wait_link) link;
+};
 
 struct event_obj {
     struct hobj h;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
     bool manual_reset;
-    bool signaled;
+    bool signaled;               /* guarded by events_mu */
+    LIST_HEAD(, wait_link) waits; /* guarded by events_mu */
 };
 
 static void event_destroy(struct hobj *h)
 {
-    struct event_obj *e = (struct event_obj *)h;
-    pthread_mutex_destroy(&e->mu);
-    pthread_cond_destroy(&e->cv);
-    free(e);
+    free(h); /* no waiter left: each holds a reference while it waits */
 }
 
 static HANDLE event_create(BOOL manual, BOOL initial, const void *name)
@@ -96,10 +112,9 @@ static HANDLE event_create(BOOL manual, BOOL initial, const void *name)
         return NULL;
     }
     hobj_init(&e->h, HT_EVENT, event_destroy);
-    pthread_mutex_init(&e->mu, NULL);
-    cond_init_monotonic(&e->cv);
     e->manual_reset = manual;
     e->signaled = initial;
+    LIST_INIT(&e->waits);
     HANDLE h = handle_insert(&e->h);
     if (!h) {
         event_destroy(&e->h);
@@ -127,15 +142,14 @@ static BOOL event_set_state(HANDLE h, bool signaled)
         w32_set_error(ERROR_INVALID_HANDLE);
         return FALSE;
     }
-    pthread_mutex_lock(&e->mu);
+    pthread_mutex_lock(&events_mu);
     e->signaled = signaled;
     if (signaled) {
-        if (e->manual_reset)
-            pthread_cond_broadcast(&e->cv);
-        else
-            pthread_cond_signal(&e->cv);
+        struct wait_link *l;
+        LIST_FOREACH(l, &e->waits, link)
+            pthread_cond_signal(&l->waiter->cv);
     }
-    pthread_mutex_unlock(&e->mu);
+    pthread_mutex_unlock(&events_mu);
     hobj_put(&e->h);
     return TRUE;
 }
@@ -150,28 +164,112 @@ PEERDIST_API BOOL WINAPI pdw32_ResetEvent(HANDLE h)
     return event_set_state(h, false);
 }
 
-PEERDIST_API DWORD WINAPI pdw32_WaitForSingleObject(HANDLE h, DWORD ms)
+/*
+ * With events_mu held: if the wait is satisfied, consumes what it takes
+ * (auto-reset events go unsignaled) and returns WAIT_OBJECT_0 + index (for
+ * all: WAIT_OBJECT_0); else WAIT_TIMEOUT. Any: the lowest signaled index.
+ */
+static DWORD events_take(struct event_obj **ev, DWORD n, BOOL all)
 {
-    struct event_obj *e = (struct event_obj *)handle_lookup(h, HT_EVENT);
-    if (!e) {
-        w32_set_error(ERROR_INVALID_HANDLE);
+    if (!all) {
+        for (DWORD i = 0; i < n; i++) {
+            if (ev[i]->signaled) {
+                if (!ev[i]->manual_reset)
+                    ev[i]->signaled = false;
+                return WAIT_OBJECT_0 + i;
+            }
+        }
+        return WAIT_TIMEOUT;
+    }
+    for (DWORD i = 0; i < n; i++)
+        if (!ev[i]->signaled)
+            return WAIT_TIMEOUT;
+    for (DWORD i = 0; i < n; i++)
+        if (!ev[i]->manual_reset)
+            ev[i]->signaled = false;
+    return WAIT_OBJECT_0;
+}
+
+static DWORD events_wait(struct event_obj **ev, DWORD n, BOOL all, DWORD ms)
+{
+    struct timespec deadline = deadline_after(ms);
+    struct event_waiter w;
+    struct wait_link links[MAXIMUM_WAIT_OBJECTS];
+    bool linked = false;
+    pthread_mutex_lock(&events_mu);
+    DWORD rc = events_take(ev, n, all);
+    while (rc == WAIT_TIMEOUT && ms != 0) {
+        if (!linked) {
+            cond_init_monotonic(&w.cv);
+            for (DWORD i = 0; i < n; i++) {
+                links[i].waiter = &w;
+                LIST_INSERT_HEAD(&ev[i]->waits, &links[i], link);
+            }
+            linked = true;
+        }
+        int timed_out = wait_until(&w.cv, &events_mu, ms == INFINITE ? NULL : &deadline);
+        rc = events_take(ev, n, all);
+        if (timed_out)
+            break;
+    }
+    if (linked)
+        for (DWORD i = 0; i < n; i++)
+            LIST_REMOVE(&links[i], link);
+    pthread_mutex_unlock(&events_mu);
+    if (linked)
+        pthread_cond_destroy(&w.cv);
+    return rc;
+}
+
+PEERDIST_API DWORD WINAPI pdw32_WaitForMultipleObjects(DWORD n, const HANDLE *handles, BOOL all,
+    DWORD ms)
+{
+    if (n == 0 || n > MAXIMUM_WAIT_OBJECTS || !handles) {
+        w32_set_error(ERROR_INVALID_PARAMETER);
         return WAIT_FAILED;
     }
-    struct timespec deadline = deadline_after(ms);
-    DWORD rc = WAIT_OBJECT_0;
-    pthread_mutex_lock(&e->mu);
-    while (!e->signaled) {
-        if (ms == 0 || wait_until(&e->cv, &e->mu, ms == INFINITE ? NULL : &deadline) != 0) {
-            if (!e->signaled)
-                rc = WAIT_TIMEOUT;
+    struct event_obj *ev[MAXIMUM_WAIT_OBJECTS];
+    DWORD got = 0, err = 0;
+    for (; got < n; got++) {
+        ev[got] = (struct event_obj *)handle_lookup(handles[got], HT_EVENT);
+        if (!ev[got]) {
+            err = ERROR_INVALID_HANDLE; /* events only: a port is not waitable here */
+            break;
+        }
+        /* As Windows (STATUS_INVALID_PARAMETER_MIX): waiting for all, no handle twice. */
+        for (DWORD j = 0; all && j < got; j++)
+            if (ev[j] == ev[got])
+                err = ERROR_INVALID_PARAMETER;
+        if (err) {
+            got++;
             break;
         }
     }
-    if (rc == WAIT_OBJECT_0 && !e->manual_reset)
-        e->signaled = false; /* auto-reset: one waiter takes it */
-    pthread_mutex_unlock(&e->mu);
-    hobj_put(&e->h);
+    DWORD rc = err ? WAIT_FAILED : events_wait(ev, n, all, ms);
+    for (DWORD i = 0; i < got; i++)
+        hobj_put(&ev[i]->h);
+    if (err)
+        w32_set_error(err);
     return rc;
+}
+
+PEERDIST_API DWORD WINAPI pdw32_WaitForSingleObject(HANDLE h, DWORD ms)
+{
+    return pdw32_WaitForMultipleObjects(1, &h, FALSE, ms);
+}
+
+PEERDIST_API void WINAPI pdw32_Sleep(DWORD ms)
+{
+    if (ms == INFINITE)
+        for (;;)
+            pause();
+    if (ms == 0) {
+        sched_yield(); /* Windows: give up the rest of the time slice */
+        return;
+    }
+    struct timespec until = deadline_after(ms);
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR)
+        ;
 }
 
 /* ---- completion ports ---- */
@@ -285,11 +383,16 @@ PEERDIST_API BOOL WINAPI pdw32_PostQueuedCompletionStatus(HANDLE port, DWORD byt
     return ok;
 }
 
-/* Pops one packet. 0 = got one, else the Win32 error (WAIT_TIMEOUT, ERROR_ABANDONED_WAIT_0). */
-static DWORD port_get(struct port_obj *p, DWORD ms, struct packet *out)
+/*
+ * Pops up to max packets into out (Internal: the packet's status), waiting up
+ * to ms for the first. 0 with *n packets, else the Win32 error (WAIT_TIMEOUT,
+ * ERROR_ABANDONED_WAIT_0) and none.
+ */
+static DWORD port_get(struct port_obj *p, DWORD ms, OVERLAPPED_ENTRY *out, ULONG max, ULONG *n)
 {
     struct timespec deadline = deadline_after(ms);
     DWORD rc = 0;
+    *n = 0;
     pthread_mutex_lock(&p->mu);
     while (!p->head && !p->closed) {
         if (ms == 0 || wait_until(&p->cv, &p->mu, ms == INFINITE ? NULL : &deadline) != 0) {
@@ -300,16 +403,17 @@ static DWORD port_get(struct port_obj *p, DWORD ms, struct packet *out)
     }
     if (rc == 0 && p->closed)
         rc = ERROR_ABANDONED_WAIT_0;
-    if (rc == 0) {
+    while (rc == 0 && p->head && *n < max) {
         struct packet *pk = p->head;
         p->head = pk->next;
-        if (!p->head) {
-            p->tail = NULL;
-            uint64_t drain;
-            (void)!read(p->efd, &drain, sizeof(drain));
-        }
-        *out = *pk;
+        out[(*n)++] = (OVERLAPPED_ENTRY){.lpCompletionKey = pk->key, .lpOverlapped = pk->ov,
+            .Internal = pk->status, .dwNumberOfBytesTransferred = pk->bytes};
         free(pk);
+    }
+    if (rc == 0 && !p->head) {
+        p->tail = NULL;
+        uint64_t drain;
+        (void)!read(p->efd, &drain, sizeof(drain));
     }
     pthread_mutex_unlock(&p->mu);
     return rc;
@@ -328,18 +432,43 @@ PEERDIST_API BOOL WINAPI pdw32_GetQueuedCompletionStatus(HANDLE port, LPDWORD by
         w32_set_error(ERROR_INVALID_HANDLE);
         return FALSE;
     }
-    struct packet pk;
-    DWORD rc = port_get(p, ms, &pk);
+    OVERLAPPED_ENTRY e;
+    ULONG n;
+    DWORD rc = port_get(p, ms, &e, 1, &n);
     hobj_put(&p->h);
     if (rc != 0) {
         w32_set_error(rc);
         return FALSE;
     }
-    *bytes = pk.bytes;
-    *key = pk.key;
-    *ov = pk.ov;
-    if (pk.status != ERROR_SUCCESS) {
-        w32_set_error(pk.status);
+    *bytes = e.dwNumberOfBytesTransferred;
+    *key = e.lpCompletionKey;
+    *ov = e.lpOverlapped;
+    if (e.Internal != ERROR_SUCCESS) {
+        w32_set_error((DWORD)e.Internal);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* Unlike the plain call, a failed operation dequeues as TRUE: its status is in the entry's Internal. */
+PEERDIST_API BOOL WINAPI pdw32_GetQueuedCompletionStatusEx(HANDLE port, LPOVERLAPPED_ENTRY entries,
+    ULONG count, PULONG removed, DWORD ms, BOOL alertable)
+{
+    if (removed)
+        *removed = 0;
+    if (!entries || count == 0 || !removed) {
+        w32_set_error(ERROR_INVALID_PARAMETER);
+        return FALSE;
+    }
+    struct port_obj *p = (struct port_obj *)handle_lookup(port, HT_PORT);
+    if (!p) {
+        w32_set_error(ERROR_INVALID_HANDLE);
+        return FALSE;
+    }
+    DWORD rc = port_get(p, ms, entries, count, removed);
+    hobj_put(&p->h);
+    if (rc != 0) {
+        w32_set_error(rc);
         return FALSE;
     }
     return TRUE;
@@ -360,9 +489,11 @@ PEERDIST_API int peerdist_port_fd(HANDLE port)
 static void *routine_thread(void *arg)
 {
     struct port_obj *p = arg;
-    struct packet pk;
-    while (port_get(p, INFINITE, &pk) == 0)
-        p->routine(pk.status, pk.bytes, pk.key, pk.ov, p->routine_ctx);
+    OVERLAPPED_ENTRY e;
+    ULONG n;
+    while (port_get(p, INFINITE, &e, 1, &n) == 0)
+        p->routine((DWORD)e.Internal, e.dwNumberOfBytesTransferred, e.lpCompletionKey,
+            e.lpOverlapped, p->routine_ctx);
     hobj_put(&p->h);
     return NULL;
 }
@@ -472,7 +603,8 @@ void w32_complete(LPOVERLAPPED ov, HANDLE port, ULONG_PTR key, DWORD status, DWO
     }
 }
 
-void w32_wait_overlapped(LPOVERLAPPED ov)
+/* Waits until ov completes (Internal leaves STATUS_PENDING). */
+static void wait_overlapped(LPOVERLAPPED ov)
 {
     pthread_mutex_lock(&overlapped_mu);
     overlapped_waiters++;
@@ -480,4 +612,38 @@ void w32_wait_overlapped(LPOVERLAPPED ov)
         pthread_cond_wait(&overlapped_cv, &overlapped_mu);
     overlapped_waiters--;
     pthread_mutex_unlock(&overlapped_mu);
+}
+
+BOOL w32_overlapped_result(LPOVERLAPPED ov, LPDWORD bytes, BOOL wait)
+{
+    if (!ov || !bytes) {
+        w32_set_error(ERROR_INVALID_PARAMETER);
+        return FALSE;
+    }
+    if (!HasOverlappedIoCompleted(ov)) {
+        if (!wait) {
+            w32_set_error(ERROR_IO_INCOMPLETE);
+            return FALSE;
+        }
+        wait_overlapped(ov);
+    }
+    *bytes = (DWORD)ov->InternalHigh;
+    DWORD status = (DWORD)ov->Internal;
+    if (status != ERROR_SUCCESS) {
+        w32_set_error(status);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/*
+ * Windows waits on hEvent, or on hFile when there is none. A PeerDist
+ * operation belongs to no file (Microsoft does not say which handle a Windows
+ * 7 program should pass), so hFile is ignored and the wait is on the
+ * operation itself, as PeerDistGetOverlappedResult does.
+ */
+PEERDIST_API BOOL WINAPI pdw32_GetOverlappedResult(HANDLE hFile, LPOVERLAPPED ov, LPDWORD bytes,
+    BOOL wait)
+{
+    return w32_overlapped_result(ov, bytes, wait);
 }

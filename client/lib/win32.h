@@ -17,14 +17,18 @@ BOOL w32_is_port_or_null(HANDLE h);
  * Completes an operation, exactly once: fills Internal (status) and
  * InternalHigh (bytes), signals hEvent if set, posts (bytes, key, ov) to the
  * port if one was given and hEvent's low bit is clear, and wakes
- * PeerDistGetOverlappedResult waiters. Offset/OffsetHigh are the caller's to set first.
+ * (PeerDist)GetOverlappedResult waiters. Offset/OffsetHigh are the caller's to set first.
  */
 void w32_complete(LPOVERLAPPED ov, HANDLE port, ULONG_PTR key, DWORD status, DWORD bytes);
 
 /* Marks ov in flight (Internal = STATUS_PENDING, InternalHigh = 0). */
 void w32_begin(LPOVERLAPPED ov);
 
-/* Waits until ov completes (for PeerDistGetOverlappedResult with bWait). */
-void w32_wait_overlapped(LPOVERLAPPED ov);
+/*
+ * GetOverlappedResult without its file handle (PeerDistGetOverlappedResult):
+ * TRUE with the byte count once ov succeeded; FALSE with the last error set
+ * to its failure, or to ERROR_IO_INCOMPLETE while pending and !wait.
+ */
+BOOL w32_overlapped_result(LPOVERLAPPED ov, LPDWORD bytes, BOOL wait);
 
 #endif
