@@ -3,6 +3,7 @@
 #   make test       build, then run the whole test suite
 #   make test-asan  the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make fuzz       both libFuzzer harnesses (fuzz/) for FUZZ_SECONDS in all, built in FUZZ_BUILD
+#   make format     clang-format (.clang-format) over every C file of ours
 # Each target installs missing Debian packages first (needs root and apt).
 
 BUILD      ?= build
@@ -15,7 +16,7 @@ FUZZ_SECONDS ?= 60
 DEBS := cmake make gcc pkg-config libevent-dev libsqlite3-dev sqlite3 libprotobuf-c-dev \
         protobuf-c-compiler check libsubunit-dev libssl-dev libinih-dev python3
 
-.PHONY: all deps configure build run test test-asan fuzz install clean
+.PHONY: all deps configure build run test test-asan fuzz format install clean
 
 all: build
 
@@ -59,6 +60,10 @@ test-asan: deps
 fuzz: deps
 	$(call install_missing,clang libclang-rt-14-dev)
 	FUZZ_BUILD=$(FUZZ_BUILD) JOBS=$(JOBS) sh fuzz/run.sh $(FUZZ_SECONDS)
+
+format:
+	$(call install_missing,clang-format)
+	git ls-files '*.[ch]' | grep -v '^tests/vectors/' | xargs clang-format -i
 
 install: build
 	cmake --install $(BUILD)

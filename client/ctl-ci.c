@@ -17,8 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CTL_READ_SIZE (1u << 20)             /* bytes per read() while hashing */
-#define CTL_MAX_PASSPHRASE 1024u             /* bytes of a binary passphrase */
+#define CTL_READ_SIZE (1u << 20) /* bytes per read() while hashing */
+#define CTL_MAX_PASSPHRASE 1024u /* bytes of a binary passphrase */
 
 struct ctl_hash_opts {
     const char *file, *out, *pass_hex, *key;
@@ -104,7 +104,7 @@ static int ctl_hash_args(int argc, char **argv, struct ctl_hash_opts *o)
         case 'r':
             if (ctl_parse_range(optarg, &o->range_offset, &o->range_length) < 0)
                 return ctl_usage("hash", "--range wants OFFSET:LENGTH in decimal, not '%s'",
-                                 optarg);
+                    optarg);
             o->ranged = true;
             break;
         case 'h': ctl_hash_help(); return -1;
@@ -134,8 +134,9 @@ static int ctl_hash_secret(const struct ctl_hash_opts *o, struct ci_secret *ks)
         return 0;
     }
     if (ctl_unhex(o->pass_hex, pass, sizeof(pass), &len) < 0)
-        return ctl_usage("hash", "%s", "--passphrase-hex wants an even number of hex digits "
-                                       "(1 to 1024 bytes)");
+        return ctl_usage("hash", "%s",
+            "--passphrase-hex wants an even number of hex digits "
+            "(1 to 1024 bytes)");
     rc = ci_secret_from_passphrase(alg, pass, len, ks);
     OPENSSL_cleanse(pass, sizeof(pass));
     if (rc < 0) {
@@ -197,7 +198,7 @@ static int ctl_hash_output(const struct ctl_hash_opts *o, const struct ci_info *
         rc = -1;
     if (rc < 0)
         fprintf(stderr, "peerdistctl hash: writing %s: %s\n", o->out ? o->out : "stdout",
-                strerror(errno));
+            strerror(errno));
     free(wire);
     return rc < 0 ? CTL_EXIT_FAIL : CTL_EXIT_OK;
 }
@@ -220,9 +221,10 @@ static int ctl_hash_run(const struct ctl_hash_opts *o, const struct ci_secret *k
     if (!gen || ctl_hash_feed(fd, o->file, gen) < 0 || ci_gen_finish(gen, &full) < 0)
         goto fail;
     if (o->ranged && ci_range(full, o->range_offset, o->range_length, &ranged) < 0) {
-        fprintf(stderr, "peerdistctl hash: range %" PRIu64 ":%" PRIu64
-                " is empty or outside the content (%" PRIu64 " bytes)\n",
-                o->range_offset, o->range_length, full->range_length);
+        fprintf(stderr,
+            "peerdistctl hash: range %" PRIu64 ":%" PRIu64
+            " is empty or outside the content (%" PRIu64 " bytes)\n",
+            o->range_offset, o->range_length, full->range_length);
         goto fail;
     }
     rc = ctl_hash_output(o, ranged ? ranged : full);
@@ -244,8 +246,9 @@ int ctl_hash_main(int argc, char **argv)
     if (rc)
         return rc < 0 ? CTL_EXIT_OK : rc;
     if (!o.out && isatty(STDOUT_FILENO))
-        return ctl_usage("hash", "%s", "refusing to write binary content information to a "
-                                       "terminal; use -o OUT or redirect");
+        return ctl_usage("hash", "%s",
+            "refusing to write binary content information to a "
+            "terminal; use -o OUT or redirect");
     if ((rc = ctl_hash_secret(&o, &ks)))
         return rc;
     rc = ctl_hash_run(&o, &ks);
@@ -310,7 +313,7 @@ static int ctl_dump_read(const char *name, struct ci_info **ci)
     ci_stream_free(st);
     if (code)
         fprintf(stderr, "peerdistctl ci-dump: %s: at byte %zu: %s (%s, %u)\n", name, err.offset,
-                err.reason, ctl_error_name(code), (unsigned)code);
+            err.reason, ctl_error_name(code), (unsigned)code);
     return code ? CTL_EXIT_FAIL : CTL_EXIT_OK;
 }
 
@@ -320,21 +323,20 @@ static void ctl_dump_text(const struct ci_info *ci)
 
     printf("version: %d.0\nhash: %s\n", ci->version, ci_hash_alg_name(ci->alg));
     printf("range: %" PRIu64 "-%" PRIu64 " (%" PRIu64 " bytes%s)\n", ci->range_offset,
-           ci->range_offset + ci->range_length, ci->range_length,
-           ci->whole ? ", whole content" : "");
+        ci->range_offset + ci->range_length, ci->range_length, ci->whole ? ", whole content" : "");
     if (ci->version == CI_VERSION_1)
-        printf("header: dwOffsetInFirstSegment %" PRIu32 ", dwReadBytesInLastSegment %" PRIu32
-               "\n", ci->offset_in_first, ci->read_in_last);
+        printf("header: dwOffsetInFirstSegment %" PRIu32 ", dwReadBytesInLastSegment %" PRIu32 "\n",
+            ci->offset_in_first, ci->read_in_last);
     else
         printf("header: ullStartInContent %" PRIu64 ", ullIndexOfFirstSegment %" PRIu64
                ", dwOffsetInFirstSegment %" PRIu32 ", ullLengthOfRange %" PRIu64 "\n",
-               ci->v2_start, ci->v2_first_index, ci->offset_in_first, ci->v2_range_length);
+            ci->v2_start, ci->v2_first_index, ci->offset_in_first, ci->v2_range_length);
     printf("segments: %zu\n", ci->n_segments);
     for (size_t i = 0; i < ci->n_segments; i++) {
         const struct ci_segment *s = &ci->segments[i];
 
         printf("segment %zu:\n  offset: %" PRIu64 "\n  length: %" PRIu32 "\n", i, s->offset,
-               s->length);
+            s->length);
         printf("  hod: ");
         ctl_print_hex(stdout, s->hod, d);
         printf("\n  secret: ");
@@ -345,7 +347,7 @@ static void ctl_dump_text(const struct ci_info *ci)
         if (ci->version == CI_VERSION_2)
             continue;
         printf("  blocks: %" PRIu32 " listed of %" PRIu32 " (block size %" PRIu32 ")\n",
-               s->n_blocks, ci_segment_block_count(s), s->block_size);
+            s->n_blocks, ci_segment_block_count(s), s->block_size);
         for (uint32_t b = 0; b < s->n_blocks; b++) {
             printf("  block %" PRIu32 ": ", s->first_block + b);
             ctl_print_hex(stdout, s->block_hashes + (size_t)b * d, d);
@@ -365,15 +367,16 @@ static void ctl_dump_json_segment(const struct ci_info *ci, size_t i)
 {
     const struct ci_segment *s = &ci->segments[i];
 
-    printf("%s{\"index\":%zu,\"offset\":%" PRIu64 ",\"length\":%" PRIu32
-           ",\"block_size\":%" PRIu32 ",", i ? "," : "", i, s->offset, s->length, s->block_size);
+    printf("%s{\"index\":%zu,\"offset\":%" PRIu64 ",\"length\":%" PRIu32 ",\"block_size\":%" PRIu32
+           ",",
+        i ? "," : "", i, s->offset, s->length, s->block_size);
     ctl_json_hex("hod", s->hod, ci->digest_len);
     printf(",");
     ctl_json_hex("secret", s->secret, ci->digest_len);
     printf(",");
     ctl_json_hex("id", s->id, ci->digest_len);
     printf(",\"block_count\":%" PRIu32 ",\"first_block\":%" PRIu32 ",\"block_hashes\":[",
-           ci->version == CI_VERSION_1 ? ci_segment_block_count(s) : 1, s->first_block);
+        ci->version == CI_VERSION_1 ? ci_segment_block_count(s) : 1, s->first_block);
     for (uint32_t b = 0; b < s->n_blocks; b++) {
         printf("%s\"", b ? "," : "");
         ctl_print_hex(stdout, s->block_hashes + (size_t)b * ci->digest_len, ci->digest_len);
@@ -385,17 +388,17 @@ static void ctl_dump_json_segment(const struct ci_info *ci, size_t i)
 static void ctl_dump_json(const struct ci_info *ci)
 {
     printf("{\"version\":%d,\"hash_algorithm\":\"%s\",\"digest_size\":%zu,", ci->version,
-           ci_hash_alg_name(ci->alg), ci->digest_len);
+        ci_hash_alg_name(ci->alg), ci->digest_len);
     printf("\"range\":{\"offset\":%" PRIu64 ",\"length\":%" PRIu64 ",\"whole\":%s},",
-           ci->range_offset, ci->range_length, ci->whole ? "true" : "false");
+        ci->range_offset, ci->range_length, ci->whole ? "true" : "false");
     if (ci->version == CI_VERSION_1)
         printf("\"header\":{\"offset_in_first_segment\":%" PRIu32
-               ",\"read_bytes_in_last_segment\":%" PRIu32 "},", ci->offset_in_first,
-               ci->read_in_last);
+               ",\"read_bytes_in_last_segment\":%" PRIu32 "},",
+            ci->offset_in_first, ci->read_in_last);
     else
         printf("\"header\":{\"start_in_content\":%" PRIu64 ",\"index_of_first_segment\":%" PRIu64
                ",\"offset_in_first_segment\":%" PRIu32 ",\"length_of_range\":%" PRIu64 "},",
-               ci->v2_start, ci->v2_first_index, ci->offset_in_first, ci->v2_range_length);
+            ci->v2_start, ci->v2_first_index, ci->offset_in_first, ci->v2_range_length);
     printf("\"segments\":[");
     for (size_t i = 0; i < ci->n_segments; i++)
         ctl_dump_json_segment(ci, i);

@@ -37,7 +37,7 @@ void ci_chunker_init(struct ci_chunker *ch)
  * zero; returns the index past that byte, or end. One tight loop per mask, so the common
  * case costs a shift, an add and a test per byte. */
 static size_t ci_roll(const uint64_t *gear, uint64_t *fp, const uint8_t *p, size_t i, size_t end,
-                      uint64_t mask, bool *hit)
+    uint64_t mask, bool *hit)
 {
     uint64_t h = *fp;
 
@@ -70,9 +70,8 @@ size_t ci_chunker_scan(struct ci_chunker *ch, const uint8_t *p, size_t len, bool
 {
     /* Limits on the segment length once a byte is counted: no test up to MIN - 1, the strict
      * mask up to NORMAL - 1, the loose one up to MAX, where the cut is forced. */
-    static const uint32_t limits[] = {CI_V2_SEGMENT_MIN - CI_GEAR_WINDOW,
-                                      CI_V2_SEGMENT_MIN - 1, CI_V2_SEGMENT_NORMAL - 1,
-                                      CI_V2_SEGMENT_MAX};
+    static const uint32_t limits[] = {CI_V2_SEGMENT_MIN - CI_GEAR_WINDOW, CI_V2_SEGMENT_MIN - 1,
+        CI_V2_SEGMENT_NORMAL - 1, CI_V2_SEGMENT_MAX};
     static const uint64_t masks[] = {0, 0, CI_MASK_STRICT, CI_MASK_LOOSE};
     size_t i = 0;
 

@@ -10,8 +10,36 @@
 
 /* C: "MS_P2P_CACHING" in UTF-16LE with its NUL, not ASCII as the spec text says (§0). */
 static const uint8_t ci_segment_id_const[CI_SEGMENT_ID_CONST_LEN] = {
-    'M', 0, 'S', 0, '_', 0, 'P', 0, '2', 0, 'P', 0, '_', 0, 'C', 0,
-    'A', 0, 'C', 0, 'H', 0, 'I', 0, 'N', 0, 'G', 0, 0,   0,
+    'M',
+    0,
+    'S',
+    0,
+    '_',
+    0,
+    'P',
+    0,
+    '2',
+    0,
+    'P',
+    0,
+    '_',
+    0,
+    'C',
+    0,
+    'A',
+    0,
+    'C',
+    0,
+    'H',
+    0,
+    'I',
+    0,
+    'N',
+    0,
+    'G',
+    0,
+    0,
+    0,
 };
 
 #define CI_UTF8_MAX_TEXT (64u * 1024) /* a typed key; far more than netsh would take */
@@ -68,7 +96,7 @@ int ci_hash(enum ci_hash_alg alg, const void *data, size_t len, uint8_t *out)
 
 /* HMAC over the full digest, cut to the algorithm's length (V2: §1.2 notes, VERIFIED). */
 static int ci_hmac(enum ci_hash_alg alg, const uint8_t *key, size_t key_len, const uint8_t *msg,
-                   size_t msg_len, uint8_t *out)
+    size_t msg_len, uint8_t *out)
 {
     uint8_t full[EVP_MAX_MD_SIZE];
     unsigned int full_len = 0;
@@ -81,7 +109,7 @@ static int ci_hmac(enum ci_hash_alg alg, const uint8_t *key, size_t key_len, con
 }
 
 int ci_secret_from_passphrase(enum ci_hash_alg alg, const void *pass, size_t len,
-                              struct ci_secret *ks)
+    struct ci_secret *ks)
 {
     memset(ks, 0, sizeof(*ks));
     ks->alg = alg;
@@ -212,7 +240,7 @@ bool ci_segment_has_full_list(const struct ci_segment *seg)
 }
 
 bool ci_verify_block(const struct ci_info *ci, size_t seg, uint32_t block, const void *data,
-                     size_t len)
+    size_t len)
 {
     const struct ci_segment *s;
     uint8_t digest[CI_MAX_DIGEST];
@@ -226,8 +254,9 @@ bool ci_verify_block(const struct ci_info *ci, size_t seg, uint32_t block, const
         return false;
     if (len != ci_block_length(s, block) || ci_hash(ci->alg, data, len, digest) < 0)
         return false;
-    return CRYPTO_memcmp(digest, s->block_hashes + (size_t)(block - s->first_block) *
-                         ci->digest_len, ci->digest_len) == 0;
+    return CRYPTO_memcmp(digest,
+               s->block_hashes + (size_t)(block - s->first_block) * ci->digest_len,
+               ci->digest_len) == 0;
 }
 
 bool ci_verify_segment_hashes(const struct ci_info *ci, size_t seg)
@@ -246,7 +275,7 @@ bool ci_verify_segment_hashes(const struct ci_info *ci, size_t seg)
 
 /* V1: hash each block, then the list (HoD covers every block of the segment, §1.2). */
 static bool ci_v1_segment_data_hod(const struct ci_info *ci, const struct ci_segment *s,
-                                   const uint8_t *data, uint8_t *hod)
+    const uint8_t *data, uint8_t *hod)
 {
     uint32_t n = ci_segment_block_count(s);
     uint8_t *list = malloc((size_t)n * ci->digest_len + 1);
@@ -254,7 +283,7 @@ static bool ci_v1_segment_data_hod(const struct ci_info *ci, const struct ci_seg
 
     for (uint32_t b = 0; ok && b < n; b++)
         ok = ci_hash(ci->alg, data + (size_t)b * s->block_size, ci_block_length(s, b),
-                     list + (size_t)b * ci->digest_len) == 0;
+                 list + (size_t)b * ci->digest_len) == 0;
     ok = ok && ci_hash(ci->alg, list, (size_t)n * ci->digest_len, hod) == 0;
     free(list);
     return ok;

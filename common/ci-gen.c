@@ -10,23 +10,23 @@
 struct ci_gen {
     enum ci_version version;
     struct ci_secret ks;
-    EVP_MD_CTX *ctx;       /* digest of the current block (V1) or segment (V2) */
-    struct ci_info *info;  /* segments closed so far */
-    bool broken;           /* a call failed: the result would be wrong, finish refuses */
-    uint64_t seg_start;    /* content offset of the current segment */
-    uint32_t fill;         /* V1: bytes in the current block; V2: in the current segment */
-    uint32_t seg_len;      /* V1: bytes in the closed blocks of the current segment */
-    uint32_t seg_blocks;   /* V1: closed blocks of the current segment */
-    uint8_t *hashes;       /* V1: their hashes, at most 512 digests (16 KiB with SHA-256) */
+    EVP_MD_CTX *ctx;            /* digest of the current block (V1) or segment (V2) */
+    struct ci_info *info;       /* segments closed so far */
+    bool broken;                /* a call failed: the result would be wrong, finish refuses */
+    uint64_t seg_start;         /* content offset of the current segment */
+    uint32_t fill;              /* V1: bytes in the current block; V2: in the current segment */
+    uint32_t seg_len;           /* V1: bytes in the closed blocks of the current segment */
+    uint32_t seg_blocks;        /* V1: closed blocks of the current segment */
+    uint8_t *hashes;            /* V1: their hashes, at most 512 digests (16 KiB with SHA-256) */
     struct ci_chunker *chunker; /* V2 */
-    uint32_t *imposed;     /* V2: imposed segment lengths, then content-defined cuts */
+    uint32_t *imposed;          /* V2: imposed segment lengths, then content-defined cuts */
     size_t n_imposed, next_imposed;
 };
 
 static bool ci_gen_alg_fits(enum ci_version version, const struct ci_secret *ks)
 {
     return ks->len == ci_digest_len(ks->alg) && ks->len != 0 &&
-           ci_alg_version(ks->alg) == (int)version;
+        ci_alg_version(ks->alg) == (int)version;
 }
 
 struct ci_gen *ci_gen_new(enum ci_version version, const struct ci_secret *ks)
@@ -54,7 +54,7 @@ struct ci_gen *ci_gen_new(enum ci_version version, const struct ci_secret *ks)
 }
 
 struct ci_gen *ci_gen_new_v2_imposed(const struct ci_secret *ks, const uint32_t *lengths,
-                                     size_t n_lengths)
+    size_t n_lengths)
 {
     struct ci_gen *gen;
 
@@ -89,7 +89,7 @@ void ci_gen_free(struct ci_gen *gen)
 
 /* Appends the segment [seg_start, seg_start+length) whose HoD is set, with Kp and HoHoDk. */
 static struct ci_segment *ci_gen_close_segment(struct ci_gen *gen, const uint8_t *hod,
-                                               uint32_t length, uint32_t block_size)
+    uint32_t length, uint32_t block_size)
 {
     struct ci_segment *seg = ci_info_push(gen->info);
 
@@ -126,8 +126,7 @@ static int ci_v1_end_segment(struct ci_gen *gen)
 
 static int ci_v1_end_block(struct ci_gen *gen)
 {
-    if (!EVP_DigestFinal_ex(gen->ctx, gen->hashes + (size_t)gen->seg_blocks * gen->ks.len,
-                            NULL))
+    if (!EVP_DigestFinal_ex(gen->ctx, gen->hashes + (size_t)gen->seg_blocks * gen->ks.len, NULL))
         return -1;
     gen->seg_blocks++;
     gen->seg_len += gen->fill;

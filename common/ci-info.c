@@ -99,7 +99,7 @@ static size_t ci_find_segment(const struct ci_info *ci, uint64_t pos)
 
 /* Copies the block hashes of in-segment bytes [start, end) of a full-list V1 segment. */
 static int ci_copy_blocks(const struct ci_info *full, const struct ci_segment *src,
-                          struct ci_segment *dst, uint32_t start, uint32_t end)
+    struct ci_segment *dst, uint32_t start, uint32_t end)
 {
     uint32_t first = start / src->block_size;
     uint32_t last = (uint32_t)(((uint64_t)end + src->block_size - 1) / src->block_size);
@@ -126,7 +126,7 @@ static bool ci_usable_as_full(const struct ci_info *full)
 
 /* Copies segments a..b and, for V1, the hashes of the blocks that intersect [off, end). */
 static int ci_range_segments(const struct ci_info *full, struct ci_info *ci, size_t a, size_t b,
-                             uint64_t off, uint64_t end)
+    uint64_t off, uint64_t end)
 {
     for (size_t i = a; i <= b; i++) {
         const struct ci_segment *src = &full->segments[i];
@@ -151,8 +151,8 @@ static struct ci_info *ci_info_copy_whole(const struct ci_info *full)
 
     if (!ci)
         return NULL;
-    if (full->n_segments && ci_range_segments(full, ci, 0, full->n_segments - 1, 0,
-                                              full->range_length) < 0) {
+    if (full->n_segments &&
+        ci_range_segments(full, ci, 0, full->n_segments - 1, 0, full->range_length) < 0) {
         ci_info_free(ci);
         return NULL;
     }

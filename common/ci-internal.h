@@ -26,7 +26,7 @@ void ci_info_set_whole(struct ci_info *ci);
 /* Checks shared by the whole-buffer and the streaming parser (ci-parse.c). */
 DWORD ci_check_version(const uint8_t *buf, size_t len, int *version, struct ci_error *err);
 DWORD ci_check_algo(int version, const uint8_t *buf, size_t len, enum ci_hash_alg *alg,
-                    struct ci_error *err);
+    struct ci_error *err);
 
 /* V2 cut points (ci-chunker.c). */
 struct ci_chunker {

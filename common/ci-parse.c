@@ -33,8 +33,8 @@ static DWORD ci_need(struct ci_reader *r, size_t n, const char *what)
     if (ci_left(r) >= n)
         return ERROR_SUCCESS;
     return ci_fail(r->err, PEERDIST_ERROR_CANNOT_PARSE_CONTENTINFO, r->pos,
-                   "truncated in %s: %zu bytes needed at offset %zu, %zu present", what, n,
-                   r->pos, ci_left(r));
+        "truncated in %s: %zu bytes needed at offset %zu, %zu present", what, n, r->pos,
+        ci_left(r));
 }
 
 /* The first two bytes read as a little-endian u16 tell V1 (0x0100) from V2 (0x0200). */
@@ -44,20 +44,19 @@ DWORD ci_check_version(const uint8_t *buf, size_t len, int *version, struct ci_e
 
     if (len < 2)
         return ci_fail(err, PEERDIST_ERROR_CANNOT_PARSE_CONTENTINFO, 0,
-                       "truncated in the version field: 2 bytes needed, %zu present", len);
+            "truncated in the version field: 2 bytes needed, %zu present", len);
     v = ci_get_le16(buf);
     if (v == 0x0100 || v == 0x0200) {
         *version = v >> 8;
         return ERROR_SUCCESS;
     }
     return ci_fail(err, PEERDIST_ERROR_CONTENTINFO_VERSION_UNSUPPORTED, 0,
-                   "version bytes %02x %02x are neither 1.0 (00 01) nor 2.0 (00 02)", buf[0],
-                   buf[1]);
+        "version bytes %02x %02x are neither 1.0 (00 01) nor 2.0 (00 02)", buf[0], buf[1]);
 }
 
 /* The hash algorithm, as soon as its bytes are there (the streaming parser asks early). */
 DWORD ci_check_algo(int version, const uint8_t *buf, size_t len, enum ci_hash_alg *alg,
-                    struct ci_error *err)
+    struct ci_error *err)
 {
     if (version == CI_VERSION_2) {
         if (len < 3)
@@ -66,7 +65,7 @@ DWORD ci_check_algo(int version, const uint8_t *buf, size_t len, enum ci_hash_al
         if (buf[2] == CI_V2_ALGO_SHA512_TRUNC)
             return ERROR_SUCCESS;
         return ci_fail(err, PEERDIST_ERROR_CANNOT_PARSE_CONTENTINFO, 2,
-                       "unknown V2 bHashAlgo 0x%02x (only 0x04, truncated SHA-512)", buf[2]);
+            "unknown V2 bHashAlgo 0x%02x (only 0x04, truncated SHA-512)", buf[2]);
     }
     if (len < 6)
         return ERROR_SUCCESS;
@@ -76,8 +75,7 @@ DWORD ci_check_algo(int version, const uint8_t *buf, size_t len, enum ci_hash_al
     case CI_V1_ALGO_SHA512: *alg = CI_HASH_SHA512; return ERROR_SUCCESS;
     }
     return ci_fail(err, PEERDIST_ERROR_CANNOT_PARSE_CONTENTINFO, 2,
-                   "unknown V1 dwHashAlgo 0x%08" PRIx32 " (0x800C, 0x800D or 0x800E)",
-                   ci_get_le32(buf + 2));
+        "unknown V1 dwHashAlgo 0x%08" PRIx32 " (0x800C, 0x800D or 0x800E)", ci_get_le32(buf + 2));
 }
 
 /* --- V1 --------------------------------------------------------------------------------- */
@@ -96,22 +94,25 @@ static DWORD ci_v1_segment(struct ci_reader *r, struct ci_info *ci, size_t i)
     s->block_size = ci_get_le32(p + 12);
     if (s->block_size != CI_V1_BLOCK_SIZE) {
         snprintf(why, sizeof(why), "segment %zu: cbBlockSize %" PRIu32 ", expected 65536", i,
-                 s->block_size);
+            s->block_size);
         return ci_bad(r, at + 12, why);
     }
     if (s->length == 0 || s->length > CI_V1_SEGMENT_SIZE) {
         snprintf(why, sizeof(why), "segment %zu: cbSegment %" PRIu32 " not in 1..33554432", i,
-                 s->length);
+            s->length);
         return ci_bad(r, at + 8, why);
     }
     if (i > 0 && s[-1].length != CI_V1_SEGMENT_SIZE) {
-        snprintf(why, sizeof(why), "segment %zu: cbSegment %" PRIu32
-                 " but only the last segment may be shorter than 32 MiB", i - 1, s[-1].length);
+        snprintf(why, sizeof(why),
+            "segment %zu: cbSegment %" PRIu32
+            " but only the last segment may be shorter than 32 MiB",
+            i - 1, s[-1].length);
         return ci_bad(r, at - (CI_V1_DESC_FIXED + 2 * d) + 8, why);
     }
     if (i == 0 ? s->offset % CI_V1_SEGMENT_SIZE != 0 : s->offset != s[-1].offset + s[-1].length) {
-        snprintf(why, sizeof(why), "segment %zu: ullOffsetInContent %" PRIu64
-                 " is not where segment %zu should start", i, s->offset, i);
+        snprintf(why, sizeof(why),
+            "segment %zu: ullOffsetInContent %" PRIu64 " is not where segment %zu should start", i,
+            s->offset, i);
         return ci_bad(r, at, why);
     }
     if (s->offset > UINT64_MAX - s->length) {
@@ -154,13 +155,13 @@ static DWORD ci_v1_range(struct ci_reader *r, struct ci_info *ci)
         ci->range_length = last->offset + ci->read_in_last - ci->range_offset;
     /* DESIGN.md: a non-zero dwReadBytesInLastSegment equal to the last length is whole too. */
     ci->whole = first->offset == 0 && ci->offset_in_first == 0 &&
-                ci->range_length == last->offset + last->length;
+        ci->range_length == last->offset + last->length;
     return ERROR_SUCCESS;
 }
 
 /* Blocks of segment i that intersect the range: [*first, *first + *count). */
 static void ci_v1_expected_blocks(const struct ci_info *ci, size_t i, uint32_t *first,
-                                  uint32_t *count)
+    uint32_t *count)
 {
     const struct ci_segment *s = &ci->segments[i];
     uint64_t start = 0, end = s->length;
@@ -188,8 +189,9 @@ static DWORD ci_v1_block_list(struct ci_reader *r, struct ci_info *ci, size_t i)
     n = ci_get_le32(r->p + r->pos);
     ci_v1_expected_blocks(ci, i, &first, &count);
     if (n != count && !(i == 0 && first > 0 && n == first + count)) {
-        snprintf(why, sizeof(why), "segment %zu: cBlocks %" PRIu32 ", but %" PRIu32
-                 " blocks of it intersect the range", i, n, count);
+        snprintf(why, sizeof(why),
+            "segment %zu: cBlocks %" PRIu32 ", but %" PRIu32 " blocks of it intersect the range", i,
+            n, count);
         return ci_bad(r, r->pos, why);
     }
     s->first_block = n == count ? first : 0;
@@ -214,8 +216,9 @@ static DWORD ci_v1_body(struct ci_reader *r, struct ci_info *ci, uint32_t count)
     DWORD rc;
 
     if ((uint64_t)count * per_segment > ci_left(r)) {
-        snprintf(why, sizeof(why), "cSegments %" PRIu32 " needs at least %" PRIu64
-                 " bytes, %zu present", count, (uint64_t)count * per_segment, ci_left(r));
+        snprintf(why, sizeof(why),
+            "cSegments %" PRIu32 " needs at least %" PRIu64 " bytes, %zu present", count,
+            (uint64_t)count * per_segment, ci_left(r));
         return ci_bad(r, 14, why);
     }
     ci->segments = calloc(count ? count : 1, sizeof(*ci->segments));
@@ -263,13 +266,14 @@ static DWORD ci_v2_count(struct ci_reader *r, size_t *n_segments, size_t *n_chun
             return rc;
         if (r->p[r->pos] != CI_V2_CHUNK_TYPE) {
             snprintf(why, sizeof(why), "chunk %zu: unknown bChunkType 0x%02x", *n_chunks,
-                     r->p[r->pos]);
+                r->p[r->pos]);
             return ci_bad(r, r->pos, why);
         }
         data_len = ci_get_be32(r->p + r->pos + 1);
         if (data_len == 0 || data_len % CI_V2_SEGMENT_DESC_SIZE != 0) {
-            snprintf(why, sizeof(why), "chunk %zu: dwChunkDataLength %" PRIu32
-                     " is not a positive multiple of 68", *n_chunks, data_len);
+            snprintf(why, sizeof(why),
+                "chunk %zu: dwChunkDataLength %" PRIu32 " is not a positive multiple of 68",
+                *n_chunks, data_len);
             return ci_bad(r, r->pos + 1, why);
         }
         r->pos += CI_V2_CHUNK_HEADER_SIZE;
@@ -291,8 +295,8 @@ static DWORD ci_v2_segment(struct ci_reader *r, struct ci_info *ci, size_t i, ui
     s->offset = *next;
     s->length = s->block_size = ci_get_be32(p);
     if (s->length == 0 || s->length > CI_V2_PARSE_SEGMENT_MAX) {
-        snprintf(why, sizeof(why), "segment %zu: cbSegment %" PRIu32 " not in 1..%u", i,
-                 s->length, CI_V2_PARSE_SEGMENT_MAX);
+        snprintf(why, sizeof(why), "segment %zu: cbSegment %" PRIu32 " not in 1..%u", i, s->length,
+            CI_V2_PARSE_SEGMENT_MAX);
         return ci_bad(r, r->pos, why);
     }
     if (*next > UINT64_MAX - s->length)
@@ -337,7 +341,7 @@ static DWORD ci_v2_range(struct ci_reader *r, struct ci_info *ci)
         return ERROR_SUCCESS;
     }
     total = ci->segments[ci->n_segments - 1].offset + ci->segments[ci->n_segments - 1].length -
-            ci->v2_start;
+        ci->v2_start;
     if (ci->offset_in_first >= ci->segments[0].length)
         return ci_bad(r, 19, "dwOffsetInFirstSegment is past the end of the first segment");
     if (ci->v2_range_length > total - ci->offset_in_first)
@@ -345,7 +349,7 @@ static DWORD ci_v2_range(struct ci_reader *r, struct ci_info *ci)
     ci->range_offset = ci->v2_start + ci->offset_in_first;
     ci->range_length = ci->v2_range_length ? ci->v2_range_length : total - ci->offset_in_first;
     ci->whole = ci->v2_start == 0 && ci->v2_first_index == 0 && ci->offset_in_first == 0 &&
-                ci->range_length == total;
+        ci->range_length == total;
     return ERROR_SUCCESS;
 }
 
@@ -395,7 +399,7 @@ DWORD ci_parse(const void *buf, size_t len, struct ci_info **out, struct ci_erro
     rc = version == CI_VERSION_1 ? ci_parse_v1(&r, ci) : ci_parse_v2(&r, ci);
     if (!rc && r.pos != len)
         rc = ci_fail(r.err, PEERDIST_ERROR_CANNOT_PARSE_CONTENTINFO, r.pos,
-                     "%zu trailing bytes after the content information", len - r.pos);
+            "%zu trailing bytes after the content information", len - r.pos);
     if (rc) {
         ci_info_free(ci);
         return rc;

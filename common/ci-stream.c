@@ -11,9 +11,9 @@
 struct ci_stream {
     uint8_t *buf;
     size_t len, cap, max;
-    int version;           /* 0 until the two version bytes are in */
+    int version; /* 0 until the two version bytes are in */
     enum ci_hash_alg alg;
-    struct ci_error err;   /* sticky once err.code is set */
+    struct ci_error err; /* sticky once err.code is set */
 };
 
 struct ci_stream *ci_stream_new(size_t max_bytes)
@@ -76,7 +76,7 @@ DWORD ci_stream_feed(struct ci_stream *st, const void *data, size_t len, struct 
         return ci_stream_result(st, err);
     if (len > st->max - st->len) {
         ci_fail(&st->err, PEERDIST_ERROR_CANNOT_PARSE_CONTENTINFO, st->max,
-                "content information longer than the %zu-byte limit", st->max);
+            "content information longer than the %zu-byte limit", st->max);
         return ci_stream_result(st, err);
     }
     if (st->len + len > st->cap && ci_stream_grow(st, st->len + len) < 0) {

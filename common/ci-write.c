@@ -46,7 +46,7 @@ size_t ci_wire_size(const struct ci_info *ci)
 
     if (ci->version == CI_VERSION_2)
         return CI_V2_HEADER_SIZE + ci_v2_chunk_count(ci) * CI_V2_CHUNK_HEADER_SIZE +
-               ci->n_segments * CI_V2_SEGMENT_DESC_SIZE;
+            ci->n_segments * CI_V2_SEGMENT_DESC_SIZE;
     size = CI_V1_HEADER_SIZE + ci->n_segments * (16 + 2 * d + 4);
     for (size_t i = 0; i < ci->n_segments; i++)
         size += (size_t)ci->segments[i].n_blocks * d;

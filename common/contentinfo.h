@@ -10,15 +10,15 @@
 #include <stdint.h>
 
 /* Sizes fixed by MS-PCCRC (reference: branchcache-protocols.md §1.1, §1.4, §1.5). */
-#define CI_MAX_DIGEST 64                   /* SHA-512, the largest V1 algorithm */
-#define CI_V1_SEGMENT_SIZE 0x2000000u      /* V1 segments are exactly 32 MiB but the last */
-#define CI_V1_BLOCK_SIZE 0x10000u          /* V1 blocks are 64 KiB but the very last */
+#define CI_MAX_DIGEST 64              /* SHA-512, the largest V1 algorithm */
+#define CI_V1_SEGMENT_SIZE 0x2000000u /* V1 segments are exactly 32 MiB but the last */
+#define CI_V1_BLOCK_SIZE 0x10000u     /* V1 blocks are 64 KiB but the very last */
 #define CI_V1_BLOCKS_PER_SEGMENT (CI_V1_SEGMENT_SIZE / CI_V1_BLOCK_SIZE)
 #define CI_V1_HEADER_SIZE 18u
 #define CI_V2_HEADER_SIZE 31u
-#define CI_V2_DIGEST 32                    /* truncated SHA-512 */
+#define CI_V2_DIGEST 32 /* truncated SHA-512 */
 #define CI_V2_SEGMENT_DESC_SIZE (4u + 2u * CI_V2_DIGEST)
-#define CI_SEGMENT_ID_CONST_LEN 30         /* "MS_P2P_CACHING" UTF-16LE with its NUL */
+#define CI_SEGMENT_ID_CONST_LEN 30 /* "MS_P2P_CACHING" UTF-16LE with its NUL */
 
 /* Our V2 content-defined chunking (docs/contentinfo.md): no segment shorter than MIN except
  * the last, none longer than MAX; cut probability rises past NORMAL (FastCDC normalisation).
@@ -61,15 +61,15 @@ struct ci_secret {
 /* One segment. For V1 the listed block hashes may be a sub-list (ranged content information):
  * block_hashes holds n_blocks digests for the segment's blocks first_block .. +n_blocks-1. */
 struct ci_segment {
-    uint64_t offset;                  /* where the segment starts in the content */
-    uint32_t length;                  /* cbSegment: the whole segment, even outside a range */
-    uint32_t block_size;              /* V1 cbBlockSize (65536); V2: equals length */
-    uint8_t hod[CI_MAX_DIGEST];       /* HoD */
-    uint8_t secret[CI_MAX_DIGEST];    /* Kp, SegmentSecret */
-    uint8_t id[CI_MAX_DIGEST];        /* HoHoDk: always computed from hod and secret */
-    uint32_t first_block;             /* V1: in-segment index of block_hashes[0] */
-    uint32_t n_blocks;                /* V1: listed hashes; V2: 0 */
-    uint8_t *block_hashes;            /* V1: n_blocks * digest_len bytes; V2: NULL */
+    uint64_t offset;               /* where the segment starts in the content */
+    uint32_t length;               /* cbSegment: the whole segment, even outside a range */
+    uint32_t block_size;           /* V1 cbBlockSize (65536); V2: equals length */
+    uint8_t hod[CI_MAX_DIGEST];    /* HoD */
+    uint8_t secret[CI_MAX_DIGEST]; /* Kp, SegmentSecret */
+    uint8_t id[CI_MAX_DIGEST];     /* HoHoDk: always computed from hod and secret */
+    uint32_t first_block;          /* V1: in-segment index of block_hashes[0] */
+    uint32_t n_blocks;             /* V1: listed hashes; V2: 0 */
+    uint8_t *block_hashes;         /* V1: n_blocks * digest_len bytes; V2: NULL */
 };
 
 /* A parsed or generated content information. Owned by whoever got it; ci_info_free(). */
@@ -88,8 +88,8 @@ struct ci_info {
     uint64_t v2_range_length; /* V2 ullLengthOfRange (0 = whole resource) */
     size_t n_segments;
     struct ci_segment *segments;
-    size_t n_chunks;           /* V2 chunk layout as parsed; 0 = our default layout */
-    uint32_t *chunk_segments;  /* segments in each chunk */
+    size_t n_chunks;          /* V2 chunk layout as parsed; 0 = our default layout */
+    uint32_t *chunk_segments; /* segments in each chunk */
 };
 
 /* Why a parse failed: code is ERROR_SUCCESS, PEERDIST_ERROR_CANNOT_PARSE_CONTENTINFO or
@@ -107,7 +107,7 @@ const char *ci_hash_alg_name(enum ci_hash_alg alg);
 int ci_hash(enum ci_hash_alg alg, const void *data, size_t len, uint8_t *out);
 /* Ks from the binary passphrase: V1 H(passphrase), V2 SHA-512(passphrase)[0:32]. */
 int ci_secret_from_passphrase(enum ci_hash_alg alg, const void *pass, size_t len,
-                              struct ci_secret *ks);
+    struct ci_secret *ks);
 /* Ks from a text key: UTF-8 in, hashed as UTF-16LE without NUL. -1 on invalid UTF-8. */
 int ci_secret_from_text(enum ci_hash_alg alg, const char *utf8, struct ci_secret *ks);
 /* Kp = HMAC(Ks, HoD) and HoHoDk = HMAC(Kp, HoD || C), truncated to 32 bytes for V2. */
@@ -124,7 +124,7 @@ struct ci_gen *ci_gen_new(enum ci_version version, const struct ci_secret *ks);
 /* V2 with segment lengths imposed (tests, reproduction of given vectors); once the list is
  * used up, content-defined chunking cuts the rest. */
 struct ci_gen *ci_gen_new_v2_imposed(const struct ci_secret *ks, const uint32_t *lengths,
-                                     size_t n_lengths);
+    size_t n_lengths);
 int ci_gen_feed(struct ci_gen *gen, const void *data, size_t len);
 /* Whole-content information of everything fed; the generator is spent afterwards. */
 int ci_gen_finish(struct ci_gen *gen, struct ci_info **out);
@@ -158,7 +158,7 @@ uint32_t ci_block_length(const struct ci_segment *seg, uint32_t block);
 bool ci_segment_has_full_list(const struct ci_segment *seg);
 /* data must be exactly block `block` (in-segment index) of segment `seg`, and listed. */
 bool ci_verify_block(const struct ci_info *ci, size_t seg, uint32_t block, const void *data,
-                     size_t len);
+    size_t len);
 /* V1: the full block-hash list hashes to HoD. False for V2 or a partial list. */
 bool ci_verify_segment_hashes(const struct ci_info *ci, size_t seg);
 /* The whole segment's bytes hash to HoD (V2 directly; V1 through its block hashes). */

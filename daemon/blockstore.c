@@ -180,9 +180,9 @@ static bool file_pinned(const struct blockstore *bs, const struct store_reclaim 
 static bool row_exists(struct blockstore *bs, const struct store_reclaim *r, int64_t block)
 {
     int used = block < 0
-                   ? store_file_in_use(bs->reader, r->segment_id, r->segment_id_len, r->file_owner)
-                   : store_slot_in_use(bs->reader, r->segment_id, r->segment_id_len, r->file_owner,
-                         (uint32_t)block);
+        ? store_file_in_use(bs->reader, r->segment_id, r->segment_id_len, r->file_owner)
+        : store_slot_in_use(bs->reader, r->segment_id, r->segment_id_len, r->file_owner,
+              (uint32_t)block);
     return used != 0; /* a row, or an error: keep the bytes */
 }
 
@@ -363,8 +363,8 @@ static int drop_rows_without_bytes(struct blockstore *bs, struct store *st, uint
     struct missing m = {.bs = bs, .size = -1};
     int rc = store_each_block(st, check_place, &m);
     for (size_t i = 0; rc == 0 && i < m.n; i++)
-        rc = store_block_drop(st, m.bad[i].segment_id, m.bad[i].segment_id_len,
-            m.bad[i].file_owner, m.bad[i].block);
+        rc = store_block_drop(st, m.bad[i].segment_id, m.bad[i].segment_id_len, m.bad[i].file_owner,
+            m.bad[i].block);
     free(m.bad);
     *dropped = m.n;
     return rc;
@@ -392,7 +392,8 @@ static int delete_unreferenced_files(struct blockstore *bs, struct store *st, ui
             uint8_t seg[STORE_MAX_ID];
             int64_t owner = dot ? strtoll(dot + 1, NULL, 10) : STORE_OWNER_SHARED;
             int used = 0;
-            if (hl % 2 == 0 && hl / 2 <= STORE_MAX_ID && hl > 0 && unhex(f->d_name, hl / 2, seg) == 0)
+            if (hl % 2 == 0 && hl / 2 <= STORE_MAX_ID && hl > 0 &&
+                unhex(f->d_name, hl / 2, seg) == 0)
                 used = store_file_in_use(st, seg, hl / 2, owner);
             if (used == 0 && unlink(path) == 0)
                 (*deleted)++;
@@ -420,6 +421,7 @@ int bs_reconcile(struct blockstore *bs, struct store *st)
         return -1;
     if (dropped || deleted)
         log_warn("block store reconciled: %" PRIu64 " blocks whose bytes were missing dropped, "
-                 "%" PRIu64 " unreferenced data files deleted", dropped, deleted);
+                 "%" PRIu64 " unreferenced data files deleted",
+            dropped, deleted);
     return 0;
 }

@@ -64,8 +64,10 @@ static int set_key(struct ini_ctx *ctx, const char *name, const char *value)
     if (strcmp(name, "mode") == 0) {
         if (config_parse_mode(value, &cfg->mode) == 0)
             return 0;
-        snprintf(ctx->err, ctx->errlen, "mode: '%s' is not one of disabled, local, "
-            "distributed, hosted-client, hosted-server", value);
+        snprintf(ctx->err, ctx->errlen,
+            "mode: '%s' is not one of disabled, local, "
+            "distributed, hosted-client, hosted-server",
+            value);
         return -1;
     }
     if (strcmp(name, "log_level") == 0) {
@@ -80,17 +82,17 @@ static int set_key(struct ini_ctx *ctx, const char *name, const char *value)
         errno = 0;
         unsigned long n = strtoul(value, &end, 10);
         if (errno || *end || end == value || n < 1 || n > CONFIG_MAX_CONNECTIONS_LIMIT) {
-            snprintf(ctx->err, ctx->errlen, "max_connections: '%s' is not a number in 1..%d",
-                value, CONFIG_MAX_CONNECTIONS_LIMIT);
+            snprintf(ctx->err, ctx->errlen, "max_connections: '%s' is not a number in 1..%d", value,
+                CONFIG_MAX_CONNECTIONS_LIMIT);
             return -1;
         }
         cfg->max_connections = (unsigned)n;
         return 0;
     }
-    char *dst = strcmp(name, "socket") == 0     ? cfg->socket_path
-                : strcmp(name, "database") == 0 ? cfg->db_path
-                : strcmp(name, "state_dir") == 0 ? cfg->state_dir
-                                                  : NULL;
+    char *dst = strcmp(name, "socket") == 0 ? cfg->socket_path
+        : strcmp(name, "database") == 0     ? cfg->db_path
+        : strcmp(name, "state_dir") == 0    ? cfg->state_dir
+                                            : NULL;
     if (!dst) {
         snprintf(ctx->err, ctx->errlen, "unknown key '%s'", name);
         return -1;
@@ -127,8 +129,7 @@ int config_load_file(struct config *cfg, char *err, size_t errlen)
     int line = ini_parse_file(f, on_ini_entry, &ctx);
     fclose(f);
     if (line != 0) {
-        snprintf(err, errlen, "%s:%d: %s", cfg->config_path, line,
-            why[0] ? why : "syntax error");
+        snprintf(err, errlen, "%s:%d: %s", cfg->config_path, line, why[0] ? why : "syntax error");
         return -1;
     }
     return 0;

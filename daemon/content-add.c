@@ -14,7 +14,8 @@
 #include "log.h"
 #include "worker.h"
 
-static struct held *held_find(struct content_handle *h, size_t seg, uint32_t block, struct held ***prev)
+static struct held *held_find(struct content_handle *h, size_t seg, uint32_t block,
+    struct held ***prev)
 {
     struct held **pp = &h->held;
     for (; *pp; pp = &(*pp)->next)
@@ -41,8 +42,9 @@ static void op_work(void *arg)
     for (size_t i = 0; i < op->nunits && !atomic_load(&op->aborted); i++) {
         struct unit *u = &op->units[i];
         const struct ci_segment *seg = &ci->segments[u->seg];
-        bool ok = ci->version == CI_VERSION_2 ? ci_verify_segment_data(ci, u->seg, u->data, u->len)
-                                              : ci_verify_block(ci, u->seg, u->block, u->data, u->len);
+        bool ok = ci->version == CI_VERSION_2
+            ? ci_verify_segment_data(ci, u->seg, u->data, u->len)
+            : ci_verify_block(ci, u->seg, u->block, u->data, u->len);
         if (!ok) {
             u->result = UNIT_BAD_HASH;
             continue;
@@ -97,12 +99,12 @@ static bool held_fill(struct held *hb, uint64_t block_start, uint64_t a, uint64_
  * byte is dropped, and the reply counts them all (DESIGN.md, API behaviour). [*lo, *hi) is
  * the part to store, empty when nothing of the call is listed.
  */
-static DWORD add_bounds(struct conn *c, const struct content_handle *h, uint64_t off,
-    size_t len, uint64_t *lo, uint64_t *hi)
+static DWORD add_bounds(struct conn *c, const struct content_handle *h, uint64_t off, size_t len,
+    uint64_t *lo, uint64_t *hi)
 {
     uint64_t end = off + len;
-    if (end < off || (h->ci->whole && (off < h->add_lo || end > h->add_hi ||
-                                          (len == 0 && off > h->add_hi)))) {
+    if (end < off ||
+        (h->ci->whole && (off < h->add_lo || end > h->add_hi || (len == 0 && off > h->add_hi)))) {
         log_warn(CONN_FMT ": AddData [%llu, %llu) out of bounds [%llu, %llu)", CONN_ARGS(c),
             (unsigned long long)off, (unsigned long long)end, (unsigned long long)h->add_lo,
             (unsigned long long)h->add_hi);
@@ -140,7 +142,7 @@ static DWORD add_plan(struct conn *c, struct content_handle *h, uint64_t lo, uin
     struct content_conn *cc = c->content;
     if (h->held_bytes + need > CONTENT_HELD_MAX || cc->memory + need > CONTENT_CONN_MEMORY_MAX) {
         log_warn(CONN_FMT ": AddData refused: incomplete blocks held would pass %u bytes for "
-                 "handle %llu or %u bytes for the connection",
+                          "handle %llu or %u bytes for the connection",
             CONN_ARGS(c), CONTENT_HELD_MAX, (unsigned long long)h->id, CONTENT_CONN_MEMORY_MAX);
         return ERROR_NOT_ENOUGH_MEMORY;
     }

@@ -102,7 +102,7 @@ static void op_finish(struct op *op)
         if (status == ERROR_SUCCESS && bad) {
             status = ERROR_INVALID_DATA;
             log_warn(CONN_FMT ": AddData at offset %llu: bytes do not match their hash; the "
-                     "failing blocks were not stored",
+                              "failing blocks were not stored",
                 CONN_ARGS(c), (unsigned long long)op->offset);
         }
         if (status == ERROR_SUCCESS)
@@ -112,8 +112,8 @@ static void op_finish(struct op *op)
     }
     const struct ci_info *ci = h->ci;
     for (size_t i = 0; i < op->nunits; i++)
-        bs_unpin(c->d->bs, ci->segments[op->units[i].seg].id, ci->digest_len,
-            op->units[i].owner, op->units[i].block);
+        bs_unpin(c->d->bs, ci->segments[op->units[i].seg].id, ci->digest_len, op->units[i].owner,
+            op->units[i].block);
     content_op_free(op);
     content_handle_unref(h);
     conn_unref(c);
@@ -185,7 +185,8 @@ static void group_sync_kick(struct content_daemon *cd)
     cd->sync_tail = &cd->sync_head;
     cd->syncing = true;
     /* Stopping (the pool no longer runs new jobs) or out of memory: sync right here. */
-    if (cd->d->stopping || worker_submit(cd->d->workers, group_sync_work, group_sync_done, batch) != 0) {
+    if (cd->d->stopping ||
+        worker_submit(cd->d->workers, group_sync_work, group_sync_done, batch) != 0) {
         group_sync_work(batch);
         group_sync_done(batch);
     }
@@ -209,7 +210,7 @@ void content_op_written(void *arg)
 void content_gate_opened(struct flush_waiter *w)
 {
     struct content_daemon *cd = (struct content_daemon *)((char *)w -
-                                                          offsetof(struct content_daemon, gate_waiter));
+        offsetof(struct content_daemon, gate_waiter));
     struct op *batch = cd->commit_wait;
     cd->commit_wait = NULL;
     cd->commit_wait_tail = &cd->commit_wait;

@@ -12,7 +12,7 @@ struct content_handle *content_find_handle(struct conn *c, uint64_t id)
     struct content_conn *cc = c->content;
     struct content_handle *h;
     if (cc)
-        LIST_FOREACH(h, &cc->handles, link)
+        LIST_FOREACH (h, &cc->handles, link)
             if (h->id == id)
                 return h;
     return NULL;
@@ -85,4 +85,3 @@ void content_pos_at(const struct ci_info *ci, uint64_t off, struct pos *p)
     p->start = seg->offset + (uint64_t)p->block * bsz;
     p->len = ci_block_length(seg, p->block);
 }
-

@@ -106,7 +106,8 @@ static DWORD validate(struct conn *c, struct content_handle *h, struct ci_info *
         if (ci->version == CI_VERSION_1) {
             if (seg->block_size != BS_SLOT_SIZE || seg->n_blocks == 0)
                 why = "V1 segment with an unusual block size or no block hashes";
-            else if (ci_segment_has_full_list(seg) && !(h->bound[i] = ci_verify_segment_hashes(ci, i)))
+            else if (ci_segment_has_full_list(seg) &&
+                !(h->bound[i] = ci_verify_segment_hashes(ci, i)))
                 why = "V1 block-hash list does not hash to the segment's HoD";
         } else {
             if (seg->length == 0 || seg->length > CI_V2_PARSE_SEGMENT_MAX)
@@ -114,7 +115,8 @@ static DWORD validate(struct conn *c, struct content_handle *h, struct ci_info *
             h->bound[i] = true; /* bytes are checked against HoD itself */
         }
         if (why) {
-            log_warn("connection %llu (uid %u pid %d): content information refused: segment %zu: %s",
+            log_warn(
+                "connection %llu (uid %u pid %d): content information refused: segment %zu: %s",
                 (unsigned long long)c->serial, (unsigned)c->uid, (int)c->pid, i, why);
             return PEERDIST_ERROR_CANNOT_PARSE_CONTENTINFO;
         }
@@ -122,7 +124,8 @@ static DWORD validate(struct conn *c, struct content_handle *h, struct ci_info *
     h->read_lo = ci->range_offset;
     h->read_hi = ci->range_offset + ci->range_length;
     if (ci->n_segments) {
-        const struct ci_segment *first = &ci->segments[0], *last = &ci->segments[ci->n_segments - 1];
+        const struct ci_segment *first = &ci->segments[0],
+                                *last = &ci->segments[ci->n_segments - 1];
         if (ci->version == CI_VERSION_1) {
             h->add_lo = first->offset + (uint64_t)first->first_block * first->block_size;
             uint64_t end = (uint64_t)(last->first_block + last->n_blocks) * last->block_size;

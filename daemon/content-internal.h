@@ -83,7 +83,7 @@ struct op {
     struct content_daemon *cd;
     atomic_bool aborted; /* answered with ERROR_OPERATION_ABORTED; commit nothing */
     uint8_t *data;
-    size_t len;    /* bytes of the call: what the reply counts */
+    size_t len; /* bytes of the call: what the reply counts */
     struct unit *units;
     size_t nunits;
     struct op *sync_next; /* on the group-sync list or batch */

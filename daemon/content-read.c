@@ -53,7 +53,8 @@ static int slots_load(struct store *st, struct slots *s, size_t i)
 }
 
 /* Readable bytes from off (stopping at hi): contiguous run length; the slots stay loaded. */
-static int64_t readable_run(struct store *st, struct slots *s, uint64_t off, uint64_t hi, uint64_t limit)
+static int64_t readable_run(struct store *st, struct slots *s, uint64_t off, uint64_t hi,
+    uint64_t limit)
 {
     uint64_t p = off;
     while (p < hi && p - off < limit) {
@@ -101,12 +102,13 @@ static int copy_out(struct blockstore *bs, struct store *st, struct slots *s, ui
         /* Following blocks of the segment in the same file sit right after this one. */
         uint32_t nb = ci_segment_block_count(s->seg);
         for (uint32_t b = ps.block + 1; done + k < n && b < nb && s->file[b] == file &&
-                                        ci_block_length(s->seg, b - 1) == BS_SLOT_SIZE; b++) {
+             ci_block_length(s->seg, b - 1) == BS_SLOT_SIZE;
+             b++) {
             uint32_t blen = ci_block_length(s->seg, b);
             k += n - done - k < blen ? n - done - k : blen;
         }
-        if (bs_read(bs, s->seg->id, s->ci->digest_len, file,
-                (uint64_t)ps.block * BS_SLOT_SIZE + in, buf + done, k) != 0)
+        if (bs_read(bs, s->seg->id, s->ci->digest_len, file, (uint64_t)ps.block * BS_SLOT_SIZE + in,
+                buf + done, k) != 0)
             return -1;
         done += k;
     }
@@ -160,8 +162,9 @@ void content_read(struct conn *c, uint64_t id, const Peerdist__ReadRequest *rq)
         conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
         return;
     }
-    uint64_t limit = rq->max_bytes == 0 ? UINT64_MAX
-                                        : (rq->max_bytes < PD_MAX_CHUNK ? rq->max_bytes : PD_MAX_CHUNK);
+    uint64_t limit = rq->max_bytes == 0
+        ? UINT64_MAX
+        : (rq->max_bytes < PD_MAX_CHUNK ? rq->max_bytes : PD_MAX_CHUNK);
     int64_t n = readable_run(st, s, off, h->read_hi, limit);
     if (n < 0)
         goto fail;
@@ -199,4 +202,3 @@ fail:
     h->slots->seg_index = SIZE_MAX; /* reload next time */
     conn_reply_status(c, id, ERROR_INTERNAL_ERROR);
 }
-

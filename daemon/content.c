@@ -55,7 +55,7 @@ static unsigned abort_ops(struct content_handle *h, uint64_t request_id)
 {
     unsigned n = 0;
     struct op *op;
-    LIST_FOREACH(op, &h->ops, link) {
+    LIST_FOREACH (op, &h->ops, link) {
         if (atomic_load(&op->aborted) || (request_id && op->request_id != request_id))
             continue;
         atomic_store(&op->aborted, true);
@@ -118,7 +118,8 @@ static void handle_open_content(struct conn *c, uint64_t id, const Peerdist__Ope
     conn_send(c, &r);
 }
 
-static void handle_close_content(struct conn *c, uint64_t id, const Peerdist__CloseContentRequest *o)
+static void handle_close_content(struct conn *c, uint64_t id,
+    const Peerdist__CloseContentRequest *o)
 {
     struct content_handle *h = content_find_handle(c, o->handle);
     if (!h) {
@@ -219,22 +220,15 @@ bool content_dispatch(struct conn *c, const Peerdist__Request *req)
     case PEERDIST__REQUEST__BODY_COMPLETE_CONTENT_INFO:
         content_complete_info(c, req->id, req->complete_content_info);
         return true;
-    case PEERDIST__REQUEST__BODY_ADD_DATA:
-        content_add_data(c, req->id, req->add_data);
-        return true;
-    case PEERDIST__REQUEST__BODY_READ:
-        content_read(c, req->id, req->read);
-        return true;
+    case PEERDIST__REQUEST__BODY_ADD_DATA: content_add_data(c, req->id, req->add_data); return true;
+    case PEERDIST__REQUEST__BODY_READ: content_read(c, req->id, req->read); return true;
     case PEERDIST__REQUEST__BODY_CANCEL:
         if (req->cancel->kind != PEERDIST__HANDLE_KIND__HANDLE_KIND_CONTENT)
             return false; /* publication streams and content-information handles: publish.c */
         handle_cancel(c, req->id, req->cancel);
         return true;
-    case PEERDIST__REQUEST__BODY_TAGS:
-        handle_tags(c, req->id);
-        return true;
-    default:
-        return false;
+    case PEERDIST__REQUEST__BODY_TAGS: handle_tags(c, req->id); return true;
+    default: return false;
     }
 }
 

@@ -35,13 +35,13 @@ struct worker_pool;
 
 struct conn {
     struct daemon *d;
-    int fd;                 /* -1 once closed */
-    struct event *rev;      /* readable: persistent while reading is allowed */
-    struct event *wev;      /* writable: armed only while replies wait for socket space */
-    struct evbuffer *in;    /* bytes read, not yet a whole frame */
-    struct evbuffer *out;   /* replies not yet written */
-    bool write_queued;      /* on d->to_write */
-    uint64_t serial;        /* for log lines */
+    int fd;               /* -1 once closed */
+    struct event *rev;    /* readable: persistent while reading is allowed */
+    struct event *wev;    /* writable: armed only while replies wait for socket space */
+    struct evbuffer *in;  /* bytes read, not yet a whole frame */
+    struct evbuffer *out; /* replies not yet written */
+    bool write_queued;    /* on d->to_write */
+    uint64_t serial;      /* for log lines */
     uid_t uid;
     gid_t gid;
     pid_t pid;
@@ -56,9 +56,9 @@ struct conn {
      */
     unsigned refs;
     /* Modules' per-connection state; each module frees its own in its close hook. */
-    void *pub;     /* publish.c: streams, content-information handles, publications */
-    void *content; /* content.c: content handles */
-    TAILQ_ENTRY(conn) link;       /* d->conns while open, d->closed until its hooks ran */
+    void *pub;              /* publish.c: streams, content-information handles, publications */
+    void *content;          /* content.c: content handles */
+    TAILQ_ENTRY(conn) link; /* d->conns while open, d->closed until its hooks ran */
     TAILQ_ENTRY(conn) write_link; /* d->to_write */
 };
 

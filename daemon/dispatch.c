@@ -38,8 +38,10 @@ static void handle_hello(struct conn *c, uint64_t id, const Peerdist__Hello *h)
     hr.service_status = dispatch_service_status(c->d);
     hr.mode = (char *)config_mode_name(c->d->cfg.mode);
     /* The highest version both sides speak. */
-    uint32_t hi = h->max_version < PD_PROTOCOL_VERSION_MAX ? h->max_version : PD_PROTOCOL_VERSION_MAX;
-    uint32_t lo = h->min_version > PD_PROTOCOL_VERSION_MIN ? h->min_version : PD_PROTOCOL_VERSION_MIN;
+    uint32_t hi = h->max_version < PD_PROTOCOL_VERSION_MAX ? h->max_version
+                                                           : PD_PROTOCOL_VERSION_MAX;
+    uint32_t lo = h->min_version > PD_PROTOCOL_VERSION_MIN ? h->min_version
+                                                           : PD_PROTOCOL_VERSION_MIN;
     if (c->hello_done) {
         r.status = ERROR_INVALID_PARAMETER;
     } else if (hi < lo) {
@@ -102,18 +104,10 @@ void dispatch_request(struct conn *c, const Peerdist__Request *req)
         return;
     }
     switch (req->body_case) {
-    case PEERDIST__REQUEST__BODY_HELLO:
-        handle_hello(c, req->id, req->hello);
-        return;
-    case PEERDIST__REQUEST__BODY_GET_STATUS:
-        handle_get_status(c, req->id);
-        return;
-    case PEERDIST__REQUEST__BODY_FLUSH:
-        flush_request(c, req->id, req->flush);
-        return;
-    case PEERDIST__REQUEST__BODY_DAEMON_INFO:
-        handle_daemon_info(c, req->id);
-        return;
+    case PEERDIST__REQUEST__BODY_HELLO: handle_hello(c, req->id, req->hello); return;
+    case PEERDIST__REQUEST__BODY_GET_STATUS: handle_get_status(c, req->id); return;
+    case PEERDIST__REQUEST__BODY_FLUSH: flush_request(c, req->id, req->flush); return;
+    case PEERDIST__REQUEST__BODY_DAEMON_INFO: handle_daemon_info(c, req->id); return;
     default:
         if (publish_dispatch(c, req) || content_dispatch(c, req))
             return;

@@ -26,10 +26,10 @@ struct pending_flush {
 };
 
 struct flush_state {
-    struct store *store;      /* the flush connection: used by one batch at a time */
-    struct event *commit_ev;  /* starts a batch once the loop has read what is ready */
+    struct store *store;     /* the flush connection: used by one batch at a time */
+    struct event *commit_ev; /* starts a batch once the loop has read what is ready */
     STAILQ_HEAD(, pending_flush) queued;
-    bool running;             /* a batch holds the write lock: the gate is closed */
+    bool running; /* a batch holds the write lock: the gate is closed */
     STAILQ_HEAD(, flush_waiter) waiters;
 };
 
@@ -150,7 +150,7 @@ static void batch_work(void *arg)
     store_set_reclaim_hook(st, collect_reclaim, b);
     bool ok = store_begin(st) == 0;
     struct pending_flush *pf;
-    STAILQ_FOREACH(pf, &b->items, link) {
+    STAILQ_FOREACH (pf, &b->items, link) {
         if (!ok || store_flush_tag(st, pf->uid, pf->tag, &pf->result) != 0) {
             ok = false;
             break;

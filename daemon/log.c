@@ -49,6 +49,6 @@ void log_msg(enum log_level level, const char *fmt, ...)
     localtime_r(&ts.tv_sec, &tm);
     char stamp[32];
     strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
-    fprintf(stderr, "%s.%03ld peerdistd[%s] %s\n", stamp, ts.tv_nsec / 1000000,
-        level_names[level], line);
+    fprintf(stderr, "%s.%03ld peerdistd[%s] %s\n", stamp, ts.tv_nsec / 1000000, level_names[level],
+        line);
 }

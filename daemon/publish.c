@@ -23,12 +23,12 @@
 #include "worker.h"
 
 /* Limits (docs/publishing.md). */
-#define PUB_MAX_ID_BYTES (64u * 1024)                 /* content identifier */
-#define PUB_MAX_STREAMS_PER_CONN 1024                 /* open stream handles */
-#define PUB_MAX_CI_HANDLES_PER_CONN 4096              /* open content-information handles */
-#define PUB_MAX_PUBLICATIONS_PER_CONN 65536           /* publications a connection owns */
-#define PUB_MAX_QUEUED_BYTES_PER_CONN (256u << 20)    /* stream bytes waiting to be hashed */
-#define PUB_BUCKETS 4096                              /* publication hash table */
+#define PUB_MAX_ID_BYTES (64u * 1024)              /* content identifier */
+#define PUB_MAX_STREAMS_PER_CONN 1024              /* open stream handles */
+#define PUB_MAX_CI_HANDLES_PER_CONN 4096           /* open content-information handles */
+#define PUB_MAX_PUBLICATIONS_PER_CONN 65536        /* publications a connection owns */
+#define PUB_MAX_QUEUED_BYTES_PER_CONN (256u << 20) /* stream bytes waiting to be hashed */
+#define PUB_BUCKETS 4096                           /* publication hash table */
 /*
  * An AddToStream part is answered as soon as it is queued while the stream has
  * at most this many bytes waiting to be hashed, so the caller's next part
@@ -44,11 +44,11 @@ struct publication {
     uid_t uid;
     uint8_t *id;
     size_t id_len;
-    uint32_t version;          /* 1 or 2 */
+    uint32_t version; /* 1 or 2 */
     bool complete;
-    struct ci_info *v1, *v2;   /* whole content, once complete (v2 only for version 2) */
+    struct ci_info *v1, *v2; /* whole content, once complete (v2 only for version 2) */
     struct pub_conn *owner;
-    struct stream *stream;     /* the stream writing it, until it completes */
+    struct stream *stream; /* the stream writing it, until it completes */
     struct publication *hnext;
     LIST_ENTRY(publication) owner_link;
 };
@@ -72,9 +72,9 @@ struct preq {
  */
 struct stream {
     uint64_t handle;
-    struct conn *conn;        /* referenced for the stream's lifetime */
-    struct pub_conn *pc;      /* NULL once closed */
-    struct publication *pub;  /* NULL once completed, unpublished or discarded */
+    struct conn *conn;       /* referenced for the stream's lifetime */
+    struct pub_conn *pc;     /* NULL once closed */
+    struct publication *pub; /* NULL once completed, unpublished or discarded */
     uint32_t version;
     uint64_t declared;        /* 0 = not known */
     uint64_t accepted;        /* bytes queued or hashed */
@@ -82,12 +82,12 @@ struct stream {
     uint32_t deferred_status; /* a failure of an early-answered part, for CompleteStream */
     bool complete_queued;
     bool completed;
-    bool dead;                /* closed: queued work answers ABORTED */
+    bool dead; /* closed: queued work answers ABORTED */
     unsigned refs;
     struct ci_gen *g1, *g2;
     struct ci_info *out1, *out2;
     struct preq *running;
-    uint64_t cancel_reply;    /* a CancelRequest answered once running is */
+    uint64_t cancel_reply; /* a CancelRequest answered once running is */
     STAILQ_HEAD(, preq) queue;
     LIST_ENTRY(stream) link;
 };
@@ -238,8 +238,8 @@ static void stream_done(void *arg)
         p->stream = NULL;
         s->pub = NULL;
         s->completed = true;
-        log_debug(CONN_FMT ": publication of %llu bytes complete (version %u)",
-            CONN_ARGS(s->conn), (unsigned long long)s->accepted, s->version);
+        log_debug(CONN_FMT ": publication of %llu bytes complete (version %u)", CONN_ARGS(s->conn),
+            (unsigned long long)s->accepted, s->version);
     } else if (q->kind == PREQ_COMPLETE && !s->dead) {
         s->complete_queued = false;
     }
@@ -324,7 +324,7 @@ static struct stream *stream_find(struct conn *c, uint64_t handle)
     struct stream *s;
     if (!pc)
         return NULL;
-    LIST_FOREACH(s, &pc->streams, link)
+    LIST_FOREACH (s, &pc->streams, link)
         if (s->handle == handle)
             return s;
     return NULL;
@@ -336,7 +336,7 @@ static struct ci_handle *ci_find(struct conn *c, uint64_t handle)
     struct ci_handle *h;
     if (!pc)
         return NULL;
-    LIST_FOREACH(h, &pc->cis, link)
+    LIST_FOREACH (h, &pc->cis, link)
         if (h->handle == handle)
             return h;
     return NULL;
@@ -358,7 +358,8 @@ static void refuse(struct conn *c, uint64_t id, uint32_t status, const char *wha
 
 /* ---- handlers ---- */
 
-static void handle_publish_stream(struct conn *c, uint64_t id, const Peerdist__PublishStreamRequest *m)
+static void handle_publish_stream(struct conn *c, uint64_t id,
+    const Peerdist__PublishStreamRequest *m)
 {
     static const char what[] = "PublishStream";
     struct daemon *d = c->d;
@@ -400,7 +401,8 @@ static void handle_publish_stream(struct conn *c, uint64_t id, const Peerdist__P
     p->version = m->version;
     p->owner = pc;
     p->stream = s;
-    struct publication **slot = &((struct pub_daemon *)d->pub)->buckets[pub_hash(p->uid, p->id, p->id_len)];
+    struct publication **slot =
+        &((struct pub_daemon *)d->pub)->buckets[pub_hash(p->uid, p->id, p->id_len)];
     p->hnext = *slot;
     *slot = p;
     LIST_INSERT_HEAD(&pc->pubs, p, owner_link);
@@ -458,7 +460,8 @@ static void handle_publish_add(struct conn *c, uint64_t id, const Peerdist__Publ
         refuse(c, id, ERROR_INVALID_PARAMETER, what, "part size");
         return;
     }
-    if (s->declared && (s->accepted + m->data.len > s->declared || s->accepted + m->data.len < s->accepted)) {
+    if (s->declared &&
+        (s->accepted + m->data.len > s->declared || s->accepted + m->data.len < s->accepted)) {
         refuse(c, id, PEERDIST_ERROR_OUT_OF_BOUNDS, what, "past the declared length");
         return;
     }
@@ -487,7 +490,8 @@ static void handle_publish_add(struct conn *c, uint64_t id, const Peerdist__Publ
     stream_kick(s);
 }
 
-static void handle_publish_complete(struct conn *c, uint64_t id, const Peerdist__PublishCompleteRequest *m)
+static void handle_publish_complete(struct conn *c, uint64_t id,
+    const Peerdist__PublishCompleteRequest *m)
 {
     static const char what[] = "PublishCompleteStream";
     if (disabled(c, id))
@@ -580,15 +584,17 @@ static void handle_open_ci(struct conn *c, uint64_t id, const Peerdist__OpenCont
     const struct ci_info *full = version == 2 ? p->v2 : p->v1;
     struct ci_info *ranged = NULL;
     if ((m->offset || m->length) && ci_range(full, m->offset, m->length, &ranged) != 0) {
-        refuse(c, id, errno == EINVAL ? ERROR_INVALID_PARAMETER : ERROR_NOT_ENOUGH_MEMORY,
-            what, "range outside the content");
+        refuse(c, id, errno == EINVAL ? ERROR_INVALID_PARAMETER : ERROR_NOT_ENOUGH_MEMORY, what,
+            "range outside the content");
         return;
     }
     struct pub_conn *pc = pc_get(c);
     struct ci_handle *h = NULL;
     uint8_t *buf = NULL;
     size_t size = 0;
-    int rc = pc && pc->ncis < PUB_MAX_CI_HANDLES_PER_CONN ? ci_serialize(ranged ? ranged : full, &buf, &size) : -1;
+    int rc = pc && pc->ncis < PUB_MAX_CI_HANDLES_PER_CONN
+        ? ci_serialize(ranged ? ranged : full, &buf, &size)
+        : -1;
     ci_info_free(ranged);
     if (rc != 0 || !(h = calloc(1, sizeof(*h)))) {
         free(buf);
@@ -611,7 +617,8 @@ static void handle_open_ci(struct conn *c, uint64_t id, const Peerdist__OpenCont
     conn_send(c, &r);
 }
 
-static void handle_retrieve_ci(struct conn *c, uint64_t id, const Peerdist__RetrieveContentInfoRequest *m)
+static void handle_retrieve_ci(struct conn *c, uint64_t id,
+    const Peerdist__RetrieveContentInfoRequest *m)
 {
     static const char what[] = "RetrieveContentInformation";
     if (disabled(c, id))
@@ -675,8 +682,9 @@ static void handle_close_ci(struct conn *c, uint64_t id, const Peerdist__CloseCo
  */
 static void handle_cancel(struct conn *c, uint64_t id, const Peerdist__CancelRequest *m)
 {
-    struct stream *s =
-        m->kind == PEERDIST__HANDLE_KIND__HANDLE_KIND_STREAM ? stream_find(c, m->handle) : NULL;
+    struct stream *s = m->kind == PEERDIST__HANDLE_KIND__HANDLE_KIND_STREAM
+        ? stream_find(c, m->handle)
+        : NULL;
     uint64_t rid = m->request_id;
     unsigned aborted = 0;
     if (s && rid) {
@@ -752,9 +760,7 @@ bool publish_dispatch(struct conn *c, const Peerdist__Request *req)
     case PEERDIST__REQUEST__BODY_CLOSE_STREAM:
         handle_close_stream(c, id, req->close_stream);
         return true;
-    case PEERDIST__REQUEST__BODY_UNPUBLISH:
-        handle_unpublish(c, id, req->unpublish);
-        return true;
+    case PEERDIST__REQUEST__BODY_UNPUBLISH: handle_unpublish(c, id, req->unpublish); return true;
     case PEERDIST__REQUEST__BODY_OPEN_CONTENT_INFO:
         handle_open_ci(c, id, req->open_content_info);
         return true;
@@ -770,8 +776,7 @@ bool publish_dispatch(struct conn *c, const Peerdist__Request *req)
             return false; /* content handles: content.c */
         handle_cancel(c, id, req->cancel);
         return true;
-    default:
-        return false;
+    default: return false;
     }
 }
 

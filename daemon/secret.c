@@ -69,8 +69,7 @@ static int secret_create(const char *dir, const char *path)
     if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp))
         goto out;
     fd = mkstemp(tmp); /* mode 0600 */
-    if (fd < 0 || fchmod(fd, 0600) != 0 || write_all(fd, key, sizeof(key)) != 0 ||
-        fsync(fd) != 0) {
+    if (fd < 0 || fchmod(fd, 0600) != 0 || write_all(fd, key, sizeof(key)) != 0 || fsync(fd) != 0) {
         log_error("server secret: cannot write %s: %s", tmp, strerror(errno));
         goto out;
     }
@@ -112,8 +111,8 @@ static ssize_t secret_read(const char *path, uint8_t *buf)
         return -1;
     }
     if (st.st_mode & 077)
-        log_warn("server secret: %s is readable by others (mode %04o); it should be 0600",
-            path, (unsigned)(st.st_mode & 07777));
+        log_warn("server secret: %s is readable by others (mode %04o); it should be 0600", path,
+            (unsigned)(st.st_mode & 07777));
     size_t n = 0;
     for (;;) {
         ssize_t r = read(fd, buf + n, SECRET_MAX_BYTES + 1 - n);

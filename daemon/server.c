@@ -198,8 +198,8 @@ static void conn_process_input(struct conn *c)
         if (evbuffer_get_length(in) < frame_len)
             break;
         const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)frame_len);
-        Peerdist__Request *req =
-            peerdist__request__unpack(NULL, payload_len, p + FRAME_HEADER_SIZE);
+        Peerdist__Request *req = peerdist__request__unpack(NULL, payload_len,
+            p + FRAME_HEADER_SIZE);
         evbuffer_drain(in, frame_len);
         if (!req) {
             log_warn(CONN_FMT ": undecodable frame of %u bytes", CONN_ARGS(c), payload_len);
@@ -219,7 +219,8 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     /* A large frame in progress: ask for the rest of it in one read, not 64 KiB at a time. */
     size_t want = READ_CHUNK, have = evbuffer_get_length(c->in);
     uint8_t hdr[FRAME_HEADER_SIZE];
-    if (have >= FRAME_HEADER_SIZE && evbuffer_copyout(c->in, hdr, sizeof(hdr)) == FRAME_HEADER_SIZE) {
+    if (have >= FRAME_HEADER_SIZE &&
+        evbuffer_copyout(c->in, hdr, sizeof(hdr)) == FRAME_HEADER_SIZE) {
         size_t frame = FRAME_HEADER_SIZE + (size_t)frame_header_length(hdr);
         if (frame > have && frame - have > want && frame <= FRAME_HEADER_SIZE + FRAME_MAX_PAYLOAD)
             want = frame - have;
@@ -350,7 +351,8 @@ int server_listen(struct daemon *d)
     /* Every local user may use the API, as on Windows (DESIGN.md, Identity). */
     if (chmod(sun.sun_path, 0666) != 0)
         log_warn("chmod %s: %s", sun.sun_path, strerror(errno));
-    d->listener = evconnlistener_new(d->base, accept_cb, d, LEV_OPT_CLOSE_ON_FREE, LISTEN_BACKLOG, fd);
+    d->listener = evconnlistener_new(d->base, accept_cb, d, LEV_OPT_CLOSE_ON_FREE, LISTEN_BACKLOG,
+        fd);
     if (!d->listener) {
         log_error("cannot listen on %s", sun.sun_path);
         close(fd);
@@ -404,7 +406,7 @@ void server_close_all(struct daemon *d)
 {
     /* Best effort, non-blocking: push out replies already queued before the sockets close. */
     struct conn *c;
-    TAILQ_FOREACH(c, &d->conns, link) {
+    TAILQ_FOREACH (c, &d->conns, link) {
         while (evbuffer_get_length(c->out) > 0 && evbuffer_write(c->out, c->fd) > 0)
             ;
     }

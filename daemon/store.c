@@ -101,51 +101,51 @@ static int prepare_reader(struct store *st)
 {
     return prepare(st, &st->file_used,
                "SELECT 1 FROM blocks WHERE segment_id = ? AND file_owner = ? LIMIT 1") ||
-           prepare(st, &st->slot_used,
-               "SELECT 1 FROM blocks WHERE segment_id = ? AND file_owner = ? AND block = ? LIMIT 1");
+        prepare(st, &st->slot_used,
+            "SELECT 1 FROM blocks WHERE segment_id = ? AND file_owner = ? AND block = ? LIMIT 1");
 }
 
 static int prepare_all(struct store *st)
 {
     return prepare(st, &st->begin, "BEGIN IMMEDIATE") || prepare(st, &st->commit, "COMMIT") ||
-           prepare(st, &st->rollback, "ROLLBACK") ||
-           prepare(st, &st->flush_tag,
-               "DELETE FROM labels WHERE uid = ? AND tag = ? AND (segment_id, block) IN "
-               "(SELECT segment_id, block FROM temp.flushed)") ||
-           prepare(st, &st->tag_labels, "SELECT count(*) FROM labels WHERE uid = ? AND tag = ?") ||
-           prepare(st, &st->block_put,
-               "INSERT OR IGNORE INTO blocks (segment_id, block, owner, hash, length, file_owner) "
-               "VALUES (?, ?, ?, ?, ?, ?)") ||
-           prepare(st, &st->label_put,
-               "INSERT OR IGNORE INTO labels (uid, tag, segment_id, block, bytes) "
-               "VALUES (?, ?, ?, ?, ?)") ||
-           prepare(st, &st->segment_blocks,
-               "SELECT block, owner, file_owner, length, hash FROM blocks "
-               "WHERE segment_id = ?1 AND owner IN (-1, ?2) ORDER BY block, owner = -1 DESC") ||
-           prepare(st, &st->segment_private,
-               "SELECT block, owner, file_owner, length, hash FROM blocks "
-               "WHERE segment_id = ?1 AND owner <> -1 AND ?2 IS NOT NULL ORDER BY block") ||
-           prepare(st, &st->block_promote,
-               "UPDATE OR IGNORE blocks SET owner = -1 "
-               "WHERE segment_id = ?1 AND block = ?2 AND owner <> -1 AND hash = ?3") ||
-           prepare(st, &st->tags,
-               "SELECT tag, count(*), sum(bytes) FROM labels WHERE uid = ? GROUP BY tag") ||
-           prepare(st, &st->flush_clear, "DELETE FROM temp.flushed") ||
-           prepare(st, &st->flush_collect,
-               "INSERT OR IGNORE INTO temp.flushed SELECT segment_id, block FROM labels "
-               "WHERE uid = ? AND tag = ?") ||
-           /* A shared row is kept by any label of its block; a private row by its uid's. */
-           prepare(st, &st->flush_blocks,
-               "DELETE FROM blocks WHERE (segment_id, block) IN "
-               " (SELECT segment_id, block FROM temp.flushed) AND ("
-               " (owner = -1 AND NOT EXISTS (SELECT 1 FROM labels l"
-               "   WHERE l.segment_id = blocks.segment_id AND l.block = blocks.block)) OR"
-               " (owner = ?1 AND NOT EXISTS (SELECT 1 FROM labels l"
-               "   WHERE l.segment_id = blocks.segment_id AND l.block = blocks.block AND l.uid = ?1)))"
-               " RETURNING segment_id, block, file_owner, length") ||
-           prepare(st, &st->block_drop,
-               "DELETE FROM blocks WHERE segment_id = ? AND file_owner = ? AND block = ?") ||
-           prepare_reader(st);
+        prepare(st, &st->rollback, "ROLLBACK") ||
+        prepare(st, &st->flush_tag,
+            "DELETE FROM labels WHERE uid = ? AND tag = ? AND (segment_id, block) IN "
+            "(SELECT segment_id, block FROM temp.flushed)") ||
+        prepare(st, &st->tag_labels, "SELECT count(*) FROM labels WHERE uid = ? AND tag = ?") ||
+        prepare(st, &st->block_put,
+            "INSERT OR IGNORE INTO blocks (segment_id, block, owner, hash, length, file_owner) "
+            "VALUES (?, ?, ?, ?, ?, ?)") ||
+        prepare(st, &st->label_put,
+            "INSERT OR IGNORE INTO labels (uid, tag, segment_id, block, bytes) "
+            "VALUES (?, ?, ?, ?, ?)") ||
+        prepare(st, &st->segment_blocks,
+            "SELECT block, owner, file_owner, length, hash FROM blocks "
+            "WHERE segment_id = ?1 AND owner IN (-1, ?2) ORDER BY block, owner = -1 DESC") ||
+        prepare(st, &st->segment_private,
+            "SELECT block, owner, file_owner, length, hash FROM blocks "
+            "WHERE segment_id = ?1 AND owner <> -1 AND ?2 IS NOT NULL ORDER BY block") ||
+        prepare(st, &st->block_promote,
+            "UPDATE OR IGNORE blocks SET owner = -1 "
+            "WHERE segment_id = ?1 AND block = ?2 AND owner <> -1 AND hash = ?3") ||
+        prepare(st, &st->tags,
+            "SELECT tag, count(*), sum(bytes) FROM labels WHERE uid = ? GROUP BY tag") ||
+        prepare(st, &st->flush_clear, "DELETE FROM temp.flushed") ||
+        prepare(st, &st->flush_collect,
+            "INSERT OR IGNORE INTO temp.flushed SELECT segment_id, block FROM labels "
+            "WHERE uid = ? AND tag = ?") ||
+        /* A shared row is kept by any label of its block; a private row by its uid's. */
+        prepare(st, &st->flush_blocks,
+            "DELETE FROM blocks WHERE (segment_id, block) IN "
+            " (SELECT segment_id, block FROM temp.flushed) AND ("
+            " (owner = -1 AND NOT EXISTS (SELECT 1 FROM labels l"
+            "   WHERE l.segment_id = blocks.segment_id AND l.block = blocks.block)) OR"
+            " (owner = ?1 AND NOT EXISTS (SELECT 1 FROM labels l"
+            "   WHERE l.segment_id = blocks.segment_id AND l.block = blocks.block AND l.uid = ?1)))"
+            " RETURNING segment_id, block, file_owner, length") ||
+        prepare(st, &st->block_drop,
+            "DELETE FROM blocks WHERE segment_id = ? AND file_owner = ? AND block = ?") ||
+        prepare_reader(st);
 }
 
 int store_open(const char *path, struct store **out, char *err, size_t errlen)
@@ -175,7 +175,8 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
         goto fail;
     /* The flush's scratch table: per connection, never on disk in the database. */
     if (sqlite3_exec(st->db,
-            "CREATE TEMP TABLE IF NOT EXISTS flushed (segment_id BLOB NOT NULL, block INTEGER NOT NULL,"
+            "CREATE TEMP TABLE IF NOT EXISTS flushed (segment_id BLOB NOT NULL, block INTEGER NOT "
+            "NULL,"
             " PRIMARY KEY (segment_id, block)) WITHOUT ROWID",
             NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errmsg(st->db));
@@ -346,7 +347,6 @@ int store_flush_tag(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_
     return 0;
 }
 
-
 int64_t store_tag_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE])
 {
     bind_owner(st->tag_labels, uid, tag);
@@ -417,8 +417,8 @@ int store_segment_blocks(struct store *st, const uint8_t *segment_id, size_t seg
     return segment_rows(st, st->segment_blocks, segment_id, segment_id_len, uid, fn, arg);
 }
 
-int store_segment_private_blocks(struct store *st, const uint8_t *segment_id,
-    size_t segment_id_len, store_block_fn fn, void *arg)
+int store_segment_private_blocks(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    store_block_fn fn, void *arg)
 {
     return segment_rows(st, st->segment_private, segment_id, segment_id_len, 0, fn, arg);
 }
@@ -482,8 +482,9 @@ int store_slot_in_use(struct store *st, const uint8_t *segment_id, size_t segmen
 int store_each_block(struct store *st, store_place_fn fn, void *arg)
 {
     sqlite3_stmt *q;
-    if (prepare(st, &q, "SELECT segment_id, file_owner, block, length FROM blocks "
-                        "ORDER BY segment_id, file_owner") != 0)
+    if (prepare(st, &q,
+            "SELECT segment_id, file_owner, block, length FROM blocks "
+            "ORDER BY segment_id, file_owner") != 0)
         return -1;
     int rc;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {

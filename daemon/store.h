@@ -97,14 +97,14 @@ typedef int (*store_block_fn)(void *arg, const struct store_block_row *row);
 int store_segment_blocks(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
     uint32_t uid, store_block_fn fn, void *arg);
 /* Every private row of the segment (any owner), for promotion. */
-int store_segment_private_blocks(struct store *st, const uint8_t *segment_id,
-    size_t segment_id_len, store_block_fn fn, void *arg);
+int store_segment_private_blocks(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    store_block_fn fn, void *arg);
 /* Private rows of the block with this hash become shared (its full list verified). */
 int store_block_promote(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
     uint32_t block, const uint8_t *hash, size_t hash_len);
 /* The caller's tags: fn(arg, tag, blocks, bytes) per tag. 0, or -1 on a database error. */
-typedef void (*store_tag_fn)(void *arg, const uint8_t tag[STORE_TAG_SIZE], uint64_t blocks,
-    uint64_t bytes);
+typedef void (
+    *store_tag_fn)(void *arg, const uint8_t tag[STORE_TAG_SIZE], uint64_t blocks, uint64_t bytes);
 int store_tags(struct store *st, uint32_t uid, store_tag_fn fn, void *arg);
 
 /* ---- the block store's queries (blockstore.c) ---- */

@@ -12,12 +12,9 @@
 uint32_t winerr_from_sqlite(int rc)
 {
     switch (rc & 0xff) { /* extended codes keep the primary one in the low byte */
-    case SQLITE_FULL:
-        return ERROR_DISK_FULL;
-    case SQLITE_NOMEM:
-        return ERROR_NOT_ENOUGH_MEMORY;
-    default:
-        return ERROR_INTERNAL_ERROR;
+    case SQLITE_FULL: return ERROR_DISK_FULL;
+    case SQLITE_NOMEM: return ERROR_NOT_ENOUGH_MEMORY;
+    default: return ERROR_INTERNAL_ERROR;
     }
 }
 
@@ -25,11 +22,8 @@ uint32_t winerr_from_write_errno(int err)
 {
     switch (err) {
     case ENOSPC:
-    case EDQUOT:
-        return ERROR_DISK_FULL;
-    case ENOMEM:
-        return ERROR_NOT_ENOUGH_MEMORY;
-    default:
-        return ERROR_WRITE_FAULT;
+    case EDQUOT: return ERROR_DISK_FULL;
+    case ENOMEM: return ERROR_NOT_ENOUGH_MEMORY;
+    default: return ERROR_WRITE_FAULT;
     }
 }

@@ -19,7 +19,8 @@ int main(int argc, char **argv)
         return 1;
     }
     PEERDIST_STATUS status;
-    if (PeerDistGetStatus(hPeerDist, &status) != ERROR_SUCCESS || status != PEERDIST_STATUS_AVAILABLE) {
+    if (PeerDistGetStatus(hPeerDist, &status) != ERROR_SUCCESS ||
+        status != PEERDIST_STATUS_AVAILABLE) {
         printf("service not available (status %d)\n", (int)status);
         return 1;
     }
@@ -44,11 +45,13 @@ int main(int argc, char **argv)
     DWORD bytes;
     ULONG_PTR key;
     LPOVERLAPPED pov;
-    if (!GetQueuedCompletionStatus(hPort, &bytes, &key, &pov, 10000) || pov != &ov || key != 0x1234) {
+    if (!GetQueuedCompletionStatus(hPort, &bytes, &key, &pov, 10000) || pov != &ov ||
+        key != 0x1234) {
         printf("completion: error %lu\n", (unsigned long)GetLastError());
         return 1;
     }
-    if (GetQueuedCompletionStatus(hPort, &bytes, &key, &pov, 100) || GetLastError() != WAIT_TIMEOUT) {
+    if (GetQueuedCompletionStatus(hPort, &bytes, &key, &pov, 100) ||
+        GetLastError() != WAIT_TIMEOUT) {
         printf("a second completion arrived\n");
         return 1;
     }

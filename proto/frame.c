@@ -10,7 +10,8 @@
 
 uint32_t frame_header_length(const uint8_t hdr[FRAME_HEADER_SIZE])
 {
-    return (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | (uint32_t)hdr[3];
+    return (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 |
+        (uint32_t)hdr[3];
 }
 
 enum frame_status frame_parse(const uint8_t *data, size_t len, const uint8_t **payload,
@@ -161,8 +162,8 @@ enum frame_status frame_buf_next(struct frame_buf *fb, const uint8_t **payload,
     size_t frame_len;
     if (fb->start == fb->len) /* nothing buffered (fb->data may still be NULL) */
         return FRAME_NEED_MORE;
-    enum frame_status st =
-        frame_parse(fb->data + fb->start, fb->len - fb->start, payload, payload_len, &frame_len);
+    enum frame_status st = frame_parse(fb->data + fb->start, fb->len - fb->start, payload,
+        payload_len, &frame_len);
     if (st == FRAME_OK)
         fb->start += frame_len;
     return st;

@@ -37,10 +37,13 @@ static const char *err_name(DWORD e)
     case ERROR_INVALID_DATA: return "ERROR_INVALID_DATA (bytes do not match their hash)";
     case ERROR_CALL_NOT_IMPLEMENTED: return "ERROR_CALL_NOT_IMPLEMENTED";
     case ERROR_NOT_FOUND: return "ERROR_NOT_FOUND";
-    case ERROR_ACCESS_DISABLED_BY_POLICY: return "ERROR_ACCESS_DISABLED_BY_POLICY (mode = disabled)";
-    case PEERDIST_ERROR_SERVICE_UNAVAILABLE: return "PEERDIST_ERROR_SERVICE_UNAVAILABLE (is peerdistd running?)";
+    case ERROR_ACCESS_DISABLED_BY_POLICY:
+        return "ERROR_ACCESS_DISABLED_BY_POLICY (mode = disabled)";
+    case PEERDIST_ERROR_SERVICE_UNAVAILABLE:
+        return "PEERDIST_ERROR_SERVICE_UNAVAILABLE (is peerdistd running?)";
     case PEERDIST_ERROR_CANNOT_PARSE_CONTENTINFO: return "PEERDIST_ERROR_CANNOT_PARSE_CONTENTINFO";
-    case PEERDIST_ERROR_CONTENTINFO_VERSION_UNSUPPORTED: return "PEERDIST_ERROR_CONTENTINFO_VERSION_UNSUPPORTED";
+    case PEERDIST_ERROR_CONTENTINFO_VERSION_UNSUPPORTED:
+        return "PEERDIST_ERROR_CONTENTINFO_VERSION_UNSUPPORTED";
     case PEERDIST_ERROR_OUT_OF_BOUNDS: return "PEERDIST_ERROR_OUT_OF_BOUNDS";
     case PEERDIST_ERROR_ALREADY_EXISTS: return "PEERDIST_ERROR_ALREADY_EXISTS";
     default: return "error";
@@ -177,7 +180,10 @@ static int retrieve_ci(PEERDIST_INSTANCE_HANDLE h, const char *id, int out_fd)
         if (rc != ERROR_SUCCESS)
             ret = fail("publish", "PeerDistServerRetrieveContentInformation", rc);
         else if (at != expect)
-            ret = (fprintf(stderr, "peerdistctl publish: chunk at %" PRIu64 ", expected %" PRIu64 "\n", at, expect), -1);
+            ret = (fprintf(stderr,
+                       "peerdistctl publish: chunk at %" PRIu64 ", expected %" PRIu64 "\n", at,
+                       expect),
+                -1);
         else if (ctl_write_all(out_fd, buf, n) != 0)
             ret = (fprintf(stderr, "peerdistctl publish: write: %s\n", strerror(errno)), -1);
         expect += n;
@@ -203,7 +209,8 @@ int ctl_publish_main(int argc, char **argv)
         else if (ch == 'o')
             out = optarg;
         else {
-            fprintf(stderr, "usage: peerdistctl publish FILE [--id ID] [--version 1|2] [-o FILE.ci]\n");
+            fprintf(stderr,
+                "usage: peerdistctl publish FILE [--id ID] [--version 1|2] [-o FILE.ci]\n");
             return ch == 'h' ? CTL_EXIT_OK : CTL_EXIT_USAGE;
         }
     }
@@ -238,7 +245,8 @@ int ctl_publish_main(int argc, char **argv)
         if (rc != ERROR_SUCCESS) {
             fail("publish", "PeerDistServerPublishStream", rc);
         } else {
-            if (publish_stream(h, s, fd, (uint64_t)st.st_size) == 0 && retrieve_ci(h, id, out_fd) == 0) {
+            if (publish_stream(h, s, fd, (uint64_t)st.st_size) == 0 &&
+                retrieve_ci(h, id, out_fd) == 0) {
                 fprintf(stderr, "published %s as %s (version %d)\n", argv[optind], id, version);
                 ret = CTL_EXIT_OK;
             }
@@ -327,7 +335,8 @@ static int get_tag_opt(const char *cmd, const char *arg, PEERDIST_CONTENT_TAG *t
 int ctl_inject_main(int argc, char **argv)
 {
     static const struct option opts[] = {{"ci", required_argument, NULL, 'c'},
-        {"tag", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"tag", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     const char *ci_path = NULL, *tag_arg = NULL;
     int ch;
     optind = 1;
@@ -389,7 +398,8 @@ int ctl_get_main(int argc, char **argv)
 {
     static const struct option opts[] = {{"ci", required_argument, NULL, 'c'},
         {"output", required_argument, NULL, 'o'}, {"timeout", required_argument, NULL, 'T'},
-        {"tag", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"tag", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     const char *ci_path = NULL, *out = NULL, *tag_arg = NULL;
     DWORD timeout = CTL_DEFAULT_TIMEOUT_MS;
     int ch;
@@ -408,7 +418,8 @@ int ctl_get_main(int argc, char **argv)
     }
     PEERDIST_CONTENT_TAG tag = {{0}};
     if (optind != argc || !ci_path) {
-        fprintf(stderr, "usage: peerdistctl get --ci FILE.ci [-o OUT] [--timeout MS] [--tag TAG]\n");
+        fprintf(stderr,
+            "usage: peerdistctl get --ci FILE.ci [-o OUT] [--timeout MS] [--tag TAG]\n");
         return CTL_EXIT_USAGE;
     }
     if (tag_arg && get_tag_opt("get", tag_arg, &tag) != 0)
@@ -429,14 +440,15 @@ int ctl_get_main(int argc, char **argv)
         for (;;) {
             OVERLAPPED ov = {0};
             DWORD n = 0;
-            DWORD rc = wait_op(PeerDistClientStreamRead(x.h, x.c, CTL_CHUNK, buf, timeout, &ov), &ov, &n);
+            DWORD rc = wait_op(PeerDistClientStreamRead(x.h, x.c, CTL_CHUNK, buf, timeout, &ov),
+                &ov, &n);
             uint64_t at = (uint64_t)ov.OffsetHigh << 32 | ov.Offset;
             if (rc == PEERDIST_ERROR_NO_MORE)
                 break;
             if (rc == PEERDIST_ERROR_MISSING_DATA || rc == ERROR_TIMEOUT) {
                 /* The cursor moved past it: list it, leave a hole in a file, stop a pipe. */
-                fprintf(stderr, "missing: %" PRIu64 "-%" PRIu64 " (%lu bytes)\n", at,
-                    at + n, (unsigned long)n);
+                fprintf(stderr, "missing: %" PRIu64 "-%" PRIu64 " (%lu bytes)\n", at, at + n,
+                    (unsigned long)n);
                 missing += n;
                 if (!out)
                     break;
@@ -449,7 +461,8 @@ int ctl_get_main(int argc, char **argv)
             int w = out ? (pwrite(out_fd, buf, n, (off_t)(at - x.start)) == (ssize_t)n ? 0 : -1)
                         : ctl_write_all(out_fd, buf, n);
             if (w != 0) {
-                ret = (fprintf(stderr, "peerdistctl get: write: %s\n", strerror(errno)), CTL_EXIT_FAIL);
+                ret = (fprintf(stderr, "peerdistctl get: write: %s\n", strerror(errno)),
+                    CTL_EXIT_FAIL);
                 break;
             }
             ctl_progress_update(&prog, at + n - x.start);
@@ -502,7 +515,8 @@ int ctl_tags_main(const char *socket_path, int argc, char **argv)
                 printf("%s{\"tag\": \"%s\", \"blocks\": %" PRIu64 ", \"bytes\": %" PRIu64 "}",
                     i ? ", " : "", hex, ti->blocks, ti->bytes);
             else
-                printf("%s  %10" PRIu64 " blocks  %14" PRIu64 " bytes\n", hex, ti->blocks, ti->bytes);
+                printf("%s  %10" PRIu64 " blocks  %14" PRIu64 " bytes\n", hex, ti->blocks,
+                    ti->bytes);
         }
         if (json)
             printf("]\n");

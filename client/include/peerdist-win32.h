@@ -111,11 +111,11 @@ typedef struct _OVERLAPPED_ENTRY {
 #endif
 
 #ifndef MAKEWORD
-#define MAKEWORD(a, b) ((WORD)(((BYTE)((a) & 0xff)) | ((WORD)((BYTE)((b) & 0xff))) << 8))
-#define MAKELONG(a, b) ((LONG)(((WORD)((a) & 0xffff)) | ((DWORD)((WORD)((b) & 0xffff))) << 16))
-#define LOWORD(l) ((WORD)((l) & 0xffff))
+#define MAKEWORD(a, b) ((WORD)(((BYTE)((a)&0xff)) | ((WORD)((BYTE)((b)&0xff))) << 8))
+#define MAKELONG(a, b) ((LONG)(((WORD)((a)&0xffff)) | ((DWORD)((WORD)((b)&0xffff))) << 16))
+#define LOWORD(l) ((WORD)((l)&0xffff))
 #define HIWORD(l) ((WORD)(((DWORD)(l) >> 16) & 0xffff))
-#define LOBYTE(w) ((BYTE)((w) & 0xff))
+#define LOBYTE(w) ((BYTE)((w)&0xff))
 #define HIBYTE(w) ((BYTE)(((WORD)(w) >> 8) & 0xff))
 #endif
 
@@ -135,8 +135,7 @@ typedef struct _OVERLAPPED_ENTRY {
 #define WAIT_FAILED ((DWORD)0xFFFFFFFF)
 #define MAXIMUM_WAIT_OBJECTS 64
 
-#define HasOverlappedIoCompleted(lpOverlapped) \
-    (((DWORD)(lpOverlapped)->Internal) != STATUS_PENDING)
+#define HasOverlappedIoCompleted(lpOverlapped) (((DWORD)(lpOverlapped)->Internal) != STATUS_PENDING)
 
 /* Win32 error codes (winerror.h values) the API and the shim use. */
 #define ERROR_SUCCESS 0
@@ -170,8 +169,8 @@ typedef struct _OVERLAPPED_ENTRY {
 PEERDIST_API HANDLE WINAPI pdw32_CreateIoCompletionPort(HANDLE FileHandle,
     HANDLE ExistingCompletionPort, ULONG_PTR CompletionKey, DWORD NumberOfConcurrentThreads);
 PEERDIST_API BOOL WINAPI pdw32_GetQueuedCompletionStatus(HANDLE CompletionPort,
-    LPDWORD lpNumberOfBytesTransferred, PULONG_PTR lpCompletionKey,
-    LPOVERLAPPED *lpOverlapped, DWORD dwMilliseconds);
+    LPDWORD lpNumberOfBytesTransferred, PULONG_PTR lpCompletionKey, LPOVERLAPPED *lpOverlapped,
+    DWORD dwMilliseconds);
 PEERDIST_API BOOL WINAPI pdw32_PostQueuedCompletionStatus(HANDLE CompletionPort,
     DWORD dwNumberOfBytesTransferred, ULONG_PTR dwCompletionKey, LPOVERLAPPED lpOverlapped);
 /* Up to ulCount packets at once; their status is in each entry's Internal. fAlertable: no APCs here. */
@@ -218,7 +217,8 @@ PEERDIST_API void WINAPI pdw32_SetLastError(DWORD dwErrCode);
 typedef void (*PEERDIST_COMPLETION_ROUTINE)(DWORD dwErrorCode, DWORD dwNumberOfBytesTransferred,
     ULONG_PTR ulCompletionKey, LPOVERLAPPED lpOverlapped, void *context);
 PEERDIST_API int peerdist_port_fd(HANDLE CompletionPort);
-PEERDIST_API HANDLE peerdist_port_create_routine(PEERDIST_COMPLETION_ROUTINE routine, void *context);
+PEERDIST_API HANDLE peerdist_port_create_routine(PEERDIST_COMPLETION_ROUTINE routine,
+    void *context);
 
 #ifndef PEERDIST_NO_WIN32_NAMES
 #define CreateIoCompletionPort pdw32_CreateIoCompletionPort

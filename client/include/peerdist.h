@@ -40,7 +40,7 @@ extern "C" {
 #elif defined(NTDDI_VERSION) && NTDDI_VERSION != 0
 #define PEERDIST_TARGET_NTDDI NTDDI_VERSION
 #elif defined(_WIN32_WINNT) && _WIN32_WINNT != 0
-#define PEERDIST_TARGET_NTDDI ((_WIN32_WINNT) * 0x10000)
+#define PEERDIST_TARGET_NTDDI ((_WIN32_WINNT)*0x10000)
 #else
 #define PEERDIST_TARGET_NTDDI NTDDI_WIN8
 #endif
@@ -128,15 +128,15 @@ PEERDIST_API DWORD WINAPI PeerDistServerCloseStreamHandle(PEERDIST_INSTANCE_HAND
     PEERDIST_STREAM_HANDLE hStream);
 PEERDIST_API DWORD WINAPI PeerDistServerUnpublish(PEERDIST_INSTANCE_HANDLE hPeerDist,
     DWORD cbContentIdentifier, PBYTE pContentIdentifier);
-PEERDIST_API DWORD WINAPI PeerDistServerOpenContentInformation(
-    PEERDIST_INSTANCE_HANDLE hPeerDist, DWORD cbContentIdentifier, PBYTE pContentIdentifier,
-    ULONGLONG ullContentOffset, ULONGLONG cbContentLength, HANDLE hCompletionPort,
-    ULONG_PTR ulCompletionKey, PPEERDIST_CONTENTINFO_HANDLE phContentInfo);
+PEERDIST_API DWORD WINAPI PeerDistServerOpenContentInformation(PEERDIST_INSTANCE_HANDLE hPeerDist,
+    DWORD cbContentIdentifier, PBYTE pContentIdentifier, ULONGLONG ullContentOffset,
+    ULONGLONG cbContentLength, HANDLE hCompletionPort, ULONG_PTR ulCompletionKey,
+    PPEERDIST_CONTENTINFO_HANDLE phContentInfo);
 PEERDIST_API DWORD WINAPI PeerDistServerRetrieveContentInformation(
     PEERDIST_INSTANCE_HANDLE hPeerDist, PEERDIST_CONTENTINFO_HANDLE hContentInfo,
     DWORD cbMaxNumberOfBytes, PBYTE pBuffer, LPOVERLAPPED lpOverlapped);
-PEERDIST_API DWORD WINAPI PeerDistServerCloseContentInformation(
-    PEERDIST_INSTANCE_HANDLE hPeerDist, PEERDIST_CONTENTINFO_HANDLE hContentInfo);
+PEERDIST_API DWORD WINAPI PeerDistServerCloseContentInformation(PEERDIST_INSTANCE_HANDLE hPeerDist,
+    PEERDIST_CONTENTINFO_HANDLE hContentInfo);
 PEERDIST_API DWORD WINAPI PeerDistServerCancelAsyncOperation(PEERDIST_INSTANCE_HANDLE hPeerDist,
     DWORD cbContentIdentifier, PBYTE pContentIdentifier, LPOVERLAPPED pOverlapped);
 
@@ -146,9 +146,9 @@ PEERDIST_API DWORD WINAPI PeerDistClientOpenContent(PEERDIST_INSTANCE_HANDLE hPe
     PPEERDIST_CONTENT_HANDLE phContentHandle);
 PEERDIST_API DWORD WINAPI PeerDistClientCloseContent(PEERDIST_INSTANCE_HANDLE hPeerDist,
     PEERDIST_CONTENT_HANDLE hContentHandle);
-PEERDIST_API DWORD WINAPI PeerDistClientAddContentInformation(
-    PEERDIST_INSTANCE_HANDLE hPeerDist, PEERDIST_CONTENT_HANDLE hContentHandle,
-    DWORD cbNumberOfBytes, PBYTE pBuffer, LPOVERLAPPED lpOverlapped);
+PEERDIST_API DWORD WINAPI PeerDistClientAddContentInformation(PEERDIST_INSTANCE_HANDLE hPeerDist,
+    PEERDIST_CONTENT_HANDLE hContentHandle, DWORD cbNumberOfBytes, PBYTE pBuffer,
+    LPOVERLAPPED lpOverlapped);
 PEERDIST_API DWORD WINAPI PeerDistClientCompleteContentInformation(
     PEERDIST_INSTANCE_HANDLE hPeerDist, PEERDIST_CONTENT_HANDLE hContentHandle,
     LPOVERLAPPED lpOverlapped);
@@ -194,7 +194,8 @@ typedef const PEERDIST_STATUS_INFO *PCPEERDIST_STATUS_INFO;
 typedef enum _PEERDIST_CLIENT_INFO_BY_HANDLE_CLASS {
     PeerDistClientBasicInfo = 0,
     MaximumPeerDistClientInfoByHandlesClass
-} PEERDIST_CLIENT_INFO_BY_HANDLE_CLASS, *PPEERDIST_CLIENT_INFO_BY_HANDLE_CLASS;
+} PEERDIST_CLIENT_INFO_BY_HANDLE_CLASS,
+    *PPEERDIST_CLIENT_INFO_BY_HANDLE_CLASS;
 
 typedef struct _PEERDIST_CLIENT_BASIC_INFO {
     BOOL fFlashCrowd;
@@ -207,13 +208,12 @@ PEERDIST_API DWORD WINAPI PeerDistRegisterForStatusChangeNotificationEx(
     LPOVERLAPPED lpOverlapped, PEERDIST_STATUS_INFO *pPeerDistStatus);
 PEERDIST_API BOOL WINAPI PeerDistGetOverlappedResult(LPOVERLAPPED lpOverlapped,
     LPDWORD lpNumberOfBytesTransferred, BOOL bWait);
-PEERDIST_API DWORD WINAPI PeerDistServerOpenContentInformationEx(
-    PEERDIST_INSTANCE_HANDLE hPeerDist, DWORD cbContentIdentifier, PBYTE pContentIdentifier,
-    ULONGLONG ullContentOffset, ULONGLONG cbContentLength,
-    PEERDIST_RETRIEVAL_OPTIONS *pRetrievalOptions, HANDLE hCompletionPort,
-    ULONG_PTR ulCompletionKey, PPEERDIST_CONTENTINFO_HANDLE phContentInfo);
-PEERDIST_API DWORD WINAPI PeerDistClientGetInformationByHandle(
-    PEERDIST_INSTANCE_HANDLE hPeerDist, PEERDIST_CONTENT_HANDLE hContentHandle,
+PEERDIST_API DWORD WINAPI PeerDistServerOpenContentInformationEx(PEERDIST_INSTANCE_HANDLE hPeerDist,
+    DWORD cbContentIdentifier, PBYTE pContentIdentifier, ULONGLONG ullContentOffset,
+    ULONGLONG cbContentLength, PEERDIST_RETRIEVAL_OPTIONS *pRetrievalOptions,
+    HANDLE hCompletionPort, ULONG_PTR ulCompletionKey, PPEERDIST_CONTENTINFO_HANDLE phContentInfo);
+PEERDIST_API DWORD WINAPI PeerDistClientGetInformationByHandle(PEERDIST_INSTANCE_HANDLE hPeerDist,
+    PEERDIST_CONTENT_HANDLE hContentHandle,
     PEERDIST_CLIENT_INFO_BY_HANDLE_CLASS PeerDistClientInfoClass, DWORD dwBufferSize,
     LPVOID lpInformation);
 

@@ -424,15 +424,14 @@ out:
     return rc;
 }
 
-PEERDIST_API DWORD WINAPI PeerDistClientAddContentInformation(
-    PEERDIST_INSTANCE_HANDLE hPeerDist, PEERDIST_CONTENT_HANDLE hContentHandle,
-    DWORD cbNumberOfBytes, PBYTE pBuffer, LPOVERLAPPED lpOverlapped)
+PEERDIST_API DWORD WINAPI PeerDistClientAddContentInformation(PEERDIST_INSTANCE_HANDLE hPeerDist,
+    PEERDIST_CONTENT_HANDLE hContentHandle, DWORD cbNumberOfBytes, PBYTE pBuffer,
+    LPOVERLAPPED lpOverlapped)
 {
     if (!lpOverlapped || !pBuffer || cbNumberOfBytes == 0 || lpOverlapped->Offset ||
         lpOverlapped->OffsetHigh)
         return ERROR_INVALID_PARAMETER;
-    return add_bytes(hPeerDist, hContentHandle, OP_ADD_CI, cbNumberOfBytes, pBuffer,
-        lpOverlapped);
+    return add_bytes(hPeerDist, hContentHandle, OP_ADD_CI, cbNumberOfBytes, pBuffer, lpOverlapped);
 }
 
 PEERDIST_API DWORD WINAPI PeerDistClientAddData(PEERDIST_INSTANCE_HANDLE hPeerDist,
@@ -564,7 +563,7 @@ static DWORD cancel_target(struct ccontent *ct, LPOVERLAPPED ov, uint64_t *seria
     DWORD rc = PEERDIST_ERROR_OPERATION_NOTFOUND;
     for (;;) {
         struct pend *p, *sending = NULL;
-        TAILQ_FOREACH(p, &ct->pending, by_ct) {
+        TAILQ_FOREACH (p, &ct->pending, by_ct) {
             if (p->ov != ov)
                 continue;
             if (!p->request_id) {
@@ -576,8 +575,7 @@ static DWORD cancel_target(struct ccontent *ct, LPOVERLAPPED ov, uint64_t *seria
             rc = ERROR_SUCCESS;
             break;
         }
-        if (rc == ERROR_SUCCESS || !sending ||
-            pthread_cond_timedwait(&pend_cv, &pend_mu, &ts) != 0)
+        if (rc == ERROR_SUCCESS || !sending || pthread_cond_timedwait(&pend_cv, &pend_mu, &ts) != 0)
             break;
     }
     pthread_mutex_unlock(&pend_mu);
@@ -612,8 +610,8 @@ out:
 
 /* ---- information ---- */
 
-PEERDIST_API DWORD WINAPI PeerDistClientGetInformationByHandle(
-    PEERDIST_INSTANCE_HANDLE hPeerDist, PEERDIST_CONTENT_HANDLE hContentHandle,
+PEERDIST_API DWORD WINAPI PeerDistClientGetInformationByHandle(PEERDIST_INSTANCE_HANDLE hPeerDist,
+    PEERDIST_CONTENT_HANDLE hContentHandle,
     PEERDIST_CLIENT_INFO_BY_HANDLE_CLASS PeerDistClientInfoClass, DWORD dwBufferSize,
     LPVOID lpInformation)
 {

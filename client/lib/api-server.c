@@ -66,8 +66,8 @@ static DWORD child_ready(struct instance *inst, const struct child *ch)
 static struct srvobj *srvobj_new(enum handle_type type, const BYTE *id, DWORD id_len,
     uint64_t daemon_id, uint64_t gen, HANDLE port, ULONG_PTR key);
 
-static DWORD srvobj_open(struct instance *inst, enum handle_type type, const BYTE *id,
-    DWORD id_len, uint64_t daemon_id, uint64_t gen, HANDLE port, ULONG_PTR key, HANDLE *out)
+static DWORD srvobj_open(struct instance *inst, enum handle_type type, const BYTE *id, DWORD id_len,
+    uint64_t daemon_id, uint64_t gen, HANDLE port, ULONG_PTR key, HANDLE *out)
 {
     struct srvobj *o = srvobj_new(type, id, id_len, daemon_id, gen, port, key);
     if (!o || !child_register(inst, &o->ch)) {
@@ -152,8 +152,12 @@ static void srvop_on_reply(struct pd_op *pop, const Peerdist__Reply *reply, DWOR
 static DWORD srv_submit(struct instance *inst, struct srvobj *o, struct srvop *op,
     Peerdist__Request **reqs, size_t n)
 {
-    struct pd_async a = {.ov = op->ov, .port = o->ch.port, .key = o->ch.key,
-        .on_reply = srvop_on_reply, .arg = op, .request_id = &op->request_id};
+    struct pd_async a = {.ov = op->ov,
+        .port = o->ch.port,
+        .key = o->ch.key,
+        .on_reply = srvop_on_reply,
+        .arg = op,
+        .request_id = &op->request_id};
     DWORD rc = pdconn_submit_many(inst->conn, reqs, n, &a);
     if (rc != ERROR_SUCCESS) {
         /* Nothing went out: no on_reply will run. */
@@ -205,8 +209,7 @@ out:
 }
 
 PEERDIST_API DWORD WINAPI PeerDistServerPublishAddToStream(PEERDIST_INSTANCE_HANDLE hPeerDist,
-    PEERDIST_STREAM_HANDLE hStream, DWORD cbNumberOfBytes, PBYTE pBuffer,
-    LPOVERLAPPED lpOverlapped)
+    PEERDIST_STREAM_HANDLE hStream, DWORD cbNumberOfBytes, PBYTE pBuffer, LPOVERLAPPED lpOverlapped)
 {
     if (!lpOverlapped || lpOverlapped->Offset || lpOverlapped->OffsetHigh || !pBuffer ||
         cbNumberOfBytes == 0)
@@ -248,7 +251,8 @@ PEERDIST_API DWORD WINAPI PeerDistServerPublishAddToStream(PEERDIST_INSTANCE_HAN
         peerdist__publish_add_request__init(&adds[i]);
         adds[i].stream = o->ch.daemon_id;
         adds[i].data.data = pBuffer + off;
-        adds[i].data.len = cbNumberOfBytes - off < PD_MAX_CHUNK ? cbNumberOfBytes - off : PD_MAX_CHUNK;
+        adds[i].data.len = cbNumberOfBytes - off < PD_MAX_CHUNK ? cbNumberOfBytes - off
+                                                                : PD_MAX_CHUNK;
         peerdist__request__init(&reqs[i]);
         reqs[i].body_case = PEERDIST__REQUEST__BODY_PUBLISH_ADD;
         reqs[i].publish_add = &adds[i];
@@ -391,21 +395,20 @@ out:
     return rc;
 }
 
-PEERDIST_API DWORD WINAPI PeerDistServerOpenContentInformation(
-    PEERDIST_INSTANCE_HANDLE hPeerDist, DWORD cbContentIdentifier, PBYTE pContentIdentifier,
-    ULONGLONG ullContentOffset, ULONGLONG cbContentLength, HANDLE hCompletionPort,
-    ULONG_PTR ulCompletionKey, PPEERDIST_CONTENTINFO_HANDLE phContentInfo)
+PEERDIST_API DWORD WINAPI PeerDistServerOpenContentInformation(PEERDIST_INSTANCE_HANDLE hPeerDist,
+    DWORD cbContentIdentifier, PBYTE pContentIdentifier, ULONGLONG ullContentOffset,
+    ULONGLONG cbContentLength, HANDLE hCompletionPort, ULONG_PTR ulCompletionKey,
+    PPEERDIST_CONTENTINFO_HANDLE phContentInfo)
 {
     /* min = max = 0: the publication's own version (DESIGN.md, Versions). */
     return open_ci(hPeerDist, cbContentIdentifier, pContentIdentifier, ullContentOffset,
         cbContentLength, 0, 0, hCompletionPort, ulCompletionKey, phContentInfo);
 }
 
-PEERDIST_API DWORD WINAPI PeerDistServerOpenContentInformationEx(
-    PEERDIST_INSTANCE_HANDLE hPeerDist, DWORD cbContentIdentifier, PBYTE pContentIdentifier,
-    ULONGLONG ullContentOffset, ULONGLONG cbContentLength,
-    PEERDIST_RETRIEVAL_OPTIONS *pRetrievalOptions, HANDLE hCompletionPort,
-    ULONG_PTR ulCompletionKey, PPEERDIST_CONTENTINFO_HANDLE phContentInfo)
+PEERDIST_API DWORD WINAPI PeerDistServerOpenContentInformationEx(PEERDIST_INSTANCE_HANDLE hPeerDist,
+    DWORD cbContentIdentifier, PBYTE pContentIdentifier, ULONGLONG ullContentOffset,
+    ULONGLONG cbContentLength, PEERDIST_RETRIEVAL_OPTIONS *pRetrievalOptions,
+    HANDLE hCompletionPort, ULONG_PTR ulCompletionKey, PPEERDIST_CONTENTINFO_HANDLE phContentInfo)
 {
     const PEERDIST_RETRIEVAL_OPTIONS *ro = pRetrievalOptions;
     if (!ro || ro->cbSize != sizeof(*ro) || ro->dwReserved != 0 ||
@@ -414,8 +417,8 @@ PEERDIST_API DWORD WINAPI PeerDistServerOpenContentInformationEx(
         ro->dwContentInfoMaxVersion > PEERDIST_RETRIEVAL_OPTIONS_CONTENTINFO_VERSION_2)
         return ERROR_INVALID_PARAMETER;
     return open_ci(hPeerDist, cbContentIdentifier, pContentIdentifier, ullContentOffset,
-        cbContentLength, ro->dwContentInfoMinVersion, ro->dwContentInfoMaxVersion,
-        hCompletionPort, ulCompletionKey, phContentInfo);
+        cbContentLength, ro->dwContentInfoMinVersion, ro->dwContentInfoMaxVersion, hCompletionPort,
+        ulCompletionKey, phContentInfo);
 }
 
 PEERDIST_API DWORD WINAPI PeerDistServerRetrieveContentInformation(
@@ -457,8 +460,8 @@ out:
     return rc;
 }
 
-PEERDIST_API DWORD WINAPI PeerDistServerCloseContentInformation(
-    PEERDIST_INSTANCE_HANDLE hPeerDist, PEERDIST_CONTENTINFO_HANDLE hContentInfo)
+PEERDIST_API DWORD WINAPI PeerDistServerCloseContentInformation(PEERDIST_INSTANCE_HANDLE hPeerDist,
+    PEERDIST_CONTENTINFO_HANDLE hContentInfo)
 {
     return close_child(hPeerDist, hContentInfo, HT_CONTENTINFO);
 }
@@ -485,7 +488,7 @@ PEERDIST_API DWORD WINAPI PeerDistServerCancelAsyncOperation(PEERDIST_INSTANCE_H
     Peerdist__CancelRequest cr = PEERDIST__CANCEL_REQUEST__INIT;
     struct child *ch;
     pthread_mutex_lock(&inst->mu);
-    LIST_FOREACH(ch, &inst->children, link) {
+    LIST_FOREACH (ch, &inst->children, link) {
         if (!(ch->h.type & (HT_STREAM | HT_CONTENTINFO)) || ch->generation != gen)
             continue;
         struct srvobj *o = (struct srvobj *)ch;
@@ -493,7 +496,7 @@ PEERDIST_API DWORD WINAPI PeerDistServerCancelAsyncOperation(PEERDIST_INSTANCE_H
             continue;
         pthread_mutex_lock(&o->mu);
         struct srvop *op;
-        LIST_FOREACH(op, &o->ops, link) {
+        LIST_FOREACH (op, &o->ops, link) {
             if (op->ov == pOverlapped && op->request_id != 0) {
                 cr.handle = ch->daemon_id;
                 cr.request_id = op->request_id;

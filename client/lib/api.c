@@ -57,7 +57,8 @@ PEERDIST_API DWORD WINAPI PeerDistStartup(DWORD dwVersionRequested,
         return ERROR_INVALID_PARAMETER;
     if (pdwSupportedVersion)
         *pdwSupportedVersion = MAKEWORD(PD_API_VERSION_MAJOR, PD_API_VERSION_MINOR);
-    if (major > PD_API_VERSION_MAJOR || (major == PD_API_VERSION_MAJOR && minor > PD_API_VERSION_MINOR))
+    if (major > PD_API_VERSION_MAJOR ||
+        (major == PD_API_VERSION_MAJOR && minor > PD_API_VERSION_MINOR))
         return PEERDIST_ERROR_VERSION_UNSUPPORTED;
     struct instance *inst = calloc(1, sizeof(*inst));
     if (!inst)

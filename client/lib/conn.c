@@ -42,11 +42,11 @@
 struct pd_op {
     uint64_t id;
     bool async;
-    bool done;                /* sync: reply (or failure) arrived */
-    DWORD status;             /* sync */
-    Peerdist__Reply *reply;   /* sync */
-    struct pd_async a;        /* async */
-    struct pd_multi *multi;   /* async: one part of a split request, or NULL */
+    bool done;              /* sync: reply (or failure) arrived */
+    DWORD status;           /* sync */
+    Peerdist__Reply *reply; /* sync */
+    struct pd_async a;      /* async */
+    struct pd_multi *multi; /* async: one part of a split request, or NULL */
     struct pd_op *next;
 };
 
@@ -314,7 +314,8 @@ static size_t read_want(const struct frame_buf *fb)
     size_t have = fb->len - fb->start;
     if (have >= FRAME_HEADER_SIZE) {
         size_t frame = FRAME_HEADER_SIZE + (size_t)frame_header_length(fb->data + fb->start);
-        if (frame > have && frame - have > READ_CHUNK && frame <= FRAME_HEADER_SIZE + FRAME_MAX_PAYLOAD)
+        if (frame > have && frame - have > READ_CHUNK &&
+            frame <= FRAME_HEADER_SIZE + FRAME_MAX_PAYLOAD)
             return frame - have;
     }
     return READ_CHUNK;
@@ -407,7 +408,7 @@ static int hello_locked(struct pdconn *c, int fd)
         if (st == FRAME_OK) {
             Peerdist__Reply *r = peerdist__reply__unpack(NULL, len, payload);
             int ok = r && r->id == req.id && r->status == ERROR_SUCCESS &&
-                     r->body_case == PEERDIST__REPLY__BODY_HELLO;
+                r->body_case == PEERDIST__REPLY__BODY_HELLO;
             if (ok)
                 c->status = r->hello->service_status;
             if (r)
@@ -619,8 +620,8 @@ DWORD pdconn_submit_many(struct pdconn *c, Peerdist__Request **reqs, size_t n,
     return ERROR_SUCCESS;
 }
 
-DWORD pdconn_register_status(struct pdconn *c, BOOL ex, LPOVERLAPPED ov, HANDLE port,
-    ULONG_PTR key, void *out)
+DWORD pdconn_register_status(struct pdconn *c, BOOL ex, LPOVERLAPPED ov, HANDLE port, ULONG_PTR key,
+    void *out)
 {
     pthread_mutex_lock(&c->mu);
     if (c->reg.active) {

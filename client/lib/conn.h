@@ -29,8 +29,8 @@ struct pd_op;
  * shut down: OPERATION_ABORTED) so per-operation state can still be freed.
  * Runs on the thread that read the reply, before the completion is delivered.
  */
-typedef void (*pd_reply_fn)(struct pd_op *op, const Peerdist__Reply *reply, DWORD *status,
-    DWORD *bytes);
+typedef void (
+    *pd_reply_fn)(struct pd_op *op, const Peerdist__Reply *reply, DWORD *status, DWORD *bytes);
 
 struct pd_async {
     LPOVERLAPPED ov;
@@ -83,8 +83,8 @@ DWORD pdconn_submit_many(struct pdconn *c, Peerdist__Request **reqs, size_t n,
 void *pd_op_arg(const struct pd_op *op);
 
 /* Status-change notification (one per connection). */
-DWORD pdconn_register_status(struct pdconn *c, BOOL ex, LPOVERLAPPED ov, HANDLE port,
-    ULONG_PTR key, void *out);
+DWORD pdconn_register_status(struct pdconn *c, BOOL ex, LPOVERLAPPED ov, HANDLE port, ULONG_PTR key,
+    void *out);
 void pdconn_unregister_status(struct pdconn *c);
 
 #endif

@@ -91,7 +91,7 @@ struct wait_link {
 struct event_obj {
     struct hobj h;
     bool manual_reset;
-    bool signaled;               /* guarded by events_mu */
+    bool signaled;                /* guarded by events_mu */
     LIST_HEAD(, wait_link) waits; /* guarded by events_mu */
 };
 
@@ -146,7 +146,7 @@ static BOOL event_set_state(HANDLE h, bool signaled)
     e->signaled = signaled;
     if (signaled) {
         struct wait_link *l;
-        LIST_FOREACH(l, &e->waits, link)
+        LIST_FOREACH (l, &e->waits, link)
             pthread_cond_signal(&l->waiter->cv);
     }
     pthread_mutex_unlock(&events_mu);
@@ -325,8 +325,8 @@ static struct port_obj *port_new(void)
     return p;
 }
 
-PEERDIST_API HANDLE WINAPI pdw32_CreateIoCompletionPort(HANDLE file, HANDLE existing,
-    ULONG_PTR key, DWORD threads)
+PEERDIST_API HANDLE WINAPI pdw32_CreateIoCompletionPort(HANDLE file, HANDLE existing, ULONG_PTR key,
+    DWORD threads)
 {
     /* Only new, free-standing ports: there are no file handles to associate here. */
     if (file != INVALID_HANDLE_VALUE || existing != NULL) {
@@ -406,8 +406,10 @@ static DWORD port_get(struct port_obj *p, DWORD ms, OVERLAPPED_ENTRY *out, ULONG
     while (rc == 0 && p->head && *n < max) {
         struct packet *pk = p->head;
         p->head = pk->next;
-        out[(*n)++] = (OVERLAPPED_ENTRY){.lpCompletionKey = pk->key, .lpOverlapped = pk->ov,
-            .Internal = pk->status, .dwNumberOfBytesTransferred = pk->bytes};
+        out[(*n)++] = (OVERLAPPED_ENTRY){.lpCompletionKey = pk->key,
+            .lpOverlapped = pk->ov,
+            .Internal = pk->status,
+            .dwNumberOfBytesTransferred = pk->bytes};
         free(pk);
     }
     if (rc == 0 && !p->head) {
@@ -419,8 +421,8 @@ static DWORD port_get(struct port_obj *p, DWORD ms, OVERLAPPED_ENTRY *out, ULONG
     return rc;
 }
 
-PEERDIST_API BOOL WINAPI pdw32_GetQueuedCompletionStatus(HANDLE port, LPDWORD bytes,
-    PULONG_PTR key, LPOVERLAPPED *ov, DWORD ms)
+PEERDIST_API BOOL WINAPI pdw32_GetQueuedCompletionStatus(HANDLE port, LPDWORD bytes, PULONG_PTR key,
+    LPOVERLAPPED *ov, DWORD ms)
 {
     if (!bytes || !key || !ov) {
         w32_set_error(ERROR_INVALID_PARAMETER);
