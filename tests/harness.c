@@ -5,15 +5,20 @@
 #include "harness.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <signal.h>
+#include <stddef.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -137,4 +142,100 @@ long long td_sql(struct test_daemon *d, const char *sql)
     sqlite3_finalize(s);
     sqlite3_close(db);
     return v;
+}
+
+bool td_wait_until(bool (*cond)(void *arg), void *arg)
+{
+    for (int ms = 0; ms < TD_WAIT_MS; ms++) {
+        if (cond(arg))
+            return true;
+        usleep(1000); /* the polling interval, not a guess at how long anything takes */
+    }
+    return cond(arg);
+}
+
+/* The state letter of /proc/PID/task/TID/stat ("pid (comm) S ..."; comm may hold spaces). */
+static char task_state(pid_t pid, const char *tid)
+{
+    char path[96], line[512];
+    snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)pid, tid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return '?';
+    char *end = fgets(line, sizeof(line), f) ? strrchr(line, ')') : NULL;
+    fclose(f);
+    return end && end[1] == ' ' ? end[2] : '?';
+}
+
+static bool all_threads_stopped(void *arg)
+{
+    pid_t pid = ((struct test_daemon *)arg)->pid;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *dir = opendir(path);
+    if (!dir)
+        return false;
+    bool stopped = true;
+    for (struct dirent *e; stopped && (e = readdir(dir));)
+        if (e->d_name[0] != '.')
+            stopped = task_state(pid, e->d_name) == 'T';
+    closedir(dir);
+    return stopped;
+}
+
+void td_pause(struct test_daemon *d)
+{
+    td_signal(d, SIGSTOP);
+    ck_assert_msg(td_wait_until(all_threads_stopped, d), "peerdistd did not stop on SIGSTOP");
+}
+
+void td_resume(struct test_daemon *d)
+{
+    td_signal(d, SIGCONT);
+}
+
+long td_unread(struct test_daemon *d)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    ck_assert_ptr_nonnull(dir);
+    long total = 0;
+    for (struct dirent *e; (e = readdir(dir));) {
+        int fd = atoi(e->d_name);
+        struct sockaddr_un peer = {0};
+        socklen_t len = sizeof(peer);
+        int queued;
+        /* A client socket's peer name is the address the daemon listens on. */
+        if (e->d_name[0] == '.' || fd == dirfd(dir) ||
+            getpeername(fd, (struct sockaddr *)&peer, &len) != 0 || peer.sun_family != AF_UNIX ||
+            len <= offsetof(struct sockaddr_un, sun_path) || strcmp(peer.sun_path, d->sock) != 0 ||
+            ioctl(fd, SIOCOUTQ, &queued) != 0)
+            continue;
+        total += queued;
+    }
+    closedir(dir);
+    return total;
+}
+
+bool td_loop_idle(struct test_daemon *d)
+{
+    char tid[16], path[96], line[128];
+    snprintf(tid, sizeof(tid), "%d", (int)d->pid);
+    if (task_state(d->pid, tid) != 'S')
+        return false;
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", (int)d->pid, (int)d->pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot read %s", path);
+    long nr = -1;
+    if (fgets(line, sizeof(line), f))
+        nr = strtol(line, NULL, 10); /* "running" when it is not blocked in a system call */
+    fclose(f);
+#ifdef SYS_epoll_wait
+    if (nr == SYS_epoll_wait)
+        return true;
+#endif
+#ifdef SYS_epoll_pwait2
+    if (nr == SYS_epoll_pwait2)
+        return true;
+#endif
+    return nr == SYS_epoll_pwait;
 }

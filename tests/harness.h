@@ -33,4 +33,26 @@ bool td_log_contains(struct test_daemon *d, const char *needle);
 /* Runs one SQL statement on the daemon's database; returns the first column of the first row. */
 long long td_sql(struct test_daemon *d, const char *sql);
 
+/*
+ * Waiting on a condition instead of sleeping for a guessed time. TD_WAIT_MS is far above
+ * any honest wait, so only a broken behaviour reaches it.
+ */
+#define TD_WAIT_MS 10000
+/* Checks cond(arg) every millisecond until it holds or TD_WAIT_MS pass; whether it held. */
+bool td_wait_until(bool (*cond)(void *arg), void *arg);
+/* SIGSTOP, then waits until every thread of the daemon is stopped (state T in
+ * /proc/PID/task/TID/stat): from then on it reads and answers nothing until td_resume. */
+void td_pause(struct test_daemon *d);
+void td_resume(struct test_daemon *d);
+/*
+ * What this process has written to the daemon and the daemon has not read yet: SIOCOUTQ
+ * summed over this process's sockets connected to d->sock (the kernel counts buffer space,
+ * so more than the payload). While the daemon is paused it only grows: when it grows past
+ * an earlier reading, another request has gone out.
+ */
+long td_unread(struct test_daemon *d);
+/* True if the daemon's event loop (its main thread) sleeps in epoll_wait: nothing that it
+ * watches is ready. A client's unread requests then mean the daemon stopped watching it. */
+bool td_loop_idle(struct test_daemon *d);
+
 #endif

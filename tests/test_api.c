@@ -6,7 +6,9 @@
  * routines, concurrency, policy, and the daemon going away and coming back.
  */
 #include <check.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -520,13 +522,12 @@ START_TEST(daemon_killed_while_operations_pending)
     ck_assert(dequeue(port, 5000, &bytes, &key, &got, &err)); /* AVAILABLE */
     ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, port, 900, &rov, &st), ERROR_IO_PENDING);
 
-    /* Stopped, the daemon reads nothing: the flushes stay pending. */
-    td_signal(&td, SIGSTOP);
+    /* Paused (every thread stopped), the daemon answers nothing: the flushes stay pending. */
+    td_pause(&td);
     static OVERLAPPED ov[PENDING_AT_KILL];
     memset(ov, 0, sizeof(ov));
     for (int i = 0; i < PENDING_AT_KILL; i++)
         ck_assert_uint_eq(PeerDistClientFlushContent(h, &tag, port, 1, &ov[i]), ERROR_IO_PENDING);
-    usleep(100000);
     for (int i = 0; i < PENDING_AT_KILL; i++)
         ck_assert(!HasOverlappedIoCompleted(&ov[i]));
     td_kill(&td);
@@ -570,7 +571,7 @@ START_TEST(shutdown_aborts_pending_operations)
     PEERDIST_INSTANCE_HANDLE h = startup();
     HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
     PEERDIST_CONTENT_TAG tag = make_tag(12);
-    td_signal(&td, SIGSTOP);
+    td_pause(&td); /* nothing can complete but by the shutdown */
     OVERLAPPED ov[10] = {0};
     for (int i = 0; i < 10; i++)
         ck_assert_uint_eq(PeerDistClientFlushContent(h, &tag, port, 1, &ov[i]), ERROR_IO_PENDING);
@@ -584,7 +585,7 @@ START_TEST(shutdown_aborts_pending_operations)
         ck_assert_uint_eq(err, ERROR_OPERATION_ABORTED);
     }
     assert_port_empty(port);
-    td_signal(&td, SIGCONT);
+    td_resume(&td);
     CloseHandle(port);
 }
 END_TEST
@@ -773,21 +774,26 @@ START_TEST(client_that_never_reads_is_bounded)
     size_t n = 0;
     for (req.id = 1; n + frame_size(&req.base) <= sizeof(burst); req.id++)
         n += frame_pack(&req.base, burst + n);
+    /*
+     * Writes until the socket is full and the daemon's event loop sleeps (td_loop_idle) with
+     * our requests unread: then it has stopped reading us. A full socket alone only means the
+     * daemon has not caught up yet: then wait for room.
+     */
     long sent = 0;
     size_t off = 0;
-    int stalls = 0;
-    while (stalls < 50 && sent < 64L * 1024 * 1024) {
+    bool stopped = false;
+    while (!stopped && sent < 64L * 1024 * 1024) {
         ssize_t w = write(fd, burst + off, n - off);
         if (w > 0) {
             sent += w;
             off = (off + (size_t)w) % n;
-            stalls = 0;
-        } else {
-            stalls++; /* the socket is full: has the daemon stopped reading us? */
-            usleep(20000);
+            continue;
         }
+        ck_assert_int_eq(errno, EAGAIN);
+        struct pollfd room = {.fd = fd, .events = POLLOUT};
+        stopped = poll(&room, 1, 1) == 0 && td_loop_idle(&td);
     }
-    ck_assert_msg(sent < 64L * 1024 * 1024, "the daemon never stopped reading (%ld bytes)", sent);
+    ck_assert_msg(stopped, "the daemon never stopped reading (%ld bytes)", sent);
     ck_assert_msg(sent > 1024L * 1024, "stopped after only %ld bytes", sent);
 #ifndef PEERDIST_SANITIZE /* ASan's quarantine keeps freed memory resident */
     ck_assert_int_lt(daemon_rss_kib() - rss_before, 32 * 1024);

@@ -577,11 +577,47 @@ END_TEST
 
 /* ---- cancellation and close: DAEMON SIDE ---- */
 
-static void *resume_later(void *arg)
+/* A reading of td_unread; sent_more waits for it to grow: another request went out. */
+struct sent_mark {
+    long before;
+};
+
+static bool sent_more(void *arg)
 {
-    usleep(300000);
-    td_signal(&td, SIGCONT);
+    return td_unread(&td) > ((struct sent_mark *)arg)->before;
+}
+
+/*
+ * The daemon paused, requests queue in its socket; a thread resumes it once the call the
+ * main thread is blocked in (a cancel, a close) has put its request there too, so the daemon
+ * finds that request with everything before it.
+ */
+struct resume_after {
+    pthread_t thread;
+    struct sent_mark mark;
+    bool sent; /* the call's request reached the socket before TD_WAIT_MS */
+};
+
+static void *resume_when_sent(void *arg)
+{
+    struct resume_after *r = arg;
+    r->sent = td_wait_until(sent_more, &r->mark);
+    td_resume(&td);
     return NULL;
+}
+
+/* Call just before the blocking call, and resume_after_join after it. */
+static void resume_after_next_request(struct resume_after *r)
+{
+    r->mark.before = td_unread(&td);
+    r->sent = false;
+    pthread_create(&r->thread, NULL, resume_when_sent, r);
+}
+
+static void resume_after_join(struct resume_after *r)
+{
+    pthread_join(r->thread, NULL);
+    ck_assert_msg(r->sent, "the request never reached the paused daemon's socket");
 }
 
 /* A content handle with content information and no data, for pending reads. */
@@ -677,14 +713,14 @@ START_TEST(cancel_one_and_all)
     OVERLAPPED idle = {0};
     ck_assert_uint_eq(PeerDistClientCancelAsyncOperation(h, c, &idle), PEERDIST_ERROR_OPERATION_NOTFOUND);
 
-    /* Cancel one: the daemon is stopped, so the operations are all queued when the cancel is sent. */
+    /* Cancel one: the daemon is paused, so the operations are all queued when the cancel is sent. */
     OVERLAPPED ov[6];
-    td_signal(&td, SIGSTOP);
+    struct resume_after ra;
+    td_pause(&td);
     queue_ops(h, c, data, len, ov, 4);
-    pthread_t t;
-    pthread_create(&t, NULL, resume_later, NULL);
+    resume_after_next_request(&ra);
     DWORD rc = PeerDistClientCancelAsyncOperation(h, c, &ov[2]);
-    pthread_join(t, NULL);
+    resume_after_join(&ra);
     if (getenv("PD_TEST_VERBOSE"))
         fprintf(stderr, "cancel one: %u\n", rc);
     /* Either it was aborted, or its real result was already on its way; either way, delivered. */
@@ -700,11 +736,11 @@ START_TEST(cancel_one_and_all)
     ck_assert_uint_eq(PeerDistClientCancelAsyncOperation(h, c, &ov[0]), PEERDIST_ERROR_OPERATION_NOTFOUND);
 
     /* Cancel all: everything pending ends, aborted or with its result, exactly once. */
-    td_signal(&td, SIGSTOP);
+    td_pause(&td);
     queue_ops(h, c, data, len, ov, 6);
-    pthread_create(&t, NULL, resume_later, NULL);
+    resume_after_next_request(&ra);
     rc = PeerDistClientCancelAsyncOperation(h, c, NULL);
-    pthread_join(t, NULL);
+    resume_after_join(&ra);
     if (getenv("PD_TEST_VERBOSE"))
         fprintf(stderr, "cancel all: %u\n", rc);
     ck_assert_msg(rc == ERROR_SUCCESS || rc == PEERDIST_ERROR_OPERATION_NOTFOUND, "cancel all: %u", rc);
@@ -752,18 +788,18 @@ START_TEST(close_with_operations_pending)
     PEERDIST_CONTENT_HANDLE c = ready_handle(h, port, len, &data, &ci);
     static uint8_t bufs[6][4096];
     OVERLAPPED ov[8] = {{0}};
-    td_signal(&td, SIGSTOP);
+    td_pause(&td);
     for (int i = 0; i < 6; i++)
         ck_assert_uint_eq((i & 1 ? PeerDistClientStreamRead : PeerDistClientBlockRead)(h, c,
             sizeof(bufs[i]), bufs[i], PEERDIST_READ_TIMEOUT_DEFAULT, &ov[i]), ERROR_IO_PENDING);
-    /* Stopped, the daemon reads nothing: only what fits in the socket buffer can be sent. */
+    /* Paused, the daemon reads nothing: only what fits in the socket buffer can be sent. */
     ck_assert_uint_eq(PeerDistClientAddData(h, c, 65536, data, &ov[6]), ERROR_IO_PENDING);
     ov[7].Offset = 65536;
     ck_assert_uint_eq(PeerDistClientAddData(h, c, 65536, data + 65536, &ov[7]), ERROR_IO_PENDING);
-    pthread_t t;
-    pthread_create(&t, NULL, resume_later, NULL);
+    struct resume_after ra;
+    resume_after_next_request(&ra); /* the close request */
     ck_assert_uint_eq(PeerDistClientCloseContent(h, c), ERROR_SUCCESS);
-    pthread_join(t, NULL);
+    resume_after_join(&ra);
     for (int i = 0; i < 8; i++) {
         DWORD st = (DWORD)ov[i].Internal;
         ck_assert_msg(HasOverlappedIoCompleted(&ov[i]), "op %d still pending after close", i);
@@ -875,6 +911,14 @@ static void assert_all_calls_fail(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_H
     ck_assert(ov.Internal != STATUS_PENDING);
 }
 
+/* The condition a SIGHUP to "disabled" is waited on: the instance's status says so. */
+static bool status_disabled(void *arg)
+{
+    PEERDIST_STATUS st = PEERDIST_STATUS_AVAILABLE;
+    ck_assert_uint_eq(PeerDistGetStatus(arg, &st), ERROR_SUCCESS);
+    return st == PEERDIST_STATUS_DISABLED;
+}
+
 START_TEST(synchronous_service_errors)
 {
     PEERDIST_INSTANCE_HANDLE h = api_startup();
@@ -883,16 +927,11 @@ START_TEST(synchronous_service_errors)
     /* Disabled by policy (mode change on SIGHUP). */
     td_set_mode(&td, "disabled");
     td_signal(&td, SIGHUP);
-    PEERDIST_STATUS st = PEERDIST_STATUS_AVAILABLE;
-    for (int i = 0; i < 100 && st != PEERDIST_STATUS_DISABLED; i++) {
-        ck_assert_uint_eq(PeerDistGetStatus(h, &st), ERROR_SUCCESS);
-        if (st != PEERDIST_STATUS_DISABLED)
-            usleep(20000);
-    }
-    ck_assert_int_eq(st, PEERDIST_STATUS_DISABLED);
+    ck_assert_msg(td_wait_until(status_disabled, h), "still not DISABLED after SIGHUP");
     assert_all_calls_fail(h, c, ERROR_ACCESS_DISABLED_BY_POLICY);
     /* No daemon (GetStatus is the round trip that notices it went away). */
     td_stop(&td);
+    PEERDIST_STATUS st;
     ck_assert_uint_eq(PeerDistGetStatus(h, &st), ERROR_SUCCESS);
     ck_assert_int_eq(st, PEERDIST_STATUS_UNAVAILABLE);
     assert_all_calls_fail(h, c, PEERDIST_ERROR_SERVICE_UNAVAILABLE);
@@ -912,11 +951,11 @@ START_TEST(one_add_content_information_at_a_time)
     PEERDIST_CONTENT_HANDLE c = open_content(h, &tag, NULL);
     uint8_t buf[100] = {1, 0};
     OVERLAPPED a = {0}, b = {0};
-    td_signal(&td, SIGSTOP); /* the first one stays pending */
+    td_pause(&td); /* the first one stays pending */
     ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, sizeof(buf), buf, &a), ERROR_IO_PENDING);
     ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, sizeof(buf), buf, &b), ERROR_INVALID_PARAMETER);
     ck_assert(!HasOverlappedIoCompleted(&a));
-    td_signal(&td, SIGCONT);
+    td_resume(&td);
     DWORD n;
     PeerDistGetOverlappedResult(&a, &n, TRUE);
     /* Once it completed, the next one is accepted. */
@@ -952,16 +991,21 @@ START_TEST(daemon_gone_completes_everything_once)
     uint8_t *data = make_content(big, 4);
     static uint8_t rb[2][4096];
     OVERLAPPED ov[5] = {{0}};
-    td_signal(&td, SIGSTOP);
+    td_pause(&td);
     ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, 1000, data, &ov[0]), ERROR_IO_PENDING);
     ck_assert_uint_eq(PeerDistClientBlockRead(h, c, sizeof(rb[0]), rb[0], 0, &ov[1]), ERROR_IO_PENDING);
     ck_assert_uint_eq(PeerDistClientStreamRead(h, c, sizeof(rb[1]), rb[1], 0, &ov[2]), ERROR_IO_PENDING);
     ck_assert_uint_eq(PeerDistClientCompleteContentInformation(h, c, &ov[3]), ERROR_IO_PENDING);
-    /* A stopped daemon reads nothing, so the split AddData blocks in its writes until the kill. */
+    /*
+     * A paused daemon reads nothing, so the split AddData blocks in its writes until the kill
+     * (its first 1 MiB request outgrows the socket buffer). Killed once its bytes start
+     * reaching the socket: td_unread grows past its reading from before.
+     */
+    struct sent_mark sent = {td_unread(&td)};
     struct big_add ba = {h, c, data, (DWORD)big, &ov[4], 0};
     pthread_t t;
     pthread_create(&t, NULL, big_add_thread, &ba);
-    usleep(200000);
+    ck_assert_msg(td_wait_until(sent_more, &sent), "the AddData never reached the socket");
     td_kill(&td);
     pthread_join(t, NULL);
     /* Pending (some part went out) and then completed, or failed synchronously: never both. */
@@ -985,7 +1029,7 @@ START_TEST(shutdown_aborts_content_operations)
     PEERDIST_CONTENT_HANDLE c = open_content(h, &tag, port);
     static uint8_t data[50 * 1024], rb[4096];
     OVERLAPPED ov[3] = {{0}};
-    td_signal(&td, SIGSTOP);
+    td_pause(&td); /* nothing can complete but by the shutdown */
     ck_assert_uint_eq(PeerDistClientAddData(h, c, sizeof(data), data, &ov[0]), ERROR_IO_PENDING);
     ck_assert_uint_eq(PeerDistClientBlockRead(h, c, sizeof(rb), rb, 0, &ov[1]), ERROR_IO_PENDING);
     ck_assert_uint_eq(PeerDistClientCompleteContentInformation(h, c, &ov[2]), ERROR_IO_PENDING);
@@ -993,7 +1037,7 @@ START_TEST(shutdown_aborts_content_operations)
     drain_exactly_once(port, ov, 3);
     for (int i = 0; i < 3; i++)
         ck_assert_uint_eq(ov[i].Internal, ERROR_OPERATION_ABORTED);
-    td_signal(&td, SIGCONT);
+    td_resume(&td);
     CloseHandle(port);
 }
 END_TEST
