@@ -131,78 +131,6 @@ static DWORD complete(PEERDIST_INSTANCE_HANDLE h, PEERDIST_STREAM_HANDLE s)
     return api_wait(&ov, NULL);
 }
 
-/* Publishes data in the given piece sizes (cycled), completes and closes the stream. */
-static void publish(PEERDIST_INSTANCE_HANDLE h, const char *id, const uint8_t *data, size_t n,
-    DWORD version, const size_t *pieces, size_t npieces)
-{
-    PEERDIST_PUBLICATION_OPTIONS po = {version, 0};
-    PEERDIST_STREAM_HANDLE s;
-    ck_assert_uint_eq(PeerDistServerPublishStream(h, (DWORD)strlen(id), (PBYTE)id, n,
-                          version ? &po : NULL, NULL, 0, &s), ERROR_SUCCESS);
-    size_t off = 0;
-    for (size_t i = 0; off < n; i++) {
-        size_t k = npieces ? pieces[i % npieces] : n;
-        if (k > n - off)
-            k = n - off;
-        DWORD got = 0;
-        ck_assert_uint_eq(add(h, s, data + off, (DWORD)k, &got), ERROR_SUCCESS);
-        ck_assert_uint_eq(got, k);
-        off += k;
-    }
-    ck_assert_uint_eq(complete(h, s), ERROR_SUCCESS);
-    ck_assert_uint_eq(PeerDistServerCloseStreamHandle(h, s), ERROR_SUCCESS);
-}
-
-/* Retrieves all content information in chunks of `chunk` bytes through a port. */
-static uint8_t *retrieve(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENTINFO_HANDLE ci, DWORD chunk,
-    size_t *len)
-{
-    size_t cap = 1 << 16, n = 0;
-    uint8_t *out = malloc(cap);
-    uint8_t *buf = malloc(chunk);
-    for (;;) {
-        OVERLAPPED ov = {0};
-        ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(h, ci, chunk, buf, &ov),
-            ERROR_IO_PENDING);
-        DWORD got;
-        DWORD rc = api_wait(&ov, &got);
-        if (rc == PEERDIST_ERROR_NO_MORE)
-            break;
-        ck_assert_uint_eq(rc, ERROR_SUCCESS);
-        ck_assert_uint_le(got, chunk);
-        ck_assert_uint_gt(got, 0);
-        ck_assert_uint_eq(((uint64_t)ov.OffsetHigh << 32 | ov.Offset), n); /* where it belongs */
-        while (n + got > cap)
-            out = realloc(out, cap *= 2);
-        memcpy(out + n, buf, got);
-        n += got;
-    }
-    free(buf);
-    *len = n;
-    return out;
-}
-
-static DWORD open_ci(PEERDIST_INSTANCE_HANDLE h, const char *id, ULONGLONG off, ULONGLONG len,
-    const PEERDIST_RETRIEVAL_OPTIONS *ro, PEERDIST_CONTENTINFO_HANDLE *ci)
-{
-    if (ro)
-        return PeerDistServerOpenContentInformationEx(h, (DWORD)strlen(id), (PBYTE)id, off, len,
-            (PEERDIST_RETRIEVAL_OPTIONS *)ro, NULL, 0, ci);
-    return PeerDistServerOpenContentInformation(h, (DWORD)strlen(id), (PBYTE)id, off, len, NULL,
-        0, ci);
-}
-
-/* The whole content information as the daemon hands it out (open, retrieve, close). */
-static uint8_t *get_ci(PEERDIST_INSTANCE_HANDLE h, const char *id, ULONGLONG off, ULONGLONG len,
-    const PEERDIST_RETRIEVAL_OPTIONS *ro, size_t *n)
-{
-    PEERDIST_CONTENTINFO_HANDLE ci;
-    ck_assert_uint_eq(open_ci(h, id, off, len, ro, &ci), ERROR_SUCCESS);
-    uint8_t *b = retrieve(h, ci, 1000, n);
-    ck_assert_uint_eq(PeerDistServerCloseContentInformation(h, ci), ERROR_SUCCESS);
-    return b;
-}
-
 /* Expected content information computed locally from the passphrase. */
 static uint8_t *expected_ci(const uint8_t *data, size_t n, enum ci_version v, size_t *len)
 {
@@ -243,15 +171,15 @@ START_TEST(secret_file_created_0600_with_32_bytes)
     /* A restart reads the same secret: publications hash the same. */
     PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = synth(70000);
-    publish(h, "x", data, 70000, 1, NULL, 0);
+    api_publish(h, "x", data, 70000, 1, NULL, 0);
     size_t n1, n2;
-    uint8_t *a = get_ci(h, "x", 0, 0, NULL, &n1);
+    uint8_t *a = api_get_ci(h, "x", 0, 0, NULL, &n1);
     PeerDistShutdown(h);
     td_stop(&td);
     td_start(&td);
     h = api_startup();
-    publish(h, "x", data, 70000, 1, NULL, 0);
-    uint8_t *b = get_ci(h, "x", 0, 0, NULL, &n2);
+    api_publish(h, "x", data, 70000, 1, NULL, 0);
+    uint8_t *b = api_get_ci(h, "x", 0, 0, NULL, &n2);
     assert_bytes(a, n1, b, n2);
     ck_assert_int_eq(stat(path, &st), 0);
     ck_assert_int_eq(st.st_size, 32);
@@ -291,10 +219,10 @@ START_TEST(v1_publication_matches_recorded_vector)
     PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = synth(300000);
     const size_t pieces[] = {1, 4097, 65535, 100003, 7};
-    publish(h, "synth300k", data, 300000, 0, pieces, 5);
+    api_publish(h, "synth300k", data, 300000, 0, pieces, 5);
     size_t vn, n;
     uint8_t *vec = read_hex("synth300k_v1_content_info.hex", &vn);
-    uint8_t *got = get_ci(h, "synth300k", 0, 0, NULL, &n);
+    uint8_t *got = api_get_ci(h, "synth300k", 0, 0, NULL, &n);
     assert_bytes(got, n, vec, vn);
     /* Through a completion port with a key, in 1000-byte chunks, Offset per chunk. */
     HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
@@ -337,10 +265,10 @@ START_TEST(v1_two_segments_with_large_pieces_match_vector)
     const size_t n = 35664217;
     uint8_t *data = synth(n);
     const size_t pieces[] = {1, 1234567, (3u << 20) + 7, 5000001};
-    publish(h, "synth35m", data, n, 1, pieces, 4);
+    api_publish(h, "synth35m", data, n, 1, pieces, 4);
     size_t vn, gn;
     uint8_t *vec = read_hex("synth35m_v1_content_info.hex", &vn);
-    uint8_t *got = get_ci(h, "synth35m", 0, 0, NULL, &gn);
+    uint8_t *got = api_get_ci(h, "synth35m", 0, 0, NULL, &gn);
     assert_bytes(got, gn, vec, vn);
     PeerDistShutdown(h);
     free(vec);
@@ -354,19 +282,19 @@ START_TEST(v2_publication_has_v1_and_v2)
     PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = synth(300000);
     const size_t pieces[] = {33333, 1, 70001};
-    publish(h, "v2", data, 300000, 2, pieces, 3);
+    api_publish(h, "v2", data, 300000, 2, pieces, 3);
     size_t n, en, vn;
-    uint8_t *v2 = get_ci(h, "v2", 0, 0, NULL, &n); /* plain Open: the publication's own version */
+    uint8_t *v2 = api_get_ci(h, "v2", 0, 0, NULL, &n); /* plain Open: the publication's own version */
     uint8_t *exp2 = expected_ci(data, 300000, CI_VERSION_2, &en);
     assert_bytes(v2, n, exp2, en);
     ck_assert_uint_eq(v2[0], 0x00);
     ck_assert_uint_eq(v2[1], 0x02);
     PEERDIST_RETRIEVAL_OPTIONS ro11 = {sizeof(ro11), 1, 1, 0}, ro12 = {sizeof(ro12), 1, 2, 0};
-    uint8_t *v1 = get_ci(h, "v2", 0, 0, &ro11, &n);
+    uint8_t *v1 = api_get_ci(h, "v2", 0, 0, &ro11, &n);
     uint8_t *vec = read_hex("synth300k_v1_content_info.hex", &vn);
     assert_bytes(v1, n, vec, vn); /* V1 from the same single pass */
     free(v1);
-    v1 = get_ci(h, "v2", 0, 0, &ro12, &n);
+    v1 = api_get_ci(h, "v2", 0, 0, &ro12, &n);
     assert_bytes(v1, n, exp2, en); /* the highest within [1, 2] */
     PeerDistShutdown(h);
     free(v1);
@@ -381,19 +309,19 @@ START_TEST(version_selection_and_option_checks)
 {
     PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = synth(1000);
-    publish(h, "v1", data, 1000, 1, NULL, 0);
+    api_publish(h, "v1", data, 1000, 1, NULL, 0);
     PEERDIST_CONTENTINFO_HANDLE ci;
     PEERDIST_RETRIEVAL_OPTIONS ro22 = {sizeof(ro22), 2, 2, 0};
-    ck_assert_uint_eq(open_ci(h, "v1", 0, 0, &ro22, &ci), PEERDIST_ERROR_CONTENTINFO_VERSION_UNSUPPORTED);
+    ck_assert_uint_eq(api_open_ci(h, "v1", 0, 0, &ro22, &ci), PEERDIST_ERROR_CONTENTINFO_VERSION_UNSUPPORTED);
     PEERDIST_RETRIEVAL_OPTIONS bad[] = {
         {15, 1, 2, 0}, {sizeof(PEERDIST_RETRIEVAL_OPTIONS), 1, 2, 1},
         {sizeof(PEERDIST_RETRIEVAL_OPTIONS), 2, 1, 0}, {sizeof(PEERDIST_RETRIEVAL_OPTIONS), 0, 1, 0},
         {sizeof(PEERDIST_RETRIEVAL_OPTIONS), 1, 3, 0}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        ck_assert_uint_eq(open_ci(h, "v1", 0, 0, &bad[i], &ci), ERROR_INVALID_PARAMETER);
+        ck_assert_uint_eq(api_open_ci(h, "v1", 0, 0, &bad[i], &ci), ERROR_INVALID_PARAMETER);
     size_t n, en;
     PEERDIST_RETRIEVAL_OPTIONS ro12 = {sizeof(ro12), 1, 2, 0};
-    uint8_t *got = get_ci(h, "v1", 0, 0, &ro12, &n);
+    uint8_t *got = api_get_ci(h, "v1", 0, 0, &ro12, &n);
     uint8_t *exp = expected_ci(data, 1000, CI_VERSION_1, &en);
     assert_bytes(got, n, exp, en);
     /* Publication options. */
@@ -412,7 +340,7 @@ START_TEST(ranges)
 {
     PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = synth(300000);
-    publish(h, "r", data, 300000, 2, NULL, 0);
+    api_publish(h, "r", data, 300000, 2, NULL, 0);
     size_t vn;
     uint8_t *vec = read_hex("synth300k_v1_content_info.hex", &vn);
     struct ci_info *full;
@@ -426,7 +354,7 @@ START_TEST(ranges)
         uint8_t *wb;
         size_t wn, n;
         ck_assert_int_eq(ci_serialize(want, &wb, &wn), 0);
-        uint8_t *got = get_ci(h, "r", r[i][0], r[i][1], &ro11, &n);
+        uint8_t *got = api_get_ci(h, "r", r[i][0], r[i][1], &ro11, &n);
         assert_bytes(got, n, wb, wn);
         free(got);
         free(wb);
@@ -434,7 +362,7 @@ START_TEST(ranges)
     }
     /* V2 ranged content information parses and describes the range. */
     size_t n;
-    uint8_t *v2 = get_ci(h, "r", 70000, 100000, NULL, &n);
+    uint8_t *v2 = api_get_ci(h, "r", 70000, 100000, NULL, &n);
     struct ci_info *pv2;
     ck_assert_uint_eq(ci_parse(v2, n, &pv2, &err), ERROR_SUCCESS);
     ck_assert_int_eq(pv2->version, CI_VERSION_2);
@@ -442,13 +370,13 @@ START_TEST(ranges)
     ci_info_free(pv2);
     free(v2);
     /* (0, whole length) is whole content. */
-    uint8_t *whole = get_ci(h, "r", 0, 300000, &ro11, &n);
+    uint8_t *whole = api_get_ci(h, "r", 0, 300000, &ro11, &n);
     assert_bytes(whole, n, vec, vn);
     free(whole);
     PEERDIST_CONTENTINFO_HANDLE ci;
-    ck_assert_uint_eq(open_ci(h, "r", 299999, 2, NULL, &ci), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(open_ci(h, "r", 300000, 1, NULL, &ci), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(open_ci(h, "r", 5, 0, NULL, &ci), ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(api_open_ci(h, "r", 299999, 2, NULL, &ci), ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(api_open_ci(h, "r", 300000, 1, NULL, &ci), ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(api_open_ci(h, "r", 5, 0, NULL, &ci), ERROR_INVALID_PARAMETER);
     ci_info_free(full);
     free(vec);
     free(data);
@@ -460,7 +388,7 @@ START_TEST(already_exists_and_unpublish)
 {
     PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = synth(5000);
-    publish(h, "dup", data, 5000, 1, NULL, 0);
+    api_publish(h, "dup", data, 5000, 1, NULL, 0);
     PEERDIST_STREAM_HANDLE s;
     ck_assert_uint_eq(PeerDistServerPublishStream(h, 3, (PBYTE)"dup", 0, NULL, NULL, 0, &s),
         PEERDIST_ERROR_ALREADY_EXISTS);
@@ -470,24 +398,24 @@ START_TEST(already_exists_and_unpublish)
     ck_assert_uint_eq(PeerDistServerPublishStream(h, 4, (PBYTE)"prog", 0, NULL, NULL, 0, &s2),
         PEERDIST_ERROR_ALREADY_EXISTS);
     PEERDIST_CONTENTINFO_HANDLE ci;
-    ck_assert_uint_eq(open_ci(h, "prog", 0, 0, NULL, &ci), ERROR_NOT_FOUND); /* not complete */
+    ck_assert_uint_eq(api_open_ci(h, "prog", 0, 0, NULL, &ci), ERROR_NOT_FOUND); /* not complete */
     ck_assert_uint_eq(PeerDistServerCloseStreamHandle(h, s), ERROR_SUCCESS);
     /* Closing a stream that never completed discards it: the id is free again. */
     ck_assert_uint_eq(PeerDistServerPublishStream(h, 4, (PBYTE)"prog", 0, NULL, NULL, 0, &s), ERROR_SUCCESS);
     ck_assert_uint_eq(PeerDistServerCloseStreamHandle(h, s), ERROR_SUCCESS);
     /* A handle opened before Unpublish keeps working; later opens fail. */
-    ck_assert_uint_eq(open_ci(h, "dup", 0, 0, NULL, &ci), ERROR_SUCCESS);
+    ck_assert_uint_eq(api_open_ci(h, "dup", 0, 0, NULL, &ci), ERROR_SUCCESS);
     ck_assert_uint_eq(PeerDistServerUnpublish(h, 3, (PBYTE)"dup"), ERROR_SUCCESS);
     PEERDIST_CONTENTINFO_HANDLE ci2;
-    ck_assert_uint_eq(open_ci(h, "dup", 0, 0, NULL, &ci2), ERROR_NOT_FOUND);
+    ck_assert_uint_eq(api_open_ci(h, "dup", 0, 0, NULL, &ci2), ERROR_NOT_FOUND);
     ck_assert_uint_eq(PeerDistServerUnpublish(h, 3, (PBYTE)"dup"), ERROR_NOT_FOUND);
     size_t n, en;
-    uint8_t *got = retrieve(h, ci, 100, &n);
+    uint8_t *got = api_retrieve_ci(h, ci, 100, &n);
     uint8_t *exp = expected_ci(data, 5000, CI_VERSION_1, &en);
     assert_bytes(got, n, exp, en);
     ck_assert_uint_eq(PeerDistServerCloseContentInformation(h, ci), ERROR_SUCCESS);
     ck_assert_uint_eq(PeerDistServerCloseContentInformation(h, ci), ERROR_INVALID_HANDLE);
-    publish(h, "dup", data, 5000, 1, NULL, 0); /* publishable again */
+    api_publish(h, "dup", data, 5000, 1, NULL, 0); /* publishable again */
     ck_assert(td_log_contains(&td, "refused"));
     PeerDistShutdown(h);
     free(got);
@@ -500,17 +428,17 @@ START_TEST(publications_go_with_their_instance)
 {
     PEERDIST_INSTANCE_HANDLE a = api_startup(), b = api_startup();
     uint8_t *data = synth(1000);
-    publish(a, "mine", data, 1000, 1, NULL, 0);
+    api_publish(a, "mine", data, 1000, 1, NULL, 0);
     PEERDIST_CONTENTINFO_HANDLE ci;
-    ck_assert_uint_eq(open_ci(b, "mine", 0, 0, NULL, &ci), ERROR_SUCCESS); /* same uid */
+    ck_assert_uint_eq(api_open_ci(b, "mine", 0, 0, NULL, &ci), ERROR_SUCCESS); /* same uid */
     ck_assert_uint_eq(PeerDistServerCloseContentInformation(b, ci), ERROR_SUCCESS);
     /* A handle of instance a is not valid with instance b. */
-    ck_assert_uint_eq(open_ci(a, "mine", 0, 0, NULL, &ci), ERROR_SUCCESS);
+    ck_assert_uint_eq(api_open_ci(a, "mine", 0, 0, NULL, &ci), ERROR_SUCCESS);
     uint8_t buf[16];
     OVERLAPPED ov = {0};
     ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(b, ci, 16, buf, &ov), ERROR_INVALID_HANDLE);
     ck_assert_uint_eq(PeerDistShutdown(a), ERROR_SUCCESS);
-    ck_assert_uint_eq(open_ci(b, "mine", 0, 0, NULL, &ci), ERROR_NOT_FOUND);
+    ck_assert_uint_eq(api_open_ci(b, "mine", 0, 0, NULL, &ci), ERROR_NOT_FOUND);
     PeerDistShutdown(b);
     free(data);
 }
@@ -520,7 +448,7 @@ START_TEST(another_uid_has_its_own_publications)
 {
     PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = synth(1000);
-    publish(h, "shared-name", data, 1000, 1, NULL, 0);
+    api_publish(h, "shared-name", data, 1000, 1, NULL, 0);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -544,7 +472,7 @@ START_TEST(another_uid_has_its_own_publications)
     ck_assert(WIFEXITED(status));
     ck_assert_int_eq(WEXITSTATUS(status), 0);
     PEERDIST_CONTENTINFO_HANDLE ci;
-    ck_assert_uint_eq(open_ci(h, "shared-name", 0, 0, NULL, &ci), ERROR_SUCCESS);
+    ck_assert_uint_eq(api_open_ci(h, "shared-name", 0, 0, NULL, &ci), ERROR_SUCCESS);
     PeerDistShutdown(h);
     free(data);
 }
@@ -558,22 +486,22 @@ START_TEST(empty_and_one_byte_content)
         char id0[8], id1[8];
         snprintf(id0, sizeof(id0), "e%u", v);
         snprintf(id1, sizeof(id1), "o%u", v);
-        publish(h, id0, NULL, 0, v, NULL, 0);
-        publish(h, id1, &one, 1, v, NULL, 0);
+        api_publish(h, id0, NULL, 0, v, NULL, 0);
+        api_publish(h, id1, &one, 1, v, NULL, 0);
         size_t n, en;
         enum ci_version cv = v == 1 ? CI_VERSION_1 : CI_VERSION_2;
-        uint8_t *got = get_ci(h, id0, 0, 0, NULL, &n);
+        uint8_t *got = api_get_ci(h, id0, 0, 0, NULL, &n);
         uint8_t *exp = expected_ci(NULL, 0, cv, &en);
         assert_bytes(got, n, exp, en);
         free(got);
         free(exp);
-        got = get_ci(h, id1, 0, 0, NULL, &n);
+        got = api_get_ci(h, id1, 0, 0, NULL, &n);
         exp = expected_ci(&one, 1, cv, &en);
         assert_bytes(got, n, exp, en);
         free(got);
         free(exp);
         PEERDIST_CONTENTINFO_HANDLE ci;
-        ck_assert_uint_eq(open_ci(h, id0, 0, 1, NULL, &ci), ERROR_INVALID_PARAMETER);
+        ck_assert_uint_eq(api_open_ci(h, id0, 0, 1, NULL, &ci), ERROR_INVALID_PARAMETER);
     }
     PeerDistShutdown(h);
 }
@@ -598,7 +526,7 @@ START_TEST(declared_length_rules)
     ck_assert_uint_eq(PeerDistServerCloseStreamHandle(h, s), ERROR_SUCCESS);
     ck_assert_uint_eq(PeerDistServerCloseStreamHandle(h, s), ERROR_INVALID_HANDLE);
     size_t n, en;
-    uint8_t *ci = get_ci(h, "L", 0, 0, NULL, &n);
+    uint8_t *ci = api_get_ci(h, "L", 0, 0, NULL, &n);
     uint8_t *exp = expected_ci(data, 10, CI_VERSION_1, &en);
     assert_bytes(ci, n, exp, en); /* closing after completion keeps the publication */
     PeerDistShutdown(h);
@@ -622,7 +550,7 @@ START_TEST(synchronous_errors)
     ck_assert_uint_eq(PeerDistServerPublishStream((HANDLE)12345, 1, (PBYTE)"x", 0, NULL, NULL, 0, &s), ERROR_INVALID_HANDLE);
     ck_assert_uint_eq(PeerDistServerUnpublish(h, 0, (PBYTE)"x"), ERROR_INVALID_PARAMETER);
     ck_assert_uint_eq(PeerDistServerUnpublish(h, 7, (PBYTE)"unknown"), ERROR_NOT_FOUND);
-    ck_assert_uint_eq(open_ci(h, "unknown", 0, 0, NULL, &ci), ERROR_NOT_FOUND);
+    ck_assert_uint_eq(api_open_ci(h, "unknown", 0, 0, NULL, &ci), ERROR_NOT_FOUND);
     ck_assert_uint_eq(PeerDistServerCancelAsyncOperation(h, 1, (PBYTE)"x", &ov), PEERDIST_ERROR_OPERATION_NOTFOUND);
     ck_assert_uint_eq(PeerDistServerCancelAsyncOperation(h, 1, (PBYTE)"x", NULL), ERROR_INVALID_PARAMETER);
     ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, (HANDLE)12345, 1, buf, &ov), ERROR_INVALID_HANDLE);
@@ -650,7 +578,7 @@ START_TEST(synchronous_errors)
     ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, 1, buf, &ov2), ERROR_IO_PENDING);
     ck_assert_uint_eq(api_wait(&ov2, &got), ERROR_SUCCESS);
     ck_assert_uint_eq(complete(h, s), ERROR_SUCCESS);
-    ck_assert_uint_eq(open_ci(h, "x", 0, 0, NULL, &ci), ERROR_SUCCESS);
+    ck_assert_uint_eq(api_open_ci(h, "x", 0, 0, NULL, &ci), ERROR_SUCCESS);
     ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(h, ci, 0, buf, &ov), ERROR_INVALID_PARAMETER);
     ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(h, ci, 16, NULL, &ov), ERROR_INVALID_PARAMETER);
     ov.OffsetHigh = 1;
@@ -696,7 +624,7 @@ START_TEST(cancel_and_close_with_work_pending)
     ck_assert(!GetQueuedCompletionStatus(port, &got, &key, &pov, 200));
     ck_assert_ptr_null(pov);
     PEERDIST_CONTENTINFO_HANDLE ci;
-    ck_assert_uint_eq(open_ci(h, "c2", 0, 0, NULL, &ci), ERROR_NOT_FOUND); /* discarded */
+    ck_assert_uint_eq(api_open_ci(h, "c2", 0, 0, NULL, &ci), ERROR_NOT_FOUND); /* discarded */
     ck_assert_uint_eq(PeerDistServerCloseStreamHandle(h, s), ERROR_SUCCESS);
     CloseHandle(port);
     PeerDistShutdown(h);
@@ -708,11 +636,11 @@ START_TEST(handles_from_before_a_restart_are_invalidated)
 {
     PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = synth(1000);
-    publish(h, "keep", data, 1000, 1, NULL, 0);
+    api_publish(h, "keep", data, 1000, 1, NULL, 0);
     PEERDIST_STREAM_HANDLE s;
     PEERDIST_CONTENTINFO_HANDLE ci;
     ck_assert_uint_eq(PeerDistServerPublishStream(h, 1, (PBYTE)"s", 0, NULL, NULL, 0, &s), ERROR_SUCCESS);
-    ck_assert_uint_eq(open_ci(h, "keep", 0, 0, NULL, &ci), ERROR_SUCCESS);
+    ck_assert_uint_eq(api_open_ci(h, "keep", 0, 0, NULL, &ci), ERROR_SUCCESS);
     td_stop(&td);
     OVERLAPPED ov = {0};
     BYTE buf[16] = {0};
@@ -728,7 +656,7 @@ START_TEST(handles_from_before_a_restart_are_invalidated)
     ck_assert_uint_eq(PeerDistServerCloseStreamHandle(h, s), ERROR_SUCCESS);
     ck_assert_uint_eq(PeerDistServerCloseContentInformation(h, ci), ERROR_SUCCESS);
     /* The publication went with the old connection. */
-    ck_assert_uint_eq(open_ci(h, "keep", 0, 0, NULL, &ci), ERROR_NOT_FOUND);
+    ck_assert_uint_eq(api_open_ci(h, "keep", 0, 0, NULL, &ci), ERROR_NOT_FOUND);
     PeerDistShutdown(h);
     free(data);
 }
