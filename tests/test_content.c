@@ -269,11 +269,19 @@ static PEERDIST_CONTENT_HANDLE ready_handle(PEERDIST_INSTANCE_HANDLE h, HANDLE p
     PEERDIST_CONTENT_TAG tag = api_make_tag(80);
     PEERDIST_CONTENT_HANDLE c = api_open_content(h, &tag, port);
     ck_assert_uint_eq(api_feed_ci(h, c, ci), ERROR_SUCCESS);
-    DWORD bytes;
-    ULONG_PTR key;
-    LPOVERLAPPED got;
-    while (GetQueuedCompletionStatus(port, &bytes, &key, &got, 0) || got)
-        ; /* api_feed_ci's completions */
+    /*
+     * api_feed_ci's completions: one per piece, one for CompleteContentInformation. A packet
+     * may reach the port after its OVERLAPPED already says done (as on Windows, where the
+     * status is written before the packet is queued), so wait for each, however late.
+     */
+    size_t packets = (ci->len + API_CI_CHUNK - 1) / API_CI_CHUNK + 1;
+    for (size_t i = 0; i < packets; i++) {
+        DWORD bytes;
+        ULONG_PTR key;
+        LPOVERLAPPED got = NULL;
+        ck_assert(GetQueuedCompletionStatus(port, &bytes, &key, &got, 10000));
+        ck_assert_ptr_nonnull(got);
+    }
     return c;
 }
 
