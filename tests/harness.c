@@ -115,15 +115,20 @@ void td_cleanup(struct test_daemon *d)
 
 bool td_log_contains(struct test_daemon *d, const char *needle)
 {
+    return td_log_count(d, needle) > 0;
+}
+
+int td_log_count(struct test_daemon *d, const char *needle)
+{
     FILE *f = fopen(d->log, "r");
     if (!f)
-        return false;
+        return 0;
     char line[2048];
-    bool found = false;
-    while (!found && fgets(line, sizeof(line), f))
-        found = strstr(line, needle) != NULL;
+    int n = 0;
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, needle) != NULL;
     fclose(f);
-    return found;
+    return n;
 }
 
 long long td_sql(struct test_daemon *d, const char *sql)

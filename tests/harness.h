@@ -30,6 +30,8 @@ void td_signal(struct test_daemon *d, int sig);
 void td_cleanup(struct test_daemon *d);
 /* True if the daemon's log contains needle. */
 bool td_log_contains(struct test_daemon *d, const char *needle);
+/* How many lines of the daemon's log contain needle. */
+int td_log_count(struct test_daemon *d, const char *needle);
 /* Runs one SQL statement on the daemon's database; returns the first column of the first row. */
 long long td_sql(struct test_daemon *d, const char *sql);
 

@@ -424,6 +424,18 @@ START_TEST(already_exists_and_unpublish)
 }
 END_TEST
 
+/* The end of the daemon's log line for each connection it closes. */
+#define CLOSED_LINE ") closed"
+
+struct closes {
+    int before;
+};
+
+static bool one_more_close(void *arg)
+{
+    return td_log_count(&td, CLOSED_LINE) > ((struct closes *)arg)->before;
+}
+
 START_TEST(publications_go_with_their_instance)
 {
     PEERDIST_INSTANCE_HANDLE a = api_startup(), b = api_startup();
@@ -437,7 +449,11 @@ START_TEST(publications_go_with_their_instance)
     uint8_t buf[16];
     OVERLAPPED ov = {0};
     ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(b, ci, 16, buf, &ov), ERROR_INVALID_HANDLE);
+    /* The daemon drops a's publications when it sees a's connection close, which Shutdown
+     * does not wait for: wait for the daemon's line saying so, then b must not find them. */
+    struct closes seen = {td_log_count(&td, CLOSED_LINE)};
     ck_assert_uint_eq(PeerDistShutdown(a), ERROR_SUCCESS);
+    ck_assert_msg(td_wait_until(one_more_close, &seen), "the daemon never saw a's connection close");
     ck_assert_uint_eq(api_open_ci(b, "mine", 0, 0, NULL, &ci), ERROR_NOT_FOUND);
     PeerDistShutdown(b);
     free(data);
@@ -566,15 +582,18 @@ START_TEST(synchronous_errors)
     /* A stream handle is not a content-information handle. */
     ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(h, s, 16, buf, &ov), ERROR_INVALID_HANDLE);
     ck_assert_uint_eq(PeerDistServerCloseContentInformation(h, s), ERROR_INVALID_HANDLE);
-    /* One AddToStream at a time (32 MiB keeps the first one busy). */
-    size_t big = 32u << 20;
-    uint8_t *data = synth(big);
+    /* One AddToStream at a time (the daemon paused, so the first one stays pending). */
+    size_t first = 1000;
+    uint8_t *data = synth(first);
     OVERLAPPED ov1 = {0}, ov2 = {0};
-    ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, (DWORD)big, data, &ov1), ERROR_IO_PENDING);
+    td_pause(&td);
+    ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, (DWORD)first, data, &ov1), ERROR_IO_PENDING);
     ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, 1, buf, &ov2), ERROR_INVALID_PARAMETER);
+    ck_assert(!HasOverlappedIoCompleted(&ov1));
+    td_resume(&td);
     DWORD got;
     ck_assert_uint_eq(api_wait(&ov1, &got), ERROR_SUCCESS);
-    ck_assert_uint_eq(got, big);
+    ck_assert_uint_eq(got, first);
     ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, 1, buf, &ov2), ERROR_IO_PENDING);
     ck_assert_uint_eq(api_wait(&ov2, &got), ERROR_SUCCESS);
     ck_assert_uint_eq(complete(h, s), ERROR_SUCCESS);
