@@ -25,15 +25,15 @@
 #include <peerdist.h>
 
 #define MiB (1024u * 1024)
-#define CHUNK MiB            /* bytes per request */
+#define CHUNK MiB /* bytes per request */
 /*
  * Requests in flight. AddData keeps more: each batch of writes waits for its fdatasync
  * (the group sync), so the bytes in flight must cover a sync's latency.
  */
 #define ADD_DEPTH 32
 #define READ_DEPTH 8
-#define DEPTH ADD_DEPTH /* slots allocated */
-#define MAX_SAMPLES 2000000  /* GetStatus latencies kept during a flush */
+#define DEPTH ADD_DEPTH     /* slots allocated */
+#define MAX_SAMPLES 2000000 /* GetStatus latencies kept during a flush */
 
 static double now_s(void)
 {
@@ -150,7 +150,8 @@ static uint8_t *publish(PEERDIST_INSTANCE_HANDLE h, const char *id, const uint8_
     for (size_t off = 0; off < len; off += CHUNK) {
         OVERLAPPED ov = {0};
         DWORD n = len - off < CHUNK ? (DWORD)(len - off) : CHUNK;
-        if ((rc = wait_ov(PeerDistServerPublishAddToStream(h, s, n, (PBYTE)data + off, &ov), &ov, NULL)))
+        if ((rc = wait_ov(PeerDistServerPublishAddToStream(h, s, n, (PBYTE)data + off, &ov), &ov,
+                 NULL)))
             die("PublishAddToStream", rc);
     }
     OVERLAPPED ov = {0};
@@ -159,7 +160,8 @@ static uint8_t *publish(PEERDIST_INSTANCE_HANDLE h, const char *id, const uint8_
     *secs = now_s() - t0;
     PeerDistServerCloseStreamHandle(h, s);
     PEERDIST_CONTENTINFO_HANDLE ci;
-    if ((rc = PeerDistServerOpenContentInformation(h, (DWORD)strlen(id), (PBYTE)id, 0, 0, NULL, 0, &ci)))
+    if ((rc = PeerDistServerOpenContentInformation(h, (DWORD)strlen(id), (PBYTE)id, 0, 0, NULL, 0,
+             &ci)))
         die("OpenContentInformation", rc);
     size_t cap = 4 * MiB, n = 0;
     uint8_t *out = malloc(cap);
@@ -168,7 +170,8 @@ static uint8_t *publish(PEERDIST_INSTANCE_HANDLE h, const char *id, const uint8_
             out = realloc(out, cap *= 2);
         OVERLAPPED rov = {0};
         DWORD got = 0;
-        rc = wait_ov(PeerDistServerRetrieveContentInformation(h, ci, CHUNK, out + n, &rov), &rov, &got);
+        rc = wait_ov(PeerDistServerRetrieveContentInformation(h, ci, CHUNK, out + n, &rov), &rov,
+            &got);
         if (rc == PEERDIST_ERROR_NO_MORE)
             break;
         if (rc)
@@ -188,7 +191,8 @@ static PEERDIST_CONTENT_HANDLE open_content(PEERDIST_INSTANCE_HANDLE h, HANDLE p
     if (rc)
         die("OpenContent", rc);
     OVERLAPPED ov = {0};
-    if ((rc = wait_ov(PeerDistClientAddContentInformation(h, c, (DWORD)ci_len, (PBYTE)ci, &ov), &ov, NULL)))
+    if ((rc = wait_ov(PeerDistClientAddContentInformation(h, c, (DWORD)ci_len, (PBYTE)ci, &ov), &ov,
+             NULL)))
         die("AddContentInformation", rc);
     memset(&ov, 0, sizeof(ov));
     if ((rc = wait_ov(PeerDistClientCompleteContentInformation(h, c, &ov), &ov, NULL)))
@@ -224,7 +228,8 @@ static void pump(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, HANDLE p
         DWORD n;
         ULONG_PTR key;
         LPOVERLAPPED got;
-        if (!GetQueuedCompletionStatus(port, &n, &key, &got, INFINITE) && GetLastError() != PEERDIST_ERROR_NO_MORE)
+        if (!GetQueuedCompletionStatus(port, &n, &key, &got, INFINITE) &&
+            GetLastError() != PEERDIST_ERROR_NO_MORE)
             die(what, GetLastError());
         in_flight--;
         int i = (int)(got - ov);
@@ -242,8 +247,8 @@ struct add_state {
     size_t len, next;
 };
 
-static DWORD issue_add(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, OVERLAPPED *ov, uint8_t *slot,
-    void *arg)
+static DWORD issue_add(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, OVERLAPPED *ov,
+    uint8_t *slot, void *arg)
 {
     struct add_state *a = arg;
     if (a->next >= a->len)
@@ -259,8 +264,8 @@ struct read_state {
     size_t issued, len;
 };
 
-static DWORD issue_read(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, OVERLAPPED *ov, uint8_t *slot,
-    void *arg)
+static DWORD issue_read(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, OVERLAPPED *ov,
+    uint8_t *slot, void *arg)
 {
     struct read_state *r = arg;
     if (r->issued >= r->len)
@@ -321,7 +326,8 @@ int main(int argc, char **argv)
     if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0)
         die("writing the content file", (DWORD)errno);
 
-    double b_sha[20], b_write[20], b_uds[20], t_pub[20], t_add[20], t_read[20], t_flush[20], p99[20];
+    double b_sha[20], b_write[20], b_uds[20], t_pub[20], t_add[20], t_read[20], t_flush[20],
+        p99[20];
     for (int r = 0; r < reps; r++) {
         b_sha[r] = openssl_sha256_s(file);
         b_write[r] = raw_write_s(dir, data, len);
@@ -373,9 +379,11 @@ int main(int argc, char **argv)
         CloseHandle(port);
         PeerDistShutdown(h);
         free(ci);
-        fprintf(stderr, "rep %d: openssl %.2fs write %.2fs uds %.2fs | publish %.2fs add %.2fs read %.2fs "
-            "flush %.3fs getstatus p99 %.2fms\n", r + 1, b_sha[r], b_write[r], b_uds[r], t_pub[r],
-            t_add[r], t_read[r], t_flush[r], p99[r]);
+        fprintf(stderr,
+            "rep %d: openssl %.2fs write %.2fs uds %.2fs | publish %.2fs add %.2fs read %.2fs "
+            "flush %.3fs getstatus p99 %.2fms\n",
+            r + 1, b_sha[r], b_write[r], b_uds[r], t_pub[r], t_add[r], t_read[r], t_flush[r],
+            p99[r]);
     }
     double mb = (double)len / MiB;
     double sha = median(b_sha, reps), wr = median(b_write, reps), uds = median(b_uds, reps);
@@ -385,11 +393,13 @@ int main(int argc, char **argv)
     printf("size_mib=%zu reps=%d (medians)\n", mib, reps);
     printf("publish_mib_s=%.0f  baseline openssl_sha256_mib_s=%.0f  ratio=%.2f  target>=0.80 %s\n",
         mb / pub, mb / sha, sha / pub, sha / pub >= 0.8 ? "MET" : "MISSED");
-    printf("adddata_mib_s=%.0f  baseline min(openssl_sha256=%.0f, write+fdatasync=%.0f)_mib_s=%.0f  ratio=%.2f  "
-        "target>=0.50 %s\n", mb / add, mb / sha, mb / wr, mb / add_base, add_base / add,
+    printf("adddata_mib_s=%.0f  baseline min(openssl_sha256=%.0f, write+fdatasync=%.0f)_mib_s=%.0f "
+           " ratio=%.2f  "
+           "target>=0.50 %s\n",
+        mb / add, mb / sha, mb / wr, mb / add_base, add_base / add,
         add_base / add >= 0.5 ? "MET" : "MISSED");
-    printf("streamread_mib_s=%.0f  baseline uds_transfer_mib_s=%.0f  ratio=%.2f  target>=0.50 %s\n", mb / rd,
-        mb / uds, uds / rd, uds / rd >= 0.5 ? "MET" : "MISSED");
+    printf("streamread_mib_s=%.0f  baseline uds_transfer_mib_s=%.0f  ratio=%.2f  target>=0.50 %s\n",
+        mb / rd, mb / uds, uds / rd, uds / rd >= 0.5 ? "MET" : "MISSED");
     printf("flush_s=%.3f  target<=1.0 %s  getstatus_p99_ms_during_flush=%.2f  target<=10 %s\n", fl,
         fl <= 1.0 ? "MET" : "MISSED", p, p <= 10 ? "MET" : "MISSED");
     unlink(file);

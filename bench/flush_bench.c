@@ -61,8 +61,10 @@ static void fill_rows(struct store *st, uint32_t uid, uint8_t segfill)
         seg[1] = (uint8_t)s;
         for (uint32_t b = 0; b < CI_V1_BLOCKS_PER_SEGMENT; b++) {
             check(store_block_put(st, seg, sizeof(seg), b, STORE_OWNER_SHARED, hash, sizeof(hash),
-                      CI_V1_BLOCK_SIZE, STORE_OWNER_SHARED) == 0, "block row");
-            check(store_label_put(st, uid, tag, seg, sizeof(seg), b, CI_V1_BLOCK_SIZE) == 0, "label");
+                      CI_V1_BLOCK_SIZE, STORE_OWNER_SHARED) == 0,
+                "block row");
+            check(store_label_put(st, uid, tag, seg, sizeof(seg), b, CI_V1_BLOCK_SIZE) == 0,
+                "label");
         }
     }
     check(store_commit(st) == 0, "COMMIT");
@@ -84,10 +86,13 @@ static double baseline_ms(struct store *st)
     fill_rows(st, 1, 1);
     double t0 = now_ms();
     check(store_begin(st) == 0, "BEGIN");
-    check(sqlite3_exec(store_db(st), "DELETE FROM labels WHERE uid = 1", NULL, NULL, NULL) == SQLITE_OK,
+    check(sqlite3_exec(store_db(st), "DELETE FROM labels WHERE uid = 1", NULL, NULL, NULL) ==
+            SQLITE_OK,
         "DELETE labels");
-    check(sqlite3_exec(store_db(st), "DELETE FROM blocks WHERE segment_id >= x'01' AND segment_id < x'02'",
-              NULL, NULL, NULL) == SQLITE_OK, "DELETE blocks");
+    check(sqlite3_exec(store_db(st),
+              "DELETE FROM blocks WHERE segment_id >= x'01' AND segment_id < x'02'", NULL, NULL,
+              NULL) == SQLITE_OK,
+        "DELETE blocks");
     check(store_commit(st) == 0, "COMMIT");
     return now_ms() - t0;
 }
@@ -103,7 +108,8 @@ static double flush_ms(struct store *st)
     check(store_commit(st) == 0, "COMMIT");
     double t = now_ms() - t0;
     check(res.labels_removed == BLOCKS, "the flush did not remove every label");
-    check(res.bytes_freed == (uint64_t)BLOCKS * CI_V1_BLOCK_SIZE, "the flush did not count every byte");
+    check(res.bytes_freed == (uint64_t)BLOCKS * CI_V1_BLOCK_SIZE,
+        "the flush did not count every byte");
     check(count(st, "SELECT count(*) FROM labels") == 0, "labels left after the flush");
     check(count(st, "SELECT count(*) FROM blocks") == 0, "block rows left after the flush");
     return t;
@@ -135,8 +141,8 @@ int main(int argc, char **argv)
     for (int r = 0; r < reps; r++) {
         base[r] = baseline_ms(st); /* baseline first, the same moments of a noisy machine */
         flush[r] = flush_ms(st);
-        fprintf(stderr, "rep %d: baseline DELETE %.1f ms | store_flush_tag %.1f ms\n", r + 1, base[r],
-            flush[r]);
+        fprintf(stderr, "rep %d: baseline DELETE %.1f ms | store_flush_tag %.1f ms\n", r + 1,
+            base[r], flush[r]);
     }
     store_close(st);
     char cmd[4300];
@@ -147,7 +153,7 @@ int main(int argc, char **argv)
     printf("blocks=%d reps=%d (medians)\n", BLOCKS, reps);
     printf("baseline_delete_ms=%.1f\n", b);
     printf("flush_tag_ms=%.1f  ratio=%.2f (flush / baseline)\n", f, f / b);
-    printf("SUMMARY flush_bench blocks=%d baseline_delete_ms=%.1f flush_tag_ms=%.1f ratio=%.2f\n", BLOCKS, b,
-        f, f / b);
+    printf("SUMMARY flush_bench blocks=%d baseline_delete_ms=%.1f flush_tag_ms=%.1f ratio=%.2f\n",
+        BLOCKS, b, f, f / b);
     return 0;
 }

@@ -157,8 +157,10 @@ static double bench_getstatus(HANDLE h, long iters)
             die("PeerDistGetStatus", rc);
         /* UNAVAILABLE means the library could not ask the daemon: not a round trip. */
         if (st != PEERDIST_STATUS_AVAILABLE) {
-            fprintf(stderr, "rpc_bench: PeerDistGetStatus says %d, not AVAILABLE: is peerdistd "
-                            "running at $PEERDIST_SOCKET?\n", (int)st);
+            fprintf(stderr,
+                "rpc_bench: PeerDistGetStatus says %d, not AVAILABLE: is peerdistd "
+                "running at $PEERDIST_SOCKET?\n",
+                (int)st);
             exit(1);
         }
     }
@@ -346,8 +348,8 @@ static void report(const struct options *o, const struct results *r)
     print_runs(r->flush_per_s, n, "%.0f");
     printf(" depth=%d baseline_uds_roundtrips_per_s=%.0f ratio=%.2f completions=%ld "
            "all_status_zero=%s target>=%.0f %s\n",
-        o->depth, US_PER_S / base, tput * base / US_PER_S, r->completions,
-        all_ok ? "yes" : "NO", TARGET_FLUSH_PER_S, tput >= TARGET_FLUSH_PER_S ? "MET" : "MISSED");
+        o->depth, US_PER_S / base, tput * base / US_PER_S, r->completions, all_ok ? "yes" : "NO",
+        TARGET_FLUSH_PER_S, tput >= TARGET_FLUSH_PER_S ? "MET" : "MISSED");
     if (!all_ok)
         printf("flush_throughput bad_completions=%ld first_status=%lu\n", r->bad_completions,
             (unsigned long)r->first_bad_status);
@@ -392,8 +394,8 @@ static void parse_options(int argc, char **argv, struct options *o)
         default: usage(stderr); exit(2);
         }
     }
-    if (o->reps < 1 || o->reps > MAX_REPS || o->iters < 1 || o->depth < 1 ||
-        o->depth > MAX_DEPTH || o->seconds <= 0 || o->max_flushes < 0) {
+    if (o->reps < 1 || o->reps > MAX_REPS || o->iters < 1 || o->depth < 1 || o->depth > MAX_DEPTH ||
+        o->seconds <= 0 || o->max_flushes < 0) {
         usage(stderr);
         exit(2);
     }
@@ -420,9 +422,11 @@ int main(int argc, char **argv)
         res.flush_event_us[r] = bench_flush_event(h, o.iters);
         res.flush_port_us[r] = bench_flush_port(h, o.iters);
         res.flush_per_s[r] = bench_flush_throughput(h, &o, &res);
-        fprintf(stderr, "rep %d/%d: baseline %.1f us, getstatus %.1f us, flush event %.1f us, "
-                        "port %.1f us, %.0f flushes/s\n", r + 1, o.reps, res.baseline_us[r],
-            res.getstatus_us[r], res.flush_event_us[r], res.flush_port_us[r], res.flush_per_s[r]);
+        fprintf(stderr,
+            "rep %d/%d: baseline %.1f us, getstatus %.1f us, flush event %.1f us, "
+            "port %.1f us, %.0f flushes/s\n",
+            r + 1, o.reps, res.baseline_us[r], res.getstatus_us[r], res.flush_event_us[r],
+            res.flush_port_us[r], res.flush_per_s[r]);
     }
     rc = PeerDistShutdown(h);
     if (rc != ERROR_SUCCESS)

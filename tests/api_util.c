@@ -60,7 +60,8 @@ void api_publish(PEERDIST_INSTANCE_HANDLE h, const char *id, const uint8_t *data
     PEERDIST_PUBLICATION_OPTIONS po = {version, 0};
     PEERDIST_STREAM_HANDLE s;
     ck_assert_uint_eq(PeerDistServerPublishStream(h, (DWORD)strlen(id), (PBYTE)id, n,
-                          version ? &po : NULL, NULL, 0, &s), ERROR_SUCCESS);
+                          version ? &po : NULL, NULL, 0, &s),
+        ERROR_SUCCESS);
     size_t off = 0;
     for (size_t i = 0; off < n; i++) {
         size_t k = npieces ? pieces[i % npieces] : n;
@@ -69,7 +70,9 @@ void api_publish(PEERDIST_INSTANCE_HANDLE h, const char *id, const uint8_t *data
         OVERLAPPED ov = {0};
         DWORD got = 0;
         ck_assert_uint_eq(api_wait_pending(PeerDistServerPublishAddToStream(h, s, (DWORD)k,
-                              (PBYTE)data + off, &ov), &ov, &got), ERROR_SUCCESS);
+                                               (PBYTE)data + off, &ov),
+                              &ov, &got),
+            ERROR_SUCCESS);
         ck_assert_uint_eq(got, k);
         off += k;
     }
@@ -85,8 +88,8 @@ DWORD api_open_ci(PEERDIST_INSTANCE_HANDLE h, const char *id, ULONGLONG off, ULO
     if (ro)
         return PeerDistServerOpenContentInformationEx(h, (DWORD)strlen(id), (PBYTE)id, off, len,
             (PEERDIST_RETRIEVAL_OPTIONS *)ro, NULL, 0, ci);
-    return PeerDistServerOpenContentInformation(h, (DWORD)strlen(id), (PBYTE)id, off, len, NULL,
-        0, ci);
+    return PeerDistServerOpenContentInformation(h, (DWORD)strlen(id), (PBYTE)id, off, len, NULL, 0,
+        ci);
 }
 
 uint8_t *api_retrieve_ci(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENTINFO_HANDLE ci, DWORD chunk,
@@ -98,8 +101,8 @@ uint8_t *api_retrieve_ci(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENTINFO_HANDLE
     for (;;) {
         OVERLAPPED ov = {0};
         DWORD got;
-        DWORD rc = api_wait_pending(PeerDistServerRetrieveContentInformation(h, ci, chunk, buf, &ov),
-            &ov, &got);
+        DWORD rc = api_wait_pending(
+            PeerDistServerRetrieveContentInformation(h, ci, chunk, buf, &ov), &ov, &got);
         if (rc == PEERDIST_ERROR_NO_MORE)
             break;
         ck_assert_uint_eq(rc, ERROR_SUCCESS);
@@ -134,8 +137,8 @@ void api_ci_free(struct api_ci *ci)
     ci_info_free(ci->info);
 }
 
-PEERDIST_CONTENT_HANDLE api_open_content(PEERDIST_INSTANCE_HANDLE h, const PEERDIST_CONTENT_TAG *tag,
-    HANDLE port)
+PEERDIST_CONTENT_HANDLE api_open_content(PEERDIST_INSTANCE_HANDLE h,
+    const PEERDIST_CONTENT_TAG *tag, HANDLE port)
 {
     PEERDIST_CONTENT_HANDLE c = NULL;
     ck_assert_uint_eq(PeerDistClientOpenContent(h, tag, port, API_KEY, &c), ERROR_SUCCESS);
@@ -147,8 +150,8 @@ DWORD api_feed_ci(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, const s
     for (size_t at = 0; at < ci->len; at += API_CI_CHUNK) {
         OVERLAPPED ov = {0};
         DWORD n = ci->len - at < API_CI_CHUNK ? (DWORD)(ci->len - at) : API_CI_CHUNK, got;
-        DWORD st = api_wait_pending(PeerDistClientAddContentInformation(h, c, n, ci->bytes + at, &ov),
-            &ov, &got);
+        DWORD st = api_wait_pending(
+            PeerDistClientAddContentInformation(h, c, n, ci->bytes + at, &ov), &ov, &got);
         ck_assert_uint_eq(st, ERROR_SUCCESS);
         ck_assert_uint_eq(got, n);
     }
@@ -156,8 +159,8 @@ DWORD api_feed_ci(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, const s
     return api_wait_pending(PeerDistClientCompleteContentInformation(h, c, &ov), &ov, NULL);
 }
 
-PEERDIST_CONTENT_HANDLE api_open_with_ci(PEERDIST_INSTANCE_HANDLE h, const PEERDIST_CONTENT_TAG *tag,
-    const struct api_ci *ci)
+PEERDIST_CONTENT_HANDLE api_open_with_ci(PEERDIST_INSTANCE_HANDLE h,
+    const PEERDIST_CONTENT_TAG *tag, const struct api_ci *ci)
 {
     PEERDIST_CONTENT_HANDLE c = api_open_content(h, tag, NULL);
     ck_assert_uint_eq(api_feed_ci(h, c, ci), ERROR_SUCCESS);
@@ -181,8 +184,9 @@ struct api_read api_block_read(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HAND
 {
     OVERLAPPED ov = {.Offset = (DWORD)off, .OffsetHigh = (DWORD)(off >> 32)};
     struct api_read r;
-    r.status = api_wait_pending(PeerDistClientBlockRead(h, c, cap, buf,
-                                    PEERDIST_READ_TIMEOUT_LOCAL_CACHE_ONLY, &ov), &ov, &r.bytes);
+    r.status = api_wait_pending(
+        PeerDistClientBlockRead(h, c, cap, buf, PEERDIST_READ_TIMEOUT_LOCAL_CACHE_ONLY, &ov), &ov,
+        &r.bytes);
     r.offset = ov_offset(&ov);
     return r;
 }
@@ -192,8 +196,9 @@ struct api_read api_stream_read(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HAN
 {
     OVERLAPPED ov = {.Offset = 0x1234}; /* ignored by StreamRead */
     struct api_read r;
-    r.status = api_wait_pending(PeerDistClientStreamRead(h, c, cap, buf,
-                                    PEERDIST_READ_TIMEOUT_DEFAULT, &ov), &ov, &r.bytes);
+    r.status = api_wait_pending(
+        PeerDistClientStreamRead(h, c, cap, buf, PEERDIST_READ_TIMEOUT_DEFAULT, &ov), &ov,
+        &r.bytes);
     r.offset = ov_offset(&ov);
     return r;
 }
@@ -222,8 +227,8 @@ void api_read_back_block(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, 
     free(buf);
 }
 
-void api_read_back_stream(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, const uint8_t *data,
-    uint64_t from, uint64_t to)
+void api_read_back_stream(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c,
+    const uint8_t *data, uint64_t from, uint64_t to)
 {
     /* Asking for more than one request's worth returns at most PD_MAX_CHUNK (1 MiB). */
     DWORD cap = 3 * MiB;
@@ -273,7 +278,8 @@ void api_model_init(struct api_model *m, const uint8_t *data, size_t len, const 
                 m->blen = realloc(m->blen, cap * sizeof(uint64_t));
             }
             m->boff[m->nblocks] = seg->offset + (uint64_t)b * seg->block_size;
-            m->blen[m->nblocks] = ci->version == CI_VERSION_1 ? ci_block_length(seg, b) : seg->length;
+            m->blen[m->nblocks] = ci->version == CI_VERSION_1 ? ci_block_length(seg, b)
+                                                              : seg->length;
             m->nblocks++;
         }
     }

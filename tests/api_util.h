@@ -17,7 +17,7 @@
 
 #define MiB (1024u * 1024)
 #define KiB 1024u
-#define API_KEY 77      /* the completion key of content handles opened on a port */
+#define API_KEY 77       /* the completion key of content handles opened on a port */
 #define API_CI_CHUNK 333 /* content information goes in and out in small, odd pieces */
 
 PEERDIST_INSTANCE_HANDLE api_startup(void);
@@ -61,13 +61,13 @@ struct api_ci {
 void api_ci_free(struct api_ci *ci);
 
 /* A content handle on port (or none), with completion key API_KEY. */
-PEERDIST_CONTENT_HANDLE api_open_content(PEERDIST_INSTANCE_HANDLE h, const PEERDIST_CONTENT_TAG *tag,
-    HANDLE port);
+PEERDIST_CONTENT_HANDLE api_open_content(PEERDIST_INSTANCE_HANDLE h,
+    const PEERDIST_CONTENT_TAG *tag, HANDLE port);
 /* Adds ci in API_CI_CHUNK pieces (each consumed whole), then completes it: its status. */
 DWORD api_feed_ci(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, const struct api_ci *ci);
 /* api_open_content without a port, then api_feed_ci, which must succeed. */
-PEERDIST_CONTENT_HANDLE api_open_with_ci(PEERDIST_INSTANCE_HANDLE h, const PEERDIST_CONTENT_TAG *tag,
-    const struct api_ci *ci);
+PEERDIST_CONTENT_HANDLE api_open_with_ci(PEERDIST_INSTANCE_HANDLE h,
+    const PEERDIST_CONTENT_TAG *tag, const struct api_ci *ci);
 /* AddData of buf[0, n) at content offset off: its status, bytes accepted in *accepted. */
 DWORD api_add_data(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, uint64_t off,
     const uint8_t *buf, DWORD n, DWORD *accepted);
@@ -88,8 +88,8 @@ void api_assert_missing(struct api_read r, uint64_t off, uint64_t len);
 void api_read_back_block(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, const uint8_t *data,
     uint64_t from, uint64_t to);
 /* Reads the stream from its cursor to NO_MORE: it must be data[from, to). */
-void api_read_back_stream(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, const uint8_t *data,
-    uint64_t from, uint64_t to);
+void api_read_back_stream(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c,
+    const uint8_t *data, uint64_t from, uint64_t to);
 /* PeerDistClientFlushContent of tag: its completion status. */
 DWORD api_flush(PEERDIST_INSTANCE_HANDLE h, const PEERDIST_CONTENT_TAG *tag);
 

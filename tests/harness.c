@@ -64,8 +64,8 @@ void td_start(struct test_daemon *d)
         int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         dup2(fd, 2);
         dup2(fd, 1);
-        execl(PEERDISTD_PATH, "peerdistd", "--socket", d->sock, "--db", d->db, "--config",
-            d->conf, (char *)NULL);
+        execl(PEERDISTD_PATH, "peerdistd", "--socket", d->sock, "--db", d->db, "--config", d->conf,
+            (char *)NULL);
         _exit(127);
     }
     d->pid = pid;

@@ -110,8 +110,10 @@ START_TEST(startup_negotiates_versions)
     ck_assert_uint_eq(PeerDistStartup(MAKEWORD(1, 0), &h, &ver), ERROR_SUCCESS);
     ck_assert_uint_eq(ver, 2);
     ck_assert_uint_eq(PeerDistShutdown(h), ERROR_SUCCESS);
-    ck_assert_uint_eq(PeerDistStartup(MAKEWORD(2, 1), &h, &ver), PEERDIST_ERROR_VERSION_UNSUPPORTED);
-    ck_assert_uint_eq(PeerDistStartup(MAKEWORD(3, 0), &h, NULL), PEERDIST_ERROR_VERSION_UNSUPPORTED);
+    ck_assert_uint_eq(PeerDistStartup(MAKEWORD(2, 1), &h, &ver),
+        PEERDIST_ERROR_VERSION_UNSUPPORTED);
+    ck_assert_uint_eq(PeerDistStartup(MAKEWORD(3, 0), &h, NULL),
+        PEERDIST_ERROR_VERSION_UNSUPPORTED);
     ck_assert_uint_eq(PeerDistStartup(PEERDIST_VERSION, NULL, NULL), ERROR_INVALID_PARAMETER);
     h = startup();
     ck_assert_uint_eq(PeerDistShutdown(h), ERROR_SUCCESS);
@@ -393,7 +395,6 @@ START_TEST(open_and_close_content)
 }
 END_TEST
 
-
 /* ---- status notifications ---- */
 
 START_TEST(status_notification_rules)
@@ -403,7 +404,8 @@ START_TEST(status_notification_rules)
     PEERDIST_STATUS st = PEERDIST_STATUS_DISABLED;
     OVERLAPPED ov = {0}, ov2 = {0};
     /* First registration: baseline DISABLED, so it fires at once with AVAILABLE. */
-    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, port, 5, &ov, &st), ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, port, 5, &ov, &st),
+        ERROR_IO_PENDING);
     DWORD bytes, err;
     ULONG_PTR key;
     LPOVERLAPPED got;
@@ -412,8 +414,10 @@ START_TEST(status_notification_rules)
     ck_assert_int_eq(st, PEERDIST_STATUS_AVAILABLE);
     /* The next one waits for a change; a second concurrent one is refused. */
     PEERDIST_STATUS_INFO info = {.cbSize = sizeof(info)};
-    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotificationEx(h, port, 6, &ov, &info), ERROR_IO_PENDING);
-    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, port, 7, &ov2, &st), PEERDIST_ERROR_ALREADY_EXISTS);
+    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotificationEx(h, port, 6, &ov, &info),
+        ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, port, 7, &ov2, &st),
+        PEERDIST_ERROR_ALREADY_EXISTS);
     assert_port_empty(port);
     /* Unregister completes the pending one with ERROR_OPERATION_ABORTED. */
     ck_assert_uint_eq(PeerDistUnregisterForStatusChangeNotification(h), ERROR_SUCCESS);
@@ -422,13 +426,17 @@ START_TEST(status_notification_rules)
     ck_assert_uint_eq(err, ERROR_OPERATION_ABORTED);
     ck_assert(!PeerDistGetOverlappedResult(&ov, &bytes, FALSE));
     ck_assert_uint_eq(GetLastError(), ERROR_OPERATION_ABORTED);
-    ck_assert_uint_eq(PeerDistUnregisterForStatusChangeNotification(h), ERROR_SUCCESS); /* idempotent */
-    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, port, 5, NULL, &st), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, port, 5, &ov, NULL), ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistUnregisterForStatusChangeNotification(h),
+        ERROR_SUCCESS); /* idempotent */
+    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, port, 5, NULL, &st),
+        ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, port, 5, &ov, NULL),
+        ERROR_INVALID_PARAMETER);
     ck_assert_uint_eq(PeerDistUnregisterForStatusChangeNotification(NULL), ERROR_INVALID_HANDLE);
 
     /* A mode change (SIGHUP) is a status change: notification and GetStatus both see it. */
-    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotificationEx(h, port, 6, &ov, &info), ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotificationEx(h, port, 6, &ov, &info),
+        ERROR_IO_PENDING);
     td_set_mode(&td, "disabled");
     td_signal(&td, SIGHUP);
     ck_assert(dequeue(port, 5000, &bytes, &key, &got, &err));
@@ -455,12 +463,15 @@ START_TEST(disabled_mode_refuses_calls)
     ck_assert_int_eq(st, PEERDIST_STATUS_DISABLED);
     PEERDIST_CONTENT_TAG tag = make_tag(9);
     OVERLAPPED ov = {0};
-    ck_assert_uint_eq(PeerDistClientFlushContent(h, &tag, NULL, 0, &ov), ERROR_ACCESS_DISABLED_BY_POLICY);
+    ck_assert_uint_eq(PeerDistClientFlushContent(h, &tag, NULL, 0, &ov),
+        ERROR_ACCESS_DISABLED_BY_POLICY);
     PEERDIST_CONTENT_HANDLE c;
-    ck_assert_uint_eq(PeerDistClientOpenContent(h, &tag, NULL, 0, &c), ERROR_ACCESS_DISABLED_BY_POLICY);
+    ck_assert_uint_eq(PeerDistClientOpenContent(h, &tag, NULL, 0, &c),
+        ERROR_ACCESS_DISABLED_BY_POLICY);
     /* Registration works; DISABLED equals the baseline, so it stays pending. */
     HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
-    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, port, 1, &ov, &st), ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, port, 1, &ov, &st),
+        ERROR_IO_PENDING);
     assert_port_empty(port);
     ck_assert_uint_eq(PeerDistShutdown(h), ERROR_SUCCESS);
     DWORD bytes, err;
@@ -481,18 +492,22 @@ START_TEST(no_daemon_is_unavailable_not_fatal)
     ck_assert_int_eq(st, PEERDIST_STATUS_UNAVAILABLE);
     PEERDIST_CONTENT_TAG tag = make_tag(10);
     OVERLAPPED ov = {0};
-    ck_assert_uint_eq(PeerDistClientFlushContent(h, &tag, NULL, 0, &ov), PEERDIST_ERROR_SERVICE_UNAVAILABLE);
+    ck_assert_uint_eq(PeerDistClientFlushContent(h, &tag, NULL, 0, &ov),
+        PEERDIST_ERROR_SERVICE_UNAVAILABLE);
     ck_assert(HasOverlappedIoCompleted(&ov)); /* nothing pending is left behind */
     PEERDIST_CONTENT_HANDLE c;
-    ck_assert_uint_eq(PeerDistClientOpenContent(h, &tag, NULL, 0, &c), PEERDIST_ERROR_SERVICE_UNAVAILABLE);
+    ck_assert_uint_eq(PeerDistClientOpenContent(h, &tag, NULL, 0, &c),
+        PEERDIST_ERROR_SERVICE_UNAVAILABLE);
     HANDLE ev = CreateEvent(NULL, TRUE, FALSE, NULL);
     OVERLAPPED rov = {.hEvent = ev};
-    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, NULL, 0, &rov, &st), ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, NULL, 0, &rov, &st),
+        ERROR_IO_PENDING);
     ck_assert_uint_eq(WaitForSingleObject(ev, 5000), WAIT_OBJECT_0);
     ck_assert_int_eq(st, PEERDIST_STATUS_UNAVAILABLE);
     /* The daemon starts: the next registration reports AVAILABLE, and calls work. */
     ResetEvent(ev);
-    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, NULL, 0, &rov, &st), ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, NULL, 0, &rov, &st),
+        ERROR_IO_PENDING);
     td_start(&td);
     ck_assert_uint_eq(WaitForSingleObject(ev, 10000), WAIT_OBJECT_0);
     ck_assert_int_eq(st, PEERDIST_STATUS_AVAILABLE);
@@ -518,9 +533,11 @@ START_TEST(daemon_killed_while_operations_pending)
     DWORD bytes, err;
     ULONG_PTR key;
     LPOVERLAPPED got;
-    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, port, 900, &rov, &st), ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, port, 900, &rov, &st),
+        ERROR_IO_PENDING);
     ck_assert(dequeue(port, 5000, &bytes, &key, &got, &err)); /* AVAILABLE */
-    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, port, 900, &rov, &st), ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, port, 900, &rov, &st),
+        ERROR_IO_PENDING);
 
     /* Paused (every thread stopped), the daemon answers nothing: the flushes stay pending. */
     td_pause(&td);
@@ -549,10 +566,12 @@ START_TEST(daemon_killed_while_operations_pending)
     ck_assert_int_eq(notices, 1);
     assert_port_empty(port);
     OVERLAPPED later = {0};
-    ck_assert_uint_eq(PeerDistClientFlushContent(h, &tag, port, 1, &later), PEERDIST_ERROR_SERVICE_UNAVAILABLE);
+    ck_assert_uint_eq(PeerDistClientFlushContent(h, &tag, port, 1, &later),
+        PEERDIST_ERROR_SERVICE_UNAVAILABLE);
 
     /* Back again: AVAILABLE is reported, the same instance works, old handles still close. */
-    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, port, 900, &rov, &st), ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, port, 900, &rov, &st),
+        ERROR_IO_PENDING);
     td_start(&td);
     ck_assert(dequeue(port, 10000, &bytes, &key, &got, &err));
     ck_assert_uint_eq(key, 900);
@@ -625,7 +644,8 @@ static Peerdist__Reply *raw_recv(int fd)
     return peerdist__reply__unpack(NULL, len, buf);
 }
 
-static void raw_hello(int fd, uint32_t lo, uint32_t hi, uint32_t expect_status, uint32_t expect_version)
+static void raw_hello(int fd, uint32_t lo, uint32_t hi, uint32_t expect_status,
+    uint32_t expect_version)
 {
     Peerdist__Hello h = PEERDIST__HELLO__INIT;
     h.min_version = lo;

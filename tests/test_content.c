@@ -149,8 +149,10 @@ START_TEST(ranged_content_information)
         PEERDIST_CONTENT_TAG tag = api_make_tag((uint8_t)(60 + version));
         PEERDIST_CONTENT_HANDLE c = api_open_with_ci(h, &tag, &ci);
         uint8_t buf[16];
-        ck_assert_uint_eq(api_block_read(h, c, off - 1, sizeof(buf), buf).status, PEERDIST_ERROR_NO_MORE);
-        ck_assert_uint_eq(api_block_read(h, c, off + rlen + 1, sizeof(buf), buf).status, PEERDIST_ERROR_NO_MORE);
+        ck_assert_uint_eq(api_block_read(h, c, off - 1, sizeof(buf), buf).status,
+            PEERDIST_ERROR_NO_MORE);
+        ck_assert_uint_eq(api_block_read(h, c, off + rlen + 1, sizeof(buf), buf).status,
+            PEERDIST_ERROR_NO_MORE);
         /* The missing range is clipped to the range. */
         api_assert_missing(api_block_read(h, c, off, sizeof(buf), buf), off, rlen);
         api_assert_missing(api_block_read(h, c, off + 10, sizeof(buf), buf), off + 10, rlen - 10);
@@ -161,7 +163,8 @@ START_TEST(ranged_content_information)
         api_model_init(&m, data, len, ci.info);
         size_t b0 = api_model_block_at(&m, off), b1 = api_model_block_at(&m, off + rlen - 1);
         uint64_t from = m.boff[b0], to = m.boff[b1] + m.blen[b1];
-        ck_assert_uint_eq(api_add_data(h, c, from, data + from, (DWORD)(to - from), NULL), ERROR_SUCCESS);
+        ck_assert_uint_eq(api_add_data(h, c, from, data + from, (DWORD)(to - from), NULL),
+            ERROR_SUCCESS);
         api_read_back_block(h, c, data, off, off + rlen);
         PEERDIST_CONTENT_HANDLE c2 = api_open_with_ci(h, &tag, &ci);
         api_read_back_stream(h, c2, data, off, off + rlen);
@@ -184,28 +187,36 @@ START_TEST(state_errors_complete_async)
     PEERDIST_CONTENT_TAG tag = api_make_tag(70);
     PEERDIST_CONTENT_HANDLE c = api_open_content(h, &tag, NULL);
     uint8_t buf[16];
-    ck_assert_uint_eq(api_block_read(h, c, 0, sizeof(buf), buf).status, PEERDIST_ERROR_NOT_INITIALIZED);
-    ck_assert_uint_eq(api_stream_read(h, c, sizeof(buf), buf).status, PEERDIST_ERROR_NOT_INITIALIZED);
+    ck_assert_uint_eq(api_block_read(h, c, 0, sizeof(buf), buf).status,
+        PEERDIST_ERROR_NOT_INITIALIZED);
+    ck_assert_uint_eq(api_stream_read(h, c, sizeof(buf), buf).status,
+        PEERDIST_ERROR_NOT_INITIALIZED);
     ck_assert_uint_eq(api_add_data(h, c, 0, data, 10, NULL), PEERDIST_ERROR_NOT_INITIALIZED);
     ck_assert_uint_eq(api_feed_ci(h, c, &ci), ERROR_SUCCESS);
     OVERLAPPED ov = {0};
-    ck_assert_uint_eq(api_wait_pending(PeerDistClientCompleteContentInformation(h, c, &ov), &ov, NULL),
+    ck_assert_uint_eq(
+        api_wait_pending(PeerDistClientCompleteContentInformation(h, c, &ov), &ov, NULL),
         PEERDIST_ERROR_ALREADY_COMPLETED);
-    ck_assert_uint_eq(api_wait_pending(PeerDistClientAddContentInformation(h, c, 4, ci.bytes, &ov), &ov, NULL),
+    ck_assert_uint_eq(
+        api_wait_pending(PeerDistClientAddContentInformation(h, c, 4, ci.bytes, &ov), &ov, NULL),
         PEERDIST_ERROR_ALREADY_COMPLETED);
     ck_assert_uint_eq(api_add_data(h, c, len - 5, data, 10, NULL), PEERDIST_ERROR_OUT_OF_BOUNDS);
     ck_assert_uint_eq(api_add_data(h, c, len + 5, data, 10, NULL), PEERDIST_ERROR_OUT_OF_BOUNDS);
 
     /* Truncated content information does not parse. */
     PEERDIST_CONTENT_HANDLE t = api_open_content(h, &tag, NULL);
-    ck_assert_uint_eq(api_wait_pending(PeerDistClientAddContentInformation(h, t, (DWORD)(ci.len / 2), ci.bytes, &ov),
-        &ov, NULL), ERROR_SUCCESS);
-    ck_assert_uint_eq(api_wait_pending(PeerDistClientCompleteContentInformation(h, t, &ov), &ov, NULL),
+    ck_assert_uint_eq(api_wait_pending(PeerDistClientAddContentInformation(h, t,
+                                           (DWORD)(ci.len / 2), ci.bytes, &ov),
+                          &ov, NULL),
+        ERROR_SUCCESS);
+    ck_assert_uint_eq(
+        api_wait_pending(PeerDistClientCompleteContentInformation(h, t, &ov), &ov, NULL),
         PEERDIST_ERROR_CANNOT_PARSE_CONTENTINFO);
     /* An unknown version: refused when the version is seen, or at completion. */
     PEERDIST_CONTENT_HANDLE v = api_open_content(h, &tag, NULL);
     uint8_t v9[64] = {0x09, 0x00};
-    DWORD st = api_wait_pending(PeerDistClientAddContentInformation(h, v, sizeof(v9), v9, &ov), &ov, NULL);
+    DWORD st = api_wait_pending(PeerDistClientAddContentInformation(h, v, sizeof(v9), v9, &ov), &ov,
+        NULL);
     if (st == ERROR_SUCCESS)
         st = api_wait_pending(PeerDistClientCompleteContentInformation(h, v, &ov), &ov, NULL);
     ck_assert_uint_eq(st, PEERDIST_ERROR_CONTENTINFO_VERSION_UNSUPPORTED);
@@ -319,11 +330,13 @@ static void queue_ops(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, con
         if (i % 2 == 0) {
             uint64_t off = (uint64_t)(i / 2 % 2) * 65536;
             ov[i].Offset = (DWORD)off;
-            ck_assert_uint_eq(PeerDistClientAddData(h, c, 65536, (PBYTE)data + off, &ov[i]), ERROR_IO_PENDING);
+            ck_assert_uint_eq(PeerDistClientAddData(h, c, 65536, (PBYTE)data + off, &ov[i]),
+                ERROR_IO_PENDING);
         } else {
             ov[i].Offset = (DWORD)(len - 100);
             ck_assert_uint_eq(PeerDistClientBlockRead(h, c, sizeof(bufs[i]), bufs[i],
-                PEERDIST_READ_TIMEOUT_DEFAULT, &ov[i]), ERROR_IO_PENDING);
+                                  PEERDIST_READ_TIMEOUT_DEFAULT, &ov[i]),
+                ERROR_IO_PENDING);
         }
     }
 }
@@ -359,7 +372,8 @@ START_TEST(cancel_one_and_all)
 
     /* Nothing pending: not found, synchronously (and nothing completes). */
     OVERLAPPED idle = {0};
-    ck_assert_uint_eq(PeerDistClientCancelAsyncOperation(h, c, &idle), PEERDIST_ERROR_OPERATION_NOTFOUND);
+    ck_assert_uint_eq(PeerDistClientCancelAsyncOperation(h, c, &idle),
+        PEERDIST_ERROR_OPERATION_NOTFOUND);
 
     /* Cancel one: the daemon is paused, so the operations are all queued when the cancel is sent. */
     OVERLAPPED ov[6];
@@ -381,7 +395,8 @@ START_TEST(cancel_one_and_all)
     assert_queued_results(ov, 4, rc == ERROR_SUCCESS ? 2 : 99, len);
     ck_assert(rc != ERROR_SUCCESS || ov[2].Internal == ERROR_OPERATION_ABORTED);
     /* Cancelling a finished operation: not found. */
-    ck_assert_uint_eq(PeerDistClientCancelAsyncOperation(h, c, &ov[0]), PEERDIST_ERROR_OPERATION_NOTFOUND);
+    ck_assert_uint_eq(PeerDistClientCancelAsyncOperation(h, c, &ov[0]),
+        PEERDIST_ERROR_OPERATION_NOTFOUND);
 
     /* Cancel all: everything pending ends, aborted or with its result, exactly once. */
     td_pause(&td);
@@ -391,7 +406,8 @@ START_TEST(cancel_one_and_all)
     resume_after_join(&ra);
     if (getenv("PD_TEST_VERBOSE"))
         fprintf(stderr, "cancel all: %u\n", rc);
-    ck_assert_msg(rc == ERROR_SUCCESS || rc == PEERDIST_ERROR_OPERATION_NOTFOUND, "cancel all: %u", rc);
+    ck_assert_msg(rc == ERROR_SUCCESS || rc == PEERDIST_ERROR_OPERATION_NOTFOUND, "cancel all: %u",
+        rc);
     for (int i = 0; i < 6; i++)
         ck_assert(HasOverlappedIoCompleted(&ov[i]));
     drain_exactly_once(port, ov, 6);
@@ -439,7 +455,8 @@ START_TEST(close_with_operations_pending)
     td_pause(&td);
     for (int i = 0; i < 6; i++)
         ck_assert_uint_eq((i & 1 ? PeerDistClientStreamRead : PeerDistClientBlockRead)(h, c,
-            sizeof(bufs[i]), bufs[i], PEERDIST_READ_TIMEOUT_DEFAULT, &ov[i]), ERROR_IO_PENDING);
+                              sizeof(bufs[i]), bufs[i], PEERDIST_READ_TIMEOUT_DEFAULT, &ov[i]),
+            ERROR_IO_PENDING);
     /* Paused, the daemon reads nothing: only what fits in the socket buffer can be sent. */
     ck_assert_uint_eq(PeerDistClientAddData(h, c, 65536, data, &ov[6]), ERROR_IO_PENDING);
     ov[7].Offset = 65536;
@@ -452,7 +469,8 @@ START_TEST(close_with_operations_pending)
         DWORD st = (DWORD)ov[i].Internal;
         ck_assert_msg(HasOverlappedIoCompleted(&ov[i]), "op %d still pending after close", i);
         ck_assert_msg(st == ERROR_OPERATION_ABORTED || st == ERROR_SUCCESS ||
-            st == PEERDIST_ERROR_MISSING_DATA || st == PEERDIST_ERROR_NO_MORE, "op %d: %u", i, st);
+                st == PEERDIST_ERROR_MISSING_DATA || st == PEERDIST_ERROR_NO_MORE,
+            "op %d: %u", i, st);
     }
     drain_exactly_once(port, ov, 8);
     PeerDistShutdown(h);
@@ -475,14 +493,22 @@ START_TEST(synchronous_argument_errors)
     PEERDIST_CLIENT_BASIC_INFO bi;
 
     /* NULL overlapped, NULL buffer with a size, size 0, reserved offsets. */
-    ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, 4, buf, NULL), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, 4, NULL, &ov), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, 0, buf, &ov), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, 4, buf, &off), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, 4, buf, &offh), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistClientCompleteContentInformation(h, c, NULL), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistClientCompleteContentInformation(h, c, &off), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistClientCompleteContentInformation(h, c, &offh), ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, 4, buf, NULL),
+        ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, 4, NULL, &ov),
+        ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, 0, buf, &ov),
+        ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, 4, buf, &off),
+        ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, 4, buf, &offh),
+        ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistClientCompleteContentInformation(h, c, NULL),
+        ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistClientCompleteContentInformation(h, c, &off),
+        ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistClientCompleteContentInformation(h, c, &offh),
+        ERROR_INVALID_PARAMETER);
     ck_assert_uint_eq(PeerDistClientAddData(h, c, 4, buf, NULL), ERROR_INVALID_PARAMETER);
     ck_assert_uint_eq(PeerDistClientAddData(h, c, 4, NULL, &ov), ERROR_INVALID_PARAMETER);
     ck_assert_uint_eq(PeerDistClientAddData(h, c, 0, buf, &ov), ERROR_INVALID_PARAMETER);
@@ -490,24 +516,31 @@ START_TEST(synchronous_argument_errors)
     ck_assert_uint_eq(PeerDistClientBlockRead(h, c, 4, NULL, 0, &ov), ERROR_INVALID_PARAMETER);
     ck_assert_uint_eq(PeerDistClientStreamRead(h, c, 4, buf, 0, NULL), ERROR_INVALID_PARAMETER);
     ck_assert_uint_eq(PeerDistClientStreamRead(h, c, 4, NULL, 0, &ov), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistClientGetInformationByHandle(h, c, MaximumPeerDistClientInfoByHandlesClass,
-        sizeof(bi), &bi), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistClientGetInformationByHandle(h, c, (PEERDIST_CLIENT_INFO_BY_HANDLE_CLASS)7,
-        sizeof(bi), &bi), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistClientGetInformationByHandle(h, c, PeerDistClientBasicInfo, sizeof(bi), NULL),
+    ck_assert_uint_eq(PeerDistClientGetInformationByHandle(h, c,
+                          MaximumPeerDistClientInfoByHandlesClass, sizeof(bi), &bi),
         ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistClientGetInformationByHandle(h, c, PeerDistClientBasicInfo, sizeof(bi) - 1, &bi),
+    ck_assert_uint_eq(PeerDistClientGetInformationByHandle(h, c,
+                          (PEERDIST_CLIENT_INFO_BY_HANDLE_CLASS)7, sizeof(bi), &bi),
+        ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(
+        PeerDistClientGetInformationByHandle(h, c, PeerDistClientBasicInfo, sizeof(bi), NULL),
+        ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(
+        PeerDistClientGetInformationByHandle(h, c, PeerDistClientBasicInfo, sizeof(bi) - 1, &bi),
         ERROR_INSUFFICIENT_BUFFER);
     /* Before CompleteContentInformation has succeeded. */
-    ck_assert_uint_eq(PeerDistClientGetInformationByHandle(h, c, PeerDistClientBasicInfo, sizeof(bi), &bi),
+    ck_assert_uint_eq(
+        PeerDistClientGetInformationByHandle(h, c, PeerDistClientBasicInfo, sizeof(bi), &bi),
         PEERDIST_ERROR_NOT_INITIALIZED);
     /* Nothing pending on the handle: nothing to cancel. */
-    ck_assert_uint_eq(PeerDistClientCancelAsyncOperation(h, c, &ov), PEERDIST_ERROR_OPERATION_NOTFOUND);
+    ck_assert_uint_eq(PeerDistClientCancelAsyncOperation(h, c, &ov),
+        PEERDIST_ERROR_OPERATION_NOTFOUND);
 
     /* Unknown instance; unknown, foreign and closed content handles. */
     PEERDIST_INSTANCE_HANDLE gone = api_startup();
     PeerDistShutdown(gone);
-    PEERDIST_CONTENT_HANDLE foreign = api_open_content(other, &tag, NULL), closed = api_open_content(h, &tag, NULL);
+    PEERDIST_CONTENT_HANDLE foreign = api_open_content(other, &tag, NULL),
+                            closed = api_open_content(h, &tag, NULL);
     ck_assert_uint_eq(PeerDistClientCloseContent(h, closed), ERROR_SUCCESS);
     PEERDIST_INSTANCE_HANDLE insts[] = {gone, NULL, h, h, h, h};
     PEERDIST_CONTENT_HANDLE hs[] = {c, c, NULL, foreign, closed, (PEERDIST_CONTENT_HANDLE)port};
@@ -515,14 +548,17 @@ START_TEST(synchronous_argument_errors)
         PEERDIST_INSTANCE_HANDLE hi = insts[i];
         PEERDIST_CONTENT_HANDLE hc = hs[i];
         OVERLAPPED z = {0};
-        ck_assert_uint_eq(PeerDistClientAddContentInformation(hi, hc, 4, buf, &z), ERROR_INVALID_HANDLE);
-        ck_assert_uint_eq(PeerDistClientCompleteContentInformation(hi, hc, &z), ERROR_INVALID_HANDLE);
+        ck_assert_uint_eq(PeerDistClientAddContentInformation(hi, hc, 4, buf, &z),
+            ERROR_INVALID_HANDLE);
+        ck_assert_uint_eq(PeerDistClientCompleteContentInformation(hi, hc, &z),
+            ERROR_INVALID_HANDLE);
         ck_assert_uint_eq(PeerDistClientAddData(hi, hc, 4, buf, &z), ERROR_INVALID_HANDLE);
         ck_assert_uint_eq(PeerDistClientBlockRead(hi, hc, 4, buf, 0, &z), ERROR_INVALID_HANDLE);
         ck_assert_uint_eq(PeerDistClientStreamRead(hi, hc, 0, NULL, 0, &z), ERROR_INVALID_HANDLE);
         ck_assert_uint_eq(PeerDistClientCancelAsyncOperation(hi, hc, NULL), ERROR_INVALID_HANDLE);
         ck_assert_uint_eq(PeerDistClientCancelAsyncOperation(hi, hc, &z), ERROR_INVALID_HANDLE);
-        ck_assert_uint_eq(PeerDistClientGetInformationByHandle(hi, hc, PeerDistClientBasicInfo, sizeof(bi), &bi),
+        ck_assert_uint_eq(
+            PeerDistClientGetInformationByHandle(hi, hc, PeerDistClientBasicInfo, sizeof(bi), &bi),
             ERROR_INVALID_HANDLE);
         ck_assert_uint_eq(z.Internal, 0); /* untouched: no completion is coming */
     }
@@ -555,7 +591,8 @@ static void assert_all_calls_fail(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_H
     ck_assert_uint_eq(PeerDistClientBlockRead(h, c, 4, buf, 0, &ov), want);
     ck_assert_uint_eq(PeerDistClientStreamRead(h, c, 4, buf, 0, &ov), want);
     ck_assert_uint_eq(PeerDistClientCancelAsyncOperation(h, c, NULL), want);
-    ck_assert_uint_eq(PeerDistClientGetInformationByHandle(h, c, PeerDistClientBasicInfo, sizeof(bi), &bi), want);
+    ck_assert_uint_eq(
+        PeerDistClientGetInformationByHandle(h, c, PeerDistClientBasicInfo, sizeof(bi), &bi), want);
     ck_assert(ov.Internal != STATUS_PENDING);
 }
 
@@ -600,14 +637,17 @@ START_TEST(one_add_content_information_at_a_time)
     uint8_t buf[100] = {1, 0};
     OVERLAPPED a = {0}, b = {0};
     td_pause(&td); /* the first one stays pending */
-    ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, sizeof(buf), buf, &a), ERROR_IO_PENDING);
-    ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, sizeof(buf), buf, &b), ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, sizeof(buf), buf, &a),
+        ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, sizeof(buf), buf, &b),
+        ERROR_INVALID_PARAMETER);
     ck_assert(!HasOverlappedIoCompleted(&a));
     td_resume(&td);
     DWORD n;
     PeerDistGetOverlappedResult(&a, &n, TRUE);
     /* Once it completed, the next one is accepted. */
-    ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, sizeof(buf), buf, &b), ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, sizeof(buf), buf, &b),
+        ERROR_IO_PENDING);
     PeerDistGetOverlappedResult(&b, &n, TRUE);
     PeerDistShutdown(h);
 }
@@ -640,9 +680,12 @@ START_TEST(daemon_gone_completes_everything_once)
     static uint8_t rb[2][4096];
     OVERLAPPED ov[5] = {{0}};
     td_pause(&td);
-    ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, 1000, data, &ov[0]), ERROR_IO_PENDING);
-    ck_assert_uint_eq(PeerDistClientBlockRead(h, c, sizeof(rb[0]), rb[0], 0, &ov[1]), ERROR_IO_PENDING);
-    ck_assert_uint_eq(PeerDistClientStreamRead(h, c, sizeof(rb[1]), rb[1], 0, &ov[2]), ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, 1000, data, &ov[0]),
+        ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistClientBlockRead(h, c, sizeof(rb[0]), rb[0], 0, &ov[1]),
+        ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistClientStreamRead(h, c, sizeof(rb[1]), rb[1], 0, &ov[2]),
+        ERROR_IO_PENDING);
     ck_assert_uint_eq(PeerDistClientCompleteContentInformation(h, c, &ov[3]), ERROR_IO_PENDING);
     /*
      * A paused daemon reads nothing, so the split AddData blocks in its writes until the kill
@@ -689,7 +732,6 @@ START_TEST(shutdown_aborts_content_operations)
     CloseHandle(port);
 }
 END_TEST
-
 
 static Suite *content_suite(void)
 {

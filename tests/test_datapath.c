@@ -95,12 +95,15 @@ static void round_trip(size_t len, DWORD version)
         ck_assert_uint_eq(got, n);
     }
     PEERDIST_CLIENT_BASIC_INFO bi = {.fFlashCrowd = TRUE};
-    ck_assert_uint_eq(PeerDistClientGetInformationByHandle(h, c, PeerDistClientBasicInfo, sizeof(bi), &bi),
+    ck_assert_uint_eq(
+        PeerDistClientGetInformationByHandle(h, c, PeerDistClientBasicInfo, sizeof(bi), &bi),
         PEERDIST_ERROR_NOT_INITIALIZED);
     OVERLAPPED cov = {0};
-    ck_assert_uint_eq(api_wait_pending(PeerDistClientCompleteContentInformation(h, c, &cov), &cov, NULL),
+    ck_assert_uint_eq(
+        api_wait_pending(PeerDistClientCompleteContentInformation(h, c, &cov), &cov, NULL),
         ERROR_SUCCESS);
-    ck_assert_uint_eq(PeerDistClientGetInformationByHandle(h, c, PeerDistClientBasicInfo, sizeof(bi), &bi),
+    ck_assert_uint_eq(
+        PeerDistClientGetInformationByHandle(h, c, PeerDistClientBasicInfo, sizeof(bi), &bi),
         ERROR_SUCCESS);
     ck_assert_int_eq(bi.fFlashCrowd, FALSE);
 
@@ -111,7 +114,8 @@ static void round_trip(size_t len, DWORD version)
         ck_assert_uint_eq(api_add_data(h, c, 0, one, 1, NULL), PEERDIST_ERROR_OUT_OF_BOUNDS);
         ck_assert_uint_eq(api_flush(h, &tag), ERROR_SUCCESS);
         PEERDIST_CONTENT_HANDLE c2 = api_open_with_ci(h, &tag, &ci);
-        ck_assert_uint_eq(api_block_read(h, c2, 0, sizeof(one), one).status, PEERDIST_ERROR_NO_MORE);
+        ck_assert_uint_eq(api_block_read(h, c2, 0, sizeof(one), one).status,
+            PEERDIST_ERROR_NO_MORE);
         ck_assert_uint_eq(PeerDistClientCloseContent(h, c2), ERROR_SUCCESS);
         goto done;
     }
@@ -190,21 +194,45 @@ done:
     free(data);
 }
 
-START_TEST(empty_content_v1) { round_trip(0, 1); }
+START_TEST(empty_content_v1)
+{
+    round_trip(0, 1);
+}
 END_TEST
-START_TEST(empty_content_v2) { round_trip(0, 2); }
+START_TEST(empty_content_v2)
+{
+    round_trip(0, 2);
+}
 END_TEST
-START_TEST(one_byte_v1) { round_trip(1, 1); }
+START_TEST(one_byte_v1)
+{
+    round_trip(1, 1);
+}
 END_TEST
-START_TEST(one_byte_v2) { round_trip(1, 2); }
+START_TEST(one_byte_v2)
+{
+    round_trip(1, 2);
+}
 END_TEST
-START_TEST(odd_size_v1) { round_trip(3 * MiB + 12345, 1); }
+START_TEST(odd_size_v1)
+{
+    round_trip(3 * MiB + 12345, 1);
+}
 END_TEST
-START_TEST(odd_size_v2) { round_trip(5 * MiB + 12345, 2); }
+START_TEST(odd_size_v2)
+{
+    round_trip(5 * MiB + 12345, 2);
+}
 END_TEST
-START_TEST(exactly_32_mib_v1) { round_trip(32 * MiB, 1); }
+START_TEST(exactly_32_mib_v1)
+{
+    round_trip(32 * MiB, 1);
+}
 END_TEST
-START_TEST(hundred_mib_v1) { round_trip(100 * MiB, 1); }
+START_TEST(hundred_mib_v1)
+{
+    round_trip(100 * MiB, 1);
+}
 END_TEST
 
 /* ---- across users, restarts and limits ---- */
@@ -334,7 +362,8 @@ START_TEST(ranged_blocks_are_shared_only_after_the_full_list)
     PEERDIST_INSTANCE_HANDLE h = api_startup();
     struct api_ci full, part = {0};
     publish_ci(h, "trust", data, len, 1, &full);
-    part.bytes = api_get_ci(h, "trust", 65536 + 100, 65536, NULL, &part.len); /* inside blocks 1-2 */
+    part.bytes = api_get_ci(h, "trust", 65536 + 100, 65536, NULL,
+        &part.len); /* inside blocks 1-2 */
     PEERDIST_CONTENT_TAG tag = {{0x66}};
     PEERDIST_CONTENT_HANDLE c = api_open_with_ci(h, &tag, &part);
     /* Blocks 1 and 2, whole. */
@@ -444,7 +473,8 @@ START_TEST(held_bytes_are_bounded_per_connection)
         PEERDIST_CONTENT_HANDLE c = api_open_with_ci(h, &tag, &ci);
         for (uint32_t b = 0; b < blocks; b++) {
             /* All of each block but its last byte: nothing completes, everything is held. */
-            DWORD rc = api_add_data(h, c, (uint64_t)b * 65536, data + (size_t)b * 65536, 65535, NULL);
+            DWORD rc = api_add_data(h, c, (uint64_t)b * 65536, data + (size_t)b * 65536, 65535,
+                NULL);
             if (rc != ERROR_SUCCESS) {
                 refused = rc;
                 handle_refused = k;

@@ -73,7 +73,6 @@ static void teardown(void)
 
 /* ---- helpers ---- */
 
-
 /* tests/vectors/README.md: byte[i] = (7*i + 13*(i >> 8)) mod 256. */
 static uint8_t *synth(size_t n)
 {
@@ -111,7 +110,6 @@ static uint8_t *read_hex(const char *name, size_t *len)
     return out;
 }
 
-
 static DWORD add(PEERDIST_INSTANCE_HANDLE h, PEERDIST_STREAM_HANDLE s, const uint8_t *p, DWORD n,
     DWORD *accepted)
 {
@@ -135,8 +133,10 @@ static DWORD complete(PEERDIST_INSTANCE_HANDLE h, PEERDIST_STREAM_HANDLE s)
 static uint8_t *expected_ci(const uint8_t *data, size_t n, enum ci_version v, size_t *len)
 {
     struct ci_secret ks;
-    ck_assert_int_eq(ci_secret_from_passphrase(v == CI_VERSION_1 ? CI_HASH_SHA256 : CI_HASH_SHA512_TRUNC,
-                         PASSPHRASE, strlen(PASSPHRASE), &ks), 0);
+    ck_assert_int_eq(
+        ci_secret_from_passphrase(v == CI_VERSION_1 ? CI_HASH_SHA256 : CI_HASH_SHA512_TRUNC,
+            PASSPHRASE, strlen(PASSPHRASE), &ks),
+        0);
     struct ci_gen *g = ci_gen_new(v, &ks);
     ck_assert_ptr_nonnull(g);
     ck_assert_int_eq(ci_gen_feed(g, data, n), 0);
@@ -198,8 +198,8 @@ START_TEST(unreadable_secret_is_a_startup_error)
     ck_assert_int_eq(truncate(path, 0), 0); /* empty: not a usable passphrase */
     pid_t pid = fork();
     if (pid == 0) {
-        execl(PEERDISTD_PATH, "peerdistd", "--socket", td.sock, "--db", td.db, "--config",
-            td.conf, (char *)NULL);
+        execl(PEERDISTD_PATH, "peerdistd", "--socket", td.sock, "--db", td.db, "--config", td.conf,
+            (char *)NULL);
         _exit(127);
     }
     int status;
@@ -227,8 +227,9 @@ START_TEST(v1_publication_matches_recorded_vector)
     /* Through a completion port with a key, in 1000-byte chunks, Offset per chunk. */
     HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
     PEERDIST_CONTENTINFO_HANDLE ci;
-    ck_assert_uint_eq(PeerDistServerOpenContentInformation(h, 9, (PBYTE)"synth300k", 0, 0, port,
-                          77, &ci), ERROR_SUCCESS);
+    ck_assert_uint_eq(
+        PeerDistServerOpenContentInformation(h, 9, (PBYTE) "synth300k", 0, 0, port, 77, &ci),
+        ERROR_SUCCESS);
     uint8_t buf[1000];
     size_t total = 0;
     for (;;) {
@@ -284,7 +285,8 @@ START_TEST(v2_publication_has_v1_and_v2)
     const size_t pieces[] = {33333, 1, 70001};
     api_publish(h, "v2", data, 300000, 2, pieces, 3);
     size_t n, en, vn;
-    uint8_t *v2 = api_get_ci(h, "v2", 0, 0, NULL, &n); /* plain Open: the publication's own version */
+    uint8_t *v2 = api_get_ci(h, "v2", 0, 0, NULL,
+        &n); /* plain Open: the publication's own version */
     uint8_t *exp2 = expected_ci(data, 300000, CI_VERSION_2, &en);
     assert_bytes(v2, n, exp2, en);
     ck_assert_uint_eq(v2[0], 0x00);
@@ -312,10 +314,12 @@ START_TEST(version_selection_and_option_checks)
     api_publish(h, "v1", data, 1000, 1, NULL, 0);
     PEERDIST_CONTENTINFO_HANDLE ci;
     PEERDIST_RETRIEVAL_OPTIONS ro22 = {sizeof(ro22), 2, 2, 0};
-    ck_assert_uint_eq(api_open_ci(h, "v1", 0, 0, &ro22, &ci), PEERDIST_ERROR_CONTENTINFO_VERSION_UNSUPPORTED);
-    PEERDIST_RETRIEVAL_OPTIONS bad[] = {
-        {15, 1, 2, 0}, {sizeof(PEERDIST_RETRIEVAL_OPTIONS), 1, 2, 1},
-        {sizeof(PEERDIST_RETRIEVAL_OPTIONS), 2, 1, 0}, {sizeof(PEERDIST_RETRIEVAL_OPTIONS), 0, 1, 0},
+    ck_assert_uint_eq(api_open_ci(h, "v1", 0, 0, &ro22, &ci),
+        PEERDIST_ERROR_CONTENTINFO_VERSION_UNSUPPORTED);
+    PEERDIST_RETRIEVAL_OPTIONS bad[] = {{15, 1, 2, 0},
+        {sizeof(PEERDIST_RETRIEVAL_OPTIONS), 1, 2, 1},
+        {sizeof(PEERDIST_RETRIEVAL_OPTIONS), 2, 1, 0},
+        {sizeof(PEERDIST_RETRIEVAL_OPTIONS), 0, 1, 0},
         {sizeof(PEERDIST_RETRIEVAL_OPTIONS), 1, 3, 0}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         ck_assert_uint_eq(api_open_ci(h, "v1", 0, 0, &bad[i], &ci), ERROR_INVALID_PARAMETER);
@@ -327,8 +331,10 @@ START_TEST(version_selection_and_option_checks)
     /* Publication options. */
     PEERDIST_STREAM_HANDLE s;
     PEERDIST_PUBLICATION_OPTIONS po3 = {3, 0}, pof = {1, 1};
-    ck_assert_uint_eq(PeerDistServerPublishStream(h, 1, (PBYTE)"o", 0, &po3, NULL, 0, &s), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistServerPublishStream(h, 1, (PBYTE)"o", 0, &pof, NULL, 0, &s), ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistServerPublishStream(h, 1, (PBYTE) "o", 0, &po3, NULL, 0, &s),
+        ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistServerPublishStream(h, 1, (PBYTE) "o", 0, &pof, NULL, 0, &s),
+        ERROR_INVALID_PARAMETER);
     PeerDistShutdown(h);
     free(got);
     free(exp);
@@ -390,25 +396,27 @@ START_TEST(already_exists_and_unpublish)
     uint8_t *data = synth(5000);
     api_publish(h, "dup", data, 5000, 1, NULL, 0);
     PEERDIST_STREAM_HANDLE s;
-    ck_assert_uint_eq(PeerDistServerPublishStream(h, 3, (PBYTE)"dup", 0, NULL, NULL, 0, &s),
+    ck_assert_uint_eq(PeerDistServerPublishStream(h, 3, (PBYTE) "dup", 0, NULL, NULL, 0, &s),
         PEERDIST_ERROR_ALREADY_EXISTS);
     /* In progress counts too. */
-    ck_assert_uint_eq(PeerDistServerPublishStream(h, 4, (PBYTE)"prog", 0, NULL, NULL, 0, &s), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistServerPublishStream(h, 4, (PBYTE) "prog", 0, NULL, NULL, 0, &s),
+        ERROR_SUCCESS);
     PEERDIST_STREAM_HANDLE s2;
-    ck_assert_uint_eq(PeerDistServerPublishStream(h, 4, (PBYTE)"prog", 0, NULL, NULL, 0, &s2),
+    ck_assert_uint_eq(PeerDistServerPublishStream(h, 4, (PBYTE) "prog", 0, NULL, NULL, 0, &s2),
         PEERDIST_ERROR_ALREADY_EXISTS);
     PEERDIST_CONTENTINFO_HANDLE ci;
     ck_assert_uint_eq(api_open_ci(h, "prog", 0, 0, NULL, &ci), ERROR_NOT_FOUND); /* not complete */
     ck_assert_uint_eq(PeerDistServerCloseStreamHandle(h, s), ERROR_SUCCESS);
     /* Closing a stream that never completed discards it: the id is free again. */
-    ck_assert_uint_eq(PeerDistServerPublishStream(h, 4, (PBYTE)"prog", 0, NULL, NULL, 0, &s), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistServerPublishStream(h, 4, (PBYTE) "prog", 0, NULL, NULL, 0, &s),
+        ERROR_SUCCESS);
     ck_assert_uint_eq(PeerDistServerCloseStreamHandle(h, s), ERROR_SUCCESS);
     /* A handle opened before Unpublish keeps working; later opens fail. */
     ck_assert_uint_eq(api_open_ci(h, "dup", 0, 0, NULL, &ci), ERROR_SUCCESS);
-    ck_assert_uint_eq(PeerDistServerUnpublish(h, 3, (PBYTE)"dup"), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistServerUnpublish(h, 3, (PBYTE) "dup"), ERROR_SUCCESS);
     PEERDIST_CONTENTINFO_HANDLE ci2;
     ck_assert_uint_eq(api_open_ci(h, "dup", 0, 0, NULL, &ci2), ERROR_NOT_FOUND);
-    ck_assert_uint_eq(PeerDistServerUnpublish(h, 3, (PBYTE)"dup"), ERROR_NOT_FOUND);
+    ck_assert_uint_eq(PeerDistServerUnpublish(h, 3, (PBYTE) "dup"), ERROR_NOT_FOUND);
     size_t n, en;
     uint8_t *got = api_retrieve_ci(h, ci, 100, &n);
     uint8_t *exp = expected_ci(data, 5000, CI_VERSION_1, &en);
@@ -448,12 +456,14 @@ START_TEST(publications_go_with_their_instance)
     ck_assert_uint_eq(api_open_ci(a, "mine", 0, 0, NULL, &ci), ERROR_SUCCESS);
     uint8_t buf[16];
     OVERLAPPED ov = {0};
-    ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(b, ci, 16, buf, &ov), ERROR_INVALID_HANDLE);
+    ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(b, ci, 16, buf, &ov),
+        ERROR_INVALID_HANDLE);
     /* The daemon drops a's publications when it sees a's connection close, which Shutdown
      * does not wait for: wait for the daemon's line saying so, then b must not find them. */
     struct closes seen = {td_log_count(&td, CLOSED_LINE)};
     ck_assert_uint_eq(PeerDistShutdown(a), ERROR_SUCCESS);
-    ck_assert_msg(td_wait_until(one_more_close, &seen), "the daemon never saw a's connection close");
+    ck_assert_msg(td_wait_until(one_more_close, &seen),
+        "the daemon never saw a's connection close");
     ck_assert_uint_eq(api_open_ci(b, "mine", 0, 0, NULL, &ci), ERROR_NOT_FOUND);
     PeerDistShutdown(b);
     free(data);
@@ -474,12 +484,14 @@ START_TEST(another_uid_has_its_own_publications)
         if (PeerDistStartup(PEERDIST_VERSION, &o, NULL) != ERROR_SUCCESS)
             _exit(11);
         PEERDIST_CONTENTINFO_HANDLE ci;
-        if (PeerDistServerOpenContentInformation(o, 11, (PBYTE)"shared-name", 0, 0, NULL, 0, &ci) != ERROR_NOT_FOUND)
+        if (PeerDistServerOpenContentInformation(o, 11, (PBYTE) "shared-name", 0, 0, NULL, 0,
+                &ci) != ERROR_NOT_FOUND)
             _exit(12);
-        if (PeerDistServerUnpublish(o, 11, (PBYTE)"shared-name") != ERROR_NOT_FOUND)
+        if (PeerDistServerUnpublish(o, 11, (PBYTE) "shared-name") != ERROR_NOT_FOUND)
             _exit(13);
         PEERDIST_STREAM_HANDLE s;
-        if (PeerDistServerPublishStream(o, 11, (PBYTE)"shared-name", 0, NULL, NULL, 0, &s) != ERROR_SUCCESS)
+        if (PeerDistServerPublishStream(o, 11, (PBYTE) "shared-name", 0, NULL, NULL, 0, &s) !=
+            ERROR_SUCCESS)
             _exit(14);
         _exit(0);
     }
@@ -528,7 +540,8 @@ START_TEST(declared_length_rules)
     PEERDIST_INSTANCE_HANDLE h = api_startup();
     uint8_t *data = synth(20);
     PEERDIST_STREAM_HANDLE s;
-    ck_assert_uint_eq(PeerDistServerPublishStream(h, 1, (PBYTE)"L", 10, NULL, NULL, 0, &s), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistServerPublishStream(h, 1, (PBYTE) "L", 10, NULL, NULL, 0, &s),
+        ERROR_SUCCESS);
     DWORD got;
     ck_assert_uint_eq(add(h, s, data, 11, &got), PEERDIST_ERROR_OUT_OF_BOUNDS);
     ck_assert_uint_eq(add(h, s, data, 5, &got), ERROR_SUCCESS);
@@ -559,36 +572,51 @@ START_TEST(synchronous_errors)
     PEERDIST_CONTENTINFO_HANDLE ci;
     OVERLAPPED ov = {0};
     BYTE buf[16] = {0};
-    ck_assert_uint_eq(PeerDistServerPublishStream(h, 0, (PBYTE)"x", 0, NULL, NULL, 0, &s), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistServerPublishStream(h, 1, NULL, 0, NULL, NULL, 0, &s), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistServerPublishStream(h, 1, (PBYTE)"x", 0, NULL, NULL, 0, NULL), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistServerPublishStream(h, 1, (PBYTE)"x", 0, NULL, (HANDLE)12345, 0, &s), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistServerPublishStream((HANDLE)12345, 1, (PBYTE)"x", 0, NULL, NULL, 0, &s), ERROR_INVALID_HANDLE);
-    ck_assert_uint_eq(PeerDistServerUnpublish(h, 0, (PBYTE)"x"), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistServerUnpublish(h, 7, (PBYTE)"unknown"), ERROR_NOT_FOUND);
+    ck_assert_uint_eq(PeerDistServerPublishStream(h, 0, (PBYTE) "x", 0, NULL, NULL, 0, &s),
+        ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistServerPublishStream(h, 1, NULL, 0, NULL, NULL, 0, &s),
+        ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistServerPublishStream(h, 1, (PBYTE) "x", 0, NULL, NULL, 0, NULL),
+        ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistServerPublishStream(h, 1, (PBYTE) "x", 0, NULL, (HANDLE)12345, 0, &s),
+        ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(
+        PeerDistServerPublishStream((HANDLE)12345, 1, (PBYTE) "x", 0, NULL, NULL, 0, &s),
+        ERROR_INVALID_HANDLE);
+    ck_assert_uint_eq(PeerDistServerUnpublish(h, 0, (PBYTE) "x"), ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistServerUnpublish(h, 7, (PBYTE) "unknown"), ERROR_NOT_FOUND);
     ck_assert_uint_eq(api_open_ci(h, "unknown", 0, 0, NULL, &ci), ERROR_NOT_FOUND);
-    ck_assert_uint_eq(PeerDistServerCancelAsyncOperation(h, 1, (PBYTE)"x", &ov), PEERDIST_ERROR_OPERATION_NOTFOUND);
-    ck_assert_uint_eq(PeerDistServerCancelAsyncOperation(h, 1, (PBYTE)"x", NULL), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, (HANDLE)12345, 1, buf, &ov), ERROR_INVALID_HANDLE);
+    ck_assert_uint_eq(PeerDistServerCancelAsyncOperation(h, 1, (PBYTE) "x", &ov),
+        PEERDIST_ERROR_OPERATION_NOTFOUND);
+    ck_assert_uint_eq(PeerDistServerCancelAsyncOperation(h, 1, (PBYTE) "x", NULL),
+        ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, (HANDLE)12345, 1, buf, &ov),
+        ERROR_INVALID_HANDLE);
     ck_assert_uint_eq(PeerDistServerCloseStreamHandle(h, (HANDLE)12345), ERROR_INVALID_HANDLE);
-    ck_assert_uint_eq(PeerDistServerPublishStream(h, 1, (PBYTE)"x", 0, NULL, NULL, 0, &s), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistServerPublishStream(h, 1, (PBYTE) "x", 0, NULL, NULL, 0, &s),
+        ERROR_SUCCESS);
     ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, 0, buf, &ov), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, 1, NULL, &ov), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, 1, buf, NULL), ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, 1, NULL, &ov),
+        ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, 1, buf, NULL),
+        ERROR_INVALID_PARAMETER);
     ov.Offset = 1;
     ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, 1, buf, &ov), ERROR_INVALID_PARAMETER);
     ck_assert_uint_eq(PeerDistServerPublishCompleteStream(h, s, &ov), ERROR_INVALID_PARAMETER);
     ov.Offset = 0;
     /* A stream handle is not a content-information handle. */
-    ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(h, s, 16, buf, &ov), ERROR_INVALID_HANDLE);
+    ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(h, s, 16, buf, &ov),
+        ERROR_INVALID_HANDLE);
     ck_assert_uint_eq(PeerDistServerCloseContentInformation(h, s), ERROR_INVALID_HANDLE);
     /* One AddToStream at a time (the daemon paused, so the first one stays pending). */
     size_t first = 1000;
     uint8_t *data = synth(first);
     OVERLAPPED ov1 = {0}, ov2 = {0};
     td_pause(&td);
-    ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, (DWORD)first, data, &ov1), ERROR_IO_PENDING);
-    ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, 1, buf, &ov2), ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, (DWORD)first, data, &ov1),
+        ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, 1, buf, &ov2),
+        ERROR_INVALID_PARAMETER);
     ck_assert(!HasOverlappedIoCompleted(&ov1));
     td_resume(&td);
     DWORD got;
@@ -598,10 +626,13 @@ START_TEST(synchronous_errors)
     ck_assert_uint_eq(api_wait(&ov2, &got), ERROR_SUCCESS);
     ck_assert_uint_eq(complete(h, s), ERROR_SUCCESS);
     ck_assert_uint_eq(api_open_ci(h, "x", 0, 0, NULL, &ci), ERROR_SUCCESS);
-    ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(h, ci, 0, buf, &ov), ERROR_INVALID_PARAMETER);
-    ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(h, ci, 16, NULL, &ov), ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(h, ci, 0, buf, &ov),
+        ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(h, ci, 16, NULL, &ov),
+        ERROR_INVALID_PARAMETER);
     ov.OffsetHigh = 1;
-    ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(h, ci, 16, buf, &ov), ERROR_INVALID_PARAMETER);
+    ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(h, ci, 16, buf, &ov),
+        ERROR_INVALID_PARAMETER);
     PeerDistShutdown(h);
     free(data);
 }
@@ -614,10 +645,12 @@ START_TEST(cancel_and_close_with_work_pending)
     size_t big = 48u << 20;
     uint8_t *data = synth(big);
     PEERDIST_STREAM_HANDLE s;
-    ck_assert_uint_eq(PeerDistServerPublishStream(h, 1, (PBYTE)"c", 0, NULL, NULL, 0, &s), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistServerPublishStream(h, 1, (PBYTE) "c", 0, NULL, NULL, 0, &s),
+        ERROR_SUCCESS);
     OVERLAPPED ov = {0};
-    ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, (DWORD)big, data, &ov), ERROR_IO_PENDING);
-    DWORD rc = PeerDistServerCancelAsyncOperation(h, 1, (PBYTE)"c", &ov);
+    ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, (DWORD)big, data, &ov),
+        ERROR_IO_PENDING);
+    DWORD rc = PeerDistServerCancelAsyncOperation(h, 1, (PBYTE) "c", &ov);
     DWORD got;
     if (rc == ERROR_SUCCESS) {
         ck_assert(HasOverlappedIoCompleted(&ov));
@@ -626,13 +659,16 @@ START_TEST(cancel_and_close_with_work_pending)
         ck_assert_uint_eq(rc, PEERDIST_ERROR_OPERATION_NOTFOUND);
         ck_assert_uint_eq(api_wait(&ov, &got), ERROR_SUCCESS);
     }
-    ck_assert_uint_eq(PeerDistServerCancelAsyncOperation(h, 1, (PBYTE)"c", &ov), PEERDIST_ERROR_OPERATION_NOTFOUND);
+    ck_assert_uint_eq(PeerDistServerCancelAsyncOperation(h, 1, (PBYTE) "c", &ov),
+        PEERDIST_ERROR_OPERATION_NOTFOUND);
     /* Close with an add pending: it completes exactly once, through the port. */
     HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
     PEERDIST_STREAM_HANDLE s2;
-    ck_assert_uint_eq(PeerDistServerPublishStream(h, 2, (PBYTE)"c2", 0, NULL, port, 5, &s2), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistServerPublishStream(h, 2, (PBYTE) "c2", 0, NULL, port, 5, &s2),
+        ERROR_SUCCESS);
     OVERLAPPED ov2 = {0};
-    ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s2, (DWORD)big, data, &ov2), ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s2, (DWORD)big, data, &ov2),
+        ERROR_IO_PENDING);
     ck_assert_uint_eq(PeerDistServerCloseStreamHandle(h, s2), ERROR_SUCCESS);
     ULONG_PTR key;
     LPOVERLAPPED pov;
@@ -658,7 +694,8 @@ START_TEST(handles_from_before_a_restart_are_invalidated)
     api_publish(h, "keep", data, 1000, 1, NULL, 0);
     PEERDIST_STREAM_HANDLE s;
     PEERDIST_CONTENTINFO_HANDLE ci;
-    ck_assert_uint_eq(PeerDistServerPublishStream(h, 1, (PBYTE)"s", 0, NULL, NULL, 0, &s), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistServerPublishStream(h, 1, (PBYTE) "s", 0, NULL, NULL, 0, &s),
+        ERROR_SUCCESS);
     ck_assert_uint_eq(api_open_ci(h, "keep", 0, 0, NULL, &ci), ERROR_SUCCESS);
     td_stop(&td);
     OVERLAPPED ov = {0};
@@ -670,8 +707,10 @@ START_TEST(handles_from_before_a_restart_are_invalidated)
     ck_assert_uint_eq(rc, PEERDIST_ERROR_SERVICE_UNAVAILABLE);
     memset(&ov, 0, sizeof(ov));
     td_start(&td);
-    ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, 1, buf, &ov), PEERDIST_ERROR_INVALIDATED);
-    ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(h, ci, 16, buf, &ov), PEERDIST_ERROR_INVALIDATED);
+    ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, 1, buf, &ov),
+        PEERDIST_ERROR_INVALIDATED);
+    ck_assert_uint_eq(PeerDistServerRetrieveContentInformation(h, ci, 16, buf, &ov),
+        PEERDIST_ERROR_INVALIDATED);
     ck_assert_uint_eq(PeerDistServerCloseStreamHandle(h, s), ERROR_SUCCESS);
     ck_assert_uint_eq(PeerDistServerCloseContentInformation(h, ci), ERROR_SUCCESS);
     /* The publication went with the old connection. */
