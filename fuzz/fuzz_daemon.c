@@ -22,15 +22,15 @@
 #include "worker.h"
 
 /* Bounds that keep one input fast and the state across inputs small. */
-#define FZ_MAX_OPS 192                /* operations per input */
-#define FZ_MAX_IDS (FZ_MAX_OPS + 16)  /* request ids per connection (ops, Hello, cleanup) */
-#define FZ_MAX_RECONNECTS 6           /* fresh connections per client per input */
-#define FZ_BYTE_BUDGET (12u << 20)    /* request bytes per input (past PUB_EARLY_ACK_BYTES) */
-#define FZ_HANDLES 8                  /* content handles 1..7 are modelled (0 never exists) */
+#define FZ_MAX_OPS 192               /* operations per input */
+#define FZ_MAX_IDS (FZ_MAX_OPS + 16) /* request ids per connection (ops, Hello, cleanup) */
+#define FZ_MAX_RECONNECTS 6          /* fresh connections per client per input */
+#define FZ_BYTE_BUDGET (12u << 20)   /* request bytes per input (past PUB_EARLY_ACK_BYTES) */
+#define FZ_HANDLES 8                 /* content handles 1..7 are modelled (0 never exists) */
 #define FZ_NCLIENTS 2
 #define FZ_NTAGS 4
 #define FZ_NVARIANTS 4
-#define FZ_MAX_GENERATED 24           /* ranged content information remembered per input */
+#define FZ_MAX_GENERATED 24 /* ranged content information remembered per input */
 
 /* ---- the daemon, set up once by daemon_init, as daemon/main.c does ---- */
 
@@ -193,8 +193,11 @@ static size_t in_take(struct in *in, size_t want, const uint8_t **out)
 }
 
 static const uint8_t tags[FZ_NTAGS][STORE_TAG_SIZE] = {
-    {1}, {2}, {0x7b, 0x3a, 0x11, 0x90, 0x00, 0x00, 0x40, 0x00, 0x80, 0, 0, 0, 0, 0, 0, 0x42},
-    {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+    {1},
+    {2},
+    {0x7b, 0x3a, 0x11, 0x90, 0x00, 0x00, 0x40, 0x00, 0x80, 0, 0, 0, 0, 0, 0, 0x42},
+    {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff},
 };
 
 /* A tag from the set, or now and then one of a wrong size. */
@@ -305,10 +308,10 @@ struct handle_model {
 
 struct client {
     int fd;
-    bool eof;         /* the daemon closed it */
-    bool cleanup;     /* the end-of-input flush connection: every flush must succeed */
-    bool lax;         /* raw bytes sent: replies to ids we did not choose, or none, may come */
-    bool deaf;        /* not reading replies (until a settle, or sending stalls) */
+    bool eof;     /* the daemon closed it */
+    bool cleanup; /* the end-of-input flush connection: every flush must succeed */
+    bool lax;     /* raw bytes sent: replies to ids we did not choose, or none, may come */
+    bool deaf;    /* not reading replies (until a settle, or sending stalls) */
     uid_t uid;
     unsigned connects;
     uint64_t next_id;
@@ -346,11 +349,11 @@ static void client_reset(struct client *cl)
     cl->tags_seen = 0;
 }
 
-#define FAIL(...)                                                                                 \
-    do {                                                                                          \
-        fprintf(stderr, "fuzz_daemon: " __VA_ARGS__);                                             \
-        fputc('\n', stderr);                                                                      \
-        abort();                                                                                  \
+#define FAIL(...)                                     \
+    do {                                              \
+        fprintf(stderr, "fuzz_daemon: " __VA_ARGS__); \
+        fputc('\n', stderr);                          \
+        abort();                                      \
     } while (0)
 
 static int expected_body(uint8_t type)
@@ -441,8 +444,8 @@ static void check_reply(struct client *cl, const uint8_t *payload, uint32_t len)
             (unsigned long long)r->id, r->status, r->body_case);
     int want = expected_body(s->type);
     if (r->body_case != PEERDIST__REPLY__BODY__NOT_SET && (int)r->body_case != want)
-        FAIL("id %llu (request type %d) answered with body %d", (unsigned long long)r->id,
-            s->type, r->body_case);
+        FAIL("id %llu (request type %d) answered with body %d", (unsigned long long)r->id, s->type,
+            r->body_case);
     /* Success carries the body its type defines (Flush has none in practice). */
     if (r->status == ERROR_SUCCESS && want != PEERDIST__REPLY__BODY__NOT_SET &&
         want != PEERDIST__REPLY__BODY_FLUSH && (int)r->body_case != want)
@@ -541,8 +544,8 @@ static void send_bytes(struct client *cl, const uint8_t *buf, size_t len)
 }
 
 /* Packs and sends one request; its id and what its reply is checked against are recorded. */
-static void send_request(struct client *cl, Peerdist__Request *req, uint64_t handle,
-    uint64_t count, const uint8_t *ci, size_t ci_len)
+static void send_request(struct client *cl, Peerdist__Request *req, uint64_t handle, uint64_t count,
+    const uint8_t *ci, size_t ci_len)
 {
     if (cl->next_id >= FZ_MAX_IDS)
         return;
@@ -603,10 +606,8 @@ static void client_connect(struct client *cl, uint8_t hello_mode, struct in *in)
         send_hello(cl, min, in_u8(in) % 4);
         break;
     }
-    case 15: /* no Hello: the first request is whatever comes next */
-        break;
-    default:
-        send_hello(cl, PD_PROTOCOL_VERSION_MIN, PD_PROTOCOL_VERSION_MAX);
+    case 15: /* no Hello: the first request is whatever comes next */ break;
+    default: send_hello(cl, PD_PROTOCOL_VERSION_MIN, PD_PROTOCOL_VERSION_MAX);
     }
 }
 
@@ -642,9 +643,9 @@ static size_t make_ci(struct in *in, const uint8_t **out)
     struct generated *g = &fixed_gen[v][ver];
     uint8_t how = in_u8(in) % 8;
     switch (how) {
-    case 0: case 1: case 2:
-        *out = g->wire;
-        return g->len;
+    case 0:
+    case 1:
+    case 2: *out = g->wire; return g->len;
     case 3: { /* ranged */
         uint64_t off = pick_offset(in, v), len = pick_length(in, v, off);
         struct ci_info *r;
@@ -664,7 +665,8 @@ static size_t make_ci(struct in *in, const uint8_t **out)
         *out = wire;
         return n;
     }
-    case 4: case 5: { /* a piece: [a, a + n) of the whole */
+    case 4:
+    case 5: { /* a piece: [a, a + n) of the whole */
         size_t a = in_u16(in) % (g->len + 1);
         size_t n = in_u16(in) % (g->len - a + 1);
         *out = g->wire + a;
@@ -680,17 +682,41 @@ static size_t make_ci(struct in *in, const uint8_t **out)
         *out = scratch;
         return n;
     }
-    default:
-        return in_take(in, in_u16(in) % 2048, out);
+    default: return in_take(in, in_u16(in) % 2048, out);
     }
 }
 
 enum op {
-    OP_HELLO, OP_GET_STATUS, OP_OPEN, OP_CLOSE, OP_FLUSH, OP_DAEMON_INFO, OP_PUB_STREAM,
-    OP_PUB_ADD, OP_PUB_COMPLETE, OP_CLOSE_STREAM, OP_UNPUBLISH, OP_OPEN_CI, OP_RETRIEVE_CI,
-    OP_CLOSE_CI, OP_ADD_CI, OP_COMPLETE_CI, OP_ADD_DATA, OP_READ, OP_CANCEL, OP_TAGS,
-    OP_RAW_FRAME, OP_BAD_HEADER, OP_NO_BODY, OP_ID_ZERO, OP_SETTLE, OP_DISCONNECT, OP_MODE,
-    OP_PUMP, OP_DEAF, OP_COUNT
+    OP_HELLO,
+    OP_GET_STATUS,
+    OP_OPEN,
+    OP_CLOSE,
+    OP_FLUSH,
+    OP_DAEMON_INFO,
+    OP_PUB_STREAM,
+    OP_PUB_ADD,
+    OP_PUB_COMPLETE,
+    OP_CLOSE_STREAM,
+    OP_UNPUBLISH,
+    OP_OPEN_CI,
+    OP_RETRIEVE_CI,
+    OP_CLOSE_CI,
+    OP_ADD_CI,
+    OP_COMPLETE_CI,
+    OP_ADD_DATA,
+    OP_READ,
+    OP_CANCEL,
+    OP_TAGS,
+    OP_RAW_FRAME,
+    OP_BAD_HEADER,
+    OP_NO_BODY,
+    OP_ID_ZERO,
+    OP_SETTLE,
+    OP_DISCONNECT,
+    OP_MODE,
+    OP_PUMP,
+    OP_DEAF,
+    OP_COUNT
 };
 
 /* The common Add* ops get more of the selector byte so useful sequences come up often. */
@@ -770,7 +796,9 @@ static void run_op(struct client *cl, enum op op, struct in *in)
         uint8_t k = in_u8(in);
         m.pstream = (Peerdist__PublishStreamRequest)PEERDIST__PUBLISH_STREAM_REQUEST__INIT;
         m.pstream.content_id = pick_content_id(in);
-        m.pstream.content_length = k % 4 == 0 ? 0 : k % 4 == 1 ? variant_len[v] : pick_offset(in, v);
+        m.pstream.content_length = k % 4 == 0 ? 0
+            : k % 4 == 1                      ? variant_len[v]
+                                              : pick_offset(in, v);
         m.pstream.version = (k >> 2) % 8 < 6 ? 1 + (k >> 2) % 2 : (k >> 2) % 4;
         req.body_case = PEERDIST__REQUEST__BODY_PUBLISH_STREAM;
         req.publish_stream = &m.pstream;
@@ -807,7 +835,8 @@ static void run_op(struct client *cl, enum op op, struct in *in)
         req.unpublish = &m.unpublish;
         break;
     case OP_OPEN_CI: {
-        static const uint32_t vers[][2] = {{0, 0}, {0, 0}, {1, 1}, {1, 2}, {2, 2}, {2, 1}, {0, 2}, {3, 3}};
+        static const uint32_t vers[][2] = {{0, 0}, {0, 0}, {1, 1}, {1, 2}, {2, 2}, {2, 1}, {0, 2},
+            {3, 3}};
         int v = in_u8(in) % FZ_NVARIANTS;
         uint8_t k = in_u8(in);
         m.oci = (Peerdist__OpenContentInfoRequest)PEERDIST__OPEN_CONTENT_INFO_REQUEST__INIT;
@@ -848,7 +877,8 @@ static void run_op(struct client *cl, enum op op, struct in *in)
         req.add_content_info = &m.aci;
         break;
     case OP_COMPLETE_CI:
-        m.ccomplete = (Peerdist__CompleteContentInfoRequest)PEERDIST__COMPLETE_CONTENT_INFO_REQUEST__INIT;
+        m.ccomplete = (Peerdist__CompleteContentInfoRequest)
+            PEERDIST__COMPLETE_CONTENT_INFO_REQUEST__INIT;
         m.ccomplete.handle = handle = pick_handle(in);
         req.body_case = PEERDIST__REQUEST__BODY_COMPLETE_CONTENT_INFO;
         req.complete_content_info = &m.ccomplete;
@@ -885,7 +915,9 @@ static void run_op(struct client *cl, enum op op, struct in *in)
         m.cancel.handle = handle = pick_handle(in);
         m.cancel.kind = k % 4;
         /* 0 = everything, else one of the last few requests sent on this connection */
-        m.cancel.request_id = (k >> 2) % 8 == 0 || cl->next_id <= (k >> 2) % 8 ? 0 : cl->next_id - (k >> 2) % 8;
+        m.cancel.request_id = (k >> 2) % 8 == 0 || cl->next_id <= (k >> 2) % 8
+            ? 0
+            : cl->next_id - (k >> 2) % 8;
         req.body_case = PEERDIST__REQUEST__BODY_CANCEL;
         req.cancel = &m.cancel;
         break;
@@ -912,14 +944,15 @@ static void run_op(struct client *cl, enum op op, struct in *in)
     }
     case OP_BAD_HEADER: { /* over the cap (closes), or a frame that never finishes */
         uint8_t k = in_u8(in);
-        uint32_t len = k & 1 ? FRAME_MAX_PAYLOAD + 1 + (k >> 1) : k & 2 ? UINT32_MAX : FRAME_MAX_PAYLOAD;
+        uint32_t len = k & 1 ? FRAME_MAX_PAYLOAD + 1 + (k >> 1)
+            : k & 2          ? UINT32_MAX
+                             : FRAME_MAX_PAYLOAD;
         uint8_t hdr[FRAME_HEADER_SIZE] = {len >> 24, len >> 16, len >> 8, len};
         cl->lax |= len <= FRAME_MAX_PAYLOAD; /* it swallows the requests after it */
         send_bytes(cl, hdr, sizeof(hdr));
         return;
     }
-    case OP_NO_BODY: /* a request type from a newer client */
-        break;
+    case OP_NO_BODY: /* a request type from a newer client */ break;
     case OP_ID_ZERO: { /* reserved for notices: closes the connection, no reply */
         uint8_t frame[64];
         req.body_case = PEERDIST__REQUEST__BODY_GET_STATUS;
@@ -927,9 +960,7 @@ static void run_op(struct client *cl, enum op op, struct in *in)
         send_bytes(cl, frame, frame_pack(&req.base, frame));
         return;
     }
-    case OP_SETTLE: /* every reply in, every job done */
-        settle();
-        return;
+    case OP_SETTLE: /* every reply in, every job done */ settle(); return;
     case OP_PUMP: /* one turn of the loop: what was sent so far is read, some of it answered */
         pump();
         return;
@@ -944,8 +975,7 @@ static void run_op(struct client *cl, enum op op, struct in *in)
         D.cfg.mode = in_u8(in) % 4 == 0 ? MODE_DISABLED : MODE_LOCAL;
         dispatch_broadcast_status(&D);
         return;
-    case OP_COUNT:
-        abort();
+    case OP_COUNT: abort();
     }
     send_request(cl, &req, handle, count, ci, ci_len);
 }

@@ -13,7 +13,7 @@ BOOL wait_for(LPOVERLAPPED ov)
 
 DWORD flash_crowd(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, BOOL *crowd)
 {
-    DWORD rc = PeerDistClientGetInformationByHandle(h, c, PeerDistClientBasicInfo,
-        sizeof(BOOL), crowd);
+    DWORD rc = PeerDistClientGetInformationByHandle(h, c, PeerDistClientBasicInfo, sizeof(BOOL),
+        crowd);
     return rc;
 }

@@ -161,8 +161,8 @@ static struct ci_secret secret_for(enum ci_hash_alg alg)
 {
     struct ci_secret ks;
 
-    ck_assert_int_eq(ci_secret_from_passphrase(alg, SYNTH_PASSPHRASE, strlen(SYNTH_PASSPHRASE),
-                                               &ks), 0);
+    ck_assert_int_eq(
+        ci_secret_from_passphrase(alg, SYNTH_PASSPHRASE, strlen(SYNTH_PASSPHRASE), &ks), 0);
     return ks;
 }
 
@@ -428,7 +428,7 @@ START_TEST(test_synth300k_v2_imposed)
         snprintf(key, sizeof(key), "seg%d_HoHoDk", i);
         assert_hex_eq(ci->segments[i].id, 32, exp, key);
         ck_assert(ci_verify_segment_data(ci, (size_t)i, data + ci->segments[i].offset,
-                                         ci->segments[i].length));
+            ci->segments[i].length));
     }
     ci_info_free(ci);
     free(want);
@@ -446,8 +446,8 @@ START_TEST(test_text_key)
     uint8_t want[64];
     struct ci_secret ks;
 
-    ck_assert_int_eq(ci_secret_from_text(CI_HASH_SHA256, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80",
-                                         &ks), 0);
+    ck_assert_int_eq(
+        ci_secret_from_text(CI_HASH_SHA256, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", &ks), 0);
     sha(EVP_sha256(), utf16, sizeof(utf16), want);
     ck_assert_mem_eq(ks.key, want, 32);
     ck_assert_int_eq(ci_secret_from_text(CI_HASH_SHA512_TRUNC, "test", &ks), 0);
@@ -547,7 +547,7 @@ static size_t segment_of(const struct ci_info *ci, uint64_t pos)
 
 /* Blocks of a segment that intersect [off, end), counted block by block. */
 static void intersecting_blocks(const struct ci_segment *s, uint64_t off, uint64_t end,
-                                uint32_t *first, uint32_t *count)
+    uint32_t *first, uint32_t *count)
 {
     *count = 0;
     for (uint32_t k = 0; k < ci_segment_block_count(s); k++) {
@@ -621,17 +621,17 @@ START_TEST(test_v1_ranges)
     const uint64_t seg = CI_V1_SEGMENT_SIZE, blk = CI_V1_BLOCK_SIZE, total = SYNTH_35M;
     struct ci_info *r;
 
-    check_v1_range(g_full35, 100, 1000);                  /* inside one block */
-    check_v1_range(g_full35, blk - 10, 20);               /* across a block boundary */
-    check_v1_range(g_full35, 3 * blk + 5, 10 * blk);      /* starts and ends inside blocks */
-    check_v1_range(g_full35, seg - 100000, 300000);       /* across the segment boundary */
-    check_v1_range(g_full35, seg - 1, 2);                 /* last byte of 0, first of 1 */
-    check_v1_range(g_full35, seg, total - seg);           /* exactly the second segment */
-    check_v1_range(g_full35, 0, seg);                     /* exactly the first segment */
-    check_v1_range(g_full35, 0, total - 1);               /* all but the last byte */
-    check_v1_range(g_full35, total - 1, 1);               /* the last byte */
-    check_v1_range(g_full35, 1, total - 1);               /* all but the first byte */
-    check_v1_range(g_full35, 0, total);                   /* whole: Windows' zeros */
+    check_v1_range(g_full35, 100, 1000);             /* inside one block */
+    check_v1_range(g_full35, blk - 10, 20);          /* across a block boundary */
+    check_v1_range(g_full35, 3 * blk + 5, 10 * blk); /* starts and ends inside blocks */
+    check_v1_range(g_full35, seg - 100000, 300000);  /* across the segment boundary */
+    check_v1_range(g_full35, seg - 1, 2);            /* last byte of 0, first of 1 */
+    check_v1_range(g_full35, seg, total - seg);      /* exactly the second segment */
+    check_v1_range(g_full35, 0, seg);                /* exactly the first segment */
+    check_v1_range(g_full35, 0, total - 1);          /* all but the last byte */
+    check_v1_range(g_full35, total - 1, 1);          /* the last byte */
+    check_v1_range(g_full35, 1, total - 1);          /* all but the first byte */
+    check_v1_range(g_full35, 0, total);              /* whole: Windows' zeros */
     /* Empty ranges, ranges past the end, and ranged input are refused. */
     ck_assert_int_eq(ci_range(g_full35, 0, 0, &r), -1);
     ck_assert_int_eq(ci_range(g_full35, total, 1, &r), -1);
@@ -653,9 +653,14 @@ START_TEST(test_v2_ranges)
     uint8_t *data = synth(SYNTH_300K), *wire;
     struct ci_secret ks = secret_for(CI_HASH_SHA512_TRUNC);
     struct ci_info *full = generate(ci_gen_new_v2_imposed(&ks, lengths, 5), data, SYNTH_300K,
-                                    SYNTH_300K);
+        SYNTH_300K);
     static const uint64_t cases[][2] = {
-        {10, 20}, {39389, 2}, {39390, 60320}, {50000, 200000}, {0, 299999}, {299999, 1},
+        {10, 20},
+        {39389, 2},
+        {39390, 60320},
+        {50000, 200000},
+        {0, 299999},
+        {299999, 1},
     };
     struct ci_info *r, *back;
     size_t wire_len;
@@ -737,10 +742,10 @@ START_TEST(test_v2_chunking)
     ck_assert_uint_lt(CHUNK_TEST_SIZE / a->n_segments, CI_V2_SEGMENT_MAX);
     /* Insert bytes near the start: all but the segments near the edit survive. */
     memmove(data + CHUNK_EDIT_AT + CHUNK_EDIT_LEN, data + CHUNK_EDIT_AT,
-            CHUNK_TEST_SIZE - CHUNK_EDIT_AT);
+        CHUNK_TEST_SIZE - CHUNK_EDIT_AT);
     memset(data + CHUNK_EDIT_AT, 0xA5, CHUNK_EDIT_LEN);
     edited = generate(ci_gen_new(CI_VERSION_2, &ks), data, CHUNK_TEST_SIZE + CHUNK_EDIT_LEN,
-                      FEED_PIECE);
+        FEED_PIECE);
     ck_assert_uint_ge(shared_ids(a, edited) * 100, a->n_segments * 90);
     ck_assert_uint_ge(shared_ids(a, edited) + 3, a->n_segments);
     ci_info_free(a);
@@ -759,10 +764,10 @@ END_TEST
 
 struct mutation {
     const char *vector;
-    size_t at;          /* where to overwrite, or APPEND */
-    const char *hex;    /* the bytes written there */
-    DWORD code;         /* expected result */
-    size_t err_offset;  /* expected error offset, or ANY_OFFSET */
+    size_t at;         /* where to overwrite, or APPEND */
+    const char *hex;   /* the bytes written there */
+    DWORD code;        /* expected result */
+    size_t err_offset; /* expected error offset, or ANY_OFFSET */
 };
 
 static const struct mutation mutations[] = {
@@ -770,47 +775,47 @@ static const struct mutation mutations[] = {
     {"iis85_v1_content_info.hex", 0, "0003", UNSUPPORTED, 0},
     {"iis85_v1_content_info.hex", 0, "0101", UNSUPPORTED, 0},
     {"iis85_v1_content_info.hex", 0, "ffff", UNSUPPORTED, 0},
-    {"iis85_v1_content_info.hex", 2, "04800000", CANNOT, 2},          /* SHA-1 */
+    {"iis85_v1_content_info.hex", 2, "04800000", CANNOT, 2}, /* SHA-1 */
     {"iis85_v1_content_info.hex", 2, "0c800100", CANNOT, 2},
-    {"iis85_v1_content_info.hex", 14, "ffffffff", CANNOT, 14},        /* count overflows */
-    {"iis85_v1_content_info.hex", 14, "02000000", CANNOT, 14},        /* past the end */
-    {"iis85_v1_content_info.hex", 14, "00000000", CANNOT, 18},        /* rest is trailing */
-    {"iis85_v1_content_info.hex", 6, "7e850100", CANNOT, 6},          /* offset past segment */
-    {"iis85_v1_content_info.hex", 10, "7f850100", CANNOT, 10},        /* read past segment */
-    {"iis85_v1_content_info.hex", 10, "e8030000", CANNOT, 98},        /* 1 block, 2 listed */
-    {"iis85_v1_content_info.hex", 10, "7e850100", ERROR_SUCCESS, 0},  /* spec-style whole */
-    {"iis85_v1_content_info.hex", 6, "64000000", ERROR_SUCCESS, 0},   /* from byte 100 */
-    {"iis85_v1_content_info.hex", 6, "70110100", ERROR_SUCCESS, 0},   /* list from block 0 */
+    {"iis85_v1_content_info.hex", 14, "ffffffff", CANNOT, 14},       /* count overflows */
+    {"iis85_v1_content_info.hex", 14, "02000000", CANNOT, 14},       /* past the end */
+    {"iis85_v1_content_info.hex", 14, "00000000", CANNOT, 18},       /* rest is trailing */
+    {"iis85_v1_content_info.hex", 6, "7e850100", CANNOT, 6},         /* offset past segment */
+    {"iis85_v1_content_info.hex", 10, "7f850100", CANNOT, 10},       /* read past segment */
+    {"iis85_v1_content_info.hex", 10, "e8030000", CANNOT, 98},       /* 1 block, 2 listed */
+    {"iis85_v1_content_info.hex", 10, "7e850100", ERROR_SUCCESS, 0}, /* spec-style whole */
+    {"iis85_v1_content_info.hex", 6, "64000000", ERROR_SUCCESS, 0},  /* from byte 100 */
+    {"iis85_v1_content_info.hex", 6, "70110100", ERROR_SUCCESS, 0},  /* list from block 0 */
     /* V1 (IIS): segment description and block list */
-    {"iis85_v1_content_info.hex", 18, "01", CANNOT, 18},              /* not on 32 MiB */
-    {"iis85_v1_content_info.hex", 18, "000000feffffffff", ERROR_SUCCESS, 0}, /* at 2^64-32M */
+    {"iis85_v1_content_info.hex", 18, "01", CANNOT, 18},                       /* not on 32 MiB */
+    {"iis85_v1_content_info.hex", 18, "000000feffffffff", ERROR_SUCCESS, 0},   /* at 2^64-32M */
     {"iis85_v1_content_info.hex", 18, "000000feffffffff00000002", CANNOT, 18}, /* 2^64 */
     {"iis85_v1_content_info.hex", 26, "00000000", CANNOT, 26},
-    {"iis85_v1_content_info.hex", 26, "01000002", CANNOT, 26},        /* > 32 MiB */
-    {"iis85_v1_content_info.hex", 30, "00100000", CANNOT, 30},        /* 4 KiB blocks */
+    {"iis85_v1_content_info.hex", 26, "01000002", CANNOT, 26}, /* > 32 MiB */
+    {"iis85_v1_content_info.hex", 30, "00100000", CANNOT, 30}, /* 4 KiB blocks */
     {"iis85_v1_content_info.hex", 30, "00000000", CANNOT, 30},
     {"iis85_v1_content_info.hex", 98, "03000000", CANNOT, 98},
     {"iis85_v1_content_info.hex", 98, "ffffffff", CANNOT, 98},
     {"iis85_v1_content_info.hex", 98, "01000000", CANNOT, 98},
-    {"iis85_v1_content_info.hex", APPEND, "00", CANNOT, 166},         /* trailing garbage */
+    {"iis85_v1_content_info.hex", APPEND, "00", CANNOT, 166}, /* trailing garbage */
     /* V1 (35 MB, two segments) */
-    {"synth35m_v1_content_info.hex", 98, "01", CANNOT, 98},           /* not contiguous */
-    {"synth35m_v1_content_info.hex", 26, "ffffff01", CANNOT, 26},     /* short first seg */
-    {"synth35m_v1_content_info.hex", 10, "5a312000", CANNOT, 10},     /* read past last */
-    {"synth35m_v1_content_info.hex", 178, "00000000", CANNOT, 178},   /* cBlocks 0 */
+    {"synth35m_v1_content_info.hex", 98, "01", CANNOT, 98},         /* not contiguous */
+    {"synth35m_v1_content_info.hex", 26, "ffffff01", CANNOT, 26},   /* short first seg */
+    {"synth35m_v1_content_info.hex", 10, "5a312000", CANNOT, 10},   /* read past last */
+    {"synth35m_v1_content_info.hex", 178, "00000000", CANNOT, 178}, /* cBlocks 0 */
     /* V2 (IIS) */
-    {"iis85_v2_content_info.hex", 0, "0102", UNSUPPORTED, 0},         /* V2.1 */
-    {"iis85_v2_content_info.hex", 2, "01", CANNOT, 2},                /* 2012 draft id */
+    {"iis85_v2_content_info.hex", 0, "0102", UNSUPPORTED, 0}, /* V2.1 */
+    {"iis85_v2_content_info.hex", 2, "01", CANNOT, 2},        /* 2012 draft id */
     {"iis85_v2_content_info.hex", 2, "00", CANNOT, 2},
-    {"iis85_v2_content_info.hex", 31, "01", CANNOT, 31},              /* chunk type */
-    {"iis85_v2_content_info.hex", 32, "00000000", CANNOT, 32},        /* empty chunk */
-    {"iis85_v2_content_info.hex", 32, "00000089", CANNOT, 32},        /* not n*68 */
-    {"iis85_v2_content_info.hex", 32, "000000cc", CANNOT, 36},        /* past the end */
-    {"iis85_v2_content_info.hex", 32, "ffffffcc", CANNOT, 36},        /* huge, n*68 */
-    {"iis85_v2_content_info.hex", 36, "00000000", CANNOT, 36},        /* empty segment */
-    {"iis85_v2_content_info.hex", 36, "00060001", CANNOT, 36},        /* over the cap */
-    {"iis85_v2_content_info.hex", 36, "00060000", ERROR_SUCCESS, 0},  /* exactly the cap */
-    {"iis85_v2_content_info.hex", 19, "000099de", CANNOT, 19},        /* offset past seg */
+    {"iis85_v2_content_info.hex", 31, "01", CANNOT, 31},               /* chunk type */
+    {"iis85_v2_content_info.hex", 32, "00000000", CANNOT, 32},         /* empty chunk */
+    {"iis85_v2_content_info.hex", 32, "00000089", CANNOT, 32},         /* not n*68 */
+    {"iis85_v2_content_info.hex", 32, "000000cc", CANNOT, 36},         /* past the end */
+    {"iis85_v2_content_info.hex", 32, "ffffffcc", CANNOT, 36},         /* huge, n*68 */
+    {"iis85_v2_content_info.hex", 36, "00000000", CANNOT, 36},         /* empty segment */
+    {"iis85_v2_content_info.hex", 36, "00060001", CANNOT, 36},         /* over the cap */
+    {"iis85_v2_content_info.hex", 36, "00060000", ERROR_SUCCESS, 0},   /* exactly the cap */
+    {"iis85_v2_content_info.hex", 19, "000099de", CANNOT, 19},         /* offset past seg */
     {"iis85_v2_content_info.hex", 23, "000000000001857f", CANNOT, 23}, /* range too long */
     {"iis85_v2_content_info.hex", 23, "000000000001857e", ERROR_SUCCESS, 0},
     {"iis85_v2_content_info.hex", 3, "fffffffffffffff0", CANNOT, 36}, /* end overflows */
@@ -844,8 +849,8 @@ START_TEST(test_mutations)
     struct ci_error err;
     DWORD rc = ci_parse(buf, len, &ci, &err);
 
-    ck_assert_msg(rc == m->code, "mutation %d (%s @%zu = %s): got %u (%s)", _i, m->vector,
-                  m->at, m->hex, (unsigned)rc, err.reason);
+    ck_assert_msg(rc == m->code, "mutation %d (%s @%zu = %s): got %u (%s)", _i, m->vector, m->at,
+        m->hex, (unsigned)rc, err.reason);
     if (rc == ERROR_SUCCESS) {
         assert_wire_eq(ci, buf, len); /* accepted input serializes back unchanged */
         ci_info_free(ci);
@@ -853,8 +858,8 @@ START_TEST(test_mutations)
         ck_assert(ci == NULL);
         ck_assert(err.reason[0] != 0);
         if (m->err_offset != ANY_OFFSET)
-            ck_assert_msg(err.offset == m->err_offset, "mutation %d: offset %zu, want %zu (%s)",
-                          _i, err.offset, m->err_offset, err.reason);
+            ck_assert_msg(err.offset == m->err_offset, "mutation %d: offset %zu, want %zu (%s)", _i,
+                err.offset, m->err_offset, err.reason);
     }
     free(buf);
 }
@@ -882,8 +887,11 @@ START_TEST(test_mutation_ranges)
 END_TEST
 
 static const char *const vector_files[] = {
-    "iis85_v1_content_info.hex", "iis85_v2_content_info.hex", "synth300k_v1_content_info.hex",
-    "synth300k_v2_content_info.hex", "synth35m_v1_content_info.hex",
+    "iis85_v1_content_info.hex",
+    "iis85_v2_content_info.hex",
+    "synth300k_v1_content_info.hex",
+    "synth300k_v2_content_info.hex",
+    "synth35m_v1_content_info.hex",
 };
 #define N_VECTORS (sizeof(vector_files) / sizeof(vector_files[0]))
 
@@ -903,10 +911,9 @@ START_TEST(test_truncations)
         if (full[1] == 0x02 && cut == CI_V2_HEADER_SIZE) {
             if (rc != ERROR_SUCCESS)
                 ck_abort_msg("%s: header alone is empty content, got %u", vector_files[_i],
-                             (unsigned)rc);
+                    (unsigned)rc);
         } else if (rc != CANNOT || err.offset > cut) {
-            ck_abort_msg("%s cut at %zu: %u @%zu", vector_files[_i], cut, (unsigned)rc,
-                         err.offset);
+            ck_abort_msg("%s cut at %zu: %u @%zu", vector_files[_i], cut, (unsigned)rc, err.offset);
         }
         free(buf);
     }
@@ -981,7 +988,7 @@ static void check_stream_agrees(const uint8_t *buf, size_t len, const size_t *cu
 {
     if (!stream_agrees(buf, len, cuts, n_cuts))
         ck_abort_msg("streamed and whole parse differ: %zu bytes, first cut %zu", len,
-                     n_cuts ? cuts[0] : len);
+            n_cuts ? cuts[0] : len);
 }
 
 START_TEST(test_stream_splits)
@@ -1067,8 +1074,8 @@ START_TEST(test_verification)
 
     for (uint32_t b = 0; b < 5; b++)
         ck_assert(ci_verify_block(ci, 0, b, data + b * CI_V1_BLOCK_SIZE, ci_block_length(s, b)));
-    ck_assert(!ci_verify_block(ci, 0, 5, data, 1));     /* no such block */
-    ck_assert(!ci_verify_block(ci, 1, 0, data, 65536)); /* no such segment */
+    ck_assert(!ci_verify_block(ci, 0, 5, data, 1));                            /* no such block */
+    ck_assert(!ci_verify_block(ci, 1, 0, data, 65536));                        /* no such segment */
     ck_assert(!ci_verify_block(ci, 0, 4, data + 4 * CI_V1_BLOCK_SIZE, 65536)); /* wrong size */
     ck_assert(ci_verify_segment_data(ci, 0, data, SYNTH_300K));
     data[299999] ^= 0x80;

@@ -71,7 +71,8 @@ START_TEST(garbage_payload_fails_unpack)
     /* Field 1 as a length-delimited field running past the end. */
     const uint8_t garbage[] = {0x0a, 0x7f, 0x01, 0x02};
     ck_assert_ptr_null(peerdist__request__unpack(NULL, sizeof(garbage), garbage));
-    const uint8_t bad_varint[] = {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    const uint8_t bad_varint[] = {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff};
     ck_assert_ptr_null(peerdist__request__unpack(NULL, sizeof(bad_varint), bad_varint));
 }
 END_TEST

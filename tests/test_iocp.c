@@ -202,7 +202,7 @@ START_TEST(events_manual_and_auto_reset)
     ck_assert(ResetEvent(manual));
     ck_assert_uint_eq(WaitForSingleObject(manual, 10), WAIT_TIMEOUT);
     ck_assert_uint_eq(WaitForSingleObject(automatic, 0), WAIT_OBJECT_0); /* initially set */
-    ck_assert_uint_eq(WaitForSingleObject(automatic, 0), WAIT_TIMEOUT); /* a wait consumed it */
+    ck_assert_uint_eq(WaitForSingleObject(automatic, 0), WAIT_TIMEOUT);  /* a wait consumed it */
     ck_assert_ptr_null(CreateEventA(NULL, TRUE, FALSE, "named"));
     ck_assert_uint_eq(GetLastError(), ERROR_NOT_SUPPORTED);
     ck_assert(CloseHandle(manual));
@@ -377,7 +377,7 @@ START_TEST(wait_for_all_takes_all_at_once)
     SetEvent(ev[0]);
     SetEvent(ev[1]);
     ck_assert_uint_eq(WaitForMultipleObjects(2, ev, TRUE, 0), WAIT_OBJECT_0);
-    ck_assert_uint_eq(WaitForSingleObject(ev[0], 0), WAIT_TIMEOUT); /* auto-reset: taken */
+    ck_assert_uint_eq(WaitForSingleObject(ev[0], 0), WAIT_TIMEOUT);  /* auto-reset: taken */
     ck_assert_uint_eq(WaitForSingleObject(ev[1], 0), WAIT_OBJECT_0); /* manual: still set */
     CloseHandle(ev[0]);
     CloseHandle(ev[1]);
@@ -434,7 +434,8 @@ START_TEST(wait_for_multiple_rejects_what_windows_rejects)
         many[i] = ev;
     ck_assert_uint_eq(WaitForMultipleObjects(MAXIMUM_WAIT_OBJECTS, many, FALSE, 0), WAIT_OBJECT_0);
     SetLastError(0);
-    ck_assert_uint_eq(WaitForMultipleObjects(MAXIMUM_WAIT_OBJECTS + 1, many, FALSE, 0), WAIT_FAILED);
+    ck_assert_uint_eq(WaitForMultipleObjects(MAXIMUM_WAIT_OBJECTS + 1, many, FALSE, 0),
+        WAIT_FAILED);
     ck_assert_uint_eq(GetLastError(), ERROR_INVALID_PARAMETER);
     ck_assert_uint_eq(WaitForMultipleObjects(0, many, FALSE, 0), WAIT_FAILED);
     ck_assert_uint_eq(GetLastError(), ERROR_INVALID_PARAMETER);

@@ -21,20 +21,23 @@
 #error "PD_EXPECT_TARGET (6, 7 or 8) is set by tests/CMakeLists.txt"
 #endif
 
-#define IS_INT(x) _Generic((x), int: 1, default: 0)
-#define IS_DWORD(x) _Generic((x), DWORD: 1, default: 0)
-#define IS_WORD(x) _Generic((x), WORD: 1, default: 0)
+#define IS_INT(x) _Generic((x), int : 1, default : 0)
+#define IS_DWORD(x) _Generic((x), DWORD : 1, default : 0)
+#define IS_WORD(x) _Generic((x), WORD : 1, default : 0)
 
 /* winerror.h's "997L": 32 bits and signed (an int here, never a 64-bit long). */
-#define SIGNED32(name, value) \
-    _Static_assert(IS_INT(name) && sizeof(name) == 4 && (name) == (value), #name " is a 32-bit signed " #value)
+#define SIGNED32(name, value)                                              \
+    _Static_assert(IS_INT(name) && sizeof(name) == 4 && (name) == (value), \
+        #name " is a 32-bit signed " #value)
 /* "((DWORD)0x103L)", "0xFFFFFFFF", "0UL": 32 bits and unsigned (DWORD is unsigned int). */
-#define UNSIGNED32(name, value) \
-    _Static_assert(IS_DWORD(name) && sizeof(name) == 4 && (name) == (value), #name " is a 32-bit unsigned " #value)
+#define UNSIGNED32(name, value)                                              \
+    _Static_assert(IS_DWORD(name) && sizeof(name) == 4 && (name) == (value), \
+        #name " is a 32-bit unsigned " #value)
 #define SIZE(type, n) _Static_assert(sizeof(type) == (n), "sizeof(" #type ") is " #n)
 #define OFFSET(type, member, n) \
     _Static_assert(offsetof(type, member) == (n), "offsetof(" #type ", " #member ") is " #n)
-#define FUNCTION(fn, ...) _Static_assert(_Generic(&fn, __VA_ARGS__: 1, default: 0), #fn " has the SDK's type")
+#define FUNCTION(fn, ...) \
+    _Static_assert(_Generic(&fn, __VA_ARGS__ : 1, default : 0), #fn " has the SDK's type")
 /* A name the header must not declare: declaring it as something else would clash. */
 #define ABSENT(name) extern int name;
 
@@ -64,8 +67,8 @@ _Static_assert((BYTE)-1 > 0 && (WORD)-1 > 0 && (DWORD)-1 > 0 && (ULONG)-1 > 0 &&
 _Static_assert((LONG)-1 < 0 && (BOOL)-1 < 0 && (LONGLONG)-1 < 0 && (LONG_PTR)-1 < 0,
     "the signed types are signed");
 /* DWORD stays unsigned int (client/README.md says how ported code prints it). */
-_Static_assert(_Generic((DWORD)0, unsigned int: 1, default: 0), "DWORD is unsigned int");
-_Static_assert(_Generic((SIZE_T)0, size_t: 1, default: 0), "SIZE_T is size_t's type");
+_Static_assert(_Generic((DWORD)0, unsigned int : 1, default : 0), "DWORD is unsigned int");
+_Static_assert(_Generic((SIZE_T)0, size_t : 1, default : 0), "SIZE_T is size_t's type");
 
 SIZE(LARGE_INTEGER, 8);
 OFFSET(LARGE_INTEGER, LowPart, 0);
@@ -79,10 +82,10 @@ OFFSET(ULARGE_INTEGER, HighPart, 4);
 OFFSET(ULARGE_INTEGER, u.LowPart, 0);
 OFFSET(ULARGE_INTEGER, u.HighPart, 4);
 OFFSET(ULARGE_INTEGER, QuadPart, 0);
-_Static_assert(_Generic(((LARGE_INTEGER){0}).HighPart, LONG: 1, default: 0) &&
-        _Generic(((ULARGE_INTEGER){0}).HighPart, DWORD: 1, default: 0) &&
-        _Generic(((LARGE_INTEGER){0}).QuadPart, LONGLONG: 1, default: 0) &&
-        _Generic(((ULARGE_INTEGER){0}).QuadPart, ULONGLONG: 1, default: 0),
+_Static_assert(_Generic(((LARGE_INTEGER){0}).HighPart, LONG : 1, default : 0) &&
+        _Generic(((ULARGE_INTEGER){0}).HighPart, DWORD : 1, default : 0) &&
+        _Generic(((LARGE_INTEGER){0}).QuadPart, LONGLONG : 1, default : 0) &&
+        _Generic(((ULARGE_INTEGER){0}).QuadPart, ULONGLONG : 1, default : 0),
     "LARGE_INTEGER's high half is signed, ULARGE_INTEGER's unsigned");
 
 /* OVERLAPPED: 20 bytes on x86, 32 on x64 (reference 1.6). */
@@ -102,8 +105,10 @@ OFFSET(OVERLAPPED_ENTRY, lpCompletionKey, 0);
 OFFSET(OVERLAPPED_ENTRY, lpOverlapped, PTR);
 OFFSET(OVERLAPPED_ENTRY, Internal, 2 * PTR);
 OFFSET(OVERLAPPED_ENTRY, dwNumberOfBytesTransferred, 3 * PTR);
-_Static_assert(sizeof(void *) != 8 || sizeof(OVERLAPPED_ENTRY) == 32, "OVERLAPPED_ENTRY is 32 bytes on x64");
-_Static_assert(sizeof(void *) != 4 || sizeof(OVERLAPPED_ENTRY) == 16, "OVERLAPPED_ENTRY is 16 bytes on x86");
+_Static_assert(sizeof(void *) != 8 || sizeof(OVERLAPPED_ENTRY) == 32,
+    "OVERLAPPED_ENTRY is 32 bytes on x64");
+_Static_assert(sizeof(void *) != 4 || sizeof(OVERLAPPED_ENTRY) == 16,
+    "OVERLAPPED_ENTRY is 16 bytes on x86");
 
 SIZE(SECURITY_ATTRIBUTES, PTR == 8 ? 24 : 12);
 
@@ -165,13 +170,14 @@ SIGNED32(MAXIMUM_WAIT_OBJECTS, 64);
 SIGNED32(TRUE, 1);
 SIGNED32(FALSE, 0);
 _Static_assert(IS_WORD(MAKEWORD(1, 2)) && MAKEWORD(1, 2) == 0x0201, "MAKEWORD: low byte first");
-_Static_assert(_Generic(MAKELONG(1, 2), LONG: 1, default: 0) && MAKELONG(1, 2) == 0x00020001,
+_Static_assert(_Generic(MAKELONG(1, 2), LONG : 1, default : 0) && MAKELONG(1, 2) == 0x00020001,
     "MAKELONG: low word first");
 
 /* ---- the shim's functions (Windows' prototypes) ---- */
 
 FUNCTION(pdw32_CreateIoCompletionPort, HANDLE (*)(HANDLE, HANDLE, ULONG_PTR, DWORD));
-FUNCTION(pdw32_GetQueuedCompletionStatus, BOOL (*)(HANDLE, LPDWORD, PULONG_PTR, LPOVERLAPPED *, DWORD));
+FUNCTION(pdw32_GetQueuedCompletionStatus,
+    BOOL (*)(HANDLE, LPDWORD, PULONG_PTR, LPOVERLAPPED *, DWORD));
 FUNCTION(pdw32_GetQueuedCompletionStatusEx,
     BOOL (*)(HANDLE, LPOVERLAPPED_ENTRY, ULONG, PULONG, DWORD, BOOL));
 FUNCTION(pdw32_PostQueuedCompletionStatus, BOOL (*)(HANDLE, DWORD, ULONG_PTR, LPOVERLAPPED));
@@ -188,12 +194,12 @@ FUNCTION(pdw32_GetLastError, DWORD (*)(void));
 FUNCTION(pdw32_SetLastError, void (*)(DWORD));
 
 #ifdef PEERDIST_NO_WIN32_NAMES
-#if defined(CreateIoCompletionPort) || defined(GetQueuedCompletionStatus) ||                  \
-    defined(GetQueuedCompletionStatusEx) || defined(PostQueuedCompletionStatus) ||            \
-    defined(GetOverlappedResult) || defined(CloseHandle) || defined(CreateEvent) ||          \
-    defined(CreateEventA) || defined(CreateEventW) || defined(SetEvent) ||                   \
-    defined(ResetEvent) || defined(WaitForSingleObject) || defined(WaitForMultipleObjects) || \
-    defined(Sleep) || defined(GetLastError) || defined(SetLastError) || defined(ZeroMemory) || \
+#if defined(CreateIoCompletionPort) || defined(GetQueuedCompletionStatus) ||                      \
+    defined(GetQueuedCompletionStatusEx) || defined(PostQueuedCompletionStatus) ||                \
+    defined(GetOverlappedResult) || defined(CloseHandle) || defined(CreateEvent) ||               \
+    defined(CreateEventA) || defined(CreateEventW) || defined(SetEvent) || defined(ResetEvent) || \
+    defined(WaitForSingleObject) || defined(WaitForMultipleObjects) || defined(Sleep) ||          \
+    defined(GetLastError) || defined(SetLastError) || defined(ZeroMemory) ||                      \
     defined(CopyMemory) || defined(FillMemory)
 #error "PEERDIST_NO_WIN32_NAMES leaves no Win32 name defined"
 #endif
@@ -205,7 +211,8 @@ ABSENT(ZeroMemory)
 #else
 FUNCTION(CreateIoCompletionPort, HANDLE (*)(HANDLE, HANDLE, ULONG_PTR, DWORD));
 FUNCTION(GetQueuedCompletionStatus, BOOL (*)(HANDLE, LPDWORD, PULONG_PTR, LPOVERLAPPED *, DWORD));
-FUNCTION(GetQueuedCompletionStatusEx, BOOL (*)(HANDLE, LPOVERLAPPED_ENTRY, ULONG, PULONG, DWORD, BOOL));
+FUNCTION(GetQueuedCompletionStatusEx,
+    BOOL (*)(HANDLE, LPOVERLAPPED_ENTRY, ULONG, PULONG, DWORD, BOOL));
 FUNCTION(PostQueuedCompletionStatus, BOOL (*)(HANDLE, DWORD, ULONG_PTR, LPOVERLAPPED));
 FUNCTION(GetOverlappedResult, BOOL (*)(HANDLE, LPOVERLAPPED, LPDWORD, BOOL));
 FUNCTION(CloseHandle, BOOL (*)(HANDLE));
@@ -235,22 +242,25 @@ _Static_assert(PEERDIST_STATUS_DISABLED == 0 && PEERDIST_STATUS_UNAVAILABLE == 1
 SIZE(PEERDIST_PUBLICATION_OPTIONS, 8);
 OFFSET(PEERDIST_PUBLICATION_OPTIONS, dwVersion, 0);
 OFFSET(PEERDIST_PUBLICATION_OPTIONS, dwFlags, 4);
-_Static_assert(_Generic((PPEERDIST_PUBLICATION_OPTIONS)0, struct peerdist_publication_options_tag *: 1, default: 0) &&
-        _Generic((PCPEERDIST_PUBLICATION_OPTIONS)0, const PEERDIST_PUBLICATION_OPTIONS *: 1, default: 0),
+_Static_assert(_Generic((PPEERDIST_PUBLICATION_OPTIONS)0,
+                   struct peerdist_publication_options_tag * : 1, default : 0) &&
+        _Generic((PCPEERDIST_PUBLICATION_OPTIONS)0, const PEERDIST_PUBLICATION_OPTIONS * : 1,
+            default : 0),
     "publication options: tag and pointer types");
 SIZE(PEERDIST_CONTENT_TAG, 16);
 OFFSET(PEERDIST_CONTENT_TAG, Data, 0);
-_Static_assert(_Generic((PPEERDIST_CONTENT_TAG)0, struct peerdist_content_tag_tag *: 1, default: 0) &&
-        _Generic((PCPEERDIST_CONTENT_TAG)0, const PEERDIST_CONTENT_TAG *: 1, default: 0),
+_Static_assert(
+    _Generic((PPEERDIST_CONTENT_TAG)0, struct peerdist_content_tag_tag * : 1, default : 0) &&
+        _Generic((PCPEERDIST_CONTENT_TAG)0, const PEERDIST_CONTENT_TAG * : 1, default : 0),
     "content tag: tag and pointer types");
-_Static_assert(_Generic((PEERDIST_INSTANCE_HANDLE)0, HANDLE: 1, default: 0) &&
-        _Generic((PEERDIST_CONTENT_HANDLE)0, HANDLE: 1, default: 0) &&
-        _Generic((PEERDIST_CONTENTINFO_HANDLE)0, HANDLE: 1, default: 0) &&
-        _Generic((PEERDIST_STREAM_HANDLE)0, HANDLE: 1, default: 0) &&
-        _Generic((PPEERDIST_INSTANCE_HANDLE)0, HANDLE *: 1, default: 0) &&
-        _Generic((PPEERDIST_CONTENT_HANDLE)0, HANDLE *: 1, default: 0) &&
-        _Generic((PPEERDIST_CONTENTINFO_HANDLE)0, HANDLE *: 1, default: 0) &&
-        _Generic((PPEERDIST_STREAM_HANDLE)0, HANDLE *: 1, default: 0),
+_Static_assert(_Generic((PEERDIST_INSTANCE_HANDLE)0, HANDLE : 1, default : 0) &&
+        _Generic((PEERDIST_CONTENT_HANDLE)0, HANDLE : 1, default : 0) &&
+        _Generic((PEERDIST_CONTENTINFO_HANDLE)0, HANDLE : 1, default : 0) &&
+        _Generic((PEERDIST_STREAM_HANDLE)0, HANDLE : 1, default : 0) &&
+        _Generic((PPEERDIST_INSTANCE_HANDLE)0, HANDLE * : 1, default : 0) &&
+        _Generic((PPEERDIST_CONTENT_HANDLE)0, HANDLE * : 1, default : 0) &&
+        _Generic((PPEERDIST_CONTENTINFO_HANDLE)0, HANDLE * : 1, default : 0) &&
+        _Generic((PPEERDIST_STREAM_HANDLE)0, HANDLE * : 1, default : 0),
     "the handles are HANDLEs");
 
 FUNCTION(PeerDistStartup, DWORD (*)(DWORD, PPEERDIST_INSTANCE_HANDLE, PDWORD));
@@ -259,23 +269,28 @@ FUNCTION(PeerDistGetStatus, DWORD (*)(PEERDIST_INSTANCE_HANDLE, PEERDIST_STATUS 
 FUNCTION(PeerDistRegisterForStatusChangeNotification,
     DWORD (*)(PEERDIST_INSTANCE_HANDLE, HANDLE, ULONG_PTR, LPOVERLAPPED, PEERDIST_STATUS *));
 FUNCTION(PeerDistUnregisterForStatusChangeNotification, DWORD (*)(PEERDIST_INSTANCE_HANDLE));
-FUNCTION(PeerDistServerPublishStream, DWORD (*)(PEERDIST_INSTANCE_HANDLE, DWORD, PBYTE, ULONGLONG,
-    PCPEERDIST_PUBLICATION_OPTIONS, HANDLE, ULONG_PTR, PPEERDIST_STREAM_HANDLE));
+FUNCTION(PeerDistServerPublishStream,
+    DWORD (*)(PEERDIST_INSTANCE_HANDLE, DWORD, PBYTE, ULONGLONG, PCPEERDIST_PUBLICATION_OPTIONS,
+        HANDLE, ULONG_PTR, PPEERDIST_STREAM_HANDLE));
 FUNCTION(PeerDistServerPublishAddToStream,
     DWORD (*)(PEERDIST_INSTANCE_HANDLE, PEERDIST_STREAM_HANDLE, DWORD, PBYTE, LPOVERLAPPED));
 FUNCTION(PeerDistServerPublishCompleteStream,
     DWORD (*)(PEERDIST_INSTANCE_HANDLE, PEERDIST_STREAM_HANDLE, LPOVERLAPPED));
-FUNCTION(PeerDistServerCloseStreamHandle, DWORD (*)(PEERDIST_INSTANCE_HANDLE, PEERDIST_STREAM_HANDLE));
+FUNCTION(PeerDistServerCloseStreamHandle,
+    DWORD (*)(PEERDIST_INSTANCE_HANDLE, PEERDIST_STREAM_HANDLE));
 FUNCTION(PeerDistServerUnpublish, DWORD (*)(PEERDIST_INSTANCE_HANDLE, DWORD, PBYTE));
-FUNCTION(PeerDistServerOpenContentInformation, DWORD (*)(PEERDIST_INSTANCE_HANDLE, DWORD, PBYTE,
-    ULONGLONG, ULONGLONG, HANDLE, ULONG_PTR, PPEERDIST_CONTENTINFO_HANDLE));
+FUNCTION(PeerDistServerOpenContentInformation,
+    DWORD (*)(PEERDIST_INSTANCE_HANDLE, DWORD, PBYTE, ULONGLONG, ULONGLONG, HANDLE, ULONG_PTR,
+        PPEERDIST_CONTENTINFO_HANDLE));
 FUNCTION(PeerDistServerRetrieveContentInformation,
     DWORD (*)(PEERDIST_INSTANCE_HANDLE, PEERDIST_CONTENTINFO_HANDLE, DWORD, PBYTE, LPOVERLAPPED));
 FUNCTION(PeerDistServerCloseContentInformation,
     DWORD (*)(PEERDIST_INSTANCE_HANDLE, PEERDIST_CONTENTINFO_HANDLE));
-FUNCTION(PeerDistServerCancelAsyncOperation, DWORD (*)(PEERDIST_INSTANCE_HANDLE, DWORD, PBYTE, LPOVERLAPPED));
-FUNCTION(PeerDistClientOpenContent, DWORD (*)(PEERDIST_INSTANCE_HANDLE, PCPEERDIST_CONTENT_TAG, HANDLE,
-    ULONG_PTR, PPEERDIST_CONTENT_HANDLE));
+FUNCTION(PeerDistServerCancelAsyncOperation,
+    DWORD (*)(PEERDIST_INSTANCE_HANDLE, DWORD, PBYTE, LPOVERLAPPED));
+FUNCTION(PeerDistClientOpenContent,
+    DWORD (*)(PEERDIST_INSTANCE_HANDLE, PCPEERDIST_CONTENT_TAG, HANDLE, ULONG_PTR,
+        PPEERDIST_CONTENT_HANDLE));
 FUNCTION(PeerDistClientCloseContent, DWORD (*)(PEERDIST_INSTANCE_HANDLE, PEERDIST_CONTENT_HANDLE));
 FUNCTION(PeerDistClientAddContentInformation,
     DWORD (*)(PEERDIST_INSTANCE_HANDLE, PEERDIST_CONTENT_HANDLE, DWORD, PBYTE, LPOVERLAPPED));
@@ -284,16 +299,18 @@ FUNCTION(PeerDistClientCompleteContentInformation,
 FUNCTION(PeerDistClientAddData,
     DWORD (*)(PEERDIST_INSTANCE_HANDLE, PEERDIST_CONTENT_HANDLE, DWORD, PBYTE, LPOVERLAPPED));
 FUNCTION(PeerDistClientBlockRead,
-    DWORD (*)(PEERDIST_INSTANCE_HANDLE, PEERDIST_CONTENT_HANDLE, DWORD, PBYTE, DWORD, LPOVERLAPPED));
+    DWORD (*)(PEERDIST_INSTANCE_HANDLE, PEERDIST_CONTENT_HANDLE, DWORD, PBYTE, DWORD,
+        LPOVERLAPPED));
 FUNCTION(PeerDistClientStreamRead,
-    DWORD (*)(PEERDIST_INSTANCE_HANDLE, PEERDIST_CONTENT_HANDLE, DWORD, PBYTE, DWORD, LPOVERLAPPED));
-FUNCTION(PeerDistClientFlushContent, DWORD (*)(PEERDIST_INSTANCE_HANDLE, PCPEERDIST_CONTENT_TAG, HANDLE,
-    ULONG_PTR, LPOVERLAPPED));
+    DWORD (*)(PEERDIST_INSTANCE_HANDLE, PEERDIST_CONTENT_HANDLE, DWORD, PBYTE, DWORD,
+        LPOVERLAPPED));
+FUNCTION(PeerDistClientFlushContent,
+    DWORD (*)(PEERDIST_INSTANCE_HANDLE, PCPEERDIST_CONTENT_TAG, HANDLE, ULONG_PTR, LPOVERLAPPED));
 FUNCTION(PeerDistClientCancelAsyncOperation,
     DWORD (*)(PEERDIST_INSTANCE_HANDLE, PEERDIST_CONTENT_HANDLE, LPOVERLAPPED));
 #else
-#if defined(PEERDIST_VERSION) || defined(PEERDIST_PUBLICATION_OPTIONS_VERSION) ||   \
-    defined(PEERDIST_PUBLICATION_OPTIONS_VERSION_1) ||                              \
+#if defined(PEERDIST_VERSION) || defined(PEERDIST_PUBLICATION_OPTIONS_VERSION) || \
+    defined(PEERDIST_PUBLICATION_OPTIONS_VERSION_1) ||                            \
     defined(PEERDIST_READ_TIMEOUT_LOCAL_CACHE_ONLY) || defined(PEERDIST_READ_TIMEOUT_DEFAULT)
 #error "before Windows 7 the SDK header defines no PeerDist constant"
 #endif
@@ -331,46 +348,53 @@ OFFSET(PEERDIST_RETRIEVAL_OPTIONS, cbSize, 0);
 OFFSET(PEERDIST_RETRIEVAL_OPTIONS, dwContentInfoMinVersion, 4);
 OFFSET(PEERDIST_RETRIEVAL_OPTIONS, dwContentInfoMaxVersion, 8);
 OFFSET(PEERDIST_RETRIEVAL_OPTIONS, dwReserved, 12);
-_Static_assert(_Generic((PPEERDIST_RETRIEVAL_OPTIONS)0, struct peerdist_retrieval_options_tag *: 1, default: 0) &&
-        _Generic((PCPEERDIST_RETRIEVAL_OPTIONS)0, const PEERDIST_RETRIEVAL_OPTIONS *: 1, default: 0),
+_Static_assert(_Generic((PPEERDIST_RETRIEVAL_OPTIONS)0, struct peerdist_retrieval_options_tag * : 1,
+                   default : 0) &&
+        _Generic((PCPEERDIST_RETRIEVAL_OPTIONS)0, const PEERDIST_RETRIEVAL_OPTIONS * : 1,
+            default : 0),
     "retrieval options: tag and pointer types");
 SIZE(PEERDIST_STATUS_INFO, 16);
 OFFSET(PEERDIST_STATUS_INFO, cbSize, 0);
 OFFSET(PEERDIST_STATUS_INFO, status, 4);
 OFFSET(PEERDIST_STATUS_INFO, dwMinVer, 8);
 OFFSET(PEERDIST_STATUS_INFO, dwMaxVer, 12);
-_Static_assert(_Generic((PPEERDIST_STATUS_INFO)0, struct peerdist_status_info_tag *: 1, default: 0) &&
-        _Generic((PCPEERDIST_STATUS_INFO)0, const PEERDIST_STATUS_INFO *: 1, default: 0) &&
-        _Generic(((PEERDIST_STATUS_INFO){0}).status, PEERDIST_STATUS: 1, default: 0),
+_Static_assert(
+    _Generic((PPEERDIST_STATUS_INFO)0, struct peerdist_status_info_tag * : 1, default : 0) &&
+        _Generic((PCPEERDIST_STATUS_INFO)0, const PEERDIST_STATUS_INFO * : 1, default : 0) &&
+        _Generic(((PEERDIST_STATUS_INFO){0}).status, PEERDIST_STATUS : 1, default : 0),
     "status info: tag and types");
 SIZE(PEERDIST_CLIENT_INFO_BY_HANDLE_CLASS, 4);
 _Static_assert(PeerDistClientBasicInfo == 0 && MaximumPeerDistClientInfoByHandlesClass == 1,
     "info class values");
 _Static_assert(_Generic((PPEERDIST_CLIENT_INFO_BY_HANDLE_CLASS)0,
-                   enum _PEERDIST_CLIENT_INFO_BY_HANDLE_CLASS *: 1, default: 0),
+                   enum _PEERDIST_CLIENT_INFO_BY_HANDLE_CLASS * : 1, default : 0),
     "info class: tag");
 SIZE(PEERDIST_CLIENT_BASIC_INFO, 4);
 OFFSET(PEERDIST_CLIENT_BASIC_INFO, fFlashCrowd, 0);
-_Static_assert(_Generic((PPEERDIST_CLIENT_BASIC_INFO)0, struct _PEERDIST_CLIENT_BASIC_INFO *: 1, default: 0) &&
-        _Generic(((PEERDIST_CLIENT_BASIC_INFO){0}).fFlashCrowd, BOOL: 1, default: 0),
+_Static_assert(_Generic((PPEERDIST_CLIENT_BASIC_INFO)0, struct _PEERDIST_CLIENT_BASIC_INFO * : 1,
+                   default : 0) &&
+        _Generic(((PEERDIST_CLIENT_BASIC_INFO){0}).fFlashCrowd, BOOL : 1, default : 0),
     "basic info: tag and types");
 
 FUNCTION(PeerDistGetStatusEx, DWORD (*)(PEERDIST_INSTANCE_HANDLE, PEERDIST_STATUS_INFO *));
 FUNCTION(PeerDistRegisterForStatusChangeNotificationEx,
     DWORD (*)(PEERDIST_INSTANCE_HANDLE, HANDLE, ULONG_PTR, LPOVERLAPPED, PEERDIST_STATUS_INFO *));
 FUNCTION(PeerDistGetOverlappedResult, BOOL (*)(LPOVERLAPPED, LPDWORD, BOOL));
-FUNCTION(PeerDistServerOpenContentInformationEx, DWORD (*)(PEERDIST_INSTANCE_HANDLE, DWORD, PBYTE,
-    ULONGLONG, ULONGLONG, PEERDIST_RETRIEVAL_OPTIONS *, HANDLE, ULONG_PTR, PPEERDIST_CONTENTINFO_HANDLE));
-FUNCTION(PeerDistClientGetInformationByHandle, DWORD (*)(PEERDIST_INSTANCE_HANDLE, PEERDIST_CONTENT_HANDLE,
-    PEERDIST_CLIENT_INFO_BY_HANDLE_CLASS, DWORD, LPVOID));
+FUNCTION(PeerDistServerOpenContentInformationEx,
+    DWORD (*)(PEERDIST_INSTANCE_HANDLE, DWORD, PBYTE, ULONGLONG, ULONGLONG,
+        PEERDIST_RETRIEVAL_OPTIONS *, HANDLE, ULONG_PTR, PPEERDIST_CONTENTINFO_HANDLE));
+FUNCTION(PeerDistClientGetInformationByHandle,
+    DWORD (*)(PEERDIST_INSTANCE_HANDLE, PEERDIST_CONTENT_HANDLE,
+        PEERDIST_CLIENT_INFO_BY_HANDLE_CLASS, DWORD, LPVOID));
 #else
 #if PD_EXPECT_TARGET == 7
 SIGNED32(PEERDIST_PUBLICATION_OPTIONS_VERSION, 1);
-_Static_assert(IS_WORD(PEERDIST_VERSION) && PEERDIST_VERSION == 1, "Windows 7: PEERDIST_VERSION is MAKEWORD(1,0)");
+_Static_assert(IS_WORD(PEERDIST_VERSION) && PEERDIST_VERSION == 1,
+    "Windows 7: PEERDIST_VERSION is MAKEWORD(1,0)");
 #endif
-#if defined(PEERDIST_PUBLICATION_OPTIONS_VERSION_2) ||                \
-    defined(PEERDIST_RETRIEVAL_OPTIONS_CONTENTINFO_VERSION) ||       \
-    defined(PEERDIST_RETRIEVAL_OPTIONS_CONTENTINFO_VERSION_1) ||     \
+#if defined(PEERDIST_PUBLICATION_OPTIONS_VERSION_2) ||           \
+    defined(PEERDIST_RETRIEVAL_OPTIONS_CONTENTINFO_VERSION) ||   \
+    defined(PEERDIST_RETRIEVAL_OPTIONS_CONTENTINFO_VERSION_1) || \
     defined(PEERDIST_RETRIEVAL_OPTIONS_CONTENTINFO_VERSION_2)
 #error "the Windows 7 header has no version-2 or retrieval-version constant"
 #endif

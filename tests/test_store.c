@@ -41,7 +41,8 @@ START_TEST(fresh_database_is_migrated)
     ck_assert_int_eq(store_open(path, &st, err, sizeof(err)), 0);
     ck_assert_int_eq(store_user_version(store_db(st)), schema_migration_count);
     sqlite3_stmt *s;
-    ck_assert_int_eq(sqlite3_prepare_v2(store_db(st), "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(store_db(st), "PRAGMA journal_mode", -1, &s, NULL),
+        SQLITE_OK);
     ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
     ck_assert_str_eq((const char *)sqlite3_column_text(s, 0), "wal");
     sqlite3_finalize(s);
@@ -151,8 +152,10 @@ START_TEST(bad_tag_length_rejected_by_schema)
     struct store *st;
     char err[256];
     ck_assert_int_eq(store_open(path, &st, err, sizeof(err)), 0);
-    ck_assert_int_ne(sqlite3_exec(store_db(st),
-        "INSERT INTO labels (uid, tag, segment_id, block) VALUES (1, x'00', x'11', 0)", NULL, NULL, NULL),
+    ck_assert_int_ne(
+        sqlite3_exec(store_db(st),
+            "INSERT INTO labels (uid, tag, segment_id, block) VALUES (1, x'00', x'11', 0)", NULL,
+            NULL, NULL),
         SQLITE_OK);
     store_close(st);
 }

@@ -32,13 +32,13 @@
 #define KEY_POSTED 0x99
 #define WAIT_MS 10000
 
-#define CHECK(cond)                                                                              \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            printf("%s:%d: %s failed (last error %lu)\n", __FILE__, __LINE__, #cond,             \
-                (unsigned long)GetLastError());                                                  \
-            exit(1);                                                                             \
-        }                                                                                        \
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            printf("%s:%d: %s failed (last error %lu)\n", __FILE__, __LINE__, #cond, \
+                (unsigned long)GetLastError());                                      \
+            exit(1);                                                                 \
+        }                                                                            \
     } while (0)
 
 static PEERDIST_INSTANCE_HANDLE hPeerDist;
@@ -67,7 +67,8 @@ static void DequeueAll(OVERLAPPED_ENTRY *entries, ULONG count)
     ULONG got = 0;
     while (got < count) {
         ULONG removed = 0;
-        CHECK(GetQueuedCompletionStatusEx(hPort, entries + got, count - got, &removed, WAIT_MS, FALSE));
+        CHECK(GetQueuedCompletionStatusEx(hPort, entries + got, count - got, &removed, WAIT_MS,
+            FALSE));
         CHECK(removed >= 1 && removed <= count - got);
         got += removed;
     }
@@ -121,8 +122,8 @@ static BYTE *Publish(const char *id, const BYTE *data, SIZE_T cbData, DWORD *pcb
         ZeroMemory(&ov, sizeof(ov));
         ov.hEvent = hEvent;
         CHECK(ResetEvent(hEvent));
-        CHECK(PeerDistServerRetrieveContentInformation(hPeerDist, hInfo, sizeof(chunk), chunk, &ov) ==
-            ERROR_IO_PENDING);
+        CHECK(PeerDistServerRetrieveContentInformation(hPeerDist, hInfo, sizeof(chunk), chunk,
+                  &ov) == ERROR_IO_PENDING);
         CHECK(WaitForSingleObject(hEvent, WAIT_MS) == WAIT_OBJECT_0);
         DWORD cb = 0;
         /* Windows 7 has no PeerDistGetOverlappedResult; the handle passed is not a file. */
@@ -142,17 +143,20 @@ static BYTE *Publish(const char *id, const BYTE *data, SIZE_T cbData, DWORD *pcb
     return info;
 }
 
-static PEERDIST_CONTENT_HANDLE OpenWithInfo(const PEERDIST_CONTENT_TAG *tag, BYTE *info, DWORD cbInfo)
+static PEERDIST_CONTENT_HANDLE OpenWithInfo(const PEERDIST_CONTENT_TAG *tag, BYTE *info,
+    DWORD cbInfo)
 {
     PEERDIST_CONTENT_HANDLE hContent;
-    CHECK(PeerDistClientOpenContent(hPeerDist, tag, hPort, KEY_CONTENT, &hContent) == ERROR_SUCCESS);
+    CHECK(
+        PeerDistClientOpenContent(hPeerDist, tag, hPort, KEY_CONTENT, &hContent) == ERROR_SUCCESS);
     HANDLE hEvent = CreateEvent(NULL, FALSE, FALSE, NULL);
     CHECK(hEvent != NULL);
     OVERLAPPED ov;
     ZeroMemory(&ov, sizeof(ov));
     /* The low bit of hEvent: signal the event only, post nothing to the port. */
     ov.hEvent = (HANDLE)((ULONG_PTR)hEvent | 1);
-    CHECK(PeerDistClientAddContentInformation(hPeerDist, hContent, cbInfo, info, &ov) == ERROR_IO_PENDING);
+    CHECK(PeerDistClientAddContentInformation(hPeerDist, hContent, cbInfo, info, &ov) ==
+        ERROR_IO_PENDING);
     DWORD cb = 0;
     CHECK(GetOverlappedResult(NULL, &ov, &cb, TRUE) && cb == cbInfo);
     CHECK(WaitForSingleObject(hEvent, WAIT_MS) == WAIT_OBJECT_0); /* it is signalled too */
@@ -227,8 +231,8 @@ static void ReadWaitingForAny(PEERDIST_CONTENT_HANDLE hContent, const BYTE *data
     ZeroMemory(&ov, sizeof(ov));
     ov.hEvent = (HANDLE)((ULONG_PTR)events[1] | 1);
     SetOverlappedOffset(&ov, BLOCK + 100);
-    CHECK(PeerDistClientBlockRead(hPeerDist, hContent, 500, buf, PEERDIST_READ_TIMEOUT_DEFAULT, &ov) ==
-        ERROR_IO_PENDING);
+    CHECK(PeerDistClientBlockRead(hPeerDist, hContent, 500, buf, PEERDIST_READ_TIMEOUT_DEFAULT,
+              &ov) == ERROR_IO_PENDING);
     CHECK(WaitForMultipleObjects(2, events, FALSE, WAIT_MS) == WAIT_OBJECT_0 + 1);
     CHECK(WaitForMultipleObjects(2, events, FALSE, 0) == WAIT_TIMEOUT); /* auto-reset: taken */
     DWORD cb = 0;
@@ -279,11 +283,13 @@ static void StreamToEnd(PEERDIST_CONTENT_HANDLE hContent, const BYTE *data)
     OVERLAPPED_ENTRY entries[2];
     DequeueAll(entries, 2);
     CHECK(entries[0].lpOverlapped == &ov[0] && entries[1].lpOverlapped == &ov[1]); /* in order */
-    CHECK(entries[0].Internal == ERROR_SUCCESS && entries[0].dwNumberOfBytesTransferred == CONTENT_BYTES);
+    CHECK(entries[0].Internal == ERROR_SUCCESS &&
+        entries[0].dwNumberOfBytesTransferred == CONTENT_BYTES);
     CHECK(memcmp(buf, data, CONTENT_BYTES) == 0);
     CHECK(entries[1].Internal == PEERDIST_ERROR_NO_MORE);
     DWORD cb;
-    CHECK(!GetOverlappedResult(NULL, &ov[1], &cb, TRUE) && GetLastError() == PEERDIST_ERROR_NO_MORE);
+    CHECK(
+        !GetOverlappedResult(NULL, &ov[1], &cb, TRUE) && GetLastError() == PEERDIST_ERROR_NO_MORE);
 }
 
 static void Flush(const PEERDIST_CONTENT_TAG *tag)
@@ -307,7 +313,8 @@ static void PostedPackets(void)
     CHECK(GetQueuedCompletionStatusEx(hPort, entries, 2, &removed, 0, FALSE) && removed == 2);
     CHECK(GetQueuedCompletionStatusEx(hPort, entries + 2, 6, &removed, 0, FALSE) && removed == 1);
     for (UINT i = 0; i < 3; i++)
-        CHECK(entries[i].lpOverlapped == &marks[i] && entries[i].dwNumberOfBytesTransferred == 10 + i &&
+        CHECK(entries[i].lpOverlapped == &marks[i] &&
+            entries[i].dwNumberOfBytesTransferred == 10 + i &&
             entries[i].lpCompletionKey == KEY_POSTED && entries[i].Internal == 0);
 }
 
@@ -319,7 +326,8 @@ int main(int argc, char **argv)
     CHECK(dwSupported == 2); /* the library is version 2.0, whatever the program targets */
     CHECK(PEERDIST_VERSION == (TARGET_WIN7 ? 1 : 2));
     PEERDIST_STATUS status;
-    CHECK(PeerDistGetStatus(hPeerDist, &status) == ERROR_SUCCESS && status == PEERDIST_STATUS_AVAILABLE);
+    CHECK(PeerDistGetStatus(hPeerDist, &status) == ERROR_SUCCESS &&
+        status == PEERDIST_STATUS_AVAILABLE);
     hPort = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
     CHECK(hPort != NULL);
     PostedPackets();

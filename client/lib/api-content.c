@@ -33,6 +33,7 @@ struct pend {
     LPOVERLAPPED ov;
     uint64_t request_id; /* the (first) request's id once sent; 0 while being sent */
     unsigned parts_left; /* replies still to come */
+    bool ended;          /* the last reply was seen; listed until delivered */
     PBYTE buf;           /* reads: where the data goes, at most cap bytes */
     DWORD cap;
     TAILQ_ENTRY(pend) by_ct; /* in serial order */
@@ -177,8 +178,9 @@ static void read_result(struct pend *p, const Peerdist__Reply *r, DWORD status, 
 
 /*
  * Runs once per request part, on whichever thread read its reply (reply NULL:
- * the connection went away or the instance shut down). Ends the record with
- * its last part.
+ * the connection went away or the instance shut down). With the last part it fills
+ * what the completion carries; the record stays listed until content_on_delivered, so a
+ * Cancel that waits for it returns only once the OVERLAPPED says done.
  */
 static void content_on_reply(struct pd_op *op, const Peerdist__Reply *r, DWORD *status,
     DWORD *bytes)
@@ -188,26 +190,38 @@ static void content_on_reply(struct pd_op *op, const Peerdist__Reply *r, DWORD *
     struct pend *p = pend_find(serial);
     enum op_kind kind = p ? p->kind : OP_ADD_DATA;
     bool last = false;
-    if (p) {
+    if (p && !p->ended) {
         /* A request sent after the daemon closed the handle: to the caller, it was aborted. */
         if (r && p->ct->closed && *status == ERROR_INVALID_HANDLE)
             *status = ERROR_OPERATION_ABORTED;
         last = --p->parts_left == 0 || !r;
         if (last) {
+            p->ended = true;
             if (kind == OP_COMPLETE && r && *status == ERROR_SUCCESS)
                 p->ct->completed = true;
-            pend_unlink(p);
+            if (kind == OP_ADD_CI) /* the caller may add the next piece once it sees this one */
+                p->ct->add_ci_pending = false;
         }
     }
     pthread_mutex_unlock(&pend_mu);
     if ((kind == OP_ADD_CI || kind == OP_ADD_DATA) && r &&
         r->body_case == PEERDIST__REPLY__BODY_COUNT)
         *bytes = clamp_dword(r->count->bytes);
-    if (p && last) {
-        if (kind == OP_READ)
-            read_result(p, r, *status, bytes);
+    if (p && last && kind == OP_READ)
+        read_result(p, r, *status, bytes); /* p stays: only on_delivered frees it */
+}
+
+/* The completion is out: the record goes, and a waiting Cancel returns. */
+static void content_on_delivered(void *arg)
+{
+    uint64_t serial = (uint64_t)(uintptr_t)arg;
+    pthread_mutex_lock(&pend_mu);
+    struct pend *p = pend_find(serial);
+    if (p)
+        pend_unlink(p);
+    pthread_mutex_unlock(&pend_mu);
+    if (p)
         pend_free(p);
-    }
 }
 
 /* ---- handle lookup shared by every call ---- */
@@ -258,6 +272,7 @@ static DWORD submit(struct call *cl, struct pend *p, Peerdist__Request **reqs, s
         .port = cl->ct->c.ch.port,
         .key = cl->ct->c.ch.key,
         .on_reply = content_on_reply,
+        .on_delivered = content_on_delivered,
         .arg = (void *)(uintptr_t)p->serial,
         .request_id = &rid,
     };

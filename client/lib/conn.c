@@ -171,6 +171,8 @@ static void multi_part_done(struct pd_multi *m, DWORD status, DWORD bytes, unsig
     atomic_fetch_add(&m->bytes, bytes);
     if (atomic_fetch_sub(&m->remaining, parts) == parts) {
         w32_complete(m->a.ov, m->a.port, m->a.key, atomic_load(&m->status), atomic_load(&m->bytes));
+        if (m->a.on_delivered)
+            m->a.on_delivered(m->a.arg);
         free(m);
     }
 }
@@ -181,10 +183,13 @@ static void op_complete_async(struct pd_op *op, const Peerdist__Reply *reply, DW
     DWORD bytes = 0;
     if (op->a.on_reply)
         op->a.on_reply(op, reply, &status, &bytes);
-    if (op->multi)
+    if (op->multi) {
         multi_part_done(op->multi, status, bytes, 1);
-    else
+    } else {
         w32_complete(op->a.ov, op->a.port, op->a.key, status, bytes);
+        if (op->a.on_delivered)
+            op->a.on_delivered(op->a.arg);
+    }
     free(op);
 }
 

@@ -37,6 +37,11 @@ struct pd_async {
     HANDLE port;
     ULONG_PTR key;
     pd_reply_fn on_reply; /* NULL: status from the reply, 0 bytes */
+    /*
+     * Runs once, after the completion was delivered (OVERLAPPED filled, event set, packet
+     * posted): a caller waiting for the operation to be over (Cancel) may stop waiting.
+     */
+    void (*on_delivered)(void *arg);
     void *arg;
     uint64_t *request_id; /* if set and *request_id is 0: receives the (first) request id */
 };
