@@ -50,6 +50,31 @@ void config_defaults(struct config *cfg)
     cfg->mode = MODE_LOCAL;
     cfg->log_level = LOG_LVL_INFO;
     cfg->max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS;
+    cfg->disk_reserve = CONFIG_DEFAULT_DISK_RESERVE;
+}
+
+int config_parse_bytes(const char *text, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(text, &end, 10);
+    if (errno || end == text || text[0] == '-')
+        return -1;
+    unsigned shift = 0;
+    switch (*end) {
+    case 'K': shift = 10; break;
+    case 'M': shift = 20; break;
+    case 'G': shift = 30; break;
+    case 'T': shift = 40; break;
+    case '\0': break;
+    default: return -1;
+    }
+    if (*end && end[1])
+        return -1;
+    if (shift && n > (UINT64_MAX >> shift))
+        return -1;
+    *out = (uint64_t)n << shift;
+    return 0;
 }
 
 struct ini_ctx {
@@ -88,6 +113,13 @@ static int set_key(struct ini_ctx *ctx, const char *name, const char *value)
         }
         cfg->max_connections = (unsigned)n;
         return 0;
+    }
+    if (strcmp(name, "disk_reserve") == 0) {
+        if (config_parse_bytes(value, &cfg->disk_reserve) == 0)
+            return 0;
+        snprintf(ctx->err, ctx->errlen,
+            "disk_reserve: '%s' is not a byte count (digits, optional K, M, G or T)", value);
+        return -1;
     }
     char *dst = strcmp(name, "socket") == 0 ? cfg->socket_path
         : strcmp(name, "database") == 0     ? cfg->db_path

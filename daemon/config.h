@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "log.h"
 
@@ -18,6 +19,8 @@
 #define CONFIG_DEFAULT_STATE_DIR "/var/lib/peerdist"
 #define CONFIG_DEFAULT_MAX_CONNECTIONS 1024
 #define CONFIG_MAX_CONNECTIONS_LIMIT 65536
+/* Bytes kept free on the cache filesystem for deletes (disk.h); 0 turns the reserve off. */
+#define CONFIG_DEFAULT_DISK_RESERVE (64ull * 1024 * 1024)
 
 enum service_mode {
     MODE_DISABLED,
@@ -36,6 +39,7 @@ struct config {
     enum service_mode mode;
     enum log_level log_level;
     unsigned max_connections;
+    uint64_t disk_reserve;
 };
 
 void config_defaults(struct config *cfg);
@@ -46,5 +50,7 @@ void config_apply_env(struct config *cfg);
 
 const char *config_mode_name(enum service_mode mode);
 int config_parse_mode(const char *name, enum service_mode *out);
+/* A byte count: digits with an optional binary suffix K, M, G or T (1024-based). */
+int config_parse_bytes(const char *text, uint64_t *out);
 
 #endif

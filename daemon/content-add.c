@@ -11,6 +11,7 @@
 
 #include "blockstore.h"
 #include "content-internal.h"
+#include "disk.h"
 #include "log.h"
 #include "worker.h"
 
@@ -278,6 +279,8 @@ void content_add_data(struct conn *c, uint64_t id, const Peerdist__AddDataReques
     uint64_t lo, hi;
     size_t nunits;
     DWORD rc = add_bounds(c, h, a->offset, a->data.len, &lo, &hi);
+    if (rc == ERROR_SUCCESS && hi > lo && !disk_admit(c->d, hi - lo))
+        rc = ERROR_DISK_FULL; /* disk.c logs it, at most once per interval */
     if (rc == ERROR_SUCCESS)
         rc = add_plan(c, h, lo, hi, &nunits);
     if (rc != ERROR_SUCCESS) {

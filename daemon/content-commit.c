@@ -48,7 +48,7 @@ void content_mark_file_errors(struct op *op)
 }
 
 /* Loop: rows and labels for the verified blocks in one transaction, then the reply. */
-static DWORD op_commit(struct op *op, bool *bad)
+static DWORD op_commit(struct op *op, bool *bad, bool *committed)
 {
     struct content_handle *h = op->h;
     struct conn *c = op->c;
@@ -83,6 +83,7 @@ static DWORD op_commit(struct op *op, bool *bad)
         return status;
     }
     c->d->blocks_gen++;
+    *committed = true;
     if (io_err) {
         log_error(CONN_FMT ": writing block bytes: %s", CONN_ARGS(c), strerror(io_err));
         status = winerr_from_write_errno(io_err);
@@ -91,14 +92,42 @@ static DWORD op_commit(struct op *op, bool *bad)
 }
 
 /* Loop: commit (unless aborted), reply, release. */
+/*
+ * Bytes written without a row (a failed write or sync, a failed or skipped commit) take disk
+ * space nothing will read: they go to reclaim, which re-checks under the block store's lock
+ * that no row and no pending write uses the slot. On a full disk this is what gives the space
+ * back. Called after the op's own pins are gone.
+ */
+static void reclaim_uncommitted(struct op *op, bool committed)
+{
+    const struct ci_info *ci = op->h->ci;
+    struct store_reclaim *items = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < op->nunits; i++) {
+        const struct unit *u = &op->units[i];
+        if (u->result == UNIT_BAD_HASH || (committed && u->result == UNIT_OK))
+            continue;
+        if (!items && !(items = calloc(op->nunits, sizeof(*items))))
+            return; /* the space comes back at the next start-up (reconciliation) */
+        struct store_reclaim *r = &items[n++];
+        memcpy(r->segment_id, ci->segments[u->seg].id, ci->digest_len);
+        r->segment_id_len = (uint8_t)ci->digest_len;
+        r->file_owner = u->owner;
+        r->block = u->block;
+    }
+    if (n)
+        bs_reclaim(op->c->d->bs, items, n); /* takes items */
+}
+
 static void op_finish(struct op *op)
 {
     struct content_handle *h = op->h;
     struct conn *c = op->c;
+    bool committed = false;
     LIST_REMOVE(op, link);
     if (!atomic_load(&op->aborted) && !h->closed) {
         bool bad = false;
-        DWORD status = op_commit(op, &bad);
+        DWORD status = op_commit(op, &bad, &committed);
         if (status == ERROR_SUCCESS && bad) {
             status = ERROR_INVALID_DATA;
             log_warn(CONN_FMT ": AddData at offset %llu: bytes do not match their hash; the "
@@ -114,6 +143,7 @@ static void op_finish(struct op *op)
     for (size_t i = 0; i < op->nunits; i++)
         bs_unpin(c->d->bs, ci->segments[op->units[i].seg].id, ci->digest_len, op->units[i].owner,
             op->units[i].block);
+    reclaim_uncommitted(op, committed);
     content_op_free(op);
     content_handle_unref(h);
     conn_unref(c);

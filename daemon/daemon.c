@@ -1,14 +1,15 @@
 /*
  * daemon.c - peerdistd's parts put together and taken apart, in one place for main.c and the
- * fuzz harness: the database and its directory, the event loop, the worker pool, the block
- * store (reconciled with the database), the transport, and the modules (publish, content,
- * flush). The listening socket and the signals are main.c's.
+ * fuzz harness: the database and its directory, the event loop, the disk reserve, the worker
+ * pool, the block store (reconciled with the database), the transport, and the modules
+ * (publish, content, flush). The listening socket and the signals are main.c's.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "blockstore.h"
 #include "content.h"
+#include "disk.h"
 #include "daemon.h"
 #include "flush.h"
 #include "fsutil.h"
@@ -22,12 +23,14 @@ int daemon_init(struct daemon *d)
     d->started = time(NULL);
     if (fs_make_parent_dir(d->cfg.db_path) != 0)
         return -1;
-    if (store_open(d->cfg.db_path, &d->store, err, sizeof(err)) != 0) {
-        log_error("database: %s", err);
-        return -1;
-    }
     if (!(d->base = event_base_new())) {
         log_error("out of memory creating the event loop");
+        return -1;
+    }
+    if (disk_init(d) != 0) /* before anything writes: on a full disk, the reserve goes */
+        return -1;
+    if (store_open(d->cfg.db_path, &d->store, err, sizeof(err)) != 0) {
+        log_error("database: %s", err);
         return -1;
     }
     if (server_init(d, dispatch_request) != 0 ||
@@ -67,6 +70,7 @@ void daemon_free(struct daemon *d)
         store_set_reclaim_hook(d->store, NULL, NULL);
     bs_close(d->bs);
     d->bs = NULL;
+    disk_free(d);
     if (d->base)
         event_base_free(d->base);
     d->base = NULL;

@@ -95,6 +95,7 @@ struct daemon {
     void *pub;     /* publish.c: publications, the server secret */
     void *content; /* content.c: group sync, deferred writes */
     void *flush;   /* flush.c: queued flushes, the flush connection, the write gate */
+    void *disk;    /* disk.c: the reserve file, free-space checks */
 };
 
 /* daemon.c: everything but the listening socket and the signals, from d->cfg. */

@@ -12,6 +12,7 @@
 #include <peerdist.h>
 
 #include "blockstore.h"
+#include "disk.h"
 #include "log.h"
 #include "winerr.h"
 #include "worker.h"
@@ -186,6 +187,17 @@ static void batch_done(void *arg)
 {
     struct flush_batch *b = arg;
     struct daemon *d = b->d;
+    struct flush_state *fs = d->flush;
+    if (b->status == ERROR_DISK_FULL && disk_release_reserve(d)) {
+        /* The database could not journal the deletes: with the reserve given back to the
+         * filesystem, the same batch runs again (once: the reserve is gone now). */
+        STAILQ_CONCAT(&b->items, &fs->queued); /* the batch first, then what queued since */
+        STAILQ_CONCAT(&fs->queued, &b->items);
+        free(b);
+        gate_open(fs);
+        flush_next_batch(d);
+        return;
+    }
     d->blocks_gen++; /* blocks may be gone: readers reload */
     if (b->nreclaim)
         bs_reclaim(d->bs, b->reclaim, b->nreclaim); /* takes the items */
