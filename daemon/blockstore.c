@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "log.h"
 
 struct pin {
@@ -89,14 +90,14 @@ int bs_open_write(const struct blockstore *bs, const uint8_t *seg, size_t seglen
 {
     char path[4096];
     bs_file_path(bs, seg, seglen, file_owner, path, sizeof(path));
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, FS_FILE_MODE);
     if (fd < 0 && errno == ENOENT) {
         char *slash = strrchr(path, '/');
         *slash = 0;
-        if (mkdir(path, 0700) != 0 && errno != EEXIST)
+        if (mkdir(path, FS_DIR_MODE) != 0 && errno != EEXIST)
             return -1;
         *slash = '/';
-        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, FS_FILE_MODE);
     }
     return fd;
 }
@@ -290,7 +291,7 @@ int bs_open(const char *db_path, struct worker_pool *wp, struct blockstore **out
     if (!(bs->dir = malloc(dl + 6)))
         goto fail;
     snprintf(bs->dir, dl + 6, "%.*s/data", (int)dl, slash ? db_path : ".");
-    if (mkdir(bs->dir, 0700) != 0 && errno != EEXIST) {
+    if (mkdir(bs->dir, FS_DIR_MODE) != 0 && errno != EEXIST) {
         log_error("block store %s: %s", bs->dir, strerror(errno));
         goto fail;
     }

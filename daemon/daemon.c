@@ -1,11 +1,17 @@
 /*
  * daemon.c - peerdistd's parts put together and taken apart, in one place for main.c and the
- * fuzz harness: the database and its directory, the event loop, the disk reserve, the worker
- * pool, the block store (reconciled with the database), the transport, and the modules
- * (publish, content, flush). The listening socket and the signals are main.c's.
+ * fuzz harness: the database directory (made, checked, locked), the event loop, the disk
+ * reserve, the database, the worker pool, the block store (reconciled with the database), the
+ * transport, and the modules (publish, content, flush). The listening socket and the signals
+ * are main.c's.
  */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "blockstore.h"
 #include "content.h"
@@ -17,11 +23,52 @@
 #include "publish.h"
 #include "worker.h"
 
+/* Whether a and b name the same existing directory. */
+static bool same_dir(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+        sa.st_ino == sb.st_ino;
+}
+
+/*
+ * The database directory, before anything in it is opened: made if missing (FS_DIR_MODE, or
+ * 0755 when the socket will live there too, so that every user reaches the socket), refused
+ * if someone else could change it, then locked, so that a second daemon on the same
+ * directory (the same database, or another one sharing its data/) stops here, before it
+ * migrates, reconciles or tests the socket. Files an older start left readable by others
+ * lose that.
+ */
+static int claim_db_dir(struct daemon *d)
+{
+    char dir[PATH_MAX], sock_dir[PATH_MAX], path[PATH_MAX + 8];
+    bool created;
+    fs_dirname(d->cfg.db_path, dir, sizeof(dir));
+    fs_dirname(d->cfg.socket_path, sock_dir, sizeof(sock_dir));
+    if (fs_make_dir(dir, FS_DIR_MODE, &created) != 0)
+        return -1;
+    if (created && same_dir(dir, sock_dir) && chmod(dir, 0755) != 0) {
+        log_error("chmod %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (fs_check_dir("database directory", dir) != 0 || (d->dir_lock = fs_lock_dir(dir)) < 0)
+        return -1;
+    static const char *const files[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s%s", d->cfg.db_path, files[i]);
+        if (fs_restrict_file(path) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 int daemon_init(struct daemon *d)
 {
     char err[512];
     d->started = time(NULL);
-    if (fs_make_parent_dir(d->cfg.db_path) != 0)
+    d->dir_lock = -1;
+    fs_init_ownership(); /* before anything is created, before any thread */
+    if (claim_db_dir(d) != 0)
         return -1;
     if (!(d->base = event_base_new())) {
         log_error("out of memory creating the event loop");
@@ -76,4 +123,7 @@ void daemon_free(struct daemon *d)
     d->base = NULL;
     store_close(d->store);
     d->store = NULL;
+    if (d->dir_lock >= 0) /* last: the directory is free once nothing in it is open */
+        close(d->dir_lock);
+    d->dir_lock = -1;
 }

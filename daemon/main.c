@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "fsutil.h"
 #include "log.h"
 
 static void usage(FILE *f)
@@ -126,6 +128,19 @@ static void sd_notify_msg(const char *msg)
     close(fd);
 }
 
+/* Every local user may use the API (DESIGN.md, Identity): say so when the socket's directory
+ * (the database directory, say, which is 0750 when the daemon makes it) keeps them out. */
+static void warn_unreachable_socket(const struct daemon *d)
+{
+    char dir[PATH_MAX];
+    struct stat st;
+    fs_dirname(d->cfg.socket_path, dir, sizeof(dir));
+    if (stat(dir, &st) == 0 && !(st.st_mode & S_IXOTH))
+        log_warn("the socket's directory %s is mode %04o: other users cannot reach %s (give it "
+                 "o+x, or put the socket in a directory of its own)",
+            dir, (unsigned)(st.st_mode & 07777), d->cfg.socket_path);
+}
+
 static void reload_config(struct daemon *d)
 {
     struct config fresh;
@@ -184,6 +199,7 @@ int main(int argc, char **argv)
     }
     if (server_listen(&d) != 0)
         goto out;
+    warn_unreachable_socket(&d);
     log_info("peerdistd %s listening on %s, database %s, mode %s", PEERDIST_SOFTWARE_VERSION,
         d.cfg.socket_path, d.cfg.db_path, config_mode_name(d.cfg.mode));
     sd_notify_msg("READY=1");

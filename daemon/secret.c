@@ -17,6 +17,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "fsutil.h"
 #include "log.h"
 
 /* mkdir -p with mode 0700 for what it creates. */
@@ -58,10 +59,6 @@ static int secret_create(const char *dir, const char *path)
     uint8_t key[SECRET_GENERATED_BYTES];
     char tmp[PATH_MAX];
     int fd = -1, dfd = -1, rc = -1;
-    if (make_dirs(dir) != 0) {
-        log_error("server secret: cannot create %s: %s", dir, strerror(errno));
-        return -1;
-    }
     if (RAND_bytes(key, sizeof(key)) != 1) {
         log_error("server secret: no random bytes from OpenSSL");
         return -1;
@@ -144,6 +141,14 @@ int secret_load(const char *state_dir, struct ci_secret *ks_v1, struct ci_secret
         log_error("server secret: state directory path too long");
         return -1;
     }
+    if (make_dirs(state_dir) != 0) {
+        log_error("server secret: cannot create %s: %s", state_dir, strerror(errno));
+        return -1;
+    }
+    /* Whoever could write the directory could swap the secret, and with it every segment
+     * secret (Kp) this server hands out. */
+    if (fs_check_dir("state directory", state_dir) != 0)
+        return -1;
     if (access(path, F_OK) != 0 && errno == ENOENT && secret_create(state_dir, path) != 0)
         return -1;
     ssize_t n = secret_read(path, buf);

@@ -267,8 +267,8 @@ START_TEST(two_databases_in_one_directory_are_refused)
     snprintf(holder, sizeof(holder), "in use by another peerdistd (pid %d", (int)td.pid);
     int rc = start_daemon(sock, db, log, true);
     int damaged = count_damaged(&cp, 4);
-    fprintf(stderr, "a second database in the directory: exit %d; contents damaged %d of 4\n",
-        rc, damaged);
+    fprintf(stderr, "a second database in the directory: exit %d; contents damaged %d of 4\n", rc,
+        damaged);
     ck_assert_int_eq(damaged, 0);
     ck_assert_int_eq(rc, 1);
     ck_assert(file_contains(log, holder));
