@@ -2,6 +2,7 @@
 #   make run        build, then run peerdistd in the foreground on .run/ in this checkout
 #   make test       build, then run the whole test suite
 #   make test-asan  the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make test-kill  kill -9 during publish, AddData and flush, KILL_CYCLES times (the suite: 30)
 #   make fuzz       both libFuzzer harnesses (fuzz/) for FUZZ_SECONDS in all, built in FUZZ_BUILD
 #   make format     clang-format (.clang-format) over every C file of ours
 # Each target installs missing Debian packages first (needs root and apt).
@@ -12,11 +13,12 @@ FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc)
 RUN_DIR    := $(CURDIR)/.run
 FUZZ_SECONDS ?= 60
+KILL_CYCLES ?= 500
 
 DEBS := cmake make gcc pkg-config libevent-dev libsqlite3-dev sqlite3 libprotobuf-c-dev \
         protobuf-c-compiler check libsubunit-dev libssl-dev libinih-dev python3
 
-.PHONY: all deps configure build run test test-asan fuzz format install clean
+.PHONY: all deps configure build run test test-asan test-kill fuzz format install clean
 
 all: build
 
@@ -56,6 +58,11 @@ test-asan: deps
 	@test -f $(ASAN_BUILD)/CMakeCache.txt || cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DPEERDIST_SANITIZE=ON
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure
+
+# The long run of tests/test_killloop.c; PEERDIST_KILL_SEED=N repeats its random choices
+# (not its timing).
+test-kill: build
+	PEERDIST_KILL_CYCLES=$(KILL_CYCLES) $(BUILD)/tests/test_killloop
 
 fuzz: deps
 	$(call install_missing,clang libclang-rt-14-dev)
