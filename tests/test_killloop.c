@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,10 +65,12 @@ static struct {
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int phase, parked;
+    int phase;
     bool quit;
+    atomic_int parked;  /* threads done with the phase */
     atomic_bool killed; /* set before the SIGKILL: a failure after it is expected */
-    char fatal[512];    /* the first unexpected failure, reported by the main thread */
+    atomic_bool failed; /* fatal holds the first unexpected failure (written under mu) */
+    char fatal[512];
 } run = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static __thread unsigned rng;
@@ -90,16 +93,37 @@ static PEERDIST_CONTENT_TAG make_tag(uint8_t magic, int slot, uint32_t gen)
     return t;
 }
 
-/* A failure while the daemon should be alive: the test fails (reported by the main thread). */
+/* Records the first thing a client thread saw go wrong; the main thread fails the test. */
+__attribute__((format(printf, 1, 2))) static void fail_run(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    pthread_mutex_lock(&run.mu);
+    if (!run.failed)
+        vsnprintf(run.fatal, sizeof(run.fatal), fmt, ap);
+    run.failed = true;
+    pthread_mutex_unlock(&run.mu);
+    va_end(ap);
+}
+
+/* Whether a failure is the kill's doing; one while the daemon should be alive fails the run. */
 static bool expected_failure(const char *what, DWORD rc)
 {
     if (run.killed)
         return true;
-    pthread_mutex_lock(&run.mu);
-    if (!run.fatal[0])
-        snprintf(run.fatal, sizeof(run.fatal), "%s: status %u with the daemon alive", what, rc);
-    pthread_mutex_unlock(&run.mu);
+    fail_run("%s: status %u with the daemon alive", what, rc);
     return false;
+}
+
+/* The main thread's check that no client thread saw anything wrong. */
+static void assert_run_ok(void)
+{
+    pthread_mutex_lock(&run.mu);
+    bool failed = run.failed;
+    char msg[sizeof(run.fatal)];
+    memcpy(msg, run.fatal, sizeof(msg));
+    pthread_mutex_unlock(&run.mu);
+    ck_assert_msg(!failed, "%s", msg);
 }
 
 static DWORD wait_ov(OVERLAPPED *ov, DWORD *n)
@@ -263,10 +287,8 @@ static bool op_publish(PEERDIST_INSTANCE_HANDLE h)
     }
     if (rc == ERROR_SUCCESS) {
         if (n != s->ci.len || memcmp(got, s->ci.bytes, n) != 0) {
-            pthread_mutex_lock(&run.mu);
-            snprintf(run.fatal, sizeof(run.fatal), "publication %s: content information differs",
-                id);
-            pthread_mutex_unlock(&run.mu);
+            fail_run("publication %s: content information differs from slot %d's reference", id,
+                (int)(s - slots));
             rc = ERROR_INVALID_DATA;
         } else {
             st.publishes++;
@@ -307,10 +329,7 @@ static void *worker_main(void *arg)
                 st.ops++;
             PeerDistShutdown(h);
         }
-        pthread_mutex_lock(&run.mu);
         run.parked++;
-        pthread_cond_broadcast(&run.cv);
-        pthread_mutex_unlock(&run.mu);
     }
 }
 
@@ -495,7 +514,7 @@ static void check_after_restart(void)
 
 static bool enough_ops(void *arg)
 {
-    return st.ops >= *(long *)arg || run.parked > 0 || run.fatal[0];
+    return st.ops >= *(long *)arg || run.parked > 0 || run.failed;
 }
 
 static bool all_parked(void *arg)
@@ -587,11 +606,11 @@ START_TEST(kill_9_during_publish_adddata_and_flush)
         pthread_mutex_unlock(&run.mu);
         long target = st.ops + 3 + rnd(120);
         ck_assert_msg(td_wait_until(enough_ops, &target), "the clients made no progress");
-        ck_assert_msg(!run.fatal[0], "%s", run.fatal);
+        assert_run_ok();
         usleep(rnd(4000)); /* not a wait for anything: where in its work the daemon dies */
         kill_daemon();
         ck_assert_msg(td_wait_until(all_parked, NULL), "a client did not notice the kill");
-        ck_assert_msg(!run.fatal[0], "%s", run.fatal);
+        assert_run_ok();
         if (rnd(3) == 0) {
             kill_during_startup(rnd(30000));
             startup_kills++;
