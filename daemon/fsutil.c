@@ -216,15 +216,18 @@ int fs_lock_dir(const char *dir)
         close(fd);
         return -1;
     }
-    char pid[32];
-    int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
     struct stat st;
     if (fstat(fd, &st) != 0 ||
-        ((st.st_mode & 07777) != FS_FILE_MODE && fchmod(fd, FS_FILE_MODE) != 0) ||
-        ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
-        log_error("cannot write %s: %s", path, strerror(errno));
+        ((st.st_mode & 07777) != FS_FILE_MODE && fchmod(fd, FS_FILE_MODE) != 0)) {
+        log_error("lock file %s: %s", path, strerror(errno));
         close(fd);
         return -1;
     }
+    /* The pid is for people; the lock is held already. Overwritten in place, then cut, so a
+     * start on a full disk (the space comes back later, docs/cache.md) does not fail here. */
+    char pid[32];
+    int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (pwrite(fd, pid, (size_t)n, 0) != n || ftruncate(fd, n) != 0)
+        log_warn("lock file %s: cannot write the pid: %s", path, strerror(errno));
     return fd;
 }

@@ -341,8 +341,9 @@ static void walk_fail(const char *fmt, const char *path, unsigned a, unsigned b)
 
 /*
  * Every entry under td.dir but the test's own (td.dir itself, the configuration, logs) and
- * the socket's: no bit for others; files FS_FILE_MODE (the secret 0600), directories 0750
- * (the state directory 0700); the group, the service group's or the daemon's own.
+ * the socket's: no bit for others; files 0640 (the secret 0600, the disk reserve anything
+ * private), directories 0750 (the state directory 0700); the group, the service group's or
+ * the daemon's own.
  */
 static int check_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
@@ -364,6 +365,8 @@ static int check_entry(const char *path, const struct stat *st, int type, struct
     }
     unsigned want = S_ISDIR(st->st_mode) ? (strcmp(base, "state") == 0 ? 0700 : 0750)
                                          : (strcmp(base, "secret") == 0 ? 0600 : 0640);
+    if (strstr(base, ".reserve")) /* the disk reserve: nobody reads it; private is enough */
+        want = mode & 0770;
     if (mode != want)
         walk_fail("%s: mode %04o, want %04o\n", path, mode, want);
     if (st->st_gid != expected_group())
