@@ -231,6 +231,13 @@ START_TEST(full_disk_refuses_adddata_and_still_flushes)
     read_prefix(h, b, data, 0);
     ck_assert_int_eq(PeerDistClientCloseContent(h, b), ERROR_SUCCESS);
     ck_assert_int_eq(PeerDistShutdown(h), ERROR_SUCCESS);
+    fprintf(stderr,
+        "full disk: %s of %d MiB; AddData acknowledged %llu MiB then ERROR_DISK_FULL (and %llu "
+        "MiB after a restart); with the filesystem 100%% full: AddData ERROR_DISK_FULL, reads "
+        "right, flush ERROR_SUCCESS (also right after a restart), AddData accepted again once "
+        "space was free; lost 0\n",
+        fs_kind, IMAGE_MIB, (unsigned long long)(stored / MiB),
+        (unsigned long long)(stored_b / MiB));
     api_ci_free(&ci);
     free(data);
 }
