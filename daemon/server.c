@@ -216,6 +216,22 @@ void conn_reply_count(struct conn *c, uint64_t id, uint64_t bytes)
     conn_send(c, &r);
 }
 
+/*
+ * c has whole frames waiting: they are handled once the loop has polled (backlog_cb), after
+ * what the other connections have ready, not in this pass.
+ */
+static void conn_next_turn(struct conn *c)
+{
+    struct daemon *d = c->d;
+    if (!c->backlogged) {
+        c->backlogged = true;
+        TAILQ_INSERT_TAIL(&d->backlog, c, backlog_link);
+        c->refs++;
+    }
+    static const struct timeval now = {0, 0};
+    event_add(d->backlog_ev, &now);
+}
+
 /* Writes what the socket takes; 0 = all out or waiting for space, -1 = connection closed. */
 static int conn_write_out(struct conn *c)
 {
@@ -240,7 +256,7 @@ static int conn_write_out(struct conn *c)
     if (c->read_paused) {
         c->read_paused = false;
         event_add(c->rev, NULL);
-        event_active(c->rev, EV_READ, 0); /* requests may be waiting in the input buffer */
+        conn_next_turn(c); /* requests may be waiting in the input buffer */
     }
     return 0;
 }
@@ -363,14 +379,7 @@ static void conn_process_input(struct conn *c)
 {
     for (unsigned turn = 0; c->fd >= 0 && !c->read_paused && !c->close_after_write; turn++) {
         if (turn == SERVER_FRAMES_PER_TURN) {
-            struct daemon *d = c->d;
-            if (!c->backlogged) {
-                c->backlogged = true;
-                TAILQ_INSERT_TAIL(&d->backlog, c, backlog_link);
-                c->refs++;
-            }
-            static const struct timeval now = {0, 0};
-            event_add(d->backlog_ev, &now);
+            conn_next_turn(c);
             break;
         }
         if (c->discard) {

@@ -795,22 +795,24 @@ START_TEST(connections_without_hello_are_closed)
     ck_assert_int_ge(ok, 0);
     int silent = rc_connect();
     int drip = rc_connect();
-    uint8_t hello[64];
+    uint8_t hello[128];
     Peerdist__Hello h = PEERDIST__HELLO__INIT;
+    h.software = "a client that takes its time, one byte at a time";
     Peerdist__Request req = PEERDIST__REQUEST__INIT;
     req.id = 1;
     req.body_case = PEERDIST__REQUEST__BODY_HELLO;
     req.hello = &h;
+    ck_assert_uint_le(frame_size(&req.base), sizeof(hello));
     size_t n = frame_pack(&req.base, hello);
-    /* One byte every 400 ms (never the last one): never silent for a second, never done. */
-    double t0 = now_us();
+    /* One byte every 400 ms, never the last one (~25 s in all): never silent for a second,
+     * never done. */
     bool drip_closed = false;
-    for (size_t i = 0; i + 1 < n && !drip_closed; i = (i + 1) % (n - 1)) {
+    for (size_t i = 0; !drip_closed; i++) {
+        ck_assert_msg(i + 1 < n, "a dripping Hello was never cut off");
         drip_closed = write(drip, hello + i, 1) != 1;
         struct pollfd p = {.fd = drip, .events = POLLIN};
         if (!drip_closed && poll(&p, 1, 400) == 1)
             drip_closed = rc_closed_by_daemon(drip);
-        ck_assert_msg(now_us() - t0 < TD_WAIT_MS * 1e3, "a dripping Hello was never cut off");
     }
     ck_assert(rc_closed_by_daemon(silent));
     ck_assert(td_log_contains(&td, "no Hello within 2 s"));
@@ -883,13 +885,18 @@ START_TEST(one_uid_cannot_take_every_slot)
     struct slots *a = shared_new(sizeof(*a));
     a->conns = 300;
     a->hello = true;
+    double t0 = now_us();
     pid_t pa = spawn_as(UID_A, slots_child, a);
     ck_assert(wait_flag(&a->finished, 1));
+    double seconds = (now_us() - t0) / 1e6;
     ck_assert_int_eq(a->ok, 256);
     ck_assert_int_eq(a->refused, 44);
     ck_assert_int_eq(a->dropped + a->other, 0);
-    ck_assert(td_log_contains(&td, "max_connections_per_uid"));
-    ck_assert_int_le(td_log_count(&td, "max_connections_per_uid"), 12);
+    /* Logged, at most 5 lines a second (one per refusal would be 44). */
+    int lines = td_log_count(&td, "max_connections_per_uid");
+    printf("test_hostile: 44 refusals in %.1f s: %d log lines\n", seconds, lines);
+    ck_assert_int_ge(lines, 1);
+    ck_assert_int_le(lines, 5 * ((int)seconds + 2));
     /* The same uid again, 1,100 connections and no Hello: none more accepted. */
     struct slots *a2 = shared_new(sizeof(*a2));
     a2->conns = 1100;
