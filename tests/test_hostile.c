@@ -6,7 +6,8 @@
  * limit too small for max_connections, the daemon out of descriptors, 10,000 idle
  * connections, and --socket naming a file that is not a socket. Throughout, another client
  * (root) calls GetStatus once a millisecond and must always be answered; its latency is
- * printed (p50, p99, max), never asserted.
+ * printed (p50, p99, max), never asserted. Every test ends with a clean stop and the memory
+ * budget balanced. HOSTILE_ONLY=test_name runs one test.
  */
 #include <check.h>
 #include <errno.h>
