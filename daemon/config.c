@@ -1,15 +1,21 @@
 /*
  * config.c - the peerdistd configuration file (INI, read with libinih) and
  * the environment overrides. Unknown keys and bad values are errors, so a
- * typo never silently leaves a default in force.
+ * typo never silently leaves a default in force; every message names the
+ * line and what is wrong on it.
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "budget.h"
 
 static const char *const mode_names[] = {
     [MODE_DISABLED] = "disabled",
@@ -50,6 +56,10 @@ void config_defaults(struct config *cfg)
     cfg->mode = MODE_LOCAL;
     cfg->log_level = LOG_LVL_INFO;
     cfg->max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS;
+    cfg->max_connections_per_uid = CONFIG_DEFAULT_MAX_CONNECTIONS_PER_UID;
+    cfg->hello_timeout = CONFIG_DEFAULT_HELLO_TIMEOUT;
+    cfg->hello_idle_timeout = CONFIG_DEFAULT_HELLO_IDLE_TIMEOUT;
+    cfg->memory_budget = 0;
     cfg->disk_reserve = CONFIG_DEFAULT_DISK_RESERVE;
 }
 
@@ -77,11 +87,62 @@ int config_parse_bytes(const char *text, uint64_t *out)
     return 0;
 }
 
+/*
+ * libinih is fed through our own reader (read_line), which knows each line whole: it counts
+ * the lines, judges what libinih would misreport (a section line without its ']', a line
+ * that is not "key = value", an indented line libinih would take as the continuation of the
+ * one before, a section other than [peerdistd]) and hands libinih a line it can take whole:
+ * a line past libinih's length limit goes to it shortened, as "key=\x01", its value kept here.
+ */
 struct ini_ctx {
     struct config *cfg;
-    char *err;
-    size_t errlen;
+    FILE *f;
+    char *line; /* getline's buffer */
+    size_t cap;
+    int lineno;       /* the line handed to libinih last */
+    bool in_section;  /* after [peerdistd] */
+    bool after_key;   /* the last line with content was "key = value" */
+    char *long_value; /* the value of line lineno, if libinih got it shortened */
+    int err_line;     /* the first mistake's line (0: none yet) */
+    char why[512];    /* and what it is */
 };
+
+#define LONG_VALUE_MARK "\x01"
+
+static void mistake(struct ini_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void mistake(struct ini_ctx *ctx, const char *fmt, ...)
+{
+    if (ctx->err_line)
+        return; /* the first one is reported */
+    ctx->err_line = ctx->lineno;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->why, sizeof(ctx->why), fmt, ap);
+    va_end(ap);
+}
+
+static int parse_uint(const char *value, unsigned long min, unsigned long max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(value, &end, 10);
+    if (errno || *end || end == value || value[0] == '-' || n < min || n > max)
+        return -1;
+    *out = (unsigned)n;
+    return 0;
+}
+
+/* Bytes, with an optional binary suffix K, M, G or T. */
+static int set_number(struct ini_ctx *ctx, const char *name, const char *value, unsigned min,
+    unsigned max, unsigned *out)
+{
+    if (parse_uint(value, min, max, out) == 0)
+        return 0;
+    mistake(ctx, "%s: '%s' is not a number in %u..%u", name, value, min, max);
+    return -1;
+}
 
 static int set_key(struct ini_ctx *ctx, const char *name, const char *value)
 {
@@ -89,36 +150,43 @@ static int set_key(struct ini_ctx *ctx, const char *name, const char *value)
     if (strcmp(name, "mode") == 0) {
         if (config_parse_mode(value, &cfg->mode) == 0)
             return 0;
-        snprintf(ctx->err, ctx->errlen,
-            "mode: '%s' is not one of disabled, local, "
-            "distributed, hosted-client, hosted-server",
+        mistake(ctx,
+            "mode: '%s' is not one of disabled, local, distributed, hosted-client, "
+            "hosted-server",
             value);
         return -1;
     }
     if (strcmp(name, "log_level") == 0) {
         if (log_parse_level(value, &cfg->log_level) == 0)
             return 0;
-        snprintf(ctx->err, ctx->errlen, "log_level: '%s' is not one of error, warn, info, debug",
-            value);
+        mistake(ctx, "log_level: '%s' is not one of error, warn, info, debug", value);
         return -1;
     }
-    if (strcmp(name, "max_connections") == 0) {
-        char *end;
-        errno = 0;
-        unsigned long n = strtoul(value, &end, 10);
-        if (errno || *end || end == value || n < 1 || n > CONFIG_MAX_CONNECTIONS_LIMIT) {
-            snprintf(ctx->err, ctx->errlen, "max_connections: '%s' is not a number in 1..%d", value,
-                CONFIG_MAX_CONNECTIONS_LIMIT);
-            return -1;
+    if (strcmp(name, "max_connections") == 0)
+        return set_number(ctx, name, value, 1, CONFIG_MAX_CONNECTIONS_LIMIT, &cfg->max_connections);
+    if (strcmp(name, "max_connections_per_uid") == 0)
+        return set_number(ctx, name, value, 1, CONFIG_MAX_CONNECTIONS_LIMIT,
+            &cfg->max_connections_per_uid);
+    if (strcmp(name, "hello_timeout") == 0)
+        return set_number(ctx, name, value, 1, CONFIG_MAX_TIMEOUT, &cfg->hello_timeout);
+    if (strcmp(name, "hello_idle_timeout") == 0)
+        return set_number(ctx, name, value, 1, CONFIG_MAX_TIMEOUT, &cfg->hello_idle_timeout);
+    if (strcmp(name, "memory_budget") == 0) {
+        uint64_t n;
+        if (config_parse_bytes(value, &n) == 0 && n >= BUDGET_MIN && n <= SIZE_MAX) {
+            cfg->memory_budget = (size_t)n;
+            return 0;
         }
-        cfg->max_connections = (unsigned)n;
-        return 0;
+        mistake(ctx,
+            "memory_budget: '%s' is not a size of at least %zuM (bytes, or with K, M, "
+            "G or T)",
+            value, BUDGET_MIN >> 20);
+        return -1;
     }
     if (strcmp(name, "disk_reserve") == 0) {
         if (config_parse_bytes(value, &cfg->disk_reserve) == 0)
             return 0;
-        snprintf(ctx->err, ctx->errlen,
-            "disk_reserve: '%s' is not a byte count (digits, optional K, M, G or T)", value);
+        mistake(ctx, "disk_reserve: '%s' is not a size (bytes, or with K, M, G or T)", value);
         return -1;
     }
     char *dst = strcmp(name, "socket") == 0 ? cfg->socket_path
@@ -126,11 +194,16 @@ static int set_key(struct ini_ctx *ctx, const char *name, const char *value)
         : strcmp(name, "state_dir") == 0    ? cfg->state_dir
                                             : NULL;
     if (!dst) {
-        snprintf(ctx->err, ctx->errlen, "unknown key '%s'", name);
+        mistake(ctx, "unknown key '%s'", name);
         return -1;
     }
-    if (value[0] != '/' || strlen(value) >= PATH_MAX) {
-        snprintf(ctx->err, ctx->errlen, "%s: '%s' is not an absolute path", name, value);
+    if (strlen(value) >= PATH_MAX) {
+        mistake(ctx, "%s: a path of %zu bytes is longer than %d", name, strlen(value),
+            PATH_MAX - 1);
+        return -1;
+    }
+    if (value[0] != '/') {
+        mistake(ctx, "%s: '%s' is not an absolute path", name, value);
         return -1;
     }
     copy_path(dst, value);
@@ -140,11 +213,114 @@ static int set_key(struct ini_ctx *ctx, const char *name, const char *value)
 static int on_ini_entry(void *user, const char *section, const char *name, const char *value)
 {
     struct ini_ctx *ctx = user;
-    if (strcmp(section, "peerdistd") != 0) {
-        snprintf(ctx->err, ctx->errlen, "unknown section [%s] (expected [peerdistd])", section);
+    if (ctx->err_line)
+        return 1; /* already failed: the first mistake is the one reported */
+    if (!ctx->in_section) {
+        mistake(ctx, "'%s' before the [peerdistd] section line", name);
         return 0;
     }
+    if (ctx->long_value && strcmp(value, LONG_VALUE_MARK) == 0)
+        value = ctx->long_value;
     return set_key(ctx, name, value) == 0;
+}
+
+static char *skip_space(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    return s;
+}
+
+static void trim_end(char *s)
+{
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+}
+
+/* Where an inline comment (';' after whitespace, as libinih has it) starts in s, or its end. */
+static char *comment_start(char *s)
+{
+    for (char *p = s; *p; p++)
+        if (*p == ';' && p > s && isspace((unsigned char)p[-1]))
+            return p;
+    return s + strlen(s);
+}
+
+/* Copies line (whole) into str for libinih: num bytes of room, newline and NUL included. */
+static char *hand_over(char *str, int num, const char *line)
+{
+    snprintf(str, (size_t)num, "%s\n", line);
+    return str;
+}
+
+/* A key line: handed over as it is if it fits, else as "key=\x01" with its value kept. */
+static char *hand_key(struct ini_ctx *ctx, char *str, int num, char *s)
+{
+    if (strlen(s) + 2 <= (size_t)num)
+        return hand_over(str, num, s);
+    char *end = comment_start(s);
+    *end = '\0';
+    size_t name_len = strcspn(s, "=:");
+    char *value = skip_space(s + name_len + 1);
+    trim_end(value);
+    s[name_len] = '\0';
+    trim_end(s);
+    if (strlen(s) + strlen("=" LONG_VALUE_MARK) + 2 > (size_t)num) {
+        mistake(ctx, "a key name of %zu characters", strlen(s));
+        return hand_over(str, num, "");
+    }
+    if (!(ctx->long_value = strdup(value))) {
+        mistake(ctx, "out of memory");
+        return hand_over(str, num, "");
+    }
+    snprintf(str, (size_t)num, "%s=" LONG_VALUE_MARK "\n", s);
+    return str;
+}
+
+/* libinih's reader (fgets-like); see struct ini_ctx. */
+static char *read_line(char *str, int num, void *stream)
+{
+    struct ini_ctx *ctx = stream;
+    if (getline(&ctx->line, &ctx->cap, ctx->f) < 0)
+        return NULL;
+    ctx->lineno++;
+    free(ctx->long_value);
+    ctx->long_value = NULL;
+    char *line = ctx->line;
+    if (ctx->lineno == 1 && strncmp(line, "\xEF\xBB\xBF", 3) == 0)
+        line += 3; /* a UTF-8 byte-order mark */
+    trim_end(line);
+    char *s = skip_space(line);
+    if (*s == '\0' || *s == ';' || *s == '#')
+        return hand_over(str, num, ""); /* blank or comment */
+    if (s > line && ctx->after_key) {
+        mistake(ctx,
+            "an indented line, which would continue the value of the line before "
+            "(no continuation lines here)");
+        return hand_over(str, num, "");
+    }
+    if (*s == '[') {
+        ctx->after_key = false;
+        char *close = strchr(s, ']');
+        if (!close) {
+            mistake(ctx, "a section line without its closing ']'");
+        } else {
+            *close = '\0';
+            ctx->in_section = strcmp(s + 1, "peerdistd") == 0;
+            if (!ctx->in_section)
+                mistake(ctx, "unknown section [%.64s%s] (expected [peerdistd])", s + 1,
+                    strlen(s + 1) > 64 ? "..." : "");
+        }
+        return hand_over(str, num, ""); /* sections are judged here */
+    }
+    size_t sep = strcspn(s, "=:");
+    if (s[sep] == '\0' || s + sep > comment_start(s)) {
+        mistake(ctx, "not 'key = value', a [section] line or a comment");
+        return hand_over(str, num, "");
+    }
+    ctx->after_key = true;
+    return hand_key(ctx, str, num, s);
 }
 
 int config_load_file(struct config *cfg, char *err, size_t errlen)
@@ -156,12 +332,18 @@ int config_load_file(struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s", cfg->config_path, strerror(errno));
         return -1;
     }
-    char why[256] = "";
-    struct ini_ctx ctx = {cfg, why, sizeof(why)};
-    int line = ini_parse_file(f, on_ini_entry, &ctx);
+    struct ini_ctx ctx = {.cfg = cfg, .f = f};
+    int line = ini_parse_stream(read_line, &ctx, on_ini_entry, &ctx);
     fclose(f);
+    free(ctx.line);
+    free(ctx.long_value);
+    if (ctx.err_line) {
+        snprintf(err, errlen, "%s:%d: %s", cfg->config_path, ctx.err_line, ctx.why);
+        return -1;
+    }
     if (line != 0) {
-        snprintf(err, errlen, "%s:%d: %s", cfg->config_path, line, why[0] ? why : "syntax error");
+        snprintf(err, errlen, "%s:%d: %s", cfg->config_path, line,
+            line < 0 ? "out of memory reading it" : "syntax error");
         return -1;
     }
     return 0;

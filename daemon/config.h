@@ -21,6 +21,10 @@
 #define CONFIG_MAX_CONNECTIONS_LIMIT 65536
 /* Bytes kept free on the cache filesystem for deletes (disk.h); 0 turns the reserve off. */
 #define CONFIG_DEFAULT_DISK_RESERVE (64ull * 1024 * 1024)
+#define CONFIG_DEFAULT_MAX_CONNECTIONS_PER_UID 256
+#define CONFIG_DEFAULT_HELLO_TIMEOUT 10     /* seconds from accept to a complete Hello */
+#define CONFIG_DEFAULT_HELLO_IDLE_TIMEOUT 5 /* seconds silent before the Hello */
+#define CONFIG_MAX_TIMEOUT 3600
 
 enum service_mode {
     MODE_DISABLED,
@@ -40,10 +44,17 @@ struct config {
     enum log_level log_level;
     unsigned max_connections;
     uint64_t disk_reserve;
+    unsigned max_connections_per_uid;
+    unsigned hello_timeout, hello_idle_timeout; /* seconds */
+    size_t memory_budget;                       /* bytes; 0 = the default (budget.h) */
 };
 
 void config_defaults(struct config *cfg);
-/* Reads cfg->config_path over cfg. Returns 0, or -1 with a message in err. */
+/*
+ * Reads cfg->config_path over cfg. Returns 0, or -1 with a message in err naming the file,
+ * the line and what is wrong there. Lines may be of any length (libinih's own limit is 199
+ * characters: longer ones are handed to it shortened, their value kept here).
+ */
 int config_load_file(struct config *cfg, char *err, size_t errlen);
 /* Applies PEERDIST_SOCKET, PEERDIST_DB, PEERDIST_STATE_DIR. */
 void config_apply_env(struct config *cfg);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "blockstore.h"
+#include "budget.h"
 #include "content-internal.h"
 #include "disk.h"
 #include "log.h"
@@ -121,10 +122,11 @@ static DWORD add_bounds(struct conn *c, const struct content_handle *h, uint64_t
 /*
  * Step 2: the units [lo, hi) can make (every block it touches may complete) and the memory it
  * would hold; refused before anything is touched if the handle or the connection would pass
- * its limit.
+ * its limit, or the uid its share of the memory budget. The memory is taken (*prepaid); the
+ * held blocks created draw on it, and what they do not use is given back.
  */
 static DWORD add_plan(struct conn *c, struct content_handle *h, uint64_t lo, uint64_t hi,
-    size_t *nunits)
+    size_t *nunits, size_t *prepaid)
 {
     const struct ci_info *ci = h->ci;
     size_t need = 0;
@@ -147,20 +149,26 @@ static DWORD add_plan(struct conn *c, struct content_handle *h, uint64_t lo, uin
             CONN_ARGS(c), CONTENT_HELD_MAX, (unsigned long long)h->id, CONTENT_CONN_MEMORY_MAX);
         return ERROR_NOT_ENOUGH_MEMORY;
     }
+    if (need && !budget_take(c, need, "AddData (bytes of incomplete blocks)"))
+        return ERROR_NOT_ENOUGH_MEMORY;
+    *prepaid = need;
     return ERROR_SUCCESS;
 }
 
-static void held_unlink(struct content_handle *h, struct content_conn *cc, struct held **prev)
+static void held_unlink(struct conn *c, struct content_handle *h, struct held **prev)
 {
     struct held *hb = *prev;
     *prev = hb->next;
     h->held_bytes -= held_cost(hb->len);
-    cc->memory -= held_cost(hb->len);
+    content_memory_give(c, held_cost(hb->len));
 }
 
-/* The held copy of (seg, block), created empty if there is none; NULL when out of memory. */
+/*
+ * The held copy of (seg, block), created empty if there is none (its memory drawn from
+ * *prepaid); NULL when out of memory.
+ */
 static struct held *held_get(struct content_handle *h, struct content_conn *cc,
-    const struct pos *ps, struct held ***prev)
+    const struct pos *ps, struct held ***prev, size_t *prepaid)
 {
     struct held *hb = held_find(h, ps->seg, ps->block, prev);
     if (hb)
@@ -178,6 +186,7 @@ static struct held *held_get(struct content_handle *h, struct content_conn *cc,
     h->held = hb;
     h->held_bytes += held_cost(ps->len);
     cc->memory += held_cost(ps->len);
+    *prepaid -= held_cost(ps->len); /* add_plan took it */
     held_find(h, ps->seg, ps->block, prev);
     return hb;
 }
@@ -187,7 +196,7 @@ static struct held *held_get(struct content_handle *h, struct content_conn *cc,
  * and a held block that this call completes becomes a unit too. -1 when out of memory (bytes
  * held so far are correct bytes, kept for later).
  */
-static int add_split(struct op *op, uint64_t lo, uint64_t hi)
+static int add_split(struct op *op, uint64_t lo, uint64_t hi, size_t *prepaid)
 {
     struct content_handle *h = op->h;
     struct content_conn *cc = op->c->content;
@@ -206,14 +215,14 @@ static int add_split(struct op *op, uint64_t lo, uint64_t hi)
         } else if (p == ps.start && to == bend) {
             data = src;
             if ((hb = held_find(h, ps.seg, ps.block, &prev))) {
-                held_unlink(h, cc, prev); /* the whole block came at once: the part is moot */
+                held_unlink(op->c, h, prev); /* the whole block came at once: the part is moot */
                 content_held_free(hb);
             }
         } else {
-            if (!(hb = held_get(h, cc, &ps, &prev)))
+            if (!(hb = held_get(h, cc, &ps, &prev, prepaid)))
                 return -1;
             if (held_fill(hb, ps.start, p, to, src)) {
-                held_unlink(h, cc, prev);
+                held_unlink(op->c, h, prev);
                 own = hb->buf;
                 data = own;
                 hb->buf = NULL;
@@ -277,12 +286,12 @@ void content_add_data(struct conn *c, uint64_t id, const Peerdist__AddDataReques
         return;
     }
     uint64_t lo, hi;
-    size_t nunits;
+    size_t nunits, prepaid = 0;
     DWORD rc = add_bounds(c, h, a->offset, a->data.len, &lo, &hi);
     if (rc == ERROR_SUCCESS && hi > lo && !disk_admit(c->d, hi - lo))
         rc = ERROR_DISK_FULL; /* disk.c logs it, at most once per interval */
     if (rc == ERROR_SUCCESS)
-        rc = add_plan(c, h, lo, hi, &nunits);
+        rc = add_plan(c, h, lo, hi, &nunits, &prepaid);
     if (rc != ERROR_SUCCESS) {
         conn_reply_status(c, id, rc);
         return;
@@ -291,18 +300,32 @@ void content_add_data(struct conn *c, uint64_t id, const Peerdist__AddDataReques
         conn_reply_count(c, id, a->data.len);
         return;
     }
+    /* The op's copy of the bytes, until it is answered (content_op_free gives it back). */
+    if (!budget_take(c, hi - lo, "AddData (bytes being verified and written)")) {
+        if (prepaid)
+            budget_give(c, prepaid);
+        conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+        return;
+    }
     struct op *op = calloc(1, sizeof(*op));
-    if (!op || !(op->units = calloc(nunits, sizeof(*op->units))) || !(op->data = malloc(hi - lo)))
+    if (!op) {
+        budget_give(c, hi - lo);
+        goto nomem;
+    }
+    op->c = c;
+    op->charged = hi - lo;
+    if (!(op->units = calloc(nunits, sizeof(*op->units))) || !(op->data = malloc(hi - lo)))
         goto nomem;
     memcpy(op->data, a->data.data + (lo - a->offset), hi - lo);
     op->len = a->data.len;
     op->request_id = id;
     op->offset = lo;
     op->h = h;
-    op->c = c;
     op->cd = c->d->content;
-    if (add_split(op, lo, hi) != 0)
+    if (add_split(op, lo, hi, &prepaid) != 0)
         goto nomem;
+    if (prepaid)
+        budget_give(c, prepaid);
     if (op->nunits == 0) { /* only held bytes: accepted, nothing to verify yet */
         content_op_free(op);
         conn_reply_count(c, id, a->data.len);
@@ -310,7 +333,10 @@ void content_add_data(struct conn *c, uint64_t id, const Peerdist__AddDataReques
     }
     if (add_submit(op) == 0)
         return;
+    prepaid = 0;
 nomem:
+    if (prepaid)
+        budget_give(c, prepaid);
     if (op)
         content_op_free(op);
     conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);

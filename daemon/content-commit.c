@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "blockstore.h"
+#include "budget.h"
 #include "content-internal.h"
 #include "log.h"
 #include "winerr.h"
@@ -27,6 +28,8 @@ static void unit_free_all(struct op *op)
 
 void content_op_free(struct op *op)
 {
+    if (op->charged)
+        budget_give(op->c, op->charged);
     unit_free_all(op);
     free(op->data);
     free(op);

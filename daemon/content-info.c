@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "blockstore.h"
+#include "budget.h"
 #include "content-internal.h"
 #include "log.h"
 
@@ -37,13 +38,19 @@ void content_add_info(struct conn *c, uint64_t id, const Peerdist__AddContentInf
         conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
         return;
     }
+    if (!budget_take(c, a->data.len, "AddContentInformation")) {
+        conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+        return;
+    }
     if (!h->stream && !(h->stream = ci_stream_new(CONTENT_INFO_MAX))) {
+        budget_give(c, a->data.len);
         conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
         return;
     }
     struct ci_error e = {0};
     DWORD rc = ci_stream_feed(h->stream, a->data.data, a->data.len, &e);
     if (rc != ERROR_SUCCESS) {
+        budget_give(c, a->data.len);
         log_refusal(c, "content information", &e);
         conn_reply_status(c, id, rc);
         return;
@@ -51,6 +58,14 @@ void content_add_info(struct conn *c, uint64_t id, const Peerdist__AddContentInf
     h->ci_bytes += a->data.len;
     cc->memory += a->data.len;
     conn_reply_count(c, id, a->data.len);
+}
+
+void content_memory_give(struct conn *c, size_t n)
+{
+    struct content_conn *cc = c->content;
+    cc->memory -= n;
+    if (n)
+        budget_give(c, n);
 }
 
 /* Bound segments' hashes are now trusted: private rows with the same hash become shared. */

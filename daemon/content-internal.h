@@ -26,7 +26,8 @@
 /*
  * Memory one connection may make the daemon hold across all its handles: content
  * information fed plus bytes of incomplete blocks. Without it, 4096 handles of
- * 64 MiB each would let one client take 256 GiB.
+ * 64 MiB each would let one client take 256 GiB. The same bytes count against the
+ * daemon-wide memory budget too (budget.h), which bounds a uid's connections together.
  */
 #define CONTENT_CONN_MEMORY_MAX (256u * 1024 * 1024)
 /* V1 blocks per segment: the most one segment's slot table holds. */
@@ -83,7 +84,8 @@ struct op {
     struct content_daemon *cd;
     atomic_bool aborted; /* answered with ERROR_OPERATION_ABORTED; commit nothing */
     uint8_t *data;
-    size_t len; /* bytes of the call: what the reply counts */
+    size_t len;     /* bytes of the call: what the reply counts */
+    size_t charged; /* bytes of the memory budget the op holds (its copy of the data) */
     struct unit *units;
     size_t nunits;
     struct op *sync_next; /* on the group-sync list or batch */
@@ -116,7 +118,10 @@ struct content_handle {
 struct content_conn {
     uint64_t next_handle;
     unsigned nhandles;
-    size_t memory; /* content information fed + held bytes, all handles (CONTENT_CONN_MEMORY_MAX) */
+    /* content information fed + held bytes, all handles (CONTENT_CONN_MEMORY_MAX), also
+     * counted against the memory budget: taken in content-info.c and content-add.c, given
+     * back there and by content_memory_give */
+    size_t memory;
     LIST_HEAD(, content_handle) handles;
 };
 
@@ -149,6 +154,8 @@ void content_complete_info(struct conn *c, uint64_t id,
     const Peerdist__CompleteContentInfoRequest *a);
 /* The gate opened: Completes deferred meanwhile promote and reply. */
 void content_info_resume(struct content_daemon *cd);
+/* n bytes of c's content memory (cc->memory) released: given back to the memory budget. */
+void content_memory_give(struct conn *c, size_t n);
 
 /* content-add.c: AddData intake and verification */
 void content_add_data(struct conn *c, uint64_t id, const Peerdist__AddDataRequest *a);

@@ -65,14 +65,15 @@ static unsigned abort_ops(struct content_handle *h, uint64_t request_id)
     return n;
 }
 
-static void handle_close(struct content_conn *cc, struct content_handle *h)
+static void handle_close(struct conn *c, struct content_handle *h)
 {
+    struct content_conn *cc = c->content;
     abort_ops(h, 0);
     LIST_REMOVE(h, link);
     cc->nhandles--;
     h->closed = true;
     content_held_free_all(h); /* lost, never served wrong (DESIGN.md, What a completion promises) */
-    cc->memory -= h->held_bytes + h->ci_bytes;
+    content_memory_give(c, h->held_bytes + h->ci_bytes);
     h->held_bytes = h->ci_bytes = 0;
     content_handle_unref(h);
 }
@@ -126,7 +127,7 @@ static void handle_close_content(struct conn *c, uint64_t id,
         conn_reply_status(c, id, ERROR_INVALID_HANDLE);
         return;
     }
-    handle_close(c->content, h);
+    handle_close(c, h);
     conn_reply_status(c, id, ERROR_SUCCESS);
 }
 
@@ -240,7 +241,7 @@ static void content_conn_closed(struct conn *c)
         return;
     /* Pending ops hold their handle and the connection: their done frees what is left. */
     while (!LIST_EMPTY(&cc->handles))
-        handle_close(cc, LIST_FIRST(&cc->handles));
+        handle_close(c, LIST_FIRST(&cc->handles));
     free(cc);
     c->content = NULL;
 }

@@ -29,8 +29,29 @@
 #define CONN_MAX_CONTENT_HANDLES 4096
 /* Close hooks a daemon holds (one per module that keeps per-connection state). */
 #define SERVER_MAX_CLOSE_HOOKS 8
+/*
+ * Connection slots (peerdistd.conf(5)): of max_connections, this many (at most a quarter) are
+ * kept for root and group peerdist; connections over a limit are accepted only to answer
+ * their Hello ERROR_REQ_NOT_ACCEP, at most SERVER_REFUSING_MAX at once (past that they are
+ * closed unanswered); SERVER_FD_RESERVE descriptors stay for the daemon's own files.
+ */
+#define SERVER_ADMIN_RESERVE 16
+#define SERVER_ADMIN_GROUP "peerdist"
+#define SERVER_REFUSING_MAX 64
+#define SERVER_FD_RESERVE 64
+/* Out of descriptors (EMFILE, ENFILE): accepting pauses this long, one log line each time. */
+#define SERVER_ACCEPT_RETRY_SECONDS 1
+/*
+ * Frames up to this size are read without asking the memory budget (one per connection
+ * beyond its read buffer); a larger one is counted against its uid's share while it arrives
+ * and is handled, or, past the share, read and dropped and answered ERROR_NOT_ENOUGH_MEMORY.
+ */
+#define SERVER_SMALL_FRAME (64u * 1024)
+/* Frames one connection has handled before the loop turns to the others (and reads it again). */
+#define SERVER_FRAMES_PER_TURN 64
 
 struct blockstore;
+struct budget;
 struct worker_pool;
 
 struct conn {
@@ -41,14 +62,27 @@ struct conn {
     struct evbuffer *in;  /* bytes read, not yet a whole frame */
     struct evbuffer *out; /* replies not yet written */
     bool write_queued;    /* on d->to_write */
+    bool backlogged;      /* on d->backlog: whole frames wait for its next turn */
     uint64_t serial;      /* for log lines */
     uid_t uid;
     gid_t gid;
     pid_t pid;
+    bool admin;   /* root or group peerdist: no per-uid cap, may use the reserved slots */
+    bool refused; /* over a connection limit: its first request is answered 71, then closed */
     bool hello_done;
     bool close_after_write;
     bool read_paused;
     uint32_t version;
+    /* Until the Hello: closed past hello_timeout from accept, or hello_idle_timeout silent. */
+    struct event *hello_ev;
+    uint64_t accepted_ms, heard_ms; /* CLOCK_MONOTONIC */
+    /* Counted against the memory budget (budget.h): */
+    size_t out_charged; /* bytes of out */
+    size_t in_charged;  /* the large frame at the head of in, while it arrives and is handled */
+    /* A large frame refused for memory: bytes still to drop, and its first bytes (its id). */
+    size_t discard;
+    uint8_t discard_head[FRAME_HEADER_SIZE + 11];
+    size_t discard_seen;
     /*
      * The list membership plus every piece of queued work that will reply
      * later: take a reference (c->refs++) before handing c to a worker or a
@@ -59,7 +93,8 @@ struct conn {
     void *pub;              /* publish.c: streams, content-information handles, publications */
     void *content;          /* content.c: content handles */
     TAILQ_ENTRY(conn) link; /* d->conns while open, d->closed until its hooks ran */
-    TAILQ_ENTRY(conn) write_link; /* d->to_write */
+    TAILQ_ENTRY(conn) write_link;   /* d->to_write */
+    TAILQ_ENTRY(conn) backlog_link; /* d->backlog */
 };
 
 /* Handles one decoded request; must answer it (now or later) or close the connection. */
@@ -80,16 +115,30 @@ struct daemon {
     bool stopping;
 
     /* server.c */
+    struct budget *budget; /* memory and connection slots per uid (budget.h) */
     struct evconnlistener *listener;
+    dev_t sock_dev; /* the socket file we bound: removed at exit only if it is still ours */
+    ino_t sock_ino;
+    struct event *accept_retry_ev; /* accepting again after running out of descriptors */
+    bool accept_paused;
+    time_t accept_logged;
+    unsigned accept_failures;
+    unsigned max_conns;    /* max_connections, fitted to the descriptor limit */
+    unsigned conn_reserve; /* of max_conns, for root and group peerdist */
+    unsigned max_refusing, nrefusing;
+    bool have_admin_gid;
+    gid_t admin_gid;
     server_request_fn on_request;
     server_close_fn close_hooks[SERVER_MAX_CLOSE_HOOKS];
     unsigned nclose_hooks;
-    struct event *write_ev; /* writes queued replies once the loop has read what is ready */
-    struct event *reap_ev;  /* runs closed connections' hooks outside any handler */
+    struct event *write_ev;   /* writes queued replies once the loop has read what is ready */
+    struct event *reap_ev;    /* runs closed connections' hooks outside any handler */
+    struct event *backlog_ev; /* next turn of connections with frames waiting, after polling */
     TAILQ_HEAD(, conn) to_write;
+    TAILQ_HEAD(, conn) backlog;
     TAILQ_HEAD(, conn) conns;
     TAILQ_HEAD(, conn) closed;
-    unsigned nconns;
+    unsigned nconns; /* accepted, not refused */
     uint64_t conn_serial;
 
     /* Modules' daemon-wide state. */
@@ -106,15 +155,20 @@ void daemon_stop(struct daemon *d);
 void daemon_free(struct daemon *d);
 
 /* server.c */
+/* The transport and the memory budget (from d->cfg). */
 int server_init(struct daemon *d, server_request_fn on_request);
 void server_free(struct daemon *d);
 /* Hooks run in registration order, on the loop, never inside a request handler. */
 int server_on_close(struct daemon *d, server_close_fn fn);
+/* Fits max_connections to the descriptor limit, then binds (replacing only a stale socket). */
 int server_listen(struct daemon *d);
 void server_stop_listening(struct daemon *d);
 /* Closes every connection and runs their close hooks now. */
 void server_close_all(struct daemon *d);
-/* A connection on a connected non-blocking socket (takes fd); NULL, fd closed, on failure. */
+/*
+ * A connection on a connected non-blocking socket (takes fd); NULL, fd closed, on failure.
+ * No connection limit or Hello deadline applies: those are for accepted connections.
+ */
 struct conn *server_adopt(struct daemon *d, int fd, uid_t uid, gid_t gid, pid_t pid);
 void conn_send(struct conn *c, const Peerdist__Reply *reply);
 /* A reply with no body (status only) and one carrying a byte count (CountReply). */

@@ -207,6 +207,9 @@ int main(int argc, char **argv)
     daemon_stop(&d);
     rc = 0;
 out:
+    /* Stopping already: a second TERM or INT while the rest shuts down must not kill it. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     for (int i = 0; i < 3; i++)
         if (signals[i])
             event_free(signals[i]);

@@ -17,6 +17,7 @@
 #include <openssl/crypto.h>
 #include <peerdist.h>
 
+#include "budget.h"
 #include "contentinfo.h"
 #include "log.h"
 #include "secret.h"
@@ -168,6 +169,8 @@ static void preq_free(struct stream *s, struct preq *q)
     s->unhashed -= q->len;
     if (s->pc)
         s->pc->queued_bytes -= q->len;
+    if (q->len)
+        budget_give(s->conn, q->len); /* handle_publish_add took it */
     free(q->data);
     free(q);
 }
@@ -469,9 +472,14 @@ static void handle_publish_add(struct conn *c, uint64_t id, const Peerdist__Publ
         refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "too many bytes queued");
         return;
     }
+    if (!budget_take(c, m->data.len, what)) {
+        conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+        return;
+    }
     struct preq *q = calloc(1, sizeof(*q));
     if (!q || !(q->data = malloc(m->data.len))) {
         free(q);
+        budget_give(c, m->data.len);
         refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "out of memory");
         return;
     }
@@ -596,7 +604,14 @@ static void handle_open_ci(struct conn *c, uint64_t id, const Peerdist__OpenCont
         ? ci_serialize(ranged ? ranged : full, &buf, &size)
         : -1;
     ci_info_free(ranged);
+    if (rc == 0 && !budget_take(c, size, what)) {
+        free(buf);
+        conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+        return;
+    }
     if (rc != 0 || !(h = calloc(1, sizeof(*h)))) {
+        if (rc == 0)
+            budget_give(c, size);
         free(buf);
         refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "out of memory or too many handles");
         return;
@@ -653,10 +668,12 @@ static void handle_retrieve_ci(struct conn *c, uint64_t id,
     conn_send(c, &r);
 }
 
-static void ci_handle_free(struct pub_conn *pc, struct ci_handle *h)
+static void ci_handle_free(struct conn *c, struct ci_handle *h)
 {
+    struct pub_conn *pc = c->pub;
     LIST_REMOVE(h, link);
     pc->ncis--;
+    budget_give(c, h->size); /* handle_open_ci took it */
     free(h->buf);
     free(h);
 }
@@ -668,7 +685,7 @@ static void handle_close_ci(struct conn *c, uint64_t id, const Peerdist__CloseCo
         refuse(c, id, ERROR_INVALID_HANDLE, "CloseContentInformation", "unknown handle");
         return;
     }
-    ci_handle_free(c->pub, h);
+    ci_handle_free(c, h);
     conn_reply_status(c, id, ERROR_SUCCESS);
 }
 
@@ -789,7 +806,7 @@ static void publish_conn_closed(struct conn *c)
     while (!LIST_EMPTY(&pc->streams))
         stream_close(c->d, LIST_FIRST(&pc->streams));
     while (!LIST_EMPTY(&pc->cis))
-        ci_handle_free(pc, LIST_FIRST(&pc->cis));
+        ci_handle_free(c, LIST_FIRST(&pc->cis));
     /* DESIGN/issue: publications go with the connection that made them. */
     while (!LIST_EMPTY(&pc->pubs))
         pub_remove(c->d, LIST_FIRST(&pc->pubs));

@@ -1,21 +1,28 @@
 /*
- * server.c - the transport: the Unix stream socket, accepting (with SO_PEERCRED identity),
- * reading length-prefixed frames with their size checked before unpacking, handing each
- * request to the daemon's one handler, writing replies with backpressure, and closing a
- * misbehaving connection without touching any other. It knows no service: modules register
- * close hooks (server_on_close), which run from the loop after a close, never inside a handler.
+ * server.c - the transport: the Unix stream socket, accepting (with SO_PEERCRED identity and
+ * the connection limits: max_connections fitted to the descriptor limit, a reserve for root
+ * and group peerdist, max_connections_per_uid, the Hello deadline), reading length-prefixed
+ * frames with their size checked before unpacking and their decoding bounded, handing each
+ * request to the daemon's one handler, writing replies with backpressure, counting unread
+ * replies and large frames against the memory budget (budget.h), and closing a misbehaving
+ * connection without touching any other. It knows no service: modules register close hooks
+ * (server_on_close), which run from the loop after a close, never inside a handler.
  */
 #include <errno.h>
 #include <event2/buffer.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <peerdist.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "budget.h"
 #include "daemon.h"
 #include "fsutil.h"
 #include "log.h"
@@ -24,13 +31,52 @@
 
 /* Bytes asked of one read(): many small frames, or a good part of a large one. */
 #define READ_CHUNK (64 * 1024)
+/* A connection that is refused may send this much: its Hello, not a large frame. */
+#define REFUSED_FRAME_MAX 4096
 
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* " (N more not logged)" when refusal lines were left out (budget_log_pass), else "". */
+static const char *left_out(char *buf, size_t len, unsigned dropped)
+{
+    if (!dropped)
+        return "";
+    snprintf(buf, len, " (%u more not logged)", dropped);
+    return buf;
+}
 
 void conn_unref(struct conn *c)
 {
     if (--c->refs == 0)
         free(c);
+}
+
+/* Accepting again: a descriptor may just have been freed. */
+static void resume_accepting(struct daemon *d)
+{
+    if (!d->accept_paused || !d->listener || d->stopping)
+        return;
+    d->accept_paused = false;
+    event_del(d->accept_retry_ev);
+    evconnlistener_enable(d->listener);
+}
+
+/* Brings the budget's count of c's unread replies up to date. */
+static void conn_count_out(struct conn *c)
+{
+    size_t queued = c->fd >= 0 ? evbuffer_get_length(c->out) : 0;
+    if (queued > c->out_charged)
+        budget_force(c, queued - c->out_charged);
+    else if (queued < c->out_charged)
+        budget_give(c, c->out_charged - queued);
+    c->out_charged = queued;
 }
 
 void conn_close(struct conn *c, const char *why)
@@ -46,14 +92,32 @@ void conn_close(struct conn *c, const char *why)
         TAILQ_REMOVE(&d->to_write, c, write_link);
         c->write_queued = false;
     }
+    if (c->backlogged) {
+        TAILQ_REMOVE(&d->backlog, c, backlog_link);
+        c->backlogged = false;
+        c->refs--; /* the backlog's; the list's reference keeps c until its hooks ran */
+    }
     event_free(c->rev);
     event_free(c->wev);
+    if (c->hello_ev)
+        event_free(c->hello_ev);
+    c->hello_ev = NULL;
     evbuffer_free(c->in);
     evbuffer_free(c->out);
     close(c->fd);
     c->fd = -1;
+    conn_count_out(c); /* gives back every unread reply */
+    if (c->in_charged)
+        budget_give(c, c->in_charged);
+    c->in_charged = 0;
     TAILQ_REMOVE(&d->conns, c, link);
-    d->nconns--;
+    if (c->refused) {
+        d->nrefusing--;
+    } else {
+        d->nconns--;
+        budget_conn_del(d->budget, c->uid);
+    }
+    resume_accepting(d);
     /* The hooks run from reap_cb: the caller may be a handler still using the modules' state. */
     TAILQ_INSERT_TAIL(&d->closed, c, link);
     event_active(d->reap_ev, EV_TIMEOUT, 0);
@@ -74,6 +138,20 @@ static void reap_closed(struct daemon *d)
 static void reap_cb(evutil_socket_t fd, short what, void *arg)
 {
     reap_closed(arg);
+}
+
+/* Stops reading c until its replies are written (conn_write_out reads on). */
+static void conn_pause_reading(struct conn *c, bool for_budget)
+{
+    event_del(c->rev);
+    c->read_paused = true;
+    unsigned dropped;
+    char more[48];
+    if (for_budget && budget_log_pass(c->d->budget, &dropped))
+        log_info(CONN_FMT ": not reading its requests while %zu bytes of replies wait: its uid "
+                          "holds %zu bytes, more than its share of the memory budget%s",
+            CONN_ARGS(c), evbuffer_get_length(c->out), budget_uid_used(c->d->budget, c->uid),
+            left_out(more, sizeof(more), dropped));
 }
 
 /*
@@ -97,16 +175,18 @@ void conn_commit(struct conn *c, uint8_t *frame, size_t n)
 {
     struct evbuffer_iovec v = {frame, n};
     evbuffer_commit_space(c->out, &v, 1);
+    conn_count_out(c);
     if (!c->write_queued) {
         c->write_queued = true;
         TAILQ_INSERT_TAIL(&c->d->to_write, c, write_link);
         event_active(c->d->write_ev, EV_TIMEOUT, 0);
     }
-    if (!c->read_paused && evbuffer_get_length(c->out) > CONN_MAX_OUTPUT_BYTES) {
-        /* The client is not reading its replies: stop reading its requests. */
-        event_del(c->rev);
-        c->read_paused = true;
-    }
+    /* A client not reading its replies: stop reading its requests, at 8 MiB of them, or once
+     * its uid holds more than its share of the memory budget. */
+    if (!c->read_paused && evbuffer_get_length(c->out) > CONN_MAX_OUTPUT_BYTES)
+        conn_pause_reading(c, false);
+    else if (!c->read_paused && budget_over(c))
+        conn_pause_reading(c, true);
 }
 
 void conn_send(struct conn *c, const Peerdist__Reply *reply)
@@ -136,12 +216,29 @@ void conn_reply_count(struct conn *c, uint64_t id, uint64_t bytes)
     conn_send(c, &r);
 }
 
+/*
+ * c has whole frames waiting: they are handled once the loop has polled (backlog_cb), after
+ * what the other connections have ready, not in this pass.
+ */
+static void conn_next_turn(struct conn *c)
+{
+    struct daemon *d = c->d;
+    if (!c->backlogged) {
+        c->backlogged = true;
+        TAILQ_INSERT_TAIL(&d->backlog, c, backlog_link);
+        c->refs++;
+    }
+    static const struct timeval now = {0, 0};
+    event_add(d->backlog_ev, &now);
+}
+
 /* Writes what the socket takes; 0 = all out or waiting for space, -1 = connection closed. */
 static int conn_write_out(struct conn *c)
 {
     while (evbuffer_get_length(c->out) > 0) {
         int w = evbuffer_write(c->out, c->fd);
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            conn_count_out(c);
             event_add(c->wev, NULL);
             return 0;
         }
@@ -150,6 +247,7 @@ static int conn_write_out(struct conn *c)
             return -1;
         }
     }
+    conn_count_out(c);
     event_del(c->wev);
     if (c->close_after_write) {
         conn_close(c, NULL);
@@ -158,7 +256,7 @@ static int conn_write_out(struct conn *c)
     if (c->read_paused) {
         c->read_paused = false;
         event_add(c->rev, NULL);
-        event_active(c->rev, EV_READ, 0); /* requests may be waiting in the input buffer */
+        conn_next_turn(c); /* requests may be waiting in the input buffer */
     }
     return 0;
 }
@@ -179,35 +277,150 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
     conn_write_out(arg);
 }
 
-/* Takes whole frames off the input buffer; a bad one closes this connection only. */
+/*
+ * A large frame refused for memory: its bytes are dropped as they come, keeping the first
+ * ones for its request id; once all are in it is answered ERROR_NOT_ENOUGH_MEMORY. True when
+ * it is done (the next frame may be read), false when more bytes are to come or c closed.
+ */
+static bool conn_discard(struct conn *c)
+{
+    size_t have = evbuffer_get_length(c->in), take = have < c->discard ? have : c->discard;
+    if (c->discard_seen < sizeof(c->discard_head)) {
+        size_t k = sizeof(c->discard_head) - c->discard_seen;
+        if (k > take)
+            k = take;
+        evbuffer_copyout(c->in, c->discard_head + c->discard_seen, k);
+        c->discard_seen += k;
+    }
+    evbuffer_drain(c->in, take);
+    c->discard -= take;
+    if (c->discard)
+        return false;
+    uint64_t id = frame_peek_request_id(c->discard_head + FRAME_HEADER_SIZE,
+        c->discard_seen - FRAME_HEADER_SIZE);
+    if (!id) {
+        conn_close(c, "a large frame refused for memory does not start with its request id");
+        return false;
+    }
+    conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+    return true;
+}
+
+/* A connection over a limit: whatever it asks first is answered ERROR_REQ_NOT_ACCEP. */
+static void conn_refuse_request(struct conn *c, const Peerdist__Request *req)
+{
+    c->close_after_write = true;
+    if (req->id == 0) {
+        conn_close(c, "request id 0 (reserved for notices)");
+        return;
+    }
+    conn_reply_status(c, req->id, ERROR_REQ_NOT_ACCEP);
+}
+
+/*
+ * The frame at the head of the input: whether to read it (true), or, for a large one past its
+ * uid's share of the memory budget, drop it (c->discard set). False if c was closed.
+ */
+static bool conn_admit_frame(struct conn *c, size_t frame_len)
+{
+    if (frame_len <= SERVER_SMALL_FRAME || c->in_charged)
+        return true;
+    if (c->refused || !c->hello_done) {
+        conn_close(c, c->refused ? "a large frame while refused" : "a large frame before Hello");
+        return false;
+    }
+    if (budget_take(c, frame_len, "a large request frame")) {
+        c->in_charged = frame_len;
+        return true;
+    }
+    c->discard = frame_len;
+    c->discard_seen = 0;
+    return true;
+}
+
+/* Decodes and handles the whole frame of frame_len bytes at the head of the input. */
+static void conn_handle_frame(struct conn *c, uint32_t payload_len, size_t frame_len)
+{
+    const uint8_t *p = evbuffer_pullup(c->in, (ev_ssize_t)frame_len);
+    struct frame_alloc fa;
+    frame_alloc_init(&fa, payload_len);
+    Peerdist__Request *req = frame_unpack_request(&fa, p + FRAME_HEADER_SIZE, payload_len);
+    evbuffer_drain(c->in, frame_len);
+    if (!req && fa.refused) {
+        log_warn(CONN_FMT ": a frame of %u bytes needs more than %zu bytes to decode", CONN_ARGS(c),
+            payload_len, fa.cap);
+        conn_close(c, "frame too costly to decode");
+    } else if (!req) {
+        log_warn(CONN_FMT ": undecodable frame of %u bytes", CONN_ARGS(c), payload_len);
+        conn_close(c, "malformed frame");
+    } else if (c->refused) {
+        conn_refuse_request(c, req);
+    } else {
+        c->d->on_request(c, req);
+    }
+    if (req)
+        frame_free_request(&fa, req);
+    if (c->in_charged) {
+        budget_give(c, c->in_charged);
+        c->in_charged = 0;
+    }
+    if (c->hello_ev && c->hello_done) {
+        event_free(c->hello_ev);
+        c->hello_ev = NULL;
+    }
+}
+
+/*
+ * Takes whole frames off the input buffer, a turn's worth (SERVER_FRAMES_PER_TURN): with more
+ * waiting, c is backlogged for another turn once the loop has polled, so one client's pipeline
+ * of cheap requests never holds up the others. A bad frame closes this connection only.
+ */
 static void conn_process_input(struct conn *c)
 {
-    struct evbuffer *in = c->in;
-    while (c->fd >= 0 && !c->read_paused && !c->close_after_write) {
+    for (unsigned turn = 0; c->fd >= 0 && !c->read_paused && !c->close_after_write; turn++) {
+        if (turn == SERVER_FRAMES_PER_TURN) {
+            conn_next_turn(c);
+            break;
+        }
+        if (c->discard) {
+            if (!conn_discard(c))
+                break;
+            continue;
+        }
         uint8_t hdr[FRAME_HEADER_SIZE];
-        if (evbuffer_copyout(in, hdr, sizeof(hdr)) != (ev_ssize_t)sizeof(hdr))
+        if (evbuffer_copyout(c->in, hdr, sizeof(hdr)) != (ev_ssize_t)sizeof(hdr))
             break;
         uint32_t payload_len = frame_header_length(hdr);
-        if (payload_len > FRAME_MAX_PAYLOAD) {
-            log_warn(CONN_FMT ": frame length %u exceeds %u bytes", CONN_ARGS(c), payload_len,
-                FRAME_MAX_PAYLOAD);
+        uint32_t max = c->refused ? REFUSED_FRAME_MAX : FRAME_MAX_PAYLOAD;
+        if (payload_len > max) {
+            log_warn(CONN_FMT ": frame length %u exceeds %u bytes", CONN_ARGS(c), payload_len, max);
             conn_close(c, "oversized frame");
             break;
         }
         size_t frame_len = FRAME_HEADER_SIZE + (size_t)payload_len;
-        if (evbuffer_get_length(in) < frame_len)
+        if (!conn_admit_frame(c, frame_len))
             break;
-        const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)frame_len);
-        Peerdist__Request *req = peerdist__request__unpack(NULL, payload_len,
-            p + FRAME_HEADER_SIZE);
-        evbuffer_drain(in, frame_len);
-        if (!req) {
-            log_warn(CONN_FMT ": undecodable frame of %u bytes", CONN_ARGS(c), payload_len);
-            conn_close(c, "malformed frame");
+        if (c->discard)
+            continue;
+        if (evbuffer_get_length(c->in) < frame_len)
             break;
-        }
-        c->d->on_request(c, req);
-        peerdist__request__free_unpacked(req, NULL);
+        conn_handle_frame(c, payload_len, frame_len);
+    }
+}
+
+/* The next turn of every connection with whole frames waiting (conn_process_input). */
+static void backlog_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    unsigned n = 0; /* those waiting now: a connection backlogged again waits for the next */
+    struct conn *c;
+    TAILQ_FOREACH (c, &d->backlog, backlog_link)
+        n++;
+    while (n-- > 0 && (c = TAILQ_FIRST(&d->backlog))) {
+        TAILQ_REMOVE(&d->backlog, c, backlog_link);
+        c->backlogged = false;
+        conn_process_input(c); /* may backlog c again */
+        conn_unref(c);
     }
 }
 
@@ -215,21 +428,25 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
     c->refs++; /* a handler may close the connection under us */
-    struct evbuffer_iovec v;
-    /* A large frame in progress: ask for the rest of it in one read, not 64 KiB at a time. */
-    size_t want = READ_CHUNK, have = evbuffer_get_length(c->in);
-    uint8_t hdr[FRAME_HEADER_SIZE];
-    if (have >= FRAME_HEADER_SIZE &&
-        evbuffer_copyout(c->in, hdr, sizeof(hdr)) == FRAME_HEADER_SIZE) {
-        size_t frame = FRAME_HEADER_SIZE + (size_t)frame_header_length(hdr);
-        if (frame > have && frame - have > want && frame <= FRAME_HEADER_SIZE + FRAME_MAX_PAYLOAD)
-            want = frame - have;
+    /* What is buffered goes first (a connection read again after a pause has whole frames
+     * waiting): reading more while frames wait would grow the buffer by a chunk each time. */
+    conn_process_input(c);
+    if (c->fd < 0 || c->read_paused || c->close_after_write || c->backlogged) {
+        conn_unref(c);
+        return;
     }
+    struct evbuffer_iovec v;
+    /* A large frame admitted: ask for the rest of it in one read, not 64 KiB at a time. */
+    size_t want = READ_CHUNK, have = evbuffer_get_length(c->in);
+    if (c->in_charged > have && c->in_charged - have > want)
+        want = c->in_charged - have;
     if (!c->read_paused && evbuffer_reserve_space(c->in, (ev_ssize_t)want, &v, 1) >= 1) {
         ssize_t n = read(c->fd, v.iov_base, v.iov_len);
         if (n > 0) {
             v.iov_len = (size_t)n;
             evbuffer_commit_space(c->in, &v, 1);
+            if (c->hello_ev)
+                c->heard_ms = now_ms();
         } else if (n == 0) {
             conn_close(c, NULL);
         } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -241,12 +458,35 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     conn_unref(c);
 }
 
-/*
- * Makes a connection of an already-connected, non-blocking stream socket whose peer is
- * (uid, gid, pid). Takes fd: on failure it is closed and NULL returned. accept_cb's only
- * path, and how fuzz/fuzz_daemon.c hands the daemon one end of a socketpair.
- */
-struct conn *server_adopt(struct daemon *d, int fd, uid_t uid, gid_t gid, pid_t pid)
+/* Until the Hello: closes c past hello_timeout from accept or hello_idle_timeout silent. */
+static void hello_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    const struct config *cfg = &c->d->cfg;
+    uint64_t now = now_ms(), deadline = c->accepted_ms + cfg->hello_timeout * 1000ull,
+             idle_end = c->heard_ms + cfg->hello_idle_timeout * 1000ull;
+    char why[96];
+    if (now >= deadline)
+        snprintf(why, sizeof(why), "no Hello within %u s", cfg->hello_timeout);
+    else if (now >= idle_end)
+        snprintf(why, sizeof(why), "silent for %u s before its Hello", cfg->hello_idle_timeout);
+    else {
+        uint64_t next = (deadline < idle_end ? deadline : idle_end) - now;
+        struct timeval tv = {(time_t)(next / 1000), (suseconds_t)(next % 1000) * 1000};
+        event_add(c->hello_ev, &tv);
+        return;
+    }
+    unsigned dropped;
+    char more[48];
+    if (budget_log_pass(c->d->budget, &dropped))
+        log_info(CONN_FMT " closed: %s%s", CONN_ARGS(c), why,
+            left_out(more, sizeof(more), dropped));
+    conn_close(c, NULL);
+}
+
+/* The connection itself: c->refused set by the caller counts it apart from the admitted. */
+static struct conn *conn_new(struct daemon *d, int fd, uid_t uid, gid_t gid, pid_t pid,
+    bool refused)
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (c) {
@@ -255,7 +495,8 @@ struct conn *server_adopt(struct daemon *d, int fd, uid_t uid, gid_t gid, pid_t 
         c->in = evbuffer_new();
         c->out = evbuffer_new();
     }
-    if (!c || !c->rev || !c->wev || !c->in || !c->out || event_add(c->rev, NULL) != 0) {
+    if (!c || !c->rev || !c->wev || !c->in || !c->out || event_add(c->rev, NULL) != 0 ||
+        (!refused && budget_conn_add(d->budget, uid) != 0)) {
         log_error("out of memory accepting a connection");
         if (c) {
             if (c->rev)
@@ -277,12 +518,66 @@ struct conn *server_adopt(struct daemon *d, int fd, uid_t uid, gid_t gid, pid_t 
     c->uid = uid;
     c->gid = gid;
     c->pid = pid;
+    c->refused = refused;
     c->refs = 1;
     TAILQ_INSERT_TAIL(&d->conns, c, link);
-    d->nconns++;
+    if (refused)
+        d->nrefusing++;
+    else
+        d->nconns++;
     log_debug("connection %llu from uid %u gid %u pid %d", (unsigned long long)c->serial,
         (unsigned)c->uid, (unsigned)c->gid, (int)c->pid);
     return c;
+}
+
+/*
+ * Makes a connection of an already-connected, non-blocking stream socket whose peer is
+ * (uid, gid, pid). Takes fd: on failure it is closed and NULL returned. How
+ * fuzz/fuzz_daemon.c hands the daemon one end of a socketpair.
+ */
+struct conn *server_adopt(struct daemon *d, int fd, uid_t uid, gid_t gid, pid_t pid)
+{
+    return conn_new(d, fd, uid, gid, pid, false);
+}
+
+/* Root, or a member of group peerdist (primary or supplementary, SO_PEERGROUPS). */
+static bool peer_is_admin(const struct daemon *d, int fd, const struct ucred *cred)
+{
+    if (cred->uid == 0)
+        return true;
+    if (!d->have_admin_gid)
+        return false;
+    if (cred->gid == d->admin_gid)
+        return true;
+    gid_t stack[64], *groups = stack;
+    socklen_t len = sizeof(stack);
+    bool admin = false;
+    int rc = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
+    if (rc != 0 && errno == ERANGE && (groups = malloc(len)))
+        rc = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
+    for (size_t i = 0; rc == 0 && i < len / sizeof(gid_t) && !admin; i++)
+        admin = groups[i] == d->admin_gid;
+    if (groups != stack)
+        free(groups);
+    return admin;
+}
+
+/* Why a new connection of uid cannot have a slot, or NULL if it can (why has room for 160). */
+static const char *admission(struct daemon *d, uid_t uid, bool admin, char *why, size_t len)
+{
+    if (d->nconns >= d->max_conns) {
+        snprintf(why, len, "max_connections (%u) reached", d->max_conns);
+    } else if (!admin && d->nconns >= d->max_conns - d->conn_reserve) {
+        snprintf(why, len,
+            "max_connections (%u) reached but for the %u kept for root and "
+            "group " SERVER_ADMIN_GROUP,
+            d->max_conns, d->conn_reserve);
+    } else if (!admin && budget_conns(d->budget, uid) >= d->cfg.max_connections_per_uid) {
+        snprintf(why, len, "max_connections_per_uid (%u) reached", d->cfg.max_connections_per_uid);
+    } else {
+        return NULL;
+    }
+    return why;
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
@@ -296,24 +591,92 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         close(fd);
         return;
     }
-    if (d->stopping || d->nconns >= d->cfg.max_connections) {
-        log_warn("refusing connection from uid %u pid %d: %s", (unsigned)cred.uid, (int)cred.pid,
-            d->stopping ? "shutting down" : "max_connections reached");
+    if (d->stopping) {
+        log_debug("refusing connection from uid %u pid %d: shutting down", (unsigned)cred.uid,
+            (int)cred.pid);
         close(fd);
         return;
     }
-    server_adopt(d, fd, cred.uid, cred.gid, cred.pid);
+    bool admin = peer_is_admin(d, fd, &cred);
+    char buf[160], more[48];
+    const char *why = admission(d, cred.uid, admin, buf, sizeof(buf));
+    if (why) {
+        bool answered = d->nrefusing < d->max_refusing;
+        unsigned dropped;
+        if (budget_log_pass(d->budget, &dropped))
+            log_warn("refusing connection from uid %u pid %d: %s%s%s", (unsigned)cred.uid,
+                (int)cred.pid, why,
+                answered ? "" : "; closed unanswered, too many refusals pending",
+                left_out(more, sizeof(more), dropped));
+        if (!answered) {
+            close(fd);
+            return;
+        }
+    }
+    struct conn *c = conn_new(d, fd, cred.uid, cred.gid, cred.pid, why != NULL);
+    if (!c)
+        return;
+    c->admin = admin;
+    c->accepted_ms = c->heard_ms = now_ms();
+    const struct config *cfg = &d->cfg;
+    unsigned first = cfg->hello_idle_timeout < cfg->hello_timeout ? cfg->hello_idle_timeout
+                                                                  : cfg->hello_timeout;
+    struct timeval tv = {(time_t)first, 0};
+    if (!(c->hello_ev = evtimer_new(d->base, hello_timer_cb, c)) ||
+        evtimer_add(c->hello_ev, &tv) != 0)
+        conn_close(c, "out of memory arming its Hello deadline");
 }
 
+/*
+ * Out of descriptors (EMFILE, ENFILE) or memory: the listening socket stays readable, so
+ * accepting pauses (the clients wait in the backlog) and resumes on a timer or when a
+ * connection closes; one log line per SERVER_ACCEPT_RETRY_SECONDS at most.
+ */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
-    /* EMFILE and friends: log and keep serving the connections we have. */
-    log_warn("accept: %s", strerror(EVUTIL_SOCKET_ERROR()));
+    struct daemon *d = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    evconnlistener_disable(l);
+    d->accept_paused = true;
+    struct timeval tv = {SERVER_ACCEPT_RETRY_SECONDS, 0};
+    event_add(d->accept_retry_ev, &tv);
+    d->accept_failures++;
+    time_t now = time(NULL);
+    if (now - d->accept_logged < SERVER_ACCEPT_RETRY_SECONDS)
+        return;
+    struct rlimit rl = {0, 0};
+    getrlimit(RLIMIT_NOFILE, &rl);
+    log_warn("accept: %s; not accepting for %d s (%u connections, descriptor limit %llu; %u "
+             "failures since the last such line)",
+        strerror(err), SERVER_ACCEPT_RETRY_SECONDS, d->nconns + d->nrefusing,
+        (unsigned long long)rl.rlim_cur, d->accept_failures);
+    d->accept_logged = now;
+    d->accept_failures = 0;
 }
 
-/* A socket file that nobody answers on is stale; one that answers belongs to a live daemon. */
+static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    resume_accepting(arg);
+}
+
+/*
+ * Only a stale socket is ever removed: a path that is anything but a socket (a regular file,
+ * a symbolic link, a directory) stops the daemon untouched; a socket that answers belongs to
+ * a live daemon.
+ */
 static int clear_stale_socket(const struct sockaddr_un *sun)
 {
+    struct stat st;
+    if (lstat(sun->sun_path, &st) != 0) {
+        if (errno == ENOENT)
+            return 0;
+        log_error("socket %s: %s", sun->sun_path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        log_error("%s exists and is not a socket; not replacing it", sun->sun_path);
+        return -1;
+    }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
@@ -330,6 +693,50 @@ static int clear_stale_socket(const struct sockaddr_un *sun)
     return 0;
 }
 
+/*
+ * max_connections, the refusals answered and the daemon's own descriptors must fit
+ * RLIMIT_NOFILE: the soft limit is raised toward the hard one if need be, and what still does
+ * not fit lowers max_connections, with a log line. -1 if not even one connection fits.
+ */
+static int fit_descriptor_limit(struct daemon *d)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        log_error("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+        return -1;
+    }
+    rlim_t want = (rlim_t)d->cfg.max_connections + SERVER_REFUSING_MAX + SERVER_FD_RESERVE;
+    if (rl.rlim_cur < want && rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            log_info("descriptor limit (RLIMIT_NOFILE) raised from %llu to %llu",
+                (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+        else
+            rl.rlim_cur = was;
+    }
+    d->max_conns = d->cfg.max_connections;
+    d->max_refusing = SERVER_REFUSING_MAX;
+    if (rl.rlim_cur < want) {
+        if (rl.rlim_cur < SERVER_FD_RESERVE + 2) {
+            log_error("the descriptor limit (RLIMIT_NOFILE %llu) leaves no room for "
+                      "connections: peerdistd needs at least %d",
+                (unsigned long long)rl.rlim_cur, SERVER_FD_RESERVE + 2);
+            return -1;
+        }
+        unsigned room = (unsigned)(rl.rlim_cur - SERVER_FD_RESERVE);
+        d->max_refusing = room / 8 < SERVER_REFUSING_MAX ? room / 8 : SERVER_REFUSING_MAX;
+        d->max_conns = room - d->max_refusing;
+        log_warn("max_connections %u lowered to %u: the descriptor limit (RLIMIT_NOFILE) is %llu, "
+                 "and peerdistd keeps %u for itself and %u to answer refused connections",
+            d->cfg.max_connections, d->max_conns, (unsigned long long)rl.rlim_cur,
+            SERVER_FD_RESERVE, d->max_refusing);
+    }
+    d->conn_reserve = d->max_conns / 4 < SERVER_ADMIN_RESERVE ? d->max_conns / 4
+                                                              : SERVER_ADMIN_RESERVE;
+    return 0;
+}
+
 int server_listen(struct daemon *d)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
@@ -339,7 +746,8 @@ int server_listen(struct daemon *d)
         return -1;
     }
     strcpy(sun.sun_path, d->cfg.socket_path);
-    if (fs_make_parent_dir(sun.sun_path) != 0 || clear_stale_socket(&sun) != 0)
+    if (fit_descriptor_limit(d) != 0 || fs_make_parent_dir(sun.sun_path) != 0 ||
+        clear_stale_socket(&sun) != 0)
         return -1;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
@@ -348,11 +756,16 @@ int server_listen(struct daemon *d)
             close(fd);
         return -1;
     }
+    struct stat st;
+    if (lstat(sun.sun_path, &st) == 0) {
+        d->sock_dev = st.st_dev;
+        d->sock_ino = st.st_ino;
+    }
     /* Every local user may use the API, as on Windows (DESIGN.md, Identity). */
     if (chmod(sun.sun_path, 0666) != 0)
         log_warn("chmod %s: %s", sun.sun_path, strerror(errno));
-    d->listener = evconnlistener_new(d->base, accept_cb, d, LEV_OPT_CLOSE_ON_FREE, LISTEN_BACKLOG,
-        fd);
+    d->listener = evconnlistener_new(d->base, accept_cb, d,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, LISTEN_BACKLOG, fd);
     if (!d->listener) {
         log_error("cannot listen on %s", sun.sun_path);
         close(fd);
@@ -360,7 +773,23 @@ int server_listen(struct daemon *d)
         return -1;
     }
     evconnlistener_set_error_cb(d->listener, accept_error_cb);
+    log_info("at most %u connections (%u of them for root and group " SERVER_ADMIN_GROUP
+             "), %u per uid; Hello within %u s, silent at most %u s before it; memory budget "
+             "%zu bytes",
+        d->max_conns, d->conn_reserve, d->cfg.max_connections_per_uid, d->cfg.hello_timeout,
+        d->cfg.hello_idle_timeout, budget_limit(d->budget));
     return 0;
+}
+
+/* The gid of group peerdist, whose members are admins (DESIGN.md, Identity). */
+static void find_admin_group(struct daemon *d)
+{
+    char buf[4096];
+    struct group gr, *res = NULL;
+    if (getgrnam_r(SERVER_ADMIN_GROUP, &gr, buf, sizeof(buf), &res) == 0 && res) {
+        d->have_admin_gid = true;
+        d->admin_gid = res->gr_gid;
+    }
 }
 
 int server_init(struct daemon *d, server_request_fn on_request)
@@ -368,10 +797,19 @@ int server_init(struct daemon *d, server_request_fn on_request)
     TAILQ_INIT(&d->conns);
     TAILQ_INIT(&d->closed);
     TAILQ_INIT(&d->to_write);
+    TAILQ_INIT(&d->backlog);
     d->on_request = on_request;
+    d->max_conns = d->cfg.max_connections;
+    d->max_refusing = SERVER_REFUSING_MAX;
+    d->conn_reserve = d->max_conns / 4 < SERVER_ADMIN_RESERVE ? d->max_conns / 4
+                                                              : SERVER_ADMIN_RESERVE;
+    find_admin_group(d);
+    d->budget = budget_new(d->cfg.memory_budget);
     d->write_ev = event_new(d->base, -1, 0, write_queued_cb, d);
     d->reap_ev = event_new(d->base, -1, 0, reap_cb, d);
-    return d->write_ev && d->reap_ev ? 0 : -1;
+    d->accept_retry_ev = evtimer_new(d->base, accept_retry_cb, d);
+    d->backlog_ev = evtimer_new(d->base, backlog_cb, d);
+    return d->budget && d->write_ev && d->reap_ev && d->accept_retry_ev && d->backlog_ev ? 0 : -1;
 }
 
 void server_free(struct daemon *d)
@@ -382,7 +820,13 @@ void server_free(struct daemon *d)
         event_free(d->write_ev);
     if (d->reap_ev)
         event_free(d->reap_ev);
-    d->write_ev = d->reap_ev = NULL;
+    if (d->accept_retry_ev)
+        event_free(d->accept_retry_ev);
+    if (d->backlog_ev)
+        event_free(d->backlog_ev);
+    d->write_ev = d->reap_ev = d->accept_retry_ev = d->backlog_ev = NULL;
+    budget_free(d->budget); /* last: the modules gave back what they held as they closed */
+    d->budget = NULL;
 }
 
 int server_on_close(struct daemon *d, server_close_fn fn)
@@ -395,11 +839,18 @@ int server_on_close(struct daemon *d, server_close_fn fn)
 
 void server_stop_listening(struct daemon *d)
 {
-    if (d->listener) {
-        evconnlistener_free(d->listener);
-        d->listener = NULL;
+    if (!d->listener)
+        return;
+    evconnlistener_free(d->listener);
+    d->listener = NULL;
+    d->accept_paused = false;
+    if (d->accept_retry_ev)
+        event_del(d->accept_retry_ev);
+    /* Only the socket we bound: someone may have put something else there meanwhile. */
+    struct stat st;
+    if (lstat(d->cfg.socket_path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == d->sock_dev &&
+        st.st_ino == d->sock_ino)
         unlink(d->cfg.socket_path);
-    }
 }
 
 void server_close_all(struct daemon *d)

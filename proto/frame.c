@@ -45,6 +45,61 @@ size_t frame_pack(const ProtobufCMessage *msg, uint8_t *out)
     return FRAME_HEADER_SIZE + n;
 }
 
+/* What malloc keeps beside each block: counted so that many tiny fields cost what they do. */
+#define FRAME_ALLOC_OVERHEAD 16
+
+static void *frame_alloc_cb(void *data, size_t n)
+{
+    struct frame_alloc *fa = data;
+    size_t cost = n + FRAME_ALLOC_OVERHEAD;
+    if (cost < n || cost > fa->cap - fa->used) {
+        fa->refused = 1;
+        return NULL;
+    }
+    void *p = malloc(n ? n : 1);
+    if (p)
+        fa->used += cost;
+    return p;
+}
+
+static void frame_free_cb(void *data, void *p)
+{
+    free(p);
+}
+
+void frame_alloc_init(struct frame_alloc *fa, uint32_t payload_len)
+{
+    fa->pc.alloc = frame_alloc_cb;
+    fa->pc.free = frame_free_cb;
+    fa->pc.allocator_data = fa;
+    fa->used = 0;
+    fa->cap = 2 * (size_t)payload_len + FRAME_DECODE_SLACK;
+    fa->refused = 0;
+}
+
+Peerdist__Request *frame_unpack_request(struct frame_alloc *fa, const uint8_t *payload, size_t len)
+{
+    return peerdist__request__unpack(&fa->pc, len, payload);
+}
+
+void frame_free_request(struct frame_alloc *fa, Peerdist__Request *req)
+{
+    peerdist__request__free_unpacked(req, &fa->pc);
+}
+
+uint64_t frame_peek_request_id(const uint8_t *payload, size_t len)
+{
+    if (len < 2 || payload[0] != 0x08) /* field 1, varint */
+        return 0;
+    uint64_t id = 0;
+    for (size_t i = 1; i < len && i <= 10; i++) {
+        id |= (uint64_t)(payload[i] & 0x7f) << (7 * (i - 1));
+        if (!(payload[i] & 0x80))
+            return id;
+    }
+    return 0;
+}
+
 /* Protobuf wire format (field number << 3 | wire type), for the in-place read reply. */
 #define PB_VARINT 0
 #define PB_BYTES 2

@@ -45,6 +45,34 @@ size_t frame_size(const ProtobufCMessage *msg);
 size_t frame_pack(const ProtobufCMessage *msg, uint8_t *out);
 
 /*
+ * Unpacking with a bound: protobuf-c allocates what a message's fields call for (about 100
+ * bytes per field, known or not), so a 4 MiB frame of 1.4 million tiny unknown fields would
+ * cost ~120 MiB and 0.2 s. A frame may allocate at most twice its payload plus
+ * FRAME_DECODE_SLACK (room for the message structures): every request we define, and a
+ * newer client's request type (one unknown field), fits; past it the frame is refused.
+ */
+#define FRAME_DECODE_SLACK (16u * 1024)
+
+struct frame_alloc {
+    ProtobufCAllocator pc; /* handed to protobuf-c: counts, and refuses past cap */
+    size_t used, cap;
+    int refused; /* an allocation was refused for the cap (not for want of memory) */
+};
+
+/* An allocator for one frame of payload_len bytes. */
+void frame_alloc_init(struct frame_alloc *fa, uint32_t payload_len);
+/* The Request in payload[0..len), or NULL (malformed, or fa->refused). Free it with
+ * frame_free_request and the same allocator. */
+Peerdist__Request *frame_unpack_request(struct frame_alloc *fa, const uint8_t *payload, size_t len);
+void frame_free_request(struct frame_alloc *fa, Peerdist__Request *req);
+
+/*
+ * The request id of a Request from its first bytes alone (Request.id is field 1, which
+ * encoders write first), or 0 if they do not start with it. For a frame dropped unread.
+ */
+uint64_t frame_peek_request_id(const uint8_t *payload, size_t len);
+
+/*
  * A successful read's reply, Reply{id, read: ReadReply{offset, data, length}}, built in
  * place so the daemon can read cached bytes straight into its output buffer instead of
  * copying them through protobuf-c. The bytes are standard protobuf (fields in number

@@ -1,0 +1,186 @@
+/*
+ * test_config.c - peerdistd.conf as daemon/config.c reads it: every key and its bounds, and
+ * the message for each kind of mistake, which names the file, the line and what is wrong
+ * there (libinih alone reports an unclosed section as "unknown section []" and a line past
+ * its 199 characters as a syntax error on a later line).
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check_run.h"
+#include "config.h"
+
+static char path[64];
+
+static void setup(void)
+{
+    snprintf(path, sizeof(path), "/tmp/pdconf.XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+}
+
+static void teardown(void)
+{
+    unlink(path);
+}
+
+/* Loads text as the configuration file: 0 or -1, the message in err. */
+static int load(const char *text, struct config *cfg, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    config_defaults(cfg);
+    snprintf(cfg->config_path, sizeof(cfg->config_path), "%s", path);
+    cfg->config_explicit = true;
+    err[0] = '\0';
+    return config_load_file(cfg, err, errlen);
+}
+
+/* The text must be refused with a message naming line `line` and containing `what`. */
+static void refused(const char *text, int line, const char *what)
+{
+    struct config cfg;
+    char err[512], where[96];
+    ck_assert_int_eq(load(text, &cfg, err, sizeof(err)), -1);
+    snprintf(where, sizeof(where), "%s:%d: ", path, line);
+    ck_assert_msg(strncmp(err, where, strlen(where)) == 0, "'%s' should start '%s'", err, where);
+    ck_assert_msg(strstr(err, what), "'%s' should say '%s'", err, what);
+}
+
+START_TEST(every_key)
+{
+    struct config cfg;
+    char err[512];
+    ck_assert_int_eq(load("[peerdistd]\n"
+                          "mode = disabled\n"
+                          "socket = /run/x.sock\n"
+                          "database = /var/x.db\n"
+                          "state_dir = /var/x\n"
+                          "log_level = debug\n"
+                          "max_connections = 100\n"
+                          "max_connections_per_uid = 7\n"
+                          "hello_timeout = 3\n"
+                          "hello_idle_timeout = 2\n"
+                          "memory_budget = 48M\n",
+                         &cfg, err, sizeof(err)),
+        0);
+    ck_assert_int_eq(cfg.mode, MODE_DISABLED);
+    ck_assert_str_eq(cfg.socket_path, "/run/x.sock");
+    ck_assert_str_eq(cfg.db_path, "/var/x.db");
+    ck_assert_str_eq(cfg.state_dir, "/var/x");
+    ck_assert_int_eq(cfg.log_level, LOG_LVL_DEBUG);
+    ck_assert_uint_eq(cfg.max_connections, 100);
+    ck_assert_uint_eq(cfg.max_connections_per_uid, 7);
+    ck_assert_uint_eq(cfg.hello_timeout, 3);
+    ck_assert_uint_eq(cfg.hello_idle_timeout, 2);
+    ck_assert_uint_eq(cfg.memory_budget, 48u << 20);
+}
+END_TEST
+
+START_TEST(defaults)
+{
+    struct config cfg;
+    config_defaults(&cfg);
+    ck_assert_uint_eq(cfg.max_connections, 1024);
+    ck_assert_uint_eq(cfg.max_connections_per_uid, 256);
+    ck_assert_uint_eq(cfg.hello_timeout, 10);
+    ck_assert_uint_eq(cfg.hello_idle_timeout, 5);
+    ck_assert_uint_eq(cfg.memory_budget, 0); /* the smaller of 1 GiB and a quarter of RAM */
+}
+END_TEST
+
+START_TEST(sizes)
+{
+    struct config cfg;
+    char err[512];
+    const struct {
+        const char *text;
+        size_t bytes;
+    } ok[] = {
+        {"memory_budget = 16777216\n", 16u << 20},
+        {"memory_budget = 20480K\n", 20u << 20},
+        {"memory_budget = 2G\n", (size_t)2 << 30},
+        {"memory_budget = 1T\n", (size_t)1 << 40},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        char text[128];
+        snprintf(text, sizeof(text), "[peerdistd]\n%s", ok[i].text);
+        ck_assert_msg(load(text, &cfg, err, sizeof(err)) == 0, "%s: %s", ok[i].text, err);
+        ck_assert_uint_eq(cfg.memory_budget, ok[i].bytes);
+    }
+    refused("[peerdistd]\nmemory_budget = 1M\n", 2, "memory_budget");
+    refused("[peerdistd]\nmemory_budget = 12Q\n", 2, "memory_budget");
+    refused("[peerdistd]\nmemory_budget = 99999999999T\n", 2, "memory_budget");
+    refused("[peerdistd]\nmax_connections_per_uid = 0\n", 2, "max_connections_per_uid");
+    refused("[peerdistd]\nhello_timeout = 0\n", 2, "hello_timeout");
+    refused("[peerdistd]\nhello_idle_timeout = 3601\n", 2, "hello_idle_timeout");
+}
+END_TEST
+
+/* The mistakes, each reported at its own line, saying what is wrong. */
+START_TEST(mistakes_name_their_line)
+{
+    refused("[peerdistd\nmode = local\n", 1, "']'");
+    refused("mode = local\n[peerdistd]\n", 1, "before");
+    refused("[peerdistd]\nmode = local\n[other]\nmode = local\n", 3, "unknown section [other]");
+    refused("[peerdistd]\n\n# comment\nfrobnicate = 1\n", 4, "unknown key 'frobnicate'");
+    refused("[peerdistd]\nmode = local\njust words\n", 3, "key = value");
+    refused("[peerdistd]\nsocket = /run/a\n  /continued\n", 3, "continu");
+    refused("[peerdistd]\nmode = sideways\nlog_level = loud\n", 2, "mode");
+}
+END_TEST
+
+/* A path longer than libinih's 199-character line works, and stays whole. */
+START_TEST(long_lines_work)
+{
+    char value[1200] = "/var/cache/";
+    while (strlen(value) < 1000)
+        strcat(value, "a-rather-long-directory-name/");
+    strcat(value, "cache.db");
+    char text[1400];
+    snprintf(text, sizeof(text),
+        "[peerdistd]\ndatabase = %s   ; an inline comment\nmode = disabled\n", value);
+    struct config cfg;
+    char err[512];
+    ck_assert_msg(load(text, &cfg, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(cfg.db_path, value);
+    ck_assert_int_eq(cfg.mode, MODE_DISABLED);
+    /* Past PATH_MAX it is refused, at its line, saying so. */
+    char *huge = malloc(PATH_MAX + 100);
+    memset(huge, 'b', PATH_MAX + 50);
+    memcpy(huge, "[peerdistd]\nstate_dir = /", 25);
+    strcpy(huge + PATH_MAX + 50, "\n");
+    refused(huge, 2, "state_dir");
+    free(huge);
+    /* A long section line, comment, or line without '=' is judged as a short one. */
+    char longsec[400] = "[peerdistd";
+    memset(longsec + strlen(longsec), 'x', 300);
+    strcpy(longsec + 310, "]\nmode = local\n");
+    refused(longsec, 1, "unknown section");
+    char longcomment[400] = "[peerdistd]\n# ";
+    memset(longcomment + strlen(longcomment), 'c', 300);
+    strcpy(longcomment + 314, "\nmode = disabled\n");
+    ck_assert_msg(load(longcomment, &cfg, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(cfg.mode, MODE_DISABLED);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("config");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, every_key);
+    tcase_add_test(tc, defaults);
+    tcase_add_test(tc, sizes);
+    tcase_add_test(tc, mistakes_name_their_line);
+    tcase_add_test(tc, long_lines_work);
+    suite_add_tcase(s, tc);
+    return check_run(s);
+}
