@@ -3,6 +3,8 @@
 #   make test       build, then run the whole test suite
 #   make test-asan  the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-kill  kill -9 during publish, AddData and flush, KILL_CYCLES times (the suite: 30)
+#   make reliability  the long tests (kill -9 loop, hostile clients, full disk, fuzzing) and
+#                   docs/RELIABILITY.md from their output
 #   make fuzz       both libFuzzer harnesses (fuzz/) for FUZZ_SECONDS in all, built in FUZZ_BUILD
 #   make format     clang-format (.clang-format) over every C file of ours
 # Each target installs missing Debian packages first (needs root and apt).
@@ -18,7 +20,7 @@ KILL_CYCLES ?= 500
 DEBS := cmake make gcc pkg-config libevent-dev libsqlite3-dev sqlite3 libprotobuf-c-dev \
         protobuf-c-compiler check libsubunit-dev libssl-dev libinih-dev python3
 
-.PHONY: all deps configure build run test test-asan test-kill fuzz format install clean
+.PHONY: all deps configure build run test test-asan test-kill reliability fuzz format install clean
 
 all: build
 
@@ -63,6 +65,10 @@ test-asan: deps
 # (not its timing).
 test-kill: build
 	PEERDIST_KILL_CYCLES=$(KILL_CYCLES) $(BUILD)/tests/test_killloop
+
+reliability: build
+	$(call install_missing,clang libclang-rt-14-dev)
+	sh tests/reliability-report.sh $(BUILD)
 
 fuzz: deps
 	$(call install_missing,clang libclang-rt-14-dev)
