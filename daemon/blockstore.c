@@ -364,7 +364,9 @@ static int drop_rows_without_bytes(struct blockstore *bs, struct store *st, uint
     int rc = store_each_block(st, check_place, &m);
     for (size_t i = 0; rc == 0 && i < m.n; i++)
         rc = store_block_drop(st, m.bad[i].segment_id, m.bad[i].segment_id_len, m.bad[i].file_owner,
-            m.bad[i].block);
+                 m.bad[i].block) < 0
+            ? -1
+            : 0;
     free(m.bad);
     *dropped = m.n;
     return rc;

@@ -275,6 +275,88 @@ START_TEST(reconcile_drops_rows_without_bytes_and_files_without_rows)
 }
 END_TEST
 
+/*
+ * A label keeps alive only the row it was made for (issue 7, item 8). uid 2000 forged a
+ * private block 0 of the segment uid 1000 stored shared: uid 2000's label keeps its own row,
+ * never uid 1000's shared one, so uid 1000's flush makes the shared block unreadable.
+ */
+START_TEST(forged_private_label_does_not_keep_shared_row)
+{
+    put_block(1000, tag_a, 0, 0x10, STORE_OWNER_SHARED);
+    put_block(2000, tag_b, 0, 0x66, 2000); /* forged bytes, verified against uid 2000's list */
+    struct store_flush_result res;
+    ck_assert_int_eq(store_flush_tag(st, 1000, tag_a, &res), 0);
+    ck_assert_uint_eq(res.labels_removed, 1);
+    ck_assert_uint_eq(res.bytes_freed, BS_SLOT_SIZE);
+    ck_assert_int_eq(rows_for(3000).n, 0); /* nobody else sees a shared block 0 any more */
+    struct seen s = rows_for(2000);        /* uid 2000 keeps its own private row */
+    ck_assert_int_eq(s.n, 1);
+    ck_assert_int_eq(s.owners[0], 2000);
+    /* And the converse: uid 2000's flush releases its private row only. */
+    put_block(1000, tag_a, 0, 0x10, STORE_OWNER_SHARED);
+    ck_assert_int_eq(store_flush_tag(st, 2000, tag_b, &res), 0);
+    ck_assert_uint_eq(res.bytes_freed, BS_SLOT_SIZE);
+    s = rows_for(2000);
+    ck_assert_int_eq(s.n, 1);
+    ck_assert_int_eq(s.owners[0], STORE_OWNER_SHARED);
+}
+END_TEST
+
+/* A label on the shared row keeps it, whoever else flushes; the last one's flush frees it. */
+START_TEST(shared_label_keeps_shared_row)
+{
+    put_block(1000, tag_a, 0, 0x10, STORE_OWNER_SHARED);
+    put_block(2000, tag_b, 0, 0x10, STORE_OWNER_SHARED); /* uid 2000 added the same block */
+    put_block(2000, tag_b, 1, 0x67, 2000);               /* and a private block 1 */
+    struct store_flush_result res;
+    ck_assert_int_eq(store_flush_tag(st, 1000, tag_a, &res), 0);
+    ck_assert_uint_eq(res.bytes_freed, 0);
+    ck_assert_int_eq(rows_for(3000).n, 1);
+    ck_assert_int_eq(store_flush_tag(st, 2000, tag_b, &res), 0);
+    ck_assert_uint_eq(res.labels_removed, 2);
+    ck_assert_uint_eq(res.bytes_freed, 2 * BS_SLOT_SIZE);
+    ck_assert_int_eq(rows_for(2000).n, 0);
+}
+END_TEST
+
+/* A private row promoted to shared takes its labels along: they keep the shared row now. */
+START_TEST(promotion_moves_labels_to_the_shared_row)
+{
+    put_block(2000, tag_b, 0, 0x01, 2000);
+    uint8_t hash[32];
+    memset(hash, 0x01, sizeof(hash));
+    ck_assert_int_eq(store_block_promote(st, seg1, sizeof(seg1), 0, hash, sizeof(hash)), 0);
+    put_block(1000, tag_a, 0, 0x01, STORE_OWNER_SHARED); /* another user labels it too */
+    struct store_flush_result res;
+    ck_assert_int_eq(store_flush_tag(st, 1000, tag_a, &res), 0);
+    ck_assert_int_eq(rows_for(3000).n, 1); /* uid 2000's label, moved with the row, keeps it */
+    ck_assert_int_eq(store_flush_tag(st, 2000, tag_b, &res), 0);
+    ck_assert_int_eq(rows_for(3000).n, 0);
+    ck_assert_uint_eq(res.bytes_freed, BS_SLOT_SIZE);
+}
+END_TEST
+
+/*
+ * Bytes written over a slot replace what the rows naming it described: a row whose hash the
+ * new bytes do not match goes when the new row commits, shared or not. Otherwise a user could
+ * promote its honest private block, then overwrite it with bytes of its own choosing through a
+ * forged partial list, and everybody reading the shared row would get them.
+ */
+START_TEST(overwritten_slot_drops_rows_of_another_hash)
+{
+    put_block(2000, tag_b, 0, 0x01, 2000);
+    uint8_t hash[32];
+    memset(hash, 0x01, sizeof(hash));
+    ck_assert_int_eq(store_block_promote(st, seg1, sizeof(seg1), 0, hash, sizeof(hash)), 0);
+    ck_assert_int_eq(rows_for(3000).n, 1);
+    put_block(2000, tag_b, 0, 0x02, 2000); /* other bytes, another hash, the same slot */
+    ck_assert_int_eq(rows_for(3000).n, 0);
+    struct seen s = rows_for(2000);
+    ck_assert_int_eq(s.n, 1);
+    ck_assert_int_eq(s.owners[0], 2000);
+}
+END_TEST
+
 /* Rows (not bytes) for a tag labelling 1 GiB: 32 segments x 512 blocks. */
 static void fill_rows(uint32_t uid, const uint8_t *tag, uint8_t segfill)
 {
@@ -829,6 +911,10 @@ int main(void)
     tcase_add_test(tc, private_block_kept_by_its_uid_only);
     tcase_add_test(tc, reconcile_drops_rows_without_bytes_and_files_without_rows);
     tcase_add_test(tc, flush_of_one_gib_tag);
+    tcase_add_test(tc, forged_private_label_does_not_keep_shared_row);
+    tcase_add_test(tc, shared_label_keeps_shared_row);
+    tcase_add_test(tc, promotion_moves_labels_to_the_shared_row);
+    tcase_add_test(tc, overwritten_slot_drops_rows_of_another_hash);
     suite_add_tcase(s, tc);
     TCase *tw = tcase_create("wire");
     tcase_add_checked_fixture(tw, wire_setup, wire_teardown);
