@@ -2,8 +2,9 @@
  * content-internal.h - what the files of the content module share: content handles
  * (content.c), content information and trust (content-info.c), AddData intake and
  * verification (content-add.c), the write/sync/commit pipeline (content-commit.c), and reads
- * (content-read.c). Everything here runs on the loop thread except op_work and
- * group_sync_work, which run on workers and touch only their op's units and the block store.
+ * (content-read.c). Everything here runs on the loop thread except op_work, group_sync_work
+ * and read_work, which run on workers and touch only their op's units (or read's pieces), the
+ * handle's content information (read-only once complete) and the block store's files.
  */
 #ifndef PEERDIST_CONTENT_INTERNAL_H
 #define PEERDIST_CONTENT_INTERNAL_H
@@ -34,6 +35,7 @@
 
 struct content_handle;
 struct slots;
+struct read_op;
 
 struct content_daemon {
     struct daemon *d;
@@ -52,6 +54,8 @@ struct content_daemon {
     struct op *commit_wait, **commit_wait_tail;
     LIST_HEAD(, content_handle) complete_wait;
     struct flush_waiter gate_waiter;
+    /* Rows of blocks found bad on a read leave the index once the gate opens (content-read.c). */
+    struct flush_waiter drop_waiter;
 };
 
 /* Bytes of one incomplete block, held until the rest arrives. */
@@ -107,6 +111,12 @@ struct content_handle {
     LIST_HEAD(, op) ops;
     struct slots *slots;  /* reads' cached slot map of one segment (content-read.c) */
     uint64_t slots_gen;   /* d->blocks_gen it was loaded at */
+    /*
+     * Stream reads run one at a time, so each starts at the cursor the one before it left:
+     * while one waits for a worker (stream_busy), later ones wait here in request order.
+     */
+    bool stream_busy;
+    struct read_op *stream_wait, **stream_wait_tail;
     uint64_t complete_id; /* a Complete waiting for the write gate (complete_wait) */
     struct conn *complete_conn;
     LIST_ENTRY(content_handle) wait_link;

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -354,6 +355,126 @@ START_TEST(overwritten_slot_drops_rows_of_another_hash)
     struct seen s = rows_for(2000);
     ck_assert_int_eq(s.n, 1);
     ck_assert_int_eq(s.owners[0], 2000);
+}
+END_TEST
+
+/* ---- what the block store knows of each slot's bytes (issue 7, item 5) ---- */
+
+static enum bs_slot_state state_of(int64_t file, uint32_t block)
+{
+    return bs_slot_state(bs, seg1, sizeof(seg1), file, block);
+}
+
+static bool check(int64_t file, uint32_t block, enum bs_verdict v, struct bs_check *ck)
+{
+    struct bs_check own;
+    if (!ck) {
+        ck = &own;
+        bs_check_begin(bs, seg1, sizeof(seg1), file, block, ck);
+    }
+    return bs_check_end(bs, ck, v);
+}
+
+/* A verdict stands only for the bytes that were read: a write since, or under way, voids it. */
+START_TEST(check_verdicts_stand_unless_a_write_intervened)
+{
+    ck_assert_int_eq(state_of(-1, 3), BS_SLOT_UNCHECKED);
+    ck_assert(check(-1, 3, BS_VERDICT_GOOD, NULL));
+    ck_assert_int_eq(state_of(-1, 3), BS_SLOT_GOOD);
+    ck_assert_int_eq(state_of(-1, 4), BS_SLOT_UNCHECKED);
+    ck_assert_int_eq(state_of(7, 3), BS_SLOT_UNCHECKED); /* another file */
+    /* A pin (a write starting) forgets what was known. */
+    ck_assert_int_eq(bs_pin(bs, seg1, sizeof(seg1), -1, 3), 0);
+    ck_assert_int_eq(state_of(-1, 3), BS_SLOT_UNCHECKED);
+    struct bs_check ck;
+    bs_check_begin(bs, seg1, sizeof(seg1), -1, 3, &ck);
+    ck_assert(!check(-1, 3, BS_VERDICT_GOOD, &ck)); /* read while the write was under way */
+    bs_unpin(bs, seg1, sizeof(seg1), -1, 3);
+    ck_assert_int_eq(state_of(-1, 3), BS_SLOT_UNCHECKED);
+    /* A write that came and went during the check voids it too. */
+    bs_check_begin(bs, seg1, sizeof(seg1), -1, 3, &ck);
+    ck_assert_int_eq(bs_pin(bs, seg1, sizeof(seg1), -1, 3), 0);
+    bs_unpin(bs, seg1, sizeof(seg1), -1, 3);
+    ck_assert(!check(-1, 3, BS_VERDICT_BAD, &ck));
+    ck_assert_int_eq(state_of(-1, 3), BS_SLOT_UNCHECKED);
+    ck_assert_uint_eq(bs_bad_slots(bs), 0);
+    /* Bad: known once, queued once, taken once; readers look while one is bad. */
+    struct bs_check c1, c2;
+    bs_check_begin(bs, seg1, sizeof(seg1), -1, 3, &c1);
+    bs_check_begin(bs, seg1, sizeof(seg1), -1, 3, &c2);
+    ck_assert(check(-1, 3, BS_VERDICT_BAD, &c1));
+    ck_assert(!check(-1, 3, BS_VERDICT_BAD, &c2)); /* already known: not reported again */
+    ck_assert_int_eq(state_of(-1, 3), BS_SLOT_BAD);
+    ck_assert_uint_eq(bs_bad_slots(bs), 1);
+    struct store_slot out[4];
+    ck_assert_uint_eq(bs_bad_take(bs, out, 4), 1);
+    ck_assert_uint_eq(out[0].block, 3);
+    ck_assert_int_eq(out[0].file_owner, -1);
+    ck_assert_uint_eq(bs_bad_take(bs, out, 4), 0);
+    /* A write replaces the bad bytes: not bad any more, and a queued drop is called off. */
+    ck_assert(check(-1, 5, BS_VERDICT_BAD, NULL));
+    ck_assert_int_eq(bs_pin(bs, seg1, sizeof(seg1), -1, 5), 0);
+    ck_assert_int_eq(state_of(-1, 5), BS_SLOT_UNCHECKED);
+    ck_assert_uint_eq(bs_bad_take(bs, out, 4), 0);
+    bs_unpin(bs, seg1, sizeof(seg1), -1, 5);
+    ck_assert_uint_eq(bs_bad_slots(bs), 1); /* block 3: its row is for the read path to drop */
+}
+END_TEST
+
+/* Pins and commits the way AddData does (content-add.c, content-commit.c). */
+static void add_block(uint32_t uid, uint32_t block, uint8_t fill, int64_t owner)
+{
+    ck_assert_int_eq(bs_pin(bs, seg1, sizeof(seg1), owner, block), 0);
+    put_block(uid, tag_a, block, fill, owner);
+    bs_unpin(bs, seg1, sizeof(seg1), owner, block);
+}
+
+/* Blocks AddData wrote and committed this run count as checked, unless writes overlapped. */
+START_TEST(committed_sole_writes_count_as_checked)
+{
+    ck_assert_int_eq(bs_reconcile(bs, st), 0); /* hooks the block store to st's commits */
+    add_block(1, 0, 0x01, STORE_OWNER_SHARED);
+    ck_assert_int_eq(state_of(-1, 0), BS_SLOT_GOOD);
+    add_block(1, 1, 0x02, 1);
+    ck_assert_int_eq(state_of(1, 1), BS_SLOT_GOOD);
+    /* Rows put without a write pinned (not AddData's way): nothing is assumed. */
+    put_block(1, tag_a, 2, 0x03, STORE_OWNER_SHARED);
+    ck_assert_int_eq(state_of(-1, 2), BS_SLOT_UNCHECKED);
+    /* Two writes to one slot at once: whose bytes landed last is unknown. */
+    ck_assert_int_eq(bs_pin(bs, seg1, sizeof(seg1), -1, 4), 0);
+    add_block(1, 4, 0x04, STORE_OWNER_SHARED);
+    bs_unpin(bs, seg1, sizeof(seg1), -1, 4);
+    ck_assert_int_eq(state_of(-1, 4), BS_SLOT_UNCHECKED);
+    /* A rolled-back commit reports nothing. */
+    ck_assert_int_eq(bs_pin(bs, seg1, sizeof(seg1), -1, 5), 0);
+    uint8_t hash[32] = {5};
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(store_block_put(st, seg1, sizeof(seg1), 5, -1, hash, sizeof(hash), 10, -1), 0);
+    store_rollback(st);
+    bs_unpin(bs, seg1, sizeof(seg1), -1, 5);
+    ck_assert_int_eq(state_of(-1, 5), BS_SLOT_UNCHECKED);
+}
+END_TEST
+
+/* What is known is bounded: past BS_KNOWN_FILES_MAX files the least recently used goes. */
+START_TEST(known_files_are_bounded)
+{
+    uint8_t seg[32] = {0};
+    struct bs_check held;
+    bs_check_begin(bs, seg1, sizeof(seg1), -1, 0, &held); /* a check under way: kept */
+    for (uint32_t i = 0; i < BS_KNOWN_FILES_MAX + 100; i++) {
+        memcpy(seg, &i, sizeof(i));
+        struct bs_check ck;
+        bs_check_begin(bs, seg, sizeof(seg), -1, 0, &ck);
+        ck_assert(bs_check_end(bs, &ck, BS_VERDICT_GOOD));
+    }
+    uint32_t first = 0, last = BS_KNOWN_FILES_MAX + 99;
+    memcpy(seg, &first, sizeof(first));
+    ck_assert_int_eq(bs_slot_state(bs, seg, sizeof(seg), -1, 0), BS_SLOT_UNCHECKED);
+    memcpy(seg, &last, sizeof(last));
+    ck_assert_int_eq(bs_slot_state(bs, seg, sizeof(seg), -1, 0), BS_SLOT_GOOD);
+    ck_assert(bs_check_end(bs, &held, BS_VERDICT_GOOD));
+    ck_assert_int_eq(state_of(-1, 0), BS_SLOT_GOOD);
 }
 END_TEST
 
@@ -898,6 +1019,359 @@ START_TEST(wire_held_limit_tags_and_close_with_pending)
 }
 END_TEST
 
+/* ---- trust in stored bytes across restarts and users (issue 7, items 5 and 8) ---- */
+
+/* The data file holding segment `seg` of ci (file_owner -1, or a uid's own file). */
+static void data_file(const struct ci_info *ci, size_t seg, int64_t owner, char *buf, size_t len)
+{
+    char h[2 * CI_MAX_DIGEST + 1];
+    for (size_t i = 0; i < ci->digest_len; i++)
+        snprintf(h + 2 * i, 3, "%02x", ci->segments[seg].id[i]);
+    if (owner == STORE_OWNER_SHARED)
+        snprintf(buf, len, "%s/data/%.2s/%s", td.dir, h, h);
+    else
+        snprintf(buf, len, "%s/data/%.2s/%s.%lld", td.dir, h, h, (long long)owner);
+}
+
+/* Overwrites n bytes of a data file at off (the daemon stopped). */
+static void scribble(const char *file, off_t off, size_t n)
+{
+    int fd = open(file, O_WRONLY);
+    ck_assert_int_ge(fd, 0);
+    uint8_t junk[64];
+    ck_assert_uint_le(n, sizeof(junk));
+    for (size_t i = 0; i < n; i++)
+        junk[i] = (uint8_t)(0xa5 ^ i);
+    ck_assert_int_eq(pwrite(fd, junk, n, off), (ssize_t)n);
+    close(fd);
+}
+
+/* A handle on `tag` with ci (serialized) completed. */
+static uint64_t wire_open_ci(int fd, const uint8_t *tag, const uint8_t *ci, size_t cilen)
+{
+    uint64_t h = wire_open(fd, tag);
+    wire_add_ci(fd, h, ci, cilen, ERROR_SUCCESS);
+    wire_complete(fd, h, ERROR_SUCCESS);
+    return h;
+}
+
+/* A read that must succeed with exactly content[off, off + len). */
+static void expect_bytes(int fd, uint64_t h, uint64_t off, uint32_t len)
+{
+    Peerdist__Reply *r = wire_read(fd, h, false, off, len, ERROR_SUCCESS);
+    ck_assert_uint_eq(r->read->offset, off);
+    ck_assert_uint_eq(r->read->data.len, len);
+    ck_assert(memcmp(r->read->data.data, content + off, len) == 0);
+    peerdist__reply__free_unpacked(r, NULL);
+}
+
+static const char corrupt_line[] = "does not match its hash";
+
+static struct {
+    const char *sql;
+    long long want;
+} row_wait;
+
+static bool row_count_is(void *arg)
+{
+    return td_sql(&td, row_wait.sql) == row_wait.want;
+}
+
+/* Waits until the SQL count (over the daemon's database) reaches want. */
+static void wait_rows(const char *sql, long long want)
+{
+    row_wait.sql = sql;
+    row_wait.want = want;
+    ck_assert_msg(td_wait_until(row_count_is, NULL), "%s never gave %lld", sql, want);
+}
+
+/* Adds the whole content through a fresh connection and handle, then stops the daemon. */
+static void store_then_stop(const uint8_t *ci, size_t cilen)
+{
+    int fd = wire_connect();
+    uint64_t h = wire_open_ci(fd, tag_a, ci, cilen);
+    wire_add_data(fd, h, 0, content, content_len, ERROR_SUCCESS);
+    close(fd);
+    ck_assert_int_eq(td_stop(&td), 0);
+}
+
+/*
+ * 16 bytes of a data file overwritten while the daemon is stopped: after the restart the block
+ * reads as missing (never as the wrong bytes), one line is logged, its row is gone, and a
+ * later AddData of the right bytes makes it readable again.
+ */
+START_TEST(corrupted_block_is_missing_after_restart)
+{
+    size_t cilen;
+    uint8_t *ci = make_ci(CI_VERSION_1, &cilen);
+    struct ci_info *full = make_full_ci(CI_VERSION_1);
+    store_then_stop(ci, cilen);
+    char file[512];
+    data_file(full, 0, STORE_OWNER_SHARED, file, sizeof(file));
+    scribble(file, 2 * 65536 + 100, 16);
+    td_start(&td);
+    int fd = wire_connect();
+    uint64_t h = wire_open_ci(fd, tag_b, ci, cilen);
+    expect_read(fd, h, false, 2 * 65536 + 50, 1000, PEERDIST_ERROR_MISSING_DATA, 2 * 65536 + 50,
+        65536 - 50);
+    expect_bytes(fd, h, 65536, 65536);
+    expect_read(fd, h, false, 2 * 65536, 10, PEERDIST_ERROR_MISSING_DATA, 2 * 65536, 65536);
+    /* A read that reaches it from a good block stops before it. */
+    expect_read(fd, h, false, 65536 + 10, 0, ERROR_SUCCESS, 65536 + 10, 65536 - 10);
+    ck_assert_int_eq(td_log_count(&td, corrupt_line), 1);
+    wait_rows("SELECT count(*) FROM blocks WHERE block = 2", 0);
+    ck_assert_int_eq(td_sql(&td, "SELECT count(*) FROM blocks"), 4);
+    /* The right bytes again: readable again, and the first read after that is the bytes. */
+    wire_add_data(fd, h, 2 * 65536, content + 2 * 65536, 65536, ERROR_SUCCESS);
+    expect_bytes(fd, h, 2 * 65536 - 5, 65536 + 10);
+    expect_bytes(fd, h, 0, (uint32_t)content_len);
+    ck_assert_int_eq(td_log_count(&td, corrupt_line), 1);
+    close(fd);
+    ci_info_free(full);
+    free(ci);
+}
+END_TEST
+
+/* The same for a V2 segment: the whole segment is what is checked, and what goes missing. */
+START_TEST(corrupted_v2_segment_is_missing_after_restart)
+{
+    size_t cilen;
+    uint8_t *ci = make_ci(CI_VERSION_2, &cilen);
+    struct ci_info *full = make_full_ci(CI_VERSION_2);
+    ck_assert_uint_gt(full->n_segments, 2);
+    uint64_t s1 = full->segments[1].offset;
+    uint32_t l1 = full->segments[1].length;
+    store_then_stop(ci, cilen);
+    char file[512];
+    data_file(full, 1, STORE_OWNER_SHARED, file, sizeof(file));
+    scribble(file, l1 - 16, 16);
+    td_start(&td);
+    int fd = wire_connect();
+    uint64_t h = wire_open_ci(fd, tag_b, ci, cilen);
+    expect_read(fd, h, false, s1, 10, PEERDIST_ERROR_MISSING_DATA, s1, l1);
+    expect_bytes(fd, h, 0, (uint32_t)s1);
+    expect_read(fd, h, false, 0, 0, ERROR_SUCCESS, 0, s1);
+    ck_assert_int_eq(td_log_count(&td, corrupt_line), 1);
+    wait_rows("SELECT count(*) FROM blocks", (long long)full->n_segments - 1);
+    wire_add_data(fd, h, s1, content + s1, l1, ERROR_SUCCESS);
+    expect_bytes(fd, h, 0, (uint32_t)content_len);
+    close(fd);
+    ci_info_free(full);
+    free(ci);
+}
+END_TEST
+
+/*
+ * Stream reads sent back to back while blocks wait for their first check keep their order:
+ * each starts where the one before it ended, the bad block is reported missing and stepped
+ * over, and a block read sent in between is answered on its own. Replies come in any order.
+ */
+START_TEST(stream_reads_keep_the_cursor_while_blocks_are_checked)
+{
+    size_t cilen;
+    uint8_t *ci = make_ci(CI_VERSION_1, &cilen);
+    struct ci_info *full = make_full_ci(CI_VERSION_1);
+    store_then_stop(ci, cilen);
+    char file[512];
+    data_file(full, 0, STORE_OWNER_SHARED, file, sizeof(file));
+    scribble(file, 2 * 65536 + 7, 16);
+    td_start(&td);
+    int fd = wire_connect();
+    uint64_t h = wire_open_ci(fd, tag_b, ci, cilen);
+    enum { N = 10 };
+    uint64_t ids[N];
+    bool stream[N];
+    for (int i = 0; i < N; i++) {
+        Peerdist__ReadRequest a = PEERDIST__READ_REQUEST__INIT;
+        a.handle = h;
+        a.stream = stream[i] = i != 3;
+        a.offset = 250000; /* the block read */
+        a.max_bytes = 50000;
+        Peerdist__Request req = PEERDIST__REQUEST__INIT;
+        req.body_case = PEERDIST__REQUEST__BODY_READ;
+        req.read = &a;
+        ids[i] = raw_send(fd, &req);
+    }
+    Peerdist__Reply *rep[N] = {0};
+    for (int k = 0; k < N; k++) {
+        Peerdist__Reply *r = raw_recv(fd);
+        int i = (int)(r->id - ids[0]);
+        ck_assert(i >= 0 && i < N && !rep[i]);
+        rep[i] = r;
+    }
+    /* The stream: [0, 50000) [50000, 100000) [100000, 131072) then block 2 missing, then on. */
+    uint64_t cursor = 0;
+    const uint64_t bad_lo = 2 * 65536, bad_hi = 3 * 65536;
+    for (int i = 0; i < N; i++) {
+        Peerdist__Reply *r = rep[i];
+        ck_assert_int_eq(r->body_case, PEERDIST__REPLY__BODY_READ);
+        if (!stream[i]) {
+            ck_assert_uint_eq(r->status, ERROR_SUCCESS);
+            ck_assert_uint_eq(r->read->offset, 250000);
+            ck_assert(memcmp(r->read->data.data, content + 250000, r->read->data.len) == 0);
+            continue;
+        }
+        ck_assert_uint_eq(r->read->offset, cursor);
+        if (cursor >= content_len) {
+            ck_assert_uint_eq(r->status, PEERDIST_ERROR_NO_MORE);
+        } else if (cursor == bad_lo) {
+            ck_assert_uint_eq(r->status, PEERDIST_ERROR_MISSING_DATA);
+            ck_assert_uint_eq(r->read->length, bad_hi - bad_lo);
+            cursor = bad_hi;
+        } else {
+            ck_assert_uint_eq(r->status, ERROR_SUCCESS);
+            uint64_t want = content_len - cursor < 50000 ? content_len - cursor : 50000;
+            if (cursor < bad_lo && cursor + want > bad_lo)
+                want = bad_lo - cursor;
+            ck_assert_uint_eq(r->read->data.len, want);
+            ck_assert(memcmp(r->read->data.data, content + cursor, want) == 0);
+            cursor += want;
+        }
+    }
+    ck_assert_uint_eq(cursor, content_len);
+    for (int i = 0; i < N; i++)
+        peerdist__reply__free_unpacked(rep[i], NULL);
+    ck_assert_int_eq(td_log_count(&td, corrupt_line), 1);
+    close(fd);
+    ci_info_free(full);
+    free(ci);
+}
+END_TEST
+
+/* Blocks are checked once per start: not those AddData wrote this run, then once each. */
+START_TEST(blocks_are_checked_once_per_start)
+{
+    static const char checked[] = "on their first read since start";
+    size_t cilen;
+    uint8_t *ci = make_ci(CI_VERSION_1, &cilen);
+    int fd = wire_connect();
+    uint64_t h = wire_open_ci(fd, tag_a, ci, cilen);
+    wire_add_data(fd, h, 0, content, content_len, ERROR_SUCCESS);
+    expect_bytes(fd, h, 0, (uint32_t)content_len);
+    ck_assert_int_eq(td_log_count(&td, checked), 0); /* verified as AddData wrote them */
+    close(fd);
+    ck_assert_int_eq(td_stop(&td), 0);
+    td_start(&td);
+    fd = wire_connect();
+    h = wire_open_ci(fd, tag_b, ci, cilen);
+    expect_bytes(fd, h, 100, 1000);
+    ck_assert_int_eq(td_log_count(&td, checked), 1);
+    expect_bytes(fd, h, 10, 65000); /* block 0 again: known good now */
+    ck_assert_int_eq(td_log_count(&td, checked), 1);
+    expect_bytes(fd, h, 0, (uint32_t)content_len); /* blocks 1 to 4: one more check */
+    ck_assert_int_eq(td_log_count(&td, checked), 2);
+    expect_bytes(fd, h, 0, (uint32_t)content_len);
+    ck_assert_int_eq(td_log_count(&td, checked), 2);
+    close(fd);
+    free(ci);
+}
+END_TEST
+
+/* Ranged content information listing block b only, with the hash of `forged` for it. */
+static uint8_t *forged_ranged_ci(const struct ci_info *full, uint32_t b, const uint8_t *forged,
+    size_t *len)
+{
+    struct ci_info *r;
+    ck_assert_int_eq(ci_range(full, (uint64_t)b * 65536, 65536, &r), 0);
+    ck_assert_uint_eq(r->n_segments, 1);
+    ck_assert_uint_eq(r->segments[0].n_blocks, 1);
+    if (forged)
+        ck_assert_int_eq(ci_hash(full->alg, forged, 65536, r->segments[0].block_hashes), 0);
+    uint8_t *out;
+    ck_assert_int_eq(ci_serialize(r, &out, len), 0);
+    ci_info_free(r);
+    return out;
+}
+
+/*
+ * One user promotes its honest private block (a full list arrives), then writes other bytes
+ * over it through a forged partial list: the shared row named the overwritten bytes, and must
+ * not serve them to anybody.
+ */
+START_TEST(overwriting_a_promoted_block_never_serves_the_new_bytes)
+{
+    struct ci_info *full = make_full_ci(CI_VERSION_1);
+    size_t cilen, hlen, flen;
+    uint8_t *ci = make_ci(CI_VERSION_1, &cilen);
+    uint8_t forged[65536];
+    memset(forged, 0x66, sizeof(forged));
+    uint8_t *honest = forged_ranged_ci(full, 0, NULL, &hlen);
+    uint8_t *bad = forged_ranged_ci(full, 0, forged, &flen);
+    int fd = wire_connect();
+    uint64_t h1 = wire_open_ci(fd, tag_a, honest, hlen);
+    wire_add_data(fd, h1, 0, content, 65536, ERROR_SUCCESS); /* private: a partial list */
+    uint64_t h2 = wire_open_ci(fd, tag_b, ci, cilen);        /* the full list: promoted */
+    expect_bytes(fd, h2, 0, 65536);
+    uint64_t h3 = wire_open_ci(fd, tag_a, bad, flen);
+    wire_add_data(fd, h3, 0, forged, sizeof(forged), ERROR_SUCCESS);
+    /* Every reader through the real hash: never the forged bytes. */
+    expect_read(fd, h2, false, 0, 65536, PEERDIST_ERROR_MISSING_DATA, 0, content_len);
+    Peerdist__Reply *r;
+    /* The forger's own handle reads what it verified. */
+    r = wire_read(fd, h3, false, 0, 65536, ERROR_SUCCESS);
+    ck_assert(memcmp(r->read->data.data, forged, 65536) == 0);
+    peerdist__reply__free_unpacked(r, NULL);
+    close(fd);
+    free(honest);
+    free(bad);
+    free(ci);
+    ci_info_free(full);
+}
+END_TEST
+
+/* In a child as uid 65534: forges block 0 (private) and adds the real block 1 (shared). */
+static int other_user_labels(const uint8_t *ci, size_t cilen, const uint8_t *bad, size_t flen,
+    const uint8_t *forged)
+{
+    if (setgid(65534) != 0 || setuid(65534) != 0)
+        return 10;
+    int fd = wire_connect();
+    uint64_t hb = wire_open_ci(fd, tag_b, bad, flen);
+    wire_add_data(fd, hb, 0, forged, 65536, ERROR_SUCCESS);
+    uint64_t hf = wire_open_ci(fd, tag_b, ci, cilen);
+    wire_add_data(fd, hf, 65536, content + 65536, 65536, ERROR_SUCCESS);
+    close(fd);
+    return 0;
+}
+
+/*
+ * uid 65534's label on its own forged, privately verified block 0 must not keep root's shared
+ * block 0 readable once root flushed its tag; its label on the shared block 1 does keep that.
+ */
+START_TEST(forged_private_row_keeps_no_shared_block_alive)
+{
+    struct ci_info *full = make_full_ci(CI_VERSION_1);
+    size_t cilen, flen;
+    uint8_t *ci = make_ci(CI_VERSION_1, &cilen);
+    uint8_t forged[65536];
+    memset(forged, 0x66, sizeof(forged));
+    uint8_t *bad = forged_ranged_ci(full, 0, forged, &flen);
+    int fd = wire_connect();
+    uint64_t h = wire_open_ci(fd, tag_a, ci, cilen);
+    wire_add_data(fd, h, 0, content, content_len, ERROR_SUCCESS);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        _exit(other_user_labels(ci, cilen, bad, flen, forged));
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    wire_flush(fd, tag_a);
+    uint64_t h2 = wire_open_ci(fd, tag_a, ci, cilen);
+    expect_read(fd, h2, false, 0, 10, PEERDIST_ERROR_MISSING_DATA, 0, 65536);
+    expect_bytes(fd, h2, 65536, 65536);
+    expect_read(fd, h2, false, 2 * 65536, 10, PEERDIST_ERROR_MISSING_DATA, 2 * 65536,
+        content_len - 2 * 65536);
+    /* The forged row stayed uid 65534's own; the labels say which row each keeps. */
+    ck_assert_int_eq(td_sql(&td, "SELECT count(*) FROM blocks WHERE owner = 65534"), 1);
+    close(fd);
+    free(bad);
+    free(ci);
+    ci_info_free(full);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("content_store");
@@ -915,6 +1389,9 @@ int main(void)
     tcase_add_test(tc, shared_label_keeps_shared_row);
     tcase_add_test(tc, promotion_moves_labels_to_the_shared_row);
     tcase_add_test(tc, overwritten_slot_drops_rows_of_another_hash);
+    tcase_add_test(tc, check_verdicts_stand_unless_a_write_intervened);
+    tcase_add_test(tc, committed_sole_writes_count_as_checked);
+    tcase_add_test(tc, known_files_are_bounded);
     suite_add_tcase(s, tc);
     TCase *tw = tcase_create("wire");
     tcase_add_checked_fixture(tw, wire_setup, wire_teardown);
@@ -926,5 +1403,15 @@ int main(void)
     tcase_add_test(tw, wire_refusals);
     tcase_add_test(tw, wire_held_limit_tags_and_close_with_pending);
     suite_add_tcase(s, tw);
+    TCase *tt = tcase_create("trust");
+    tcase_add_checked_fixture(tt, wire_setup, wire_teardown);
+    tcase_set_timeout(tt, 120);
+    tcase_add_test(tt, corrupted_block_is_missing_after_restart);
+    tcase_add_test(tt, corrupted_v2_segment_is_missing_after_restart);
+    tcase_add_test(tt, stream_reads_keep_the_cursor_while_blocks_are_checked);
+    tcase_add_test(tt, blocks_are_checked_once_per_start);
+    tcase_add_test(tt, overwriting_a_promoted_block_never_serves_the_new_bytes);
+    tcase_add_test(tt, forged_private_row_keeps_no_shared_block_alive);
+    suite_add_tcase(s, tt);
     return check_run(s);
 }
