@@ -78,7 +78,10 @@ struct unit {
     bool synced; /* its file was fdatasync'ed by a group sync */
 };
 
-/* A pending AddData. */
+/*
+ * A pending AddData. Reads waiting for a worker embed one too (content-read.c), using only
+ * request_id, h, c, cd, aborted and link: on the handle's ops, Close and Cancel answer them.
+ */
 struct op {
     uint64_t request_id;
     uint64_t offset; /* content offset of data[0], for log lines */

@@ -7,6 +7,7 @@
  * goes to a worker, which reads and hashes its blocks, and replies when it is done: good bytes
  * are served, a bad block is reported missing, logged once, and leaves the index.
  */
+#include <limits.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,12 @@
 #include "worker.h"
 
 #define SLOT_NONE INT64_MIN /* no readable bytes for this block */
+/*
+ * Blocks (V2: segments) one read covers at most: 1 MiB of V1 is 16, of V2 segments of 4 KiB
+ * or more at most 256. A content information of tiny segments would otherwise make one read
+ * a query and a check per segment; such a read returns fewer bytes, as any read may.
+ */
+#define READ_BLOCKS_MAX 256
 
 /* Per block of one segment: the file holding bytes this handle may read, or SLOT_NONE. */
 struct slots {
@@ -98,7 +105,8 @@ static int64_t readable_run(struct store *st, struct slots *s, uint64_t off, uin
     uint64_t limit)
 {
     uint64_t p = off;
-    while (p < hi && p - off < limit) {
+    unsigned most = limit <= PD_MAX_CHUNK ? READ_BLOCKS_MAX : UINT_MAX; /* queries: all of it */
+    for (unsigned blocks = 0; p < hi && p - off < limit && blocks < most; blocks++) {
         struct pos ps;
         content_pos_at(s->ci, p, &ps);
         if (slots_load(st, s, ps.seg) != 0)
@@ -159,9 +167,10 @@ static int copy_out(struct blockstore *bs, struct store *st, struct slots *s, ui
 /* The handle's slot map, reused while the block index is unchanged since it was loaded. */
 static struct slots *read_slots(struct daemon *d, struct content_handle *h, uint32_t uid)
 {
-    if (!h->slots && !(h->slots = malloc(sizeof(*h->slots))))
+    bool fresh = !h->slots;
+    if (fresh && !(h->slots = malloc(sizeof(*h->slots))))
         return NULL;
-    if (h->slots_gen != d->blocks_gen || h->slots->ci != h->ci) {
+    if (fresh || h->slots_gen != d->blocks_gen || h->slots->ci != h->ci) {
         h->slots->ci = h->ci;
         h->slots->bs = d->bs;
         h->slots->uid = uid;
