@@ -1267,6 +1267,40 @@ START_TEST(blocks_are_checked_once_per_start)
 }
 END_TEST
 
+/* A read covers at most 256 blocks: 1000-byte V2 segments give 256,000 bytes of a 1 MiB read. */
+START_TEST(a_read_covers_at_most_256_segments)
+{
+    enum { SEGS = 300, LEN = 1000 };
+    uint32_t lengths[SEGS];
+    for (int i = 0; i < SEGS; i++)
+        lengths[i] = LEN;
+    struct ci_secret ks;
+    ck_assert_int_eq(ci_secret_from_passphrase(CI_HASH_SHA512_TRUNC, "test-passphrase", 15, &ks), 0);
+    struct ci_gen *g = ci_gen_new_v2_imposed(&ks, lengths, SEGS);
+    ck_assert_int_eq(ci_gen_feed(g, content, SEGS * LEN), 0);
+    struct ci_info *info;
+    ck_assert_int_eq(ci_gen_finish(g, &info), 0);
+    ci_gen_free(g);
+    ck_assert_uint_eq(info->n_segments, SEGS);
+    uint8_t *ci;
+    size_t cilen;
+    ck_assert_int_eq(ci_serialize(info, &ci, &cilen), 0);
+    int fd = wire_connect();
+    uint64_t h = wire_open_ci(fd, tag_a, ci, cilen);
+    wire_add_data(fd, h, 0, content, SEGS * LEN, ERROR_SUCCESS);
+    for (uint64_t off = 0; off < 1000; off += 500) { /* from inside a segment: to the 256th's end */
+        Peerdist__Reply *r = wire_read(fd, h, false, off, 1 << 20, ERROR_SUCCESS);
+        ck_assert_uint_eq(r->read->data.len, 256 * LEN - off);
+        ck_assert(memcmp(r->read->data.data, content + off, r->read->data.len) == 0);
+        peerdist__reply__free_unpacked(r, NULL);
+    }
+    expect_read(fd, h, false, 0, 0, ERROR_SUCCESS, 0, SEGS * LEN); /* a query: all of it */
+    close(fd);
+    free(ci);
+    ci_info_free(info);
+}
+END_TEST
+
 /* Ranged content information listing block b only, with the hash of `forged` for it. */
 static uint8_t *forged_ranged_ci(const struct ci_info *full, uint32_t b, const uint8_t *forged,
     size_t *len)
@@ -1412,6 +1446,7 @@ int main(void)
     tcase_add_test(tt, blocks_are_checked_once_per_start);
     tcase_add_test(tt, overwriting_a_promoted_block_never_serves_the_new_bytes);
     tcase_add_test(tt, forged_private_row_keeps_no_shared_block_alive);
+    tcase_add_test(tt, a_read_covers_at_most_256_segments);
     suite_add_tcase(s, tt);
     return check_run(s);
 }
