@@ -30,6 +30,12 @@
  * 64 MiB each would let one client take 256 GiB.
  */
 #define CONTENT_CONN_MEMORY_MAX (256u * 1024 * 1024)
+/*
+ * Reads of one connection waiting for a worker (a first read's check) or for the stream read
+ * ahead of them. A waiting read has no reply in the output buffer yet, so the output limit
+ * does not slow its sender: past this, reads are refused with ERROR_NOT_ENOUGH_MEMORY.
+ */
+#define CONTENT_CONN_READS_MAX 256
 /* V1 blocks per segment: the most one segment's slot table holds. */
 #define CONTENT_SLOTS_MAX CI_V1_BLOCKS_PER_SEGMENT
 
@@ -130,6 +136,8 @@ struct content_conn {
     uint64_t next_handle;
     unsigned nhandles;
     size_t memory; /* content information fed + held bytes, all handles (CONTENT_CONN_MEMORY_MAX) */
+    unsigned reads_waiting; /* CONTENT_CONN_READS_MAX (content-read.c) */
+    bool reads_refused;     /* logged once */
     LIST_HEAD(, content_handle) handles;
 };
 

@@ -182,12 +182,23 @@ static struct slots *read_slots(struct daemon *d, struct content_handle *h, uint
 
 /* ---- reads waiting for a worker ---- */
 
+/* A waiting read, or NULL (out of memory, or CONTENT_CONN_READS_MAX: logged once). */
 static struct read_op *read_op_new(struct conn *c, struct content_handle *h, uint64_t id,
     bool stream, uint64_t offset, uint64_t max_bytes)
 {
+    struct content_conn *cc = c->content;
+    if (cc->reads_waiting >= CONTENT_CONN_READS_MAX) {
+        if (!cc->reads_refused)
+            log_warn(CONN_FMT ": more than %u reads waiting for their blocks' first check or "
+                              "for the stream read ahead; refusing more",
+                CONN_ARGS(c), CONTENT_CONN_READS_MAX);
+        cc->reads_refused = true;
+        return NULL;
+    }
     struct read_op *r = calloc(1, sizeof(*r));
     if (!r)
         return NULL;
+    cc->reads_waiting++;
     r->op.request_id = id;
     r->op.h = h;
     r->op.c = c;
@@ -205,6 +216,9 @@ static void read_op_free(struct read_op *r)
 {
     struct content_handle *h = r->op.h;
     struct conn *c = r->op.c;
+    struct content_conn *cc = c->content; /* NULL once the connection closed */
+    if (cc)
+        cc->reads_waiting--;
     LIST_REMOVE(&r->op, link);
     free(r->pieces);
     free(r->buf);

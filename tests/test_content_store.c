@@ -1301,6 +1301,62 @@ START_TEST(a_read_covers_at_most_256_segments)
 }
 END_TEST
 
+/*
+ * Reads waiting for a first check (or behind a stream read that does) have no reply queued yet,
+ * so the output limit does not hold their sender back: past CONTENT_CONN_READS_MAX per
+ * connection, reads are refused, and the rest are answered in order.
+ */
+START_TEST(waiting_reads_are_bounded_per_connection)
+{
+    enum { N = 300, MAX = 256 };
+    size_t cilen;
+    uint8_t *ci = make_ci(CI_VERSION_1, &cilen);
+    store_then_stop(ci, cilen);
+    td_start(&td);
+    int fd = wire_connect();
+    uint64_t h = wire_open_ci(fd, tag_b, ci, cilen);
+    /* All N frames in one write, while the daemon is stopped: one pass of its loop takes
+     * them all (a write per frame would fill the socket's buffer with per-write overhead). */
+    static uint8_t frames[N * 64];
+    size_t len = 0;
+    uint64_t first = next_id;
+    for (int i = 0; i < N; i++) {
+        Peerdist__ReadRequest a = PEERDIST__READ_REQUEST__INIT;
+        a.handle = h;
+        a.stream = true;
+        a.max_bytes = 1000;
+        Peerdist__Request req = PEERDIST__REQUEST__INIT;
+        req.body_case = PEERDIST__REQUEST__BODY_READ;
+        req.read = &a;
+        req.id = next_id++;
+        ck_assert_uint_le(len + frame_size(&req.base), sizeof(frames));
+        len += frame_pack(&req.base, frames + len);
+    }
+    td_pause(&td);
+    ck_assert_int_eq(write(fd, frames, len), (ssize_t)len);
+    td_resume(&td);
+    static uint32_t status[N];
+    static uint64_t offset[N];
+    for (int k = 0; k < N; k++) {
+        Peerdist__Reply *r = raw_recv(fd);
+        ck_assert(r->id >= first && r->id < first + N);
+        status[r->id - first] = r->status;
+        offset[r->id - first] = r->body_case == PEERDIST__REPLY__BODY_READ ? r->read->offset : 0;
+        if (r->status == ERROR_SUCCESS)
+            ck_assert(memcmp(r->read->data.data, content + r->read->offset, 1000) == 0);
+        peerdist__reply__free_unpacked(r, NULL);
+    }
+    for (int i = 0; i < N; i++) {
+        ck_assert_uint_eq(status[i], i < MAX ? ERROR_SUCCESS : ERROR_NOT_ENOUGH_MEMORY);
+        if (i < MAX)
+            ck_assert_uint_eq(offset[i], 1000u * (unsigned)i);
+    }
+    ck_assert_int_eq(td_log_count(&td, "reads waiting for their blocks' first check"), 1);
+    close(fd);
+    free(ci);
+}
+END_TEST
+
 /* Ranged content information listing block b only, with the hash of `forged` for it. */
 static uint8_t *forged_ranged_ci(const struct ci_info *full, uint32_t b, const uint8_t *forged,
     size_t *len)
@@ -1447,6 +1503,7 @@ int main(void)
     tcase_add_test(tt, overwriting_a_promoted_block_never_serves_the_new_bytes);
     tcase_add_test(tt, forged_private_row_keeps_no_shared_block_alive);
     tcase_add_test(tt, a_read_covers_at_most_256_segments);
+    tcase_add_test(tt, waiting_reads_are_bounded_per_connection);
     suite_add_tcase(s, tt);
     return check_run(s);
 }
