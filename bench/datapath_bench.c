@@ -97,7 +97,8 @@ static double daemon_cpu_s(const char *pidfile)
         fclose(f);
     unsigned long ut, st;
     /* after "(comm)": state, then fields 4..13, then utime (14) and stime (15) */
-    if (!end || sscanf(end + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+    if (!end ||
+        sscanf(end + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
         return -1;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -488,8 +489,9 @@ int main(int argc, char **argv)
         printf("first_read_after_restart_mib_s=%.0f  baseline later_read_mib_s=%.0f  "
                "cost=%.2fx the time  (openssl_sha256_mib_s=%.0f)\n",
             mb / first, mb / later, first / later, mb / sha);
-        printf("later_read_after_restart_mib_s=%.0f  baseline streamread_before_restart_mib_s=%.0f  "
-               "ratio=%.2f  (unchanged: ~1.00)\n",
+        printf(
+            "later_read_after_restart_mib_s=%.0f  baseline streamread_before_restart_mib_s=%.0f  "
+            "ratio=%.2f  (unchanged: ~1.00)\n",
             mb / later, mb / rd, rd / later);
         if (pidfile) {
             double gib = (double)len / (1024.0 * MiB);

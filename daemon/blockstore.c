@@ -45,10 +45,10 @@ struct bs_known {
     uint8_t seg[STORE_MAX_ID];
     uint8_t seglen;
     int64_t file_owner;
-    uint64_t writes;       /* pins and unpins of its slots: a check from before is stale */
-    unsigned checks;       /* checks under way: kept until they end */
-    unsigned bad_queued;   /* entries of bs->bad: kept until taken */
-    uint32_t nwords;       /* bits[2i]: good, bits[2i + 1]: bad, blocks 64i .. 64i + 63 */
+    uint64_t writes;     /* pins and unpins of its slots: a check from before is stale */
+    unsigned checks;     /* checks under way: kept until they end */
+    unsigned bad_queued; /* entries of bs->bad: kept until taken */
+    uint32_t nwords;     /* bits[2i]: good, bits[2i + 1]: bad, blocks 64i .. 64i + 63 */
     uint64_t *bits;
     struct bs_known *hnext;
     TAILQ_ENTRY(bs_known) lru;
@@ -72,7 +72,7 @@ struct blockstore {
     TAILQ_HEAD(, bs_known) known_lru;
     struct store_slot *bad; /* slots found bad, waiting for bs_bad_take */
     size_t nbad, bad_cap;
-    size_t bad_slots; /* bad bits set, over all entries */
+    size_t bad_slots;         /* bad bits set, over all entries */
     struct store *loop_store; /* whose put hook is ours (bs_reconcile) */
 };
 
@@ -420,8 +420,8 @@ size_t bs_bad_take(struct blockstore *bs, struct store_slot *out, size_t max)
     size_t n = 0, i = 0;
     for (; i < bs->nbad && n < max; i++) {
         struct store_slot *sl = &bs->bad[i];
-        struct bs_known *k =
-            known_get(bs, sl->segment_id, sl->segment_id_len, sl->file_owner, false);
+        struct bs_known *k = known_get(bs, sl->segment_id, sl->segment_id_len, sl->file_owner,
+            false);
         if (!k)
             continue;
         k->bad_queued--;
@@ -439,8 +439,8 @@ void bs_puts_committed(void *arg, const struct store_slot *slots, size_t n)
     for (size_t i = 0; i < n; i++) {
         const struct store_slot *sl = &slots[i];
         pthread_mutex_lock(&bs->mu);
-        const struct pin *p =
-            pin_find(bs, sl->segment_id, sl->segment_id_len, sl->file_owner, sl->block);
+        const struct pin *p = pin_find(bs, sl->segment_id, sl->segment_id_len, sl->file_owner,
+            sl->block);
         /* Only this write touched the slot since its pin: its verified bytes are there. */
         bool sole = p && p->count == 1 && !p->overlapped && p->failures == bs->pin_failures;
         pthread_mutex_unlock(&bs->mu);

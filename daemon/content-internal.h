@@ -118,8 +118,8 @@ struct content_handle {
     size_t held_bytes;
     size_t ci_bytes; /* content information fed (counted in content_conn.memory) */
     LIST_HEAD(, op) ops;
-    struct slots *slots;  /* reads' cached slot map of one segment (content-read.c) */
-    uint64_t slots_gen;   /* d->blocks_gen it was loaded at */
+    struct slots *slots; /* reads' cached slot map of one segment (content-read.c) */
+    uint64_t slots_gen;  /* d->blocks_gen it was loaded at */
     /*
      * Stream reads run one at a time, so each starts at the cursor the one before it left:
      * while one waits for a worker (stream_busy), later ones wait here in request order.

@@ -264,8 +264,8 @@ static void drop_bad_rows(struct content_daemon *cd);
 
 static void drop_gate_opened(struct flush_waiter *w)
 {
-    drop_bad_rows((struct content_daemon *)((char *)w -
-        offsetof(struct content_daemon, drop_waiter)));
+    drop_bad_rows(
+        (struct content_daemon *)((char *)w - offsetof(struct content_daemon, drop_waiter)));
 }
 
 static void drop_bad_rows(struct content_daemon *cd)
@@ -521,9 +521,8 @@ static void read_serve(struct conn *c, struct content_handle *h, struct read_op 
         conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
         goto out;
     }
-    uint64_t limit = max_bytes == 0
-        ? UINT64_MAX
-        : (max_bytes < PD_MAX_CHUNK ? max_bytes : PD_MAX_CHUNK);
+    uint64_t limit = max_bytes == 0 ? UINT64_MAX
+                                    : (max_bytes < PD_MAX_CHUNK ? max_bytes : PD_MAX_CHUNK);
     int64_t n = readable_run(st, s, off, h->read_hi, limit);
     if (n < 0)
         goto fail;

@@ -1275,7 +1275,8 @@ START_TEST(a_read_covers_at_most_256_segments)
     for (int i = 0; i < SEGS; i++)
         lengths[i] = LEN;
     struct ci_secret ks;
-    ck_assert_int_eq(ci_secret_from_passphrase(CI_HASH_SHA512_TRUNC, "test-passphrase", 15, &ks), 0);
+    ck_assert_int_eq(ci_secret_from_passphrase(CI_HASH_SHA512_TRUNC, "test-passphrase", 15, &ks),
+        0);
     struct ci_gen *g = ci_gen_new_v2_imposed(&ks, lengths, SEGS);
     ck_assert_int_eq(ci_gen_feed(g, content, SEGS * LEN), 0);
     struct ci_info *info;

@@ -208,9 +208,9 @@ START_TEST(labels_name_their_row_after_migration)
     db = store_db(st);
     ck_assert_int_eq(store_user_version(db), schema_migration_count);
     ck_assert_int_eq(sql_value(db, "SELECT row_owner FROM labels WHERE uid = 5 AND block = 0"), -1);
-    ck_assert_int_eq(
-        sql_value(db, "SELECT row_owner FROM labels WHERE uid = 5 AND segment_id = x'11' AND "
-                      "block = 1"),
+    ck_assert_int_eq(sql_value(db,
+                         "SELECT row_owner FROM labels WHERE uid = 5 AND segment_id = x'11' AND "
+                         "block = 1"),
         5);
     ck_assert_int_eq(sql_value(db, "SELECT row_owner FROM labels WHERE uid = 7"), 7);
     ck_assert_int_eq(sql_value(db, "SELECT row_owner FROM labels WHERE uid = 6"), 6);
