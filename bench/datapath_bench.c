@@ -7,8 +7,15 @@
  *   StreamRead of the cached bytes vs a raw Unix-socket transfer of the bytes
  *   flush of the tag labelling them (must complete in <= 1 s) while another
  *   instance calls PeerDistGetStatus in a loop (its p99 must stay <= 10 ms)
- * Usage: datapath_bench [-s MiB] [-r REPS] DIR   (DIR: a scratch directory on the
- * same disk as the daemon's database). PEERDIST_SOCKET names the daemon.
+ * With -R CMD (CMD restarts the daemon on the same cache), before the flush:
+ *   StreamRead after the restart, each block checked against its hash on this
+ *   first read, then StreamRead again (blocks known good), beside the
+ *   StreamRead before the restart (blocks AddData wrote: known good) and openssl;
+ *   with -p PIDFILE (the daemon's pid, rewritten by CMD) also the daemon's CPU
+ *   time per GiB of each of those three reads, which a busy machine disturbs less
+ * Usage: datapath_bench [-s MiB] [-r REPS] [-R CMD [-p PIDFILE]] DIR   (DIR: a
+ * scratch directory on the same disk as the daemon's database). PEERDIST_SOCKET
+ * names the daemon.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -69,6 +76,31 @@ static DWORD wait_ov(DWORD rc, OVERLAPPED *ov, DWORD *n)
     if (n)
         *n = got;
     return ok ? ERROR_SUCCESS : GetLastError();
+}
+
+/* The daemon's CPU seconds so far (user + system), from /proc; -1 if unknown. */
+static double daemon_cpu_s(const char *pidfile)
+{
+    if (!pidfile)
+        return -1;
+    FILE *f = fopen(pidfile, "r");
+    int pid = 0;
+    if (!f || fscanf(f, "%d", &pid) != 1)
+        pid = 0;
+    if (f)
+        fclose(f);
+    char path[64], line[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    f = pid > 0 ? fopen(path, "r") : NULL;
+    char *end = f && fgets(line, sizeof(line), f) ? strrchr(line, ')') : NULL;
+    if (f)
+        fclose(f);
+    unsigned long ut, st;
+    /* after "(comm)": state, then fields 4..13, then utime (14) and stime (15) */
+    if (!end ||
+        sscanf(end + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
 /* ---- baselines ---- */
@@ -274,6 +306,36 @@ static DWORD issue_read(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, O
     return PeerDistClientStreamRead(h, c, CHUNK, slot, PEERDIST_READ_TIMEOUT_LOCAL_CACHE_ONLY, ov);
 }
 
+/*
+ * Restarts the daemon (cmd) and reads everything back twice through a new instance: first
+ * while each block is checked against its hash on its first read since the start, then with
+ * every block known good. Returns the first read's seconds, the second's in *later.
+ */
+static double after_restart_read_s(PEERDIST_INSTANCE_HANDLE *h, HANDLE *port, const char *cmd,
+    const char *pidfile, const PEERDIST_CONTENT_TAG *tag, const uint8_t *ci, size_t ci_len,
+    size_t len, uint8_t *slots, double *later, double cpu[2])
+{
+    CloseHandle(*port);
+    PeerDistShutdown(*h);
+    if (system(cmd) != 0)
+        die("restarting the daemon", 0);
+    if (PeerDistStartup(PEERDIST_VERSION, h, NULL) != ERROR_SUCCESS)
+        die("Startup after the restart", 0);
+    *port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
+    double t[2];
+    for (int i = 0; i < 2; i++) {
+        PEERDIST_CONTENT_HANDLE c = open_content(*h, *port, tag, ci, ci_len);
+        struct read_state rs = {0, len};
+        double c0 = daemon_cpu_s(pidfile), t0 = now_s();
+        pump(*h, c, *port, issue_read, &rs, slots, READ_DEPTH, "StreamRead after the restart");
+        t[i] = now_s() - t0;
+        cpu[i] = daemon_cpu_s(pidfile) - c0;
+        PeerDistClientCloseContent(*h, c);
+    }
+    *later = t[1];
+    return t[0];
+}
+
 struct prober {
     atomic_int stop;
     double *lat;
@@ -301,16 +363,22 @@ int main(int argc, char **argv)
 {
     size_t mib = 1024;
     int reps = 3, ch;
-    while ((ch = getopt(argc, argv, "s:r:")) != -1) {
+    const char *restart = NULL, *pidfile = NULL;
+    while ((ch = getopt(argc, argv, "s:r:R:p:")) != -1) {
         if (ch == 's')
             mib = strtoul(optarg, NULL, 10);
         else if (ch == 'r')
             reps = atoi(optarg);
+        else if (ch == 'R')
+            restart = optarg;
+        else if (ch == 'p')
+            pidfile = optarg;
         else
             return 2;
     }
     if (optind + 1 != argc || reps < 1 || reps > 20 || mib < 1) {
-        fprintf(stderr, "usage: datapath_bench [-s MiB] [-r REPS] SCRATCH_DIR\n");
+        fprintf(stderr,
+            "usage: datapath_bench [-s MiB] [-r REPS] [-R RESTART_CMD [-p PIDFILE]] SCRATCH_DIR\n");
         return 2;
     }
     const char *dir = argv[optind];
@@ -327,7 +395,7 @@ int main(int argc, char **argv)
         die("writing the content file", (DWORD)errno);
 
     double b_sha[20], b_write[20], b_uds[20], t_pub[20], t_add[20], t_read[20], t_flush[20],
-        p99[20];
+        p99[20], t_first[20], t_later[20], cpu_read[20], cpu_first[20], cpu_later[20];
     for (int r = 0; r < reps; r++) {
         b_sha[r] = openssl_sha256_s(file);
         b_write[r] = raw_write_s(dir, data, len);
@@ -352,10 +420,19 @@ int main(int argc, char **argv)
 
         c = open_content(h, port, &tag, ci, ci_len);
         struct read_state rs = {0, len};
+        double c0 = daemon_cpu_s(pidfile);
         t0 = now_s();
         pump(h, c, port, issue_read, &rs, slots, READ_DEPTH, "StreamRead");
         t_read[r] = now_s() - t0;
+        cpu_read[r] = daemon_cpu_s(pidfile) - c0;
         PeerDistClientCloseContent(h, c);
+        if (restart) {
+            double cpu[2];
+            t_first[r] = after_restart_read_s(&h, &port, restart, pidfile, &tag, ci, ci_len, len,
+                slots, &t_later[r], cpu);
+            cpu_first[r] = cpu[0];
+            cpu_later[r] = cpu[1];
+        }
 
         struct prober pr = {.lat = malloc(sizeof(double) * MAX_SAMPLES)};
         pthread_t th;
@@ -384,6 +461,11 @@ int main(int argc, char **argv)
             "flush %.3fs getstatus p99 %.2fms\n",
             r + 1, b_sha[r], b_write[r], b_uds[r], t_pub[r], t_add[r], t_read[r], t_flush[r],
             p99[r]);
+        if (restart)
+            fprintf(stderr,
+                "rep %d: after restart: first read %.3fs later read %.3fs | daemon cpu: read "
+                "%.3fs first %.3fs later %.3fs\n",
+                r + 1, t_first[r], t_later[r], cpu_read[r], cpu_first[r], cpu_later[r]);
     }
     double mb = (double)len / MiB;
     double sha = median(b_sha, reps), wr = median(b_write, reps), uds = median(b_uds, reps);
@@ -402,6 +484,23 @@ int main(int argc, char **argv)
         mb / rd, mb / uds, uds / rd, uds / rd >= 0.5 ? "MET" : "MISSED");
     printf("flush_s=%.3f  target<=1.0 %s  getstatus_p99_ms_during_flush=%.2f  target<=10 %s\n", fl,
         fl <= 1.0 ? "MET" : "MISSED", p, p <= 10 ? "MET" : "MISSED");
+    if (restart) {
+        double first = median(t_first, reps), later = median(t_later, reps);
+        printf("first_read_after_restart_mib_s=%.0f  baseline later_read_mib_s=%.0f  "
+               "cost=%.2fx the time  (openssl_sha256_mib_s=%.0f)\n",
+            mb / first, mb / later, first / later, mb / sha);
+        printf(
+            "later_read_after_restart_mib_s=%.0f  baseline streamread_before_restart_mib_s=%.0f  "
+            "ratio=%.2f  (unchanged: ~1.00)\n",
+            mb / later, mb / rd, rd / later);
+        if (pidfile) {
+            double gib = (double)len / (1024.0 * MiB);
+            printf("daemon_cpu_s_per_gib: streamread_before_restart=%.3f  first_read=%.3f  "
+                   "later_read=%.3f\n",
+                median(cpu_read, reps) / gib, median(cpu_first, reps) / gib,
+                median(cpu_later, reps) / gib);
+        }
+    }
     unlink(file);
     free(data);
     free(slots);

@@ -1,21 +1,41 @@
 #!/bin/sh
 # run-datapath.sh [datapath_bench options] - starts a private peerdistd on a scratch
-# directory under build/ (the real disk, like /var/cache), runs datapath_bench against it,
-# prints the daemon's peak RSS, stops it. Default: 1 GiB, 3 repetitions.
+# directory under build/ (the real disk, like /var/cache), runs datapath_bench against it
+# (restarting the daemon once per repetition, for the first read after a start), prints the
+# daemon's peak RSS, stops it. Default: 1 GiB, 3 repetitions. PEERDISTD=path runs another
+# peerdistd binary (an older build, for a baseline) under the same benchmark.
 set -eu
 cd "$(dirname "$0")/.."
 cmake --build build -j"$(nproc)" --target datapath_bench peerdistd >/dev/null
+daemon=$(realpath "${PEERDISTD:-build/daemon/peerdistd}")
 dir=$(mktemp -d "$PWD/build/bench-datapath.XXXXXX")
-pid=
-trap 'test -n "$pid" && kill "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'test -f "$dir/pid" && kill "$(cat "$dir/pid")" 2>/dev/null; rm -rf "$dir"' EXIT
 : >"$dir/empty.conf"
-build/daemon/peerdistd --socket "$dir/s.sock" --db "$dir/cache.db" --state-dir "$dir/state" \
-    --config "$dir/empty.conf" 2>"$dir/log" &
-pid=$!
-for _ in $(seq 100); do test -S "$dir/s.sock" && break; sleep 0.05; done
+# start: a daemon on the scratch cache, its pid in $dir/pid, once its socket answers.
+cat >"$dir/start" <<EOS
+#!/bin/sh
+rm -f "$dir/s.sock"
+"$daemon" --socket "$dir/s.sock" --db "$dir/cache.db" \
+    --state-dir "$dir/state" --config "$dir/empty.conf" 2>>"$dir/log" &
+echo \$! >"$dir/pid"
+for _ in \$(seq 200); do test -S "$dir/s.sock" && exit 0; sleep 0.05; done
+exit 1
+EOS
+# stop: SIGTERM, then wait until it is gone (or a zombie nobody reaps).
+cat >"$dir/stop" <<EOS
+#!/bin/sh
+pid=\$(cat "$dir/pid")
+kill "\$pid"
+while kill -0 "\$pid" 2>/dev/null && ! grep -q ' Z ' "/proc/\$pid/stat" 2>/dev/null; do
+    sleep 0.02
+done
+EOS
+# restart: stop, then start again on the same cache (datapath_bench -R).
+printf 'sh "%s/stop" && exec sh "%s/start"\n' "$dir" "$dir" >"$dir/restart"
+
+sh "$dir/start"
 mkdir -p "$dir/scratch"
-PEERDIST_SOCKET="$dir/s.sock" build/bench/datapath_bench "$@" "$dir/scratch"
-echo "peerdistd_peak_rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status") (VmHWM)"
-kill "$pid"
-wait "$pid" 2>/dev/null || true
-pid=
+PEERDIST_SOCKET="$dir/s.sock" build/bench/datapath_bench -R "sh $dir/restart" -p "$dir/pid" "$@" "$dir/scratch"
+echo "peerdistd_peak_rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$(cat "$dir/pid")/status") (VmHWM, since the last restart)"
+sh "$dir/stop"
+rm -f "$dir/pid"

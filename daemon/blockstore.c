@@ -1,7 +1,8 @@
 /*
  * blockstore.c - block bytes on disk (see blockstore.h and docs/cache.md): one sparse file
  * per segment and owner under <dbdir>/data/xx/, reclaim of deleted rows' space on a worker
- * (unlink a file nothing refers to, else punch the freed slots), start-up reconciliation.
+ * (unlink a file nothing refers to, else punch the freed slots), start-up reconciliation, and
+ * what this run knows of each slot's bytes (checked good, or bad) for the read path.
  */
 
 #include "blockstore.h"
@@ -16,7 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fsutil.h"
@@ -28,7 +32,27 @@ struct pin {
     int64_t file_owner;
     uint32_t block;
     unsigned count;
+    bool overlapped;   /* two writes were under way at once: whose bytes landed last is unknown */
+    uint64_t failures; /* bs->pin_failures when it was made */
     struct pin *next;
+};
+
+/* Blocks per file whose verdicts are kept (a V1 segment has 512; a V2 segment one). */
+#define KNOWN_BLOCKS_MAX 4096
+#define KNOWN_BUCKETS 16384 /* a power of two */
+
+/* What this run knows of one data file's slots. Loop thread only. */
+struct bs_known {
+    uint8_t seg[STORE_MAX_ID];
+    uint8_t seglen;
+    int64_t file_owner;
+    uint64_t writes;     /* pins and unpins of its slots: a check from before is stale */
+    unsigned checks;     /* checks under way: kept until they end */
+    unsigned bad_queued; /* entries of bs->bad: kept until taken */
+    uint32_t nwords;     /* bits[2i]: good, bits[2i + 1]: bad, blocks 64i .. 64i + 63 */
+    uint64_t *bits;
+    struct bs_known *hnext;
+    TAILQ_ENTRY(bs_known) lru;
 };
 
 struct blockstore {
@@ -38,8 +62,19 @@ struct blockstore {
      * and with no row, checked and punched under mu, so a write never lands before a punch. */
     pthread_mutex_t mu;
     struct pin *pins;
-    struct store *reader; /* reclaim's own read-only connection; used under mu */
+    uint64_t pin_failures; /* under mu: pins that could not be recorded (out of memory) */
+    unsigned unpinned;     /* under mu: writes under way without their pin */
+    struct store *reader;  /* reclaim's own read-only connection; used under mu */
     atomic_uint_fast64_t pending, reclaimed;
+    /* Loop thread only: verdicts per file (bs_slot_state), least recently used first. */
+    struct bs_known **known;
+    size_t nknown;
+    uint64_t seed; /* of the bucket hash: segment IDs of private rows are chosen by users */
+    TAILQ_HEAD(, bs_known) known_lru;
+    struct store_slot *bad; /* slots found bad, waiting for bs_bad_take */
+    size_t nbad, bad_cap;
+    size_t bad_slots;         /* bad bits set, over all entries */
+    struct store *loop_store; /* whose put hook is ours (bs_reconcile) */
 };
 
 struct reclaim_job {
@@ -128,21 +163,40 @@ static bool pin_match(const struct pin *p, const uint8_t *seg, size_t seglen, in
     return p->seglen == seglen && p->file_owner == file_owner && memcmp(p->seg, seg, seglen) == 0;
 }
 
-int bs_pin(struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner,
-    uint32_t block)
+static void known_written(struct blockstore *bs, const uint8_t *seg, size_t seglen,
+    int64_t file_owner, uint32_t block, bool forget);
+
+/* Under mu. */
+static struct pin *pin_find(const struct blockstore *bs, const uint8_t *seg, size_t seglen,
+    int64_t file_owner, uint32_t block)
 {
-    pthread_mutex_lock(&bs->mu);
     struct pin *p;
     for (p = bs->pins; p; p = p->next)
         if (p->block == block && pin_match(p, seg, seglen, file_owner))
             break;
-    if (!p && (p = calloc(1, sizeof(*p)))) {
+    return p;
+}
+
+int bs_pin(struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner,
+    uint32_t block)
+{
+    /* The bytes are about to change: nothing known of them holds any more. */
+    known_written(bs, seg, seglen, file_owner, block, true);
+    pthread_mutex_lock(&bs->mu);
+    struct pin *p = pin_find(bs, seg, seglen, file_owner, block);
+    if (p) {
+        p->overlapped = true;
+    } else if ((p = calloc(1, sizeof(*p)))) {
         memcpy(p->seg, seg, seglen);
         p->seglen = seglen;
         p->file_owner = file_owner;
         p->block = block;
+        p->failures = bs->pin_failures;
         p->next = bs->pins;
         bs->pins = p;
+    } else {
+        bs->pin_failures++;
+        bs->unpinned++;
     }
     if (p)
         p->count++;
@@ -153,6 +207,7 @@ int bs_pin(struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t fil
 void bs_unpin(struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner,
     uint32_t block)
 {
+    bool found = false;
     pthread_mutex_lock(&bs->mu);
     for (struct pin **pp = &bs->pins; *pp; pp = &(*pp)->next) {
         struct pin *p = *pp;
@@ -161,10 +216,241 @@ void bs_unpin(struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t 
                 *pp = p->next;
                 free(p);
             }
+            found = true;
             break;
         }
     }
+    if (!found && bs->unpinned)
+        bs->unpinned--; /* the write whose pin could not be recorded */
     pthread_mutex_unlock(&bs->mu);
+    /* The write is over: a check that read the slot meanwhile may have seen either bytes.
+     * What its commit recorded (bs_puts_committed) stays. */
+    known_written(bs, seg, seglen, file_owner, block, false);
+}
+
+/* ---- what this run knows of each slot's bytes (loop thread only) ---- */
+
+static size_t known_bucket(const struct blockstore *bs, const uint8_t *seg, size_t seglen,
+    int64_t file_owner)
+{
+    uint64_t h = bs->seed ^ ((uint64_t)file_owner * 0x9E3779B97F4A7C15ull);
+    for (size_t i = 0; i < seglen; i += 8) {
+        uint64_t w = 0;
+        memcpy(&w, seg + i, seglen - i < 8 ? seglen - i : 8);
+        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+        h ^= h >> 31;
+    }
+    return (size_t)(h & (KNOWN_BUCKETS - 1));
+}
+
+static void known_free(struct bs_known *k)
+{
+    free(k->bits);
+    free(k);
+}
+
+static size_t known_bad_bits(const struct bs_known *k)
+{
+    size_t n = 0;
+    for (uint32_t w = 0; w < k->nwords; w++)
+        n += (size_t)__builtin_popcountll(k->bits[2 * w + 1]);
+    return n;
+}
+
+/* Forgets the least recently used file that no check and no queued bad slot holds. */
+static bool known_evict(struct blockstore *bs)
+{
+    struct bs_known *k;
+    TAILQ_FOREACH (k, &bs->known_lru, lru)
+        if (k->checks == 0 && k->bad_queued == 0)
+            break;
+    if (!k)
+        return false;
+    struct bs_known **pp = &bs->known[known_bucket(bs, k->seg, k->seglen, k->file_owner)];
+    while (*pp != k)
+        pp = &(*pp)->hnext;
+    *pp = k->hnext;
+    TAILQ_REMOVE(&bs->known_lru, k, lru);
+    bs->nknown--;
+    bs->bad_slots -= known_bad_bits(k);
+    known_free(k);
+    return true;
+}
+
+/* The file's entry (most recently used now), created if asked; NULL if none. */
+static struct bs_known *known_get(struct blockstore *bs, const uint8_t *seg, size_t seglen,
+    int64_t file_owner, bool create)
+{
+    if (!bs->known || seglen > STORE_MAX_ID)
+        return NULL;
+    size_t b = known_bucket(bs, seg, seglen, file_owner);
+    struct bs_known *k;
+    for (k = bs->known[b]; k; k = k->hnext)
+        if (k->file_owner == file_owner && k->seglen == seglen && memcmp(k->seg, seg, seglen) == 0)
+            break;
+    if (k) {
+        TAILQ_REMOVE(&bs->known_lru, k, lru);
+        TAILQ_INSERT_TAIL(&bs->known_lru, k, lru);
+        return k;
+    }
+    if (!create || (bs->nknown >= BS_KNOWN_FILES_MAX && !known_evict(bs)) ||
+        !(k = calloc(1, sizeof(*k))))
+        return NULL;
+    memcpy(k->seg, seg, seglen);
+    k->seglen = (uint8_t)seglen;
+    k->file_owner = file_owner;
+    k->hnext = bs->known[b];
+    bs->known[b] = k;
+    TAILQ_INSERT_TAIL(&bs->known_lru, k, lru);
+    bs->nknown++;
+    return k;
+}
+
+static bool known_bit(const struct bs_known *k, uint32_t block, int which)
+{
+    uint32_t w = block / 64;
+    return w < k->nwords && (k->bits[2 * w + which] >> (block % 64) & 1);
+}
+
+/* Records the verdict of one slot (which: 0 good, 1 bad); false when out of memory. */
+static bool known_set(struct blockstore *bs, struct bs_known *k, uint32_t block, int which)
+{
+    uint32_t w = block / 64;
+    if (block >= KNOWN_BLOCKS_MAX)
+        return false;
+    if (w >= k->nwords) {
+        uint64_t *nb = realloc(k->bits, 2 * (size_t)(w + 1) * sizeof(*nb));
+        if (!nb)
+            return false;
+        memset(nb + 2 * k->nwords, 0, 2 * (size_t)(w + 1 - k->nwords) * sizeof(*nb));
+        k->bits = nb;
+        k->nwords = w + 1;
+    }
+    bool was_bad = known_bit(k, block, 1);
+    k->bits[2 * w + which] |= 1ull << (block % 64);
+    k->bits[2 * w + !which] &= ~(1ull << (block % 64));
+    bs->bad_slots += (size_t)which - (size_t)was_bad;
+    return true;
+}
+
+static void known_clear(struct blockstore *bs, struct bs_known *k, uint32_t block)
+{
+    uint32_t w = block / 64;
+    if (w < k->nwords) {
+        bs->bad_slots -= known_bit(k, block, 1);
+        k->bits[2 * w] &= ~(1ull << (block % 64));
+        k->bits[2 * w + 1] &= ~(1ull << (block % 64));
+    }
+}
+
+/* A write pins or unpins the slot: checks under way are stale; a pin also forgets. */
+static void known_written(struct blockstore *bs, const uint8_t *seg, size_t seglen,
+    int64_t file_owner, uint32_t block, bool forget)
+{
+    struct bs_known *k = known_get(bs, seg, seglen, file_owner, false);
+    if (!k)
+        return;
+    k->writes++;
+    if (forget)
+        known_clear(bs, k, block);
+}
+
+enum bs_slot_state bs_slot_state(struct blockstore *bs, const uint8_t *seg, size_t seglen,
+    int64_t file_owner, uint32_t block)
+{
+    struct bs_known *k = known_get(bs, seg, seglen, file_owner, false);
+    if (!k)
+        return BS_SLOT_UNCHECKED;
+    return known_bit(k, block, 1) ? BS_SLOT_BAD
+        : known_bit(k, block, 0)  ? BS_SLOT_GOOD
+                                  : BS_SLOT_UNCHECKED;
+}
+
+void bs_check_begin(struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner,
+    uint32_t block, struct bs_check *ck)
+{
+    ck->file = known_get(bs, seg, seglen, file_owner, true);
+    ck->block = block;
+    if (ck->file) {
+        ck->file->checks++;
+        ck->writes = ck->file->writes;
+    }
+}
+
+bool bs_check_end(struct blockstore *bs, struct bs_check *ck, enum bs_verdict v)
+{
+    struct bs_known *k = ck->file;
+    if (!k)
+        return false;
+    ck->file = NULL;
+    k->checks--;
+    pthread_mutex_lock(&bs->mu);
+    bool settled = k->writes == ck->writes && bs->unpinned == 0 &&
+        !pin_find(bs, k->seg, k->seglen, k->file_owner, ck->block);
+    pthread_mutex_unlock(&bs->mu);
+    if (!settled || v == BS_VERDICT_NONE ||
+        (v == BS_VERDICT_BAD && known_bit(k, ck->block, 1)) || /* another check found it */
+        !known_set(bs, k, ck->block, v == BS_VERDICT_BAD))
+        return false;
+    if (v == BS_VERDICT_BAD) {
+        if (bs->nbad == bs->bad_cap) {
+            size_t cap = bs->bad_cap ? bs->bad_cap * 2 : 16;
+            struct store_slot *nb = realloc(bs->bad, cap * sizeof(*nb));
+            if (!nb)
+                return true; /* readers skip it; its row is found bad again after a restart */
+            bs->bad = nb;
+            bs->bad_cap = cap;
+        }
+        struct store_slot *sl = &bs->bad[bs->nbad++];
+        memcpy(sl->segment_id, k->seg, k->seglen);
+        sl->segment_id_len = k->seglen;
+        sl->file_owner = k->file_owner;
+        sl->block = ck->block;
+        k->bad_queued++;
+    }
+    return true;
+}
+
+size_t bs_bad_slots(const struct blockstore *bs)
+{
+    return bs->bad_slots;
+}
+
+size_t bs_bad_take(struct blockstore *bs, struct store_slot *out, size_t max)
+{
+    size_t n = 0, i = 0;
+    for (; i < bs->nbad && n < max; i++) {
+        struct store_slot *sl = &bs->bad[i];
+        struct bs_known *k = known_get(bs, sl->segment_id, sl->segment_id_len, sl->file_owner,
+            false);
+        if (!k)
+            continue;
+        k->bad_queued--;
+        if (known_bit(k, sl->block, 1)) /* else written since: the new bytes are not bad */
+            out[n++] = *sl;
+    }
+    memmove(bs->bad, bs->bad + i, (bs->nbad - i) * sizeof(*bs->bad));
+    bs->nbad -= i;
+    return n;
+}
+
+void bs_puts_committed(void *arg, const struct store_slot *slots, size_t n)
+{
+    struct blockstore *bs = arg;
+    for (size_t i = 0; i < n; i++) {
+        const struct store_slot *sl = &slots[i];
+        pthread_mutex_lock(&bs->mu);
+        const struct pin *p = pin_find(bs, sl->segment_id, sl->segment_id_len, sl->file_owner,
+            sl->block);
+        /* Only this write touched the slot since its pin: its verified bytes are there. */
+        bool sole = p && p->count == 1 && !p->overlapped && p->failures == bs->pin_failures;
+        pthread_mutex_unlock(&bs->mu);
+        struct bs_known *k = sole
+            ? known_get(bs, sl->segment_id, sl->segment_id_len, sl->file_owner, true)
+            : NULL;
+        if (k)
+            known_set(bs, k, sl->block, 0);
+    }
 }
 
 /* Under mu. */
@@ -286,6 +572,11 @@ int bs_open(const char *db_path, struct worker_pool *wp, struct blockstore **out
         return -1;
     pthread_mutex_init(&bs->mu, NULL);
     bs->wp = wp;
+    TAILQ_INIT(&bs->known_lru);
+    if (getrandom(&bs->seed, sizeof(bs->seed), GRND_NONBLOCK) != sizeof(bs->seed))
+        bs->seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)bs;
+    if (!(bs->known = calloc(KNOWN_BUCKETS, sizeof(*bs->known))))
+        goto fail;
     const char *slash = strrchr(db_path, '/');
     size_t dl = slash ? (size_t)(slash - db_path) : 1;
     if (!(bs->dir = malloc(dl + 6)))
@@ -311,6 +602,15 @@ void bs_close(struct blockstore *bs)
 {
     if (!bs)
         return;
+    if (bs->loop_store)
+        store_set_put_hook(bs->loop_store, NULL, NULL);
+    while (!TAILQ_EMPTY(&bs->known_lru)) {
+        struct bs_known *k = TAILQ_FIRST(&bs->known_lru);
+        TAILQ_REMOVE(&bs->known_lru, k, lru);
+        known_free(k);
+    }
+    free(bs->known);
+    free(bs->bad);
     store_close(bs->reader);
     while (bs->pins) {
         struct pin *p = bs->pins;
@@ -365,7 +665,9 @@ static int drop_rows_without_bytes(struct blockstore *bs, struct store *st, uint
     int rc = store_each_block(st, check_place, &m);
     for (size_t i = 0; rc == 0 && i < m.n; i++)
         rc = store_block_drop(st, m.bad[i].segment_id, m.bad[i].segment_id_len, m.bad[i].file_owner,
-            m.bad[i].block);
+                 m.bad[i].block) < 0
+            ? -1
+            : 0;
     free(m.bad);
     *dropped = m.n;
     return rc;
@@ -424,5 +726,7 @@ int bs_reconcile(struct blockstore *bs, struct store *st)
         log_warn("block store reconciled: %" PRIu64 " blocks whose bytes were missing dropped, "
                  "%" PRIu64 " unreferenced data files deleted",
             dropped, deleted);
+    bs->loop_store = st;
+    store_set_put_hook(st, bs_puts_committed, bs);
     return 0;
 }

@@ -2,7 +2,8 @@
  * blockstore.h - the bytes of verified blocks, in data files beside the database
  * (layout and rules: docs/cache.md). Files only: the rows saying which bytes are readable
  * are store.c's. Writes and reclaim run on worker threads; pins keep reclaim away from a
- * slot a write is about to fill; start-up reconciles files with rows.
+ * slot a write is about to fill; start-up reconciles files with rows; what this run knows of
+ * each slot's bytes (checked against their hash, or found bad) is kept here too.
  */
 #ifndef PEERDIST_BLOCKSTORE_H
 #define PEERDIST_BLOCKSTORE_H
@@ -21,7 +22,11 @@ struct blockstore;
 /* Opens <dir of db_path>/data (created if needed). -1 with a log line on failure. */
 int bs_open(const char *db_path, struct worker_pool *wp, struct blockstore **out);
 void bs_close(struct blockstore *bs);
-/* Start-up: drops rows whose bytes are missing or short, deletes files no row refers to. */
+/*
+ * Start-up, on the loop's database connection: drops rows whose bytes are missing or short,
+ * deletes files no row refers to. From then on st tells the block store which slots AddData
+ * filled and committed (store_set_put_hook), so those count as checked; bs_close unhooks.
+ */
 int bs_reconcile(struct blockstore *bs, struct store *st);
 
 /* "<data>/<xx>/<segment-id-hex>" (file_owner -1) or "...<hex>.<uid>". */
@@ -30,15 +35,55 @@ void bs_file_path(const struct blockstore *bs, const uint8_t *seg, size_t seglen
 /* Worker or loop: the file for writing (created with its folder), or -1. */
 int bs_open_write(const struct blockstore *bs, const uint8_t *seg, size_t seglen,
     int64_t file_owner);
-/* Loop: reads exactly len bytes of a stored block; 0, or -1 (short file, I/O error). */
+/* Loop or worker: reads exactly len bytes of a stored block; 0, or -1 (short file, I/O error). */
 int bs_read(const struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner,
     uint64_t file_offset, void *buf, size_t len);
 
-/* Loop: a write to (segment, file, block) is under way; reclaim leaves the slot alone. */
+/* Loop: a write to (segment, file, block) is under way; reclaim leaves the slot alone, and
+ * what was known of the slot's bytes is forgotten (bs_slot_state). */
 int bs_pin(struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner,
     uint32_t block);
 void bs_unpin(struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner,
     uint32_t block);
+
+/*
+ * Trust in stored bytes (DESIGN.md): the bytes of a slot are checked against their hash on
+ * their first read after a start, on a worker; the verdict is kept here, for the rows naming
+ * the slot (store.c keeps them all of one hash). Loop thread only. At most
+ * BS_KNOWN_FILES_MAX files are remembered: past that the least recently used file's verdicts
+ * are forgotten, and its blocks are checked again on their next read.
+ */
+#define BS_KNOWN_FILES_MAX 65536
+enum bs_slot_state {
+    BS_SLOT_UNCHECKED, /* not checked since the start, or written since */
+    BS_SLOT_GOOD,      /* matched its hash, or AddData wrote and verified it */
+    BS_SLOT_BAD,       /* failed its hash: readers skip it until a write replaces it */
+};
+enum bs_slot_state bs_slot_state(struct blockstore *bs, const uint8_t *seg, size_t seglen,
+    int64_t file_owner, uint32_t block);
+/* A check of one slot, from before its bytes are read until its verdict is in. */
+struct bs_check {
+    struct bs_known *file; /* NULL: nothing can be recorded (out of memory) */
+    uint64_t writes;
+    uint32_t block;
+};
+void bs_check_begin(struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner,
+    uint32_t block, struct bs_check *ck);
+enum bs_verdict { BS_VERDICT_NONE, BS_VERDICT_GOOD, BS_VERDICT_BAD };
+/*
+ * Ends the check. The verdict is recorded only if no write pinned the slot since
+ * bs_check_begin and none is under way (the bytes read are still the slot's); then true,
+ * except for a slot already known bad (so a bad slot is reported once). A recorded BAD also
+ * queues the slot for bs_bad_take.
+ */
+bool bs_check_end(struct blockstore *bs, struct bs_check *ck, enum bs_verdict v);
+/* Slots found bad and not written since (0: no slot map needs to look). */
+size_t bs_bad_slots(const struct blockstore *bs);
+/* Up to max slots found bad that are still bad (no write since), for dropping their rows. */
+size_t bs_bad_take(struct blockstore *bs, struct store_slot *out, size_t max);
+/* store's put hook: slots AddData wrote, verified and committed, unless another write to the
+ * same slot overlapped (then the next read checks them). */
+void bs_puts_committed(void *bs, const struct store_slot *slots, size_t n);
 
 /* store's reclaim hook: frees the space of deleted rows on a worker (takes items). */
 void bs_reclaim(void *bs, struct store_reclaim *items, size_t n);

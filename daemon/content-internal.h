@@ -2,8 +2,9 @@
  * content-internal.h - what the files of the content module share: content handles
  * (content.c), content information and trust (content-info.c), AddData intake and
  * verification (content-add.c), the write/sync/commit pipeline (content-commit.c), and reads
- * (content-read.c). Everything here runs on the loop thread except op_work and
- * group_sync_work, which run on workers and touch only their op's units and the block store.
+ * (content-read.c). Everything here runs on the loop thread except op_work, group_sync_work
+ * and read_work, which run on workers and touch only their op's units (or read's pieces), the
+ * handle's content information (read-only once complete) and the block store's files.
  */
 #ifndef PEERDIST_CONTENT_INTERNAL_H
 #define PEERDIST_CONTENT_INTERNAL_H
@@ -30,11 +31,18 @@
  * daemon-wide memory budget too (budget.h), which bounds a uid's connections together.
  */
 #define CONTENT_CONN_MEMORY_MAX (256u * 1024 * 1024)
+/*
+ * Reads of one connection waiting for a worker (a first read's check) or for the stream read
+ * ahead of them. A waiting read has no reply in the output buffer yet, so the output limit
+ * does not slow its sender: past this, reads are refused with ERROR_NOT_ENOUGH_MEMORY.
+ */
+#define CONTENT_CONN_READS_MAX 256
 /* V1 blocks per segment: the most one segment's slot table holds. */
 #define CONTENT_SLOTS_MAX CI_V1_BLOCKS_PER_SEGMENT
 
 struct content_handle;
 struct slots;
+struct read_op;
 
 struct content_daemon {
     struct daemon *d;
@@ -53,6 +61,8 @@ struct content_daemon {
     struct op *commit_wait, **commit_wait_tail;
     LIST_HEAD(, content_handle) complete_wait;
     struct flush_waiter gate_waiter;
+    /* Rows of blocks found bad on a read leave the index once the gate opens (content-read.c). */
+    struct flush_waiter drop_waiter;
 };
 
 /* Bytes of one incomplete block, held until the rest arrives. */
@@ -75,7 +85,10 @@ struct unit {
     bool synced; /* its file was fdatasync'ed by a group sync */
 };
 
-/* A pending AddData. */
+/*
+ * A pending AddData. Reads waiting for a worker embed one too (content-read.c), using only
+ * request_id, h, c, cd, aborted and link: on the handle's ops, Close and Cancel answer them.
+ */
 struct op {
     uint64_t request_id;
     uint64_t offset; /* content offset of data[0], for log lines */
@@ -107,8 +120,14 @@ struct content_handle {
     size_t held_bytes;
     size_t ci_bytes; /* content information fed (counted in content_conn.memory) */
     LIST_HEAD(, op) ops;
-    struct slots *slots;  /* reads' cached slot map of one segment (content-read.c) */
-    uint64_t slots_gen;   /* d->blocks_gen it was loaded at */
+    struct slots *slots; /* reads' cached slot map of one segment (content-read.c) */
+    uint64_t slots_gen;  /* d->blocks_gen it was loaded at */
+    /*
+     * Stream reads run one at a time, so each starts at the cursor the one before it left:
+     * while one waits for a worker (stream_busy), later ones wait here in request order.
+     */
+    bool stream_busy;
+    struct read_op *stream_wait, **stream_wait_tail;
     uint64_t complete_id; /* a Complete waiting for the write gate (complete_wait) */
     struct conn *complete_conn;
     LIST_ENTRY(content_handle) wait_link;
@@ -122,6 +141,8 @@ struct content_conn {
      * counted against the memory budget: taken in content-info.c and content-add.c, given
      * back there and by content_memory_give */
     size_t memory;
+    unsigned reads_waiting; /* CONTENT_CONN_READS_MAX (content-read.c) */
+    bool reads_refused;     /* logged once */
     LIST_HEAD(, content_handle) handles;
 };
 

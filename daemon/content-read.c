@@ -1,25 +1,67 @@
 /*
  * content-read.c - BlockRead and StreamRead in the daemon: where a content offset lies
  * (segment, block), which stored blocks a handle may read (the slot map: rows whose hash is
- * the one the handle's content information lists, shared or the caller's own), and the
- * reply, whose bytes go from the data file straight into the output buffer.
+ * the one the handle's content information lists, shared or the caller's own, not found bad),
+ * and the reply. Bytes checked this run go from the data file straight into the reply frame.
+ * A read that meets a block not checked since the start (DESIGN.md, Trust in stored bytes)
+ * goes to a worker, which reads and hashes its blocks, and replies when it is done: good bytes
+ * are served, a bad block is reported missing, logged once, and leaves the index.
  */
+#include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "blockstore.h"
 #include "content-internal.h"
 #include "log.h"
+#include "worker.h"
 
 #define SLOT_NONE INT64_MIN /* no readable bytes for this block */
+/*
+ * Blocks (V2: segments) one read covers at most: 1 MiB of V1 is 16, of V2 segments of 4 KiB
+ * or more at most 256. A content information of tiny segments would otherwise make one read
+ * a query and a check per segment; such a read returns fewer bytes, as any read may.
+ */
+#define READ_BLOCKS_MAX 256
 
 /* Per block of one segment: the file holding bytes this handle may read, or SLOT_NONE. */
 struct slots {
     const struct ci_info *ci;
     const struct ci_segment *seg;
+    struct blockstore *bs;
     uint32_t uid;
     size_t seg_index; /* which segment is loaded; SIZE_MAX none */
     int64_t file[CONTENT_SLOTS_MAX];
+};
+
+/* One whole block a read waiting for a worker covers. */
+struct piece {
+    size_t seg;
+    uint32_t block;
+    int64_t file;
+    uint64_t start; /* content offset */
+    uint32_t len;
+    bool check; /* not known good this run: hashed on the worker */
+    enum { PIECE_OK, PIECE_BAD, PIECE_IO, PIECE_SKIPPED } result;
+    struct bs_check ck;
+};
+
+/*
+ * A read waiting for a worker, or a stream read waiting for the one before it. Its op is on
+ * the handle's ops list, so Close and Cancel answer it (content.c): then it replies nothing.
+ * It holds a reference on the handle and on the connection.
+ */
+struct read_op {
+    struct op op;
+    bool stream;
+    uint64_t offset, max_bytes; /* as asked (offset: block reads) */
+    uint64_t off, n;            /* the run being read: [off, off + n) */
+    struct piece *pieces;
+    size_t npieces;
+    uint8_t *buf; /* the pieces' bytes, from pieces[0].start (worker) */
+    bool oom;
+    struct read_op *next; /* handle's stream_wait */
 };
 
 static int slot_row(void *arg, const struct store_block_row *row)
@@ -33,8 +75,14 @@ static int slot_row(void *arg, const struct store_block_row *row)
         return 0;
     if (row->length != ci_block_length(s->seg, row->block))
         return 0;
-    if (row->owner == STORE_OWNER_SHARED || row->owner == (int64_t)s->uid)
-        s->file[row->block] = row->file_owner;
+    if (row->owner != STORE_OWNER_SHARED && row->owner != (int64_t)s->uid)
+        return 0;
+    /* Found bad on a read: its row is on its way out of the index. */
+    if (bs_bad_slots(s->bs) &&
+        bs_slot_state(s->bs, s->seg->id, s->ci->digest_len, row->file_owner, row->block) ==
+            BS_SLOT_BAD)
+        return 0;
+    s->file[row->block] = row->file_owner;
     return 0;
 }
 
@@ -57,7 +105,8 @@ static int64_t readable_run(struct store *st, struct slots *s, uint64_t off, uin
     uint64_t limit)
 {
     uint64_t p = off;
-    while (p < hi && p - off < limit) {
+    unsigned most = limit <= PD_MAX_CHUNK ? READ_BLOCKS_MAX : UINT_MAX; /* queries: all of it */
+    for (unsigned blocks = 0; p < hi && p - off < limit && blocks < most; blocks++) {
         struct pos ps;
         content_pos_at(s->ci, p, &ps);
         if (slots_load(st, s, ps.seg) != 0)
@@ -116,12 +165,14 @@ static int copy_out(struct blockstore *bs, struct store *st, struct slots *s, ui
 }
 
 /* The handle's slot map, reused while the block index is unchanged since it was loaded. */
-static struct slots *read_slots(const struct daemon *d, struct content_handle *h, uint32_t uid)
+static struct slots *read_slots(struct daemon *d, struct content_handle *h, uint32_t uid)
 {
-    if (!h->slots && !(h->slots = malloc(sizeof(*h->slots))))
+    bool fresh = !h->slots;
+    if (fresh && !(h->slots = malloc(sizeof(*h->slots))))
         return NULL;
-    if (h->slots_gen != d->blocks_gen || h->slots->ci != h->ci) {
+    if (fresh || h->slots_gen != d->blocks_gen || h->slots->ci != h->ci) {
         h->slots->ci = h->ci;
+        h->slots->bs = d->bs;
         h->slots->uid = uid;
         h->slots->seg_index = SIZE_MAX;
         h->slots_gen = d->blocks_gen;
@@ -129,9 +180,409 @@ static struct slots *read_slots(const struct daemon *d, struct content_handle *h
     return h->slots;
 }
 
-void content_read(struct conn *c, uint64_t id, const Peerdist__ReadRequest *rq)
+/* ---- reads waiting for a worker ---- */
+
+/* A waiting read, or NULL (out of memory, or CONTENT_CONN_READS_MAX: logged once). */
+static struct read_op *read_op_new(struct conn *c, struct content_handle *h, uint64_t id,
+    bool stream, uint64_t offset, uint64_t max_bytes)
+{
+    struct content_conn *cc = c->content;
+    if (cc->reads_waiting >= CONTENT_CONN_READS_MAX) {
+        if (!cc->reads_refused)
+            log_warn(CONN_FMT ": more than %u reads waiting for their blocks' first check or "
+                              "for the stream read ahead; refusing more",
+                CONN_ARGS(c), CONTENT_CONN_READS_MAX);
+        cc->reads_refused = true;
+        return NULL;
+    }
+    struct read_op *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    cc->reads_waiting++;
+    r->op.request_id = id;
+    r->op.h = h;
+    r->op.c = c;
+    r->op.cd = c->d->content;
+    r->stream = stream;
+    r->offset = offset;
+    r->max_bytes = max_bytes;
+    LIST_INSERT_HEAD(&h->ops, &r->op, link);
+    h->refs++;
+    c->refs++;
+    return r;
+}
+
+static void read_op_free(struct read_op *r)
+{
+    struct content_handle *h = r->op.h;
+    struct conn *c = r->op.c;
+    struct content_conn *cc = c->content; /* NULL once the connection closed */
+    if (cc)
+        cc->reads_waiting--;
+    LIST_REMOVE(&r->op, link);
+    free(r->pieces);
+    free(r->buf);
+    free(r);
+    content_handle_unref(h);
+    conn_unref(c);
+}
+
+/* Worker: reads each piece's whole block, hashes those not known good; stops at a failure. */
+static void read_work(void *arg)
+{
+    struct read_op *r = arg;
+    const struct ci_info *ci = r->op.h->ci;
+    struct blockstore *bs = r->op.c->d->bs;
+    const struct piece *last = &r->pieces[r->npieces - 1];
+    uint64_t lo = r->pieces[0].start;
+    bool stop = atomic_load(&r->op.aborted) || !(r->buf = malloc(last->start + last->len - lo));
+    r->oom = !r->buf && !atomic_load(&r->op.aborted);
+    for (size_t i = 0; i < r->npieces; i++) {
+        struct piece *p = &r->pieces[i];
+        if (stop) {
+            p->result = PIECE_SKIPPED;
+            continue;
+        }
+        uint8_t *data = r->buf + (p->start - lo);
+        const struct ci_segment *seg = &ci->segments[p->seg];
+        if (bs_read(bs, seg->id, ci->digest_len, p->file, (uint64_t)p->block * BS_SLOT_SIZE, data,
+                p->len) != 0)
+            p->result = PIECE_IO;
+        else if (!p->check)
+            p->result = PIECE_OK;
+        else if (ci->version == CI_VERSION_2 ? ci_verify_segment_data(ci, p->seg, data, p->len)
+                                             : ci_verify_block(ci, p->seg, p->block, data, p->len))
+            p->result = PIECE_OK;
+        else
+            p->result = PIECE_BAD;
+        stop = p->result != PIECE_OK; /* the reply ends before it; the rest can wait */
+    }
+}
+
+/* Loop: the rows of slots found bad leave the index, once no flush batch holds the lock. */
+static void drop_bad_rows(struct content_daemon *cd);
+
+static void drop_gate_opened(struct flush_waiter *w)
+{
+    drop_bad_rows(
+        (struct content_daemon *)((char *)w - offsetof(struct content_daemon, drop_waiter)));
+}
+
+static void drop_bad_rows(struct content_daemon *cd)
+{
+    struct daemon *d = cd->d;
+    struct store *st = d->store;
+    if (!flush_gate_open(d)) {
+        cd->drop_waiter.fn = drop_gate_opened;
+        flush_gate_wait(d, &cd->drop_waiter);
+        return;
+    }
+    struct store_slot batch[64];
+    size_t n;
+    while ((n = bs_bad_take(d->bs, batch, sizeof(batch) / sizeof(batch[0]))) > 0) {
+        bool ok = store_begin(st) == 0;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = store_block_drop(st, batch[i].segment_id, batch[i].segment_id_len,
+                     batch[i].file_owner, batch[i].block) >= 0;
+        if (!ok || store_commit(st) != 0) {
+            /* Readers skip them anyway; the next start finds them bad again. */
+            log_error("dropping %zu bad blocks from the index: %s", n, store_errmsg(st));
+            store_rollback(st);
+            return;
+        }
+        d->blocks_gen++;
+    }
+}
+
+/*
+ * Loop: the verdict of each checked piece, recorded unless a write touched its slot meanwhile.
+ * A piece whose bytes failed is called bad only if a row still names its slot (a flush may
+ * have removed the row and reclaim punched the slot since). True if one became bad.
+ */
+static bool read_verdicts(struct read_op *r)
+{
+    struct conn *c = r->op.c;
+    struct daemon *d = c->d;
+    const struct ci_info *ci = r->op.h->ci;
+    bool found = false;
+    for (size_t i = 0; i < r->npieces; i++) {
+        struct piece *p = &r->pieces[i];
+        if (!p->check)
+            continue;
+        const uint8_t *seg = ci->segments[p->seg].id;
+        enum bs_verdict v = BS_VERDICT_NONE;
+        if (p->result == PIECE_OK)
+            v = BS_VERDICT_GOOD;
+        else if (p->result == PIECE_BAD &&
+            store_slot_in_use(d->store, seg, ci->digest_len, p->file, p->block) == 1)
+            v = BS_VERDICT_BAD;
+        if (bs_check_end(d->bs, &p->ck, v) && v == BS_VERDICT_BAD) {
+            char path[4096];
+            bs_file_path(d->bs, seg, ci->digest_len, p->file, path, sizeof(path));
+            log_warn("%s: block %u does not match its hash: it leaves the index and reads report "
+                     "it missing (found by a read of " CONN_FMT ")",
+                path, (unsigned)p->block, CONN_ARGS(c));
+            found = true;
+        }
+    }
+    return found;
+}
+
+static void read_serve(struct conn *c, struct content_handle *h, struct read_op *r, uint64_t id,
+    bool stream, uint64_t offset, uint64_t max_bytes);
+
+/*
+ * Loop: stream reads that waited for the one before them, in order, until one waits again.
+ * Called from read_done only, whose read still holds the handle while these are freed.
+ */
+static void stream_next(struct content_handle *h)
+{
+    while (!h->stream_busy && h->stream_wait) {
+        struct read_op *r = h->stream_wait;
+        if (!(h->stream_wait = r->next))
+            h->stream_wait_tail = &h->stream_wait;
+        if (atomic_load(&r->op.aborted))
+            read_op_free(r); /* answered by Close or Cancel */
+        else
+            read_serve(r->op.c, h, r, r->op.request_id, true, 0, r->max_bytes);
+    }
+}
+
+static void reply_missing(struct conn *c, struct content_handle *h, uint64_t id, bool stream,
+    uint64_t off, uint64_t len)
+{
+    Peerdist__ReadReply rr = PEERDIST__READ_REPLY__INIT;
+    Peerdist__Reply rep = PEERDIST__REPLY__INIT;
+    rep.id = id;
+    rep.status = PEERDIST_ERROR_MISSING_DATA;
+    rep.body_case = PEERDIST__REPLY__BODY_READ;
+    rep.read = &rr;
+    rr.offset = off;
+    rr.length = len;
+    if (stream)
+        h->cursor = off + len;
+    conn_send(c, &rep);
+}
+
+/* Loop: the worker is done: verdicts, then the reply from the bytes it read. */
+static void read_done(void *arg)
+{
+    struct read_op *r = arg;
+    struct content_handle *h = r->op.h;
+    struct conn *c = r->op.c;
+    struct daemon *d = c->d;
+    if (read_verdicts(r)) {
+        d->blocks_gen++; /* slot maps skip the bad blocks from now on */
+        drop_bad_rows(d->content);
+    }
+    /* Good bytes from off, up to the first piece that failed. */
+    uint64_t lo = r->pieces[0].start, end = lo;
+    for (size_t i = 0; i < r->npieces && r->pieces[i].result == PIECE_OK; i++)
+        end = r->pieces[i].start + r->pieces[i].len;
+    uint64_t good = end > r->off ? end - r->off : 0;
+    if (good > r->n)
+        good = r->n;
+    if (atomic_load(&r->op.aborted)) {
+        /* answered by Close or Cancel: the cursor stays */
+    } else if (r->oom) {
+        conn_reply_status(c, r->op.request_id, ERROR_NOT_ENOUGH_MEMORY);
+    } else if (good > 0) {
+        size_t total = frame_read_reply_size(r->op.request_id, r->off, (size_t)good);
+        uint8_t *frame = conn_reserve(c, total);
+        if (frame) {
+            uint8_t *data = frame_read_reply_pack(frame, r->op.request_id, r->off, (size_t)good);
+            memcpy(data, r->buf + (r->off - lo), (size_t)good);
+            conn_commit(c, frame, total);
+        }
+        if (r->stream)
+            h->cursor = r->off + good;
+    } else {
+        /* Missing up to the next readable byte, and at least to the end of the failed block. */
+        const struct piece *p = &r->pieces[0];
+        struct slots *s = read_slots(d, h, c->uid);
+        int64_t m = s ? missing_run(d->store, s, r->off, h->read_hi) : -1;
+        uint64_t past = p->start + p->len < h->read_hi ? p->start + p->len : h->read_hi;
+        if (m < 0) {
+            if (s)
+                s->seg_index = SIZE_MAX;
+            conn_reply_status(c, r->op.request_id, ERROR_INTERNAL_ERROR);
+        } else {
+            if (p->result == PIECE_IO)
+                log_error(CONN_FMT ": reading cached bytes at %llu failed; reported as missing",
+                    CONN_ARGS(c), (unsigned long long)p->start);
+            reply_missing(c, h, r->op.request_id, r->stream, r->off,
+                (uint64_t)m > past - r->off ? (uint64_t)m : past - r->off);
+        }
+    }
+    if (r->stream) {
+        h->stream_busy = false;
+        stream_next(h);
+    }
+    read_op_free(r);
+}
+
+/* Loop: does a block of the readable run [off, off + n) need its check? 1, 0, or -1. */
+static int run_unchecked(struct daemon *d, struct slots *s, uint64_t off, uint64_t n)
+{
+    const struct ci_info *ci = s->ci;
+    for (uint64_t p = off; p < off + n;) {
+        struct pos ps;
+        content_pos_at(ci, p, &ps);
+        if (slots_load(d->store, s, ps.seg) != 0 || s->file[ps.block] == SLOT_NONE)
+            return -1;
+        if (bs_slot_state(d->bs, ci->segments[ps.seg].id, ci->digest_len, s->file[ps.block],
+                ps.block) != BS_SLOT_GOOD)
+            return 1;
+        p = ps.start + ps.len;
+    }
+    return 0;
+}
+
+/* Loop: the blocks of the run [r->off, r->off + r->n); checks begin for those not known good. */
+static int read_plan(struct daemon *d, struct slots *s, struct read_op *r)
+{
+    const struct ci_info *ci = s->ci;
+    size_t cap = 0;
+    for (uint64_t p = r->off; p < r->off + r->n;) {
+        struct pos ps;
+        content_pos_at(ci, p, &ps);
+        if (slots_load(d->store, s, ps.seg) != 0 || s->file[ps.block] == SLOT_NONE)
+            return -1;
+        if (r->npieces == cap) {
+            cap = cap ? cap * 2 : 32;
+            struct piece *np = realloc(r->pieces, cap * sizeof(*np));
+            if (!np)
+                return -1;
+            r->pieces = np;
+        }
+        struct piece *pc = &r->pieces[r->npieces++];
+        memset(pc, 0, sizeof(*pc));
+        pc->seg = ps.seg;
+        pc->block = ps.block;
+        pc->file = s->file[ps.block];
+        pc->start = ps.start;
+        pc->len = ps.len;
+        pc->check = bs_slot_state(d->bs, ci->segments[ps.seg].id, ci->digest_len, pc->file,
+                        pc->block) != BS_SLOT_GOOD;
+        p = ps.start + ps.len;
+    }
+    for (size_t i = 0; i < r->npieces; i++)
+        if (r->pieces[i].check)
+            bs_check_begin(d->bs, ci->segments[r->pieces[i].seg].id, ci->digest_len,
+                r->pieces[i].file, r->pieces[i].block, &r->pieces[i].ck);
+    return 0;
+}
+
+/* Loop: the read of [off, off + n) goes to a worker (r: the read, planned). */
+static void read_submit(struct conn *c, struct content_handle *h, struct read_op *r)
+{
+    size_t nchecks = 0;
+    for (size_t i = 0; i < r->npieces; i++)
+        nchecks += r->pieces[i].check;
+    log_debug(CONN_FMT ": read at %llu: checking %zu blocks against their hashes on their first "
+                       "read since start",
+        CONN_ARGS(c), (unsigned long long)r->off, nchecks);
+    if (r->stream)
+        h->stream_busy = true;
+    if (!c->d->stopping && worker_submit(c->d->workers, read_work, read_done, r) == 0)
+        return;
+    for (size_t i = 0; i < r->npieces; i++)
+        if (r->pieces[i].check)
+            bs_check_end(c->d->bs, &r->pieces[i].ck, BS_VERDICT_NONE);
+    if (r->stream)
+        h->stream_busy = false;
+    conn_reply_status(c, r->op.request_id,
+        c->d->stopping ? ERROR_OPERATION_ABORTED : ERROR_NOT_ENOUGH_MEMORY);
+    read_op_free(r);
+}
+
+/*
+ * Serves one read now, or hands it to a worker when it meets blocks not known good. r is the
+ * read's record when it waited (a queued stream read), else NULL; served now, it is freed.
+ */
+static void read_serve(struct conn *c, struct content_handle *h, struct read_op *r, uint64_t id,
+    bool stream, uint64_t offset, uint64_t max_bytes)
 {
     struct store *st = c->d->store;
+    uint64_t off = stream ? h->cursor : offset;
+    Peerdist__ReadReply rr = PEERDIST__READ_REPLY__INIT;
+    Peerdist__Reply rep = PEERDIST__REPLY__INIT;
+    rep.id = id;
+    rep.body_case = PEERDIST__REPLY__BODY_READ;
+    rep.read = &rr;
+    rr.offset = off;
+    struct slots *s = NULL;
+    if (off < h->read_lo || off >= h->read_hi) {
+        rep.status = PEERDIST_ERROR_NO_MORE;
+        conn_send(c, &rep);
+        goto out;
+    }
+    if (!(s = read_slots(c->d, h, c->uid))) {
+        conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+        goto out;
+    }
+    uint64_t limit = max_bytes == 0 ? UINT64_MAX
+                                    : (max_bytes < PD_MAX_CHUNK ? max_bytes : PD_MAX_CHUNK);
+    int64_t n = readable_run(st, s, off, h->read_hi, limit);
+    if (n < 0)
+        goto fail;
+    if (max_bytes == 0) {
+        /* A query: what the index says is readable (not checked here); the cursor stays. */
+        rr.length = (uint64_t)n;
+        conn_send(c, &rep);
+        goto out;
+    }
+    if (n == 0) {
+        int64_t m = missing_run(st, s, off, h->read_hi);
+        if (m < 0)
+            goto fail;
+        reply_missing(c, h, id, stream, off, (uint64_t)m);
+        goto out;
+    }
+    int unchecked = run_unchecked(c->d, s, off, (uint64_t)n);
+    if (unchecked < 0)
+        goto fail;
+    if (unchecked) {
+        if (!r && !(r = read_op_new(c, h, id, stream, offset, max_bytes))) {
+            conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+            goto out;
+        }
+        r->off = off;
+        r->n = (uint64_t)n;
+        if (read_plan(c->d, s, r) != 0)
+            goto fail;
+        read_submit(c, h, r);
+        return;
+    }
+    /* Every block known good: the bytes go straight from the data file into the reply frame. */
+    size_t total = frame_read_reply_size(id, off, (size_t)n);
+    uint8_t *frame = conn_reserve(c, total);
+    if (!frame)
+        goto out; /* out of memory: the connection is closed (its hooks run later) */
+    uint8_t *data = frame_read_reply_pack(frame, id, off, (size_t)n);
+    if (stream)
+        h->cursor = off + (uint64_t)n;
+    if (copy_out(c->d->bs, st, s, off, data, (size_t)n) == 0) {
+        conn_commit(c, frame, total);
+        goto out;
+    }
+    log_error(CONN_FMT ": reading cached bytes at %llu failed; reported as missing", CONN_ARGS(c),
+        (unsigned long long)off);
+    rep.status = PEERDIST_ERROR_MISSING_DATA;
+    rr.length = (uint64_t)n;
+    conn_send(c, &rep);
+    goto out;
+fail:
+    if (s)
+        s->seg_index = SIZE_MAX; /* reload next time */
+    conn_reply_status(c, id, ERROR_INTERNAL_ERROR);
+out:
+    if (r)
+        read_op_free(r);
+}
+
+void content_read(struct conn *c, uint64_t id, const Peerdist__ReadRequest *rq)
+{
     if (c->d->cfg.mode == MODE_DISABLED) {
         conn_reply_status(c, id, ERROR_ACCESS_DISABLED_BY_POLICY);
         return;
@@ -145,60 +596,18 @@ void content_read(struct conn *c, uint64_t id, const Peerdist__ReadRequest *rq)
         conn_reply_status(c, id, PEERDIST_ERROR_NOT_INITIALIZED);
         return;
     }
-    uint64_t off = rq->stream ? h->cursor : rq->offset;
-    Peerdist__ReadReply rr = PEERDIST__READ_REPLY__INIT;
-    Peerdist__Reply r = PEERDIST__REPLY__INIT;
-    r.id = id;
-    r.body_case = PEERDIST__REPLY__BODY_READ;
-    r.read = &rr;
-    rr.offset = off;
-    if (off < h->read_lo || off >= h->read_hi) {
-        r.status = PEERDIST_ERROR_NO_MORE;
-        conn_send(c, &r);
-        return;
-    }
-    struct slots *s = read_slots(c->d, h, c->uid);
-    if (!s) {
-        conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
-        return;
-    }
-    uint64_t limit = rq->max_bytes == 0
-        ? UINT64_MAX
-        : (rq->max_bytes < PD_MAX_CHUNK ? rq->max_bytes : PD_MAX_CHUNK);
-    int64_t n = readable_run(st, s, off, h->read_hi, limit);
-    if (n < 0)
-        goto fail;
-    if (rq->max_bytes == 0) {
-        rr.length = (uint64_t)n; /* a query: the cursor stays */
-    } else if (n == 0) {
-        int64_t m = missing_run(st, s, off, h->read_hi);
-        if (m < 0)
-            goto fail;
-        r.status = PEERDIST_ERROR_MISSING_DATA;
-        rr.length = (uint64_t)m;
-        if (rq->stream)
-            h->cursor = off + (uint64_t)m;
-    } else {
-        /* The bytes go straight from the data file into the reply frame: no extra copy. */
-        size_t total = frame_read_reply_size(id, off, (size_t)n);
-        uint8_t *frame = conn_reserve(c, total);
-        if (!frame)
-            return; /* out of memory: the connection is closed (its hooks run later) */
-        uint8_t *data = frame_read_reply_pack(frame, id, off, (size_t)n);
-        if (rq->stream)
-            h->cursor = off + (uint64_t)n;
-        if (copy_out(c->d->bs, st, s, off, data, (size_t)n) == 0) {
-            conn_commit(c, frame, total);
+    if (rq->stream && h->stream_busy) {
+        /* The cursor is not known until the stream read ahead of it is answered. */
+        struct read_op *r = read_op_new(c, h, id, true, 0, rq->max_bytes);
+        if (!r) {
+            conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
             return;
         }
-        log_error(CONN_FMT ": reading cached bytes at %llu failed; reported as missing",
-            CONN_ARGS(c), (unsigned long long)off);
-        r.status = PEERDIST_ERROR_MISSING_DATA;
-        rr.length = (uint64_t)n;
+        if (!h->stream_wait)
+            h->stream_wait_tail = &h->stream_wait;
+        *h->stream_wait_tail = r;
+        h->stream_wait_tail = &r->next;
+        return;
     }
-    conn_send(c, &r);
-    return;
-fail:
-    h->slots->seg_index = SIZE_MAX; /* reload next time */
-    conn_reply_status(c, id, ERROR_INTERNAL_ERROR);
+    read_serve(c, h, NULL, id, rq->stream, rq->offset, rq->max_bytes);
 }

@@ -21,14 +21,30 @@ struct store {
     char *path;
     sqlite3_stmt *begin, *commit, *rollback;
     sqlite3_stmt *flush_tag, *tag_labels;
-    sqlite3_stmt *block_put, *label_put, *segment_blocks, *block_promote, *tags;
+    sqlite3_stmt *block_put, *label_put, *segment_blocks, *tags;
     sqlite3_stmt *flush_blocks, *flush_clear, *flush_collect, *segment_private;
-    sqlite3_stmt *file_used, *slot_used, *block_drop; /* the block store's */
-    /* Block rows deleted by flushes in the open transaction: handed to reclaim at COMMIT. */
+    sqlite3_stmt *slot_replace, *slot_drop, *row_labels_drop;
+    sqlite3_stmt *promote_pick, *promote_row, *promote_labels;
+    sqlite3_stmt *savepoint, *release, *rollback_to;
+    sqlite3_stmt *file_used, *slot_used; /* the block store's */
+    /* Block rows deleted in the open transaction: their slots go to reclaim at COMMIT. */
     struct store_reclaim *reclaim;
     size_t nreclaim, reclaim_cap;
     store_reclaim_fn reclaim_fn;
     void *reclaim_arg;
+    /* Slots store_block_put filled in the open transaction: told to put_fn at COMMIT. */
+    struct store_slot *puts;
+    size_t nputs, puts_cap;
+    store_put_fn put_fn;
+    void *put_arg;
+    /* The row the last store_block_put named: store_label_put labels it (op_commit's order). */
+    struct {
+        bool valid;
+        uint8_t segment_id[STORE_MAX_ID];
+        size_t segment_id_len;
+        uint32_t block;
+        int64_t owner;
+    } last_put;
 };
 
 int store_user_version(sqlite3 *db)
@@ -116,35 +132,54 @@ static int prepare_all(struct store *st)
         prepare(st, &st->block_put,
             "INSERT OR IGNORE INTO blocks (segment_id, block, owner, hash, length, file_owner) "
             "VALUES (?, ?, ?, ?, ?, ?)") ||
+        /* ?6, the row the label keeps: the one just put, else the shared row, else uid's. */
         prepare(st, &st->label_put,
-            "INSERT OR IGNORE INTO labels (uid, tag, segment_id, block, bytes) "
-            "VALUES (?, ?, ?, ?, ?)") ||
+            "INSERT OR IGNORE INTO labels (uid, tag, segment_id, block, bytes, row_owner) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, coalesce(?6, CASE WHEN EXISTS (SELECT 1 FROM blocks "
+            "WHERE segment_id = ?3 AND block = ?4 AND owner = -1) THEN -1 ELSE ?1 END))") ||
         prepare(st, &st->segment_blocks,
             "SELECT block, owner, file_owner, length, hash FROM blocks "
             "WHERE segment_id = ?1 AND owner IN (-1, ?2) ORDER BY block, owner = -1 DESC") ||
         prepare(st, &st->segment_private,
             "SELECT block, owner, file_owner, length, hash FROM blocks "
             "WHERE segment_id = ?1 AND owner <> -1 AND ?2 IS NOT NULL ORDER BY block") ||
-        prepare(st, &st->block_promote,
-            "UPDATE OR IGNORE blocks SET owner = -1 "
-            "WHERE segment_id = ?1 AND block = ?2 AND owner <> -1 AND hash = ?3") ||
+        /* Promotion: one private row with the bound hash becomes the shared row (unless there
+         * is one), and its labels follow it (a label keeps the row it was made for). */
+        prepare(st, &st->promote_pick,
+            "SELECT owner FROM blocks WHERE segment_id = ?1 AND block = ?2 AND owner <> -1 "
+            "AND hash = ?3 AND NOT EXISTS (SELECT 1 FROM blocks WHERE segment_id = ?1 "
+            "AND block = ?2 AND owner = -1) LIMIT 1") ||
+        prepare(st, &st->promote_row,
+            "UPDATE blocks SET owner = -1 WHERE segment_id = ?1 AND block = ?2 AND owner = ?3") ||
+        prepare(st, &st->promote_labels,
+            "UPDATE OR REPLACE labels SET row_owner = -1 "
+            "WHERE segment_id = ?1 AND block = ?2 AND row_owner = ?3") ||
+        prepare(st, &st->savepoint, "SAVEPOINT store_step") ||
+        prepare(st, &st->release, "RELEASE store_step") ||
+        prepare(st, &st->rollback_to, "ROLLBACK TO store_step") ||
         prepare(st, &st->tags,
             "SELECT tag, count(*), sum(bytes) FROM labels WHERE uid = ? GROUP BY tag") ||
         prepare(st, &st->flush_clear, "DELETE FROM temp.flushed") ||
         prepare(st, &st->flush_collect,
             "INSERT OR IGNORE INTO temp.flushed SELECT segment_id, block FROM labels "
             "WHERE uid = ? AND tag = ?") ||
-        /* A shared row is kept by any label of its block; a private row by its uid's. */
+        /* A row is kept only by the labels made for it (labels.row_owner = its owner). Rows
+         * the flushing uid's labels could keep: the shared one and its own. */
         prepare(st, &st->flush_blocks,
             "DELETE FROM blocks WHERE (segment_id, block) IN "
-            " (SELECT segment_id, block FROM temp.flushed) AND ("
-            " (owner = -1 AND NOT EXISTS (SELECT 1 FROM labels l"
-            "   WHERE l.segment_id = blocks.segment_id AND l.block = blocks.block)) OR"
-            " (owner = ?1 AND NOT EXISTS (SELECT 1 FROM labels l"
-            "   WHERE l.segment_id = blocks.segment_id AND l.block = blocks.block AND l.uid = ?1)))"
+            " (SELECT segment_id, block FROM temp.flushed) AND owner IN (-1, ?1) AND"
+            " NOT EXISTS (SELECT 1 FROM labels l WHERE l.segment_id = blocks.segment_id"
+            "   AND l.block = blocks.block AND l.row_owner = blocks.owner)"
             " RETURNING segment_id, block, file_owner, length") ||
-        prepare(st, &st->block_drop,
-            "DELETE FROM blocks WHERE segment_id = ? AND file_owner = ? AND block = ?") ||
+        /* New bytes in a slot: rows of another hash named the bytes they replaced. */
+        prepare(st, &st->slot_replace,
+            "DELETE FROM blocks WHERE segment_id = ?1 AND file_owner = ?2 AND block = ?3 "
+            "AND hash <> ?4 RETURNING owner") ||
+        prepare(st, &st->slot_drop,
+            "DELETE FROM blocks WHERE segment_id = ?1 AND file_owner = ?2 AND block = ?3 "
+            "RETURNING owner") ||
+        prepare(st, &st->row_labels_drop,
+            "DELETE FROM labels WHERE segment_id = ?1 AND block = ?2 AND row_owner = ?3") ||
         prepare_reader(st);
 }
 
@@ -219,10 +254,12 @@ void store_close(struct store *st)
     if (!st)
         return;
     sqlite3_stmt *all[] = {st->begin, st->commit, st->rollback, st->flush_tag, st->tag_labels,
-        st->block_put, st->label_put, st->segment_blocks, st->block_promote, st->tags,
-        st->flush_blocks, st->flush_clear, st->flush_collect, st->segment_private, st->file_used,
-        st->slot_used, st->block_drop};
+        st->block_put, st->label_put, st->segment_blocks, st->tags, st->flush_blocks,
+        st->flush_clear, st->flush_collect, st->segment_private, st->slot_replace, st->slot_drop,
+        st->row_labels_drop, st->promote_pick, st->promote_row, st->promote_labels, st->savepoint,
+        st->release, st->rollback_to, st->file_used, st->slot_used};
     free(st->reclaim);
+    free(st->puts);
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         sqlite3_finalize(all[i]);
     if (st->db && sqlite3_close(st->db) != SQLITE_OK)
@@ -259,19 +296,38 @@ static void reclaim_handover(struct store *st)
     st->nreclaim = 0;
 }
 
+/* After a COMMIT (or an autocommit put): the filled slots' rows are committed. */
+static void put_handover(struct store *st)
+{
+    if (st->nputs && st->put_fn)
+        st->put_fn(st->put_arg, st->puts, st->nputs);
+    st->nputs = 0;
+}
+
 int store_commit(struct store *st)
 {
     if (step_done(st, st->commit) != 0)
         return -1;
+    st->last_put.valid = false;
     reclaim_handover(st);
+    put_handover(st);
     return 0;
 }
 
 void store_rollback(struct store *st)
 {
     st->nreclaim = 0; /* the rows are back: nothing to reclaim */
+    st->nputs = 0;    /* nor committed */
+    st->last_put.valid = false;
     if (!sqlite3_get_autocommit(st->db))
         step_done(st, st->rollback);
+}
+
+void store_set_put_hook(struct store *st, store_put_fn fn, void *arg)
+{
+    st->put_fn = fn;
+    st->put_arg = arg;
+    st->nputs = 0;
 }
 
 void store_set_reclaim_hook(struct store *st, store_reclaim_fn fn, void *arg)
@@ -357,10 +413,71 @@ int64_t store_tag_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE
     return n;
 }
 
+/*
+ * Runs a DELETE ... RETURNING owner over the rows of one slot (bound by the caller), then
+ * deletes the labels made for each row it removed. The owners are collected first: SQLite
+ * makes every change of a RETURNING statement at its first step. 0, or -1.
+ */
+static int drop_rows_and_labels(struct store *st, sqlite3_stmt *s, const uint8_t *segment_id,
+    size_t segment_id_len, uint32_t block, uint64_t *removed)
+{
+    int64_t owners[8]; /* a slot is named by its file's private row and the shared one */
+    size_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        if (n < sizeof(owners) / sizeof(owners[0]))
+            owners[n++] = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        log_error("sqlite (slot rows): %s", sqlite3_errmsg(st->db));
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_stmt *l = st->row_labels_drop;
+        sqlite3_bind_blob(l, 1, segment_id, (int)segment_id_len, SQLITE_STATIC);
+        sqlite3_bind_int64(l, 2, block);
+        sqlite3_bind_int64(l, 3, owners[i]);
+        if (step_done(st, l) != 0)
+            return -1;
+    }
+    if (removed)
+        *removed = n;
+    return 0;
+}
+
+static int put_record(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    uint32_t block, int64_t file_owner)
+{
+    if (st->nputs == st->puts_cap) {
+        size_t cap = st->puts_cap ? st->puts_cap * 2 : 64;
+        struct store_slot *p = realloc(st->puts, cap * sizeof(*p));
+        if (!p)
+            return -1;
+        st->puts = p;
+        st->puts_cap = cap;
+    }
+    struct store_slot *p = &st->puts[st->nputs++];
+    memcpy(p->segment_id, segment_id, segment_id_len);
+    p->segment_id_len = (uint8_t)segment_id_len;
+    p->file_owner = file_owner;
+    p->block = block;
+    return 0;
+}
+
 int store_block_put(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
     uint32_t block, int64_t owner, const uint8_t *hash, size_t hash_len, uint32_t length,
     int64_t file_owner)
 {
+    if (segment_id_len > STORE_MAX_ID)
+        return -1;
+    /* The slot holds these bytes now: rows of another hash described bytes that are gone. */
+    sqlite3_stmt *r = st->slot_replace;
+    sqlite3_bind_blob(r, 1, segment_id, (int)segment_id_len, SQLITE_STATIC);
+    sqlite3_bind_int64(r, 2, file_owner);
+    sqlite3_bind_int64(r, 3, block);
+    sqlite3_bind_blob(r, 4, hash, (int)hash_len, SQLITE_STATIC);
+    if (drop_rows_and_labels(st, r, segment_id, segment_id_len, block, NULL) != 0)
+        return -1;
     sqlite3_stmt *s = st->block_put;
     sqlite3_bind_blob(s, 1, segment_id, (int)segment_id_len, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, block);
@@ -368,7 +485,17 @@ int store_block_put(struct store *st, const uint8_t *segment_id, size_t segment_
     sqlite3_bind_blob(s, 4, hash, (int)hash_len, SQLITE_STATIC);
     sqlite3_bind_int64(s, 5, length);
     sqlite3_bind_int64(s, 6, file_owner);
-    return step_done(st, s);
+    if (step_done(st, s) != 0)
+        return -1;
+    memcpy(st->last_put.segment_id, segment_id, segment_id_len);
+    st->last_put.segment_id_len = segment_id_len;
+    st->last_put.block = block;
+    st->last_put.owner = owner;
+    st->last_put.valid = true;
+    if (st->put_fn && put_record(st, segment_id, segment_id_len, block, file_owner) == 0 &&
+        sqlite3_get_autocommit(st->db))
+        put_handover(st); /* no transaction around us: already committed */
+    return 0;
 }
 
 int store_label_put(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
@@ -379,6 +506,12 @@ int store_label_put(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_
     sqlite3_bind_blob(s, 3, segment_id, (int)segment_id_len, SQLITE_STATIC);
     sqlite3_bind_int64(s, 4, block);
     sqlite3_bind_int64(s, 5, bytes);
+    if (st->last_put.valid && st->last_put.block == block &&
+        st->last_put.segment_id_len == segment_id_len &&
+        memcmp(st->last_put.segment_id, segment_id, segment_id_len) == 0)
+        sqlite3_bind_int64(s, 6, st->last_put.owner);
+    else
+        sqlite3_bind_null(s, 6);
     return step_done(st, s);
 }
 
@@ -423,14 +556,42 @@ int store_segment_private_blocks(struct store *st, const uint8_t *segment_id, si
     return segment_rows(st, st->segment_private, segment_id, segment_id_len, 0, fn, arg);
 }
 
+static void bind_block(sqlite3_stmt *s, const uint8_t *segment_id, size_t segment_id_len,
+    uint32_t block)
+{
+    sqlite3_bind_blob(s, 1, segment_id, (int)segment_id_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, block);
+}
+
+/* The row and its labels change together (a savepoint: inside or outside a transaction). */
 int store_block_promote(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
     uint32_t block, const uint8_t *hash, size_t hash_len)
 {
-    sqlite3_stmt *s = st->block_promote;
-    sqlite3_bind_blob(s, 1, segment_id, (int)segment_id_len, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, block);
+    sqlite3_stmt *s = st->promote_pick;
+    bind_block(s, segment_id, segment_id_len, block);
     sqlite3_bind_blob(s, 3, hash, (int)hash_len, SQLITE_STATIC);
-    return step_done(st, s);
+    int rc = sqlite3_step(s);
+    int64_t owner = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return 0; /* no private row with that hash, or a shared row already */
+    if (rc != SQLITE_ROW) {
+        log_error("sqlite (promote): %s", sqlite3_errmsg(st->db));
+        return -1;
+    }
+    if (step_done(st, st->savepoint) != 0)
+        return -1;
+    sqlite3_stmt *steps[] = {st->promote_row, st->promote_labels};
+    for (size_t i = 0; i < 2; i++) {
+        bind_block(steps[i], segment_id, segment_id_len, block);
+        sqlite3_bind_int64(steps[i], 3, owner);
+        if (step_done(st, steps[i]) != 0) {
+            step_done(st, st->rollback_to);
+            step_done(st, st->release);
+            return -1;
+        }
+    }
+    return step_done(st, st->release);
 }
 
 int store_tags(struct store *st, uint32_t uid, store_tag_fn fn, void *arg)
@@ -508,14 +669,23 @@ int store_each_block(struct store *st, store_place_fn fn, void *arg)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-int store_block_drop(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+int64_t store_block_drop(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
     int64_t file_owner, uint32_t block)
 {
-    sqlite3_stmt *s = st->block_drop;
+    if (segment_id_len > STORE_MAX_ID)
+        return -1;
+    sqlite3_stmt *s = st->slot_drop;
     sqlite3_bind_blob(s, 1, segment_id, (int)segment_id_len, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, file_owner);
     sqlite3_bind_int64(s, 3, block);
-    return step_done(st, s);
+    uint64_t removed = 0;
+    if (drop_rows_and_labels(st, s, segment_id, segment_id_len, block, &removed) != 0)
+        return -1;
+    if (removed && reclaim_push(st, segment_id, segment_id_len, file_owner, block) != 0)
+        return -1;
+    if (sqlite3_get_autocommit(st->db))
+        reclaim_handover(st);
+    return (int64_t)removed;
 }
 
 int store_drop_orphan_labels(struct store *st)
@@ -523,7 +693,8 @@ int store_drop_orphan_labels(struct store *st)
     char *msg = NULL;
     if (sqlite3_exec(st->db,
             "DELETE FROM labels WHERE bytes > 0 AND NOT EXISTS (SELECT 1 FROM blocks b "
-            "WHERE b.segment_id = labels.segment_id AND b.block = labels.block)",
+            "WHERE b.segment_id = labels.segment_id AND b.block = labels.block "
+            "AND b.owner = labels.row_owner)",
             NULL, NULL, &msg) == SQLITE_OK)
         return 0;
     log_error("sqlite (orphan labels): %s", msg ? msg : sqlite3_errmsg(st->db));

@@ -48,10 +48,12 @@ struct store_flush_result {
     uint64_t bytes_freed;
 };
 /*
- * Removes every label of (uid, tag). Block rows no label refers to any more are deleted in
- * the same transaction (so they stop being readable with it); their disk space goes to the
- * reclaim hook after the COMMIT. peerdistd runs it on its flush connection, off the event
- * loop (flush.c).
+ * Removes every label of (uid, tag). In the same transaction the rows of those blocks that
+ * uid's labels could keep (the shared row, uid's own) and that no label keeps any more are
+ * deleted, so they stop being readable with it; a label keeps only the row it was made for
+ * (labels.row_owner), so another uid's label on its own private row keeps no shared row.
+ * Their disk space goes to the reclaim hook after the COMMIT. peerdistd runs it on its flush
+ * connection, off the event loop (flush.c).
  */
 int store_flush_tag(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
     struct store_flush_result *result);
@@ -84,11 +86,35 @@ struct store_reclaim {
 typedef void (*store_reclaim_fn)(void *arg, struct store_reclaim *items, size_t n);
 void store_set_reclaim_hook(struct store *st, store_reclaim_fn fn, void *arg);
 
-/* Makes a verified block readable (INSERT OR IGNORE: a row already there is kept). */
+/* One slot of a data file: block `block` of the file (segment_id, file_owner). */
+struct store_slot {
+    uint8_t segment_id[STORE_MAX_ID];
+    uint8_t segment_id_len;
+    int64_t file_owner;
+    uint32_t block;
+};
+/*
+ * Called after the COMMIT (or at once, outside a transaction) with the slots whose rows
+ * store_block_put wrote: the bytes just written there are the ones those rows describe.
+ * Items are the store's (valid during the call). A rolled-back transaction reports nothing.
+ */
+typedef void (*store_put_fn)(void *arg, const struct store_slot *slots, size_t n);
+void store_set_put_hook(struct store *st, store_put_fn fn, void *arg);
+
+/*
+ * Makes a verified block readable (INSERT OR IGNORE: a row already there is kept). The bytes
+ * were just written into the slot (segment_id, file_owner, block): rows naming that slot with
+ * another hash described bytes that are gone, and are deleted first, with their labels.
+ */
 int store_block_put(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
     uint32_t block, int64_t owner, const uint8_t *hash, size_t hash_len, uint32_t length,
     int64_t file_owner);
-/* Records that (uid, tag) added `bytes` bytes at block `block` of the segment. */
+/*
+ * Records that (uid, tag) added `bytes` bytes at block `block` of the segment. The label
+ * keeps one row alive (labels.row_owner): the row this connection's last store_block_put of
+ * that block named (AddData puts a block's row, then its label), else the block's shared row
+ * if there is one, else uid's own.
+ */
 int store_label_put(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
     const uint8_t *segment_id, size_t segment_id_len, uint32_t block, uint32_t bytes);
 /* The segment's rows uid may see (shared ones and uid's own), ordered by block then owner
@@ -99,7 +125,8 @@ int store_segment_blocks(struct store *st, const uint8_t *segment_id, size_t seg
 /* Every private row of the segment (any owner), for promotion. */
 int store_segment_private_blocks(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
     store_block_fn fn, void *arg);
-/* Private rows of the block with this hash become shared (its full list verified). */
+/* A private row of the block with this hash becomes the shared row, unless there is one
+ * already (its full list verified); the labels made for it follow it. */
 int store_block_promote(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
     uint32_t block, const uint8_t *hash, size_t hash_len);
 /* The caller's tags: fn(arg, tag, blocks, bytes) per tag. 0, or -1 on a database error. */
@@ -124,10 +151,14 @@ struct store_block_place {
 };
 typedef int (*store_place_fn)(void *arg, const struct store_block_place *p);
 int store_each_block(struct store *st, store_place_fn fn, void *arg);
-/* Removes the rows of one slot (every owner), in the caller's transaction. */
-int store_block_drop(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+/*
+ * Removes the rows of one slot (every owner: its bytes are missing or failed their hash) and
+ * the labels made for them, in the caller's transaction; the slot goes to the reclaim hook
+ * at COMMIT. The number of rows removed, or -1.
+ */
+int64_t store_block_drop(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
     int64_t file_owner, uint32_t block);
-/* Labels whose block has no row any more stop counting (they would list bytes nobody has). */
+/* Labels whose row is gone stop counting (they would list bytes nobody has). */
 int store_drop_orphan_labels(struct store *st);
 
 /* Bytes on disk: the database file and its WAL. */

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -272,6 +273,208 @@ START_TEST(reconcile_drops_rows_without_bytes_and_files_without_rows)
     ck_assert_int_eq(stat(shared, &sb), 0);
     /* Labels of the lost blocks go with them (block 1); block 0 keeps its label. */
     ck_assert_int_eq(store_tag_labels(st, 1, tag_a), 1);
+}
+END_TEST
+
+/*
+ * A label keeps alive only the row it was made for (issue 7, item 8). uid 2000 forged a
+ * private block 0 of the segment uid 1000 stored shared: uid 2000's label keeps its own row,
+ * never uid 1000's shared one, so uid 1000's flush makes the shared block unreadable.
+ */
+START_TEST(forged_private_label_does_not_keep_shared_row)
+{
+    put_block(1000, tag_a, 0, 0x10, STORE_OWNER_SHARED);
+    put_block(2000, tag_b, 0, 0x66, 2000); /* forged bytes, verified against uid 2000's list */
+    struct store_flush_result res;
+    ck_assert_int_eq(store_flush_tag(st, 1000, tag_a, &res), 0);
+    ck_assert_uint_eq(res.labels_removed, 1);
+    ck_assert_uint_eq(res.bytes_freed, BS_SLOT_SIZE);
+    ck_assert_int_eq(rows_for(3000).n, 0); /* nobody else sees a shared block 0 any more */
+    struct seen s = rows_for(2000);        /* uid 2000 keeps its own private row */
+    ck_assert_int_eq(s.n, 1);
+    ck_assert_int_eq(s.owners[0], 2000);
+    /* And the converse: uid 2000's flush releases its private row only. */
+    put_block(1000, tag_a, 0, 0x10, STORE_OWNER_SHARED);
+    ck_assert_int_eq(store_flush_tag(st, 2000, tag_b, &res), 0);
+    ck_assert_uint_eq(res.bytes_freed, BS_SLOT_SIZE);
+    s = rows_for(2000);
+    ck_assert_int_eq(s.n, 1);
+    ck_assert_int_eq(s.owners[0], STORE_OWNER_SHARED);
+}
+END_TEST
+
+/* A label on the shared row keeps it, whoever else flushes; the last one's flush frees it. */
+START_TEST(shared_label_keeps_shared_row)
+{
+    put_block(1000, tag_a, 0, 0x10, STORE_OWNER_SHARED);
+    put_block(2000, tag_b, 0, 0x10, STORE_OWNER_SHARED); /* uid 2000 added the same block */
+    put_block(2000, tag_b, 1, 0x67, 2000);               /* and a private block 1 */
+    struct store_flush_result res;
+    ck_assert_int_eq(store_flush_tag(st, 1000, tag_a, &res), 0);
+    ck_assert_uint_eq(res.bytes_freed, 0);
+    ck_assert_int_eq(rows_for(3000).n, 1);
+    ck_assert_int_eq(store_flush_tag(st, 2000, tag_b, &res), 0);
+    ck_assert_uint_eq(res.labels_removed, 2);
+    ck_assert_uint_eq(res.bytes_freed, 2 * BS_SLOT_SIZE);
+    ck_assert_int_eq(rows_for(2000).n, 0);
+}
+END_TEST
+
+/* A private row promoted to shared takes its labels along: they keep the shared row now. */
+START_TEST(promotion_moves_labels_to_the_shared_row)
+{
+    put_block(2000, tag_b, 0, 0x01, 2000);
+    uint8_t hash[32];
+    memset(hash, 0x01, sizeof(hash));
+    ck_assert_int_eq(store_block_promote(st, seg1, sizeof(seg1), 0, hash, sizeof(hash)), 0);
+    put_block(1000, tag_a, 0, 0x01, STORE_OWNER_SHARED); /* another user labels it too */
+    struct store_flush_result res;
+    ck_assert_int_eq(store_flush_tag(st, 1000, tag_a, &res), 0);
+    ck_assert_int_eq(rows_for(3000).n, 1); /* uid 2000's label, moved with the row, keeps it */
+    ck_assert_int_eq(store_flush_tag(st, 2000, tag_b, &res), 0);
+    ck_assert_int_eq(rows_for(3000).n, 0);
+    ck_assert_uint_eq(res.bytes_freed, BS_SLOT_SIZE);
+}
+END_TEST
+
+/*
+ * Bytes written over a slot replace what the rows naming it described: a row whose hash the
+ * new bytes do not match goes when the new row commits, shared or not. Otherwise a user could
+ * promote its honest private block, then overwrite it with bytes of its own choosing through a
+ * forged partial list, and everybody reading the shared row would get them.
+ */
+START_TEST(overwritten_slot_drops_rows_of_another_hash)
+{
+    put_block(2000, tag_b, 0, 0x01, 2000);
+    uint8_t hash[32];
+    memset(hash, 0x01, sizeof(hash));
+    ck_assert_int_eq(store_block_promote(st, seg1, sizeof(seg1), 0, hash, sizeof(hash)), 0);
+    ck_assert_int_eq(rows_for(3000).n, 1);
+    put_block(2000, tag_b, 0, 0x02, 2000); /* other bytes, another hash, the same slot */
+    ck_assert_int_eq(rows_for(3000).n, 0);
+    struct seen s = rows_for(2000);
+    ck_assert_int_eq(s.n, 1);
+    ck_assert_int_eq(s.owners[0], 2000);
+}
+END_TEST
+
+/* ---- what the block store knows of each slot's bytes (issue 7, item 5) ---- */
+
+static enum bs_slot_state state_of(int64_t file, uint32_t block)
+{
+    return bs_slot_state(bs, seg1, sizeof(seg1), file, block);
+}
+
+static bool check(int64_t file, uint32_t block, enum bs_verdict v, struct bs_check *ck)
+{
+    struct bs_check own;
+    if (!ck) {
+        ck = &own;
+        bs_check_begin(bs, seg1, sizeof(seg1), file, block, ck);
+    }
+    return bs_check_end(bs, ck, v);
+}
+
+/* A verdict stands only for the bytes that were read: a write since, or under way, voids it. */
+START_TEST(check_verdicts_stand_unless_a_write_intervened)
+{
+    ck_assert_int_eq(state_of(-1, 3), BS_SLOT_UNCHECKED);
+    ck_assert(check(-1, 3, BS_VERDICT_GOOD, NULL));
+    ck_assert_int_eq(state_of(-1, 3), BS_SLOT_GOOD);
+    ck_assert_int_eq(state_of(-1, 4), BS_SLOT_UNCHECKED);
+    ck_assert_int_eq(state_of(7, 3), BS_SLOT_UNCHECKED); /* another file */
+    /* A pin (a write starting) forgets what was known. */
+    ck_assert_int_eq(bs_pin(bs, seg1, sizeof(seg1), -1, 3), 0);
+    ck_assert_int_eq(state_of(-1, 3), BS_SLOT_UNCHECKED);
+    struct bs_check ck;
+    bs_check_begin(bs, seg1, sizeof(seg1), -1, 3, &ck);
+    ck_assert(!check(-1, 3, BS_VERDICT_GOOD, &ck)); /* read while the write was under way */
+    bs_unpin(bs, seg1, sizeof(seg1), -1, 3);
+    ck_assert_int_eq(state_of(-1, 3), BS_SLOT_UNCHECKED);
+    /* A write that came and went during the check voids it too. */
+    bs_check_begin(bs, seg1, sizeof(seg1), -1, 3, &ck);
+    ck_assert_int_eq(bs_pin(bs, seg1, sizeof(seg1), -1, 3), 0);
+    bs_unpin(bs, seg1, sizeof(seg1), -1, 3);
+    ck_assert(!check(-1, 3, BS_VERDICT_BAD, &ck));
+    ck_assert_int_eq(state_of(-1, 3), BS_SLOT_UNCHECKED);
+    ck_assert_uint_eq(bs_bad_slots(bs), 0);
+    /* Bad: known once, queued once, taken once; readers look while one is bad. */
+    struct bs_check c1, c2;
+    bs_check_begin(bs, seg1, sizeof(seg1), -1, 3, &c1);
+    bs_check_begin(bs, seg1, sizeof(seg1), -1, 3, &c2);
+    ck_assert(check(-1, 3, BS_VERDICT_BAD, &c1));
+    ck_assert(!check(-1, 3, BS_VERDICT_BAD, &c2)); /* already known: not reported again */
+    ck_assert_int_eq(state_of(-1, 3), BS_SLOT_BAD);
+    ck_assert_uint_eq(bs_bad_slots(bs), 1);
+    struct store_slot out[4];
+    ck_assert_uint_eq(bs_bad_take(bs, out, 4), 1);
+    ck_assert_uint_eq(out[0].block, 3);
+    ck_assert_int_eq(out[0].file_owner, -1);
+    ck_assert_uint_eq(bs_bad_take(bs, out, 4), 0);
+    /* A write replaces the bad bytes: not bad any more, and a queued drop is called off. */
+    ck_assert(check(-1, 5, BS_VERDICT_BAD, NULL));
+    ck_assert_int_eq(bs_pin(bs, seg1, sizeof(seg1), -1, 5), 0);
+    ck_assert_int_eq(state_of(-1, 5), BS_SLOT_UNCHECKED);
+    ck_assert_uint_eq(bs_bad_take(bs, out, 4), 0);
+    bs_unpin(bs, seg1, sizeof(seg1), -1, 5);
+    ck_assert_uint_eq(bs_bad_slots(bs), 1); /* block 3: its row is for the read path to drop */
+}
+END_TEST
+
+/* Pins and commits the way AddData does (content-add.c, content-commit.c). */
+static void add_block(uint32_t uid, uint32_t block, uint8_t fill, int64_t owner)
+{
+    ck_assert_int_eq(bs_pin(bs, seg1, sizeof(seg1), owner, block), 0);
+    put_block(uid, tag_a, block, fill, owner);
+    bs_unpin(bs, seg1, sizeof(seg1), owner, block);
+}
+
+/* Blocks AddData wrote and committed this run count as checked, unless writes overlapped. */
+START_TEST(committed_sole_writes_count_as_checked)
+{
+    ck_assert_int_eq(bs_reconcile(bs, st), 0); /* hooks the block store to st's commits */
+    add_block(1, 0, 0x01, STORE_OWNER_SHARED);
+    ck_assert_int_eq(state_of(-1, 0), BS_SLOT_GOOD);
+    add_block(1, 1, 0x02, 1);
+    ck_assert_int_eq(state_of(1, 1), BS_SLOT_GOOD);
+    /* Rows put without a write pinned (not AddData's way): nothing is assumed. */
+    put_block(1, tag_a, 2, 0x03, STORE_OWNER_SHARED);
+    ck_assert_int_eq(state_of(-1, 2), BS_SLOT_UNCHECKED);
+    /* Two writes to one slot at once: whose bytes landed last is unknown. */
+    ck_assert_int_eq(bs_pin(bs, seg1, sizeof(seg1), -1, 4), 0);
+    add_block(1, 4, 0x04, STORE_OWNER_SHARED);
+    bs_unpin(bs, seg1, sizeof(seg1), -1, 4);
+    ck_assert_int_eq(state_of(-1, 4), BS_SLOT_UNCHECKED);
+    /* A rolled-back commit reports nothing. */
+    ck_assert_int_eq(bs_pin(bs, seg1, sizeof(seg1), -1, 5), 0);
+    uint8_t hash[32] = {5};
+    ck_assert_int_eq(store_begin(st), 0);
+    ck_assert_int_eq(store_block_put(st, seg1, sizeof(seg1), 5, -1, hash, sizeof(hash), 10, -1), 0);
+    store_rollback(st);
+    bs_unpin(bs, seg1, sizeof(seg1), -1, 5);
+    ck_assert_int_eq(state_of(-1, 5), BS_SLOT_UNCHECKED);
+}
+END_TEST
+
+/* What is known is bounded: past BS_KNOWN_FILES_MAX files the least recently used goes. */
+START_TEST(known_files_are_bounded)
+{
+    uint8_t seg[32] = {0};
+    struct bs_check held;
+    bs_check_begin(bs, seg1, sizeof(seg1), -1, 0, &held); /* a check under way: kept */
+    for (uint32_t i = 0; i < BS_KNOWN_FILES_MAX + 100; i++) {
+        memcpy(seg, &i, sizeof(i));
+        struct bs_check ck;
+        bs_check_begin(bs, seg, sizeof(seg), -1, 0, &ck);
+        ck_assert(bs_check_end(bs, &ck, BS_VERDICT_GOOD));
+    }
+    uint32_t first = 0, last = BS_KNOWN_FILES_MAX + 99;
+    memcpy(seg, &first, sizeof(first));
+    ck_assert_int_eq(bs_slot_state(bs, seg, sizeof(seg), -1, 0), BS_SLOT_UNCHECKED);
+    memcpy(seg, &last, sizeof(last));
+    ck_assert_int_eq(bs_slot_state(bs, seg, sizeof(seg), -1, 0), BS_SLOT_GOOD);
+    ck_assert(bs_check_end(bs, &held, BS_VERDICT_GOOD));
+    ck_assert_int_eq(state_of(-1, 0), BS_SLOT_GOOD);
 }
 END_TEST
 
@@ -816,6 +1019,476 @@ START_TEST(wire_held_limit_tags_and_close_with_pending)
 }
 END_TEST
 
+/* ---- trust in stored bytes across restarts and users (issue 7, items 5 and 8) ---- */
+
+/* The data file holding segment `seg` of ci (file_owner -1, or a uid's own file). */
+static void data_file(const struct ci_info *ci, size_t seg, int64_t owner, char *buf, size_t len)
+{
+    char h[2 * CI_MAX_DIGEST + 1];
+    for (size_t i = 0; i < ci->digest_len; i++)
+        snprintf(h + 2 * i, 3, "%02x", ci->segments[seg].id[i]);
+    if (owner == STORE_OWNER_SHARED)
+        snprintf(buf, len, "%s/data/%.2s/%s", td.dir, h, h);
+    else
+        snprintf(buf, len, "%s/data/%.2s/%s.%lld", td.dir, h, h, (long long)owner);
+}
+
+/* Overwrites n bytes of a data file at off (the daemon stopped). */
+static void scribble(const char *file, off_t off, size_t n)
+{
+    int fd = open(file, O_WRONLY);
+    ck_assert_int_ge(fd, 0);
+    uint8_t junk[64];
+    ck_assert_uint_le(n, sizeof(junk));
+    for (size_t i = 0; i < n; i++)
+        junk[i] = (uint8_t)(0xa5 ^ i);
+    ck_assert_int_eq(pwrite(fd, junk, n, off), (ssize_t)n);
+    close(fd);
+}
+
+/* A handle on `tag` with ci (serialized) completed. */
+static uint64_t wire_open_ci(int fd, const uint8_t *tag, const uint8_t *ci, size_t cilen)
+{
+    uint64_t h = wire_open(fd, tag);
+    wire_add_ci(fd, h, ci, cilen, ERROR_SUCCESS);
+    wire_complete(fd, h, ERROR_SUCCESS);
+    return h;
+}
+
+/* A read that must succeed with exactly content[off, off + len). */
+static void expect_bytes(int fd, uint64_t h, uint64_t off, uint32_t len)
+{
+    Peerdist__Reply *r = wire_read(fd, h, false, off, len, ERROR_SUCCESS);
+    ck_assert_uint_eq(r->read->offset, off);
+    ck_assert_uint_eq(r->read->data.len, len);
+    ck_assert(memcmp(r->read->data.data, content + off, len) == 0);
+    peerdist__reply__free_unpacked(r, NULL);
+}
+
+static const char corrupt_line[] = "does not match its hash";
+
+static struct {
+    const char *sql;
+    long long want;
+} row_wait;
+
+static bool row_count_is(void *arg)
+{
+    return td_sql(&td, row_wait.sql) == row_wait.want;
+}
+
+/* Waits until the SQL count (over the daemon's database) reaches want. */
+static void wait_rows(const char *sql, long long want)
+{
+    row_wait.sql = sql;
+    row_wait.want = want;
+    ck_assert_msg(td_wait_until(row_count_is, NULL), "%s never gave %lld", sql, want);
+}
+
+/* Adds the whole content through a fresh connection and handle, then stops the daemon. */
+static void store_then_stop(const uint8_t *ci, size_t cilen)
+{
+    int fd = wire_connect();
+    uint64_t h = wire_open_ci(fd, tag_a, ci, cilen);
+    wire_add_data(fd, h, 0, content, content_len, ERROR_SUCCESS);
+    close(fd);
+    ck_assert_int_eq(td_stop(&td), 0);
+}
+
+/*
+ * 16 bytes of a data file overwritten while the daemon is stopped: after the restart the block
+ * reads as missing (never as the wrong bytes), one line is logged, its row is gone, and a
+ * later AddData of the right bytes makes it readable again.
+ */
+START_TEST(corrupted_block_is_missing_after_restart)
+{
+    size_t cilen;
+    uint8_t *ci = make_ci(CI_VERSION_1, &cilen);
+    struct ci_info *full = make_full_ci(CI_VERSION_1);
+    store_then_stop(ci, cilen);
+    char file[512];
+    data_file(full, 0, STORE_OWNER_SHARED, file, sizeof(file));
+    scribble(file, 2 * 65536 + 100, 16);
+    td_start(&td);
+    int fd = wire_connect();
+    uint64_t h = wire_open_ci(fd, tag_b, ci, cilen);
+    expect_read(fd, h, false, 2 * 65536 + 50, 1000, PEERDIST_ERROR_MISSING_DATA, 2 * 65536 + 50,
+        65536 - 50);
+    expect_bytes(fd, h, 65536, 65536);
+    expect_read(fd, h, false, 2 * 65536, 10, PEERDIST_ERROR_MISSING_DATA, 2 * 65536, 65536);
+    /* A read that reaches it from a good block stops before it. */
+    expect_read(fd, h, false, 65536 + 10, 0, ERROR_SUCCESS, 65536 + 10, 65536 - 10);
+    ck_assert_int_eq(td_log_count(&td, corrupt_line), 1);
+    wait_rows("SELECT count(*) FROM blocks WHERE block = 2", 0);
+    ck_assert_int_eq(td_sql(&td, "SELECT count(*) FROM blocks"), 4);
+    /* The right bytes again: readable again, and the first read after that is the bytes. */
+    wire_add_data(fd, h, 2 * 65536, content + 2 * 65536, 65536, ERROR_SUCCESS);
+    expect_bytes(fd, h, 2 * 65536 - 5, 65536 + 10);
+    expect_bytes(fd, h, 0, (uint32_t)content_len);
+    ck_assert_int_eq(td_log_count(&td, corrupt_line), 1);
+    close(fd);
+    ci_info_free(full);
+    free(ci);
+}
+END_TEST
+
+/* The same for a V2 segment: the whole segment is what is checked, and what goes missing. */
+START_TEST(corrupted_v2_segment_is_missing_after_restart)
+{
+    size_t cilen;
+    uint8_t *ci = make_ci(CI_VERSION_2, &cilen);
+    struct ci_info *full = make_full_ci(CI_VERSION_2);
+    ck_assert_uint_gt(full->n_segments, 2);
+    uint64_t s1 = full->segments[1].offset;
+    uint32_t l1 = full->segments[1].length;
+    store_then_stop(ci, cilen);
+    char file[512];
+    data_file(full, 1, STORE_OWNER_SHARED, file, sizeof(file));
+    scribble(file, l1 - 16, 16);
+    td_start(&td);
+    int fd = wire_connect();
+    uint64_t h = wire_open_ci(fd, tag_b, ci, cilen);
+    expect_read(fd, h, false, s1, 10, PEERDIST_ERROR_MISSING_DATA, s1, l1);
+    expect_bytes(fd, h, 0, (uint32_t)s1);
+    expect_read(fd, h, false, 0, 0, ERROR_SUCCESS, 0, s1);
+    ck_assert_int_eq(td_log_count(&td, corrupt_line), 1);
+    wait_rows("SELECT count(*) FROM blocks", (long long)full->n_segments - 1);
+    wire_add_data(fd, h, s1, content + s1, l1, ERROR_SUCCESS);
+    expect_bytes(fd, h, 0, (uint32_t)content_len);
+    close(fd);
+    ci_info_free(full);
+    free(ci);
+}
+END_TEST
+
+/*
+ * Stream reads sent back to back while blocks wait for their first check keep their order:
+ * each starts where the one before it ended, the bad block is reported missing and stepped
+ * over, and a block read sent in between is answered on its own. Replies come in any order.
+ */
+START_TEST(stream_reads_keep_the_cursor_while_blocks_are_checked)
+{
+    size_t cilen;
+    uint8_t *ci = make_ci(CI_VERSION_1, &cilen);
+    struct ci_info *full = make_full_ci(CI_VERSION_1);
+    store_then_stop(ci, cilen);
+    char file[512];
+    data_file(full, 0, STORE_OWNER_SHARED, file, sizeof(file));
+    scribble(file, 2 * 65536 + 7, 16);
+    td_start(&td);
+    int fd = wire_connect();
+    uint64_t h = wire_open_ci(fd, tag_b, ci, cilen);
+    enum { N = 10 };
+    uint64_t ids[N];
+    bool stream[N];
+    for (int i = 0; i < N; i++) {
+        Peerdist__ReadRequest a = PEERDIST__READ_REQUEST__INIT;
+        a.handle = h;
+        a.stream = stream[i] = i != 3;
+        a.offset = 250000; /* the block read */
+        a.max_bytes = 50000;
+        Peerdist__Request req = PEERDIST__REQUEST__INIT;
+        req.body_case = PEERDIST__REQUEST__BODY_READ;
+        req.read = &a;
+        ids[i] = raw_send(fd, &req);
+    }
+    Peerdist__Reply *rep[N] = {0};
+    for (int k = 0; k < N; k++) {
+        Peerdist__Reply *r = raw_recv(fd);
+        int i = (int)(r->id - ids[0]);
+        ck_assert(i >= 0 && i < N && !rep[i]);
+        rep[i] = r;
+    }
+    /* The stream: [0, 50000) [50000, 100000) [100000, 131072) then block 2 missing, then on. */
+    uint64_t cursor = 0;
+    const uint64_t bad_lo = 2 * 65536, bad_hi = 3 * 65536;
+    for (int i = 0; i < N; i++) {
+        Peerdist__Reply *r = rep[i];
+        ck_assert_int_eq(r->body_case, PEERDIST__REPLY__BODY_READ);
+        if (!stream[i]) {
+            ck_assert_uint_eq(r->status, ERROR_SUCCESS);
+            ck_assert_uint_eq(r->read->offset, 250000);
+            ck_assert(memcmp(r->read->data.data, content + 250000, r->read->data.len) == 0);
+            continue;
+        }
+        ck_assert_uint_eq(r->read->offset, cursor);
+        if (cursor >= content_len) {
+            ck_assert_uint_eq(r->status, PEERDIST_ERROR_NO_MORE);
+        } else if (cursor == bad_lo) {
+            ck_assert_uint_eq(r->status, PEERDIST_ERROR_MISSING_DATA);
+            ck_assert_uint_eq(r->read->length, bad_hi - bad_lo);
+            cursor = bad_hi;
+        } else {
+            ck_assert_uint_eq(r->status, ERROR_SUCCESS);
+            uint64_t want = content_len - cursor < 50000 ? content_len - cursor : 50000;
+            if (cursor < bad_lo && cursor + want > bad_lo)
+                want = bad_lo - cursor;
+            ck_assert_uint_eq(r->read->data.len, want);
+            ck_assert(memcmp(r->read->data.data, content + cursor, want) == 0);
+            cursor += want;
+        }
+    }
+    ck_assert_uint_eq(cursor, content_len);
+    for (int i = 0; i < N; i++)
+        peerdist__reply__free_unpacked(rep[i], NULL);
+    ck_assert_int_eq(td_log_count(&td, corrupt_line), 1);
+    close(fd);
+    ci_info_free(full);
+    free(ci);
+}
+END_TEST
+
+/* Blocks are checked once per start: not those AddData wrote this run, then once each. */
+START_TEST(blocks_are_checked_once_per_start)
+{
+    static const char checked[] = "on their first read since start";
+    size_t cilen;
+    uint8_t *ci = make_ci(CI_VERSION_1, &cilen);
+    int fd = wire_connect();
+    uint64_t h = wire_open_ci(fd, tag_a, ci, cilen);
+    wire_add_data(fd, h, 0, content, content_len, ERROR_SUCCESS);
+    expect_bytes(fd, h, 0, (uint32_t)content_len);
+    ck_assert_int_eq(td_log_count(&td, checked), 0); /* verified as AddData wrote them */
+    close(fd);
+    ck_assert_int_eq(td_stop(&td), 0);
+    td_start(&td);
+    fd = wire_connect();
+    h = wire_open_ci(fd, tag_b, ci, cilen);
+    expect_bytes(fd, h, 100, 1000);
+    ck_assert_int_eq(td_log_count(&td, checked), 1);
+    expect_bytes(fd, h, 10, 65000); /* block 0 again: known good now */
+    ck_assert_int_eq(td_log_count(&td, checked), 1);
+    expect_bytes(fd, h, 0, (uint32_t)content_len); /* blocks 1 to 4: one more check */
+    ck_assert_int_eq(td_log_count(&td, checked), 2);
+    expect_bytes(fd, h, 0, (uint32_t)content_len);
+    ck_assert_int_eq(td_log_count(&td, checked), 2);
+    close(fd);
+    free(ci);
+}
+END_TEST
+
+/* A read covers at most 256 blocks: 1000-byte V2 segments give 256,000 bytes of a 1 MiB read. */
+START_TEST(a_read_covers_at_most_256_segments)
+{
+    enum { SEGS = 300, LEN = 1000 };
+    uint32_t lengths[SEGS];
+    for (int i = 0; i < SEGS; i++)
+        lengths[i] = LEN;
+    struct ci_secret ks;
+    ck_assert_int_eq(ci_secret_from_passphrase(CI_HASH_SHA512_TRUNC, "test-passphrase", 15, &ks),
+        0);
+    struct ci_gen *g = ci_gen_new_v2_imposed(&ks, lengths, SEGS);
+    ck_assert_int_eq(ci_gen_feed(g, content, SEGS * LEN), 0);
+    struct ci_info *info;
+    ck_assert_int_eq(ci_gen_finish(g, &info), 0);
+    ci_gen_free(g);
+    ck_assert_uint_eq(info->n_segments, SEGS);
+    uint8_t *ci;
+    size_t cilen;
+    ck_assert_int_eq(ci_serialize(info, &ci, &cilen), 0);
+    int fd = wire_connect();
+    uint64_t h = wire_open_ci(fd, tag_a, ci, cilen);
+    wire_add_data(fd, h, 0, content, SEGS * LEN, ERROR_SUCCESS);
+    for (uint64_t off = 0; off < 1000; off += 500) { /* from inside a segment: to the 256th's end */
+        Peerdist__Reply *r = wire_read(fd, h, false, off, 1 << 20, ERROR_SUCCESS);
+        ck_assert_uint_eq(r->read->data.len, 256 * LEN - off);
+        ck_assert(memcmp(r->read->data.data, content + off, r->read->data.len) == 0);
+        peerdist__reply__free_unpacked(r, NULL);
+    }
+    expect_read(fd, h, false, 0, 0, ERROR_SUCCESS, 0, SEGS * LEN); /* a query: all of it */
+    close(fd);
+    free(ci);
+    ci_info_free(info);
+}
+END_TEST
+
+/*
+ * Reads waiting for a first check (or behind a stream read that does) have no reply queued yet,
+ * so the output limit does not hold their sender back: past CONTENT_CONN_READS_MAX per
+ * connection, reads are refused, and the rest are answered in order.
+ */
+START_TEST(waiting_reads_are_bounded_per_connection)
+{
+    /*
+     * N stream reads of one block each on one handle, every block unchecked since the start:
+     * each read waits for a worker, and the later ones wait behind it (the stream's order).
+     * The daemon takes a turn's worth of frames at a time while the checks complete one by
+     * one, so the queue passes MAX: the first MAX are always taken, some later ones refused.
+     */
+    enum { N = 600, MAX = 256 };
+    free(content);
+    content_len = (size_t)N * 65536 + 17;
+    content = malloc(content_len);
+    for (size_t i = 0; i < content_len; i++)
+        content[i] = (uint8_t)(i * 2654435761u >> 13);
+    size_t cilen;
+    uint8_t *ci = make_ci(CI_VERSION_1, &cilen);
+    int sfd = wire_connect();
+    uint64_t sh = wire_open_ci(sfd, tag_a, ci, cilen);
+    for (size_t off = 0; off < content_len; off += 1u << 20)
+        wire_add_data(sfd, sh, off, content + off,
+            content_len - off < (1u << 20) ? content_len - off : (1u << 20), ERROR_SUCCESS);
+    close(sfd);
+    ck_assert_int_eq(td_stop(&td), 0);
+    td_start(&td);
+    int fd = wire_connect();
+    uint64_t h = wire_open_ci(fd, tag_b, ci, cilen);
+    /* All N frames in one write, while the daemon is stopped: it finds them all at once. */
+    static uint8_t frames[N * 64];
+    size_t len = 0;
+    uint64_t first = next_id;
+    for (int i = 0; i < N; i++) {
+        Peerdist__ReadRequest a = PEERDIST__READ_REQUEST__INIT;
+        a.handle = h;
+        a.stream = true;
+        a.max_bytes = 65536;
+        Peerdist__Request req = PEERDIST__REQUEST__INIT;
+        req.body_case = PEERDIST__REQUEST__BODY_READ;
+        req.read = &a;
+        req.id = next_id++;
+        ck_assert_uint_le(len + frame_size(&req.base), sizeof(frames));
+        len += frame_pack(&req.base, frames + len);
+    }
+    td_pause(&td);
+    ck_assert_int_eq(write(fd, frames, len), (ssize_t)len);
+    td_resume(&td);
+    static uint32_t status[N];
+    static uint64_t offset[N];
+    for (int k = 0; k < N; k++) {
+        Peerdist__Reply *r = raw_recv(fd);
+        ck_assert(r->id >= first && r->id < first + N);
+        status[r->id - first] = r->status;
+        offset[r->id - first] = r->body_case == PEERDIST__REPLY__BODY_READ ? r->read->offset : 0;
+        if (r->status == ERROR_SUCCESS)
+            ck_assert(memcmp(r->read->data.data, content + r->read->offset, 65536) == 0);
+        peerdist__reply__free_unpacked(r, NULL);
+    }
+    /* The first MAX are taken; the stream's cursor moves by each read taken, in order. */
+    unsigned refused = 0;
+    uint64_t next = 0;
+    for (int i = 0; i < N; i++) {
+        if (i < MAX)
+            ck_assert_uint_eq(status[i], ERROR_SUCCESS);
+        if (status[i] == ERROR_SUCCESS) {
+            ck_assert_uint_eq(offset[i], next);
+            next += 65536;
+        } else {
+            ck_assert_uint_eq(status[i], ERROR_NOT_ENOUGH_MEMORY);
+            refused++;
+        }
+    }
+    ck_assert_uint_gt(refused, 0);
+    ck_assert_int_eq(td_log_count(&td, "reads waiting for their blocks' first check"), 1);
+    close(fd);
+    free(ci);
+}
+END_TEST
+
+/* Ranged content information listing block b only, with the hash of `forged` for it. */
+static uint8_t *forged_ranged_ci(const struct ci_info *full, uint32_t b, const uint8_t *forged,
+    size_t *len)
+{
+    struct ci_info *r;
+    ck_assert_int_eq(ci_range(full, (uint64_t)b * 65536, 65536, &r), 0);
+    ck_assert_uint_eq(r->n_segments, 1);
+    ck_assert_uint_eq(r->segments[0].n_blocks, 1);
+    if (forged)
+        ck_assert_int_eq(ci_hash(full->alg, forged, 65536, r->segments[0].block_hashes), 0);
+    uint8_t *out;
+    ck_assert_int_eq(ci_serialize(r, &out, len), 0);
+    ci_info_free(r);
+    return out;
+}
+
+/*
+ * One user promotes its honest private block (a full list arrives), then writes other bytes
+ * over it through a forged partial list: the shared row named the overwritten bytes, and must
+ * not serve them to anybody.
+ */
+START_TEST(overwriting_a_promoted_block_never_serves_the_new_bytes)
+{
+    struct ci_info *full = make_full_ci(CI_VERSION_1);
+    size_t cilen, hlen, flen;
+    uint8_t *ci = make_ci(CI_VERSION_1, &cilen);
+    uint8_t forged[65536];
+    memset(forged, 0x66, sizeof(forged));
+    uint8_t *honest = forged_ranged_ci(full, 0, NULL, &hlen);
+    uint8_t *bad = forged_ranged_ci(full, 0, forged, &flen);
+    int fd = wire_connect();
+    uint64_t h1 = wire_open_ci(fd, tag_a, honest, hlen);
+    wire_add_data(fd, h1, 0, content, 65536, ERROR_SUCCESS); /* private: a partial list */
+    uint64_t h2 = wire_open_ci(fd, tag_b, ci, cilen);        /* the full list: promoted */
+    expect_bytes(fd, h2, 0, 65536);
+    uint64_t h3 = wire_open_ci(fd, tag_a, bad, flen);
+    wire_add_data(fd, h3, 0, forged, sizeof(forged), ERROR_SUCCESS);
+    /* Every reader through the real hash: never the forged bytes. */
+    expect_read(fd, h2, false, 0, 65536, PEERDIST_ERROR_MISSING_DATA, 0, content_len);
+    Peerdist__Reply *r;
+    /* The forger's own handle reads what it verified. */
+    r = wire_read(fd, h3, false, 0, 65536, ERROR_SUCCESS);
+    ck_assert(memcmp(r->read->data.data, forged, 65536) == 0);
+    peerdist__reply__free_unpacked(r, NULL);
+    close(fd);
+    free(honest);
+    free(bad);
+    free(ci);
+    ci_info_free(full);
+}
+END_TEST
+
+/* In a child as uid 65534: forges block 0 (private) and adds the real block 1 (shared). */
+static int other_user_labels(const uint8_t *ci, size_t cilen, const uint8_t *bad, size_t flen,
+    const uint8_t *forged)
+{
+    if (setgid(65534) != 0 || setuid(65534) != 0)
+        return 10;
+    int fd = wire_connect();
+    uint64_t hb = wire_open_ci(fd, tag_b, bad, flen);
+    wire_add_data(fd, hb, 0, forged, 65536, ERROR_SUCCESS);
+    uint64_t hf = wire_open_ci(fd, tag_b, ci, cilen);
+    wire_add_data(fd, hf, 65536, content + 65536, 65536, ERROR_SUCCESS);
+    close(fd);
+    return 0;
+}
+
+/*
+ * uid 65534's label on its own forged, privately verified block 0 must not keep root's shared
+ * block 0 readable once root flushed its tag; its label on the shared block 1 does keep that.
+ */
+START_TEST(forged_private_row_keeps_no_shared_block_alive)
+{
+    struct ci_info *full = make_full_ci(CI_VERSION_1);
+    size_t cilen, flen;
+    uint8_t *ci = make_ci(CI_VERSION_1, &cilen);
+    uint8_t forged[65536];
+    memset(forged, 0x66, sizeof(forged));
+    uint8_t *bad = forged_ranged_ci(full, 0, forged, &flen);
+    int fd = wire_connect();
+    uint64_t h = wire_open_ci(fd, tag_a, ci, cilen);
+    wire_add_data(fd, h, 0, content, content_len, ERROR_SUCCESS);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        _exit(other_user_labels(ci, cilen, bad, flen, forged));
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    wire_flush(fd, tag_a);
+    uint64_t h2 = wire_open_ci(fd, tag_a, ci, cilen);
+    expect_read(fd, h2, false, 0, 10, PEERDIST_ERROR_MISSING_DATA, 0, 65536);
+    expect_bytes(fd, h2, 65536, 65536);
+    expect_read(fd, h2, false, 2 * 65536, 10, PEERDIST_ERROR_MISSING_DATA, 2 * 65536,
+        content_len - 2 * 65536);
+    /* The forged row stayed uid 65534's own; the labels say which row each keeps. */
+    ck_assert_int_eq(td_sql(&td, "SELECT count(*) FROM blocks WHERE owner = 65534"), 1);
+    close(fd);
+    free(bad);
+    free(ci);
+    ci_info_free(full);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("content_store");
@@ -829,6 +1502,13 @@ int main(void)
     tcase_add_test(tc, private_block_kept_by_its_uid_only);
     tcase_add_test(tc, reconcile_drops_rows_without_bytes_and_files_without_rows);
     tcase_add_test(tc, flush_of_one_gib_tag);
+    tcase_add_test(tc, forged_private_label_does_not_keep_shared_row);
+    tcase_add_test(tc, shared_label_keeps_shared_row);
+    tcase_add_test(tc, promotion_moves_labels_to_the_shared_row);
+    tcase_add_test(tc, overwritten_slot_drops_rows_of_another_hash);
+    tcase_add_test(tc, check_verdicts_stand_unless_a_write_intervened);
+    tcase_add_test(tc, committed_sole_writes_count_as_checked);
+    tcase_add_test(tc, known_files_are_bounded);
     suite_add_tcase(s, tc);
     TCase *tw = tcase_create("wire");
     tcase_add_checked_fixture(tw, wire_setup, wire_teardown);
@@ -840,5 +1520,17 @@ int main(void)
     tcase_add_test(tw, wire_refusals);
     tcase_add_test(tw, wire_held_limit_tags_and_close_with_pending);
     suite_add_tcase(s, tw);
+    TCase *tt = tcase_create("trust");
+    tcase_add_checked_fixture(tt, wire_setup, wire_teardown);
+    tcase_set_timeout(tt, 120);
+    tcase_add_test(tt, corrupted_block_is_missing_after_restart);
+    tcase_add_test(tt, corrupted_v2_segment_is_missing_after_restart);
+    tcase_add_test(tt, stream_reads_keep_the_cursor_while_blocks_are_checked);
+    tcase_add_test(tt, blocks_are_checked_once_per_start);
+    tcase_add_test(tt, overwriting_a_promoted_block_never_serves_the_new_bytes);
+    tcase_add_test(tt, forged_private_row_keeps_no_shared_block_alive);
+    tcase_add_test(tt, a_read_covers_at_most_256_segments);
+    tcase_add_test(tt, waiting_reads_are_bounded_per_connection);
+    suite_add_tcase(s, tt);
     return check_run(s);
 }

@@ -161,6 +161,75 @@ START_TEST(bad_tag_length_rejected_by_schema)
 }
 END_TEST
 
+static long long sql_value(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *s;
+    ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK, "%s: %s", sql,
+        sqlite3_errmsg(db));
+    long long v = -99;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return v;
+}
+
+static void sql_exec(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK, "%s: %s", sql, msg);
+}
+
+/*
+ * Version 3: each label names the row it keeps (labels.row_owner). A label from before names
+ * the shared row of its block where there is one, else the labelling uid's own; rows that
+ * share a slot of a data file with a row of another hash cannot all match its bytes, and go
+ * with their labels.
+ */
+START_TEST(labels_name_their_row_after_migration)
+{
+    sqlite3 *db;
+    char err[256];
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(store_migrate(db, schema_migrations, 2, err, sizeof(err)), 0);
+    sql_exec(db,
+        "INSERT INTO blocks VALUES (x'11', 0, -1, x'aa', 10, -1), (x'11', 1, 5, x'bb', 10, 5),"
+        " (x'22', 0, 6, x'cc', 10, 6), (x'11', 2, -1, x'dd', 10, 5), (x'11', 2, 5, x'ee', 10, 5)");
+    sql_exec(db,
+        "INSERT INTO labels (uid, tag, segment_id, block, bytes) VALUES"
+        " (5, x'0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a', x'11', 0, 10),"
+        " (5, x'0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a', x'11', 1, 10),"
+        " (7, x'0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a', x'11', 1, 10),"
+        " (6, x'0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b', x'22', 0, 10),"
+        " (5, x'0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b', x'11', 2, 10),"
+        " (8, x'0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b', x'33', 0, 0)");
+    sqlite3_close(db);
+    struct store *st;
+    ck_assert_int_eq(store_open(path, &st, err, sizeof(err)), 0);
+    db = store_db(st);
+    ck_assert_int_eq(store_user_version(db), schema_migration_count);
+    ck_assert_int_eq(sql_value(db, "SELECT row_owner FROM labels WHERE uid = 5 AND block = 0"), -1);
+    ck_assert_int_eq(sql_value(db,
+                         "SELECT row_owner FROM labels WHERE uid = 5 AND segment_id = x'11' AND "
+                         "block = 1"),
+        5);
+    ck_assert_int_eq(sql_value(db, "SELECT row_owner FROM labels WHERE uid = 7"), 7);
+    ck_assert_int_eq(sql_value(db, "SELECT row_owner FROM labels WHERE uid = 6"), 6);
+    ck_assert_int_eq(sql_value(db, "SELECT row_owner FROM labels WHERE uid = 8"), 8);
+    /* Block 2's two rows named one slot with two hashes: both go, and the label with them. */
+    ck_assert_int_eq(sql_value(db, "SELECT count(*) FROM blocks WHERE block = 2"), 0);
+    ck_assert_int_eq(sql_value(db, "SELECT count(*) FROM labels WHERE block = 2"), 0);
+    ck_assert_int_eq(sql_value(db, "SELECT count(*) FROM blocks"), 3);
+    ck_assert_int_eq(sql_value(db, "SELECT count(*) FROM labels"), 5);
+    /* A label keeps the shared row or its own uid's, never another uid's. */
+    ck_assert_int_ne(sqlite3_exec(db,
+                         "INSERT INTO labels (uid, tag, segment_id, block, row_owner) VALUES "
+                         "(5, x'0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c', x'22', 0, 6)",
+                         NULL, NULL, NULL),
+        SQLITE_OK);
+    store_close(st);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("store");
@@ -172,6 +241,7 @@ int main(void)
     tcase_add_test(tc, flush_removes_only_that_uid_and_tag);
     tcase_add_test(tc, flush_in_a_rolled_back_transaction_keeps_labels);
     tcase_add_test(tc, bad_tag_length_rejected_by_schema);
+    tcase_add_test(tc, labels_name_their_row_after_migration);
     suite_add_tcase(s, tc);
     return check_run(s);
 }
