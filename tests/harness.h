@@ -39,7 +39,7 @@ long long td_sql(struct test_daemon *d, const char *sql);
  * Waiting on a condition instead of sleeping for a guessed time. TD_WAIT_MS is far above
  * any honest wait, so only a broken behaviour reaches it.
  */
-#define TD_WAIT_MS 10000
+#define TD_WAIT_MS 30000
 /* Checks cond(arg) every millisecond until it holds or TD_WAIT_MS pass; whether it held. */
 bool td_wait_until(bool (*cond)(void *arg), void *arg);
 /* SIGSTOP, then waits until every thread of the daemon is stopped (state T in
