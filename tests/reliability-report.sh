@@ -30,6 +30,7 @@ run() { # name, command...: its output in $LOG/name, its exit status remembered
 }
 
 start=$(date -u '+%Y-%m-%d %H:%M UTC')
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 cd "$BUILD"
 run killloop env PEERDIST_KILL_CYCLES="$KILL_CYCLES" tests/test_killloop
 run hostile tests/test_hostile
@@ -45,11 +46,12 @@ lines() { # file, pattern
 {
     echo "# Reliability report"
     echo
-    echo "Written by \`tests/reliability-report.sh\` (\`make reliability\`) on $start, from commit"
-    echo "\`$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- daemon client common proto || echo ' with local changes')\`,"
-    echo "on $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
-    echo "of memory, Linux $(uname -r). Every figure below is from that one run; run the command"
-    echo "again to reproduce it (\`KILL_CYCLES=$KILL_CYCLES FUZZ_SECONDS=$FUZZ_SECONDS make reliability\`)."
+    commit=$(git -C "$ROOT" rev-parse --short HEAD)
+    git -C "$ROOT" diff --quiet HEAD -- daemon client common proto || commit="$commit with local changes"
+    echo "Written by \`tests/reliability-report.sh\` (\`make reliability\`) on $start from commit"
+    echo "\`$commit\`, on $(nproc) CPUs with $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) of memory, Linux $(uname -r);"
+    echo "load average $load when it started. Every figure below is from that one run; to"
+    echo "reproduce it: \`KILL_CYCLES=$KILL_CYCLES FUZZ_SECONDS=$FUZZ_SECONDS make reliability\`."
     echo "Latencies are another client's \`PeerDistGetStatus\` round trips while the attack runs,"
     echo "measured by the test, reported, never asserted."
     echo
@@ -83,7 +85,9 @@ lines() { # file, pattern
     echo
     echo "## Fuzzing"
     echo
-    echo "\`fuzz/run.sh $FUZZ_SECONDS\` (libFuzzer with ASan and UBSan; a crash, leak or hang fails it):"
+    echo "\`fuzz/run.sh $FUZZ_SECONDS\` (libFuzzer with ASan and UBSan; a crash, leak or hang fails it);"
+    echo "\`fuzz_contentinfo\` (the content-information parsers) first, then \`fuzz_daemon\` (request"
+    echo "sequences against the real daemon):"
     echo
     lines fuzz '^(Done [0-9]+ runs|==[0-9]+==ERROR|SUMMARY)'
     echo
