@@ -135,7 +135,17 @@ typedef struct _OVERLAPPED_ENTRY {
 #define WAIT_FAILED ((DWORD)0xFFFFFFFF)
 #define MAXIMUM_WAIT_OBJECTS 64
 
+/*
+ * Windows' macro is a plain read; here it is an acquire load (the completion stores Internal
+ * last, with release): once it says done, InternalHigh and Offset are the completion's own,
+ * on every CPU, and a loop polling it is not optimised into one read.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+#define HasOverlappedIoCompleted(lpOverlapped) \
+    (((DWORD)__atomic_load_n(&(lpOverlapped)->Internal, __ATOMIC_ACQUIRE)) != STATUS_PENDING)
+#else
 #define HasOverlappedIoCompleted(lpOverlapped) (((DWORD)(lpOverlapped)->Internal) != STATUS_PENDING)
+#endif
 
 /* Win32 error codes (winerror.h values) the API and the shim use. */
 #define ERROR_SUCCESS 0

@@ -26,7 +26,7 @@ PEERDIST_API DWORD WINAPI PeerDistClientFlushContent(PEERDIST_INSTANCE_HANDLE hP
         req.body_case = PEERDIST__REQUEST__BODY_FLUSH;
         req.flush = &f;
         struct pd_async a = {.ov = lpOverlapped, .port = hCompletionPort, .key = ulCompletionKey};
-        rc = pdconn_submit(inst->conn, &req, &a);
+        rc = pdconn_submit(inst->conn, 0, &req, &a);
         if (rc == ERROR_SUCCESS)
             rc = ERROR_IO_PENDING;
     }

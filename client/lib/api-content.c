@@ -54,6 +54,31 @@ static pthread_cond_t pend_cv = PTHREAD_COND_INITIALIZER; /* a record ended */
 static struct pend *pend_hash[PEND_BUCKETS];
 static uint64_t pend_next_serial;
 
+/*
+ * fork(): the records the child inherits are the parent's operations; their handles are
+ * forgotten in the child (handles.c), so nothing there finds them. pend_mu must be free.
+ */
+static void pend_fork_prepare(void)
+{
+    pthread_mutex_lock(&pend_mu);
+}
+
+static void pend_fork_parent(void)
+{
+    pthread_mutex_unlock(&pend_mu);
+}
+
+static void pend_fork_child(void)
+{
+    pthread_cond_init(&pend_cv, NULL); /* the parent's waiters do not exist here */
+    pthread_mutex_unlock(&pend_mu);
+}
+
+__attribute__((constructor)) static void pend_init(void)
+{
+    pthread_atfork(pend_fork_prepare, pend_fork_parent, pend_fork_child);
+}
+
 /* ---- pending records (pend_mu held unless said otherwise) ---- */
 
 static struct pend *pend_find(uint64_t serial)
@@ -277,8 +302,8 @@ static DWORD submit(struct call *cl, struct pend *p, Peerdist__Request **reqs, s
         .request_id = &rid,
     };
     uint64_t serial = p->serial; /* p may be gone once the request is out */
-    DWORD rc = n == 1 ? pdconn_submit(cl->inst->conn, reqs[0], &a)
-                      : pdconn_submit_many(cl->inst->conn, reqs, n, &a);
+    uint64_t gen = cl->ct->c.ch.generation;
+    DWORD rc = pdconn_submit_many(cl->inst->conn, gen, reqs, n, &a);
     pend_sent(serial, rc, rid);
     return rc == ERROR_SUCCESS ? ERROR_IO_PENDING : rc;
 }
@@ -333,12 +358,10 @@ PEERDIST_API DWORD WINAPI PeerDistClientOpenContent(PEERDIST_INSTANCE_HANDLE hPe
     ct->c.ch.key = ulCompletionKey;
     ct->c.ch.on_close = content_on_close;
     ct->c.tag = *pContentTag;
-    if (!child_register(inst, &ct->c.ch)) {
+    /* The daemon-side handle of a failed registration goes with the connection. */
+    rc = child_register(inst, &ct->c.ch, phContentHandle);
+    if (rc != ERROR_SUCCESS)
         free(ct);
-        rc = ERROR_NOT_ENOUGH_MEMORY;
-        goto out;
-    }
-    *phContentHandle = ct->c.ch.handle;
 out:
     if (r)
         peerdist__reply__free_unpacked(r, NULL);
@@ -363,15 +386,13 @@ PEERDIST_API DWORD WINAPI PeerDistClientCloseContent(PEERDIST_INSTANCE_HANDLE hP
         return ERROR_INVALID_HANDLE;
     }
     content_on_close(&ct->c.ch);
-    /* The daemon-side handle exists only if the connection is the one it was opened on. */
-    if (child_alive(inst, &ct->c.ch)) {
-        Peerdist__CloseContentRequest cc = PEERDIST__CLOSE_CONTENT_REQUEST__INIT;
-        cc.handle = ct->c.ch.daemon_id;
-        Peerdist__Request req = PEERDIST__REQUEST__INIT;
-        req.body_case = PEERDIST__REQUEST__BODY_CLOSE_CONTENT;
-        req.close_content = &cc;
-        pdconn_call(inst->conn, &req, NULL);
-    }
+    /* The daemon-side handle exists only on the connection it was opened on (else: not sent). */
+    Peerdist__CloseContentRequest cc = PEERDIST__CLOSE_CONTENT_REQUEST__INIT;
+    cc.handle = ct->c.ch.daemon_id;
+    Peerdist__Request req = PEERDIST__REQUEST__INIT;
+    req.body_case = PEERDIST__REQUEST__BODY_CLOSE_CONTENT;
+    req.close_content = &cc;
+    pdconn_call_on(inst->conn, ct->c.ch.generation, &req, NULL);
     hobj_put(&ct->c.ch.h);
     instance_put(inst);
     return ERROR_SUCCESS;
@@ -615,7 +636,7 @@ PEERDIST_API DWORD WINAPI PeerDistClientCancelAsyncOperation(PEERDIST_INSTANCE_H
     req.body_case = PEERDIST__REQUEST__BODY_CANCEL;
     req.cancel = &cr;
     /* The aborted replies come before the cancel's own, so their completions are delivered. */
-    rc = pdconn_call(cl.inst->conn, &req, NULL);
+    rc = pdconn_call_on(cl.inst->conn, cl.ct->c.ch.generation, &req, NULL);
     if (rc == ERROR_SUCCESS && (pOverlapped || serial))
         wait_ended(cl.ct, pOverlapped ? serial : 0, serial);
 out:

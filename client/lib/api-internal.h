@@ -24,7 +24,7 @@
  */
 struct child {
     struct hobj h;
-    struct instance *inst; /* not referenced: listed children die before their instance */
+    uint64_t inst_serial; /* its instance's serial: an instance is known by it, never by address */
     HANDLE handle;
     uint64_t daemon_id;  /* the daemon's number for it, scoped to the connection */
     uint64_t generation; /* the connection it was opened on (pdconn_ensure) */
@@ -36,8 +36,10 @@ struct child {
 
 struct instance {
     struct hobj h;
+    uint64_t serial; /* unique in the process: a later instance at the same address differs */
     struct pdconn *conn;
-    pthread_mutex_t mu; /* guards children */
+    pthread_mutex_t mu; /* guards children and shut */
+    bool shut;          /* PeerDistShutdown began: no child may be added any more */
     LIST_HEAD(, child) children;
 };
 
@@ -66,15 +68,15 @@ DWORD pd_call_expecting(struct instance *inst, Peerdist__Request *req, int expec
     Peerdist__Reply **reply, uint64_t *generation);
 
 /*
- * Gives ch a HANDLE and lists it under inst; ch->h must be initialised with
- * hobj_init. Returns the handle or NULL (out of memory: ch is untouched).
+ * Gives ch a HANDLE and lists it under inst; ch->h must be initialised with hobj_init.
+ * ERROR_SUCCESS with the handle in *out (from then on ch is the table's: a concurrent
+ * Shutdown may free it), else ch is untouched and the caller's to free:
+ * ERROR_INVALID_HANDLE when inst is being shut down, or ERROR_NOT_ENOUGH_MEMORY.
  */
-HANDLE child_register(struct instance *inst, struct child *ch);
+DWORD child_register(struct instance *inst, struct child *ch, HANDLE *out);
 /* A referenced child of inst with handle h and one of the types in mask, else NULL. */
 struct child *child_get(struct instance *inst, HANDLE h, unsigned mask);
 /* Unlists and unregisters; the caller gets the table's reference (NULL if not inst's). */
 struct child *child_remove(struct instance *inst, HANDLE h, unsigned mask);
-/* True while the daemon-side object still exists (same connection as when opened). */
-bool child_alive(struct instance *inst, const struct child *ch);
 
 #endif

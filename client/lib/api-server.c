@@ -60,8 +60,9 @@ static DWORD child_ready(struct instance *inst, const struct child *ch)
 
 /*
  * A stream or content-information handle for the daemon's object daemon_id, listed
- * under inst: ERROR_SUCCESS with *out, or ERROR_NOT_ENOUGH_MEMORY (the daemon's object
- * then stays until the connection closes; nobody can name it).
+ * under inst: ERROR_SUCCESS with *out, ERROR_NOT_ENOUGH_MEMORY, or ERROR_INVALID_HANDLE
+ * when inst is being shut down (the daemon's object then stays until the connection
+ * closes; nobody can name it).
  */
 static struct srvobj *srvobj_new(enum handle_type type, const BYTE *id, DWORD id_len,
     uint64_t daemon_id, uint64_t gen, HANDLE port, ULONG_PTR key);
@@ -70,13 +71,12 @@ static DWORD srvobj_open(struct instance *inst, enum handle_type type, const BYT
     uint64_t daemon_id, uint64_t gen, HANDLE port, ULONG_PTR key, HANDLE *out)
 {
     struct srvobj *o = srvobj_new(type, id, id_len, daemon_id, gen, port, key);
-    if (!o || !child_register(inst, &o->ch)) {
-        if (o)
-            srvobj_destroy(&o->ch.h);
+    if (!o)
         return ERROR_NOT_ENOUGH_MEMORY;
-    }
-    *out = o->ch.handle;
-    return ERROR_SUCCESS;
+    DWORD rc = child_register(inst, &o->ch, out);
+    if (rc != ERROR_SUCCESS)
+        srvobj_destroy(&o->ch.h);
+    return rc;
 }
 
 static struct srvobj *srvobj_new(enum handle_type type, const BYTE *id, DWORD id_len,
@@ -158,7 +158,7 @@ static DWORD srv_submit(struct instance *inst, struct srvobj *o, struct srvop *o
         .on_reply = srvop_on_reply,
         .arg = op,
         .request_id = &op->request_id};
-    DWORD rc = pdconn_submit_many(inst->conn, reqs, n, &a);
+    DWORD rc = pdconn_submit_many(inst->conn, o->ch.generation, reqs, n, &a);
     if (rc != ERROR_SUCCESS) {
         /* Nothing went out: no on_reply will run. */
         atomic_store(&op->parts_left, 1);
@@ -314,21 +314,21 @@ static DWORD close_child(PEERDIST_INSTANCE_HANDLE hPeerDist, HANDLE h, enum hand
         instance_put(inst);
         return ERROR_INVALID_HANDLE;
     }
-    if (child_alive(inst, ch)) {
-        Peerdist__Request req = PEERDIST__REQUEST__INIT;
-        Peerdist__CloseStreamRequest cs = PEERDIST__CLOSE_STREAM_REQUEST__INIT;
-        Peerdist__CloseContentInfoRequest cc = PEERDIST__CLOSE_CONTENT_INFO_REQUEST__INIT;
-        if (type == HT_STREAM) {
-            cs.stream = ch->daemon_id;
-            req.body_case = PEERDIST__REQUEST__BODY_CLOSE_STREAM;
-            req.close_stream = &cs;
-        } else {
-            cc.handle = ch->daemon_id;
-            req.body_case = PEERDIST__REQUEST__BODY_CLOSE_CONTENT_INFO;
-            req.close_content_info = &cc;
-        }
-        pdconn_call(inst->conn, &req, NULL); /* pending work completes ABORTED first */
+    /* Sent only on the connection the daemon-side object lives on; its pending work
+     * completes ABORTED before the close is answered. */
+    Peerdist__Request req = PEERDIST__REQUEST__INIT;
+    Peerdist__CloseStreamRequest cs = PEERDIST__CLOSE_STREAM_REQUEST__INIT;
+    Peerdist__CloseContentInfoRequest cc = PEERDIST__CLOSE_CONTENT_INFO_REQUEST__INIT;
+    if (type == HT_STREAM) {
+        cs.stream = ch->daemon_id;
+        req.body_case = PEERDIST__REQUEST__BODY_CLOSE_STREAM;
+        req.close_stream = &cs;
+    } else {
+        cc.handle = ch->daemon_id;
+        req.body_case = PEERDIST__REQUEST__BODY_CLOSE_CONTENT_INFO;
+        req.close_content_info = &cc;
     }
+    pdconn_call_on(inst->conn, ch->generation, &req, NULL);
     hobj_put(&ch->h);
     instance_put(inst);
     return ERROR_SUCCESS;
@@ -518,7 +518,7 @@ PEERDIST_API DWORD WINAPI PeerDistServerCancelAsyncOperation(PEERDIST_INSTANCE_H
     Peerdist__Request req = PEERDIST__REQUEST__INIT;
     req.body_case = PEERDIST__REQUEST__BODY_CANCEL;
     req.cancel = &cr;
-    rc = pdconn_call(inst->conn, &req, NULL);
+    rc = pdconn_call_on(inst->conn, gen, &req, NULL);
 out:
     instance_put(inst);
     return rc;

@@ -5,6 +5,7 @@
  * where Windows is silent follows DESIGN.md and is listed in peerdist(3).
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +17,25 @@
 #define PD_API_VERSION_MAJOR 2
 #define PD_API_VERSION_MINOR 0
 
+static atomic_uint_fast64_t instance_serials;
+
 static void instance_destroy(struct hobj *h)
 {
     struct instance *inst = (struct instance *)h;
     pdconn_free(inst->conn);
     pthread_mutex_destroy(&inst->mu);
     free(inst);
+}
+
+/* fork(): the child's copies of the instance's sockets go (handles.c, handle_on_fork). */
+static void instance_forget(struct hobj *h)
+{
+    pdconn_forget_in_child(((struct instance *)h)->conn);
+}
+
+__attribute__((constructor)) static void instance_init(void)
+{
+    handle_on_fork(HT_INSTANCE, instance_forget);
 }
 
 struct instance *instance_get(HANDLE h)
@@ -64,6 +78,7 @@ PEERDIST_API DWORD WINAPI PeerDistStartup(DWORD dwVersionRequested,
     if (!inst)
         return ERROR_NOT_ENOUGH_MEMORY;
     hobj_init(&inst->h, HT_INSTANCE, instance_destroy);
+    inst->serial = atomic_fetch_add(&instance_serials, 1) + 1;
     pthread_mutex_init(&inst->mu, NULL);
     LIST_INIT(&inst->children);
     /* A daemon that is not running is not an error here (DESIGN.md, No daemon). */
@@ -92,21 +107,32 @@ DWORD pd_call_expecting(struct instance *inst, Peerdist__Request *req, int expec
     return rc;
 }
 
-HANDLE child_register(struct instance *inst, struct child *ch)
+/*
+ * Under inst->mu, so Shutdown's sweep (also under it) either finds the child or runs
+ * first and makes this fail: no handle outlives its instance.
+ */
+DWORD child_register(struct instance *inst, struct child *ch, HANDLE *out)
 {
-    ch->inst = inst;
+    ch->inst_serial = inst->serial;
+    HANDLE h = NULL;
     pthread_mutex_lock(&inst->mu);
-    ch->handle = handle_insert(&ch->h);
-    if (ch->handle)
-        LIST_INSERT_HEAD(&inst->children, ch, link);
+    if (!inst->shut) {
+        h = handle_insert(&ch->h);
+        ch->handle = h;
+        if (h)
+            LIST_INSERT_HEAD(&inst->children, ch, link);
+    }
+    bool shut = inst->shut;
     pthread_mutex_unlock(&inst->mu);
-    return ch->handle;
+    if (h)
+        *out = h; /* not ch->handle: once unlocked, ch may already be gone */
+    return h ? ERROR_SUCCESS : shut ? ERROR_INVALID_HANDLE : ERROR_NOT_ENOUGH_MEMORY;
 }
 
 struct child *child_get(struct instance *inst, HANDLE h, unsigned mask)
 {
     struct child *ch = (struct child *)handle_lookup(h, mask);
-    if (ch && ch->inst != inst) {
+    if (ch && ch->inst_serial != inst->serial) {
         hobj_put(&ch->h);
         ch = NULL;
     }
@@ -128,12 +154,6 @@ struct child *child_remove(struct instance *inst, HANDLE h, unsigned mask)
     return ch;
 }
 
-bool child_alive(struct instance *inst, const struct child *ch)
-{
-    uint64_t gen;
-    return pdconn_ensure(inst->conn, &gen) == ERROR_SUCCESS && gen == ch->generation;
-}
-
 PEERDIST_API DWORD WINAPI PeerDistShutdown(PEERDIST_INSTANCE_HANDLE hPeerDist)
 {
     struct instance *inst = (struct instance *)handle_remove(hPeerDist, HT_INSTANCE);
@@ -141,6 +161,7 @@ PEERDIST_API DWORD WINAPI PeerDistShutdown(PEERDIST_INSTANCE_HANDLE hPeerDist)
         return ERROR_INVALID_HANDLE;
     /* Child handles die with the instance; pending operations complete ABORTED. */
     pthread_mutex_lock(&inst->mu);
+    inst->shut = true; /* a call that already holds inst registers no child from now on */
     while (!LIST_EMPTY(&inst->children)) {
         struct child *ch = LIST_FIRST(&inst->children);
         LIST_REMOVE(ch, link);

@@ -10,8 +10,16 @@
  * Whoever holds the token and sees the socket die completes everything
  * pending with PEERDIST_ERROR_SERVICE_UNAVAILABLE.
  *
- * Lock order: c->mu, then c->wmu; completion delivery (win32.c) takes only
- * its own locks, so it may run under c->mu.
+ * Writing is a token too (`writing`): one frame goes out at a time, written
+ * without c->mu held and never past the call's deadline (a stopped daemon
+ * fills the socket; the writer then gives up and drops the connection).
+ * Waiting for either token is a wait on c->cv with the deadline, so no
+ * caller waits on another's write. The socket is closed only once no write is
+ * in progress, so a request whose write did not finish is never completed
+ * asynchronously: its caller gets the synchronous error.
+ *
+ * Lock order: c->mu only; completion delivery (win32.c) takes only its own
+ * locks, so it may run under c->mu.
  */
 #include "conn.h"
 
@@ -25,6 +33,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
@@ -73,11 +82,15 @@ struct pdconn {
     pthread_cond_t cv;    /* callers waiting for a reply or the read token */
     pthread_cond_t bg_cv; /* the background thread waiting for work */
     unsigned waiters;     /* callers waiting on cv: no wake-up when there are none */
-    pthread_mutex_t wmu;
     int fd;
-    bool broken;  /* a write failed: the socket is shut down, cleanup pending */
+    dev_t fd_dev; /* the socket's identity, so a forked child closes only its copy of it */
+    ino_t fd_ino;
+    bool broken;  /* given up on (write failed, deadline passed): shut down, cleanup pending */
     bool reading; /* the read token */
+    bool writing; /* the write token */
     bool stop;
+    DWORD down_error; /* why the last connection attempt failed (synchronous error of calls) */
+    int timeout_ms;   /* PD_CALL_TIMEOUT_MS, or PEERDIST_CALL_TIMEOUT_MS */
     uint64_t generation;
     uint64_t next_id;
     struct frame_buf rbuf; /* touched only by the token holder */
@@ -102,6 +115,15 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The call deadline: PEERDIST_CALL_TIMEOUT_MS (1 ms .. 1 hour) if set, else PD_CALL_TIMEOUT_MS. */
+static int call_timeout_ms(void)
+{
+    const char *v = getenv("PEERDIST_CALL_TIMEOUT_MS");
+    char *end;
+    long ms = v && *v ? strtol(v, &end, 10) : 0;
+    return v && *v && !*end && ms >= 1 && ms <= 3600 * 1000 ? (int)ms : PD_CALL_TIMEOUT_MS;
 }
 
 /* Wakes callers waiting on cv, if any (a needless wake-up costs as much as a round trip). */
@@ -136,6 +158,16 @@ static void timed_wait(struct pdconn *c, pthread_cond_t *cv, int64_t ms)
     c->waiters += cv == &c->cv;
     pthread_cond_timedwait(cv, &c->mu, &ts);
     c->waiters -= cv == &c->cv;
+}
+
+/* Waits on c->cv until woken or the deadline (ms, CLOCK_MONOTONIC); false once it has passed. */
+static bool wait_until(struct pdconn *c, int64_t deadline)
+{
+    int64_t left = deadline - now_ms();
+    if (left <= 0)
+        return false;
+    timed_wait(c, &c->cv, left);
+    return true;
 }
 
 /* ---- pending operations ---- */
@@ -251,28 +283,52 @@ static void reg_check_locked(struct pdconn *c)
 
 /* ---- socket ---- */
 
-static int write_all(int fd, const uint8_t *buf, size_t n)
+/*
+ * Writes buf whole before the deadline (ms, CLOCK_MONOTONIC): 0, or -1 when the socket
+ * failed or the deadline passed first (then part of it may have gone out).
+ */
+static int write_all(int fd, const uint8_t *buf, size_t n, int64_t deadline)
 {
     while (n > 0) {
-        ssize_t w = send(fd, buf, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
+        ssize_t w = send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            buf += w;
+            n -= (size_t)w;
             continue;
-        if (w <= 0)
+        }
+        if (w == 0 || (errno != EAGAIN && errno != EINTR))
             return -1;
-        buf += w;
-        n -= (size_t)w;
+        int64_t left = deadline - now_ms();
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        if (left <= 0 ||
+            (poll(&pfd, 1, (int)(left < INT32_MAX ? left : INT32_MAX)) < 0 && errno != EINTR))
+            return -1;
     }
     return 0;
 }
 
-/* Closes the socket and fails what is pending. Caller holds c->mu and the read token. */
+/* Gives up on the connection: a reader wakes with EOF (and a writer with EPIPE) and cleans up. */
+static void drop_locked(struct pdconn *c)
+{
+    if (c->fd >= 0 && !c->broken) {
+        c->broken = true;
+        shutdown(c->fd, SHUT_RDWR);
+    }
+}
+
+/*
+ * Closes the socket and fails what is pending. Caller holds c->mu and the read token. A
+ * write in progress ends first (the shutdown wakes it): its request, not wholly sent, is
+ * its caller's synchronous failure, never a completion.
+ */
 static void lost_locked(struct pdconn *c)
 {
-    pthread_mutex_lock(&c->wmu);
+    drop_locked(c);
+    while (c->writing)
+        wait_on(c, &c->cv);
     close(c->fd);
     c->fd = -1;
     c->broken = false;
-    pthread_mutex_unlock(&c->wmu);
     frame_buf_reset(&c->rbuf);
     fail_all_locked(c, c->stop ? ERROR_OPERATION_ABORTED : PEERDIST_ERROR_SERVICE_UNAVAILABLE);
     reg_check_locked(c);
@@ -390,8 +446,13 @@ static enum read_result read_turn(struct pdconn *c, int wake_fd)
     return rr;
 }
 
-static int hello_locked(struct pdconn *c, int fd)
+/*
+ * Hello on a new socket, answered before the deadline: 0, else -1 with c->down_error set
+ * (ERROR_REQ_NOT_ACCEP when the daemon refused this client, proto/README.md).
+ */
+static int hello_locked(struct pdconn *c, int fd, int64_t deadline)
 {
+    c->down_error = PEERDIST_ERROR_SERVICE_UNAVAILABLE;
     Peerdist__Hello h = PEERDIST__HELLO__INIT;
     h.min_version = PD_PROTOCOL_VERSION_MIN;
     h.max_version = PD_PROTOCOL_VERSION_MAX;
@@ -402,10 +463,9 @@ static int hello_locked(struct pdconn *c, int fd)
     req.hello = &h;
     uint8_t buf[256];
     size_t n = frame_pack(&req.base, buf);
-    if (write_all(fd, buf, n) != 0)
+    if (write_all(fd, buf, n, deadline) != 0)
         return -1;
     frame_buf_reset(&c->rbuf);
-    int64_t deadline = now_ms() + PD_HELLO_TIMEOUT_MS;
     for (;;) {
         const uint8_t *payload;
         uint32_t len;
@@ -416,6 +476,8 @@ static int hello_locked(struct pdconn *c, int fd)
                 r->body_case == PEERDIST__REPLY__BODY_HELLO;
             if (ok)
                 c->status = r->hello->service_status;
+            if (r && r->status == ERROR_REQ_NOT_ACCEP)
+                c->down_error = ERROR_REQ_NOT_ACCEP; /* over a connection limit: try later */
             if (r)
                 peerdist__reply__free_unpacked(r, NULL);
             return ok ? 0 : -1;
@@ -433,43 +495,78 @@ static int hello_locked(struct pdconn *c, int fd)
     }
 }
 
-/* Nobody reads while c->fd < 0, so connecting under c->mu is safe. */
-static void connect_locked(struct pdconn *c)
+static void set_timeout(int fd, int opt, int64_t ms)
 {
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv));
+}
+
+/*
+ * Connects and says Hello, within PD_HELLO_TIMEOUT_MS and the deadline. Nobody reads or
+ * writes while c->fd < 0, so connecting under c->mu is safe.
+ */
+static void connect_locked(struct pdconn *c, int64_t deadline)
+{
+    int64_t hello_deadline = now_ms() + PD_HELLO_TIMEOUT_MS;
+    if (hello_deadline < deadline)
+        deadline = hello_deadline;
+    c->down_error = PEERDIST_ERROR_SERVICE_UNAVAILABLE;
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     memcpy(sun.sun_path, c->path, sizeof(sun.sun_path));
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return;
-    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 || hello_locked(c, fd) != 0) {
+    /* A listener whose backlog is full (a stopped daemon) blocks connect() up to SO_SNDTIMEO. */
+    set_timeout(fd, SO_SNDTIMEO, deadline - now_ms() > 0 ? deadline - now_ms() : 1);
+    struct stat st;
+    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
+        hello_locked(c, fd, deadline) != 0 || fstat(fd, &st) != 0) {
         close(fd);
         return;
     }
-    struct timeval tv = {PD_READ_SLICE_MS / 1000, (PD_READ_SLICE_MS % 1000) * 1000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    set_timeout(fd, SO_RCVTIMEO, PD_READ_SLICE_MS);
+    c->fd_dev = st.st_dev;
+    c->fd_ino = st.st_ino;
     c->fd = fd;
     c->generation++;
     reg_check_locked(c);
 }
 
-/* Called and returns with c->mu held. */
-static DWORD ensure_locked(struct pdconn *c)
+/*
+ * True if the daemon has closed its end (or shut down its writing side): the connection
+ * cannot carry a request any more, although replies may still wait to be read.
+ */
+static bool peer_gone(int fd)
 {
-    while (c->fd >= 0 && c->broken) {
-        if (c->reading)
-            wait_on(c, &c->cv);
-        else
-            read_turn(c, -1);
+    struct pollfd pfd = {.fd = fd, .events = POLLRDHUP};
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/*
+ * Makes sure there is a live connection, connecting if needed. A connection the daemon
+ * has closed (it restarted while nobody was reading) is noticed here, its last replies
+ * delivered and its pending operations failed, and a new one is made at this very call.
+ * Called and returns with c->mu held: ERROR_SUCCESS, or the synchronous error.
+ */
+static DWORD ensure_locked(struct pdconn *c, int64_t deadline)
+{
+    while (c->fd >= 0 && (c->broken || peer_gone(c->fd))) {
+        if (!c->reading)
+            read_turn(c, -1); /* reads what is left, then EOF: lost_locked */
+        else if (!wait_until(c, deadline))
+            return PEERDIST_ERROR_SERVICE_UNAVAILABLE; /* the reader sees the EOF soon */
     }
     if (c->fd < 0 && !c->stop)
-        connect_locked(c);
-    return c->fd >= 0 ? ERROR_SUCCESS : PEERDIST_ERROR_SERVICE_UNAVAILABLE;
+        connect_locked(c, deadline);
+    if (c->fd >= 0)
+        return ERROR_SUCCESS;
+    return c->stop ? PEERDIST_ERROR_SERVICE_UNAVAILABLE : c->down_error;
 }
 
 DWORD pdconn_ensure(struct pdconn *c, uint64_t *generation)
 {
     pthread_mutex_lock(&c->mu);
-    DWORD rc = ensure_locked(c);
+    DWORD rc = ensure_locked(c, now_ms() + c->timeout_ms);
     if (generation)
         *generation = c->generation;
     pthread_mutex_unlock(&c->mu);
@@ -485,63 +582,83 @@ uint32_t pdconn_status(struct pdconn *c)
 }
 
 /*
- * Registers op and writes req. Called with c->mu held and the connection up;
- * returns with c->mu held. On failure op is no longer registered.
+ * Connects if needed, then sends req for op (registered first: its reply may be read by
+ * another thread before the write returns). generation, if not 0, is the connection the
+ * request belongs to (it names daemon-side handles): another one gives
+ * PEERDIST_ERROR_INVALIDATED, so a request never reaches a connection it was not made for.
+ * Called and returns with c->mu held. ERROR_SUCCESS: sent whole, and op will be answered
+ * or failed; otherwise op is not registered and nothing will answer it.
  */
-static DWORD send_locked(struct pdconn *c, Peerdist__Request *req, struct pd_op *op)
+static DWORD send_locked(struct pdconn *c, uint64_t generation, Peerdist__Request *req,
+    struct pd_op *op, int64_t deadline)
 {
-    uint64_t id = req->id = op->id = ++c->next_id;
-    if (op->async && op->a.request_id && *op->a.request_id == 0)
-        *op->a.request_id = op->id; /* the first part's id names a split request */
-    uint8_t stack[SEND_STACK_BYTES];
+    for (;;) {
+        DWORD rc = ensure_locked(c, deadline);
+        if (rc != ERROR_SUCCESS)
+            return rc;
+        if (generation && generation != c->generation)
+            return PEERDIST_ERROR_INVALIDATED;
+        if (!c->writing)
+            break;
+        if (!wait_until(c, deadline)) {
+            drop_locked(c); /* the write in progress is stuck past the deadline too */
+            return PEERDIST_ERROR_SERVICE_UNAVAILABLE;
+        }
+    }
+    uint64_t id = req->id = op->id = ++c->next_id; /* before sizing: the id is encoded too */
     size_t n = frame_size(&req->base);
     if (n - FRAME_HEADER_SIZE > FRAME_MAX_PAYLOAD)
         return ERROR_INVALID_PARAMETER;
+    uint8_t stack[SEND_STACK_BYTES];
     uint8_t *buf = n <= sizeof(stack) ? stack : malloc(n);
     if (!buf)
         return ERROR_NOT_ENOUGH_MEMORY;
+    if (op->async && op->a.request_id && *op->a.request_id == 0)
+        *op->a.request_id = op->id; /* the first part's id names a split request */
     frame_pack(&req->base, buf);
-    op_insert(c, op); /* before the write: the reply may be read by another thread first */
+    op_insert(c, op);
+    c->writing = true;
     int fd = c->fd;
-    pthread_mutex_lock(&c->wmu);
     pthread_mutex_unlock(&c->mu);
-    int w = write_all(fd, buf, n);
-    pthread_mutex_unlock(&c->wmu);
+    int w = write_all(fd, buf, n, deadline);
     pthread_mutex_lock(&c->mu);
+    c->writing = false;
+    wake_waiters(c);
     if (buf != stack)
         free(buf);
     if (w == 0)
         return ERROR_SUCCESS;
-    if (op_remove(c, id) != op) /* op may already be freed by a reader: compare, never read */
-        return ERROR_SUCCESS;   /* already failed by a reader that saw the socket die */
-    if (c->fd == fd && !c->broken) {
-        c->broken = true; /* wake any reader with EOF; it cleans up */
-        shutdown(fd, SHUT_RDWR);
-    }
+    /*
+     * Not sent whole, so not answered: op is still registered (the socket is closed only
+     * once no write is in progress). A partial frame leaves the stream unusable.
+     */
+    op_remove(c, id);
+    drop_locked(c);
     return PEERDIST_ERROR_SERVICE_UNAVAILABLE;
 }
 
 DWORD pdconn_call(struct pdconn *c, Peerdist__Request *req, Peerdist__Reply **reply)
 {
+    return pdconn_call_on(c, 0, req, reply);
+}
+
+DWORD pdconn_call_on(struct pdconn *c, uint64_t generation, Peerdist__Request *req,
+    Peerdist__Reply **reply)
+{
     struct pd_op op = {0};
     if (reply)
         *reply = NULL;
     pthread_mutex_lock(&c->mu);
-    DWORD rc = ensure_locked(c);
-    if (rc == ERROR_SUCCESS)
-        rc = send_locked(c, req, &op);
+    int64_t deadline = now_ms() + c->timeout_ms;
+    DWORD rc = send_locked(c, generation, req, &op, deadline);
     if (rc != ERROR_SUCCESS) {
         pthread_mutex_unlock(&c->mu);
         return rc;
     }
-    int64_t deadline = now_ms() + PD_CALL_TIMEOUT_MS;
     while (!op.done) {
         int64_t left = deadline - now_ms();
-        if (left <= 0 && c->fd >= 0 && !c->broken) {
-            /* The daemon stopped answering: drop the connection rather than hang. */
-            c->broken = true;
-            shutdown(c->fd, SHUT_RDWR);
-        }
+        if (left <= 0)
+            drop_locked(c); /* the daemon stopped answering: drop the connection rather than hang */
         if (!c->reading && c->fd >= 0)
             read_turn(c, -1);
         else
@@ -555,7 +672,8 @@ DWORD pdconn_call(struct pdconn *c, Peerdist__Request *req, Peerdist__Reply **re
     return op.status;
 }
 
-DWORD pdconn_submit(struct pdconn *c, Peerdist__Request *req, const struct pd_async *a)
+DWORD pdconn_submit(struct pdconn *c, uint64_t generation, Peerdist__Request *req,
+    const struct pd_async *a)
 {
     struct pd_op *op = calloc(1, sizeof(*op));
     if (!op)
@@ -564,23 +682,20 @@ DWORD pdconn_submit(struct pdconn *c, Peerdist__Request *req, const struct pd_as
     op->a = *a;
     w32_begin(a->ov);
     pthread_mutex_lock(&c->mu);
-    DWORD rc = ensure_locked(c);
-    if (rc == ERROR_SUCCESS)
-        rc = send_locked(c, req, op);
+    DWORD rc = send_locked(c, generation, req, op, now_ms() + c->timeout_ms);
     pthread_mutex_unlock(&c->mu);
     if (rc != ERROR_SUCCESS) {
-        /* No completion will come: leave ov looking finished, never STATUS_PENDING forever. */
-        a->ov->Internal = rc;
+        w32_finish_sync(a->ov, rc);
         free(op);
     }
     return rc;
 }
 
-DWORD pdconn_submit_many(struct pdconn *c, Peerdist__Request **reqs, size_t n,
+DWORD pdconn_submit_many(struct pdconn *c, uint64_t generation, Peerdist__Request **reqs, size_t n,
     const struct pd_async *a)
 {
     if (n == 1)
-        return pdconn_submit(c, reqs[0], a);
+        return pdconn_submit(c, generation, reqs[0], a);
     struct pd_multi *m = calloc(1, sizeof(*m));
     if (!m || n == 0) {
         free(m);
@@ -599,9 +714,9 @@ DWORD pdconn_submit_many(struct pdconn *c, Peerdist__Request **reqs, size_t n,
             op->a = *a;
             op->multi = m;
             pthread_mutex_lock(&c->mu);
-            rc = ensure_locked(c);
+            rc = send_locked(c, generation, reqs[i], op, now_ms() + c->timeout_ms);
             if (rc == ERROR_SUCCESS)
-                rc = send_locked(c, reqs[i], op);
+                generation = c->generation; /* every part on the connection of the first */
             pthread_mutex_unlock(&c->mu);
             if (rc != ERROR_SUCCESS)
                 free(op);
@@ -610,10 +725,12 @@ DWORD pdconn_submit_many(struct pdconn *c, Peerdist__Request **reqs, size_t n,
             continue;
         if (i == 0) { /* nothing went out: a synchronous failure, no completion */
             free(m);
-            a->ov->Internal = rc;
+            w32_finish_sync(a->ov, rc);
             return rc;
         }
         /* Parts already sent will answer; the ones never sent end now, each seen by on_reply. */
+        if (rc == PEERDIST_ERROR_INVALIDATED)
+            rc = PEERDIST_ERROR_SERVICE_UNAVAILABLE; /* the connection went away mid-way */
         for (size_t j = i; j < n && a->on_reply; j++) {
             struct pd_op unsent = {.async = true, .a = *a, .multi = m};
             DWORD st = rc, bytes = 0;
@@ -633,7 +750,7 @@ DWORD pdconn_register_status(struct pdconn *c, BOOL ex, LPOVERLAPPED ov, HANDLE 
         pthread_mutex_unlock(&c->mu);
         return PEERDIST_ERROR_ALREADY_EXISTS;
     }
-    ensure_locked(c); /* report the status as it is now */
+    ensure_locked(c, now_ms() + c->timeout_ms); /* report the status as it is now */
     struct status_reg *r = &c->reg;
     r->ex = ex;
     r->ov = ov;
@@ -670,9 +787,11 @@ static void *reader_thread(void *arg)
         if (want && c->fd >= 0 && !c->reading) {
             read_turn(c, c->wake_fd);
         } else if (c->reg.active && c->fd < 0) {
-            connect_locked(c);
+            connect_locked(c, now_ms() + c->timeout_ms);
             if (c->fd < 0)
-                timed_wait(c, &c->bg_cv, PD_RECONNECT_INTERVAL_MS);
+                timed_wait(c, &c->bg_cv,
+                    c->down_error == ERROR_REQ_NOT_ACCEP ? PD_REFUSED_RETRY_MS
+                                                         : PD_RECONNECT_INTERVAL_MS);
         } else {
             wait_on(c, &c->bg_cv);
         }
@@ -687,7 +806,6 @@ struct pdconn *pdconn_new(const char *path)
     if (!c)
         return NULL;
     pthread_mutex_init(&c->mu, NULL);
-    pthread_mutex_init(&c->wmu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -695,6 +813,8 @@ struct pdconn *pdconn_new(const char *path)
     pthread_cond_init(&c->bg_cv, &ca);
     pthread_condattr_destroy(&ca);
     c->fd = -1;
+    c->down_error = PEERDIST_ERROR_SERVICE_UNAVAILABLE;
+    c->timeout_ms = call_timeout_ms();
     c->reg.last_reported = PEERDIST_STATUS_DISABLED;
     c->status = PEERDIST_STATUS_UNAVAILABLE;
     frame_buf_init(&c->rbuf);
@@ -708,7 +828,7 @@ struct pdconn *pdconn_new(const char *path)
     }
     c->has_thread = true;
     pthread_mutex_lock(&c->mu);
-    connect_locked(c);
+    connect_locked(c, now_ms() + c->timeout_ms);
     pthread_mutex_unlock(&c->mu);
     return c;
 }
@@ -750,8 +870,19 @@ void pdconn_free(struct pdconn *c)
     close(c->wake_fd);
     frame_buf_free(&c->rbuf);
     pthread_mutex_destroy(&c->mu);
-    pthread_mutex_destroy(&c->wmu);
     pthread_cond_destroy(&c->cv);
     pthread_cond_destroy(&c->bg_cv);
     free(c);
+}
+
+/*
+ * c->fd is read without c->mu (the parent may have been reconnecting at the fork): it is
+ * closed only if it still is the socket connect_locked made, never a reused number.
+ */
+void pdconn_forget_in_child(struct pdconn *c)
+{
+    struct stat st;
+    if (c->fd >= 0 && fstat(c->fd, &st) == 0 && st.st_dev == c->fd_dev && st.st_ino == c->fd_ino)
+        close(c->fd);
+    close(c->wake_fd);
 }

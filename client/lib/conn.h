@@ -13,11 +13,17 @@
 #include "frame.h"
 
 #define PD_DEFAULT_SOCKET "/run/peerdist/peerdistd.sock"
-/* How long a synchronous call or the Hello waits for the daemon before giving up on it. */
+/*
+ * How long a synchronous call (or an asynchronous call's write) waits for the daemon before
+ * giving up on the connection; the environment variable PEERDIST_CALL_TIMEOUT_MS overrides
+ * it per instance. The Hello waits at most PD_HELLO_TIMEOUT_MS of it.
+ */
 #define PD_CALL_TIMEOUT_MS 30000
 #define PD_HELLO_TIMEOUT_MS 5000
 /* While a status registration waits for the daemon to come back, retry this often. */
 #define PD_RECONNECT_INTERVAL_MS 200
+/* ... and this often while the daemon refuses the connection (ERROR_REQ_NOT_ACCEP). */
+#define PD_REFUSED_RETRY_MS 1000
 
 struct pdconn;
 struct pd_op;
@@ -58,30 +64,48 @@ struct pdconn *pdconn_new(const char *path);
 void pdconn_stop(struct pdconn *c);
 /* pdconn_stop, then frees. Nobody else may use c any more. */
 void pdconn_free(struct pdconn *c);
+/*
+ * In a child after fork(), single-threaded: closes the child's copies of c's descriptors
+ * (the parent's connection stays as it is), touching nothing else. c is never used again.
+ */
+void pdconn_forget_in_child(struct pdconn *c);
 
 /*
- * Connects if needed. 0 with the connection's generation (it changes at every
- * reconnect, so older daemon-side handles are known dead), or
- * PEERDIST_ERROR_SERVICE_UNAVAILABLE.
+ * Connects if needed (noticing a connection the daemon closed). 0 with the connection's
+ * generation (it changes at every reconnect, so older daemon-side handles are known dead),
+ * or the synchronous error: PEERDIST_ERROR_SERVICE_UNAVAILABLE, or ERROR_REQ_NOT_ACCEP
+ * when the daemon refused the connection (its owner is over a connection limit).
  */
 DWORD pdconn_ensure(struct pdconn *c, uint64_t *generation);
 /* PEERDIST_STATUS as last told by the daemon; UNAVAILABLE when not connected. */
 uint32_t pdconn_status(struct pdconn *c);
 
-/* Synchronous round trip. Returns the reply's status; *reply (may be NULL) is the caller's. */
+/*
+ * Synchronous round trip, connecting if needed, over within the call deadline
+ * (PD_CALL_TIMEOUT_MS). Returns the reply's status, or the synchronous error;
+ * *reply (may be NULL) is the caller's.
+ */
 DWORD pdconn_call(struct pdconn *c, Peerdist__Request *req, Peerdist__Reply **reply);
 /*
- * Sends an asynchronous request. 0: sent, and exactly one completion will
- * follow; otherwise the synchronous error and no completion.
+ * pdconn_call for a request naming daemon-side handles of the connection `generation`
+ * (0: any): on another connection it is not sent, PEERDIST_ERROR_INVALIDATED.
  */
-DWORD pdconn_submit(struct pdconn *c, Peerdist__Request *req, const struct pd_async *a);
+DWORD pdconn_call_on(struct pdconn *c, uint64_t generation, Peerdist__Request *req,
+    Peerdist__Reply **reply);
+/*
+ * Sends an asynchronous request (on the connection `generation`, as pdconn_call_on). 0:
+ * sent whole, and exactly one completion will follow; otherwise the synchronous error and
+ * no completion. The write waits at most the call deadline.
+ */
+DWORD pdconn_submit(struct pdconn *c, uint64_t generation, Peerdist__Request *req,
+    const struct pd_async *a);
 
 /*
  * Sends n requests that complete one OVERLAPPED together (a buffer split into
- * PD_MAX_CHUNK pieces): on_reply runs per part, the completion's bytes are
- * the parts' sum and its status the first failure. Returns like pdconn_submit.
+ * PD_MAX_CHUNK pieces), all on one connection: on_reply runs per part, the completion's
+ * bytes are the parts' sum and its status the first failure. Returns like pdconn_submit.
  */
-DWORD pdconn_submit_many(struct pdconn *c, Peerdist__Request **reqs, size_t n,
+DWORD pdconn_submit_many(struct pdconn *c, uint64_t generation, Peerdist__Request **reqs, size_t n,
     const struct pd_async *a);
 
 /* For on_reply callbacks: the operation's pd_async.arg. */

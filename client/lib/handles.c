@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#define TYPE_BITS 6 /* enum handle_type's bits */
+
 #define SLOT_BITS 24
 #define SLOT_MAX ((1u << SLOT_BITS) - 1)
 
@@ -22,6 +24,7 @@ struct slot {
 static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct slot *slots;
 static uint32_t nslots, free_head;
+static void (*fork_hooks[TYPE_BITS])(struct hobj *obj); /* set at load, then only read */
 
 void hobj_init(struct hobj *obj, enum handle_type type, void (*destroy)(struct hobj *))
 {
@@ -111,4 +114,47 @@ struct hobj *handle_remove(HANDLE h, unsigned mask)
     }
     pthread_mutex_unlock(&table_mu);
     return obj;
+}
+
+void handle_on_fork(enum handle_type type, void (*fn)(struct hobj *obj))
+{
+    for (unsigned i = 0; i < TYPE_BITS; i++)
+        if (type == 1u << i)
+            fork_hooks[i] = fn;
+}
+
+/* The table is consistent at the fork: no thread is half-way through changing it. */
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&table_mu);
+}
+
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&table_mu);
+}
+
+/*
+ * In the child: every slot in use becomes free with its serial kept, so the next handle
+ * given out there has a new serial and no inherited value ever names a child's object.
+ */
+static void fork_child(void)
+{
+    for (uint32_t i = nslots; i > 0; i--) {
+        struct slot *s = &slots[i - 1];
+        if (!s->obj)
+            continue;
+        for (unsigned b = 0; b < TYPE_BITS; b++)
+            if (s->obj->type == 1u << b && fork_hooks[b])
+                fork_hooks[b](s->obj);
+        s->obj = NULL; /* the parent's object: never destroyed here */
+        s->next_free = free_head;
+        free_head = i;
+    }
+    pthread_mutex_unlock(&table_mu); /* this thread took it in fork_prepare */
+}
+
+__attribute__((constructor)) static void handles_init(void)
+{
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
 }

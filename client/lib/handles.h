@@ -38,4 +38,14 @@ struct hobj *handle_lookup(HANDLE h, unsigned mask);
 /* Takes h out of the table; the table's reference passes to the caller. */
 struct hobj *handle_remove(HANDLE h, unsigned mask);
 
+/*
+ * fork(): every handle the child inherits is forgotten there (ERROR_INVALID_HANDLE, and
+ * its value is never given out again), since the threads and locks behind it stayed in
+ * the parent. The objects are left as they are (the parent's), except that
+ * handle_on_fork(type, fn) has fn(obj) run for each inherited object of that type, in the
+ * child, single-threaded, before anything else: to close the child's copies of its file
+ * descriptors (async-signal-safe calls only, no locks).
+ */
+void handle_on_fork(enum handle_type type, void (*fn)(struct hobj *obj));
+
 #endif

@@ -578,18 +578,39 @@ static pthread_mutex_t overlapped_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t overlapped_cv = PTHREAD_COND_INITIALIZER;
 static int overlapped_waiters;
 
+/*
+ * Internal is the flag other threads poll (HasOverlappedIoCompleted, GetOverlappedResult):
+ * stored with release after everything else the completion fills, loaded with acquire
+ * before any of it is read. InternalHigh is accessed atomically too, so a caller that
+ * reads it early races with nothing.
+ */
+static _Atomic ULONG_PTR *ov_internal(LPOVERLAPPED ov)
+{
+    return (_Atomic ULONG_PTR *)&ov->Internal;
+}
+
+static _Atomic ULONG_PTR *ov_internal_high(LPOVERLAPPED ov)
+{
+    return (_Atomic ULONG_PTR *)&ov->InternalHigh;
+}
+
 void w32_begin(LPOVERLAPPED ov)
 {
-    ov->InternalHigh = 0;
-    atomic_store_explicit((_Atomic ULONG_PTR *)&ov->Internal, STATUS_PENDING, memory_order_release);
+    atomic_store_explicit(ov_internal_high(ov), 0, memory_order_relaxed);
+    atomic_store_explicit(ov_internal(ov), STATUS_PENDING, memory_order_release);
+}
+
+void w32_finish_sync(LPOVERLAPPED ov, DWORD status)
+{
+    atomic_store_explicit(ov_internal(ov), status, memory_order_release);
 }
 
 void w32_complete(LPOVERLAPPED ov, HANDLE port, ULONG_PTR key, DWORD status, DWORD bytes)
 {
     /* Read hEvent before Internal changes: after that the caller may reuse ov. */
     uintptr_t ev = (uintptr_t)ov->hEvent;
-    ov->InternalHigh = bytes;
-    atomic_store_explicit((_Atomic ULONG_PTR *)&ov->Internal, status, memory_order_release);
+    atomic_store_explicit(ov_internal_high(ov), bytes, memory_order_relaxed);
+    atomic_store_explicit(ov_internal(ov), status, memory_order_release);
     if (ev)
         pdw32_SetEvent((HANDLE)(ev & ~(uintptr_t)1));
     pthread_mutex_lock(&overlapped_mu);
@@ -605,15 +626,22 @@ void w32_complete(LPOVERLAPPED ov, HANDLE port, ULONG_PTR key, DWORD status, DWO
     }
 }
 
-/* Waits until ov completes (Internal leaves STATUS_PENDING). */
-static void wait_overlapped(LPOVERLAPPED ov)
+static DWORD ov_status(LPOVERLAPPED ov)
 {
+    return (DWORD)atomic_load_explicit(ov_internal(ov), memory_order_acquire);
+}
+
+/* Waits until ov completes (Internal leaves STATUS_PENDING); returns its status. */
+static DWORD wait_overlapped(LPOVERLAPPED ov)
+{
+    DWORD status;
     pthread_mutex_lock(&overlapped_mu);
     overlapped_waiters++;
-    while (!HasOverlappedIoCompleted(ov))
+    while ((status = ov_status(ov)) == STATUS_PENDING)
         pthread_cond_wait(&overlapped_cv, &overlapped_mu);
     overlapped_waiters--;
     pthread_mutex_unlock(&overlapped_mu);
+    return status;
 }
 
 BOOL w32_overlapped_result(LPOVERLAPPED ov, LPDWORD bytes, BOOL wait)
@@ -622,15 +650,16 @@ BOOL w32_overlapped_result(LPOVERLAPPED ov, LPDWORD bytes, BOOL wait)
         w32_set_error(ERROR_INVALID_PARAMETER);
         return FALSE;
     }
-    if (!HasOverlappedIoCompleted(ov)) {
+    DWORD status = ov_status(ov);
+    if (status == STATUS_PENDING) {
         if (!wait) {
             w32_set_error(ERROR_IO_INCOMPLETE);
             return FALSE;
         }
-        wait_overlapped(ov);
+        status = wait_overlapped(ov);
     }
-    *bytes = (DWORD)ov->InternalHigh;
-    DWORD status = (DWORD)ov->Internal;
+    /* After the acquire load of Internal: the completion's byte count, never a stale one. */
+    *bytes = (DWORD)atomic_load_explicit(ov_internal_high(ov), memory_order_relaxed);
     if (status != ERROR_SUCCESS) {
         w32_set_error(status);
         return FALSE;
@@ -648,4 +677,44 @@ PEERDIST_API BOOL WINAPI pdw32_GetOverlappedResult(HANDLE hFile, LPOVERLAPPED ov
     BOOL wait)
 {
     return w32_overlapped_result(ov, bytes, wait);
+}
+
+/* ---- fork() ----
+ *
+ * Ports and events the child inherits answer ERROR_INVALID_HANDLE there (handles.c);
+ * these handlers keep the shim's own global locks usable in the child.
+ */
+
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&events_mu);
+    pthread_mutex_lock(&overlapped_mu);
+}
+
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&overlapped_mu);
+    pthread_mutex_unlock(&events_mu);
+}
+
+/* The locks this thread took in fork_prepare; a fresh condition variable, since the
+ * parent's waiters do not exist here. */
+static void fork_child(void)
+{
+    pthread_cond_init(&overlapped_cv, NULL);
+    overlapped_waiters = 0;
+    pthread_mutex_unlock(&overlapped_mu);
+    pthread_mutex_unlock(&events_mu);
+}
+
+/* The child's copy of an inherited port's pollable fd (the parent's stays open). */
+static void port_forget(struct hobj *h)
+{
+    close(((struct port_obj *)h)->efd);
+}
+
+__attribute__((constructor)) static void w32_init(void)
+{
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    handle_on_fork(HT_PORT, port_forget);
 }

@@ -23,6 +23,8 @@ void w32_complete(LPOVERLAPPED ov, HANDLE port, ULONG_PTR key, DWORD status, DWO
 
 /* Marks ov in flight (Internal = STATUS_PENDING, InternalHigh = 0). */
 void w32_begin(LPOVERLAPPED ov);
+/* After w32_begin, when the call fails synchronously: ov must not stay STATUS_PENDING. */
+void w32_finish_sync(LPOVERLAPPED ov, DWORD status);
 
 /*
  * GetOverlappedResult without its file handle (PeerDistGetOverlappedResult):

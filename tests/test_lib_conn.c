@@ -1,0 +1,554 @@
+/*
+ * test_lib_conn.c - the library's connection to peerdistd when the daemon misbehaves:
+ * it restarts (every pending operation fails once with PEERDIST_ERROR_SERVICE_UNAVAILABLE,
+ * the status registration fires, the next call reconnects at once), it stops reading (every
+ * call still returns within its deadline; a request not wholly sent fails synchronously and
+ * never completes), it refuses the connection (ERROR_REQ_NOT_ACCEP, tried again later).
+ * The real daemon throughout, except a small fake that refuses every Hello.
+ */
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <peerdist.h>
+
+#include "api_util.h"
+#include "check_run.h"
+#include "frame.h"
+#include "harness.h"
+
+static struct test_daemon td;
+
+static void setup(void)
+{
+    unsetenv("PEERDIST_CALL_TIMEOUT_MS");
+    td_init(&td, "local");
+    td_start(&td);
+}
+
+static void teardown(void)
+{
+    td_cleanup(&td);
+}
+
+/* A crash and a start: the library's socket sees EOF, nobody reading it. */
+static void restart(void)
+{
+    td_kill(&td);
+    td_start(&td);
+}
+
+/* Dequeues one packet within TD_WAIT_MS: the GQCS result; *err its last error. */
+static BOOL dequeue(HANDLE port, DWORD *bytes, ULONG_PTR *key, LPOVERLAPPED *ov, DWORD *err)
+{
+    SetLastError(0);
+    BOOL ok = GetQueuedCompletionStatus(port, bytes, key, ov, TD_WAIT_MS);
+    *err = ok ? 0 : GetLastError();
+    return ok;
+}
+
+/* Nothing is queued on port now. */
+static void assert_port_empty(HANDLE port)
+{
+    DWORD bytes;
+    ULONG_PTR key;
+    LPOVERLAPPED ov;
+    ck_assert(!GetQueuedCompletionStatus(port, &bytes, &key, &ov, 0));
+    ck_assert_ptr_null(ov);
+    ck_assert_uint_eq(GetLastError(), WAIT_TIMEOUT);
+}
+
+static bool is_set(void *arg)
+{
+    return atomic_load((atomic_int *)arg) != 0;
+}
+
+static bool daemon_has_unread(void *arg)
+{
+    (void)arg;
+    return td_unread(&td) > 0;
+}
+
+/* ---- item 9: the first call after a restart ---- */
+
+/*
+ * An idle instance (no operation pending, no registration: nobody reads its socket) and a
+ * daemon that restarted: each kind of call made right after reconnects and works.
+ */
+START_TEST(first_call_after_restart_reconnects)
+{
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
+    PEERDIST_STATUS st = PEERDIST_STATUS_UNAVAILABLE;
+    ck_assert_uint_eq(PeerDistGetStatus(h, &st), ERROR_SUCCESS);
+    ck_assert_int_eq(st, PEERDIST_STATUS_AVAILABLE);
+
+    restart();
+    st = PEERDIST_STATUS_UNAVAILABLE;
+    ck_assert_uint_eq(PeerDistGetStatus(h, &st), ERROR_SUCCESS);
+    ck_assert_int_eq(st, PEERDIST_STATUS_AVAILABLE);
+
+    td_stop(&td); /* a clean stop closes the connection the same way */
+    td_start(&td);
+    PEERDIST_STATUS_INFO info = {.cbSize = sizeof(info)};
+    ck_assert_uint_eq(PeerDistGetStatusEx(h, &info), ERROR_SUCCESS);
+    ck_assert_int_eq(info.status, PEERDIST_STATUS_AVAILABLE);
+
+    restart();
+    PEERDIST_CONTENT_TAG tag = api_make_tag(1);
+    PEERDIST_CONTENT_HANDLE c;
+    ck_assert_uint_eq(PeerDistClientOpenContent(h, &tag, NULL, 0, &c), ERROR_SUCCESS);
+
+    /* Never ERROR_IO_PENDING and then SERVICE_UNAVAILABLE: the flush goes on the new one. */
+    restart();
+    OVERLAPPED ov = {0};
+    ck_assert_uint_eq(
+        api_wait_pending(PeerDistClientFlushContent(h, &tag, NULL, 0, &ov), &ov, NULL),
+        ERROR_SUCCESS);
+
+    /* A handle from before the restart is INVALIDATED, not "service unavailable". */
+    restart();
+    uint8_t buf[16];
+    OVERLAPPED rov = {0};
+    ck_assert_uint_eq(PeerDistClientBlockRead(h, c, sizeof(buf), buf, 0, &rov),
+        PEERDIST_ERROR_INVALIDATED);
+    ck_assert_uint_eq(PeerDistClientCloseContent(h, c), ERROR_SUCCESS);
+
+    restart();
+    PEERDIST_STREAM_HANDLE s;
+    ck_assert_uint_eq(PeerDistServerPublishStream(h, 3, (PBYTE) "abc", 0, NULL, NULL, 0, &s),
+        ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistServerCloseStreamHandle(h, s), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistShutdown(h), ERROR_SUCCESS);
+}
+END_TEST
+
+/* ---- the library across a restart: every kind of pending operation ---- */
+
+#define KEY_REG 900
+#define KEY_FLUSH 1
+#define KEY_CI 3
+#define KEY_STREAM 4
+#define NFLUSH 3
+#define NOPS (NFLUSH + 6)
+
+START_TEST(restart_fails_every_pending_operation_once)
+{
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
+    HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
+    DWORD bytes, err;
+    ULONG_PTR key;
+    LPOVERLAPPED got;
+    PEERDIST_STATUS st;
+    OVERLAPPED rov = {0};
+    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, port, KEY_REG, &rov, &st),
+        ERROR_IO_PENDING);
+    ck_assert(dequeue(port, &bytes, &key, &got, &err)); /* the first one: AVAILABLE */
+    ck_assert_int_eq(st, PEERDIST_STATUS_AVAILABLE);
+    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, port, KEY_REG, &rov, &st),
+        ERROR_IO_PENDING);
+
+    /* A handle of each kind, each completing on the port. */
+    PEERDIST_CONTENT_TAG tag = api_make_tag(2);
+    PEERDIST_CONTENT_HANDLE c = api_open_content(h, &tag, port);
+    uint8_t *data = api_make_content(100000, 1);
+    api_publish(h, "restart-ci", data, 100000, 0, NULL, 0);
+    PEERDIST_CONTENTINFO_HANDLE ci;
+    ck_assert_uint_eq(
+        PeerDistServerOpenContentInformation(h, 10, (PBYTE) "restart-ci", 0, 0, port, KEY_CI, &ci),
+        ERROR_SUCCESS);
+    PEERDIST_STREAM_HANDLE s;
+    ck_assert_uint_eq(
+        PeerDistServerPublishStream(h, 14, (PBYTE) "restart-stream", 0, NULL, port, KEY_STREAM, &s),
+        ERROR_SUCCESS);
+
+    /* Stopped, the daemon answers nothing: every operation stays pending (small writes). */
+    td_pause(&td);
+    static OVERLAPPED ov[NOPS];
+    memset(ov, 0, sizeof(ov));
+    static uint8_t out[3][4096];
+    int n = 0;
+    for (int i = 0; i < NFLUSH; i++)
+        ck_assert_uint_eq(PeerDistClientFlushContent(h, &tag, port, KEY_FLUSH, &ov[n++]),
+            ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistClientAddContentInformation(h, c, 100, data, &ov[n++]),
+        ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistClientAddData(h, c, 16 * KiB, data, &ov[n++]), ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistClientBlockRead(h, c, sizeof(out[0]), out[0], 0, &ov[n++]),
+        ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistClientStreamRead(h, c, sizeof(out[1]), out[1], 0, &ov[n++]),
+        ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistServerPublishAddToStream(h, s, 8 * KiB, data, &ov[n++]),
+        ERROR_IO_PENDING);
+    ck_assert_uint_eq(
+        PeerDistServerRetrieveContentInformation(h, ci, sizeof(out[2]), out[2], &ov[n++]),
+        ERROR_IO_PENDING);
+    ck_assert_int_eq(n, NOPS);
+    td_kill(&td);
+
+    /* Each operation completes exactly once with SERVICE_UNAVAILABLE; the registration fires. */
+    int seen[NOPS] = {0}, notices = 0;
+    for (int i = 0; i < NOPS + 1; i++) {
+        BOOL ok = dequeue(port, &bytes, &key, &got, &err);
+        ck_assert_msg(got != NULL, "only %d of %d completions came", i, NOPS + 1);
+        if (got == &rov) {
+            ck_assert(ok);
+            ck_assert_uint_eq(key, KEY_REG);
+            ck_assert_int_eq(st, PEERDIST_STATUS_UNAVAILABLE);
+            notices++;
+            continue;
+        }
+        ck_assert(got >= ov && got < ov + NOPS);
+        ck_assert(!ok);
+        ck_assert_uint_eq(err, PEERDIST_ERROR_SERVICE_UNAVAILABLE);
+        seen[got - ov]++;
+    }
+    ck_assert_int_eq(notices, 1);
+    for (int i = 0; i < NOPS; i++) {
+        ck_assert_int_eq(seen[i], 1);
+        ck_assert(HasOverlappedIoCompleted(&ov[i]));
+        ck_assert(!PeerDistGetOverlappedResult(&ov[i], &bytes, FALSE));
+        ck_assert_uint_eq(GetLastError(), PEERDIST_ERROR_SERVICE_UNAVAILABLE);
+    }
+    assert_port_empty(port);
+
+    /* Back: a registration reports AVAILABLE, a new call works, old handles still close. */
+    td_start(&td);
+    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, port, KEY_REG, &rov, &st),
+        ERROR_IO_PENDING);
+    ck_assert(dequeue(port, &bytes, &key, &got, &err));
+    ck_assert_ptr_eq(got, &rov);
+    ck_assert_int_eq(st, PEERDIST_STATUS_AVAILABLE);
+    OVERLAPPED later = {0};
+    ck_assert_uint_eq(PeerDistClientFlushContent(h, &tag, port, KEY_FLUSH, &later),
+        ERROR_IO_PENDING);
+    ck_assert(dequeue(port, &bytes, &key, &got, &err));
+    ck_assert_ptr_eq(got, &later);
+    ck_assert_uint_eq(PeerDistClientAddData(h, c, 16 * KiB, data, &ov[0]),
+        PEERDIST_ERROR_INVALIDATED);
+    ck_assert_uint_eq(PeerDistClientCloseContent(h, c), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistServerCloseContentInformation(h, ci), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistServerCloseStreamHandle(h, s), ERROR_SUCCESS);
+    assert_port_empty(port);
+    ck_assert_uint_eq(PeerDistShutdown(h), ERROR_SUCCESS);
+    CloseHandle(port);
+    free(data);
+}
+END_TEST
+
+/* ---- item 9: a request not wholly sent never completes ---- */
+
+struct add_call {
+    PEERDIST_INSTANCE_HANDLE h;
+    PEERDIST_CONTENT_HANDLE c;
+    const uint8_t *buf;
+    DWORD len;
+    OVERLAPPED ov;
+    DWORD rc;
+    atomic_int done;
+};
+
+static void *add_data_thread(void *arg)
+{
+    struct add_call *a = arg;
+    a->rc = PeerDistClientAddData(a->h, a->c, a->len, (PBYTE)a->buf, &a->ov);
+    atomic_store(&a->done, 1);
+    return NULL;
+}
+
+/*
+ * The daemon, stopped, cannot take 4 MiB: the AddData's write is stuck part-way when the
+ * daemon dies. The daemon never had the request, so the call fails synchronously with
+ * SERVICE_UNAVAILABLE and no completion ever comes (not ERROR_IO_PENDING plus a failure).
+ * Who sees the death first, the writer or the library's reading thread, varies: so, rounds.
+ */
+#define UNSENT_ROUNDS 8
+
+START_TEST(request_not_wholly_sent_fails_synchronously)
+{
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
+    HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
+    PEERDIST_CONTENT_TAG tag = api_make_tag(3);
+    uint8_t *buf = api_make_content(4 * MiB, 3);
+    for (int round = 0; round < UNSENT_ROUNDS; round++) {
+        if (round > 0)
+            td_start(&td);
+        struct add_call a = {.h = h, .len = 4 * MiB, .buf = buf};
+        a.c = api_open_content(h, &tag, port);
+        td_pause(&td);
+        pthread_t t;
+        ck_assert_int_eq(pthread_create(&t, NULL, add_data_thread, &a), 0);
+        ck_assert_msg(td_wait_until(daemon_has_unread, NULL), "the AddData never started writing");
+        ck_assert(!is_set(&a.done)); /* 4 MiB cannot all fit in the socket */
+        td_kill(&td);
+        ck_assert_msg(td_wait_until(is_set, &a.done), "AddData did not return after the kill");
+        pthread_join(t, NULL);
+        ck_assert_msg(a.rc == PEERDIST_ERROR_SERVICE_UNAVAILABLE, "round %d: AddData gave %u",
+            round, (unsigned)a.rc);
+        ck_assert(HasOverlappedIoCompleted(&a.ov));
+        /* Once a call has seen the connection gone, whatever it had pending was delivered. */
+        PEERDIST_STATUS st;
+        ck_assert_uint_eq(PeerDistGetStatus(h, &st), ERROR_SUCCESS);
+        ck_assert_int_eq(st, PEERDIST_STATUS_UNAVAILABLE);
+        assert_port_empty(port);
+        ck_assert_uint_eq(PeerDistClientCloseContent(h, a.c), ERROR_SUCCESS);
+    }
+    td_start(&td);
+    OVERLAPPED ov = {0};
+    ck_assert_uint_eq(
+        api_wait_pending(PeerDistClientFlushContent(h, &tag, NULL, 0, &ov), &ov, NULL),
+        ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistShutdown(h), ERROR_SUCCESS);
+    assert_port_empty(port);
+    CloseHandle(port);
+    free(buf);
+}
+END_TEST
+
+/* ---- item 10: deadlines hold with a full send buffer ---- */
+
+struct status_call {
+    PEERDIST_INSTANCE_HANDLE h;
+    PEERDIST_STATUS st;
+    DWORD rc;
+    atomic_int done;
+};
+
+static void *status_thread(void *arg)
+{
+    struct status_call *s = arg;
+    s->rc = PeerDistGetStatus(s->h, &s->st);
+    atomic_store(&s->done, 1);
+    return NULL;
+}
+
+struct flush_call {
+    PEERDIST_INSTANCE_HANDLE h;
+    PEERDIST_CONTENT_TAG tag;
+    OVERLAPPED ov;
+    DWORD rc;
+    atomic_int done;
+};
+
+static void *flush_thread(void *arg)
+{
+    struct flush_call *f = arg;
+    f->rc = PeerDistClientFlushContent(f->h, &f->tag, NULL, 0, &f->ov);
+    atomic_store(&f->done, 1);
+    return NULL;
+}
+
+/* Waits for *flag with a bound far above any deadline involved (60 s): whether it came. */
+static bool wait_returned(atomic_int *flag)
+{
+    for (int i = 0; i < 6; i++)
+        if (td_wait_until(is_set, flag))
+            return true;
+    return false;
+}
+
+/*
+ * A stopped daemon, a writer stuck on a full socket: a GetStatus and a flush from other
+ * threads still return (the deadline is 2 s here, PEERDIST_CALL_TIMEOUT_MS), and so does
+ * the stuck writer, all while the daemon stays stopped. Then it continues and calls work.
+ */
+START_TEST(calls_return_within_deadline_while_a_write_is_stuck)
+{
+    setenv("PEERDIST_CALL_TIMEOUT_MS", "2000", 1);
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
+    unsetenv("PEERDIST_CALL_TIMEOUT_MS");
+    PEERDIST_CONTENT_TAG tag = api_make_tag(4);
+    struct add_call a = {.h = h, .len = 4 * MiB};
+    a.c = api_open_content(h, &tag, NULL);
+    uint8_t *buf = api_make_content(a.len, 4);
+    a.buf = buf;
+    td_pause(&td);
+    pthread_t ta, ts, tf;
+    ck_assert_int_eq(pthread_create(&ta, NULL, add_data_thread, &a), 0);
+    ck_assert_msg(td_wait_until(daemon_has_unread, NULL), "the AddData never started writing");
+    struct status_call s = {.h = h};
+    struct flush_call f = {.h = h, .tag = tag};
+    ck_assert_int_eq(pthread_create(&ts, NULL, status_thread, &s), 0);
+    ck_assert_int_eq(pthread_create(&tf, NULL, flush_thread, &f), 0);
+
+    ck_assert_msg(wait_returned(&s.done), "GetStatus blocked behind a stuck write");
+    ck_assert_msg(wait_returned(&f.done), "FlushContent blocked behind a stuck write");
+    ck_assert_msg(wait_returned(&a.done), "the stuck AddData never gave up");
+    pthread_join(ta, NULL);
+    pthread_join(ts, NULL);
+    pthread_join(tf, NULL);
+    ck_assert_uint_eq(s.rc, ERROR_SUCCESS);
+    ck_assert_int_eq(s.st, PEERDIST_STATUS_UNAVAILABLE);
+    ck_assert_uint_eq(a.rc, PEERDIST_ERROR_SERVICE_UNAVAILABLE); /* never sent whole */
+    ck_assert_uint_eq(f.rc, PEERDIST_ERROR_SERVICE_UNAVAILABLE);
+    ck_assert(HasOverlappedIoCompleted(&f.ov));
+
+    td_resume(&td);
+    PEERDIST_STATUS st;
+    ck_assert_uint_eq(PeerDistGetStatus(h, &st), ERROR_SUCCESS);
+    ck_assert_int_eq(st, PEERDIST_STATUS_AVAILABLE);
+    OVERLAPPED ov = {0};
+    ck_assert_uint_eq(
+        api_wait_pending(PeerDistClientFlushContent(h, &tag, NULL, 0, &ov), &ov, NULL),
+        ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistClientCloseContent(h, a.c), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistShutdown(h), ERROR_SUCCESS);
+    free(buf);
+}
+END_TEST
+
+/* ---- a daemon that refuses the connection (its owner is over a connection limit) ---- */
+
+/*
+ * The daemon's answer to a client over its per-uid connection cap (proto/README.md): a
+ * status-only Reply to the Hello carrying ERROR_REQ_NOT_ACCEP, then the socket closes. This
+ * fake gives that answer to every connection until stopped.
+ */
+struct refuser {
+    int listen_fd;
+    atomic_int stop;
+    atomic_int refused; /* connections accepted (and answered) */
+    pthread_t thread;
+};
+
+static bool read_full(int fd, uint8_t *buf, size_t n)
+{
+    while (n > 0) {
+        ssize_t r = read(fd, buf, n);
+        if (r <= 0)
+            return false;
+        buf += r;
+        n -= (size_t)r;
+    }
+    return true;
+}
+
+static void refuse(int fd)
+{
+    uint8_t hdr[FRAME_HEADER_SIZE], payload[512];
+    if (!read_full(fd, hdr, sizeof(hdr)) || frame_header_length(hdr) > sizeof(payload) ||
+        !read_full(fd, payload, frame_header_length(hdr)))
+        return;
+    Peerdist__Request *req = peerdist__request__unpack(NULL, frame_header_length(hdr), payload);
+    if (!req)
+        return;
+    Peerdist__Reply reply = PEERDIST__REPLY__INIT;
+    reply.id = req->id;
+    reply.status = ERROR_REQ_NOT_ACCEP;
+    uint8_t out[64];
+    size_t n = frame_pack(&reply.base, out);
+    peerdist__request__free_unpacked(req, NULL);
+    (void)!write(fd, out, n);
+}
+
+static void *refuser_thread(void *arg)
+{
+    struct refuser *r = arg;
+    while (!atomic_load(&r->stop)) {
+        struct pollfd p = {.fd = r->listen_fd, .events = POLLIN};
+        if (poll(&p, 1, 10) <= 0)
+            continue;
+        int fd = accept(r->listen_fd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        atomic_fetch_add(&r->refused, 1); /* before the answer: the client counts on it */
+        refuse(fd);
+        close(fd);
+    }
+    return NULL;
+}
+
+static void refuser_start(struct refuser *r, const char *path)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    ck_assert_uint_lt(strlen(path), sizeof(sun.sun_path));
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    r->listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_ge(r->listen_fd, 0);
+    unlink(path);
+    ck_assert_int_eq(bind(r->listen_fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+    ck_assert_int_eq(listen(r->listen_fd, 16), 0);
+    atomic_init(&r->stop, 0);
+    atomic_init(&r->refused, 0);
+    ck_assert_int_eq(pthread_create(&r->thread, NULL, refuser_thread, r), 0);
+}
+
+static void refuser_stop(struct refuser *r, const char *path)
+{
+    atomic_store(&r->stop, 1);
+    pthread_join(r->thread, NULL);
+    close(r->listen_fd);
+    unlink(path);
+}
+
+START_TEST(refused_connection_fails_calls_with_req_not_accep)
+{
+    td_stop(&td);
+    struct refuser r;
+    refuser_start(&r, td.sock);
+    PEERDIST_INSTANCE_HANDLE h = api_startup(); /* Startup itself never needs the daemon */
+
+    /* GetStatus still succeeds: the service is unavailable to this instance. */
+    PEERDIST_STATUS st = PEERDIST_STATUS_AVAILABLE;
+    ck_assert_uint_eq(PeerDistGetStatus(h, &st), ERROR_SUCCESS);
+    ck_assert_int_eq(st, PEERDIST_STATUS_UNAVAILABLE);
+
+    /* Calls fail synchronously with the refusal, each after trying again. */
+    PEERDIST_CONTENT_TAG tag = api_make_tag(5);
+    PEERDIST_CONTENT_HANDLE c;
+    int before = atomic_load(&r.refused);
+    ck_assert_uint_eq(PeerDistClientOpenContent(h, &tag, NULL, 0, &c), ERROR_REQ_NOT_ACCEP);
+    ck_assert_int_gt(atomic_load(&r.refused), before);
+    before = atomic_load(&r.refused);
+    OVERLAPPED ov = {0};
+    ck_assert_uint_eq(PeerDistClientFlushContent(h, &tag, NULL, 0, &ov), ERROR_REQ_NOT_ACCEP);
+    ck_assert(HasOverlappedIoCompleted(&ov)); /* nothing pending is left behind */
+    ck_assert_int_gt(atomic_load(&r.refused), before);
+    PEERDIST_STREAM_HANDLE s;
+    ck_assert_uint_eq(PeerDistServerPublishStream(h, 3, (PBYTE) "abc", 0, NULL, NULL, 0, &s),
+        ERROR_REQ_NOT_ACCEP);
+    ck_assert_uint_eq(PeerDistServerUnpublish(h, 3, (PBYTE) "abc"), ERROR_REQ_NOT_ACCEP);
+
+    /* A registration reports UNAVAILABLE at once, and AVAILABLE once a connection is taken. */
+    HANDLE ev = CreateEvent(NULL, TRUE, FALSE, NULL);
+    OVERLAPPED rov = {.hEvent = ev};
+    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, NULL, 0, &rov, &st),
+        ERROR_IO_PENDING);
+    ck_assert_uint_eq(WaitForSingleObject(ev, TD_WAIT_MS), WAIT_OBJECT_0);
+    ck_assert_int_eq(st, PEERDIST_STATUS_UNAVAILABLE);
+    ResetEvent(ev);
+    ck_assert_uint_eq(PeerDistRegisterForStatusChangeNotification(h, NULL, 0, &rov, &st),
+        ERROR_IO_PENDING);
+    refuser_stop(&r, td.sock);
+    td_start(&td);
+    ck_assert_uint_eq(WaitForSingleObject(ev, TD_WAIT_MS), WAIT_OBJECT_0);
+    ck_assert_int_eq(st, PEERDIST_STATUS_AVAILABLE);
+
+    ck_assert_uint_eq(PeerDistClientOpenContent(h, &tag, NULL, 0, &c), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistClientCloseContent(h, c), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistShutdown(h), ERROR_SUCCESS);
+    CloseHandle(ev);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("lib_conn");
+    TCase *tc = tcase_create("lib_conn");
+    tcase_set_timeout(tc, 180);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, first_call_after_restart_reconnects);
+    tcase_add_test(tc, restart_fails_every_pending_operation_once);
+    tcase_add_test(tc, request_not_wholly_sent_fails_synchronously);
+    tcase_add_test(tc, calls_return_within_deadline_while_a_write_is_stuck);
+    tcase_add_test(tc, refused_connection_fails_calls_with_req_not_accep);
+    suite_add_tcase(s, tc);
+    return check_run(s);
+}
