@@ -2,6 +2,7 @@
 #   make run        build, then run peerdistd in the foreground on .run/ in this checkout
 #   make test       build, then run the whole test suite
 #   make test-asan  the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make test-tsan  the suite again under ThreadSanitizer (tests/tsan.supp: third-party code only)
 #   make test-kill  kill -9 during publish, AddData and flush, KILL_CYCLES times (the suite: 30)
 #   make reliability  the long tests (kill -9 loop, hostile clients, full disk, fuzzing) and
 #                   docs/RELIABILITY.md from their output
@@ -11,6 +12,11 @@
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+# die_after_fork=0: test_publish's child of a threaded fork starts an instance as another uid
+# (TSan would refuse the child's threads; test_lib_handles' fork test is skipped instead).
+TSAN_RUN_OPTIONS ?= halt_on_error=1 second_deadlock_stack=1 die_after_fork=0 \
+                suppressions=$(CURDIR)/tests/tsan.supp
 FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc)
 RUN_DIR    := $(CURDIR)/.run
@@ -20,7 +26,8 @@ KILL_CYCLES ?= 500
 DEBS := cmake make gcc pkg-config libevent-dev libsqlite3-dev sqlite3 libprotobuf-c-dev \
         protobuf-c-compiler check libsubunit-dev libssl-dev libinih-dev python3
 
-.PHONY: all deps configure build run test test-asan test-kill reliability fuzz format install clean
+.PHONY: all deps configure build run test test-asan test-tsan test-kill reliability fuzz format \
+        install clean
 
 all: build
 
@@ -61,6 +68,11 @@ test-asan: deps
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure
 
+test-tsan: deps
+	@test -f $(TSAN_BUILD)/CMakeCache.txt || cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DPEERDIST_TSAN=ON
+	cmake --build $(TSAN_BUILD) -j$(JOBS)
+	cd $(TSAN_BUILD) && TSAN_OPTIONS="$(TSAN_RUN_OPTIONS)" ctest --output-on-failure
+
 # The long run of tests/test_killloop.c; PEERDIST_KILL_SEED=N repeats its random choices
 # (not its timing).
 test-kill: build
@@ -82,4 +94,4 @@ install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(RUN_DIR)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(RUN_DIR)
