@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <peerdist.h>
@@ -345,13 +346,10 @@ static void *flush_thread(void *arg)
     return NULL;
 }
 
-/* Waits for *flag with a bound far above any deadline involved (60 s): whether it came. */
+/* Waits for *flag, TD_WAIT_MS at most (far above the 2 s deadlines involved): whether it came. */
 static bool wait_returned(atomic_int *flag)
 {
-    for (int i = 0; i < 6; i++)
-        if (td_wait_until(is_set, flag))
-            return true;
-    return false;
+    return td_wait_until(is_set, flag);
 }
 
 /*
@@ -538,6 +536,66 @@ START_TEST(refused_connection_fails_calls_with_req_not_accep)
 }
 END_TEST
 
+/* The child of real_daemon_refusal_reaches_the_caller, as an unprivileged uid: 0, or the
+ * number of the first check that failed. */
+static int refused_child(void)
+{
+    if (setgid(65534) != 0 || setuid(65534) != 0)
+        return 10;
+    PEERDIST_INSTANCE_HANDLE h1, h2;
+    PEERDIST_STATUS st;
+    PEERDIST_CONTENT_TAG tag = api_make_tag(6);
+    PEERDIST_CONTENT_HANDLE c;
+    OVERLAPPED ov = {0};
+    /* h1 takes the uid's one connection; h2's is refused. */
+    if (PeerDistStartup(PEERDIST_VERSION, &h1, NULL) != ERROR_SUCCESS ||
+        PeerDistGetStatus(h1, &st) != ERROR_SUCCESS || st != PEERDIST_STATUS_AVAILABLE)
+        return 11;
+    if (PeerDistStartup(PEERDIST_VERSION, &h2, NULL) != ERROR_SUCCESS)
+        return 12;
+    if (PeerDistClientOpenContent(h2, &tag, NULL, 0, &c) != ERROR_REQ_NOT_ACCEP)
+        return 13;
+    if (PeerDistClientFlushContent(h2, &tag, NULL, 0, &ov) != ERROR_REQ_NOT_ACCEP)
+        return 14;
+    if (PeerDistGetStatus(h2, &st) != ERROR_SUCCESS || st != PEERDIST_STATUS_UNAVAILABLE)
+        return 15;
+    /* Once h1's connection is gone (the daemon sees it soon after), h2's next call gets in. */
+    if (PeerDistShutdown(h1) != ERROR_SUCCESS)
+        return 16;
+    DWORD rc = ERROR_REQ_NOT_ACCEP;
+    for (int ms = 0; ms < TD_WAIT_MS && rc == ERROR_REQ_NOT_ACCEP; ms += 10) {
+        rc = PeerDistClientOpenContent(h2, &tag, NULL, 0, &c);
+        if (rc == ERROR_REQ_NOT_ACCEP)
+            Sleep(10);
+    }
+    if (rc != ERROR_SUCCESS)
+        return 17;
+    if (PeerDistClientCloseContent(h2, c) != ERROR_SUCCESS || PeerDistShutdown(h2) != ERROR_SUCCESS)
+        return 18;
+    return 0;
+}
+
+/* The same with the real daemon, configured for one connection per unprivileged uid. */
+START_TEST(real_daemon_refusal_reaches_the_caller)
+{
+    td_stop(&td);
+    FILE *f = fopen(td.conf, "a");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "max_connections_per_uid = 1\n");
+    fclose(f);
+    td_start(&td);
+    pid_t pid = fork(); /* before any instance: the child has one thread */
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        _exit(refused_child());
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child failed check %d",
+        WEXITSTATUS(status));
+    ck_assert(td_log_contains(&td, "max_connections_per_uid"));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("lib_conn");
@@ -549,6 +607,7 @@ int main(void)
     tcase_add_test(tc, request_not_wholly_sent_fails_synchronously);
     tcase_add_test(tc, calls_return_within_deadline_while_a_write_is_stuck);
     tcase_add_test(tc, refused_connection_fails_calls_with_req_not_accep);
+    tcase_add_test(tc, real_daemon_refusal_reaches_the_caller);
     suite_add_tcase(s, tc);
     return check_run(s);
 }

@@ -291,7 +291,7 @@ START_TEST(fork_child_cannot_use_the_parents_instance)
         ck_assert_int_eq(seen[i], 1);
     int status = 0;
     pid_t w = 0;
-    for (int i = 0; i < 3 * TD_WAIT_MS && (w = waitpid(pid, &status, WNOHANG)) == 0; i++)
+    for (int i = 0; i < TD_WAIT_MS && (w = waitpid(pid, &status, WNOHANG)) == 0; i++)
         usleep(1000);
     if (w == 0) {
         kill(pid, SIGKILL);
