@@ -544,13 +544,15 @@ static bool peer_gone(int fd)
 
 /*
  * Makes sure there is a live connection, connecting if needed. A connection the daemon
- * has closed (it restarted while nobody was reading) is noticed here, its last replies
- * delivered and its pending operations failed, and a new one is made at this very call.
- * Called and returns with c->mu held: ERROR_SUCCESS, or the synchronous error.
+ * has closed while nobody was reading it (it restarted while the instance was idle) is
+ * noticed here, its last replies delivered and its pending operations failed, and a new
+ * one is made at this very call. (While someone reads, the reader sees the EOF at once;
+ * no system call is spent here then.) Called and returns with c->mu held: ERROR_SUCCESS,
+ * or the synchronous error.
  */
 static DWORD ensure_locked(struct pdconn *c, int64_t deadline)
 {
-    while (c->fd >= 0 && (c->broken || peer_gone(c->fd))) {
+    while (c->fd >= 0 && (c->broken || (!c->reading && peer_gone(c->fd)))) {
         if (!c->reading)
             read_turn(c, -1); /* reads what is left, then EOF: lost_locked */
         else if (!wait_until(c, deadline))
