@@ -78,7 +78,7 @@ static bool daemon_has_unread(void *arg)
     return td_unread(&td) > 0;
 }
 
-/* ---- item 9: the first call after a restart ---- */
+/* ---- the first call after a restart ---- */
 
 /*
  * An idle instance (no operation pending, no registration: nobody reads its socket) and a
@@ -244,7 +244,7 @@ START_TEST(restart_fails_every_pending_operation_once)
 }
 END_TEST
 
-/* ---- item 9: a request not wholly sent never completes ---- */
+/* ---- a request not wholly sent never completes ---- */
 
 struct add_call {
     PEERDIST_INSTANCE_HANDLE h;
@@ -313,7 +313,7 @@ START_TEST(request_not_wholly_sent_fails_synchronously)
 }
 END_TEST
 
-/* ---- item 10: deadlines hold with a full send buffer ---- */
+/* ---- deadlines hold with a full send buffer ---- */
 
 struct status_call {
     PEERDIST_INSTANCE_HANDLE h;

@@ -41,7 +41,7 @@ static void teardown(void)
     td_cleanup(&td);
 }
 
-/* ---- item 11: OpenContent racing Shutdown ---- */
+/* ---- OpenContent racing Shutdown ---- */
 
 #define OPENERS 4
 #define ROUNDS 150
@@ -132,7 +132,7 @@ START_TEST(no_handle_outlives_shutdown)
 }
 END_TEST
 
-/* ---- item 12: reading a completion while it lands ---- */
+/* ---- reading a completion while it lands ---- */
 
 #define POLLED_OPS 300
 
@@ -179,7 +179,7 @@ START_TEST(polling_an_overlapped_sees_the_whole_completion)
 }
 END_TEST
 
-/* ---- item 13: fork() after Startup ---- */
+/* ---- fork() after Startup ---- */
 
 #define FORK_PENDING 5
 
