@@ -227,7 +227,12 @@ static void read_op_free(struct read_op *r)
     conn_unref(c);
 }
 
-/* Worker: reads each piece's whole block, hashes those not known good; stops at a failure. */
+/*
+ * Worker: reads each piece's whole block and hashes it; stops at a failure. Blocks known good
+ * are hashed too: between the plan on the loop and this read, a flush may have removed a
+ * block's row and reclaim punched its slot, and what this read serves must still be the
+ * bytes of the handle's hash. Only pieces planned as checks give a verdict (read_verdicts).
+ */
 static void read_work(void *arg)
 {
     struct read_op *r = arg;
@@ -248,8 +253,6 @@ static void read_work(void *arg)
         if (bs_read(bs, seg->id, ci->digest_len, p->file, (uint64_t)p->block * BS_SLOT_SIZE, data,
                 p->len) != 0)
             p->result = PIECE_IO;
-        else if (!p->check)
-            p->result = PIECE_OK;
         else if (ci->version == CI_VERSION_2 ? ci_verify_segment_data(ci, p->seg, data, p->len)
                                              : ci_verify_block(ci, p->seg, p->block, data, p->len))
             p->result = PIECE_OK;
