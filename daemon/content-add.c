@@ -268,19 +268,9 @@ static int add_submit(struct op *op)
 
 void content_add_data(struct conn *c, uint64_t id, const Peerdist__AddDataRequest *a)
 {
-    if (c->d->cfg.mode == MODE_DISABLED) {
-        conn_reply_status(c, id, ERROR_ACCESS_DISABLED_BY_POLICY);
+    struct content_handle *h = content_usable_handle(c, id, a->handle);
+    if (!h)
         return;
-    }
-    struct content_handle *h = content_find_handle(c, a->handle);
-    if (!h) {
-        conn_reply_status(c, id, ERROR_INVALID_HANDLE);
-        return;
-    }
-    if (!h->ci) {
-        conn_reply_status(c, id, PEERDIST_ERROR_NOT_INITIALIZED);
-        return;
-    }
     if (a->data.len > PD_MAX_CHUNK) {
         conn_reply_status(c, id, ERROR_INVALID_PARAMETER);
         return;

@@ -18,6 +18,22 @@ struct content_handle *content_find_handle(struct conn *c, uint64_t id)
     return NULL;
 }
 
+struct content_handle *content_usable_handle(struct conn *c, uint64_t id, uint64_t handle)
+{
+    uint32_t status = ERROR_SUCCESS;
+    struct content_handle *h = NULL;
+    if (c->d->cfg.mode == MODE_DISABLED)
+        status = ERROR_ACCESS_DISABLED_BY_POLICY;
+    else if (!(h = content_find_handle(c, handle)))
+        status = ERROR_INVALID_HANDLE;
+    else if (!h->ci)
+        status = PEERDIST_ERROR_NOT_INITIALIZED;
+    if (status == ERROR_SUCCESS)
+        return h;
+    conn_reply_status(c, id, status);
+    return NULL;
+}
+
 void content_held_free_all(struct content_handle *h)
 {
     while (h->held) {

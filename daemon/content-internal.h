@@ -161,6 +161,9 @@ struct pos {
 
 /* content-handle.c */
 struct content_handle *content_find_handle(struct conn *c, uint64_t id);
+/* The checks AddData and reads share (disabled mode, unknown handle, content information not
+ * complete): the handle, or NULL with request id answered. */
+struct content_handle *content_usable_handle(struct conn *c, uint64_t id, uint64_t handle);
 void content_handle_unref(struct content_handle *h);
 void content_held_free(struct held *hb);
 void content_held_free_all(struct content_handle *h);

@@ -586,19 +586,9 @@ out:
 
 void content_read(struct conn *c, uint64_t id, const Peerdist__ReadRequest *rq)
 {
-    if (c->d->cfg.mode == MODE_DISABLED) {
-        conn_reply_status(c, id, ERROR_ACCESS_DISABLED_BY_POLICY);
+    struct content_handle *h = content_usable_handle(c, id, rq->handle);
+    if (!h)
         return;
-    }
-    struct content_handle *h = content_find_handle(c, rq->handle);
-    if (!h) {
-        conn_reply_status(c, id, ERROR_INVALID_HANDLE);
-        return;
-    }
-    if (!h->ci) {
-        conn_reply_status(c, id, PEERDIST_ERROR_NOT_INITIALIZED);
-        return;
-    }
     if (rq->stream && h->stream_busy) {
         /* The cursor is not known until the stream read ahead of it is answered. */
         struct read_op *r = read_op_new(c, h, id, true, 0, rq->max_bytes);

@@ -441,24 +441,30 @@ nomem:
     refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "out of memory");
 }
 
+/* The checks AddToStream and CompleteStream share: the stream, or NULL with id answered. */
+static struct stream *stream_writable(struct conn *c, uint64_t id, uint64_t stream,
+    const char *what)
+{
+    if (disabled(c, id))
+        return NULL;
+    struct stream *s = stream_find(c, stream);
+    if (!s)
+        refuse(c, id, ERROR_INVALID_HANDLE, what, "unknown stream");
+    else if (s->complete_queued || s->completed)
+        refuse(c, id, PEERDIST_ERROR_ALREADY_COMPLETED, what, "stream completed");
+    else if (!s->pub)
+        refuse(c, id, PEERDIST_ERROR_INVALIDATED, what, "unpublished");
+    else
+        return s;
+    return NULL;
+}
+
 static void handle_publish_add(struct conn *c, uint64_t id, const Peerdist__PublishAddRequest *m)
 {
     static const char what[] = "PublishAddToStream";
-    if (disabled(c, id))
+    struct stream *s = stream_writable(c, id, m->stream, what);
+    if (!s)
         return;
-    struct stream *s = stream_find(c, m->stream);
-    if (!s) {
-        refuse(c, id, ERROR_INVALID_HANDLE, what, "unknown stream");
-        return;
-    }
-    if (s->complete_queued || s->completed) {
-        refuse(c, id, PEERDIST_ERROR_ALREADY_COMPLETED, what, "stream completed");
-        return;
-    }
-    if (!s->pub) {
-        refuse(c, id, PEERDIST_ERROR_INVALIDATED, what, "unpublished");
-        return;
-    }
     if (m->data.len == 0 || m->data.len > PD_MAX_CHUNK) {
         refuse(c, id, ERROR_INVALID_PARAMETER, what, "part size");
         return;
@@ -502,21 +508,9 @@ static void handle_publish_complete(struct conn *c, uint64_t id,
     const Peerdist__PublishCompleteRequest *m)
 {
     static const char what[] = "PublishCompleteStream";
-    if (disabled(c, id))
+    struct stream *s = stream_writable(c, id, m->stream, what);
+    if (!s)
         return;
-    struct stream *s = stream_find(c, m->stream);
-    if (!s) {
-        refuse(c, id, ERROR_INVALID_HANDLE, what, "unknown stream");
-        return;
-    }
-    if (s->complete_queued || s->completed) {
-        refuse(c, id, PEERDIST_ERROR_ALREADY_COMPLETED, what, "stream completed");
-        return;
-    }
-    if (!s->pub) {
-        refuse(c, id, PEERDIST_ERROR_INVALIDATED, what, "unpublished");
-        return;
-    }
     if (s->declared && s->accepted != s->declared) {
         refuse(c, id, ERROR_INVALID_PARAMETER, what, "total differs from the declared length");
         return;
