@@ -8,6 +8,7 @@
 #                   docs/RELIABILITY.md from their output
 #   make fuzz       both libFuzzer harnesses (fuzz/) for FUZZ_SECONDS in all, built in FUZZ_BUILD
 #   make format     clang-format (.clang-format) over every C file of ours
+#   make deb        the Debian packages (packaging/debian/) into build/deb/, checked by lintian
 # Each target installs missing Debian packages first (needs root and apt).
 
 BUILD      ?= build
@@ -24,10 +25,14 @@ FUZZ_SECONDS ?= 60
 KILL_CYCLES ?= 500
 
 DEBS := cmake make gcc pkg-config libevent-dev libsqlite3-dev sqlite3 libprotobuf-c-dev \
-        protobuf-c-compiler check libsubunit-dev libssl-dev libinih-dev python3
+        protobuf-c-compiler check libsubunit-dev libssl-dev libinih-dev python3 pandoc
+# What `make deb` needs besides DEBS.
+DEB_TOOLS := debhelper devscripts dpkg-dev lintian fakeroot
+DEB_SRC   := $(BUILD)/deb-src
+DEB_OUT   := $(BUILD)/deb
 
 .PHONY: all deps configure build run test test-asan test-tsan test-kill reliability fuzz format \
-        install clean
+        install deb clean
 
 all: build
 
@@ -92,6 +97,26 @@ format:
 
 install: build
 	cmake --install $(BUILD)
+
+# A copy of the tree (the files git knows, or everything but build directories outside git)
+# with packaging/debian as debian/, built by dpkg-buildpackage without running the suite
+# (nocheck: `make test` runs it). The packages land in $(DEB_OUT); lintian must find no error.
+deb:
+	$(call install_missing,$(DEBS) $(DEB_TOOLS))
+	rm -rf $(DEB_SRC) $(DEB_OUT)
+	mkdir -p $(DEB_SRC)/peerdist $(DEB_OUT)
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	    git ls-files -z -c -o --exclude-standard | xargs -0 cp -a --parents -t $(DEB_SRC)/peerdist; \
+	else \
+	    tar -cf - --exclude='./build*' --exclude=./.run . | tar -xf - -C $(DEB_SRC)/peerdist; \
+	fi
+	rm -rf $(DEB_SRC)/peerdist/debian
+	cp -a packaging/debian $(DEB_SRC)/peerdist/debian
+	cd $(DEB_SRC)/peerdist && DEB_BUILD_OPTIONS="nocheck parallel=$(JOBS) $(DEB_BUILD_OPTIONS)" \
+	    dpkg-buildpackage -us -uc -b
+	mv $(DEB_SRC)/*.deb $(DEB_SRC)/*.buildinfo $(DEB_SRC)/*.changes $(DEB_OUT)/
+	lintian --fail-on error --info $(DEB_OUT)/*.changes
+	@ls -1 $(DEB_OUT)/*.deb
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(RUN_DIR)
