@@ -10,7 +10,7 @@ sample=$src/packaging/peerdistd.conf
 tmp=$(mktemp -d)
 pid=
 trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$tmp"' EXIT
-sed -n 's/.*strcmp(name, "\([a-z_]*\)").*/\1/p' "$src/daemon/config.c" | sort -u >"$tmp/known"
+grep -o 'strcmp(name, "[a-z_]*")' "$src/daemon/config.c" | sed 's/.*"\(.*\)")/\1/' | sort -u >"$tmp/known"
 sed -n 's/^;\([a-z_]*\) = .*/\1/p' "$sample" | sort >"$tmp/listed"
 status=0
 if [ -n "$(uniq -d "$tmp/listed")" ]; then
