@@ -8,7 +8,10 @@
 # serves the socket it was handed. A client round trip (status, publish, inject, get, also
 # as an unprivileged user), the manual pages, pkg-config and examples/flush.c against the
 # installed header and library; then `apt-get purge`, which must leave none of the
-# packages' files or directories behind (the system user stays, as Debian leaves it).
+# packages' files or directories behind. The system user and group stay after a purge, as
+# Debian leaves them; this test then deletes them if it created them, since an existing
+# group peerdist changes what a daemon started by root does (it takes that group for its
+# files), and so what later tests on this machine see.
 # Purging happens in a trap, so a failure anywhere still removes the packages.
 #
 # Needs root and apt; skipped otherwise, and when peerdistd is installed already (the test
@@ -43,6 +46,10 @@ fi
 debs=$(ls "$debdir"/*.deb 2>/dev/null) || fail "no .deb files in $debdir"
 packages=$(for d in $debs; do dpkg-deb -f "$d" Package; done | tr '\n' ' ')
 
+user_existed=
+group_existed=
+getent passwd peerdist >/dev/null && user_existed=1
+getent group peerdist >/dev/null && group_existed=1
 tmp=$(mktemp -d /tmp/pdroundtrip.XXXXXX)
 chmod 0755 "$tmp"
 daemon_pid=
@@ -65,9 +72,18 @@ purge() {
         apt_get purge $packages >"$tmp/purge.log" 2>&1 || { cat "$tmp/purge.log"; return 1; }
     fi
 }
+remove_user() {
+    if [ -z "$user_existed" ] && getent passwd peerdist >/dev/null; then
+        userdel peerdist || return 1
+    fi
+    if [ -z "$group_existed" ] && getent group peerdist >/dev/null; then
+        groupdel peerdist || return 1
+    fi
+}
 cleanup() {
     status=$?
     purge || status=1
+    remove_user || status=1
     if [ "$status" != 0 ] && [ -f "$tmp/daemon.log" ]; then
         echo "--- peerdistd's log" >&2
         cat "$tmp/daemon.log" >&2
@@ -194,6 +210,7 @@ for f in /usr/sbin/peerdistd /usr/bin/peerdistctl /etc/peerdist /var/cache/peerd
     /usr/share/man/man8/peerdistd.8.gz; do
     [ ! -e "$f" ] || fail "$f is left after purge"
 done
+getent passwd peerdist >/dev/null || fail "purge removed the system user (Debian keeps it)"
 for p in $packages; do
     if dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'installed\|config-files'; then
         fail "$p is still known to dpkg after purge"
