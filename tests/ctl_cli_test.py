@@ -512,6 +512,16 @@ def real_daemon_checks(sock):
     check(err == "", "get printed on a non-terminal stderr: %r" % err)
     rc, out, err = run(["get", "--ci", ci] + S)
     check(rc == 0 and out == open(data, "rb").read(), "get to stdout: %d %r" % (rc, err))
+    # Content information under another key: nothing of it is cached. To stdout --partial
+    # gives zeros in place of every missing byte; without it, nothing.
+    part_ci = os.path.join(TMP, "part.ci")
+    rc, out, err = run(["hash", data, "--version", "1", "--key", "k", "-o", part_ci])
+    check(rc == 0, "hash for --partial: %r" % err)
+    rc, out, err = run(["get", "--ci", part_ci, "--partial"] + S)
+    check(rc == 1 and len(out) == size and out == bytes(size),
+          "get --partial to stdout: %d, %d bytes" % (rc, len(out)))
+    rc, out, err = run(["get", "--ci", part_ci] + S)
+    check(rc == 1 and out == b"", "get to stdout, nothing cached: %d %r" % (rc, out[:20]))
     # On a terminal: a one-line summary at the end.
     rc, shown, _ = run_pty(["get", "--ci", ci, "-o", dst] + S, 2)
     check(rc == 0 and "read " in shown and "/s)" in shown, "get summary on a terminal: %r" % shown)

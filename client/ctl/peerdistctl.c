@@ -104,6 +104,10 @@ static int global_options(struct ctl_ctx *x, int argc, char **argv, int *i)
     for (; *i < argc && argv[*i][0] == '-'; (*i)++) {
         const char *a = argv[*i];
         const char *val = NULL;
+        if (strcmp(a, "--") == 0) { /* the command follows, whatever it looks like */
+            (*i)++;
+            return 0;
+        }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return -1;
