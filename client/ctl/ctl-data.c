@@ -509,7 +509,6 @@ static int get_read(const struct ctl_ctx *x, const struct get_opts *g, struct ha
     struct ctl_out *o, struct missing_list *m, uint64_t *got)
 {
     uint8_t *buf = malloc(CTL_CHUNK);
-    uint64_t pos = 0; /* bytes written to a stream output */
     bool writing = true;
     struct ctl_progress prog;
     int ret = buf ? CTL_EXIT_OK : ctl_fail(x, "out of memory");
@@ -533,7 +532,6 @@ static int get_read(const struct ctl_ctx *x, const struct get_opts *g, struct ha
                 writing = false;
             else if (!o->seekable && write_zeros(o->fd, n) != 0)
                 ret = ctl_fail(x, "write: %s", strerror(errno));
-            pos += n;
             continue;
         }
         if (rc != ERROR_SUCCESS) {
@@ -552,13 +550,11 @@ static int get_read(const struct ctl_ctx *x, const struct get_opts *g, struct ha
                     strerror(errno));
             }
         }
-        pos += n;
         ctl_progress_update(&prog, at + n - hx->start);
     }
     if (ret == CTL_EXIT_OK)
         ctl_progress_done(&prog, *got, "read %s%s", g->out ? g->out : "content",
             m->bytes ? " (incomplete)" : "");
-    (void)pos;
     free(buf);
     return ret;
 }
