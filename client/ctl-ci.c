@@ -4,7 +4,7 @@
 #include "ctl-ci.h"
 
 #include "contentinfo.h"
-#include "ctl/ctl-util.h"
+#include "ctl/ctl-cmd.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,15 +29,7 @@ struct ctl_hash_opts {
 
 /* --- small helpers ------------------------------------------------------------------------ */
 
-static int ctl_usage(const char *cmd, const char *fmt, const char *arg)
-{
-    fprintf(stderr, "peerdistctl %s: ", cmd);
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nTry 'peerdistctl %s --help'.\n", cmd);
-    return CTL_EXIT_USAGE;
-}
-
-static int ctl_parse_u64(const char *s, const char *end, uint64_t *v)
+static int ci_parse_dec(const char *s, const char *end, uint64_t *v)
 {
     char *stop;
 
@@ -53,8 +45,8 @@ static int ctl_parse_range(const char *arg, uint64_t *offset, uint64_t *length)
 {
     const char *colon = strchr(arg, ':');
 
-    if (!colon || ctl_parse_u64(arg, colon, offset) < 0 ||
-        ctl_parse_u64(colon + 1, colon + strlen(colon), length) < 0)
+    if (!colon || ci_parse_dec(arg, colon, offset) < 0 ||
+        ci_parse_dec(colon + 1, colon + strlen(colon), length) < 0)
         return -1;
     return 0;
 }
@@ -67,61 +59,63 @@ static void ctl_print_hex(FILE *f, const uint8_t *p, size_t n)
 
 /* --- hash --------------------------------------------------------------------------------- */
 
-static void ctl_hash_help(void)
-{
-    printf("Usage: peerdistctl hash FILE --version 1|2 (--passphrase-hex HEX | --key TEXT)\n"
-           "                        [--range OFFSET:LENGTH] [-o OUT]\n"
-           "Writes the MS-PCCRC content information of FILE (or of the byte range) to OUT,\n"
-           "or to standard output. --passphrase-hex gives the server passphrase as bytes;\n"
-           "--key gives a text key, hashed as UTF-16LE like 'netsh branchcache set key'.\n"
-           "FILE '-' reads standard input. Exit: 0 done, 1 failed, 2 bad usage.\n");
-}
+static const char ctl_hash_help[] =
+    "Usage: peerdistctl hash FILE --version 1|2 (--passphrase-hex HEX | --key TEXT)\n"
+    "                        [--range OFFSET:LENGTH] [-o OUT]\n"
+    "Writes the MS-PCCRC content information of FILE (or of the byte range) to OUT,\n"
+    "or to standard output (never to a terminal). No daemon is needed.\n"
+    "  --passphrase-hex HEX  the server passphrase as bytes (1 to 1024)\n"
+    "  --key TEXT            a text key, hashed as UTF-16LE like 'netsh branchcache set key'\n"
+    "  --range OFF:LEN       content information for that byte range only (decimal)\n"
+    "  -o, --output OUT      a temporary file beside OUT, renamed over it on success\n"
+    "FILE '-' reads standard input. Exit: 0 done, 1 failed (OUT untouched), 2 bad usage.\n";
 
-static int ctl_hash_args(int argc, char **argv, struct ctl_hash_opts *o)
+static int ctl_hash_args(struct ctl_ctx *x, int argc, char **argv, struct ctl_hash_opts *o)
 {
+    enum { OPT_VERSION = 0x100, OPT_PASS, OPT_KEY, OPT_RANGE };
     static const struct option longopts[] = {
-        {"version", required_argument, NULL, 'V'},
-        {"passphrase-hex", required_argument, NULL, 'p'},
-        {"key", required_argument, NULL, 'k'},
-        {"range", required_argument, NULL, 'r'},
+        {"version", required_argument, NULL, OPT_VERSION},
+        {"passphrase-hex", required_argument, NULL, OPT_PASS},
+        {"key", required_argument, NULL, OPT_KEY},
+        {"range", required_argument, NULL, OPT_RANGE},
         {"output", required_argument, NULL, 'o'},
-        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
 
-    optind = 0; /* GNU: full re-initialisation, main may have used getopt already */
-    while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+    x->help = ctl_hash_help;
+    while ((c = ctl_getopt(x, argc, argv, "o:", longopts)) != CTL_OPT_END) {
         switch (c) {
-        case 'V':
+        case OPT_VERSION:
             if (strcmp(optarg, "1") && strcmp(optarg, "2"))
-                return ctl_usage("hash", "--version must be 1 or 2, not '%s'", optarg);
+                return ctl_usage_error(x, "--version must be 1 or 2, not '%s'", optarg);
             o->version = optarg[0] - '0';
             break;
-        case 'p': o->pass_hex = optarg; break;
-        case 'k': o->key = optarg; break;
+        case OPT_PASS: o->pass_hex = optarg; break;
+        case OPT_KEY: o->key = optarg; break;
         case 'o': o->out = optarg; break;
-        case 'r':
+        case OPT_RANGE:
             if (ctl_parse_range(optarg, &o->range_offset, &o->range_length) < 0)
-                return ctl_usage("hash", "--range wants OFFSET:LENGTH in decimal, not '%s'",
+                return ctl_usage_error(x, "--range wants OFFSET:LENGTH in decimal, not '%s'",
                     optarg);
             o->ranged = true;
             break;
-        case 'h': ctl_hash_help(); return -1;
-        default: return ctl_usage("hash", "%s", "bad option");
+        case CTL_OPT_HELP: return -1;
+        default: return CTL_EXIT_USAGE;
         }
     }
-    if (optind != argc - 1)
-        return ctl_usage("hash", "%s", "exactly one FILE is needed");
+    if (ctl_want_args(x, argc, argv, 1, "FILE"))
+        return CTL_EXIT_USAGE;
     o->file = argv[optind];
     if (o->version == 0)
-        return ctl_usage("hash", "%s", "--version 1 or --version 2 is needed");
+        return ctl_usage_error(x, "--version 1 or --version 2 is needed");
     if (!o->pass_hex == !o->key)
-        return ctl_usage("hash", "%s", "give one of --passphrase-hex and --key");
+        return ctl_usage_error(x, "give one of --passphrase-hex and --key");
     return 0;
 }
 
-static int ctl_hash_secret(const struct ctl_hash_opts *o, struct ci_secret *ks)
+static int ctl_hash_secret(const struct ctl_ctx *x, const struct ctl_hash_opts *o,
+    struct ci_secret *ks)
 {
     enum ci_hash_alg alg = o->version == 1 ? CI_HASH_SHA256 : CI_HASH_SHA512_TRUNC;
     uint8_t pass[CTL_MAX_PASSPHRASE];
@@ -130,51 +124,49 @@ static int ctl_hash_secret(const struct ctl_hash_opts *o, struct ci_secret *ks)
 
     if (o->key) {
         if (ci_secret_from_text(alg, o->key, ks) < 0)
-            return ctl_usage("hash", "%s", "--key is not valid UTF-8");
+            return ctl_usage_error(x, "--key is not valid UTF-8");
         return 0;
     }
     if (ctl_unhex(o->pass_hex, pass, sizeof(pass), &len) < 0)
-        return ctl_usage("hash", "%s",
-            "--passphrase-hex wants an even number of hex digits "
-            "(1 to 1024 bytes)");
+        return ctl_usage_error(x,
+            "--passphrase-hex wants an even number of hex digits (1 to 1024 bytes)");
     rc = ci_secret_from_passphrase(alg, pass, len, ks);
     OPENSSL_cleanse(pass, sizeof(pass));
-    if (rc < 0) {
-        fprintf(stderr, "peerdistctl hash: deriving the server secret failed\n");
-        return CTL_EXIT_FAIL;
-    }
+    if (rc < 0)
+        return ctl_fail(x, "deriving the server secret failed");
     return 0;
 }
 
 /* Feeds the whole file to the generator; a progress line on a terminal for big files. */
-static int ctl_hash_feed(int fd, const char *name, struct ci_gen *gen)
+static int ctl_hash_feed(int fd, const char *name, struct ci_gen *gen, struct ctl_progress *prog,
+    uint64_t *done)
 {
     uint8_t *buf = malloc(CTL_READ_SIZE);
     struct stat st;
-    struct ctl_progress prog;
-    uint64_t done = 0;
     int rc = 0;
     ssize_t n = 0;
 
     if (!buf)
         return -1;
-    ctl_progress_start(&prog, "hashing",
+    ctl_progress_start(prog, "hashing",
         fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0);
     while ((n = read(fd, buf, CTL_READ_SIZE)) != 0) {
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
+            ctl_progress_clear(prog);
             fprintf(stderr, "peerdistctl hash: %s: %s\n", name, strerror(errno));
             rc = -1;
             break;
         }
         if (ci_gen_feed(gen, buf, (size_t)n) < 0) {
+            ctl_progress_clear(prog);
             fprintf(stderr, "peerdistctl hash: hashing failed\n");
             rc = -1;
             break;
         }
-        done += (uint64_t)n;
-        ctl_progress_update(&prog, done);
+        *done += (uint64_t)n;
+        ctl_progress_update(prog, *done);
     }
     free(buf);
     return rc;
@@ -184,21 +176,23 @@ static int ctl_hash_output(const struct ctl_hash_opts *o, const struct ci_info *
 {
     uint8_t *wire;
     size_t len;
-    int fd = STDOUT_FILENO, rc;
+    struct ctl_out out;
+    int rc;
 
     if (ci_serialize(ci, &wire, &len) < 0)
         return CTL_EXIT_FAIL;
-    if (o->out && (fd = open(o->out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
+    if (ctl_out_open(&out, o->out, 0) < 0) {
         fprintf(stderr, "peerdistctl hash: %s: %s\n", o->out, strerror(errno));
         free(wire);
         return CTL_EXIT_FAIL;
     }
-    rc = ctl_write_all(fd, wire, len);
-    if (o->out && close(fd) < 0)
-        rc = -1;
+    rc = ctl_write_all(out.fd, wire, len);
+    if (rc == 0)
+        rc = ctl_out_commit(&out, -1);
     if (rc < 0)
         fprintf(stderr, "peerdistctl hash: writing %s: %s\n", o->out ? o->out : "stdout",
             strerror(errno));
+    ctl_out_abort(&out);
     free(wire);
     return rc < 0 ? CTL_EXIT_FAIL : CTL_EXIT_OK;
 }
@@ -211,6 +205,8 @@ static int ctl_hash_run(const struct ctl_hash_opts *o, const struct ci_secret *k
     int fd = is_stdin ? STDIN_FILENO : open(o->file, O_RDONLY | O_CLOEXEC);
     struct ci_gen *gen = NULL;
     struct ci_info *full = NULL, *ranged = NULL;
+    struct ctl_progress prog;
+    uint64_t done = 0;
     int rc = CTL_EXIT_FAIL;
 
     if (fd < 0) {
@@ -218,7 +214,7 @@ static int ctl_hash_run(const struct ctl_hash_opts *o, const struct ci_secret *k
         return CTL_EXIT_FAIL;
     }
     gen = ci_gen_new(o->version == 1 ? CI_VERSION_1 : CI_VERSION_2, ks);
-    if (!gen || ctl_hash_feed(fd, o->file, gen) < 0 || ci_gen_finish(gen, &full) < 0)
+    if (!gen || ctl_hash_feed(fd, o->file, gen, &prog, &done) < 0 || ci_gen_finish(gen, &full) < 0)
         goto fail;
     if (o->ranged && ci_range(full, o->range_offset, o->range_length, &ranged) < 0) {
         fprintf(stderr,
@@ -228,6 +224,8 @@ static int ctl_hash_run(const struct ctl_hash_opts *o, const struct ci_secret *k
         goto fail;
     }
     rc = ctl_hash_output(o, ranged ? ranged : full);
+    if (rc == CTL_EXIT_OK)
+        ctl_progress_done(&prog, done, "hashed %s (version %d)", o->file, o->version);
 fail:
     ci_info_free(ranged);
     ci_info_free(full);
@@ -237,19 +235,19 @@ fail:
     return rc;
 }
 
-int ctl_hash_main(int argc, char **argv)
+int ctl_hash_main(struct ctl_ctx *x, int argc, char **argv)
 {
     struct ctl_hash_opts o = {0};
     struct ci_secret ks;
-    int rc = ctl_hash_args(argc, argv, &o);
+    int rc = ctl_hash_args(x, argc, argv, &o);
 
     if (rc)
         return rc < 0 ? CTL_EXIT_OK : rc;
     if (!o.out && isatty(STDOUT_FILENO))
-        return ctl_usage("hash", "%s",
+        return ctl_usage_error(x,
             "refusing to write binary content information to a "
             "terminal; use -o OUT or redirect");
-    if ((rc = ctl_hash_secret(&o, &ks)))
+    if ((rc = ctl_hash_secret(x, &o, &ks)))
         return rc;
     rc = ctl_hash_run(&o, &ks);
     OPENSSL_cleanse(&ks, sizeof(ks));
@@ -258,14 +256,15 @@ int ctl_hash_main(int argc, char **argv)
 
 /* --- ci-dump ------------------------------------------------------------------------------ */
 
-static void ctl_dump_help(void)
-{
-    printf("Usage: peerdistctl ci-dump FILE [--json]\n"
-           "Parses MS-PCCRC content information (V1 or V2) and prints its version, range,\n"
-           "segments (offset, length, HoD, segment secret, segment ID) and block hashes.\n"
-           "A malformed file is reported with the byte offset at fault. FILE '-' reads\n"
-           "standard input. Exit: 0 parsed, 1 malformed or unreadable, 2 bad usage.\n");
-}
+static const char ctl_dump_help[] =
+    "Usage: peerdistctl ci-dump FILE [--json]\n"
+    "Parses MS-PCCRC content information (V1 or V2) and prints its version, range,\n"
+    "segments (offset, length, HoD, segment secret, segment ID) and block hashes.\n"
+    "A malformed file is reported with the byte offset at fault. FILE '-' reads\n"
+    "standard input. No daemon is needed.\n"
+    "  --json           one JSON object: version, hash_algorithm, digest_size, range,\n"
+    "                   header, segments (with block_hashes)\n"
+    "Exit: 0 parsed, 1 malformed or unreadable, 2 bad usage.\n";
 
 static const char *ctl_error_name(DWORD code)
 {
@@ -405,27 +404,26 @@ static void ctl_dump_json(const struct ci_info *ci)
     printf("]}\n");
 }
 
-int ctl_ci_dump_main(int argc, char **argv)
+int ctl_ci_dump_main(struct ctl_ctx *x, int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct ci_info *ci = NULL;
     bool json = false;
     int c, rc;
 
-    optind = 0;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    x->help = ctl_dump_help;
+    while ((c = ctl_getopt(x, argc, argv, "", longopts)) != CTL_OPT_END) {
         switch (c) {
         case 'j': json = true; break;
-        case 'h': ctl_dump_help(); return CTL_EXIT_OK;
-        default: return ctl_usage("ci-dump", "%s", "bad option");
+        case CTL_OPT_HELP: return CTL_EXIT_OK;
+        default: return CTL_EXIT_USAGE;
         }
     }
-    if (optind != argc - 1)
-        return ctl_usage("ci-dump", "%s", "exactly one FILE is needed");
+    if (ctl_want_args(x, argc, argv, 1, "FILE"))
+        return CTL_EXIT_USAGE;
     rc = ctl_dump_read(argv[optind], &ci);
     if (rc)
         return rc;

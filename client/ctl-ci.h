@@ -4,7 +4,8 @@
 #ifndef PEERDIST_CTL_CI_H
 #define PEERDIST_CTL_CI_H
 
-int ctl_hash_main(int argc, char **argv);
-int ctl_ci_dump_main(int argc, char **argv);
+struct ctl_ctx;
+int ctl_hash_main(struct ctl_ctx *x, int argc, char **argv);
+int ctl_ci_dump_main(struct ctl_ctx *x, int argc, char **argv);
 
 #endif

@@ -173,22 +173,39 @@ static int ci_utf8_to_utf16le(const char *utf8, uint8_t *out, size_t *out_len)
     return 0;
 }
 
-int ci_secret_from_text(enum ci_hash_alg alg, const char *utf8, struct ci_secret *ks)
+int ci_text_key_bytes(const char *utf8, uint8_t **out, size_t *out_len)
 {
-    size_t in_len = strlen(utf8), out_len = 0;
+    size_t in_len = strlen(utf8);
     uint8_t *buf;
-    int rc;
 
+    *out = NULL;
+    *out_len = 0;
     if (in_len > CI_UTF8_MAX_TEXT)
         return -1;
     /* Each UTF-8 byte yields at most 2 bytes of UTF-16 (4-byte sequences give 4). */
     buf = malloc(2 * in_len + 1);
     if (!buf)
         return -1;
-    rc = ci_utf8_to_utf16le(utf8, buf, &out_len);
-    if (rc == 0)
-        rc = ci_secret_from_passphrase(alg, buf, out_len, ks);
-    OPENSSL_cleanse(buf, 2 * in_len + 1);
+    if (ci_utf8_to_utf16le(utf8, buf, out_len) < 0) {
+        OPENSSL_cleanse(buf, 2 * in_len + 1);
+        free(buf);
+        *out_len = 0;
+        return -1;
+    }
+    *out = buf;
+    return 0;
+}
+
+int ci_secret_from_text(enum ci_hash_alg alg, const char *utf8, struct ci_secret *ks)
+{
+    uint8_t *buf;
+    size_t len;
+    int rc;
+
+    if (ci_text_key_bytes(utf8, &buf, &len) < 0)
+        return -1;
+    rc = ci_secret_from_passphrase(alg, buf, len, ks);
+    OPENSSL_cleanse(buf, len);
     free(buf);
     return rc;
 }

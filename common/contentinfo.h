@@ -110,6 +110,10 @@ int ci_secret_from_passphrase(enum ci_hash_alg alg, const void *pass, size_t len
     struct ci_secret *ks);
 /* Ks from a text key: UTF-8 in, hashed as UTF-16LE without NUL. -1 on invalid UTF-8. */
 int ci_secret_from_text(enum ci_hash_alg alg, const char *utf8, struct ci_secret *ks);
+/* The passphrase bytes a text key stands for (UTF-16LE without NUL, as `netsh branchcache
+ * set key passphrase=` stores them) in *out (malloc'd, the caller cleanses and frees it).
+ * -1 on invalid UTF-8 or a text over 64 KiB. */
+int ci_text_key_bytes(const char *utf8, uint8_t **out, size_t *out_len);
 /* Kp = HMAC(Ks, HoD) and HoHoDk = HMAC(Kp, HoD || C), truncated to 32 bytes for V2. */
 int ci_segment_secret(const struct ci_secret *ks, const uint8_t *hod, uint8_t *kp);
 int ci_segment_id(enum ci_hash_alg alg, const uint8_t *hod, const uint8_t *kp, uint8_t *id);

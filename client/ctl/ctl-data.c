@@ -1,14 +1,13 @@
 /*
- * ctl-data.c - `peerdistctl publish | inject | get | tags | flush`: the Linux
- * counterparts of BranchCacheTool's /PublishCI and /AddData, a reader that
- * goes through the cache, and the caller's tags. All but `tags` use only
- * <peerdist.h>, as an application would.
+ * ctl-data.c - `peerdistctl publish | inject | get`: the Linux counterparts of
+ * BranchCacheTool's /PublishCI and /AddData, and a reader that goes through the cache. They
+ * use only <peerdist.h>, as an application would, after a quick connection check that turns
+ * a stopped or wedged daemon into a clear error within the connect timeout.
  */
 #include "ctl-data.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -19,9 +18,7 @@
 
 #include <peerdist.h>
 
-#include "conn.h"
 #include "contentinfo.h"
-#include "ctl-util.h"
 
 /* Bytes per AddToStream / AddData / read: what one request carries. */
 #define CTL_CHUNK PD_MAX_CHUNK
@@ -29,32 +26,38 @@
 #define CTL_MAX_CI (64u * 1024 * 1024)
 #define CTL_DEFAULT_TIMEOUT_MS 0 /* PEERDIST_READ_TIMEOUT_LOCAL_CACHE_ONLY */
 
-static const char *err_name(DWORD e)
-{
-    switch (e) {
-    case ERROR_INVALID_PARAMETER: return "ERROR_INVALID_PARAMETER";
-    case ERROR_INVALID_HANDLE: return "ERROR_INVALID_HANDLE";
-    case ERROR_INVALID_DATA: return "ERROR_INVALID_DATA (bytes do not match their hash)";
-    case ERROR_CALL_NOT_IMPLEMENTED: return "ERROR_CALL_NOT_IMPLEMENTED";
-    case ERROR_NOT_FOUND: return "ERROR_NOT_FOUND";
-    case ERROR_ACCESS_DISABLED_BY_POLICY:
-        return "ERROR_ACCESS_DISABLED_BY_POLICY (mode = disabled)";
-    case PEERDIST_ERROR_SERVICE_UNAVAILABLE:
-        return "PEERDIST_ERROR_SERVICE_UNAVAILABLE (is peerdistd running?)";
-    case PEERDIST_ERROR_CANNOT_PARSE_CONTENTINFO: return "PEERDIST_ERROR_CANNOT_PARSE_CONTENTINFO";
-    case PEERDIST_ERROR_CONTENTINFO_VERSION_UNSUPPORTED:
-        return "PEERDIST_ERROR_CONTENTINFO_VERSION_UNSUPPORTED";
-    case PEERDIST_ERROR_OUT_OF_BOUNDS: return "PEERDIST_ERROR_OUT_OF_BOUNDS";
-    case PEERDIST_ERROR_ALREADY_EXISTS: return "PEERDIST_ERROR_ALREADY_EXISTS";
-    default: return "error";
-    }
-}
+static const char publish_help[] =
+    "Usage: peerdistctl publish FILE [--id ID] [--version 1|2] [-o FILE.ci] [--json]\n"
+    "Publishes FILE through peerdistd (PeerDistServerPublishStream) and writes its content\n"
+    "information to FILE.ci, or to standard output (never to a terminal).\n"
+    "  --id ID          the content identifier (default: a new random GUID string)\n"
+    "  --version 1|2    content information version (default 1; 2 gives V1 and V2)\n"
+    "  -o, --output F   write to F: a temporary file beside it, renamed on success\n"
+    "  --json           print {id, id_generated, version, file, content_bytes,\n"
+    "                   content_information_bytes, output} on standard output (needs -o)\n"
+    "Exit: 0 published, 1 failed (F untouched), 2 bad usage.\n";
 
-static int fail(const char *cmd, const char *what, DWORD e)
-{
-    fprintf(stderr, "peerdistctl %s: %s: %s (%lu)\n", cmd, what, err_name(e), (unsigned long)e);
-    return CTL_EXIT_FAIL;
-}
+static const char inject_help[] =
+    "Usage: peerdistctl inject FILE --ci FILE.ci --tag TAG [--json]\n"
+    "Adds the bytes of FILE that FILE.ci covers to the cache under TAG (PeerDistClientAddData);\n"
+    "every block is verified against its hash. TAG: 32 hex digits or a GUID string.\n"
+    "  --json           print {file, tag, offset, bytes} on standard output\n"
+    "Exit: 0 added, 1 failed, 2 bad usage.\n";
+
+static const char get_help[] =
+    "Usage: peerdistctl get --ci FILE.ci [-o OUT] [--partial] [--timeout MS] [--tag TAG] [--json]\n"
+    "Reads the content FILE.ci describes through the cache (PeerDistClientStreamRead).\n"
+    "Succeeds only when every byte is there; each missing range is listed on standard error.\n"
+    "  -o, --output OUT write to OUT: a temporary file beside it, renamed over OUT only when\n"
+    "                   the whole content was read; otherwise OUT is left as it was\n"
+    "  --partial        write what is cached anyway, holes (zeros) where bytes are missing;\n"
+    "                   the exit status is still 1 when anything was missing\n"
+    "  --timeout MS     read timeout in milliseconds (default 0: local cache only)\n"
+    "  --tag TAG        the content tag to read under (default all zeros)\n"
+    "  --json           print {size, bytes, missing_bytes, missing: [{offset, length}],\n"
+    "                   complete, output, written} on standard output (needs -o)\n"
+    "Without -o the content goes to standard output; without --partial it stops at the\n"
+    "first missing byte. Exit: 0 complete, 1 anything missing or failed, 2 bad usage.\n";
 
 /* Waits for an asynchronous call: rc is what the call returned. */
 static DWORD wait_op(DWORD rc, LPOVERLAPPED ov, DWORD *bytes)
@@ -72,18 +75,19 @@ static DWORD wait_op(DWORD rc, LPOVERLAPPED ov, DWORD *bytes)
     return GetLastError();
 }
 
-static int read_file(const char *cmd, const char *path, uint8_t **data, size_t *len, size_t cap)
+static int read_file(const struct ctl_ctx *x, const char *path, uint8_t **data, size_t *len,
+    size_t cap)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
-        fprintf(stderr, "peerdistctl %s: %s: %s\n", cmd, path, strerror(errno));
+        ctl_fail(x, "%s: %s", path, strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;
     }
     if ((uint64_t)st.st_size > cap) {
-        fprintf(stderr, "peerdistctl %s: %s: larger than %zu bytes\n", cmd, path, cap);
+        ctl_fail(x, "%s: larger than %zu bytes", path, cap);
         close(fd);
         return -1;
     }
@@ -98,17 +102,24 @@ static int read_file(const char *cmd, const char *path, uint8_t **data, size_t *
     }
     close(fd);
     if (!*data || got != *len) {
-        fprintf(stderr, "peerdistctl %s: %s: short read\n", cmd, path);
+        ctl_fail(x, "%s: short read", path);
         free(*data);
         return -1;
     }
     return 0;
 }
 
-static int startup(const char *cmd, PEERDIST_INSTANCE_HANDLE *h)
+static int startup(const struct ctl_ctx *x, PEERDIST_INSTANCE_HANDLE *h)
 {
     DWORD rc = PeerDistStartup(PEERDIST_VERSION, h, NULL);
-    return rc == ERROR_SUCCESS ? 0 : (fail(cmd, "PeerDistStartup", rc), -1);
+    return rc == ERROR_SUCCESS ? 0 : (ctl_fail_status(x, "PeerDistStartup", rc), -1);
+}
+
+static int get_tag_opt(const struct ctl_ctx *x, const char *arg, PEERDIST_CONTENT_TAG *tag)
+{
+    if (ctl_parse_tag(arg, tag) == 0)
+        return 0;
+    return ctl_usage_error(x, "--tag '%s' is neither 32 hex digits nor a GUID", arg), -1;
 }
 
 /* ---- publish ---- */
@@ -124,49 +135,52 @@ static void random_guid(char out[39])
         b[14], b[15]);
 }
 
-static int publish_stream(PEERDIST_INSTANCE_HANDLE h, PEERDIST_STREAM_HANDLE s, int fd,
-    uint64_t total)
+static int publish_stream(const struct ctl_ctx *x, PEERDIST_INSTANCE_HANDLE h,
+    PEERDIST_STREAM_HANDLE s, int fd, struct ctl_progress *prog, uint64_t *done)
 {
     uint8_t *buf = malloc(CTL_CHUNK);
     OVERLAPPED ov;
-    struct ctl_progress prog;
-    uint64_t done = 0;
-    ctl_progress_start(&prog, "publishing", total);
     int ret = buf ? 0 : -1;
     while (ret == 0) {
         ssize_t n = read(fd, buf, CTL_CHUNK);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            fprintf(stderr, "peerdistctl publish: read: %s\n", strerror(errno));
-            ret = -1;
+            ctl_progress_clear(prog);
+            ret = (ctl_fail(x, "read: %s", strerror(errno)), -1);
             break;
         }
         if (n == 0)
             break;
         memset(&ov, 0, sizeof(ov));
         DWORD rc = wait_op(PeerDistServerPublishAddToStream(h, s, (DWORD)n, buf, &ov), &ov, NULL);
-        if (rc != ERROR_SUCCESS)
-            ret = fail("publish", "PeerDistServerPublishAddToStream", rc);
-        done += (uint64_t)n;
-        ctl_progress_update(&prog, done);
+        if (rc != ERROR_SUCCESS) {
+            ctl_progress_clear(prog);
+            ret = (ctl_fail_status(x, "PeerDistServerPublishAddToStream", rc), -1);
+        }
+        *done += (uint64_t)n;
+        ctl_progress_update(prog, *done);
     }
     free(buf);
     if (ret != 0)
         return ret;
     memset(&ov, 0, sizeof(ov));
     DWORD rc = wait_op(PeerDistServerPublishCompleteStream(h, s, &ov), &ov, NULL);
-    return rc == ERROR_SUCCESS ? 0 : fail("publish", "PeerDistServerPublishCompleteStream", rc);
+    if (rc == ERROR_SUCCESS)
+        return 0;
+    ctl_progress_clear(prog);
+    return ctl_fail_status(x, "PeerDistServerPublishCompleteStream", rc), -1;
 }
 
-/* Retrieves the whole content information of a publication into out. */
-static int retrieve_ci(PEERDIST_INSTANCE_HANDLE h, const char *id, int out_fd)
+/* Retrieves the whole content information of a publication into out; its size in *total. */
+static int retrieve_ci(const struct ctl_ctx *x, PEERDIST_INSTANCE_HANDLE h, const char *id,
+    int out_fd, uint64_t *total)
 {
     PEERDIST_CONTENTINFO_HANDLE ci;
     DWORD rc = PeerDistServerOpenContentInformation(h, (DWORD)strlen(id), (PBYTE)id, 0, 0, NULL, 0,
         &ci);
     if (rc != ERROR_SUCCESS)
-        return fail("publish", "PeerDistServerOpenContentInformation", rc);
+        return ctl_fail_status(x, "PeerDistServerOpenContentInformation", rc), -1;
     uint8_t *buf = malloc(CTL_CHUNK);
     int ret = buf ? 0 : -1;
     uint64_t expect = 0;
@@ -178,86 +192,124 @@ static int retrieve_ci(PEERDIST_INSTANCE_HANDLE h, const char *id, int out_fd)
             break;
         uint64_t at = (uint64_t)ov.OffsetHigh << 32 | ov.Offset;
         if (rc != ERROR_SUCCESS)
-            ret = fail("publish", "PeerDistServerRetrieveContentInformation", rc);
+            ret = (ctl_fail_status(x, "PeerDistServerRetrieveContentInformation", rc), -1);
         else if (at != expect)
-            ret = (fprintf(stderr,
-                       "peerdistctl publish: chunk at %" PRIu64 ", expected %" PRIu64 "\n", at,
+            ret = (ctl_fail(x, "content information chunk at %" PRIu64 ", expected %" PRIu64, at,
                        expect),
                 -1);
         else if (ctl_write_all(out_fd, buf, n) != 0)
-            ret = (fprintf(stderr, "peerdistctl publish: write: %s\n", strerror(errno)), -1);
+            ret = (ctl_fail(x, "write: %s", strerror(errno)), -1);
         expect += n;
     }
     free(buf);
     PeerDistServerCloseContentInformation(h, ci);
+    *total = expect;
     return ret;
 }
 
-int ctl_publish_main(int argc, char **argv)
+int ctl_publish_main(struct ctl_ctx *x, int argc, char **argv)
 {
+    enum { OPT_JSON = 0x100 };
     static const struct option opts[] = {{"id", required_argument, NULL, 'i'},
         {"version", required_argument, NULL, 'v'}, {"output", required_argument, NULL, 'o'},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"json", no_argument, NULL, OPT_JSON}, {NULL, 0, NULL, 0}};
     const char *id = NULL, *out = NULL;
     int version = 1, ch;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "i:v:o:h", opts, NULL)) != -1) {
-        if (ch == 'i')
-            id = optarg;
-        else if (ch == 'v' && (strcmp(optarg, "1") == 0 || strcmp(optarg, "2") == 0))
+    x->help = publish_help;
+    while ((ch = ctl_getopt(x, argc, argv, "i:v:o:", opts)) != CTL_OPT_END) {
+        switch (ch) {
+        case 'i': id = optarg; break;
+        case 'v':
+            if (strcmp(optarg, "1") && strcmp(optarg, "2"))
+                return ctl_usage_error(x, "--version must be 1 or 2, not '%s'", optarg);
             version = optarg[0] - '0';
-        else if (ch == 'o')
-            out = optarg;
-        else {
-            fprintf(stderr,
-                "usage: peerdistctl publish FILE [--id ID] [--version 1|2] [-o FILE.ci]\n");
-            return ch == 'h' ? CTL_EXIT_OK : CTL_EXIT_USAGE;
+            break;
+        case 'o': out = optarg; break;
+        case OPT_JSON: x->json = true; break;
+        case CTL_OPT_HELP: return CTL_EXIT_OK;
+        default: return CTL_EXIT_USAGE;
         }
     }
-    if (optind + 1 != argc) {
-        fprintf(stderr, "usage: peerdistctl publish FILE [--id ID] [--version 1|2] [-o FILE.ci]\n");
+    if (ctl_want_args(x, argc, argv, 1, "FILE"))
         return CTL_EXIT_USAGE;
-    }
+    const char *file = argv[optind];
+    if (id && (!*id || strlen(id) > 4096))
+        return ctl_usage_error(x, "--id wants 1 to 4096 bytes");
+    if (x->json && !out)
+        return ctl_usage_error(x,
+            "--json needs -o FILE.ci (the content information would "
+            "share standard output with it)");
+    if (!out && isatty(STDOUT_FILENO))
+        return ctl_usage_error(x,
+            "refusing to write binary content information to a "
+            "terminal; use -o FILE.ci or redirect");
     char guid[39];
+    bool generated = !id;
     if (!id) {
         random_guid(guid);
         id = guid;
     }
-    int fd = open(argv[optind], O_RDONLY | O_CLOEXEC);
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
-        fprintf(stderr, "peerdistctl publish: %s: %s\n", argv[optind], strerror(errno));
-        return CTL_EXIT_FAIL;
+        int rc = ctl_fail(x, "%s: %s", file, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return rc;
     }
-    int out_fd = out ? open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : STDOUT_FILENO;
-    if (out_fd < 0) {
-        fprintf(stderr, "peerdistctl publish: %s: %s\n", out, strerror(errno));
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return ctl_fail(x, "%s: not a regular file (its length must be known first)", file);
+    }
+    if (ctl_probe(x) != 0) {
         close(fd);
         return CTL_EXIT_FAIL;
     }
+    struct ctl_out o;
+    if (ctl_out_open(&o, out, 0) != 0) {
+        close(fd);
+        return ctl_fail(x, "%s: %s", out, strerror(errno));
+    }
     PEERDIST_INSTANCE_HANDLE h;
     int ret = CTL_EXIT_FAIL;
-    if (startup("publish", &h) == 0) {
+    uint64_t done = 0, ci_bytes = 0;
+    struct ctl_progress prog;
+    ctl_progress_start(&prog, "publishing", (uint64_t)st.st_size);
+    if (startup(x, &h) == 0) {
         PEERDIST_PUBLICATION_OPTIONS po = {(DWORD)version, 0};
         PEERDIST_STREAM_HANDLE s;
         DWORD rc = PeerDistServerPublishStream(h, (DWORD)strlen(id), (PBYTE)id,
             (ULONGLONG)st.st_size, &po, NULL, 0, &s);
         if (rc != ERROR_SUCCESS) {
-            fail("publish", "PeerDistServerPublishStream", rc);
+            ctl_fail_status(x, "PeerDistServerPublishStream", rc);
         } else {
-            if (publish_stream(h, s, fd, (uint64_t)st.st_size) == 0 &&
-                retrieve_ci(h, id, out_fd) == 0) {
-                fprintf(stderr, "published %s as %s (version %d)\n", argv[optind], id, version);
+            if (publish_stream(x, h, s, fd, &prog, &done) == 0 &&
+                retrieve_ci(x, h, id, o.fd, &ci_bytes) == 0)
                 ret = CTL_EXIT_OK;
-            }
             PeerDistServerCloseStreamHandle(h, s);
         }
         PeerDistShutdown(h);
     }
     close(fd);
-    if (out)
-        close(out_fd);
-    return ret;
+    if (ret == CTL_EXIT_OK && ctl_out_commit(&o, -1) != 0)
+        ret = ctl_fail(x, "%s: %s", out, strerror(errno));
+    ctl_out_abort(&o);
+    if (ret != CTL_EXIT_OK)
+        return ret;
+    ctl_progress_done(&prog, done, "published %s as %s (version %d)", file, id, version);
+    if (x->json) {
+        printf("{\"id\": ");
+        ctl_json_str(stdout, id);
+        printf(", \"id_generated\": %s, \"version\": %d, \"file\": ", generated ? "true" : "false",
+            version);
+        ctl_json_str(stdout, file);
+        printf(", \"content_bytes\": %" PRIu64 ", \"content_information_bytes\": %" PRIu64
+               ", \"output\": ",
+            done, ci_bytes);
+        ctl_json_str(stdout, out);
+        printf("}\n");
+    }
+    return CTL_EXIT_OK;
 }
 
 /* ---- inject and get: a content handle fed with content information ---- */
@@ -269,278 +321,335 @@ struct handle_ctx {
     uint64_t start, end; /* the range the content information covers */
 };
 
-static int open_with_ci(const char *cmd, const char *ci_path, const PEERDIST_CONTENT_TAG *tag,
-    struct handle_ctx *x)
+/* Parses the content information file (no daemon needed for that). */
+static int load_ci(const struct ctl_ctx *x, const char *ci_path, uint8_t **ci, size_t *len,
+    struct handle_ctx *hx)
 {
-    uint8_t *ci;
-    size_t len;
-    if (read_file(cmd, ci_path, &ci, &len, CTL_MAX_CI) != 0)
+    if (read_file(x, ci_path, ci, len, CTL_MAX_CI) != 0)
         return -1;
     struct ci_error err;
-    if (ci_parse(ci, len, &x->ci, &err) != ERROR_SUCCESS) {
-        fprintf(stderr, "peerdistctl %s: %s: at byte %zu: %s\n", cmd, ci_path, (size_t)err.offset,
-            err.reason);
-        free(ci);
+    if (ci_parse(*ci, *len, &hx->ci, &err) != ERROR_SUCCESS) {
+        ctl_fail(x, "%s: at byte %zu: %s", ci_path, (size_t)err.offset, err.reason);
+        free(*ci);
+        *ci = NULL;
         return -1;
     }
-    x->start = x->ci->range_offset;
-    x->end = x->ci->range_offset + x->ci->range_length;
-    int ret = -1;
-    if (startup(cmd, &x->h) != 0)
-        goto out;
-    DWORD rc = PeerDistClientOpenContent(x->h, tag, NULL, 0, &x->c);
-    if (rc != ERROR_SUCCESS) {
-        fail(cmd, "PeerDistClientOpenContent", rc);
-        goto out;
-    }
+    hx->start = hx->ci->range_offset;
+    hx->end = hx->ci->range_offset + hx->ci->range_length;
+    return 0;
+}
+
+static int open_with_ci(const struct ctl_ctx *x, const uint8_t *ci, size_t len,
+    const PEERDIST_CONTENT_TAG *tag, struct handle_ctx *hx)
+{
+    if (startup(x, &hx->h) != 0)
+        return -1;
+    DWORD rc = PeerDistClientOpenContent(hx->h, tag, NULL, 0, &hx->c);
+    if (rc != ERROR_SUCCESS)
+        return ctl_fail_status(x, "PeerDistClientOpenContent", rc), -1;
     for (size_t off = 0; off < len;) {
         DWORD n = len - off < CTL_CHUNK ? (DWORD)(len - off) : CTL_CHUNK;
         OVERLAPPED ov = {0};
-        rc = wait_op(PeerDistClientAddContentInformation(x->h, x->c, n, ci + off, &ov), &ov, NULL);
-        if (rc != ERROR_SUCCESS) {
-            fail(cmd, "PeerDistClientAddContentInformation", rc);
-            goto out;
-        }
+        rc = wait_op(PeerDistClientAddContentInformation(hx->h, hx->c, n, (PBYTE)ci + off, &ov),
+            &ov, NULL);
+        if (rc != ERROR_SUCCESS)
+            return ctl_fail_status(x, "PeerDistClientAddContentInformation", rc), -1;
         off += n;
     }
     OVERLAPPED ov = {0};
-    rc = wait_op(PeerDistClientCompleteContentInformation(x->h, x->c, &ov), &ov, NULL);
-    if (rc != ERROR_SUCCESS) {
-        fail(cmd, "PeerDistClientCompleteContentInformation", rc);
-        goto out;
-    }
-    ret = 0;
-out:
-    free(ci);
-    return ret;
+    rc = wait_op(PeerDistClientCompleteContentInformation(hx->h, hx->c, &ov), &ov, NULL);
+    if (rc != ERROR_SUCCESS)
+        return ctl_fail_status(x, "PeerDistClientCompleteContentInformation", rc), -1;
+    return 0;
 }
 
-static void close_ctx(struct handle_ctx *x)
+static void close_ctx(struct handle_ctx *hx)
 {
-    if (x->c)
-        PeerDistClientCloseContent(x->h, x->c);
-    if (x->h)
-        PeerDistShutdown(x->h);
-    ci_info_free(x->ci);
+    if (hx->c)
+        PeerDistClientCloseContent(hx->h, hx->c);
+    if (hx->h)
+        PeerDistShutdown(hx->h);
+    ci_info_free(hx->ci);
 }
 
-static int get_tag_opt(const char *cmd, const char *arg, PEERDIST_CONTENT_TAG *tag)
+int ctl_inject_main(struct ctl_ctx *x, int argc, char **argv)
 {
-    if (ctl_parse_tag(arg, tag) == 0)
-        return 0;
-    fprintf(stderr, "peerdistctl %s: --tag '%s' is neither 32 hex digits nor a GUID\n", cmd, arg);
-    return -1;
-}
-
-int ctl_inject_main(int argc, char **argv)
-{
+    enum { OPT_JSON = 0x100 };
     static const struct option opts[] = {{"ci", required_argument, NULL, 'c'},
-        {"tag", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        {"tag", required_argument, NULL, 't'}, {"json", no_argument, NULL, OPT_JSON},
         {NULL, 0, NULL, 0}};
     const char *ci_path = NULL, *tag_arg = NULL;
     int ch;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "c:t:h", opts, NULL)) != -1) {
-        if (ch == 'c')
-            ci_path = optarg;
-        else if (ch == 't')
-            tag_arg = optarg;
-        else
-            return ch == 'h' ? CTL_EXIT_OK : CTL_EXIT_USAGE;
+    x->help = inject_help;
+    while ((ch = ctl_getopt(x, argc, argv, "c:t:", opts)) != CTL_OPT_END) {
+        switch (ch) {
+        case 'c': ci_path = optarg; break;
+        case 't': tag_arg = optarg; break;
+        case OPT_JSON: x->json = true; break;
+        case CTL_OPT_HELP: return CTL_EXIT_OK;
+        default: return CTL_EXIT_USAGE;
+        }
     }
     PEERDIST_CONTENT_TAG tag;
-    if (optind + 1 != argc || !ci_path || !tag_arg) {
-        fprintf(stderr, "usage: peerdistctl inject FILE --ci FILE.ci --tag TAG\n");
+    if (ctl_want_args(x, argc, argv, 1, "FILE"))
         return CTL_EXIT_USAGE;
-    }
-    if (get_tag_opt("inject", tag_arg, &tag) != 0)
+    if (!ci_path)
+        return ctl_usage_error(x, "--ci FILE.ci is needed");
+    if (!tag_arg)
+        return ctl_usage_error(x, "--tag TAG is needed");
+    if (get_tag_opt(x, tag_arg, &tag) != 0)
         return CTL_EXIT_USAGE;
-    int fd = open(argv[optind], O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        fprintf(stderr, "peerdistctl inject: %s: %s\n", argv[optind], strerror(errno));
-        return CTL_EXIT_FAIL;
-    }
-    struct handle_ctx x = {0};
+    const char *file = argv[optind];
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ctl_fail(x, "%s: %s", file, strerror(errno));
+    struct handle_ctx hx = {0};
     int ret = CTL_EXIT_FAIL;
-    uint8_t *buf = malloc(CTL_CHUNK);
-    if (buf && open_with_ci("inject", ci_path, &tag, &x) == 0) {
+    uint8_t *buf = malloc(CTL_CHUNK), *ci = NULL;
+    size_t ci_len = 0;
+    struct ctl_progress prog;
+    if (buf && load_ci(x, ci_path, &ci, &ci_len, &hx) == 0 && ctl_probe(x) == 0 &&
+        open_with_ci(x, ci, ci_len, &tag, &hx) == 0) {
         /* Only the bytes the content information covers: others are out of bounds. */
-        struct ctl_progress prog;
-        ctl_progress_start(&prog, "injecting", x.end - x.start);
-        uint64_t off = x.start;
+        ctl_progress_start(&prog, "injecting", hx.end - hx.start);
+        uint64_t off = hx.start;
         ret = CTL_EXIT_OK;
-        while (off < x.end && ret == CTL_EXIT_OK) {
-            size_t want = x.end - off < CTL_CHUNK ? (size_t)(x.end - off) : CTL_CHUNK;
+        while (off < hx.end && ret == CTL_EXIT_OK) {
+            size_t want = hx.end - off < CTL_CHUNK ? (size_t)(hx.end - off) : CTL_CHUNK;
             ssize_t n = pread(fd, buf, want, (off_t)off);
             if (n <= 0) {
-                fprintf(stderr, "peerdistctl inject: %s: %s at %" PRIu64 "\n", argv[optind],
+                ctl_progress_clear(&prog);
+                ret = ctl_fail(x, "%s: %s at %" PRIu64, file,
                     n == 0 ? "file shorter than its content information" : strerror(errno), off);
-                ret = CTL_EXIT_FAIL;
                 break;
             }
             OVERLAPPED ov = {.Offset = (DWORD)off, .OffsetHigh = (DWORD)(off >> 32)};
-            DWORD rc = wait_op(PeerDistClientAddData(x.h, x.c, (DWORD)n, buf, &ov), &ov, NULL);
-            if (rc != ERROR_SUCCESS)
-                ret = fail("inject", "PeerDistClientAddData", rc);
+            DWORD rc = wait_op(PeerDistClientAddData(hx.h, hx.c, (DWORD)n, buf, &ov), &ov, NULL);
+            if (rc != ERROR_SUCCESS) {
+                ctl_progress_clear(&prog);
+                ret = ctl_fail_status(x, "PeerDistClientAddData", rc);
+            }
             off += (uint64_t)n;
-            ctl_progress_update(&prog, off - x.start);
+            ctl_progress_update(&prog, off - hx.start);
         }
-        if (ret == CTL_EXIT_OK)
-            fprintf(stderr, "injected %" PRIu64 " bytes\n", x.end - x.start);
     }
+    if (ret == CTL_EXIT_OK) {
+        char hex[33];
+        ctl_format_tag(&tag, hex);
+        ctl_progress_done(&prog, hx.end - hx.start, "injected %s under %s", file, hex);
+        if (x->json) {
+            printf("{\"file\": ");
+            ctl_json_str(stdout, file);
+            printf(", \"tag\": \"%s\", \"offset\": %" PRIu64 ", \"bytes\": %" PRIu64 "}\n", hex,
+                hx.start, hx.end - hx.start);
+        }
+    }
+    free(ci);
     free(buf);
-    close_ctx(&x);
+    close_ctx(&hx);
     close(fd);
     return ret;
 }
 
-int ctl_get_main(int argc, char **argv)
+/* ---- get ---- */
+
+struct missing_list {
+    struct {
+        uint64_t offset, length;
+    } * r;
+    size_t n, cap;
+    uint64_t bytes;
+};
+
+static int missing_add(struct missing_list *m, uint64_t offset, uint64_t length)
 {
+    m->bytes += length;
+    if (m->n && m->r[m->n - 1].offset + m->r[m->n - 1].length == offset) {
+        m->r[m->n - 1].length += length; /* one range reported in clamped pieces */
+        return 0;
+    }
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 16;
+        void *p = realloc(m->r, cap * sizeof(*m->r));
+        if (!p)
+            return -1;
+        m->r = p;
+        m->cap = cap;
+    }
+    m->r[m->n].offset = offset;
+    m->r[m->n].length = length;
+    m->n++;
+    return 0;
+}
+
+/* Writes len zero bytes to a stream output (a hole of --partial on a pipe). */
+static int write_zeros(int fd, uint64_t len)
+{
+    static const uint8_t zeros[64 * 1024];
+    while (len > 0) {
+        size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
+        if (ctl_write_all(fd, zeros, n) != 0)
+            return -1;
+        len -= n;
+    }
+    return 0;
+}
+
+struct get_opts {
+    const char *ci_path, *out, *tag_arg;
+    DWORD timeout;
+    bool partial;
+};
+
+/*
+ * Reads the whole content through the cache into o. Writing stops at the first missing
+ * byte unless --partial (the output will not be kept), reading goes on to list every range.
+ */
+static int get_read(const struct ctl_ctx *x, const struct get_opts *g, struct handle_ctx *hx,
+    struct ctl_out *o, struct missing_list *m, uint64_t *got)
+{
+    uint8_t *buf = malloc(CTL_CHUNK);
+    bool writing = true;
+    struct ctl_progress prog;
+    int ret = buf ? CTL_EXIT_OK : ctl_fail(x, "out of memory");
+    ctl_progress_start(&prog, "reading", hx->end - hx->start);
+    while (ret == CTL_EXIT_OK) {
+        OVERLAPPED ov = {0};
+        DWORD n = 0;
+        DWORD rc = wait_op(PeerDistClientStreamRead(hx->h, hx->c, CTL_CHUNK, buf, g->timeout, &ov),
+            &ov, &n);
+        uint64_t at = (uint64_t)ov.OffsetHigh << 32 | ov.Offset;
+        if (rc == PEERDIST_ERROR_NO_MORE)
+            break;
+        if (rc == PEERDIST_ERROR_MISSING_DATA || rc == ERROR_TIMEOUT) {
+            /* The cursor moved past it: list it, leave a hole (--partial) or stop writing. */
+            ctl_progress_clear(&prog);
+            fprintf(stderr, "missing: %" PRIu64 "-%" PRIu64 " (%lu bytes)\n", at, at + n,
+                (unsigned long)n);
+            if (missing_add(m, at, n) != 0)
+                ret = ctl_fail(x, "out of memory");
+            if (!g->partial)
+                writing = false;
+            else if (!o->seekable && write_zeros(o->fd, n) != 0)
+                ret = ctl_fail(x, "write: %s", strerror(errno));
+            continue;
+        }
+        if (rc != ERROR_SUCCESS) {
+            ctl_progress_clear(&prog);
+            ret = ctl_fail_status(x, "PeerDistClientStreamRead", rc);
+            break;
+        }
+        *got += n;
+        if (writing) {
+            int w = o->seekable
+                ? (pwrite(o->fd, buf, n, (off_t)(at - hx->start)) == (ssize_t)n ? 0 : -1)
+                : ctl_write_all(o->fd, buf, n);
+            if (w != 0) {
+                ctl_progress_clear(&prog);
+                ret = ctl_fail(x, "write %s: %s", g->out ? g->out : "standard output",
+                    strerror(errno));
+            }
+        }
+        ctl_progress_update(&prog, at + n - hx->start);
+    }
+    if (ret == CTL_EXIT_OK)
+        ctl_progress_done(&prog, *got, "read %s%s", g->out ? g->out : "content",
+            m->bytes ? " (incomplete)" : "");
+    free(buf);
+    return ret;
+}
+
+static void get_json(const struct get_opts *g, const struct handle_ctx *hx,
+    const struct missing_list *m, uint64_t got, bool written)
+{
+    printf("{\"size\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"missing_bytes\": %" PRIu64
+           ", \"missing\": [",
+        hx->end - hx->start, got, m->bytes);
+    for (size_t i = 0; i < m->n; i++)
+        printf("%s{\"offset\": %" PRIu64 ", \"length\": %" PRIu64 "}", i ? ", " : "",
+            m->r[i].offset, m->r[i].length);
+    printf("], \"complete\": %s, \"output\": ", m->bytes == 0 ? "true" : "false");
+    ctl_json_str(stdout, g->out);
+    printf(", \"written\": %s}\n", written ? "true" : "false");
+}
+
+int ctl_get_main(struct ctl_ctx *x, int argc, char **argv)
+{
+    enum { OPT_JSON = 0x100, OPT_PARTIAL, OPT_TIMEOUT };
     static const struct option opts[] = {{"ci", required_argument, NULL, 'c'},
-        {"output", required_argument, NULL, 'o'}, {"timeout", required_argument, NULL, 'T'},
-        {"tag", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
-    const char *ci_path = NULL, *out = NULL, *tag_arg = NULL;
-    DWORD timeout = CTL_DEFAULT_TIMEOUT_MS;
+        {"output", required_argument, NULL, 'o'}, {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"tag", required_argument, NULL, 't'}, {"partial", no_argument, NULL, OPT_PARTIAL},
+        {"json", no_argument, NULL, OPT_JSON}, {NULL, 0, NULL, 0}};
+    struct get_opts g = {.timeout = CTL_DEFAULT_TIMEOUT_MS};
+    uint64_t v;
     int ch;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "c:o:T:t:h", opts, NULL)) != -1) {
-        if (ch == 'c')
-            ci_path = optarg;
-        else if (ch == 'o')
-            out = optarg;
-        else if (ch == 'T')
-            timeout = (DWORD)strtoul(optarg, NULL, 10);
-        else if (ch == 't')
-            tag_arg = optarg;
-        else
-            return ch == 'h' ? CTL_EXIT_OK : CTL_EXIT_USAGE;
+    x->help = get_help;
+    while ((ch = ctl_getopt(x, argc, argv, "c:o:t:", opts)) != CTL_OPT_END) {
+        switch (ch) {
+        case 'c': g.ci_path = optarg; break;
+        case 'o': g.out = optarg; break;
+        case 't': g.tag_arg = optarg; break;
+        case OPT_TIMEOUT:
+            if (ctl_opt_u64(x, "--timeout", optarg, UINT32_MAX, &v) != 0)
+                return CTL_EXIT_USAGE;
+            g.timeout = (DWORD)v;
+            break;
+        case OPT_PARTIAL: g.partial = true; break;
+        case OPT_JSON: x->json = true; break;
+        case CTL_OPT_HELP: return CTL_EXIT_OK;
+        default: return CTL_EXIT_USAGE;
+        }
     }
     PEERDIST_CONTENT_TAG tag = {{0}};
-    if (optind != argc || !ci_path) {
-        fprintf(stderr,
-            "usage: peerdistctl get --ci FILE.ci [-o OUT] [--timeout MS] [--tag TAG]\n");
+    if (ctl_want_args(x, argc, argv, 0, ""))
         return CTL_EXIT_USAGE;
-    }
-    if (tag_arg && get_tag_opt("get", tag_arg, &tag) != 0)
+    if (!g.ci_path)
+        return ctl_usage_error(x, "--ci FILE.ci is needed");
+    if (g.tag_arg && get_tag_opt(x, g.tag_arg, &tag) != 0)
         return CTL_EXIT_USAGE;
-    int out_fd = out ? open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : STDOUT_FILENO;
-    if (out_fd < 0) {
-        fprintf(stderr, "peerdistctl get: %s: %s\n", out, strerror(errno));
-        return CTL_EXIT_FAIL;
-    }
-    struct handle_ctx x = {0};
-    uint8_t *buf = malloc(CTL_CHUNK);
+    if (x->json && !g.out)
+        return ctl_usage_error(x,
+            "--json needs -o OUT (the content would share standard "
+            "output with it)");
+    struct handle_ctx hx = {0};
+    struct missing_list m = {0};
+    struct ctl_out o = {.fd = -1};
+    uint8_t *ci = NULL;
+    size_t ci_len = 0;
+    uint64_t got = 0;
+    bool opened = false, written = false;
     int ret = CTL_EXIT_FAIL;
-    uint64_t missing = 0;
-    if (buf && open_with_ci("get", ci_path, &tag, &x) == 0) {
-        ret = CTL_EXIT_OK;
-        struct ctl_progress prog;
-        ctl_progress_start(&prog, "reading", x.end - x.start);
-        for (;;) {
-            OVERLAPPED ov = {0};
-            DWORD n = 0;
-            DWORD rc = wait_op(PeerDistClientStreamRead(x.h, x.c, CTL_CHUNK, buf, timeout, &ov),
-                &ov, &n);
-            uint64_t at = (uint64_t)ov.OffsetHigh << 32 | ov.Offset;
-            if (rc == PEERDIST_ERROR_NO_MORE)
-                break;
-            if (rc == PEERDIST_ERROR_MISSING_DATA || rc == ERROR_TIMEOUT) {
-                /* The cursor moved past it: list it, leave a hole in a file, stop a pipe. */
-                fprintf(stderr, "missing: %" PRIu64 "-%" PRIu64 " (%lu bytes)\n", at, at + n,
-                    (unsigned long)n);
-                missing += n;
-                if (!out)
-                    break;
-                continue;
-            }
-            if (rc != ERROR_SUCCESS) {
-                ret = fail("get", "PeerDistClientStreamRead", rc);
-                break;
-            }
-            int w = out ? (pwrite(out_fd, buf, n, (off_t)(at - x.start)) == (ssize_t)n ? 0 : -1)
-                        : ctl_write_all(out_fd, buf, n);
-            if (w != 0) {
-                ret = (fprintf(stderr, "peerdistctl get: write: %s\n", strerror(errno)),
-                    CTL_EXIT_FAIL);
-                break;
-            }
-            ctl_progress_update(&prog, at + n - x.start);
-        }
-        if (out && ret == CTL_EXIT_OK && ftruncate(out_fd, (off_t)(x.end - x.start)) != 0)
-            ret = CTL_EXIT_FAIL;
+    if (load_ci(x, g.ci_path, &ci, &ci_len, &hx) != 0 || ctl_probe(x) != 0 ||
+        open_with_ci(x, ci, ci_len, &tag, &hx) != 0)
+        goto out;
+    if (ctl_out_open(&o, g.out, 0) != 0) {
+        ret = ctl_fail(x, "%s: %s", g.out, strerror(errno));
+        goto out;
     }
-    if (missing && ret == CTL_EXIT_OK) {
-        fprintf(stderr, "peerdistctl get: %" PRIu64 " bytes are not in the cache\n", missing);
+    opened = true;
+    ret = get_read(x, &g, &hx, &o, &m, &got);
+    if (ret == CTL_EXIT_OK && (m.bytes == 0 || g.partial)) {
+        if (ctl_out_commit(&o, o.seekable ? (int64_t)(hx.end - hx.start) : -1) != 0)
+            ret = ctl_fail(x, "%s: %s", g.out, strerror(errno));
+        else
+            written = g.out != NULL;
+    }
+    if (ret == CTL_EXIT_OK && m.bytes) {
+        fprintf(stderr, "peerdistctl get: %" PRIu64 " bytes are not in the cache; %s\n", m.bytes,
+            !g.out        ? "the output stops at the first of them"
+                : written ? "OUT holds the rest, with zeros in their place (--partial)"
+                          : "OUT was left as it was");
         ret = CTL_EXIT_FAIL;
+        if (x->json)
+            get_json(&g, &hx, &m, got, written);
+    } else if (ret == CTL_EXIT_OK && x->json) {
+        get_json(&g, &hx, &m, got, written);
     }
-    free(buf);
-    close_ctx(&x);
-    if (out)
-        close(out_fd);
+out:
+    if (opened)
+        ctl_out_abort(&o);
+    free(m.r);
+    free(ci);
+    close_ctx(&hx);
     return ret;
-}
-
-/* ---- tags and flush ---- */
-
-int ctl_tags_main(const char *socket_path, int argc, char **argv)
-{
-    int json = argc > 1 && strcmp(argv[1], "--json") == 0;
-    if (argc > 1 + json) {
-        fprintf(stderr, "usage: peerdistctl tags [--json]\n");
-        return CTL_EXIT_USAGE;
-    }
-    struct pdconn *c = pdconn_new(socket_path);
-    if (!c)
-        return CTL_EXIT_FAIL;
-    Peerdist__TagsRequest t = PEERDIST__TAGS_REQUEST__INIT;
-    Peerdist__Request req = PEERDIST__REQUEST__INIT;
-    req.body_case = PEERDIST__REQUEST__BODY_TAGS;
-    req.tags = &t;
-    Peerdist__Reply *r = NULL;
-    DWORD rc = pdconn_call(c, &req, &r);
-    int ret = CTL_EXIT_OK;
-    if (rc != ERROR_SUCCESS || !r || r->body_case != PEERDIST__REPLY__BODY_TAGS) {
-        ret = fail("tags", "listing tags", rc);
-    } else {
-        if (json)
-            printf("[");
-        for (size_t i = 0; i < r->tags->n_tags; i++) {
-            const Peerdist__TagInfo *ti = r->tags->tags[i];
-            PEERDIST_CONTENT_TAG tag = {{0}};
-            memcpy(tag.Data, ti->tag.data, ti->tag.len < 16 ? ti->tag.len : 16);
-            char hex[33];
-            ctl_format_tag(&tag, hex);
-            if (json)
-                printf("%s{\"tag\": \"%s\", \"blocks\": %" PRIu64 ", \"bytes\": %" PRIu64 "}",
-                    i ? ", " : "", hex, ti->blocks, ti->bytes);
-            else
-                printf("%s  %10" PRIu64 " blocks  %14" PRIu64 " bytes\n", hex, ti->blocks,
-                    ti->bytes);
-        }
-        if (json)
-            printf("]\n");
-    }
-    if (r)
-        peerdist__reply__free_unpacked(r, NULL);
-    pdconn_free(c);
-    return ret;
-}
-
-int ctl_flush_main(int argc, char **argv)
-{
-    PEERDIST_CONTENT_TAG tag;
-    if (argc != 3 || strcmp(argv[1], "--tag") != 0) {
-        fprintf(stderr, "usage: peerdistctl flush --tag TAG\n");
-        return CTL_EXIT_USAGE;
-    }
-    if (get_tag_opt("flush", argv[2], &tag) != 0)
-        return CTL_EXIT_USAGE;
-    PEERDIST_INSTANCE_HANDLE h;
-    if (startup("flush", &h) != 0)
-        return CTL_EXIT_FAIL;
-    OVERLAPPED ov = {0};
-    DWORD rc = wait_op(PeerDistClientFlushContent(h, &tag, NULL, 0, &ov), &ov, NULL);
-    PeerDistShutdown(h);
-    return rc == ERROR_SUCCESS ? CTL_EXIT_OK : fail("flush", "PeerDistClientFlushContent", rc);
 }

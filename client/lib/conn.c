@@ -90,7 +90,9 @@ struct pdconn {
     bool writing; /* the write token */
     bool stop;
     DWORD down_error; /* why the last connection attempt failed (synchronous error of calls) */
+    int down_errno;   /* ... as an errno value, for messages (pdconn_down_reason) */
     int timeout_ms;   /* PD_CALL_TIMEOUT_MS, or PEERDIST_CALL_TIMEOUT_MS */
+    int connect_timeout_ms; /* connect() plus Hello: PD_HELLO_TIMEOUT_MS unless set at creation */
     uint64_t generation;
     uint64_t next_id;
     struct frame_buf rbuf; /* touched only by the token holder */
@@ -463,8 +465,10 @@ static int hello_locked(struct pdconn *c, int fd, int64_t deadline)
     req.hello = &h;
     uint8_t buf[256];
     size_t n = frame_pack(&req.base, buf);
-    if (write_all(fd, buf, n, deadline) != 0)
+    if (write_all(fd, buf, n, deadline) != 0) {
+        c->down_errno = errno == EAGAIN ? ETIMEDOUT : errno;
         return -1;
+    }
     frame_buf_reset(&c->rbuf);
     for (;;) {
         const uint8_t *payload;
@@ -478,19 +482,29 @@ static int hello_locked(struct pdconn *c, int fd, int64_t deadline)
                 c->status = r->hello->service_status;
             if (r && r->status == ERROR_REQ_NOT_ACCEP)
                 c->down_error = ERROR_REQ_NOT_ACCEP; /* over a connection limit: try later */
+            if (!ok)
+                c->down_errno = !r                                    ? EPROTO
+                    : r->status == ERROR_REQ_NOT_ACCEP                ? EUSERS
+                    : r->status == PEERDIST_ERROR_VERSION_UNSUPPORTED ? EPROTONOSUPPORT
+                                                                      : EPROTO;
             if (r)
                 peerdist__reply__free_unpacked(r, NULL);
             return ok ? 0 : -1;
         }
         int64_t left = deadline - now_ms();
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (st == FRAME_TOO_BIG || left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+        int ready = st == FRAME_TOO_BIG || left <= 0 ? 0 : poll(&pfd, 1, (int)left);
+        if (ready <= 0) {
+            c->down_errno = st == FRAME_TOO_BIG ? EPROTO : ready < 0 ? errno : ETIMEDOUT;
             return -1;
+        }
         size_t avail;
         uint8_t *space = frame_buf_space(&c->rbuf, 4096, &avail);
         ssize_t got = space ? read(fd, space, avail) : -1;
-        if (got <= 0)
+        if (got <= 0) {
+            c->down_errno = !space ? ENOMEM : got == 0 ? ECONNRESET : errno;
             return -1;
+        }
         frame_buf_commit(&c->rbuf, (size_t)got);
     }
 }
@@ -502,25 +516,38 @@ static void set_timeout(int fd, int opt, int64_t ms)
 }
 
 /*
- * Connects and says Hello, within PD_HELLO_TIMEOUT_MS and the deadline. Nobody reads or
- * writes while c->fd < 0, so connecting under c->mu is safe.
+ * Connects and says Hello, within c->connect_timeout_ms (PD_HELLO_TIMEOUT_MS unless the
+ * creator chose) and the deadline. Nobody reads or writes while c->fd < 0, so connecting
+ * under c->mu is safe.
  */
 static void connect_locked(struct pdconn *c, int64_t deadline)
 {
-    int64_t hello_deadline = now_ms() + PD_HELLO_TIMEOUT_MS;
+    int64_t hello_deadline = now_ms() + c->connect_timeout_ms;
     if (hello_deadline < deadline)
         deadline = hello_deadline;
     c->down_error = PEERDIST_ERROR_SERVICE_UNAVAILABLE;
+    c->down_errno = 0;
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     memcpy(sun.sun_path, c->path, sizeof(sun.sun_path));
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
+    if (fd < 0) {
+        c->down_errno = errno;
         return;
-    /* A listener whose backlog is full (a stopped daemon) blocks connect() up to SO_SNDTIMEO. */
+    }
+    /*
+     * A listener whose backlog is full (a stopped daemon) blocks connect() up to SO_SNDTIMEO,
+     * then fails with EAGAIN: reported as the timeout it is.
+     */
     set_timeout(fd, SO_SNDTIMEO, deadline - now_ms() > 0 ? deadline - now_ms() : 1);
     struct stat st;
-    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
-        hello_locked(c, fd, deadline) != 0 || fstat(fd, &st) != 0) {
+    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+        c->down_errno = errno == EAGAIN ? ETIMEDOUT : errno;
+        close(fd);
+        return;
+    }
+    if (hello_locked(c, fd, deadline) != 0 || fstat(fd, &st) != 0) {
+        if (!c->down_errno)
+            c->down_errno = errno ? errno : EPROTO;
         close(fd);
         return;
     }
@@ -573,6 +600,16 @@ DWORD pdconn_ensure(struct pdconn *c, uint64_t *generation)
         *generation = c->generation;
     pthread_mutex_unlock(&c->mu);
     return rc;
+}
+
+int pdconn_down_reason(struct pdconn *c, DWORD *status)
+{
+    pthread_mutex_lock(&c->mu);
+    int e = c->fd >= 0 ? 0 : c->down_errno ? c->down_errno : ECONNREFUSED;
+    if (status)
+        *status = c->fd >= 0 ? ERROR_SUCCESS : c->down_error;
+    pthread_mutex_unlock(&c->mu);
+    return e;
 }
 
 uint32_t pdconn_status(struct pdconn *c)
@@ -804,6 +841,11 @@ static void *reader_thread(void *arg)
 
 struct pdconn *pdconn_new(const char *path)
 {
+    return pdconn_new_timeout(path, PD_HELLO_TIMEOUT_MS);
+}
+
+struct pdconn *pdconn_new_timeout(const char *path, int connect_timeout_ms)
+{
     struct pdconn *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
@@ -817,6 +859,7 @@ struct pdconn *pdconn_new(const char *path)
     c->fd = -1;
     c->down_error = PEERDIST_ERROR_SERVICE_UNAVAILABLE;
     c->timeout_ms = call_timeout_ms();
+    c->connect_timeout_ms = connect_timeout_ms > 0 ? connect_timeout_ms : PD_HELLO_TIMEOUT_MS;
     c->reg.last_reported = PEERDIST_STATUS_DISABLED;
     c->status = PEERDIST_STATUS_UNAVAILABLE;
     frame_buf_init(&c->rbuf);

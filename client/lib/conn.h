@@ -58,6 +58,12 @@ const char *pdconn_default_path(void);
 /* Creates the connection object and tries to connect; NULL only when out of memory. */
 struct pdconn *pdconn_new(const char *path);
 /*
+ * pdconn_new, but each connection attempt (connect() and the Hello reply) waits at most
+ * connect_timeout_ms instead of PD_HELLO_TIMEOUT_MS (peerdistctl fails fast on a wedged
+ * daemon with it); <= 0 means PD_HELLO_TIMEOUT_MS.
+ */
+struct pdconn *pdconn_new_timeout(const char *path, int connect_timeout_ms);
+/*
  * Aborts what is pending (ERROR_OPERATION_ABORTED), closes the socket and
  * stops the reader thread; later calls fail with SERVICE_UNAVAILABLE.
  */
@@ -77,6 +83,14 @@ void pdconn_forget_in_child(struct pdconn *c);
  * when the daemon refused the connection (its owner is over a connection limit).
  */
 DWORD pdconn_ensure(struct pdconn *c, uint64_t *generation);
+/*
+ * 0 when connected; else why the last connection attempt failed as an errno value, for
+ * messages (ENOENT, ECONNREFUSED, EACCES from connect(); ETIMEDOUT: no connection or no
+ * Hello reply in time; ECONNRESET: closed before the Hello reply; EPROTO: the reply was not
+ * a peerdist Hello; EUSERS: refused, over a connection limit), with *status (if not NULL)
+ * the synchronous error calls get meanwhile. Does not try to connect.
+ */
+int pdconn_down_reason(struct pdconn *c, DWORD *status);
 /* PEERDIST_STATUS as last told by the daemon; UNAVAILABLE when not connected. */
 uint32_t pdconn_status(struct pdconn *c);
 
