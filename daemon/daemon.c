@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "blockstore.h"
 #include "content.h"
 #include "disk.h"
@@ -88,7 +89,8 @@ int daemon_init(struct daemon *d)
     if (bs_open(d->cfg.db_path, d->workers, &d->bs) != 0 || bs_reconcile(d->bs, d->store) != 0)
         return -1;
     store_set_reclaim_hook(d->store, bs_reclaim, d->bs);
-    if (publish_init(d) != 0 || content_init(d) != 0 || flush_init(d) != 0)
+    if (publish_init(d) != 0 || admin_init(d) != 0 || content_init(d) != 0 ||
+        flush_init(d) != 0)
         return -1;
     return 0;
 }
@@ -111,6 +113,7 @@ void daemon_free(struct daemon *d)
     flush_free(d);
     content_free(d);
     publish_free(d);
+    admin_free(d);
     if (d->base)
         server_free(d);
     if (d->store)
