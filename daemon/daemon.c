@@ -40,9 +40,27 @@ static bool same_dir(const char *a, const char *b)
  * migrates, reconciles or tests the socket. Files an older start left readable by others
  * lose that.
  */
+/*
+ * The database and its -wal and -shm, before SQLite opens them: 0640 (fsutil.h) whatever an
+ * older start left. Never after: closing any descriptor of a file drops every POSIX lock this
+ * process holds on it, SQLite's included. Files SQLite creates get 0640 from the umask
+ * (FS_UMASK; its -wal and -shm copy the database's mode).
+ */
+static int restrict_db_files(const struct daemon *d)
+{
+    char path[PATH_MAX + 8];
+    static const char *const files[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s%s", d->cfg.db_path, files[i]);
+        if (fs_restrict_file(path) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int claim_db_dir(struct daemon *d)
 {
-    char dir[PATH_MAX], sock_dir[PATH_MAX], path[PATH_MAX + 8];
+    char dir[PATH_MAX], sock_dir[PATH_MAX];
     bool created;
     fs_dirname(d->cfg.db_path, dir, sizeof(dir));
     fs_dirname(d->cfg.socket_path, sock_dir, sizeof(sock_dir));
@@ -54,13 +72,7 @@ static int claim_db_dir(struct daemon *d)
     }
     if (fs_check_dir("database directory", dir) != 0 || (d->dir_lock = fs_lock_dir(dir)) < 0)
         return -1;
-    static const char *const files[] = {"", "-wal", "-shm"};
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        snprintf(path, sizeof(path), "%s%s", d->cfg.db_path, files[i]);
-        if (fs_restrict_file(path) != 0)
-            return -1;
-    }
-    return 0;
+    return restrict_db_files(d);
 }
 
 int daemon_init(struct daemon *d)
@@ -86,7 +98,11 @@ int daemon_init(struct daemon *d)
         log_error("out of memory setting up the daemon");
         return -1;
     }
-    if (bs_open(d->cfg.db_path, d->workers, &d->bs) != 0 || bs_reconcile(d->bs, d->store) != 0)
+    char data_dir[PATH_MAX + 8];
+    fs_dirname(d->cfg.db_path, data_dir, PATH_MAX);
+    strcat(data_dir, "/data");
+    if (bs_open(d->cfg.db_path, d->workers, &d->bs) != 0 || fs_restrict_dir(data_dir) != 0 ||
+        bs_reconcile(d->bs, d->store) != 0)
         return -1;
     store_set_reclaim_hook(d->store, bs_reclaim, d->bs);
     if (publish_init(d) != 0 || admin_init(d) != 0 || content_init(d) != 0 ||
