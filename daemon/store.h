@@ -169,7 +169,7 @@ sqlite3 *store_db(struct store *st);
 /* ---- administration (admins only; flush.c runs these in slices off the loop) ---- */
 
 /* Keys one slice of an admin flush takes at most: each slice is its own transaction. */
-#define STORE_ADMIN_SLICE_ROWS 2048
+#define STORE_ADMIN_SLICE_ROWS 1024
 
 enum store_admin_scope {
     STORE_ADMIN_ALL,     /* every block and every label: the whole cache */

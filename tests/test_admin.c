@@ -274,7 +274,7 @@ static bool data_files_gone(void *arg)
     return system(cmd) == 0;
 }
 
-/* More rows than one slice holds (STORE_ADMIN_SLICE_ROWS, 2048): block rows with a label
+/* More rows than one slice holds (STORE_ADMIN_SLICE_ROWS, 1024): block rows with a label
  * each, and labels whose row is gone, straight into the database. */
 #define FAKE_BLOCKS 5000
 #define FAKE_ORPHANS 3000
