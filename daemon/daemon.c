@@ -6,6 +6,7 @@
  * are main.c's.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,21 @@ static int claim_db_dir(struct daemon *d)
     }
     if (fs_check_dir("database directory", dir) != 0 || (d->dir_lock = fs_lock_dir(dir)) < 0)
         return -1;
+    /* A new database is made here, 0640 in so many words, before SQLite opens it (an empty
+     * file is an empty database); SQLite gives its -wal and -shm the database's mode. */
+    int fd = open(d->cfg.db_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+        FS_FILE_MODE);
+    if (fd >= 0) {
+        bool ok = fchmod(fd, FS_FILE_MODE) == 0;
+        close(fd);
+        if (!ok) {
+            log_error("chmod %s: %s", d->cfg.db_path, strerror(errno));
+            return -1;
+        }
+    } else if (errno != EEXIST) {
+        log_error("cannot create %s: %s", d->cfg.db_path, strerror(errno));
+        return -1;
+    }
     return restrict_db_files(d);
 }
 

@@ -45,6 +45,14 @@ static bool file_exists(void *arg)
     return lstat(arg, &st) == 0;
 }
 
+static bool socket_answers(void *arg)
+{
+    int fd = wu_connect(arg);
+    if (fd >= 0)
+        close(fd);
+    return fd >= 0;
+}
+
 /* Child: stdout and stderr to the test daemon's log. */
 static void log_to_td(void)
 {
@@ -100,7 +108,9 @@ START_TEST(activated_socket_is_used_and_left_in_place)
         _exit(127);
     }
     td.pid = pid;
-    ck_assert(td_wait_until(file_exists, td.sock));
+    /* Bound, then listening: a connection before listen() is refused. This one starts the
+     * daemon, which then sees it close. */
+    ck_assert(td_wait_until(socket_answers, td.sock));
     struct stat before;
     ck_assert_int_eq(lstat(td.sock, &before), 0);
     int fd = wu_open(td.sock); /* the first connection starts the daemon, then is served */
@@ -153,14 +163,6 @@ static pid_t start_with_fd3(int fd3, bool own_pid)
         _exit(127);
     }
     return pid;
-}
-
-static bool socket_answers(void *arg)
-{
-    int fd = wu_connect(arg);
-    if (fd >= 0)
-        close(fd);
-    return fd >= 0;
 }
 
 START_TEST(listen_pid_of_another_process_is_ignored)
