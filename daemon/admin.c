@@ -81,8 +81,8 @@ static void handle_admin_flush(struct conn *c, uint64_t id, const Peerdist__Admi
     if (scope == STORE_ADMIN_ALL)
         log_info(CONN_FMT ": admin flush of the whole cache", CONN_ARGS(c));
     else
-        log_info(CONN_FMT ": admin flush of uid %u's labels (%s)", CONN_ARGS(c),
-            (unsigned)f->uid, scope == STORE_ADMIN_UID_TAG ? "one tag" : "every tag");
+        log_info(CONN_FMT ": admin flush of uid %u's labels (%s)", CONN_ARGS(c), (unsigned)f->uid,
+            scope == STORE_ADMIN_UID_TAG ? "one tag" : "every tag");
     flush_admin_queue(c, id, scope, f->uid, scope == STORE_ADMIN_UID_TAG ? f->tag.data : NULL);
 }
 
@@ -113,8 +113,8 @@ static void key_set(struct conn *c, uint64_t id, const Peerdist__KeyRequest *k)
     struct daemon *d = c->d;
     struct admin_state *as = d->admin;
     if (k->secret.len == 0 || k->secret.len > ADMIN_KEY_MAX_BYTES) {
-        log_warn(CONN_FMT ": key set with %zu bytes refused (1..%u)", CONN_ARGS(c),
-            k->secret.len, ADMIN_KEY_MAX_BYTES);
+        log_warn(CONN_FMT ": key set with %zu bytes refused (1..%u)", CONN_ARGS(c), k->secret.len,
+            ADMIN_KEY_MAX_BYTES);
         conn_reply_status(c, id, ERROR_INVALID_PARAMETER);
         return;
     }

@@ -75,8 +75,7 @@ static int claim_db_dir(struct daemon *d)
         return -1;
     /* A new database is made here, 0640 in so many words, before SQLite opens it (an empty
      * file is an empty database); SQLite gives its -wal and -shm the database's mode. */
-    int fd = open(d->cfg.db_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-        FS_FILE_MODE);
+    int fd = open(d->cfg.db_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, FS_FILE_MODE);
     if (fd >= 0) {
         bool ok = fchmod(fd, FS_FILE_MODE) == 0;
         close(fd);
@@ -121,8 +120,7 @@ int daemon_init(struct daemon *d)
         bs_reconcile(d->bs, d->store) != 0)
         return -1;
     store_set_reclaim_hook(d->store, bs_reclaim, d->bs);
-    if (publish_init(d) != 0 || admin_init(d) != 0 || content_init(d) != 0 ||
-        flush_init(d) != 0)
+    if (publish_init(d) != 0 || admin_init(d) != 0 || content_init(d) != 0 || flush_init(d) != 0)
         return -1;
     return 0;
 }

@@ -365,13 +365,11 @@ static void admin_slice_work(void *arg)
     af->before = af->job;
     store_set_reclaim_hook(st, admin_collect_reclaim, af);
     bool ok = store_begin(st) == 0 &&
-        store_admin_flush_slice(st, &af->job, STORE_ADMIN_SLICE_ROWS) == 0 &&
-        store_commit(st) == 0;
+        store_admin_flush_slice(st, &af->job, STORE_ADMIN_SLICE_ROWS) == 0 && store_commit(st) == 0;
     af->status = ERROR_SUCCESS;
     if (!ok) {
         af->status = winerr_from_sqlite(store_errcode(st));
-        log_error("admin flush slice failed: %s (Win32 error %u)", store_errmsg(st),
-            af->status);
+        log_error("admin flush slice failed: %s (Win32 error %u)", store_errmsg(st), af->status);
         store_rollback(st);
         af->job = af->before; /* nothing of the slice happened */
     }

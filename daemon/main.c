@@ -163,8 +163,7 @@ static void reload_config(struct daemon *d)
     d->cfg.log_level = fresh.log_level;
     if (!config_mode_implemented(fresh.mode)) {
         log_error("reload: mode %s is not implemented in peerdistd %s; keeping mode %s",
-            config_mode_name(fresh.mode), PEERDIST_SOFTWARE_VERSION,
-            config_mode_name(d->cfg.mode));
+            config_mode_name(fresh.mode), PEERDIST_SOFTWARE_VERSION, config_mode_name(d->cfg.mode));
     } else if (fresh.mode != d->cfg.mode) {
         log_info("reload: mode %s -> %s", config_mode_name(d->cfg.mode),
             config_mode_name(fresh.mode));

@@ -792,9 +792,10 @@ static int take_activated_socket(void)
     if (sun.sun_family != AF_UNIX || type != SOCK_STREAM || !listening) {
         log_error("socket activation: descriptor %d is %s; peerdistd needs one listening unix "
                   "stream socket (ListenStream= a path, in peerdistd.socket)",
-            fd, sun.sun_family != AF_UNIX ? "not a unix socket"
-                : type != SOCK_STREAM     ? "not a stream socket"
-                                          : "not listening");
+            fd,
+            sun.sun_family != AF_UNIX ? "not a unix socket"
+                : type != SOCK_STREAM ? "not a stream socket"
+                                      : "not listening");
         return -2;
     }
     if (n > 1)
@@ -804,8 +805,7 @@ static int take_activated_socket(void)
     for (long long i = 1; i < n; i++)
         close((int)(SD_LISTEN_FDS_START + i));
     int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ||
-        fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
         log_error("socket activation: descriptor %d: %s", fd, strerror(errno));
         return -2;
     }
@@ -859,8 +859,7 @@ static void adopt_activated_socket(struct daemon *d, int fd)
     if (getsockname(fd, (struct sockaddr *)&sun, &al) == 0 &&
         al > offsetof(struct sockaddr_un, sun_path) && sun.sun_path[0]) {
         size_t len = strnlen(sun.sun_path, al - offsetof(struct sockaddr_un, sun_path));
-        if (len != strlen(d->cfg.socket_path) ||
-            memcmp(sun.sun_path, d->cfg.socket_path, len) != 0)
+        if (len != strlen(d->cfg.socket_path) || memcmp(sun.sun_path, d->cfg.socket_path, len) != 0)
             log_warn("socket activation: the socket handed over is %.*s, not the configured %s; "
                      "serving on the one handed over",
                 (int)len, sun.sun_path, d->cfg.socket_path);

@@ -809,8 +809,8 @@ static void bind_cursor_blob(sqlite3_stmt *s, int i, const uint8_t *b, size_t n)
     sqlite3_bind_blob(s, i, n ? (const void *)b : "", (int)n, SQLITE_TRANSIENT);
 }
 
-void store_admin_flush_init(struct store_admin_flush *f, enum store_admin_scope scope,
-    uint32_t uid, const uint8_t tag[STORE_TAG_SIZE])
+void store_admin_flush_init(struct store_admin_flush *f, enum store_admin_scope scope, uint32_t uid,
+    const uint8_t tag[STORE_TAG_SIZE])
 {
     memset(f, 0, sizeof(*f));
     f->scope = scope;

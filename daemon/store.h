@@ -198,8 +198,8 @@ struct store_admin_flush {
     struct store_flush_result result; /* summed over the slices */
 };
 /* tag is read for STORE_ADMIN_UID_TAG only. */
-void store_admin_flush_init(struct store_admin_flush *f, enum store_admin_scope scope,
-    uint32_t uid, const uint8_t tag[STORE_TAG_SIZE]);
+void store_admin_flush_init(struct store_admin_flush *f, enum store_admin_scope scope, uint32_t uid,
+    const uint8_t tag[STORE_TAG_SIZE]);
 void store_admin_flush_init_cursor(struct store_admin_flush *f);
 /*
  * One slice, in the caller's transaction: at most `limit` keys after the cursor are removed

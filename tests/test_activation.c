@@ -103,8 +103,7 @@ START_TEST(activated_socket_is_used_and_left_in_place)
         /* It listens, then on the first connection execs peerdistd in the same process, so
          * LISTEN_PID is the daemon's pid. */
         execlp("systemd-socket-activate", "systemd-socket-activate", "-l", td.sock, "-E", env,
-            PEERDISTD_PATH, "--socket", td.sock, "--db", td.db, "--config", td.conf,
-            (char *)NULL);
+            PEERDISTD_PATH, "--socket", td.sock, "--db", td.db, "--config", td.conf, (char *)NULL);
         _exit(127);
     }
     td.pid = pid;

@@ -37,8 +37,7 @@ static struct test_daemon td;
 static uint8_t *x, *y, *z;
 static uint8_t *x_ci, *y_ci, *z_ci;
 static size_t x_cilen, y_cilen, z_cilen;
-static const uint8_t tag_a[16] = {0xa1}, tag_b[16] = {0xb2}, tag_c[16] = {0xc3},
-                     tag_d[16] = {0xd4};
+static const uint8_t tag_a[16] = {0xa1}, tag_b[16] = {0xb2}, tag_c[16] = {0xc3}, tag_d[16] = {0xd4};
 
 /* V1 content information of data, under the secret pass. */
 static uint8_t *make_ci(const uint8_t *data, size_t len, const char *pass, size_t *cilen)
@@ -124,7 +123,8 @@ static int try_admin_refused(void *arg)
     for (int i = 0; i < 3; i++) {
         Peerdist__Reply *r = wu_key(fd, ops[i], ops[i] == PEERDIST__KEY_OP__KEY_OP_SET ? s : NULL,
             ops[i] == PEERDIST__KEY_OP__KEY_OP_SET ? 4 : 0);
-        if (!r || r->status != ERROR_ACCESS_DENIED || r->body_case != PEERDIST__REPLY__BODY__NOT_SET)
+        if (!r || r->status != ERROR_ACCESS_DENIED ||
+            r->body_case != PEERDIST__REPLY__BODY__NOT_SET)
             return 4 + i;
         peerdist__reply__free_unpacked(r, NULL);
     }
