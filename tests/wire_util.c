@@ -43,31 +43,40 @@ static int send_all(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
-Peerdist__Reply *wu_call(int fd, Peerdist__Request *req)
+uint64_t wu_send(int fd, Peerdist__Request *req)
 {
     req->id = next_id++;
     size_t n = frame_size(&req->base);
     uint8_t *buf = malloc(n);
-    if (!buf || frame_pack(&req->base, buf) != n || send_all(fd, buf, n) != 0) {
-        free(buf);
+    int rc = !buf || frame_pack(&req->base, buf) != n ? -1 : send_all(fd, buf, n);
+    free(buf);
+    return rc == 0 ? req->id : 0;
+}
+
+Peerdist__Reply *wu_recv(int fd)
+{
+    uint8_t hdr[4];
+    if (recv(fd, hdr, 4, MSG_WAITALL) != 4)
+        return NULL;
+    uint32_t len = frame_header_length(hdr);
+    uint8_t *body = malloc(len ? len : 1);
+    if (!body || recv(fd, body, len, MSG_WAITALL) != (ssize_t)len) {
+        free(body);
         return NULL;
     }
-    free(buf);
+    Peerdist__Reply *r = peerdist__reply__unpack(NULL, len, body);
+    free(body);
+    return r;
+}
+
+Peerdist__Reply *wu_call(int fd, Peerdist__Request *req)
+{
+    uint64_t id = wu_send(fd, req);
+    if (!id)
+        return NULL;
     for (;;) {
-        uint8_t hdr[4];
-        if (recv(fd, hdr, 4, MSG_WAITALL) != 4)
-            return NULL;
-        uint32_t len = frame_header_length(hdr);
-        uint8_t *body = malloc(len ? len : 1);
-        if (!body || recv(fd, body, len, MSG_WAITALL) != (ssize_t)len) {
-            free(body);
-            return NULL;
-        }
-        Peerdist__Reply *r = peerdist__reply__unpack(NULL, len, body);
-        free(body);
-        if (!r)
-            return NULL;
-        if (r->id == req->id)
+        Peerdist__Reply *r = wu_recv(fd);
+        if (!r || r->id == id)
             return r;
         peerdist__reply__free_unpacked(r, NULL); /* a notice (id 0): not ours */
     }
@@ -101,8 +110,7 @@ int wu_open(const char *sock)
     return fd;
 }
 
-/* Opens a handle of tag and completes ci on it: the handle, or 0. */
-static uint64_t open_with_ci(int fd, const uint8_t tag[16], const uint8_t *ci, size_t cilen)
+uint64_t wu_open_ci(int fd, const uint8_t tag[16], const uint8_t *ci, size_t cilen)
 {
     Peerdist__OpenContentRequest o = PEERDIST__OPEN_CONTENT_REQUEST__INIT;
     o.tag.data = (uint8_t *)tag;
@@ -138,7 +146,7 @@ static uint64_t open_with_ci(int fd, const uint8_t tag[16], const uint8_t *ci, s
 uint32_t wu_add_content(int fd, const uint8_t tag[16], const uint8_t *ci, size_t cilen,
     const uint8_t *data, size_t len)
 {
-    uint64_t h = open_with_ci(fd, tag, ci, cilen);
+    uint64_t h = wu_open_ci(fd, tag, ci, cilen);
     if (!h)
         return ERROR_INVALID_HANDLE;
     Peerdist__AddDataRequest a = PEERDIST__ADD_DATA_REQUEST__INIT;
@@ -154,7 +162,7 @@ uint32_t wu_add_content(int fd, const uint8_t tag[16], const uint8_t *ci, size_t
 uint32_t wu_read(int fd, const uint8_t tag[16], const uint8_t *ci, size_t cilen, uint64_t off,
     uint32_t max, uint64_t *len)
 {
-    uint64_t h = open_with_ci(fd, tag, ci, cilen);
+    uint64_t h = wu_open_ci(fd, tag, ci, cilen);
     if (!h)
         return ERROR_INVALID_HANDLE;
     Peerdist__ReadRequest a = PEERDIST__READ_REQUEST__INIT;

@@ -16,6 +16,12 @@
 int wu_connect(const char *sock);
 /* Sends req (its id set here) and reads its reply; NULL if the connection failed. */
 Peerdist__Reply *wu_call(int fd, Peerdist__Request *req);
+/* The two halves of wu_call, to have several requests in flight: the id sent (0 on failure),
+ * and the next reply (NULL on failure). */
+uint64_t wu_send(int fd, Peerdist__Request *req);
+Peerdist__Reply *wu_recv(int fd);
+/* Opens a handle of tag and completes ci on it: the handle, or 0. */
+uint64_t wu_open_ci(int fd, const uint8_t tag[16], const uint8_t *ci, size_t cilen);
 /* The reply's status, or UINT32_MAX if none came; frees the reply. */
 uint32_t wu_status(int fd, Peerdist__Request *req);
 /* wu_connect, then Hello (version 1); -1 if either failed. */
