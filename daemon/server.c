@@ -772,9 +772,13 @@ static int take_activated_socket(void)
             pid_s, (int)getpid());
         return -1;
     }
-    if (!n_ok || n < 1 || n > 1024) {
+    if (!n_ok || n < 0 || n > 1024) {
         log_error("socket activation: LISTEN_FDS=%s is not a count of sockets (1 expected)", fds_s);
         return -2;
+    }
+    if (n == 0) {
+        log_info("socket activation: LISTEN_FDS=0, no socket handed over: binding it myself");
+        return -1;
     }
     int fd = SD_LISTEN_FDS_START;
     int type = 0, listening = 0;
