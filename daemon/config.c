@@ -30,6 +30,11 @@ const char *config_mode_name(enum service_mode mode)
     return mode_names[mode];
 }
 
+bool config_mode_implemented(enum service_mode mode)
+{
+    return mode == MODE_DISABLED || mode == MODE_LOCAL;
+}
+
 int config_parse_mode(const char *name, enum service_mode *out)
 {
     for (size_t i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++) {

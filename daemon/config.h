@@ -61,6 +61,8 @@ void config_apply_env(struct config *cfg);
 
 const char *config_mode_name(enum service_mode mode);
 int config_parse_mode(const char *name, enum service_mode *out);
+/* Whether this peerdistd runs the mode (the network modes are named but not built yet). */
+bool config_mode_implemented(enum service_mode mode);
 /* A byte count: digits with an optional binary suffix K, M, G or T (1024-based). */
 int config_parse_bytes(const char *text, uint64_t *out);
 

@@ -6,6 +6,7 @@
  * are main.c's.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "blockstore.h"
 #include "content.h"
 #include "disk.h"
@@ -39,9 +41,27 @@ static bool same_dir(const char *a, const char *b)
  * migrates, reconciles or tests the socket. Files an older start left readable by others
  * lose that.
  */
+/*
+ * The database and its -wal and -shm, before SQLite opens them: 0640 (fsutil.h) whatever an
+ * older start left. Never after: closing any descriptor of a file drops every POSIX lock this
+ * process holds on it, SQLite's included. Files SQLite creates get 0640 from the umask
+ * (FS_UMASK; its -wal and -shm copy the database's mode).
+ */
+static int restrict_db_files(const struct daemon *d)
+{
+    char path[PATH_MAX + 8];
+    static const char *const files[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s%s", d->cfg.db_path, files[i]);
+        if (fs_restrict_file(path) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int claim_db_dir(struct daemon *d)
 {
-    char dir[PATH_MAX], sock_dir[PATH_MAX], path[PATH_MAX + 8];
+    char dir[PATH_MAX], sock_dir[PATH_MAX];
     bool created;
     fs_dirname(d->cfg.db_path, dir, sizeof(dir));
     fs_dirname(d->cfg.socket_path, sock_dir, sizeof(sock_dir));
@@ -53,13 +73,21 @@ static int claim_db_dir(struct daemon *d)
     }
     if (fs_check_dir("database directory", dir) != 0 || (d->dir_lock = fs_lock_dir(dir)) < 0)
         return -1;
-    static const char *const files[] = {"", "-wal", "-shm"};
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        snprintf(path, sizeof(path), "%s%s", d->cfg.db_path, files[i]);
-        if (fs_restrict_file(path) != 0)
+    /* A new database is made here, 0640 in so many words, before SQLite opens it (an empty
+     * file is an empty database); SQLite gives its -wal and -shm the database's mode. */
+    int fd = open(d->cfg.db_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, FS_FILE_MODE);
+    if (fd >= 0) {
+        bool ok = fchmod(fd, FS_FILE_MODE) == 0;
+        close(fd);
+        if (!ok) {
+            log_error("chmod %s: %s", d->cfg.db_path, strerror(errno));
             return -1;
+        }
+    } else if (errno != EEXIST) {
+        log_error("cannot create %s: %s", d->cfg.db_path, strerror(errno));
+        return -1;
     }
-    return 0;
+    return restrict_db_files(d);
 }
 
 int daemon_init(struct daemon *d)
@@ -85,10 +113,14 @@ int daemon_init(struct daemon *d)
         log_error("out of memory setting up the daemon");
         return -1;
     }
-    if (bs_open(d->cfg.db_path, d->workers, &d->bs) != 0 || bs_reconcile(d->bs, d->store) != 0)
+    char data_dir[PATH_MAX + 8];
+    fs_dirname(d->cfg.db_path, data_dir, PATH_MAX);
+    strcat(data_dir, "/data");
+    if (bs_open(d->cfg.db_path, d->workers, &d->bs) != 0 || fs_restrict_dir(data_dir) != 0 ||
+        bs_reconcile(d->bs, d->store) != 0)
         return -1;
     store_set_reclaim_hook(d->store, bs_reclaim, d->bs);
-    if (publish_init(d) != 0 || content_init(d) != 0 || flush_init(d) != 0)
+    if (publish_init(d) != 0 || admin_init(d) != 0 || content_init(d) != 0 || flush_init(d) != 0)
         return -1;
     return 0;
 }
@@ -111,6 +143,7 @@ void daemon_free(struct daemon *d)
     flush_free(d);
     content_free(d);
     publish_free(d);
+    admin_free(d);
     if (d->base)
         server_free(d);
     if (d->store)

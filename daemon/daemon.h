@@ -119,6 +119,8 @@ struct daemon {
     struct evconnlistener *listener;
     dev_t sock_dev; /* the socket file we bound: removed at exit only if it is still ours */
     ino_t sock_ino;
+    bool sock_bound;     /* we bound it (and may remove it at exit) */
+    bool sock_activated; /* handed over by the service manager (LISTEN_FDS): never touched */
     struct event *accept_retry_ev; /* accepting again after running out of descriptors */
     bool accept_paused;
     time_t accept_logged;
@@ -146,6 +148,7 @@ struct daemon {
     void *content; /* content.c: group sync, deferred writes */
     void *flush;   /* flush.c: queued flushes, the flush connection, the write gate */
     void *disk;    /* disk.c: the reserve file, free-space checks */
+    void *admin;   /* admin.c: the server secret in use */
 };
 
 /* daemon.c: everything but the listening socket and the signals, from d->cfg. */
@@ -160,7 +163,12 @@ int server_init(struct daemon *d, server_request_fn on_request);
 void server_free(struct daemon *d);
 /* Hooks run in registration order, on the loop, never inside a request handler. */
 int server_on_close(struct daemon *d, server_close_fn fn);
-/* Fits max_connections to the descriptor limit, then binds (replacing only a stale socket). */
+/*
+ * Fits max_connections to the descriptor limit, then listens: on the socket the service
+ * manager handed over (LISTEN_PID is this process, LISTEN_FDS >= 1: descriptor 3, which must
+ * be a listening unix stream socket; never unlinked or chmod-ed), else on cfg.socket_path,
+ * bound here (replacing only a stale socket; mode 0666; removed at exit).
+ */
 int server_listen(struct daemon *d);
 void server_stop_listening(struct daemon *d);
 /* Closes every connection and runs their close hooks now. */

@@ -9,6 +9,7 @@
 
 #include <peerdist.h>
 
+#include "admin.h"
 #include "blockstore.h"
 #include "content.h"
 #include "daemon.h"
@@ -108,6 +109,8 @@ void dispatch_request(struct conn *c, const Peerdist__Request *req)
     case PEERDIST__REQUEST__BODY_GET_STATUS: handle_get_status(c, req->id); return;
     case PEERDIST__REQUEST__BODY_FLUSH: flush_request(c, req->id, req->flush); return;
     case PEERDIST__REQUEST__BODY_DAEMON_INFO: handle_daemon_info(c, req->id); return;
+    case PEERDIST__REQUEST__BODY_ADMIN_FLUSH: /* admins only: admin.c checks */
+    case PEERDIST__REQUEST__BODY_KEY: admin_dispatch(c, req); return;
     default:
         if (publish_dispatch(c, req) || content_dispatch(c, req))
             return;

@@ -6,6 +6,7 @@
  */
 #include "flush.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,9 @@ struct flush_state {
     STAILQ_HEAD(, pending_flush) queued;
     bool running; /* a batch holds the write lock: the gate is closed */
     STAILQ_HEAD(, flush_waiter) waiters;
+    /* Admin flushes (flush_admin_queue): a slice at a time, when no flush batch waits. */
+    STAILQ_HEAD(, admin_flush) admin;
+    struct event *admin_ev; /* the next slice, once the loop has polled */
 };
 
 /* A batch of flushes on its way through the flush worker. */
@@ -45,6 +49,9 @@ struct flush_batch {
 };
 
 static void flush_next_batch(struct daemon *d);
+static void flush_admin_next(struct daemon *d);
+static int flush_admin_init(struct daemon *d);
+static void flush_admin_abort(struct daemon *d);
 
 static void commit_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -59,13 +66,14 @@ int flush_init(struct daemon *d)
         return -1;
     STAILQ_INIT(&fs->queued);
     STAILQ_INIT(&fs->waiters);
+    STAILQ_INIT(&fs->admin);
     d->flush = fs;
     if (store_open(d->cfg.db_path, &fs->store, err, sizeof(err)) != 0) {
         log_error("database (flush connection): %s", err);
         return -1;
     }
     fs->commit_ev = event_new(d->base, -1, 0, commit_cb, d);
-    return fs->commit_ev ? 0 : -1;
+    return fs->commit_ev && flush_admin_init(d) == 0 ? 0 : -1;
 }
 
 void flush_free(struct daemon *d)
@@ -75,6 +83,9 @@ void flush_free(struct daemon *d)
         return;
     if (fs->commit_ev)
         event_free(fs->commit_ev);
+    flush_admin_abort(d);
+    if (fs->admin_ev)
+        event_free(fs->admin_ev);
     store_close(fs->store);
     free(fs);
     d->flush = NULL;
@@ -220,8 +231,12 @@ static void batch_done(void *arg)
 static void flush_next_batch(struct daemon *d)
 {
     struct flush_state *fs = d->flush;
-    if (fs->running || STAILQ_EMPTY(&fs->queued))
+    if (fs->running)
         return;
+    if (STAILQ_EMPTY(&fs->queued)) {
+        flush_admin_next(d); /* admin flushes' slices go when no flush waits */
+        return;
+    }
     struct flush_batch *b = calloc(1, sizeof(*b));
     if (!b) {
         event_active(fs->commit_ev, EV_TIMEOUT, 0); /* try again on the next pass */
@@ -251,4 +266,171 @@ void flush_drain(struct daemon *d)
         event_base_loop(d->base, EVLOOP_ONCE); /* the running batch's done arrives */
     while (!STAILQ_EMPTY(&fs->queued))
         flush_next_batch(d); /* stopping: runs inline */
+    flush_admin_abort(d);
+}
+
+/* ---- admin flushes: the whole cache, or one uid's labels, in slices ---- */
+
+/*
+ * An admin flush may cover the whole cache: as one transaction it would hold the write gate
+ * (and every other writer) for as long as it takes. So it runs as slices of
+ * STORE_ADMIN_SLICE_ROWS keys, each a transaction of its own on the flush connection on a
+ * worker, like a flush batch; between slices the gate opens, waiting writers commit, the
+ * loop polls, and queued user flushes go first. Each slice is atomic; the reply comes after
+ * the last one with the sums. Reads in flight keep their guarantees as with any flush: bytes
+ * read on a worker are hashed again, and reclaim re-checks under the block store's lock.
+ */
+struct admin_flush {
+    struct conn *conn;
+    uint64_t request_id;
+    struct store_admin_flush job;
+    struct store_admin_flush before; /* the job as it was before the running slice */
+    uint32_t status;
+    struct store_reclaim *reclaim; /* block rows the slice's COMMIT removed */
+    size_t nreclaim;
+    struct daemon *d;
+    STAILQ_ENTRY(admin_flush) link;
+};
+
+static void admin_ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+    flush_next_batch(arg);
+}
+
+static int flush_admin_init(struct daemon *d)
+{
+    struct flush_state *fs = d->flush;
+    fs->admin_ev = evtimer_new(d->base, admin_ev_cb, d);
+    return fs->admin_ev ? 0 : -1;
+}
+
+static void admin_reply(struct admin_flush *af, uint32_t status)
+{
+    Peerdist__FlushReply fr = PEERDIST__FLUSH_REPLY__INIT;
+    Peerdist__Reply r = PEERDIST__REPLY__INIT;
+    r.id = af->request_id;
+    r.status = status;
+    /* What went, also on failure: every slice before the failing one committed. */
+    fr.labels_removed = af->job.result.labels_removed;
+    fr.bytes_freed = af->job.result.bytes_freed;
+    r.body_case = PEERDIST__REPLY__BODY_FLUSH;
+    r.flush = &fr;
+    conn_send(af->conn, &r);
+    char what[80];
+    if (af->job.scope == STORE_ADMIN_ALL)
+        snprintf(what, sizeof(what), "the whole cache");
+    else
+        snprintf(what, sizeof(what), "uid %u%s", (unsigned)af->job.uid,
+            af->job.scope == STORE_ADMIN_UID_TAG ? ", one tag" : ", every tag");
+    log_info(CONN_FMT ": admin flush of %s ended with Win32 status %u: %llu labels removed, "
+                      "%llu bytes freed",
+        CONN_ARGS(af->conn), what, status, (unsigned long long)af->job.result.labels_removed,
+        (unsigned long long)af->job.result.bytes_freed);
+    conn_unref(af->conn);
+    free(af);
+}
+
+void flush_admin_queue(struct conn *c, uint64_t id, enum store_admin_scope scope, uint32_t uid,
+    const uint8_t tag[STORE_TAG_SIZE])
+{
+    struct daemon *d = c->d;
+    struct flush_state *fs = d->flush;
+    struct admin_flush *af = calloc(1, sizeof(*af));
+    if (!af) {
+        conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+        return;
+    }
+    af->conn = c;
+    af->request_id = id;
+    af->d = d;
+    store_admin_flush_init(&af->job, scope, uid, tag);
+    c->refs++;
+    STAILQ_INSERT_TAIL(&fs->admin, af, link);
+    if (!fs->running)
+        event_active(fs->admin_ev, EV_TIMEOUT, 0);
+}
+
+static void admin_collect_reclaim(void *arg, struct store_reclaim *items, size_t n)
+{
+    struct admin_flush *af = arg;
+    af->reclaim = items;
+    af->nreclaim = n;
+}
+
+/* Worker: one slice in one transaction on the flush connection. */
+static void admin_slice_work(void *arg)
+{
+    struct admin_flush *af = arg;
+    struct store *st = ((struct flush_state *)af->d->flush)->store;
+    af->before = af->job;
+    store_set_reclaim_hook(st, admin_collect_reclaim, af);
+    bool ok = store_begin(st) == 0 &&
+        store_admin_flush_slice(st, &af->job, STORE_ADMIN_SLICE_ROWS) == 0 && store_commit(st) == 0;
+    af->status = ERROR_SUCCESS;
+    if (!ok) {
+        af->status = winerr_from_sqlite(store_errcode(st));
+        log_error("admin flush slice failed: %s (Win32 error %u)", store_errmsg(st), af->status);
+        store_rollback(st);
+        af->job = af->before; /* nothing of the slice happened */
+    }
+}
+
+/* Loop: the slice committed (or failed): reclaim, open the gate, then the next slice. */
+static void admin_slice_done(void *arg)
+{
+    struct admin_flush *af = arg;
+    struct daemon *d = af->d;
+    struct flush_state *fs = d->flush;
+    if (af->nreclaim)
+        bs_reclaim(d->bs, af->reclaim, af->nreclaim); /* takes the items */
+    af->reclaim = NULL;
+    af->nreclaim = 0;
+    d->blocks_gen++; /* blocks may be gone: readers reload */
+    bool retry = af->status == ERROR_DISK_FULL && disk_release_reserve(d);
+    if (af->status != ERROR_SUCCESS && !retry) {
+        admin_reply(af, af->status);
+    } else if (af->job.phase == STORE_ADMIN_PHASE_DONE) {
+        admin_reply(af, ERROR_SUCCESS);
+    } else {
+        STAILQ_INSERT_HEAD(&fs->admin, af, link); /* its next slice, after a loop pass */
+    }
+    gate_open(fs);
+    if (d->stopping) {
+        flush_next_batch(d);
+        return;
+    }
+    static const struct timeval now = {0, 0};
+    event_add(fs->admin_ev, &now);
+}
+
+/* The next slice of the first admin flush, unless stopping (then every one is aborted). */
+static void flush_admin_next(struct daemon *d)
+{
+    struct flush_state *fs = d->flush;
+    if (fs->running || STAILQ_EMPTY(&fs->admin))
+        return;
+    if (d->stopping) {
+        flush_admin_abort(d);
+        return;
+    }
+    struct admin_flush *af = STAILQ_FIRST(&fs->admin);
+    STAILQ_REMOVE_HEAD(&fs->admin, link);
+    fs->running = true;
+    if (worker_submit(d->workers, admin_slice_work, admin_slice_done, af) != 0) {
+        admin_slice_work(af); /* out of memory: here and now */
+        admin_slice_done(af);
+    }
+}
+
+/* Stopping: admin flushes not finished are answered with what they removed so far. */
+static void flush_admin_abort(struct daemon *d)
+{
+    struct flush_state *fs = d->flush;
+    if (!fs)
+        return;
+    while (!STAILQ_EMPTY(&fs->admin)) {
+        struct admin_flush *af = STAILQ_FIRST(&fs->admin);
+        STAILQ_REMOVE_HEAD(&fs->admin, link);
+        admin_reply(af, ERROR_OPERATION_ABORTED);
+    }
 }

@@ -29,6 +29,13 @@ int flush_init(struct daemon *d);
 void flush_free(struct daemon *d);
 /* Queues a FlushRequest; it is answered (FlushReply) after its batch commits. */
 void flush_request(struct conn *c, uint64_t id, const Peerdist__FlushRequest *f);
+/*
+ * An admin flush (AdminFlushRequest, after the caller's rights were checked): the whole cache,
+ * one uid's labels, or one uid's labels of tag. Runs in slices (flush.c); answered with a
+ * FlushReply of the sums after its last slice (on a failure or at stop: what went so far).
+ */
+void flush_admin_queue(struct conn *c, uint64_t id, enum store_admin_scope scope, uint32_t uid,
+    const uint8_t tag[STORE_TAG_SIZE]);
 /* At stop: waits for the running batch, then runs the queued ones, answering them all. */
 void flush_drain(struct daemon *d);
 

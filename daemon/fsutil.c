@@ -165,6 +165,40 @@ out:
     return rc;
 }
 
+int fs_restrict_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        log_error("%s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    int rc = -1;
+    if (fstat(fd, &st) != 0) {
+        log_error("%s: %s", path, strerror(errno));
+        goto out;
+    }
+    if ((st.st_mode & 07777) != FS_DIR_MODE) {
+        if (fchmod(fd, FS_DIR_MODE) != 0) {
+            log_error("chmod %s: %s", path, strerror(errno));
+            goto out;
+        }
+        log_info("%s: mode %04o -> %04o (nothing of the cache is for other users)", path,
+            (unsigned)(st.st_mode & 07777), (unsigned)FS_DIR_MODE);
+    }
+    if (geteuid() == 0 && st.st_gid != fs_file_group() &&
+        fchown(fd, (uid_t)-1, fs_file_group()) != 0) {
+        log_error("chgrp %s: %s", path, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    close(fd);
+    return rc;
+}
+
 /* The pid holding fd's lock: the kernel's answer, else what the holder wrote in the file
  * (a holder in another pid namespace shows as 0); 0 if neither says. -1 if it is free. */
 static pid_t lock_holder(int fd)

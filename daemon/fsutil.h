@@ -49,6 +49,9 @@ int fs_check_dir(const char *what, const char *dir);
  * start under a looser umask) loses every permission for others and, as root, takes
  * fs_file_group(). 0 if done or the file is absent; -1 (logged) otherwise. */
 int fs_restrict_file(const char *path);
+/* The same for a directory of the daemon's (data/): mode FS_DIR_MODE exactly, and, as root,
+ * group fs_file_group(). 0 if done or absent; -1 (logged) otherwise. */
+int fs_restrict_dir(const char *path);
 
 /*
  * Takes the exclusive lock of dir (an fcntl write lock on dir/FS_LOCK_NAME, created mode

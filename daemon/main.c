@@ -28,7 +28,8 @@ static void usage(FILE *f)
         "  -s, --socket PATH     Unix socket to listen on (default %s; env PEERDIST_SOCKET)\n"
         "  -d, --db PATH         cache database (default %s; env PEERDIST_DB)\n"
         "      --state-dir PATH  state directory (default %s; env PEERDIST_STATE_DIR)\n"
-        "  -m, --mode MODE       disabled | local | distributed | hosted-client | hosted-server\n"
+        "  -m, --mode MODE       disabled | local (distributed, hosted-client, hosted-server:\n"
+        "                        not implemented yet, refused)\n"
         "  -l, --log-level LVL   error | warn | info | debug (default info)\n"
         "  -V, --version         print the version and exit\n"
         "  -h, --help            this text\n"
@@ -104,6 +105,13 @@ static int build_config(const struct flags *fl, struct config *cfg)
         log_error("--log-level: '%s' is not a level", fl->log_level);
         return -1;
     }
+    /* Saying so beats running a network mode silently as local. */
+    if (!config_mode_implemented(cfg->mode)) {
+        log_error("mode %s is not implemented in peerdistd %s (it runs disabled and local); "
+                  "refusing to start",
+            config_mode_name(cfg->mode), PEERDIST_SOFTWARE_VERSION);
+        return -1;
+    }
     return 0;
 }
 
@@ -154,7 +162,10 @@ static void reload_config(struct daemon *d)
     }
     log_set_level(fresh.log_level);
     d->cfg.log_level = fresh.log_level;
-    if (fresh.mode != d->cfg.mode) {
+    if (!config_mode_implemented(fresh.mode)) {
+        log_error("reload: mode %s is not implemented in peerdistd %s; keeping mode %s",
+            config_mode_name(fresh.mode), PEERDIST_SOFTWARE_VERSION, config_mode_name(d->cfg.mode));
+    } else if (fresh.mode != d->cfg.mode) {
         log_info("reload: mode %s -> %s", config_mode_name(d->cfg.mode),
             config_mode_name(fresh.mode));
         d->cfg.mode = fresh.mode;

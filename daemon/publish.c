@@ -742,6 +742,16 @@ int publish_init(struct daemon *d)
     return server_on_close(d, publish_conn_closed);
 }
 
+void publish_set_keys(struct daemon *d, const struct ci_secret *ks_v1,
+    const struct ci_secret *ks_v2)
+{
+    struct pub_daemon *pd = d->pub;
+    OPENSSL_cleanse(&pd->ks1, sizeof(pd->ks1));
+    OPENSSL_cleanse(&pd->ks2, sizeof(pd->ks2));
+    pd->ks1 = *ks_v1; /* a stream's generators copied the old one when it opened */
+    pd->ks2 = *ks_v2;
+}
+
 void publish_free(struct daemon *d)
 {
     struct pub_daemon *pd = d->pub;

@@ -1,7 +1,7 @@
 /*
- * secret.c - loads or creates the server passphrase (see secret.h). A new
- * file is written atomically: temporary file, fsync, rename, fsync of the
- * directory, so a crash never leaves a truncated secret behind.
+ * secret.c - loads, creates and replaces the server passphrase (see secret.h). The file is
+ * always written atomically: temporary file, fsync, rename, fsync of the directory, so a
+ * crash never leaves a truncated secret behind.
  */
 #include "secret.h"
 
@@ -16,6 +16,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include "fsutil.h"
 #include "log.h"
@@ -53,20 +54,19 @@ static int write_all(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
-/* Writes SECRET_GENERATED_BYTES random bytes to path (temp file + rename). */
-static int secret_create(const char *dir, const char *path)
+/*
+ * Writes the n bytes of key to path in dir: a temporary file of mode 0600 beside it, synced,
+ * renamed over path, then the directory synced, so path holds the old secret or the new one,
+ * whole, whatever happens.
+ */
+static int secret_write(const char *dir, const char *path, const uint8_t *key, size_t n)
 {
-    uint8_t key[SECRET_GENERATED_BYTES];
     char tmp[PATH_MAX];
     int fd = -1, dfd = -1, rc = -1;
-    if (RAND_bytes(key, sizeof(key)) != 1) {
-        log_error("server secret: no random bytes from OpenSSL");
-        return -1;
-    }
     if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp))
-        goto out;
+        return -1;
     fd = mkstemp(tmp); /* mode 0600 */
-    if (fd < 0 || fchmod(fd, 0600) != 0 || write_all(fd, key, sizeof(key)) != 0 || fsync(fd) != 0) {
+    if (fd < 0 || fchmod(fd, 0600) != 0 || write_all(fd, key, n) != 0 || fsync(fd) != 0) {
         log_error("server secret: cannot write %s: %s", tmp, strerror(errno));
         goto out;
     }
@@ -82,16 +82,29 @@ static int secret_create(const char *dir, const char *path)
         log_error("server secret: cannot sync %s: %s", dir, strerror(errno));
         goto out;
     }
-    log_info("server secret: generated %zu random bytes in %s", sizeof(key), path);
     rc = 0;
 out:
-    OPENSSL_cleanse(key, sizeof(key));
     if (fd >= 0)
         close(fd);
     if (dfd >= 0)
         close(dfd);
     if (tmp[0])
         unlink(tmp);
+    return rc;
+}
+
+/* Writes SECRET_GENERATED_BYTES random bytes to path. */
+static int secret_create(const char *dir, const char *path)
+{
+    uint8_t key[SECRET_GENERATED_BYTES];
+    if (RAND_bytes(key, sizeof(key)) != 1) {
+        log_error("server secret: no random bytes from OpenSSL");
+        return -1;
+    }
+    int rc = secret_write(dir, path, key, sizeof(key));
+    OPENSSL_cleanse(key, sizeof(key));
+    if (rc == 0)
+        log_info("server secret: generated %zu random bytes in %s", sizeof(key), path);
     return rc;
 }
 
@@ -133,14 +146,21 @@ static ssize_t secret_read(const char *path, uint8_t *buf)
     return (ssize_t)n;
 }
 
-int secret_load(const char *state_dir, struct ci_secret *ks_v1, struct ci_secret *ks_v2)
+static int secret_path(const char *state_dir, char *path, size_t len)
 {
-    char path[PATH_MAX];
-    uint8_t buf[SECRET_MAX_BYTES + 1];
-    if (snprintf(path, sizeof(path), "%s/" SECRET_FILE_NAME, state_dir) >= (int)sizeof(path)) {
+    if (snprintf(path, len, "%s/" SECRET_FILE_NAME, state_dir) >= (int)len) {
         log_error("server secret: state directory path too long");
         return -1;
     }
+    return 0;
+}
+
+int secret_load_raw(const char *state_dir, struct secret *out)
+{
+    char path[PATH_MAX];
+    uint8_t buf[SECRET_MAX_BYTES + 1];
+    if (secret_path(state_dir, path, sizeof(path)) != 0)
+        return -1;
     if (make_dirs(state_dir) != 0) {
         log_error("server secret: cannot create %s: %s", state_dir, strerror(errno));
         return -1;
@@ -157,14 +177,56 @@ int secret_load(const char *state_dir, struct ci_secret *ks_v1, struct ci_secret
             strerror(errno), SECRET_MAX_BYTES);
         return -1;
     }
-    int rc = 0;
-    if (ci_secret_from_passphrase(CI_HASH_SHA256, buf, (size_t)n, ks_v1) != 0 ||
-        ci_secret_from_passphrase(CI_HASH_SHA512_TRUNC, buf, (size_t)n, ks_v2) != 0) {
-        log_error("server secret: cannot derive keys");
-        rc = -1;
-    } else {
-        log_info("server secret: %s (%zd bytes)", path, n);
-    }
+    memcpy(out->bytes, buf, (size_t)n);
+    out->len = (size_t)n;
     OPENSSL_cleanse(buf, sizeof(buf));
+    return 0;
+}
+
+int secret_derive(const struct secret *s, struct ci_secret *ks_v1, struct ci_secret *ks_v2)
+{
+    if (ci_secret_from_passphrase(CI_HASH_SHA256, s->bytes, s->len, ks_v1) != 0 ||
+        ci_secret_from_passphrase(CI_HASH_SHA512_TRUNC, s->bytes, s->len, ks_v2) != 0) {
+        log_error("server secret: cannot derive keys");
+        return -1;
+    }
+    return 0;
+}
+
+int secret_load(const char *state_dir, struct ci_secret *ks_v1, struct ci_secret *ks_v2)
+{
+    struct secret s;
+    if (secret_load_raw(state_dir, &s) != 0)
+        return -1;
+    int rc = secret_derive(&s, ks_v1, ks_v2);
+    if (rc == 0)
+        log_info("server secret: %s/" SECRET_FILE_NAME " (%zu bytes)", state_dir, s.len);
+    OPENSSL_cleanse(&s, sizeof(s));
     return rc;
+}
+
+int secret_store(const char *state_dir, const struct secret *s)
+{
+    char path[PATH_MAX];
+    if (s->len == 0 || s->len > SECRET_MAX_BYTES || secret_path(state_dir, path, sizeof(path)) != 0)
+        return -1;
+    if (make_dirs(state_dir) != 0) {
+        log_error("server secret: cannot create %s: %s", state_dir, strerror(errno));
+        return -1;
+    }
+    if (fs_check_dir("state directory", state_dir) != 0)
+        return -1;
+    return secret_write(state_dir, path, s->bytes, s->len);
+}
+
+void secret_fingerprint(const struct secret *s, char out[SECRET_FINGERPRINT_LEN + 1])
+{
+    static const char digits[] = "0123456789abcdef";
+    uint8_t md[SHA256_DIGEST_LENGTH];
+    SHA256(s->bytes, s->len, md);
+    for (size_t i = 0; i < SECRET_FINGERPRINT_LEN / 2; i++) {
+        out[2 * i] = digits[md[i] >> 4];
+        out[2 * i + 1] = digits[md[i] & 15];
+    }
+    out[SECRET_FINGERPRINT_LEN] = '\0';
 }

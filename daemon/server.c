@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <stddef.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -737,7 +738,86 @@ static int fit_descriptor_limit(struct daemon *d)
     return 0;
 }
 
-int server_listen(struct daemon *d)
+/*
+ * Socket activation (sd_listen_fds(3), spoken directly): the service manager passes
+ * LISTEN_FDS sockets from descriptor 3 on, for the process LISTEN_PID. Returns the listening
+ * socket it handed us, -1 if none was (or not to us: a LISTEN_PID of another process is
+ * ignored), -2 if the one handed is unusable (logged). The variables are unset either way,
+ * so nothing this process starts takes them for its own.
+ */
+#define SD_LISTEN_FDS_START 3
+
+static int take_activated_socket(void)
+{
+    const char *pid_s = getenv("LISTEN_PID"), *fds_s = getenv("LISTEN_FDS");
+    if (!pid_s || !fds_s) {
+        unsetenv("LISTEN_PID");
+        unsetenv("LISTEN_FDS");
+        unsetenv("LISTEN_FDNAMES");
+        return -1;
+    }
+    char *end;
+    errno = 0;
+    long long pid = strtoll(pid_s, &end, 10);
+    bool pid_ok = errno == 0 && *pid_s && !*end;
+    errno = 0;
+    long long n = strtoll(fds_s, &end, 10);
+    bool n_ok = errno == 0 && *fds_s && !*end;
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    if (!pid_ok || pid != (long long)getpid()) {
+        log_info("LISTEN_PID=%s is not this process (%d): ignoring socket activation, binding "
+                 "the socket myself",
+            pid_s, (int)getpid());
+        return -1;
+    }
+    if (!n_ok || n < 0 || n > 1024) {
+        log_error("socket activation: LISTEN_FDS=%s is not a count of sockets (1 expected)", fds_s);
+        return -2;
+    }
+    if (n == 0) {
+        log_info("socket activation: LISTEN_FDS=0, no socket handed over: binding it myself");
+        return -1;
+    }
+    int fd = SD_LISTEN_FDS_START;
+    int type = 0, listening = 0;
+    socklen_t tl = sizeof(type), ll = sizeof(listening);
+    struct sockaddr_un sun;
+    socklen_t al = sizeof(sun);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sun, &al) != 0) {
+        log_error("socket activation: descriptor %d is not a socket (%s); a stream socket of "
+                  "the unix family, listening, is expected (ListenStream= in the .socket unit)",
+            fd, strerror(errno));
+        return -2;
+    }
+    if (sun.sun_family != AF_UNIX || type != SOCK_STREAM || !listening) {
+        log_error("socket activation: descriptor %d is %s; peerdistd needs one listening unix "
+                  "stream socket (ListenStream= a path, in peerdistd.socket)",
+            fd,
+            sun.sun_family != AF_UNIX ? "not a unix socket"
+                : type != SOCK_STREAM ? "not a stream socket"
+                                      : "not listening");
+        return -2;
+    }
+    if (n > 1)
+        log_warn("socket activation: %lld sockets handed over; using descriptor %d, closing the "
+                 "others",
+            n, fd);
+    for (long long i = 1; i < n; i++)
+        close((int)(SD_LISTEN_FDS_START + i));
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+        log_error("socket activation: descriptor %d: %s", fd, strerror(errno));
+        return -2;
+    }
+    return fd;
+}
+
+/* Binds the configured path (replacing only a stale socket), mode 0666. fd, or -1 (logged). */
+static int bind_own_socket(struct daemon *d)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     if (strlen(d->cfg.socket_path) >= sizeof(sun.sun_path)) {
@@ -746,8 +826,7 @@ int server_listen(struct daemon *d)
         return -1;
     }
     strcpy(sun.sun_path, d->cfg.socket_path);
-    if (fit_descriptor_limit(d) != 0 || fs_make_parent_dir(sun.sun_path) != 0 ||
-        clear_stale_socket(&sun) != 0)
+    if (fs_make_parent_dir(sun.sun_path) != 0 || clear_stale_socket(&sun) != 0)
         return -1;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
@@ -760,16 +839,67 @@ int server_listen(struct daemon *d)
     if (lstat(sun.sun_path, &st) == 0) {
         d->sock_dev = st.st_dev;
         d->sock_ino = st.st_ino;
+        d->sock_bound = true;
     }
     /* Every local user may use the API, as on Windows (DESIGN.md, Identity). */
     if (chmod(sun.sun_path, 0666) != 0)
         log_warn("chmod %s: %s", sun.sun_path, strerror(errno));
-    d->listener = evconnlistener_new(d->base, accept_cb, d,
-        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, LISTEN_BACKLOG, fd);
-    if (!d->listener) {
-        log_error("cannot listen on %s", sun.sun_path);
+    if (listen(fd, LISTEN_BACKLOG) != 0) {
+        log_error("cannot listen on %s: %s", sun.sun_path, strerror(errno));
         close(fd);
         unlink(sun.sun_path);
+        d->sock_bound = false;
+        return -1;
+    }
+    return fd;
+}
+
+/* The socket handed over by the service manager: its path becomes the configured one. */
+static void adopt_activated_socket(struct daemon *d, int fd)
+{
+    struct sockaddr_un sun;
+    socklen_t al = sizeof(sun);
+    memset(&sun, 0, sizeof(sun));
+    if (getsockname(fd, (struct sockaddr *)&sun, &al) == 0 &&
+        al > offsetof(struct sockaddr_un, sun_path) && sun.sun_path[0]) {
+        size_t len = strnlen(sun.sun_path, al - offsetof(struct sockaddr_un, sun_path));
+        if (len != strlen(d->cfg.socket_path) || memcmp(sun.sun_path, d->cfg.socket_path, len) != 0)
+            log_warn("socket activation: the socket handed over is %.*s, not the configured %s; "
+                     "serving on the one handed over",
+                (int)len, sun.sun_path, d->cfg.socket_path);
+        snprintf(d->cfg.socket_path, sizeof(d->cfg.socket_path), "%.*s", (int)len, sun.sun_path);
+    }
+    d->sock_activated = true;
+    struct stat st;
+    if (stat(d->cfg.socket_path, &st) == 0 && (st.st_mode & 0666) != 0666)
+        log_warn("socket activation: %s is mode %04o, so not every user can connect ("
+                 "SocketMode=0666 in peerdistd.socket); left as handed over",
+            d->cfg.socket_path, (unsigned)(st.st_mode & 07777));
+    log_info("socket activation: listening on the socket handed over (descriptor %d, %s); it is "
+             "the service manager's, never removed or changed here",
+        fd, d->cfg.socket_path);
+}
+
+int server_listen(struct daemon *d)
+{
+    if (fit_descriptor_limit(d) != 0)
+        return -1;
+    int fd = take_activated_socket();
+    if (fd == -2)
+        return -1;
+    if (fd >= 0)
+        adopt_activated_socket(d, fd);
+    else if ((fd = bind_own_socket(d)) < 0)
+        return -1;
+    /* backlog 0: the socket listens already (bind_own_socket, or the service manager). */
+    d->listener = evconnlistener_new(d->base, accept_cb, d,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+    if (!d->listener) {
+        log_error("cannot listen on %s", d->cfg.socket_path);
+        close(fd);
+        if (d->sock_bound)
+            unlink(d->cfg.socket_path);
+        d->sock_bound = false;
         return -1;
     }
     evconnlistener_set_error_cb(d->listener, accept_error_cb);
@@ -846,11 +976,13 @@ void server_stop_listening(struct daemon *d)
     d->accept_paused = false;
     if (d->accept_retry_ev)
         event_del(d->accept_retry_ev);
-    /* Only the socket we bound: someone may have put something else there meanwhile. */
+    /* Only the socket we bound (never one handed over by socket activation): someone may
+     * have put something else there meanwhile. */
     struct stat st;
-    if (lstat(d->cfg.socket_path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == d->sock_dev &&
-        st.st_ino == d->sock_ino)
+    if (d->sock_bound && lstat(d->cfg.socket_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+        st.st_dev == d->sock_dev && st.st_ino == d->sock_ino)
         unlink(d->cfg.socket_path);
+    d->sock_bound = false;
 }
 
 void server_close_all(struct daemon *d)

@@ -734,3 +734,268 @@ sqlite3 *store_db(struct store *st)
 {
     return st->db;
 }
+
+/* ---- administration: flushes beyond one's own tag (flush.c's admin slices) ---- */
+
+/*
+ * An admin flush runs as slices, each in the caller's transaction: a slice takes the next
+ * STORE_ADMIN_SLICE_ROWS keys after the cursor (keyset order, so a slice costs its own rows,
+ * never a scan of what went before), removes them, and moves the cursor. Rows added behind
+ * the cursor while the flush runs were added after it started, and stay.
+ */
+
+/* Prepared per slice: a slice is thousands of rows, a prepare tens of microseconds. */
+static sqlite3_stmt *admin_prepare(struct store *st, const char *sql)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        log_error("sqlite prepare '%s': %s", sql, sqlite3_errmsg(st->db));
+        return NULL;
+    }
+    return s;
+}
+
+static int admin_exec(struct store *st, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) == SQLITE_OK)
+        return 0;
+    log_error("sqlite (admin flush): %s", msg ? msg : sqlite3_errmsg(st->db));
+    sqlite3_free(msg);
+    return -1;
+}
+
+/* Runs s (bound) to its end; its changes, or -1. s is finalized. */
+static int64_t admin_run(struct store *st, sqlite3_stmt *s)
+{
+    if (!s)
+        return -1;
+    int rc = sqlite3_step(s);
+    int64_t n = sqlite3_changes64(st->db);
+    sqlite3_finalize(s);
+    if (rc == SQLITE_DONE)
+        return n;
+    log_error("sqlite (admin flush): %s", sqlite3_errmsg(st->db));
+    return -1;
+}
+
+/* Steps a DELETE ... RETURNING segment_id, block, file_owner, length: bytes, and reclaim. */
+static int admin_delete_blocks(struct store *st, sqlite3_stmt *s, struct store_flush_result *res)
+{
+    if (!s)
+        return -1;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int len = sqlite3_column_bytes(s, 0);
+        if (len <= 0 || len > STORE_MAX_ID)
+            continue;
+        res->bytes_freed += (uint64_t)sqlite3_column_int64(s, 3);
+        if (reclaim_push(st, sqlite3_column_blob(s, 0), (size_t)len, sqlite3_column_int64(s, 2),
+                (uint32_t)sqlite3_column_int64(s, 1)) != 0) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+    }
+    sqlite3_finalize(s);
+    if (rc == SQLITE_DONE)
+        return 0;
+    log_error("sqlite (admin flush blocks): %s", sqlite3_errmsg(st->db));
+    return -1;
+}
+
+static void bind_cursor_blob(sqlite3_stmt *s, int i, const uint8_t *b, size_t n)
+{
+    /* An empty blob sorts before every segment ID and tag: the start. */
+    sqlite3_bind_blob(s, i, n ? (const void *)b : "", (int)n, SQLITE_TRANSIENT);
+}
+
+void store_admin_flush_init(struct store_admin_flush *f, enum store_admin_scope scope, uint32_t uid,
+    const uint8_t tag[STORE_TAG_SIZE])
+{
+    memset(f, 0, sizeof(*f));
+    f->scope = scope;
+    f->uid = uid;
+    if (tag)
+        memcpy(f->tag, tag, STORE_TAG_SIZE);
+    f->phase = scope == STORE_ADMIN_ALL ? STORE_ADMIN_PHASE_BLOCKS : STORE_ADMIN_PHASE_LABELS;
+    store_admin_flush_init_cursor(f);
+}
+
+/* The last key a slice took (its temp table's greatest) becomes the cursor. */
+static int admin_cursor_from(struct store *st, struct store_admin_flush *f, const char *sql,
+    bool labels)
+{
+    sqlite3_stmt *s = admin_prepare(st, sql);
+    if (!s)
+        return -1;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        int c = 0;
+        if (labels) {
+            f->cur.uid = sqlite3_column_int64(s, c++);
+            int tl = sqlite3_column_bytes(s, c);
+            f->cur.tag_len = tl > 0 && tl <= STORE_TAG_SIZE ? (size_t)tl : 0;
+            memcpy(f->cur.tag, sqlite3_column_blob(s, c++), f->cur.tag_len);
+        }
+        int sl = sqlite3_column_bytes(s, c);
+        f->cur.seg_len = sl > 0 && sl <= STORE_MAX_ID ? (size_t)sl : 0;
+        memcpy(f->cur.seg, sqlite3_column_blob(s, c++), f->cur.seg_len);
+        f->cur.block = sqlite3_column_int64(s, c++);
+        f->cur.owner = sqlite3_column_int64(s, c);
+        rc = SQLITE_DONE;
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The whole cache, first phase: the next block rows, their labels, then the rows. */
+static int admin_slice_blocks(struct store *st, struct store_admin_flush *f, unsigned limit,
+    bool *phase_done)
+{
+    sqlite3_stmt *s = admin_prepare(st,
+        "INSERT INTO temp.admin_rows SELECT segment_id, block, owner FROM blocks "
+        "WHERE (segment_id, block, owner) > (?1, ?2, ?3) "
+        "ORDER BY segment_id, block, owner LIMIT ?4");
+    if (!s)
+        return -1;
+    bind_cursor_blob(s, 1, f->cur.seg, f->cur.seg_len);
+    sqlite3_bind_int64(s, 2, f->cur.block);
+    sqlite3_bind_int64(s, 3, f->cur.owner);
+    sqlite3_bind_int64(s, 4, limit);
+    int64_t n = admin_run(st, s);
+    if (n < 0)
+        return -1;
+    *phase_done = (uint64_t)n < limit;
+    if (n == 0)
+        return 0;
+    if (admin_cursor_from(st, f,
+            "SELECT segment_id, block, owner FROM temp.admin_rows "
+            "ORDER BY segment_id DESC, block DESC, owner DESC LIMIT 1",
+            false) != 0)
+        return -1;
+    int64_t labels = admin_run(st,
+        admin_prepare(st,
+            "DELETE FROM labels WHERE (segment_id, block, row_owner) IN "
+            "(SELECT segment_id, block, owner FROM temp.admin_rows)"));
+    if (labels < 0)
+        return -1;
+    f->result.labels_removed += (uint64_t)labels;
+    return admin_delete_blocks(st,
+        admin_prepare(st,
+            "DELETE FROM blocks WHERE (segment_id, block, owner) IN "
+            "(SELECT segment_id, block, owner FROM temp.admin_rows) "
+            "RETURNING segment_id, block, file_owner, length"),
+        &f->result);
+}
+
+/*
+ * Labels: one uid's (of one tag), or, for the whole cache after its blocks, every label
+ * left whose row is gone (a label made while the blocks phase ran keeps its row, and stays).
+ */
+static int admin_slice_labels(struct store *st, struct store_admin_flush *f, unsigned limit,
+    bool *phase_done)
+{
+    static const char *const pick[] = {
+        [STORE_ADMIN_ALL] = "INSERT INTO temp.admin_labels SELECT uid, tag, segment_id, block, "
+                            "row_owner FROM labels WHERE (uid, tag, segment_id, block, row_owner) "
+                            "> (?1, ?2, ?3, ?4, ?5) ORDER BY uid, tag, segment_id, block, "
+                            "row_owner LIMIT ?6",
+        [STORE_ADMIN_UID] = "INSERT INTO temp.admin_labels SELECT uid, tag, segment_id, block, "
+                            "row_owner FROM labels WHERE uid = ?1 AND (tag, segment_id, block, "
+                            "row_owner) > (?2, ?3, ?4, ?5) ORDER BY tag, segment_id, block, "
+                            "row_owner LIMIT ?6",
+        [STORE_ADMIN_UID_TAG] = "INSERT INTO temp.admin_labels SELECT uid, tag, segment_id, "
+                                "block, row_owner FROM labels WHERE uid = ?1 AND tag = ?2 AND "
+                                "(segment_id, block, row_owner) > (?3, ?4, ?5) ORDER BY "
+                                "segment_id, block, row_owner LIMIT ?6",
+    };
+    sqlite3_stmt *s = admin_prepare(st, pick[f->scope]);
+    if (!s)
+        return -1;
+    if (f->scope == STORE_ADMIN_ALL)
+        sqlite3_bind_int64(s, 1, f->cur.uid);
+    else
+        sqlite3_bind_int64(s, 1, f->uid);
+    if (f->scope == STORE_ADMIN_UID_TAG)
+        sqlite3_bind_blob(s, 2, f->tag, STORE_TAG_SIZE, SQLITE_TRANSIENT);
+    else
+        bind_cursor_blob(s, 2, f->cur.tag, f->cur.tag_len);
+    bind_cursor_blob(s, 3, f->cur.seg, f->cur.seg_len);
+    sqlite3_bind_int64(s, 4, f->cur.block);
+    sqlite3_bind_int64(s, 5, f->cur.owner);
+    sqlite3_bind_int64(s, 6, limit);
+    int64_t n = admin_run(st, s);
+    if (n < 0)
+        return -1;
+    *phase_done = (uint64_t)n < limit;
+    if (n == 0)
+        return 0;
+    if (admin_cursor_from(st, f,
+            "SELECT uid, tag, segment_id, block, row_owner FROM temp.admin_labels ORDER BY uid "
+            "DESC, tag DESC, segment_id DESC, block DESC, row_owner DESC LIMIT 1",
+            true) != 0)
+        return -1;
+    int64_t labels = admin_run(st,
+        admin_prepare(st,
+            f->scope == STORE_ADMIN_ALL
+                ? "DELETE FROM labels WHERE (uid, tag, segment_id, block, row_owner) IN "
+                  "(SELECT uid, tag, segment_id, block, row_owner FROM temp.admin_labels) "
+                  "AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.segment_id = "
+                  "labels.segment_id AND b.block = labels.block AND b.owner = labels.row_owner)"
+                : "DELETE FROM labels WHERE (uid, tag, segment_id, block, row_owner) IN "
+                  "(SELECT uid, tag, segment_id, block, row_owner FROM temp.admin_labels)"));
+    if (labels < 0)
+        return -1;
+    f->result.labels_removed += (uint64_t)labels;
+    if (f->scope == STORE_ADMIN_ALL)
+        return 0;
+    /* As store_flush_tag: the rows of those blocks the uid's labels could keep (the shared
+     * one, its own) that no label keeps any more. */
+    sqlite3_stmt *d = admin_prepare(st,
+        "DELETE FROM blocks WHERE (segment_id, block) IN "
+        " (SELECT segment_id, block FROM temp.admin_labels) AND owner IN (-1, ?1) AND"
+        " NOT EXISTS (SELECT 1 FROM labels l WHERE l.segment_id = blocks.segment_id"
+        "   AND l.block = blocks.block AND l.row_owner = blocks.owner)"
+        " RETURNING segment_id, block, file_owner, length");
+    if (d)
+        sqlite3_bind_int64(d, 1, f->uid);
+    return admin_delete_blocks(st, d, &f->result);
+}
+
+int store_admin_flush_slice(struct store *st, struct store_admin_flush *f, unsigned limit)
+{
+    if (f->phase == STORE_ADMIN_PHASE_DONE)
+        return 0;
+    if (admin_exec(st,
+            "CREATE TEMP TABLE IF NOT EXISTS admin_rows (segment_id BLOB NOT NULL, block "
+            "INTEGER NOT NULL, owner INTEGER NOT NULL, PRIMARY KEY (segment_id, block, owner)) "
+            "WITHOUT ROWID; "
+            "CREATE TEMP TABLE IF NOT EXISTS admin_labels (uid INTEGER NOT NULL, tag BLOB NOT "
+            "NULL, segment_id BLOB NOT NULL, block INTEGER NOT NULL, row_owner INTEGER NOT "
+            "NULL, PRIMARY KEY (uid, tag, segment_id, block, row_owner)) WITHOUT ROWID; "
+            "DELETE FROM temp.admin_rows; DELETE FROM temp.admin_labels") != 0)
+        return -1;
+    bool done = false;
+    if (f->phase == STORE_ADMIN_PHASE_BLOCKS) {
+        if (admin_slice_blocks(st, f, limit, &done) != 0)
+            return -1;
+        if (done) { /* on to the labels left, from their start */
+            f->phase = STORE_ADMIN_PHASE_LABELS;
+            store_admin_flush_init_cursor(f);
+        }
+        return 0;
+    }
+    if (admin_slice_labels(st, f, limit, &done) != 0)
+        return -1;
+    if (done)
+        f->phase = STORE_ADMIN_PHASE_DONE;
+    return 0;
+}
+
+void store_admin_flush_init_cursor(struct store_admin_flush *f)
+{
+    memset(&f->cur, 0, sizeof(f->cur));
+    f->cur.uid = -1;
+    f->cur.block = -1;
+    f->cur.owner = -2;
+}

@@ -166,4 +166,48 @@ uint64_t store_disk_bytes(const struct store *st);
 const char *store_path(const struct store *st);
 sqlite3 *store_db(struct store *st);
 
+/* ---- administration (admins only; flush.c runs these in slices off the loop) ---- */
+
+/* Keys one slice of an admin flush takes at most: each slice is its own transaction. */
+#define STORE_ADMIN_SLICE_ROWS 1024
+
+enum store_admin_scope {
+    STORE_ADMIN_ALL,     /* every block and every label: the whole cache */
+    STORE_ADMIN_UID,     /* one uid's labels, every tag */
+    STORE_ADMIN_UID_TAG, /* one uid's labels of one tag */
+};
+enum store_admin_phase {
+    STORE_ADMIN_PHASE_BLOCKS, /* whole cache: block rows with their labels */
+    STORE_ADMIN_PHASE_LABELS, /* labels (whole cache: those left whose row is gone) */
+    STORE_ADMIN_PHASE_DONE,
+};
+/* An admin flush's progress: the scope, where the next slice starts, and what went. */
+struct store_admin_flush {
+    enum store_admin_scope scope;
+    enum store_admin_phase phase;
+    uint32_t uid;
+    uint8_t tag[STORE_TAG_SIZE];
+    struct {
+        int64_t uid;
+        uint8_t tag[STORE_TAG_SIZE];
+        size_t tag_len;
+        uint8_t seg[STORE_MAX_ID];
+        size_t seg_len;
+        int64_t block, owner;
+    } cur; /* the last key removed (labels: uid, tag, segment, block, row_owner) */
+    struct store_flush_result result; /* summed over the slices */
+};
+/* tag is read for STORE_ADMIN_UID_TAG only. */
+void store_admin_flush_init(struct store_admin_flush *f, enum store_admin_scope scope, uint32_t uid,
+    const uint8_t tag[STORE_TAG_SIZE]);
+void store_admin_flush_init_cursor(struct store_admin_flush *f);
+/*
+ * One slice, in the caller's transaction: at most `limit` keys after the cursor are removed
+ * (whole cache: block rows and their labels, then labels whose row is gone; a uid: its
+ * labels, then the rows only they kept, as store_flush_tag), f->result grows and the cursor
+ * moves; f->phase is STORE_ADMIN_PHASE_DONE once nothing is left. The rows' space goes to
+ * the reclaim hook at COMMIT. 0, or -1 (roll back, and restore f from before the slice).
+ */
+int store_admin_flush_slice(struct store *st, struct store_admin_flush *f, unsigned limit);
+
 #endif
