@@ -55,8 +55,18 @@ struct bs_known {
     TAILQ_ENTRY(bs_known) lru;
 };
 
+/* A segment reads in flight hold (bs_hold). */
+struct hold {
+    uint8_t seg[STORE_MAX_ID];
+    size_t seglen;
+    unsigned count;
+    struct hold *next;
+};
+
 struct blockstore {
     char *dir; /* <dbdir>/data */
+    pthread_mutex_t hold_mu; /* holds: loop adds and removes, eviction's worker looks */
+    struct hold *holds;
     struct worker_pool *wp;
     /* mu orders pins (loop) against reclaim (worker): a slot is punched only while unpinned
      * and with no row, checked and punched under mu, so a write never lands before a punch. */
@@ -565,12 +575,73 @@ uint64_t bs_reclaimed(const struct blockstore *bs)
     return bs->reclaimed;
 }
 
+/* ---- holds: segments reads in flight read (eviction leaves them alone) ---- */
+
+static struct hold *hold_find(const struct blockstore *bs, const uint8_t *seg, size_t seglen)
+{
+    struct hold *h;
+    for (h = bs->holds; h; h = h->next)
+        if (h->seglen == seglen && memcmp(h->seg, seg, seglen) == 0)
+            break;
+    return h;
+}
+
+int bs_hold(struct blockstore *bs, const uint8_t *seg, size_t seglen)
+{
+    if (seglen > STORE_MAX_ID)
+        return -1;
+    pthread_mutex_lock(&bs->hold_mu);
+    struct hold *h = hold_find(bs, seg, seglen);
+    if (!h && (h = calloc(1, sizeof(*h)))) {
+        memcpy(h->seg, seg, seglen);
+        h->seglen = seglen;
+        h->next = bs->holds;
+        bs->holds = h;
+    }
+    if (h)
+        h->count++;
+    pthread_mutex_unlock(&bs->hold_mu);
+    return h ? 0 : -1;
+}
+
+void bs_release(struct blockstore *bs, const uint8_t *seg, size_t seglen)
+{
+    pthread_mutex_lock(&bs->hold_mu);
+    for (struct hold **hp = &bs->holds; *hp; hp = &(*hp)->next) {
+        struct hold *h = *hp;
+        if (h->seglen == seglen && memcmp(h->seg, seg, seglen) == 0) {
+            if (--h->count == 0) {
+                *hp = h->next;
+                free(h);
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&bs->hold_mu);
+}
+
+void bs_holds_lock(struct blockstore *bs)
+{
+    pthread_mutex_lock(&bs->hold_mu);
+}
+
+void bs_holds_unlock(struct blockstore *bs)
+{
+    pthread_mutex_unlock(&bs->hold_mu);
+}
+
+bool bs_held_locked(const struct blockstore *bs, const uint8_t *seg, size_t seglen)
+{
+    return hold_find(bs, seg, seglen) != NULL;
+}
+
 int bs_open(const char *db_path, struct worker_pool *wp, struct blockstore **out)
 {
     struct blockstore *bs = calloc(1, sizeof(*bs));
     if (!bs)
         return -1;
     pthread_mutex_init(&bs->mu, NULL);
+    pthread_mutex_init(&bs->hold_mu, NULL);
     bs->wp = wp;
     TAILQ_INIT(&bs->known_lru);
     if (getrandom(&bs->seed, sizeof(bs->seed), GRND_NONBLOCK) != sizeof(bs->seed))
@@ -617,7 +688,13 @@ void bs_close(struct blockstore *bs)
         bs->pins = p->next;
         free(p);
     }
+    while (bs->holds) {
+        struct hold *h = bs->holds;
+        bs->holds = h->next;
+        free(h);
+    }
     pthread_mutex_destroy(&bs->mu);
+    pthread_mutex_destroy(&bs->hold_mu);
     free(bs->dir);
     free(bs);
 }

@@ -152,9 +152,11 @@ struct tags_ctx {
     bool oom;
 };
 
-static void tag_row(void *arg, const uint8_t tag[STORE_TAG_SIZE], uint64_t blocks, uint64_t bytes)
+static void tag_row(void *arg, const struct store_tag_info *ti)
 {
     struct tags_ctx *t = arg;
+    if (t->oom)
+        return;
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 16;
         Peerdist__TagInfo *ni = realloc(t->infos, cap * sizeof(*ni));
@@ -169,18 +171,34 @@ static void tag_row(void *arg, const uint8_t tag[STORE_TAG_SIZE], uint64_t block
         }
         t->cap = cap;
     }
-    memcpy(t->tags[t->n], tag, STORE_TAG_SIZE);
-    Peerdist__TagInfo ti = PEERDIST__TAG_INFO__INIT;
-    ti.blocks = blocks;
-    ti.bytes = bytes;
-    t->infos[t->n++] = ti;
+    memcpy(t->tags[t->n], ti->tag, STORE_TAG_SIZE);
+    Peerdist__TagInfo info = PEERDIST__TAG_INFO__INIT;
+    info.blocks = ti->blocks;
+    info.bytes = ti->bytes;
+    info.uid = ti->uid;
+    info.segments = ti->segments;
+    info.added_at = ti->added_at > 0 ? (uint64_t)ti->added_at : 0;
+    info.last_used = ti->last_used > 0 ? (uint64_t)ti->last_used : 0;
+    t->infos[t->n++] = info;
 }
 
-static void handle_tags(struct conn *c, uint64_t id)
+/*
+ * The caller's tags, or every uid's (TagsRequest.all: admins only). last_used is the newest
+ * use of a segment the tag labels, as the database has it (reads are written down by the
+ * eviction pass, at most EVICT_INTERVAL_S late).
+ */
+static void handle_tags(struct conn *c, uint64_t id, const Peerdist__TagsRequest *rq)
 {
+    bool all = rq && rq->all;
+    if (all && !c->admin) {
+        log_warn(CONN_FMT ": Tags of every uid refused: only root and group %s may list them",
+            CONN_ARGS(c), SERVER_ADMIN_GROUP);
+        conn_reply_status(c, id, ERROR_ACCESS_DENIED);
+        return;
+    }
     struct tags_ctx t = {0};
     DWORD status = ERROR_SUCCESS;
-    if (store_tags(c->d->store, c->uid, tag_row, &t) != 0)
+    if (store_tags_info(c->d->store, all, c->uid, tag_row, &t) != 0)
         status = ERROR_INTERNAL_ERROR;
     else if (t.oom || (t.n && !(t.ptrs = calloc(t.n, sizeof(*t.ptrs)))))
         status = ERROR_NOT_ENOUGH_MEMORY;
@@ -228,7 +246,7 @@ bool content_dispatch(struct conn *c, const Peerdist__Request *req)
             return false; /* publication streams and content-information handles: publish.c */
         handle_cancel(c, req->id, req->cancel);
         return true;
-    case PEERDIST__REQUEST__BODY_TAGS: handle_tags(c, req->id); return true;
+    case PEERDIST__REQUEST__BODY_TAGS: handle_tags(c, req->id, req->tags); return true;
     default: return false;
     }
 }

@@ -146,6 +146,7 @@ struct daemon {
     void *content; /* content.c: group sync, deferred writes */
     void *flush;   /* flush.c: queued flushes, the flush connection, the write gate */
     void *disk;    /* disk.c: the reserve file, free-space checks */
+    void *evict;   /* evict.c: the cache's bounds, recency and counters in memory */
 };
 
 /* daemon.c: everything but the listening socket and the signals, from d->cfg. */

@@ -13,6 +13,7 @@
 
 #include "blockstore.h"
 #include "disk.h"
+#include "evict.h"
 #include "log.h"
 #include "winerr.h"
 #include "worker.h"
@@ -31,6 +32,8 @@ struct flush_state {
     struct event *commit_ev; /* starts a batch once the loop has read what is ready */
     STAILQ_HEAD(, pending_flush) queued;
     bool running; /* a batch holds the write lock: the gate is closed */
+    bool evict_wanted; /* an eviction pass runs once no flush is queued */
+    struct event *evict_ev; /* the periodic pass */
     STAILQ_HEAD(, flush_waiter) waiters;
 };
 
@@ -40,6 +43,7 @@ struct flush_batch {
     STAILQ_HEAD(, pending_flush) items;
     unsigned n;
     uint32_t status;
+    struct evict_pass *pass; /* an eviction pass instead of flushes */
     struct store_reclaim *reclaim; /* block rows the COMMIT removed, for the block store */
     size_t nreclaim;
 };
@@ -49,6 +53,21 @@ static void flush_next_batch(struct daemon *d);
 static void commit_cb(evutil_socket_t fd, short what, void *arg)
 {
     flush_next_batch(arg);
+}
+
+static void evict_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    flush_evict_kick(arg);
+}
+
+void flush_evict_kick(struct daemon *d)
+{
+    struct flush_state *fs = d->flush;
+    if (!fs || d->stopping)
+        return;
+    fs->evict_wanted = true;
+    if (!fs->running)
+        event_active(fs->commit_ev, EV_TIMEOUT, 0);
 }
 
 int flush_init(struct daemon *d)
@@ -65,7 +84,13 @@ int flush_init(struct daemon *d)
         return -1;
     }
     fs->commit_ev = event_new(d->base, -1, 0, commit_cb, d);
-    return fs->commit_ev ? 0 : -1;
+    fs->evict_ev = event_new(d->base, -1, EV_PERSIST, evict_timer_cb, d);
+    struct timeval every = {EVICT_INTERVAL_S, 0};
+    if (!fs->commit_ev || !fs->evict_ev || evict_init(d) != 0 ||
+        event_add(fs->evict_ev, &every) != 0)
+        return -1;
+    flush_evict_kick(d); /* the bounds in force go to the database at once */
+    return 0;
 }
 
 void flush_free(struct daemon *d)
@@ -75,6 +100,9 @@ void flush_free(struct daemon *d)
         return;
     if (fs->commit_ev)
         event_free(fs->commit_ev);
+    if (fs->evict_ev)
+        event_free(fs->evict_ev);
+    evict_free(d);
     store_close(fs->store);
     free(fs);
     d->flush = NULL;
@@ -148,15 +176,22 @@ static void batch_work(void *arg)
 {
     struct flush_batch *b = arg;
     struct store *st = ((struct flush_state *)b->d->flush)->store;
+    if (b->pass) {
+        evict_pass_work(b->pass, st);
+        return;
+    }
     store_set_reclaim_hook(st, collect_reclaim, b);
     bool ok = store_begin(st) == 0;
     struct pending_flush *pf;
+    uint64_t counted[STORE_CTR_COUNT] = {0};
     STAILQ_FOREACH (pf, &b->items, link) {
         if (!ok || store_flush_tag(st, pf->uid, pf->tag, &pf->result) != 0) {
             ok = false;
             break;
         }
+        counted[STORE_CTR_FLUSHED] += pf->result.bytes_freed;
     }
+    ok = ok && store_counters_add(st, counted) == 0; /* flushed bytes, with the flush */
     ok = ok && store_commit(st) == 0;
     b->status = ERROR_SUCCESS;
     if (!ok) {
@@ -188,6 +223,14 @@ static void batch_done(void *arg)
     struct flush_batch *b = arg;
     struct daemon *d = b->d;
     struct flush_state *fs = d->flush;
+    if (b->pass) {
+        if (evict_pass_done(b->pass))
+            fs->evict_wanted = true; /* more to evict: another slice, after waiting writers */
+        free(b);
+        gate_open(fs);
+        flush_next_batch(d);
+        return;
+    }
     if (b->status == ERROR_DISK_FULL && disk_release_reserve(d)) {
         /* The database could not journal the deletes: with the reserve given back to the
          * filesystem, the same batch runs again (once: the reserve is gone now). */
@@ -220,7 +263,7 @@ static void batch_done(void *arg)
 static void flush_next_batch(struct daemon *d)
 {
     struct flush_state *fs = d->flush;
-    if (fs->running || STAILQ_EMPTY(&fs->queued))
+    if (fs->running || (STAILQ_EMPTY(&fs->queued) && !fs->evict_wanted))
         return;
     struct flush_batch *b = calloc(1, sizeof(*b));
     if (!b) {
@@ -228,6 +271,20 @@ static void flush_next_batch(struct daemon *d)
         return;
     }
     b->d = d;
+    if (STAILQ_EMPTY(&fs->queued)) {
+        /* No flush waits: the eviction pass (flushes queued meanwhile run after it). */
+        fs->evict_wanted = false;
+        if (!(b->pass = evict_pass_new(d))) {
+            free(b);
+            return;
+        }
+        fs->running = true;
+        if (d->stopping || worker_submit(d->workers, batch_work, batch_done, b) != 0) {
+            batch_work(b);
+            batch_done(b);
+        }
+        return;
+    }
     STAILQ_INIT(&b->items);
     while (!STAILQ_EMPTY(&fs->queued) && b->n < FLUSH_BATCH_MAX) {
         struct pending_flush *pf = STAILQ_FIRST(&fs->queued);
@@ -251,4 +308,8 @@ void flush_drain(struct daemon *d)
         event_base_loop(d->base, EVLOOP_ONCE); /* the running batch's done arrives */
     while (!STAILQ_EMPTY(&fs->queued))
         flush_next_batch(d); /* stopping: runs inline */
+    /* Counters and recency gathered since the last pass are written down. */
+    fs->evict_wanted = true;
+    flush_next_batch(d);
+    fs->evict_wanted = false;
 }

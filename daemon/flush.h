@@ -29,7 +29,13 @@ int flush_init(struct daemon *d);
 void flush_free(struct daemon *d);
 /* Queues a FlushRequest; it is answered (FlushReply) after its batch commits. */
 void flush_request(struct conn *c, uint64_t id, const Peerdist__FlushRequest *f);
-/* At stop: waits for the running batch, then runs the queued ones, answering them all. */
+/*
+ * An eviction pass (evict.h) is due: it runs as a batch of its own on the flush connection,
+ * behind the flushes queued before it. Passes also run every EVICT_INTERVAL_S seconds.
+ */
+void flush_evict_kick(struct daemon *d);
+/* At stop: waits for the running batch, then runs the queued ones, answering them all, and
+ * a last eviction pass (counters and recency written down). */
 void flush_drain(struct daemon *d);
 
 /*
