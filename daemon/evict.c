@@ -458,8 +458,9 @@ static int evict_list(struct evict_pass *p, struct store *st, struct seg_list *l
         if (stored)
             *stored = *stored > bytes ? *stored - bytes : 0;
     }
-    if (l->n == EVICT_CANDIDATES && (!stored || *stored > target))
-        p->more = true; /* there may be more candidates than one query gave */
+    /* There may be more candidates than one query gave (unless every one was held). */
+    if (l->n == EVICT_CANDIDATES && (!stored || *stored > target) && p->ndeleted)
+        p->more = true;
     return 0;
 }
 
@@ -500,7 +501,7 @@ static int evict_quota(struct evict_pass *p, struct store *st)
             p->by_quota += freed;
             p->blocks += segs.charged[i] / BS_SLOT_SIZE + 1;
         }
-        if (rc == 0 && charged > p->quota && segs.n == EVICT_CANDIDATES)
+        if (rc == 0 && charged > p->quota && segs.n == EVICT_CANDIDATES && p->ndeleted)
             p->more = true;
         free(segs.v);
         free(segs.charged);

@@ -15,14 +15,20 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <peerdist.h>
 
+#include "blockstore.h"
 #include "check_run.h"
 #include "contentinfo.h"
+#include "daemon.h"
+#include "evict.h"
 #include "frame.h"
 #include "harness.h"
+#include "store.h"
+#include "worker.h"
 
 #define MIB (1024u * 1024)
 
@@ -974,6 +980,116 @@ START_TEST(views_while_the_daemon_writes)
 }
 END_TEST
 
+/* ---- the pass itself, on a database of its own: least recently used first, holds ---- */
+
+static struct daemon ud;
+static struct store *flush_conn;
+static char udir[64];
+static const uint8_t utag[16] = {0x42};
+
+/* A 32 MiB segment (512 rows of 64 KiB; no bytes on disk: the pass deletes rows only). */
+static void put_segment(uint8_t id, int64_t used)
+{
+    uint8_t seg[32] = {id}, hash[32] = {id};
+    store_set_now(ud.store, used);
+    ck_assert_int_eq(store_begin(ud.store), 0);
+    for (uint32_t b = 0; b < 512; b++) {
+        ck_assert_int_eq(store_block_put(ud.store, seg, 32, b, STORE_OWNER_SHARED, hash, 32,
+                             65536, STORE_OWNER_SHARED),
+            0);
+        ck_assert_int_eq(store_label_put(ud.store, 0, utag, seg, 32, b, 65536), 0);
+    }
+    ck_assert_int_eq(store_segment_used(ud.store, seg, 32, used), 0);
+    ck_assert_int_eq(store_commit(ud.store), 0);
+}
+
+static long long segment_rows(uint8_t id)
+{
+    uint8_t seg[32] = {id};
+    sqlite3_stmt *s;
+    ck_assert_int_eq(sqlite3_prepare_v2(store_db(ud.store),
+                         "SELECT count(*) FROM blocks WHERE segment_id = ?", -1, &s, NULL),
+        SQLITE_OK);
+    sqlite3_bind_blob(s, 1, seg, 32, SQLITE_STATIC);
+    ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
+    long long n = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return n;
+}
+
+static void unit_setup(void)
+{
+    char err[256], why[160];
+    snprintf(udir, sizeof(udir), "/tmp/pdcache.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(udir));
+    memset(&ud, 0, sizeof(ud));
+    config_defaults(&ud.cfg);
+    snprintf(ud.cfg.db_path, sizeof(ud.cfg.db_path), "%s/cache.db", udir);
+    snprintf(ud.cfg.state_dir, sizeof(ud.cfg.state_dir), "%s", udir);
+    ck_assert_int_eq(config_parse_cache_size("64M", &ud.cfg.cache_size, why, sizeof(why)), 0);
+    ck_assert_ptr_nonnull(ud.base = event_base_new());
+    ck_assert_ptr_nonnull(ud.workers = worker_pool_new(ud.base, 2));
+    ck_assert_int_eq(store_open(ud.cfg.db_path, &ud.store, err, sizeof(err)), 0);
+    ck_assert_int_eq(bs_open(ud.cfg.db_path, ud.workers, &ud.bs), 0);
+    ck_assert_int_eq(store_open(ud.cfg.db_path, &flush_conn, err, sizeof(err)), 0);
+    int64_t now = (int64_t)time(NULL);
+    put_segment(1, now - 300); /* 96 MiB: 32 over the limit */
+    put_segment(2, now - 200);
+    put_segment(3, now - 100);
+    ck_assert_int_eq(evict_init(&ud), 0);
+}
+
+static void unit_teardown(void)
+{
+    evict_free(&ud);
+    worker_pool_free(ud.workers);
+    bs_close(ud.bs);
+    store_close(flush_conn);
+    store_close(ud.store);
+    event_base_free(ud.base);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", udir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void run_pass(void)
+{
+    struct evict_pass *p = evict_pass_new(&ud);
+    ck_assert_ptr_nonnull(p);
+    evict_pass_work(p, flush_conn);
+    evict_pass_done(p);
+}
+
+/* Down to the low-water mark (90% of 64M): the two least recently used segments go. */
+START_TEST(pass_takes_the_oldest_first)
+{
+    run_pass();
+    ck_assert_int_eq(segment_rows(1), 0);
+    ck_assert_int_eq(segment_rows(2), 0);
+    ck_assert_int_eq(segment_rows(3), 512);
+    ck_assert_int_eq(store_stored_bytes(ud.store), 32ll * MIB);
+    uint64_t ctr[STORE_CTR_COUNT];
+    ck_assert_int_eq(store_counters_get(ud.store, ctr), 0);
+    ck_assert_uint_eq(ctr[STORE_CTR_EVICTED_SIZE], 64ull * MIB);
+    ck_assert_int_eq(store_tag_labels(ud.store, 0, utag), 512); /* the labels went with them */
+}
+END_TEST
+
+/* A segment a read in flight holds stays, however old: the next ones go instead. */
+START_TEST(pass_leaves_a_held_segment)
+{
+    uint8_t seg1[32] = {1};
+    ck_assert_int_eq(bs_hold(ud.bs, seg1, 32), 0);
+    run_pass();
+    ck_assert_int_eq(segment_rows(1), 512);
+    ck_assert_int_eq(segment_rows(2), 0);
+    ck_assert_int_eq(segment_rows(3), 0);
+    bs_release(ud.bs, seg1, 32);
+    run_pass(); /* 32 MiB: under the limit, nothing more goes */
+    ck_assert_int_eq(segment_rows(1), 512);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cache");
@@ -988,5 +1104,10 @@ int main(void)
     tcase_add_test(tc, uid_quota_takes_only_that_uids_labels);
     tcase_add_test(tc, views_while_the_daemon_writes);
     suite_add_tcase(s, tc);
+    TCase *unit = tcase_create("pass");
+    tcase_add_checked_fixture(unit, unit_setup, unit_teardown);
+    tcase_add_test(unit, pass_takes_the_oldest_first);
+    tcase_add_test(unit, pass_leaves_a_held_segment);
+    suite_add_tcase(s, unit);
     return check_run(s);
 }
