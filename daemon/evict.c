@@ -56,6 +56,7 @@ struct evict_state {
     uint64_t seed; /* segment IDs of private rows are chosen by users */
     uint64_t deltas[STORE_CTR_COUNT]; /* counted on the loop, not yet in the database */
     bool pass_running;
+    bool continuing; /* the last pass left more to evict: the next one follows at once */
     struct info_wait *info_waiting;
 };
 
@@ -71,8 +72,11 @@ struct evict_pass {
     struct touch *touches; /* taken from the state */
     size_t cap;
     uint64_t deltas[STORE_CTR_COUNT];
+    /* Stored bytes when the pass continues the one before (it counted them), else UINT64_MAX:
+     * the pass sums the blocks (a scan of the index, which only the first slice pays). */
+    uint64_t stored_hint;
     /* results (worker) */
-    bool ok, more;
+    bool ok, more, disk_full;
     uint64_t by_age, by_size, by_quota, blocks, stored_after;
     struct store_reclaim *reclaim;
     size_t nreclaim;
@@ -358,6 +362,7 @@ struct evict_pass *evict_pass_new(struct daemon *d)
     p->limit = es->limit;
     p->max_age = age_in_force(es)->seconds;
     p->quota = d->cfg.uid_quota;
+    p->stored_hint = es->continuing ? es->stored_estimate : UINT64_MAX;
     p->touches = es->touches;
     p->cap = es->cap;
     es->touches = NULL;
@@ -520,6 +525,13 @@ static int pass_body(struct evict_pass *p, struct store *st)
     if (store_counters_add(st, p->deltas) != 0 ||
         store_settings_put(st, p->limit, p->max_age, p->quota) != 0)
         return -1;
+    uint64_t stored = p->stored_hint;
+    if (stored == UINT64_MAX) {
+        int64_t sum = store_stored_bytes(st);
+        if (sum < 0)
+            return -1;
+        stored = (uint64_t)sum;
+    }
     struct seg_list l = {0};
     int rc = 0;
     /* Expired: last used before now - max_age, whatever the size. */
@@ -528,19 +540,16 @@ static int pass_body(struct evict_pass *p, struct store *st)
         if (rc == 0)
             rc = evict_list(p, st, &l, NULL, 0, &p->by_age);
     }
-    /* Over the limit: least recently used first, down to the low-water mark. */
-    if (rc == 0 && !p->more) {
-        int64_t stored = store_stored_bytes(st);
-        if (stored < 0) {
-            rc = -1;
-        } else if ((uint64_t)stored > p->limit) {
-            uint64_t s = (uint64_t)stored;
-            l.n = 0;
-            rc = store_lru_segments(st, -1, EVICT_CANDIDATES, lru_row, &l);
-            if (rc == 0)
-                rc = evict_list(p, st, &l, &s, p->limit / 100 * EVICT_LOW_WATER_PERCENT,
-                    &p->by_size);
-        }
+    stored = stored > p->by_age ? stored - p->by_age : 0;
+    /* Over the limit: least recently used first, down to the low-water mark (a pass that
+     * continues the one before goes on down to it). */
+    uint64_t low = p->limit / 100 * EVICT_LOW_WATER_PERCENT;
+    bool continuing = p->stored_hint != UINT64_MAX;
+    if (rc == 0 && !p->more && (stored > p->limit || (continuing && stored > low))) {
+        l.n = 0;
+        rc = store_lru_segments(st, -1, EVICT_CANDIDATES, lru_row, &l);
+        if (rc == 0)
+            rc = evict_list(p, st, &l, &stored, low, &p->by_size);
     }
     free(l.v);
     free(l.charged);
@@ -551,8 +560,7 @@ static int pass_body(struct evict_pass *p, struct store *st)
     uint64_t ev[STORE_CTR_COUNT] = {0};
     ev[STORE_CTR_EVICTED_SIZE] = p->by_size + p->by_quota;
     ev[STORE_CTR_EVICTED_AGE] = p->by_age;
-    int64_t after = store_stored_bytes(st);
-    p->stored_after = after > 0 ? (uint64_t)after : 0;
+    p->stored_after = stored > p->by_quota ? stored - p->by_quota : 0;
     return store_counters_add(st, ev);
 }
 
@@ -561,6 +569,7 @@ void evict_pass_work(struct evict_pass *p, struct store *st)
     store_set_reclaim_hook(st, collect_reclaim, p);
     store_set_now(st, p->now);
     if (store_begin(st) != 0 || pass_body(p, st) != 0) {
+        p->disk_full = (store_errcode(st) & 0xff) == SQLITE_FULL;
         log_error("eviction pass failed: %s", store_errmsg(st));
         store_rollback(st);
         p->more = false;
@@ -587,11 +596,17 @@ void evict_pass_work(struct evict_pass *p, struct store *st)
 
 static void info_now(struct conn *c, uint64_t id);
 
+bool evict_pass_disk_full(const struct evict_pass *p)
+{
+    return p->disk_full;
+}
+
 bool evict_pass_done(struct evict_pass *p)
 {
     struct daemon *d = p->d;
     struct evict_state *es = state(d);
     bool more = p->more;
+    es->continuing = p->ok && more;
     if (p->ok) {
         es->stored_estimate = p->stored_after;
         if (p->ndeleted) {

@@ -18,8 +18,9 @@
 #define EVICT_INTERVAL_S 60
 /* Over the limit, eviction goes down to this percent of it (so it does not run per add). */
 #define EVICT_LOW_WATER_PERCENT 90
-/* At most this many block rows deleted per transaction: other clients' calls stay fast. */
-#define EVICT_SLICE_BLOCKS 4096
+/* At most this many block rows deleted per transaction (about 5 ms here: bench/README.md),
+ * so that other clients' writes, which wait for the transaction, stay fast. */
+#define EVICT_SLICE_BLOCKS 1024
 /* Segments looked at per query of candidates. */
 #define EVICT_CANDIDATES 256
 /* Segments whose reads are recorded in memory between passes; more asks for a pass early. */
@@ -54,6 +55,8 @@ struct evict_pass;
 struct evict_pass *evict_pass_new(struct daemon *d);
 /* Worker, on the flush connection: one transaction. */
 void evict_pass_work(struct evict_pass *p, struct store *st);
+/* Loop, before evict_pass_done: the pass failed for want of disk space (SQLITE_FULL). */
+bool evict_pass_disk_full(const struct evict_pass *p);
 /* Loop: reclaim what the pass deleted, free it. True when more is left to evict (another pass
  * should follow at once). */
 bool evict_pass_done(struct evict_pass *p);

@@ -224,7 +224,10 @@ static void batch_done(void *arg)
     struct daemon *d = b->d;
     struct flush_state *fs = d->flush;
     if (b->pass) {
-        if (evict_pass_done(b->pass))
+        /* The database could not journal the deletes: the reserve goes, the pass runs again
+         * (once: the reserve is gone now), as for a flush below. */
+        bool again = evict_pass_disk_full(b->pass) && disk_release_reserve(d);
+        if (evict_pass_done(b->pass) || again)
             fs->evict_wanted = true; /* more to evict: another slice, after waiting writers */
         free(b);
         gate_open(fs);
