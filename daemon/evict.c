@@ -57,6 +57,7 @@ struct evict_state {
     uint64_t deltas[STORE_CTR_COUNT]; /* counted on the loop, not yet in the database */
     bool pass_running;
     bool continuing; /* the last pass left more to evict: the next one follows at once */
+    bool quota_due;  /* labels were added (or the bounds changed) since uid_quota was checked */
     struct info_wait *info_waiting;
 };
 
@@ -75,6 +76,7 @@ struct evict_pass {
     /* Stored bytes when the pass continues the one before (it counted them), else UINT64_MAX:
      * the pass sums the blocks (a scan of the index, which only the first slice pays). */
     uint64_t stored_hint;
+    bool check_quota; /* uid_quota is checked (a scan of the labels) only after adds */
     /* results (worker) */
     bool ok, more, disk_full;
     uint64_t by_age, by_size, by_quota, blocks, stored_after;
@@ -238,6 +240,7 @@ int evict_init(struct daemon *d)
     resolve_limit(es);
     int64_t stored = store_stored_bytes(d->store);
     es->stored_estimate = stored > 0 ? (uint64_t)stored : 0;
+    es->quota_due = true;
     log_bounds(es, "cache bounds");
     return 0;
 }
@@ -268,6 +271,7 @@ void evict_reload(struct daemon *d, const struct config *fresh)
         return;
     read_clock_offset(es);
     resolve_limit(es);
+    es->quota_due = true;
     log_bounds(es, "reload");
 }
 
@@ -335,6 +339,13 @@ void evict_count(struct daemon *d, enum store_counter which, uint64_t bytes)
         es->deltas[which] += bytes;
 }
 
+void evict_note_flushed(struct daemon *d, uint64_t bytes)
+{
+    struct evict_state *es = state(d);
+    if (es)
+        es->stored_estimate = es->stored_estimate > bytes ? es->stored_estimate - bytes : 0;
+}
+
 bool evict_note_added(struct daemon *d, uint64_t bytes)
 {
     struct evict_state *es = state(d);
@@ -342,6 +353,7 @@ bool evict_note_added(struct daemon *d, uint64_t bytes)
         return false;
     es->deltas[STORE_CTR_ADDED] += bytes;
     es->stored_estimate += bytes;
+    es->quota_due = true;
     return es->stored_estimate > es->limit;
 }
 
@@ -362,7 +374,12 @@ struct evict_pass *evict_pass_new(struct daemon *d)
     p->limit = es->limit;
     p->max_age = age_in_force(es)->seconds;
     p->quota = d->cfg.uid_quota;
-    p->stored_hint = es->continuing ? es->stored_estimate : UINT64_MAX;
+    /* The estimate (exact after a pass, plus adds and minus flushes since) spares the scan
+     * unless it says the cache may be over its limit. */
+    p->stored_hint = es->continuing || es->stored_estimate <= es->limit ? es->stored_estimate
+                                                                        : UINT64_MAX;
+    p->check_quota = es->quota_due;
+    es->quota_due = false;
     p->touches = es->touches;
     p->cap = es->cap;
     es->touches = NULL;
@@ -553,7 +570,7 @@ static int pass_body(struct evict_pass *p, struct store *st)
     }
     free(l.v);
     free(l.charged);
-    if (rc == 0 && !p->more && p->quota)
+    if (rc == 0 && !p->more && p->quota && p->check_quota)
         rc = evict_quota(p, st);
     if (rc != 0)
         return -1;
@@ -607,6 +624,8 @@ bool evict_pass_done(struct evict_pass *p)
     struct evict_state *es = state(d);
     bool more = p->more;
     es->continuing = p->ok && more;
+    if (!p->ok || more)
+        es->quota_due |= p->check_quota; /* not done: the next pass checks again */
     if (p->ok) {
         es->stored_estimate = p->stored_after;
         if (p->ndeleted) {

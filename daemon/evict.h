@@ -39,6 +39,8 @@ int64_t evict_now(const struct daemon *d);
 bool evict_touch(struct daemon *d, const uint8_t *segment_id, size_t segment_id_len);
 /* Loop-side counters (hits, misses, added), written by the next pass. */
 void evict_count(struct daemon *d, enum store_counter which, uint64_t bytes);
+/* A flush deleted block rows of `bytes` (the stored-bytes estimate follows). */
+void evict_note_flushed(struct daemon *d, uint64_t bytes);
 /* AddData committed `bytes`: true when the cache may be over its limit (a pass is due). */
 bool evict_note_added(struct daemon *d, uint64_t bytes);
 

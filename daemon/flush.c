@@ -250,6 +250,8 @@ static void batch_done(void *arg)
     while (!STAILQ_EMPTY(&b->items)) {
         struct pending_flush *pf = STAILQ_FIRST(&b->items);
         STAILQ_REMOVE_HEAD(&b->items, link);
+        if (b->status == ERROR_SUCCESS)
+            evict_note_flushed(d, pf->result.bytes_freed);
         reply_flush(pf, b->status);
         conn_unref(pf->conn);
         free(pf);
