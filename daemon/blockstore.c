@@ -76,6 +76,7 @@ struct blockstore {
     unsigned unpinned;     /* under mu: writes under way without their pin */
     struct store *reader;  /* reclaim's own read-only connection; used under mu */
     atomic_uint_fast64_t pending, reclaimed;
+    atomic_uint_fast64_t trash_seq; /* names of files on their way out (reclaim_file) */
     /* Loop thread only: verdicts per file (bs_slot_state), least recently used first. */
     struct bs_known **known;
     size_t nknown;
@@ -502,9 +503,23 @@ static void reclaim_file(struct blockstore *bs, const struct store_reclaim *r, s
     bs_file_path(bs, r->segment_id, r->segment_id_len, r->file_owner, path, sizeof(path));
     pthread_mutex_lock(&bs->mu);
     if (!file_pinned(bs, r, -1) && !row_exists(bs, r, -1)) {
-        if (unlink(path) != 0 && errno != ENOENT)
-            log_warn("reclaim: unlink %s: %s", path, strerror(errno));
+        /*
+         * Under mu the file only leaves its name (a rename: quick); the unlink, which frees
+         * its pages and extents (tens of ms for 32 MiB), runs after, so that a pin on the
+         * loop never waits for it. A write from now on creates a new file under the name.
+         * A crash in between leaves a '~reclaim.N' that start-up reconciliation deletes.
+         */
+        char trash[4096 + 32];
+        const char *slash = strrchr(path, '/');
+        snprintf(trash, sizeof(trash), "%.*s/~reclaim.%llu", (int)(slash - path), path,
+            (unsigned long long)atomic_fetch_add(&bs->trash_seq, 1));
+        int moved = rename(path, trash) == 0 ? 1 : errno == ENOENT ? 0 : -1;
+        int err = errno;
         pthread_mutex_unlock(&bs->mu);
+        if (moved < 0)
+            log_warn("reclaim: rename %s: %s", path, strerror(err));
+        else if (moved && unlink(trash) != 0)
+            log_warn("reclaim: unlink %s: %s", trash, strerror(errno));
         bs->reclaimed += n;
         return;
     }

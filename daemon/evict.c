@@ -79,6 +79,7 @@ struct evict_pass {
     bool check_quota; /* uid_quota is checked (a scan of the labels) only after adds */
     /* results (worker) */
     bool ok, more, disk_full;
+    double ms; /* the transaction's time on the worker (the write gate was closed as long) */
     uint64_t by_age, by_size, by_quota, blocks, stored_after;
     struct store_reclaim *reclaim;
     size_t nreclaim;
@@ -581,7 +582,23 @@ static int pass_body(struct evict_pass *p, struct store *st)
     return store_counters_add(st, ev);
 }
 
+static void evict_pass_run(struct evict_pass *p, struct store *st);
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 void evict_pass_work(struct evict_pass *p, struct store *st)
+{
+    double t0 = mono_ms();
+    evict_pass_run(p, st);
+    p->ms = mono_ms() - t0;
+}
+
+static void evict_pass_run(struct evict_pass *p, struct store *st)
 {
     store_set_reclaim_hook(st, collect_reclaim, p);
     store_set_now(st, p->now);
@@ -631,8 +648,8 @@ bool evict_pass_done(struct evict_pass *p)
         if (p->ndeleted) {
             d->blocks_gen++; /* slot maps reload: the rows are gone */
             log_info("eviction: %" PRIu64 " bytes by size, %" PRIu64 " by age, %" PRIu64
-                     " by uid_quota (%zu segments); %" PRIu64 " bytes stored, limit %" PRIu64,
-                p->by_size, p->by_age, p->by_quota, p->ndeleted, p->stored_after, p->limit);
+                     " by uid_quota (%zu segments, %.1f ms); %" PRIu64 " bytes stored, limit %" PRIu64,
+                p->by_size, p->by_age, p->by_quota, p->ndeleted, p->ms, p->stored_after, p->limit);
         }
     } else {
         /* Nothing was written: what the pass took from memory goes back. */

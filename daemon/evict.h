@@ -21,6 +21,8 @@
 /* At most this many block rows deleted per transaction (about 5 ms here: bench/README.md),
  * so that other clients' writes, which wait for the transaction, stay fast. */
 #define EVICT_SLICE_BLOCKS 1024
+/* Between slices, how often to look whether reclaim has caught up (flush.c). */
+#define EVICT_SLICE_WAIT_MS 2
 /* Segments looked at per query of candidates. */
 #define EVICT_CANDIDATES 256
 /* Segments whose reads are recorded in memory between passes; more asks for a pass early. */

@@ -33,7 +33,8 @@ struct flush_state {
     STAILQ_HEAD(, pending_flush) queued;
     bool running; /* a batch holds the write lock: the gate is closed */
     bool evict_wanted; /* an eviction pass runs once no flush is queued */
-    struct event *evict_ev; /* the periodic pass */
+    struct event *evict_ev;      /* the periodic pass */
+    struct event *evict_soon_ev; /* the next slice, once reclaim has caught up */
     STAILQ_HEAD(, flush_waiter) waiters;
 };
 
@@ -58,6 +59,19 @@ static void commit_cb(evutil_socket_t fd, short what, void *arg)
 static void evict_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     flush_evict_kick(arg);
+}
+
+/* The next slice of a large eviction starts once the slots of the last one are reclaimed:
+ * reclaim and passes then take one worker at most, and the other stays for clients. */
+static void evict_soon_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    struct flush_state *fs = d->flush;
+    struct timeval soon = {0, EVICT_SLICE_WAIT_MS * 1000};
+    if (bs_reclaim_pending(d->bs) > 0)
+        event_add(fs->evict_soon_ev, &soon);
+    else
+        flush_evict_kick(d);
 }
 
 void flush_evict_kick(struct daemon *d)
@@ -85,8 +99,9 @@ int flush_init(struct daemon *d)
     }
     fs->commit_ev = event_new(d->base, -1, 0, commit_cb, d);
     fs->evict_ev = event_new(d->base, -1, EV_PERSIST, evict_timer_cb, d);
+    fs->evict_soon_ev = event_new(d->base, -1, 0, evict_soon_cb, d);
     struct timeval every = {EVICT_INTERVAL_S, 0};
-    if (!fs->commit_ev || !fs->evict_ev || evict_init(d) != 0 ||
+    if (!fs->commit_ev || !fs->evict_ev || !fs->evict_soon_ev || evict_init(d) != 0 ||
         event_add(fs->evict_ev, &every) != 0)
         return -1;
     flush_evict_kick(d); /* the bounds in force go to the database at once */
@@ -102,6 +117,8 @@ void flush_free(struct daemon *d)
         event_free(fs->commit_ev);
     if (fs->evict_ev)
         event_free(fs->evict_ev);
+    if (fs->evict_soon_ev)
+        event_free(fs->evict_soon_ev);
     evict_free(d);
     store_close(fs->store);
     free(fs);
@@ -227,8 +244,10 @@ static void batch_done(void *arg)
         /* The database could not journal the deletes: the reserve goes, the pass runs again
          * (once: the reserve is gone now), as for a flush below. */
         bool again = evict_pass_disk_full(b->pass) && disk_release_reserve(d);
-        if (evict_pass_done(b->pass) || again)
-            fs->evict_wanted = true; /* more to evict: another slice, after waiting writers */
+        if (evict_pass_done(b->pass) && !again)
+            evict_soon_cb(-1, 0, d); /* more to evict: the next slice, after reclaim */
+        else if (again)
+            fs->evict_wanted = true;
         free(b);
         gate_open(fs);
         flush_next_batch(d);
