@@ -355,7 +355,8 @@ bool evict_note_added(struct daemon *d, uint64_t bytes)
     es->deltas[STORE_CTR_ADDED] += bytes;
     es->stored_estimate += bytes;
     es->quota_due = true;
-    return es->stored_estimate > es->limit;
+    /* A large eviction under way paces its own slices (flush.c): adds do not hurry it. */
+    return es->stored_estimate > es->limit && !es->continuing && !es->pass_running;
 }
 
 /* ---- the pass ---- */

@@ -21,8 +21,10 @@
 /* At most this many block rows deleted per transaction (about 5 ms here: bench/README.md),
  * so that other clients' writes, which wait for the transaction, stay fast. */
 #define EVICT_SLICE_BLOCKS 1024
-/* Between slices, how often to look whether reclaim has caught up (flush.c). */
-#define EVICT_SLICE_WAIT_MS 2
+/* A large eviction's next slice starts this long after the last one and once its slots are
+ * reclaimed (flush.c): reclaim's unlinks (about 10 ms per 32 MiB file here) and clients'
+ * fdatasyncs share the filesystem journal (bench/README.md, evict_e2e). */
+#define EVICT_SLICE_WAIT_MS 25
 /* Segments looked at per query of candidates. */
 #define EVICT_CANDIDATES 256
 /* Segments whose reads are recorded in memory between passes; more asks for a pass early. */

@@ -61,6 +61,8 @@ static void evict_timer_cb(evutil_socket_t fd, short what, void *arg)
     flush_evict_kick(arg);
 }
 
+#define EVICT_AFTER_SLICE (-2) /* evict_soon_cb's fd when called as a slice ends */
+
 /* The next slice of a large eviction starts once the slots of the last one are reclaimed:
  * reclaim and passes then take one worker at most, and the other stays for clients. */
 static void evict_soon_cb(evutil_socket_t fd, short what, void *arg)
@@ -68,8 +70,8 @@ static void evict_soon_cb(evutil_socket_t fd, short what, void *arg)
     struct daemon *d = arg;
     struct flush_state *fs = d->flush;
     struct timeval soon = {0, EVICT_SLICE_WAIT_MS * 1000};
-    if (bs_reclaim_pending(d->bs) > 0)
-        event_add(fs->evict_soon_ev, &soon);
+    if (bs_reclaim_pending(d->bs) > 0 || fd == EVICT_AFTER_SLICE)
+        event_add(fs->evict_soon_ev, &soon); /* and a pause after each slice */
     else
         flush_evict_kick(d);
 }
@@ -245,7 +247,7 @@ static void batch_done(void *arg)
          * (once: the reserve is gone now), as for a flush below. */
         bool again = evict_pass_disk_full(b->pass) && disk_release_reserve(d);
         if (evict_pass_done(b->pass) && !again)
-            evict_soon_cb(-1, 0, d); /* more to evict: the next slice, after reclaim */
+            evict_soon_cb(EVICT_AFTER_SLICE, 0, d); /* more: the next slice, after reclaim */
         else if (again)
             fs->evict_wanted = true;
         free(b);
