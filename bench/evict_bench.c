@@ -71,8 +71,7 @@ static void fill_rows(struct store *st, uint8_t segfill)
             check(store_block_put(st, seg, sizeof(seg), b, STORE_OWNER_SHARED, hash, sizeof(hash),
                       CI_V1_BLOCK_SIZE, STORE_OWNER_SHARED) == 0,
                 "block row");
-            check(store_label_put(st, 1, tag, seg, sizeof(seg), b, CI_V1_BLOCK_SIZE) == 0,
-                "label");
+            check(store_label_put(st, 1, tag, seg, sizeof(seg), b, CI_V1_BLOCK_SIZE) == 0, "label");
         }
         check(store_segment_used(st, seg, sizeof(seg), now - 1000 + s) == 0, "recency");
     }
@@ -96,9 +95,9 @@ static double baseline_ms(struct store *st, uint64_t rows)
     check(sqlite3_exec(store_db(st), sql, NULL, NULL, NULL) == SQLITE_OK, "DELETE blocks");
     check(store_commit(st) == 0, "COMMIT");
     double t = now_ms() - t0;
-    check(sqlite3_exec(store_db(st), "DELETE FROM labels; DELETE FROM blocks; DELETE FROM "
-                                     "segment_use",
-              NULL, NULL, NULL) == SQLITE_OK,
+    check(sqlite3_exec(store_db(st),
+              "DELETE FROM labels; DELETE FROM blocks; DELETE FROM segment_use", NULL, NULL,
+              NULL) == SQLITE_OK,
         "clearing");
     return t;
 }

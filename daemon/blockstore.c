@@ -64,7 +64,7 @@ struct hold {
 };
 
 struct blockstore {
-    char *dir; /* <dbdir>/data */
+    char *dir;               /* <dbdir>/data */
     pthread_mutex_t hold_mu; /* holds: loop adds and removes, eviction's worker looks */
     struct hold *holds;
     struct worker_pool *wp;

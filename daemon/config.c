@@ -125,9 +125,8 @@ int config_parse_max_age(const char *text, struct config_max_age *out, char *why
     case '\0': break;
     default: unit = 0;
     }
-    if (errno || end == text || !isdigit((unsigned char)text[0]) || unit == 0 ||
-        (*end && end[1]) || n == 0 || len >= sizeof(out->text) ||
-        n > CONFIG_MAX_AGE_MAX / unit) {
+    if (errno || end == text || !isdigit((unsigned char)text[0]) || unit == 0 || (*end && end[1]) ||
+        n == 0 || len >= sizeof(out->text) || n > CONFIG_MAX_AGE_MAX / unit) {
         snprintf(why, whylen,
             "max_age: '%.40s' is not a positive duration (seconds, or with s, m, h or d; at "
             "most %llud)",
@@ -288,9 +287,8 @@ static int set_key(struct ini_ctx *ctx, const char *name, const char *value)
     }
     if (strcmp(name, "cache_size") == 0 || strcmp(name, "max_age") == 0) {
         char why[160];
-        int rc = name[0] == 'c'
-            ? config_parse_cache_size(value, &cfg->cache_size, why, sizeof(why))
-            : config_parse_max_age(value, &cfg->max_age, why, sizeof(why));
+        int rc = name[0] == 'c' ? config_parse_cache_size(value, &cfg->cache_size, why, sizeof(why))
+                                : config_parse_max_age(value, &cfg->max_age, why, sizeof(why));
         if (rc != 0) {
             mistake(ctx, "%s", why);
             return -1;

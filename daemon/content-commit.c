@@ -63,7 +63,7 @@ static DWORD op_commit(struct op *op, bool *bad, bool *committed)
     int64_t now = evict_now(c->d);
     uint64_t added = 0;
     size_t used_seg = SIZE_MAX; /* the segment whose recency was written last */
-    store_set_now(st, now); /* the labels' added_at */
+    store_set_now(st, now);     /* the labels' added_at */
     if (store_begin(st) != 0)
         return winerr_from_sqlite(store_errcode(st));
     for (size_t i = 0; i < op->nunits; i++) {
@@ -80,8 +80,7 @@ static DWORD op_commit(struct op *op, bool *bad, bool *committed)
         if (store_block_put(st, seg->id, ci->digest_len, u->block, u->owner,
                 content_listed_hash(ci, seg, u->block), ci->digest_len, u->len, u->owner) != 0 ||
             store_label_put(st, c->uid, h->tag, seg->id, ci->digest_len, u->block, u->len) != 0 ||
-            (u->seg != used_seg &&
-                store_segment_used(st, seg->id, ci->digest_len, now) != 0)) {
+            (u->seg != used_seg && store_segment_used(st, seg->id, ci->digest_len, now) != 0)) {
             status = winerr_from_sqlite(store_errcode(st));
             store_rollback(st);
             return status;

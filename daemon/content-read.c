@@ -62,7 +62,7 @@ struct read_op {
     size_t npieces;
     uint8_t *buf; /* the pieces' bytes, from pieces[0].start (worker) */
     bool oom;
-    bool held; /* its pieces' segments are held against eviction (bs_hold) */
+    bool held;            /* its pieces' segments are held against eviction (bs_hold) */
     struct read_op *next; /* handle's stream_wait */
 };
 

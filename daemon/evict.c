@@ -53,7 +53,7 @@ struct evict_state {
     /* Reads' recency: open addressing, a power-of-two number of buckets. */
     struct touch *touches;
     size_t cap, n;
-    uint64_t seed; /* segment IDs of private rows are chosen by users */
+    uint64_t seed;                    /* segment IDs of private rows are chosen by users */
     uint64_t deltas[STORE_CTR_COUNT]; /* counted on the loop, not yet in the database */
     bool pass_running;
     bool continuing; /* the last pass left more to evict: the next one follows at once */
@@ -222,8 +222,8 @@ static void log_bounds(const struct evict_state *es, const char *when)
 {
     const struct config_cache_size *cs = size_in_force(es);
     const struct config_max_age *ma = age_in_force(es);
-    log_info("%s: cache_size %s (%s; %" PRIu64 " bytes), max_age %s (%s), uid_quota %" PRIu64,
-        when, cs->text, config_source_name(cs->source), es->limit, ma->text,
+    log_info("%s: cache_size %s (%s; %" PRIu64 " bytes), max_age %s (%s), uid_quota %" PRIu64, when,
+        cs->text, config_source_name(cs->source), es->limit, ma->text,
         config_source_name(ma->source), es->d->cfg.uid_quota);
 }
 
@@ -461,8 +461,8 @@ static int note_deleted(struct evict_pass *p, const struct seg_key *k)
  * Evicts whole segments from the list (skipping held ones) until *stored <= target (or, for
  * expiry, target 0 and stored NULL: all of them) or the slice is full. 0, or -1.
  */
-static int evict_list(struct evict_pass *p, struct store *st, struct seg_list *l,
-    uint64_t *stored, uint64_t target, uint64_t *counter)
+static int evict_list(struct evict_pass *p, struct store *st, struct seg_list *l, uint64_t *stored,
+    uint64_t target, uint64_t *counter)
 {
     for (size_t i = 0; i < l->n; i++) {
         if (stored && *stored <= target)
@@ -649,7 +649,8 @@ bool evict_pass_done(struct evict_pass *p)
         if (p->ndeleted) {
             d->blocks_gen++; /* slot maps reload: the rows are gone */
             log_info("eviction: %" PRIu64 " bytes by size, %" PRIu64 " by age, %" PRIu64
-                     " by uid_quota (%zu segments, %.1f ms); %" PRIu64 " bytes stored, limit %" PRIu64,
+                     " by uid_quota (%zu segments, %.1f ms); %" PRIu64
+                     " bytes stored, limit %" PRIu64,
                 p->by_size, p->by_age, p->by_quota, p->ndeleted, p->ms, p->stored_after, p->limit);
         }
     } else {

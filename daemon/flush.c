@@ -31,8 +31,8 @@ struct flush_state {
     struct store *store;     /* the flush connection: used by one batch at a time */
     struct event *commit_ev; /* starts a batch once the loop has read what is ready */
     STAILQ_HEAD(, pending_flush) queued;
-    bool running; /* a batch holds the write lock: the gate is closed */
-    bool evict_wanted; /* an eviction pass runs once no flush is queued */
+    bool running;                /* a batch holds the write lock: the gate is closed */
+    bool evict_wanted;           /* an eviction pass runs once no flush is queued */
     struct event *evict_ev;      /* the periodic pass */
     struct event *evict_soon_ev; /* the next slice, once reclaim has caught up */
     STAILQ_HEAD(, flush_waiter) waiters;
@@ -44,7 +44,7 @@ struct flush_batch {
     STAILQ_HEAD(, pending_flush) items;
     unsigned n;
     uint32_t status;
-    struct evict_pass *pass; /* an eviction pass instead of flushes */
+    struct evict_pass *pass;       /* an eviction pass instead of flushes */
     struct store_reclaim *reclaim; /* block rows the COMMIT removed, for the block store */
     size_t nreclaim;
 };

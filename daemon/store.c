@@ -142,8 +142,9 @@ static int prepare_all(struct store *st)
         /* ?6, the row the label keeps: the one just put, else the shared row, else uid's. */
         prepare(st, &st->label_put,
             "INSERT OR IGNORE INTO labels (uid, tag, segment_id, block, bytes, added_at, "
-            "row_owner) VALUES (?1, ?2, ?3, ?4, ?5, ?7, coalesce(?6, CASE WHEN EXISTS (SELECT 1 FROM blocks "
-            "WHERE segment_id = ?3 AND block = ?4 AND owner = -1) THEN -1 ELSE ?1 END))") ||
+            "row_owner) VALUES (?1, ?2, ?3, ?4, ?5, ?7, coalesce(?6, CASE WHEN EXISTS ("
+            "SELECT 1 FROM blocks WHERE segment_id = ?3 AND block = ?4 AND owner = -1) "
+            "THEN -1 ELSE ?1 END))") ||
         prepare(st, &st->segment_blocks,
             "SELECT block, owner, file_owner, length, hash FROM blocks "
             "WHERE segment_id = ?1 AND owner IN (-1, ?2) ORDER BY block, owner = -1 DESC") ||

@@ -339,8 +339,7 @@ static Peerdist__Reply *tags(int fd, bool all, uint32_t *st)
     return r;
 }
 
-static const Peerdist__TagInfo *find_tag(const Peerdist__Reply *r, uint32_t uid,
-    const uint8_t *tag)
+static const Peerdist__TagInfo *find_tag(const Peerdist__Reply *r, uint32_t uid, const uint8_t *tag)
 {
     for (size_t i = 0; r->tags && i < r->tags->n_tags; i++) {
         const Peerdist__TagInfo *t = r->tags->tags[i];
@@ -602,7 +601,7 @@ START_TEST(counters_are_exact_and_kept)
     ck_assert_int_eq(try_read(fd, hb, &b, 0, 1000, &n, &wrong), PEERDIST_ERROR_MISSING_DATA);
     ck_assert_uint_eq(n, b.len); /* miss: min(1000, whole b) = 1000 */
     ck_assert_int_eq(try_read(fd, hb, &b, b.len - 10, 1000, &n, &wrong),
-        PEERDIST_ERROR_MISSING_DATA); /* miss: min(1000, 10) = 10 */
+        PEERDIST_ERROR_MISSING_DATA);                            /* miss: min(1000, 10) = 10 */
     ck_assert_int_eq(try_read(fd, hb, &b, 0, 0, &n, &wrong), 0); /* a query: not counted */
     static const uint8_t other[16] = {0xc1};
     uint64_t ho = wire_open(fd, &b, other);
@@ -700,8 +699,9 @@ static int nobody_is_refused(void *arg)
 START_TEST(cache_set_override_wins_until_reset)
 {
     if (geteuid() != 0) {
-        fprintf(stderr, "cache_set_override_wins_until_reset: skipped (needs root to run a "
-                        "client as another uid)\n");
+        fprintf(stderr,
+            "cache_set_override_wins_until_reset: skipped (needs root to run a "
+            "client as another uid)\n");
         return;
     }
     start_with("cache_size = 100M\nmax_age = 2d\n");
@@ -813,8 +813,9 @@ static int nobody_adds(void *arg)
 START_TEST(uid_quota_takes_only_that_uids_labels)
 {
     if (geteuid() != 0) {
-        fprintf(stderr, "uid_quota_takes_only_that_uids_labels: skipped (needs root to run a "
-                        "client as another uid)\n");
+        fprintf(stderr,
+            "uid_quota_takes_only_that_uids_labels: skipped (needs root to run a "
+            "client as another uid)\n");
         return;
     }
     start_with("uid_quota = 1M\n");
@@ -834,7 +835,7 @@ START_TEST(uid_quota_takes_only_that_uids_labels)
     shift_clock(2000);
     q.c = &p3;
     ck_assert_int_eq(as_nobody(nobody_adds, &q), 0); /* 1200 KiB labelled: over 1M */
-    shift_clock(2100); /* a pass */
+    shift_clock(2100);                               /* a pass */
     uint32_t st;
     const Peerdist__TagInfo *t = NULL;
     for (int i = 0; i < TD_WAIT_MS; i += 10) {
@@ -996,8 +997,8 @@ static void put_segment(uint8_t id, int64_t used)
     store_set_now(ud.store, used);
     ck_assert_int_eq(store_begin(ud.store), 0);
     for (uint32_t b = 0; b < 512; b++) {
-        ck_assert_int_eq(store_block_put(ud.store, seg, 32, b, STORE_OWNER_SHARED, hash, 32,
-                             65536, STORE_OWNER_SHARED),
+        ck_assert_int_eq(store_block_put(ud.store, seg, 32, b, STORE_OWNER_SHARED, hash, 32, 65536,
+                             STORE_OWNER_SHARED),
             0);
         ck_assert_int_eq(store_label_put(ud.store, 0, utag, seg, 32, b, 65536), 0);
     }

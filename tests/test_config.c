@@ -141,8 +141,8 @@ START_TEST(cache_keys)
     uint64_t lim = config_cache_limit(&cfg.cache_size, "/tmp/x.db");
     ck_assert_uint_ge(lim, CONFIG_CACHE_SIZE_MIN);
 
-    ck_assert_msg(load("[peerdistd]\ncache_size = 512M\nmax_age = 12h\nuid_quota = 1G\n", &cfg,
-                      err, sizeof(err)) == 0,
+    ck_assert_msg(load("[peerdistd]\ncache_size = 512M\nmax_age = 12h\nuid_quota = 1G\n", &cfg, err,
+                      sizeof(err)) == 0,
         "%s", err);
     ck_assert(!cfg.cache_size.percent);
     ck_assert_uint_eq(cfg.cache_size.bytes, 512ull << 20);
