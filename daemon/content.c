@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "content-internal.h"
+#include "evict.h"
 #include "log.h"
 
 /* ---- daemon-wide ---- */
@@ -182,20 +183,9 @@ static void tag_row(void *arg, const struct store_tag_info *ti)
     t->infos[t->n++] = info;
 }
 
-/*
- * The caller's tags, or every uid's (TagsRequest.all: admins only). last_used is the newest
- * use of a segment the tag labels, as the database has it (reads are written down by the
- * eviction pass, at most EVICT_INTERVAL_S late).
- */
-static void handle_tags(struct conn *c, uint64_t id, const Peerdist__TagsRequest *rq)
+/* The Tags reply from the database. */
+static void tags_reply(struct conn *c, uint64_t id, bool all)
 {
-    bool all = rq && rq->all;
-    if (all && !c->admin) {
-        log_warn(CONN_FMT ": Tags of every uid refused: only root and group %s may list them",
-            CONN_ARGS(c), SERVER_ADMIN_GROUP);
-        conn_reply_status(c, id, ERROR_ACCESS_DENIED);
-        return;
-    }
     struct tags_ctx t = {0};
     DWORD status = ERROR_SUCCESS;
     if (store_tags_info(c->d->store, all, c->uid, tag_row, &t) != 0)
@@ -222,6 +212,54 @@ static void handle_tags(struct conn *c, uint64_t id, const Peerdist__TagsRequest
     free(t.infos);
     free(t.tags);
     free(t.ptrs);
+}
+
+/* A Tags request waiting for the reads noted in memory to reach the database. */
+struct tags_wait {
+    struct evict_waiter w; /* first: the waiter is the struct */
+    struct conn *c;
+    uint64_t id;
+    bool all;
+};
+
+static void tags_waited(struct evict_waiter *w)
+{
+    struct tags_wait *tw = (struct tags_wait *)w;
+    tags_reply(tw->c, tw->id, tw->all); /* a connection closed meanwhile gets nothing */
+    conn_unref(tw->c);
+    free(tw);
+}
+
+/*
+ * The caller's tags, or every uid's (TagsRequest.all: admins only). last_used is the newest
+ * use of a segment the tag labels: reads noted in memory since the last eviction pass are
+ * written by a pass first, so the reply waits for it when there are some.
+ */
+static void handle_tags(struct conn *c, uint64_t id, const Peerdist__TagsRequest *rq)
+{
+    bool all = rq && rq->all;
+    if (all && !c->admin) {
+        log_warn(CONN_FMT ": Tags of every uid refused: only root and group %s may list them",
+            CONN_ARGS(c), SERVER_ADMIN_GROUP);
+        conn_reply_status(c, id, ERROR_ACCESS_DENIED);
+        return;
+    }
+    struct tags_wait *tw = calloc(1, sizeof(*tw));
+    if (!tw) {
+        conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+        return;
+    }
+    tw->w.fn = tags_waited;
+    tw->c = c;
+    tw->id = id;
+    tw->all = all;
+    if (!c->d->stopping && evict_after_recency(c->d, &tw->w)) {
+        c->refs++;
+        flush_evict_kick(c->d);
+        return;
+    }
+    free(tw);
+    tags_reply(c, id, all);
 }
 
 bool content_dispatch(struct conn *c, const Peerdist__Request *req)

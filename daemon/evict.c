@@ -56,6 +56,8 @@ struct evict_state {
     uint64_t seed;                    /* segment IDs of private rows are chosen by users */
     uint64_t deltas[STORE_CTR_COUNT]; /* counted on the loop, not yet in the database */
     bool pass_running;
+    uint64_t passes; /* passes started */
+    struct evict_waiter *recency_waiting;
     bool continuing; /* the last pass left more to evict: the next one follows at once */
     bool quota_due;  /* labels were added (or the bounds changed) since uid_quota was checked */
     struct info_wait *info_waiting;
@@ -70,6 +72,7 @@ struct evict_pass {
     struct daemon *d;
     int64_t now;
     uint64_t limit, max_age, quota;
+    uint64_t seq;          /* which pass (evict_state.passes when it started) */
     struct touch *touches; /* taken from the state */
     size_t cap;
     uint64_t deltas[STORE_CTR_COUNT];
@@ -91,6 +94,8 @@ static struct evict_state *state(const struct daemon *d)
 {
     return d->evict;
 }
+
+static void recency_waiters_run(struct evict_state *es, uint64_t ended, bool all);
 
 /* ---- the clock ---- */
 
@@ -251,6 +256,7 @@ void evict_free(struct daemon *d)
     struct evict_state *es = state(d);
     if (!es)
         return;
+    recency_waiters_run(es, 0, true); /* they answer from what the database has */
     while (es->info_waiting) {
         struct info_wait *w = es->info_waiting;
         es->info_waiting = w->next;
@@ -389,7 +395,34 @@ struct evict_pass *evict_pass_new(struct daemon *d)
     memcpy(p->deltas, es->deltas, sizeof(p->deltas));
     memset(es->deltas, 0, sizeof(es->deltas));
     es->pass_running = true;
+    p->seq = ++es->passes;
     return p;
+}
+
+bool evict_after_recency(struct daemon *d, struct evict_waiter *w)
+{
+    struct evict_state *es = state(d);
+    if (!es || es->n == 0)
+        return false;         /* nothing noted: the database has every use */
+    w->pass = es->passes + 1; /* the next pass takes what is noted now */
+    w->next = es->recency_waiting;
+    es->recency_waiting = w;
+    return true;
+}
+
+/* Runs the waiters whose pass has ended (all of them when all). */
+static void recency_waiters_run(struct evict_state *es, uint64_t ended, bool all)
+{
+    struct evict_waiter **wp = &es->recency_waiting;
+    while (*wp) {
+        struct evict_waiter *w = *wp;
+        if (all || w->pass <= ended) {
+            *wp = w->next;
+            w->fn(w);
+        } else {
+            wp = &w->next;
+        }
+    }
 }
 
 static void collect_reclaim(void *arg, struct store_reclaim *items, size_t n)
@@ -641,6 +674,7 @@ bool evict_pass_done(struct evict_pass *p)
     struct daemon *d = p->d;
     struct evict_state *es = state(d);
     bool more = p->more;
+    uint64_t seq = p->seq;
     es->continuing = p->ok && more;
     if (!p->ok || more)
         es->quota_due |= p->check_quota; /* not done: the next pass checks again */
@@ -667,6 +701,8 @@ bool evict_pass_done(struct evict_pass *p)
     free(p->deleted);
     free(p);
     es->pass_running = false;
+    /* Failed, the pass put its notes back; they answer from what the database has. */
+    recency_waiters_run(es, seq, false);
     while (es->info_waiting) {
         struct info_wait *w = es->info_waiting;
         es->info_waiting = w->next;

@@ -48,6 +48,18 @@ void evict_note_flushed(struct daemon *d, uint64_t bytes);
 /* AddData committed `bytes`: true when the cache may be over its limit (a pass is due). */
 bool evict_note_added(struct daemon *d, uint64_t bytes);
 
+/*
+ * Something to run once the reads noted so far are in the database (the Tags reply's
+ * last_used): at once (false) if none are pending, else after the next pass (true: the
+ * caller kicks one, flush_evict_kick). The waiter is the caller's, valid until fn runs.
+ */
+struct evict_waiter {
+    void (*fn)(struct evict_waiter *w);
+    uint64_t pass; /* runs once this pass has ended */
+    struct evict_waiter *next;
+};
+bool evict_after_recency(struct daemon *d, struct evict_waiter *w);
+
 /* SIGHUP: the file's cache keys (an override still wins); the clock offset is read again. */
 void evict_reload(struct daemon *d, const struct config *fresh);
 /* CacheInfoRequest (any uid) and CacheSetRequest (admins): each replies. CacheSet returns

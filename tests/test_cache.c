@@ -569,6 +569,18 @@ START_TEST(segments_expire_after_max_age)
     /* A read keeps b: used at 6000, it is 1000 s old at 7000 (its add was 4000 s before). */
     shift_clock(6000);
     ck_assert(read_all(fd, wire_open(fd, &b, tag), &b));
+    /* The Tags reply has the read as b's last use at once (not a pass later). */
+    uint32_t st;
+    int64_t now = (int64_t)time(NULL);
+    r = tags(fd, false, &st);
+    ck_assert_uint_eq(st, 0);
+    const Peerdist__TagInfo *t = find_tag(r, 0, tag);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_uint_eq(t->segments, 1);
+    ck_assert_int_ge((int64_t)t->last_used, now + 6000 - 5);
+    ck_assert_int_le((int64_t)t->last_used, now + 6000 + 5);
+    ck_assert_int_le((int64_t)t->added_at, now + 3000 + 5); /* the first label: a's, at 0 */
+    peerdist__reply__free_unpacked(r, NULL);
     shift_clock(7000);
     ck_assert(read_all(fd, wire_open(fd, &b, tag), &b));
     shift_clock(10700);
