@@ -37,6 +37,8 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+static void die(const char *what) __attribute__((noreturn));
+
 static void die(const char *what)
 {
     fprintf(stderr, "evict_e2e: %s\n", what);
@@ -123,8 +125,8 @@ static void content_make(struct content *c, size_t len, uint64_t seed)
         c->data[i] = (uint8_t)x;
     }
     struct ci_secret ks;
-    struct ci_info *ci;
-    struct ci_gen *g;
+    struct ci_info *ci = NULL;
+    struct ci_gen *g = NULL;
     if (ci_secret_from_passphrase(CI_HASH_SHA256, "bench", 5, &ks) != 0 ||
         !(g = ci_gen_new(CI_VERSION_1, &ks)) || ci_gen_feed(g, c->data, len) != 0 ||
         ci_gen_finish(g, &ci) != 0 || ci_serialize(ci, &c->ci, &c->cilen) != 0)
