@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "check_run.h"
@@ -137,9 +138,18 @@ START_TEST(cache_keys)
     ck_assert_str_eq(cfg.max_age.text, "28d");
     ck_assert_int_eq(cfg.max_age.source, CONFIG_SRC_DEFAULT);
     ck_assert_uint_eq(cfg.uid_quota, 0);
-    /* The default resolves against the filesystem, never below the minimum. */
+    /* A percent resolves against the filesystem of the database's directory (statvfs), never
+     * below the minimum. */
     uint64_t lim = config_cache_limit(&cfg.cache_size, "/tmp/x.db");
     ck_assert_uint_ge(lim, CONFIG_CACHE_SIZE_MIN);
+    struct statvfs sv;
+    ck_assert_int_eq(statvfs("/tmp", &sv), 0);
+    uint64_t fs_bytes = (uint64_t)sv.f_blocks * sv.f_frsize;
+    struct config_cache_size half = {0};
+    ck_assert_int_eq(config_parse_cache_size("50%", &half, err, sizeof(err)), 0);
+    uint64_t want = fs_bytes / 100 * 50;
+    ck_assert_uint_eq(config_cache_limit(&half, "/tmp/x.db"),
+        want < CONFIG_CACHE_SIZE_MIN ? CONFIG_CACHE_SIZE_MIN : want);
 
     ck_assert_msg(load("[peerdistd]\ncache_size = 512M\nmax_age = 12h\nuid_quota = 1G\n", &cfg, err,
                       sizeof(err)) == 0,
