@@ -55,8 +55,18 @@ struct bs_known {
     TAILQ_ENTRY(bs_known) lru;
 };
 
+/* A segment reads in flight hold (bs_hold). */
+struct hold {
+    uint8_t seg[STORE_MAX_ID];
+    size_t seglen;
+    unsigned count;
+    struct hold *next;
+};
+
 struct blockstore {
-    char *dir; /* <dbdir>/data */
+    char *dir;               /* <dbdir>/data */
+    pthread_mutex_t hold_mu; /* holds: loop adds and removes, eviction's worker looks */
+    struct hold *holds;
     struct worker_pool *wp;
     /* mu orders pins (loop) against reclaim (worker): a slot is punched only while unpinned
      * and with no row, checked and punched under mu, so a write never lands before a punch. */
@@ -66,6 +76,7 @@ struct blockstore {
     unsigned unpinned;     /* under mu: writes under way without their pin */
     struct store *reader;  /* reclaim's own read-only connection; used under mu */
     atomic_uint_fast64_t pending, reclaimed;
+    atomic_uint_fast64_t trash_seq; /* names of files on their way out (reclaim_file) */
     /* Loop thread only: verdicts per file (bs_slot_state), least recently used first. */
     struct bs_known **known;
     size_t nknown;
@@ -486,15 +497,55 @@ static int reclaim_cmp(const void *a, const void *b)
 }
 
 /* One file's deleted slots: unlink the file when nothing uses it, else punch the slots. */
+/*
+ * Frees a file nobody names any more: cut down RECLAIM_STEP bytes at a time with a pause
+ * between, then unlinked. Freeing 32 MiB at once holds the filesystem journal for about
+ * 10 ms, and clients' fdatasyncs wait behind it (bench/README.md, evict_e2e).
+ */
+#define RECLAIM_STEP (2u * 1024 * 1024)
+#define RECLAIM_PAUSE_US 500
+
+static void release_file(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat sb;
+    if (fd >= 0 && fstat(fd, &sb) == 0) {
+        for (off_t size = sb.st_size; size > (off_t)RECLAIM_STEP;) {
+            size -= RECLAIM_STEP;
+            if (ftruncate(fd, size) != 0)
+                break;
+            usleep(RECLAIM_PAUSE_US);
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    if (unlink(path) != 0)
+        log_warn("reclaim: unlink %s: %s", path, strerror(errno));
+}
+
 static void reclaim_file(struct blockstore *bs, const struct store_reclaim *r, size_t n)
 {
     char path[4096];
     bs_file_path(bs, r->segment_id, r->segment_id_len, r->file_owner, path, sizeof(path));
     pthread_mutex_lock(&bs->mu);
     if (!file_pinned(bs, r, -1) && !row_exists(bs, r, -1)) {
-        if (unlink(path) != 0 && errno != ENOENT)
-            log_warn("reclaim: unlink %s: %s", path, strerror(errno));
+        /*
+         * Under mu the file only leaves its name (a rename: quick); the unlink, which frees
+         * its pages and extents (tens of ms for 32 MiB), runs after, so that a pin on the
+         * loop never waits for it. A write from now on creates a new file under the name.
+         * A crash in between leaves a '~reclaim.N' that start-up reconciliation deletes.
+         */
+        char trash[4096 + 32];
+        const char *slash = strrchr(path, '/');
+        snprintf(trash, sizeof(trash), "%.*s/~reclaim.%llu", (int)(slash - path), path,
+            (unsigned long long)atomic_fetch_add(&bs->trash_seq, 1));
+        int moved = rename(path, trash) == 0 ? 1 : errno == ENOENT ? 0 : -1;
+        int err = errno;
         pthread_mutex_unlock(&bs->mu);
+        if (moved < 0)
+            log_warn("reclaim: rename %s: %s", path, strerror(err));
+        else if (moved)
+            release_file(trash);
         bs->reclaimed += n;
         return;
     }
@@ -565,12 +616,73 @@ uint64_t bs_reclaimed(const struct blockstore *bs)
     return bs->reclaimed;
 }
 
+/* ---- holds: segments reads in flight read (eviction leaves them alone) ---- */
+
+static struct hold *hold_find(const struct blockstore *bs, const uint8_t *seg, size_t seglen)
+{
+    struct hold *h;
+    for (h = bs->holds; h; h = h->next)
+        if (h->seglen == seglen && memcmp(h->seg, seg, seglen) == 0)
+            break;
+    return h;
+}
+
+int bs_hold(struct blockstore *bs, const uint8_t *seg, size_t seglen)
+{
+    if (seglen > STORE_MAX_ID)
+        return -1;
+    pthread_mutex_lock(&bs->hold_mu);
+    struct hold *h = hold_find(bs, seg, seglen);
+    if (!h && (h = calloc(1, sizeof(*h)))) {
+        memcpy(h->seg, seg, seglen);
+        h->seglen = seglen;
+        h->next = bs->holds;
+        bs->holds = h;
+    }
+    if (h)
+        h->count++;
+    pthread_mutex_unlock(&bs->hold_mu);
+    return h ? 0 : -1;
+}
+
+void bs_release(struct blockstore *bs, const uint8_t *seg, size_t seglen)
+{
+    pthread_mutex_lock(&bs->hold_mu);
+    for (struct hold **hp = &bs->holds; *hp; hp = &(*hp)->next) {
+        struct hold *h = *hp;
+        if (h->seglen == seglen && memcmp(h->seg, seg, seglen) == 0) {
+            if (--h->count == 0) {
+                *hp = h->next;
+                free(h);
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&bs->hold_mu);
+}
+
+void bs_holds_lock(struct blockstore *bs)
+{
+    pthread_mutex_lock(&bs->hold_mu);
+}
+
+void bs_holds_unlock(struct blockstore *bs)
+{
+    pthread_mutex_unlock(&bs->hold_mu);
+}
+
+bool bs_held_locked(const struct blockstore *bs, const uint8_t *seg, size_t seglen)
+{
+    return hold_find(bs, seg, seglen) != NULL;
+}
+
 int bs_open(const char *db_path, struct worker_pool *wp, struct blockstore **out)
 {
     struct blockstore *bs = calloc(1, sizeof(*bs));
     if (!bs)
         return -1;
     pthread_mutex_init(&bs->mu, NULL);
+    pthread_mutex_init(&bs->hold_mu, NULL);
     bs->wp = wp;
     TAILQ_INIT(&bs->known_lru);
     if (getrandom(&bs->seed, sizeof(bs->seed), GRND_NONBLOCK) != sizeof(bs->seed))
@@ -617,7 +729,13 @@ void bs_close(struct blockstore *bs)
         bs->pins = p->next;
         free(p);
     }
+    while (bs->holds) {
+        struct hold *h = bs->holds;
+        bs->holds = h->next;
+        free(h);
+    }
     pthread_mutex_destroy(&bs->mu);
+    pthread_mutex_destroy(&bs->hold_mu);
     free(bs->dir);
     free(bs);
 }

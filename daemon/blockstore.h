@@ -8,6 +8,7 @@
 #ifndef PEERDIST_BLOCKSTORE_H
 #define PEERDIST_BLOCKSTORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -84,6 +85,20 @@ size_t bs_bad_take(struct blockstore *bs, struct store_slot *out, size_t max);
 /* store's put hook: slots AddData wrote, verified and committed, unless another write to the
  * same slot overlapped (then the next read checks them). */
 void bs_puts_committed(void *bs, const struct store_slot *slots, size_t n);
+
+/*
+ * Holds: reads in flight (waiting for a worker) hold the segments they read, and eviction
+ * (evict.c) leaves a held segment alone. The eviction worker checks holds under
+ * bs_holds_lock and keeps the lock until its transaction has committed, so a read either
+ * holds the segment before the check or plans from the index after the COMMIT.
+ * bs_hold and bs_release: loop thread; bs_hold returns -1 when out of memory.
+ */
+int bs_hold(struct blockstore *bs, const uint8_t *seg, size_t seglen);
+void bs_release(struct blockstore *bs, const uint8_t *seg, size_t seglen);
+void bs_holds_lock(struct blockstore *bs);
+void bs_holds_unlock(struct blockstore *bs);
+/* Under bs_holds_lock. */
+bool bs_held_locked(const struct blockstore *bs, const uint8_t *seg, size_t seglen);
 
 /* store's reclaim hook: frees the space of deleted rows on a worker (takes items). */
 void bs_reclaim(void *bs, struct store_reclaim *items, size_t n);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "budget.h"
 
@@ -66,6 +67,101 @@ void config_defaults(struct config *cfg)
     cfg->hello_idle_timeout = CONFIG_DEFAULT_HELLO_IDLE_TIMEOUT;
     cfg->memory_budget = 0;
     cfg->disk_reserve = CONFIG_DEFAULT_DISK_RESERVE;
+    char why[160];
+    config_parse_cache_size(CONFIG_DEFAULT_CACHE_SIZE, &cfg->cache_size, why, sizeof(why));
+    config_parse_max_age(CONFIG_DEFAULT_MAX_AGE, &cfg->max_age, why, sizeof(why));
+    cfg->cache_size.source = cfg->max_age.source = CONFIG_SRC_DEFAULT;
+    cfg->uid_quota = 0;
+}
+
+const char *config_source_name(enum config_source src)
+{
+    return src == CONFIG_SRC_OVERRIDE ? "override" : src == CONFIG_SRC_FILE ? "file" : "default";
+}
+
+int config_parse_cache_size(const char *text, struct config_cache_size *out, char *why,
+    size_t whylen)
+{
+    struct config_cache_size cs = {0};
+    size_t len = strlen(text);
+    if (len == 0 || len >= sizeof(cs.text)) {
+        snprintf(why, whylen, "cache_size: '%.40s' is not a percent (1%%..100%%) or a size", text);
+        return -1;
+    }
+    if (text[len - 1] == '%') {
+        char *end;
+        errno = 0;
+        unsigned long n = strtoul(text, &end, 10);
+        if (errno || end != text + len - 1 || !isdigit((unsigned char)text[0]) || n < 1 ||
+            n > 100) {
+            snprintf(why, whylen, "cache_size: '%s' is not a percent in 1%%..100%%", text);
+            return -1;
+        }
+        cs.percent = true;
+        cs.pct = (unsigned)n;
+    } else if (config_parse_bytes(text, &cs.bytes) != 0) {
+        snprintf(why, whylen,
+            "cache_size: '%s' is not a percent (5%%) or a size (bytes, or with K, M, G or T)",
+            text);
+        return -1;
+    } else if (cs.bytes < CONFIG_CACHE_SIZE_MIN) {
+        snprintf(why, whylen, "cache_size: '%s' is less than the minimum, %lluM", text,
+            CONFIG_CACHE_SIZE_MIN >> 20);
+        return -1;
+    }
+    memcpy(cs.text, text, len + 1);
+    cs.source = out->source;
+    *out = cs;
+    return 0;
+}
+
+int config_parse_max_age(const char *text, struct config_max_age *out, char *why, size_t whylen)
+{
+    char *end;
+    size_t len = strlen(text);
+    errno = 0;
+    unsigned long long n = strtoull(text, &end, 10);
+    uint64_t unit = 1;
+    switch (*end) {
+    case 's': unit = 1; break;
+    case 'm': unit = 60; break;
+    case 'h': unit = 3600; break;
+    case 'd': unit = 86400; break;
+    case '\0': break;
+    default: unit = 0;
+    }
+    if (errno || end == text || !isdigit((unsigned char)text[0]) || unit == 0 || (*end && end[1]) ||
+        n == 0 || len >= sizeof(out->text) || n > CONFIG_MAX_AGE_MAX / unit) {
+        snprintf(why, whylen,
+            "max_age: '%.40s' is not a positive duration (seconds, or with s, m, h or d; at "
+            "most %llud)",
+            text, CONFIG_MAX_AGE_MAX / 86400);
+        return -1;
+    }
+    out->seconds = n * unit;
+    memcpy(out->text, text, len + 1);
+    return 0;
+}
+
+uint64_t config_cache_limit(const struct config_cache_size *cs, const char *db_path)
+{
+    if (!cs->percent)
+        return cs->bytes;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", db_path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        dir[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof(dir), ".");
+    struct statvfs sv;
+    uint64_t total = 0;
+    if (statvfs(dir, &sv) == 0)
+        total = (uint64_t)sv.f_blocks * (sv.f_frsize ? sv.f_frsize : sv.f_bsize);
+    uint64_t limit = total / 100 * cs->pct;
+    return limit < CONFIG_CACHE_SIZE_MIN ? CONFIG_CACHE_SIZE_MIN : limit;
 }
 
 int config_parse_bytes(const char *text, uint64_t *out)
@@ -192,6 +288,26 @@ static int set_key(struct ini_ctx *ctx, const char *name, const char *value)
         if (config_parse_bytes(value, &cfg->disk_reserve) == 0)
             return 0;
         mistake(ctx, "disk_reserve: '%s' is not a size (bytes, or with K, M, G or T)", value);
+        return -1;
+    }
+    if (strcmp(name, "cache_size") == 0 || strcmp(name, "max_age") == 0) {
+        char why[160];
+        int rc = name[0] == 'c' ? config_parse_cache_size(value, &cfg->cache_size, why, sizeof(why))
+                                : config_parse_max_age(value, &cfg->max_age, why, sizeof(why));
+        if (rc != 0) {
+            mistake(ctx, "%s", why);
+            return -1;
+        }
+        if (name[0] == 'c')
+            cfg->cache_size.source = CONFIG_SRC_FILE;
+        else
+            cfg->max_age.source = CONFIG_SRC_FILE;
+        return 0;
+    }
+    if (strcmp(name, "uid_quota") == 0) {
+        if (config_parse_bytes(value, &cfg->uid_quota) == 0)
+            return 0;
+        mistake(ctx, "uid_quota: '%s' is not a size (bytes, or with K, M, G or T; 0: off)", value);
         return -1;
     }
     char *dst = strcmp(name, "socket") == 0 ? cfg->socket_path

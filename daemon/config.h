@@ -25,6 +25,13 @@
 #define CONFIG_DEFAULT_HELLO_TIMEOUT 10     /* seconds from accept to a complete Hello */
 #define CONFIG_DEFAULT_HELLO_IDLE_TIMEOUT 5 /* seconds silent before the Hello */
 #define CONFIG_MAX_TIMEOUT 3600
+/* The cache's bounds (docs/cache.md): cache_size is a percent of the cache filesystem or a
+ * byte count of at least CONFIG_CACHE_SIZE_MIN (so a new 32 MiB segment never evicts itself);
+ * max_age is how long a segment stays after its last use (Windows' SegmentTTL is 28 days). */
+#define CONFIG_DEFAULT_CACHE_SIZE "5%"
+#define CONFIG_CACHE_SIZE_MIN (64ull * 1024 * 1024)
+#define CONFIG_DEFAULT_MAX_AGE "28d"
+#define CONFIG_MAX_AGE_MAX (100ull * 365 * 86400) /* a century: no overflow in timestamps */
 
 enum service_mode {
     MODE_DISABLED,
@@ -32,6 +39,28 @@ enum service_mode {
     MODE_DISTRIBUTED,
     MODE_HOSTED_CLIENT,
     MODE_HOSTED_SERVER,
+};
+
+/* Where a cache setting came from (peerdistctl cache shows it). */
+enum config_source {
+    CONFIG_SRC_DEFAULT,
+    CONFIG_SRC_FILE,
+    CONFIG_SRC_OVERRIDE, /* <state_dir>/cache.conf, written by CacheSet (evict.h) */
+};
+
+/* cache_size as written: a percent of the cache filesystem, or bytes. */
+struct config_cache_size {
+    bool percent;
+    unsigned pct;   /* 1..100 when percent */
+    uint64_t bytes; /* >= CONFIG_CACHE_SIZE_MIN otherwise */
+    char text[32];  /* as written ("5%", "512M") */
+    enum config_source source;
+};
+
+struct config_max_age {
+    uint64_t seconds; /* > 0 */
+    char text[32];    /* as written ("28d") */
+    enum config_source source;
 };
 
 struct config {
@@ -47,6 +76,9 @@ struct config {
     unsigned max_connections_per_uid;
     unsigned hello_timeout, hello_idle_timeout; /* seconds */
     size_t memory_budget;                       /* bytes; 0 = the default (budget.h) */
+    struct config_cache_size cache_size;
+    struct config_max_age max_age;
+    uint64_t uid_quota; /* bytes a uid's labels may keep; 0 = no quota */
 };
 
 void config_defaults(struct config *cfg);
@@ -65,5 +97,19 @@ int config_parse_mode(const char *name, enum service_mode *out);
 bool config_mode_implemented(enum service_mode mode);
 /* A byte count: digits with an optional binary suffix K, M, G or T (1024-based). */
 int config_parse_bytes(const char *text, uint64_t *out);
+/*
+ * cache_size: "N%" (1..100) or a byte count of at least CONFIG_CACHE_SIZE_MIN. 0, or -1 with
+ * what is wrong in why (naming the key).
+ */
+int config_parse_cache_size(const char *text, struct config_cache_size *out, char *why,
+    size_t whylen);
+/* max_age: a positive number with an optional suffix s, m, h or d (seconds without). */
+int config_parse_max_age(const char *text, struct config_max_age *out, char *why, size_t whylen);
+/*
+ * The byte limit cache_size stands for: a percent of the filesystem holding db_path's
+ * directory (statvfs), never below CONFIG_CACHE_SIZE_MIN; the bytes as written otherwise.
+ */
+uint64_t config_cache_limit(const struct config_cache_size *cs, const char *db_path);
+const char *config_source_name(enum config_source src);
 
 #endif

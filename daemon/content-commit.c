@@ -13,6 +13,7 @@
 #include "blockstore.h"
 #include "budget.h"
 #include "content-internal.h"
+#include "evict.h"
 #include "log.h"
 #include "winerr.h"
 #include "worker.h"
@@ -59,6 +60,10 @@ static DWORD op_commit(struct op *op, bool *bad, bool *committed)
     struct store *st = c->d->store;
     DWORD status = ERROR_SUCCESS;
     int io_err = 0;
+    int64_t now = evict_now(c->d);
+    uint64_t added = 0;
+    size_t used_seg = SIZE_MAX; /* the segment whose recency was written last */
+    store_set_now(st, now);     /* the labels' added_at */
     if (store_begin(st) != 0)
         return winerr_from_sqlite(store_errcode(st));
     for (size_t i = 0; i < op->nunits; i++) {
@@ -74,11 +79,14 @@ static DWORD op_commit(struct op *op, bool *bad, bool *committed)
         const struct ci_segment *seg = &ci->segments[u->seg];
         if (store_block_put(st, seg->id, ci->digest_len, u->block, u->owner,
                 content_listed_hash(ci, seg, u->block), ci->digest_len, u->len, u->owner) != 0 ||
-            store_label_put(st, c->uid, h->tag, seg->id, ci->digest_len, u->block, u->len) != 0) {
+            store_label_put(st, c->uid, h->tag, seg->id, ci->digest_len, u->block, u->len) != 0 ||
+            (u->seg != used_seg && store_segment_used(st, seg->id, ci->digest_len, now) != 0)) {
             status = winerr_from_sqlite(store_errcode(st));
             store_rollback(st);
             return status;
         }
+        used_seg = u->seg;
+        added += u->len;
     }
     if (store_commit(st) != 0) {
         status = winerr_from_sqlite(store_errcode(st));
@@ -87,6 +95,8 @@ static DWORD op_commit(struct op *op, bool *bad, bool *committed)
     }
     c->d->blocks_gen++;
     *committed = true;
+    if (added && evict_note_added(c->d, added))
+        flush_evict_kick(c->d); /* over the limit: an eviction pass */
     if (io_err) {
         log_error(CONN_FMT ": writing block bytes: %s", CONN_ARGS(c), strerror(io_err));
         status = winerr_from_write_errno(io_err);

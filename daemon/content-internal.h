@@ -122,6 +122,9 @@ struct content_handle {
     LIST_HEAD(, op) ops;
     struct slots *slots; /* reads' cached slot map of one segment (content-read.c) */
     uint64_t slots_gen;  /* d->blocks_gen it was loaded at */
+    /* The segment a read last marked used, and when (evict_touch: once a second at most). */
+    size_t touched_seg;
+    int64_t touched_at;
     /*
      * Stream reads run one at a time, so each starts at the cursor the one before it left:
      * while one waits for a worker (stream_busy), later ones wait here in request order.

@@ -14,6 +14,7 @@
 
 #include "blockstore.h"
 #include "content-internal.h"
+#include "evict.h"
 #include "log.h"
 #include "worker.h"
 
@@ -61,6 +62,7 @@ struct read_op {
     size_t npieces;
     uint8_t *buf; /* the pieces' bytes, from pieces[0].start (worker) */
     bool oom;
+    bool held;            /* its pieces' segments are held against eviction (bs_hold) */
     struct read_op *next; /* handle's stream_wait */
 };
 
@@ -212,11 +214,33 @@ static struct read_op *read_op_new(struct conn *c, struct content_handle *h, uin
     return r;
 }
 
+/* Loop: the segments of the read's pieces, each once; fn(bs, id, len). */
+static void read_segments(struct read_op *r, void (*fn)(struct read_op *r, const uint8_t *id))
+{
+    for (size_t i = 0; i < r->npieces; i++)
+        if (i == 0 || r->pieces[i].seg != r->pieces[i - 1].seg)
+            fn(r, r->op.h->ci->segments[r->pieces[i].seg].id);
+}
+
+static void hold_one(struct read_op *r, const uint8_t *id)
+{
+    if (bs_hold(r->op.c->d->bs, id, r->op.h->ci->digest_len) != 0)
+        log_warn("out of memory holding a segment for a read: eviction may take it meanwhile "
+                 "(the read then reports it missing)");
+}
+
+static void release_one(struct read_op *r, const uint8_t *id)
+{
+    bs_release(r->op.c->d->bs, id, r->op.h->ci->digest_len);
+}
+
 static void read_op_free(struct read_op *r)
 {
     struct content_handle *h = r->op.h;
     struct conn *c = r->op.c;
     struct content_conn *cc = c->content; /* NULL once the connection closed */
+    if (r->held)
+        read_segments(r, release_one);
     if (cc)
         cc->reads_waiting--;
     LIST_REMOVE(&r->op, link);
@@ -334,6 +358,31 @@ static bool read_verdicts(struct read_op *r)
 static void read_serve(struct conn *c, struct content_handle *h, struct read_op *r, uint64_t id,
     bool stream, uint64_t offset, uint64_t max_bytes);
 
+/* Loop: n bytes from off were served: a hit, and their segments were used (recency). */
+static void read_hit(struct conn *c, struct content_handle *h, uint64_t off, uint64_t n)
+{
+    struct daemon *d = c->d;
+    evict_count(d, STORE_CTR_HITS, n);
+    int64_t now = evict_now(d);
+    struct pos first, last;
+    content_pos_at(h->ci, off, &first);
+    content_pos_at(h->ci, off + n - 1, &last);
+    for (size_t i = first.seg; i <= last.seg; i++) {
+        if (i == h->touched_seg && h->touched_at == now)
+            continue; /* already marked this second */
+        h->touched_seg = i;
+        h->touched_at = now;
+        if (evict_touch(d, h->ci->segments[i].id, h->ci->digest_len))
+            flush_evict_kick(d); /* many segments used since the last pass: write them down */
+    }
+}
+
+/* Loop: a read of max_bytes found len bytes missing: a miss of the smaller. */
+static void read_miss(struct conn *c, uint64_t max_bytes, uint64_t len)
+{
+    evict_count(c->d, STORE_CTR_MISSES, len < max_bytes ? len : max_bytes);
+}
+
 /*
  * Loop: stream reads that waited for the one before them, in order, until one waits again.
  * Called from read_done only, whose read still holds the handle while these are freed.
@@ -396,6 +445,7 @@ static void read_done(void *arg)
             uint8_t *data = frame_read_reply_pack(frame, r->op.request_id, r->off, (size_t)good);
             memcpy(data, r->buf + (r->off - lo), (size_t)good);
             conn_commit(c, frame, total);
+            read_hit(c, h, r->off, good);
         }
         if (r->stream)
             h->cursor = r->off + good;
@@ -413,8 +463,9 @@ static void read_done(void *arg)
             if (p->result == PIECE_IO)
                 log_error(CONN_FMT ": reading cached bytes at %llu failed; reported as missing",
                     CONN_ARGS(c), (unsigned long long)p->start);
-            reply_missing(c, h, r->op.request_id, r->stream, r->off,
-                (uint64_t)m > past - r->off ? (uint64_t)m : past - r->off);
+            uint64_t len = (uint64_t)m > past - r->off ? (uint64_t)m : past - r->off;
+            read_miss(c, r->max_bytes, len);
+            reply_missing(c, h, r->op.request_id, r->stream, r->off, len);
         }
     }
     if (r->stream) {
@@ -487,6 +538,9 @@ static void read_submit(struct conn *c, struct content_handle *h, struct read_op
         CONN_ARGS(c), (unsigned long long)r->off, nchecks);
     if (r->stream)
         h->stream_busy = true;
+    /* Eviction leaves the segments alone until the read is answered. */
+    read_segments(r, hold_one);
+    r->held = true;
     if (!c->d->stopping && worker_submit(c->d->workers, read_work, read_done, r) == 0)
         return;
     for (size_t i = 0; i < r->npieces; i++)
@@ -539,6 +593,7 @@ static void read_serve(struct conn *c, struct content_handle *h, struct read_op 
         int64_t m = missing_run(st, s, off, h->read_hi);
         if (m < 0)
             goto fail;
+        read_miss(c, max_bytes, (uint64_t)m);
         reply_missing(c, h, id, stream, off, (uint64_t)m);
         goto out;
     }
@@ -567,8 +622,10 @@ static void read_serve(struct conn *c, struct content_handle *h, struct read_op 
         h->cursor = off + (uint64_t)n;
     if (copy_out(c->d->bs, st, s, off, data, (size_t)n) == 0) {
         conn_commit(c, frame, total);
+        read_hit(c, h, off, (uint64_t)n);
         goto out;
     }
+    read_miss(c, max_bytes, (uint64_t)n);
     log_error(CONN_FMT ": reading cached bytes at %llu failed; reported as missing", CONN_ARGS(c),
         (unsigned long long)off);
     rep.status = PEERDIST_ERROR_MISSING_DATA;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "content-internal.h"
+#include "evict.h"
 #include "log.h"
 
 /* ---- daemon-wide ---- */
@@ -152,9 +153,11 @@ struct tags_ctx {
     bool oom;
 };
 
-static void tag_row(void *arg, const uint8_t tag[STORE_TAG_SIZE], uint64_t blocks, uint64_t bytes)
+static void tag_row(void *arg, const struct store_tag_info *ti)
 {
     struct tags_ctx *t = arg;
+    if (t->oom)
+        return;
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 16;
         Peerdist__TagInfo *ni = realloc(t->infos, cap * sizeof(*ni));
@@ -169,18 +172,23 @@ static void tag_row(void *arg, const uint8_t tag[STORE_TAG_SIZE], uint64_t block
         }
         t->cap = cap;
     }
-    memcpy(t->tags[t->n], tag, STORE_TAG_SIZE);
-    Peerdist__TagInfo ti = PEERDIST__TAG_INFO__INIT;
-    ti.blocks = blocks;
-    ti.bytes = bytes;
-    t->infos[t->n++] = ti;
+    memcpy(t->tags[t->n], ti->tag, STORE_TAG_SIZE);
+    Peerdist__TagInfo info = PEERDIST__TAG_INFO__INIT;
+    info.blocks = ti->blocks;
+    info.bytes = ti->bytes;
+    info.uid = ti->uid;
+    info.segments = ti->segments;
+    info.added_at = ti->added_at > 0 ? (uint64_t)ti->added_at : 0;
+    info.last_used = ti->last_used > 0 ? (uint64_t)ti->last_used : 0;
+    t->infos[t->n++] = info;
 }
 
-static void handle_tags(struct conn *c, uint64_t id)
+/* The Tags reply from the database. */
+static void tags_reply(struct conn *c, uint64_t id, bool all)
 {
     struct tags_ctx t = {0};
     DWORD status = ERROR_SUCCESS;
-    if (store_tags(c->d->store, c->uid, tag_row, &t) != 0)
+    if (store_tags_info(c->d->store, all, c->uid, tag_row, &t) != 0)
         status = ERROR_INTERNAL_ERROR;
     else if (t.oom || (t.n && !(t.ptrs = calloc(t.n, sizeof(*t.ptrs)))))
         status = ERROR_NOT_ENOUGH_MEMORY;
@@ -206,6 +214,54 @@ static void handle_tags(struct conn *c, uint64_t id)
     free(t.ptrs);
 }
 
+/* A Tags request waiting for the reads noted in memory to reach the database. */
+struct tags_wait {
+    struct evict_waiter w; /* first: the waiter is the struct */
+    struct conn *c;
+    uint64_t id;
+    bool all;
+};
+
+static void tags_waited(struct evict_waiter *w)
+{
+    struct tags_wait *tw = (struct tags_wait *)w;
+    tags_reply(tw->c, tw->id, tw->all); /* a connection closed meanwhile gets nothing */
+    conn_unref(tw->c);
+    free(tw);
+}
+
+/*
+ * The caller's tags, or every uid's (TagsRequest.all: admins only). last_used is the newest
+ * use of a segment the tag labels: reads noted in memory since the last eviction pass are
+ * written by a pass first, so the reply waits for it when there are some.
+ */
+static void handle_tags(struct conn *c, uint64_t id, const Peerdist__TagsRequest *rq)
+{
+    bool all = rq && rq->all;
+    if (all && !c->admin) {
+        log_warn(CONN_FMT ": Tags of every uid refused: only root and group %s may list them",
+            CONN_ARGS(c), SERVER_ADMIN_GROUP);
+        conn_reply_status(c, id, ERROR_ACCESS_DENIED);
+        return;
+    }
+    struct tags_wait *tw = calloc(1, sizeof(*tw));
+    if (!tw) {
+        conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+        return;
+    }
+    tw->w.fn = tags_waited;
+    tw->c = c;
+    tw->id = id;
+    tw->all = all;
+    if (!c->d->stopping && evict_after_recency(c->d, &tw->w)) {
+        c->refs++;
+        flush_evict_kick(c->d);
+        return;
+    }
+    free(tw);
+    tags_reply(c, id, all);
+}
+
 bool content_dispatch(struct conn *c, const Peerdist__Request *req)
 {
     switch (req->body_case) {
@@ -228,7 +284,7 @@ bool content_dispatch(struct conn *c, const Peerdist__Request *req)
             return false; /* publication streams and content-information handles: publish.c */
         handle_cancel(c, req->id, req->cancel);
         return true;
-    case PEERDIST__REQUEST__BODY_TAGS: handle_tags(c, req->id); return true;
+    case PEERDIST__REQUEST__BODY_TAGS: handle_tags(c, req->id, req->tags); return true;
     default: return false;
     }
 }

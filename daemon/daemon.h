@@ -149,6 +149,7 @@ struct daemon {
     void *flush;   /* flush.c: queued flushes, the flush connection, the write gate */
     void *disk;    /* disk.c: the reserve file, free-space checks */
     void *admin;   /* admin.c: the server secret in use */
+    void *evict;   /* evict.c: the cache's bounds, recency and counters in memory */
 };
 
 /* daemon.c: everything but the listening socket and the signals, from d->cfg. */

@@ -13,6 +13,7 @@
 #include "blockstore.h"
 #include "content.h"
 #include "daemon.h"
+#include "evict.h"
 #include "flush.h"
 #include "publish.h"
 #include "log.h"
@@ -111,6 +112,11 @@ void dispatch_request(struct conn *c, const Peerdist__Request *req)
     case PEERDIST__REQUEST__BODY_DAEMON_INFO: handle_daemon_info(c, req->id); return;
     case PEERDIST__REQUEST__BODY_ADMIN_FLUSH: /* admins only: admin.c checks */
     case PEERDIST__REQUEST__BODY_KEY: admin_dispatch(c, req); return;
+    case PEERDIST__REQUEST__BODY_CACHE_INFO: evict_cache_info(c, req->id); return;
+    case PEERDIST__REQUEST__BODY_CACHE_SET:
+        if (evict_cache_set(c, req->id, req->cache_set))
+            flush_evict_kick(c->d); /* the new bounds apply now */
+        return;
     default:
         if (publish_dispatch(c, req) || content_dispatch(c, req))
             return;

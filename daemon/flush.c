@@ -14,6 +14,7 @@
 
 #include "blockstore.h"
 #include "disk.h"
+#include "evict.h"
 #include "log.h"
 #include "winerr.h"
 #include "worker.h"
@@ -31,7 +32,10 @@ struct flush_state {
     struct store *store;     /* the flush connection: used by one batch at a time */
     struct event *commit_ev; /* starts a batch once the loop has read what is ready */
     STAILQ_HEAD(, pending_flush) queued;
-    bool running; /* a batch holds the write lock: the gate is closed */
+    bool running;                /* a batch holds the write lock: the gate is closed */
+    bool evict_wanted;           /* an eviction pass runs once no flush is queued */
+    struct event *evict_ev;      /* the periodic pass */
+    struct event *evict_soon_ev; /* the next slice, once reclaim has caught up */
     STAILQ_HEAD(, flush_waiter) waiters;
     /* Admin flushes (flush_admin_queue): a slice at a time, when no flush batch waits. */
     STAILQ_HEAD(, admin_flush) admin;
@@ -44,6 +48,7 @@ struct flush_batch {
     STAILQ_HEAD(, pending_flush) items;
     unsigned n;
     uint32_t status;
+    struct evict_pass *pass;       /* an eviction pass instead of flushes */
     struct store_reclaim *reclaim; /* block rows the COMMIT removed, for the block store */
     size_t nreclaim;
 };
@@ -56,6 +61,36 @@ static void flush_admin_abort(struct daemon *d);
 static void commit_cb(evutil_socket_t fd, short what, void *arg)
 {
     flush_next_batch(arg);
+}
+
+static void evict_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    flush_evict_kick(arg);
+}
+
+#define EVICT_AFTER_SLICE (-2) /* evict_soon_cb's fd when called as a slice ends */
+
+/* The next slice of a large eviction starts once the slots of the last one are reclaimed:
+ * reclaim and passes then take one worker at most, and the other stays for clients. */
+static void evict_soon_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    struct flush_state *fs = d->flush;
+    struct timeval soon = {0, EVICT_SLICE_WAIT_MS * 1000};
+    if (bs_reclaim_pending(d->bs) > 0 || fd == EVICT_AFTER_SLICE)
+        event_add(fs->evict_soon_ev, &soon); /* and a pause after each slice */
+    else
+        flush_evict_kick(d);
+}
+
+void flush_evict_kick(struct daemon *d)
+{
+    struct flush_state *fs = d->flush;
+    if (!fs || d->stopping)
+        return;
+    fs->evict_wanted = true;
+    if (!fs->running)
+        event_active(fs->commit_ev, EV_TIMEOUT, 0);
 }
 
 int flush_init(struct daemon *d)
@@ -73,7 +108,14 @@ int flush_init(struct daemon *d)
         return -1;
     }
     fs->commit_ev = event_new(d->base, -1, 0, commit_cb, d);
-    return fs->commit_ev && flush_admin_init(d) == 0 ? 0 : -1;
+    fs->evict_ev = event_new(d->base, -1, EV_PERSIST, evict_timer_cb, d);
+    fs->evict_soon_ev = event_new(d->base, -1, 0, evict_soon_cb, d);
+    struct timeval every = {EVICT_INTERVAL_S, 0};
+    if (!fs->commit_ev || flush_admin_init(d) != 0 || !fs->evict_ev || !fs->evict_soon_ev ||
+        evict_init(d) != 0 || event_add(fs->evict_ev, &every) != 0)
+        return -1;
+    flush_evict_kick(d); /* the bounds in force go to the database at once */
+    return 0;
 }
 
 void flush_free(struct daemon *d)
@@ -86,6 +128,11 @@ void flush_free(struct daemon *d)
     flush_admin_abort(d);
     if (fs->admin_ev)
         event_free(fs->admin_ev);
+    if (fs->evict_ev)
+        event_free(fs->evict_ev);
+    if (fs->evict_soon_ev)
+        event_free(fs->evict_soon_ev);
+    evict_free(d);
     store_close(fs->store);
     free(fs);
     d->flush = NULL;
@@ -159,15 +206,22 @@ static void batch_work(void *arg)
 {
     struct flush_batch *b = arg;
     struct store *st = ((struct flush_state *)b->d->flush)->store;
+    if (b->pass) {
+        evict_pass_work(b->pass, st);
+        return;
+    }
     store_set_reclaim_hook(st, collect_reclaim, b);
     bool ok = store_begin(st) == 0;
     struct pending_flush *pf;
+    uint64_t counted[STORE_CTR_COUNT] = {0};
     STAILQ_FOREACH (pf, &b->items, link) {
         if (!ok || store_flush_tag(st, pf->uid, pf->tag, &pf->result) != 0) {
             ok = false;
             break;
         }
+        counted[STORE_CTR_FLUSHED] += pf->result.bytes_freed;
     }
+    ok = ok && store_counters_add(st, counted) == 0; /* flushed bytes, with the flush */
     ok = ok && store_commit(st) == 0;
     b->status = ERROR_SUCCESS;
     if (!ok) {
@@ -199,6 +253,19 @@ static void batch_done(void *arg)
     struct flush_batch *b = arg;
     struct daemon *d = b->d;
     struct flush_state *fs = d->flush;
+    if (b->pass) {
+        /* The database could not journal the deletes: the reserve goes, the pass runs again
+         * (once: the reserve is gone now), as for a flush below. */
+        bool again = evict_pass_disk_full(b->pass) && disk_release_reserve(d);
+        if (evict_pass_done(b->pass) && !again)
+            evict_soon_cb(EVICT_AFTER_SLICE, 0, d); /* more: the next slice, after reclaim */
+        else if (again)
+            fs->evict_wanted = true;
+        free(b);
+        gate_open(fs);
+        flush_next_batch(d);
+        return;
+    }
     if (b->status == ERROR_DISK_FULL && disk_release_reserve(d)) {
         /* The database could not journal the deletes: with the reserve given back to the
          * filesystem, the same batch runs again (once: the reserve is gone now). */
@@ -215,6 +282,8 @@ static void batch_done(void *arg)
     while (!STAILQ_EMPTY(&b->items)) {
         struct pending_flush *pf = STAILQ_FIRST(&b->items);
         STAILQ_REMOVE_HEAD(&b->items, link);
+        if (b->status == ERROR_SUCCESS)
+            evict_note_flushed(d, pf->result.bytes_freed);
         reply_flush(pf, b->status);
         conn_unref(pf->conn);
         free(pf);
@@ -233,7 +302,7 @@ static void flush_next_batch(struct daemon *d)
     struct flush_state *fs = d->flush;
     if (fs->running)
         return;
-    if (STAILQ_EMPTY(&fs->queued)) {
+    if (STAILQ_EMPTY(&fs->queued) && (!STAILQ_EMPTY(&fs->admin) || !fs->evict_wanted)) {
         flush_admin_next(d); /* admin flushes' slices go when no flush waits */
         return;
     }
@@ -243,6 +312,20 @@ static void flush_next_batch(struct daemon *d)
         return;
     }
     b->d = d;
+    if (STAILQ_EMPTY(&fs->queued)) {
+        /* No flush waits: the eviction pass (flushes queued meanwhile run after it). */
+        fs->evict_wanted = false;
+        if (!(b->pass = evict_pass_new(d))) {
+            free(b);
+            return;
+        }
+        fs->running = true;
+        if (d->stopping || worker_submit(d->workers, batch_work, batch_done, b) != 0) {
+            batch_work(b);
+            batch_done(b);
+        }
+        return;
+    }
     STAILQ_INIT(&b->items);
     while (!STAILQ_EMPTY(&fs->queued) && b->n < FLUSH_BATCH_MAX) {
         struct pending_flush *pf = STAILQ_FIRST(&fs->queued);
@@ -267,6 +350,10 @@ void flush_drain(struct daemon *d)
     while (!STAILQ_EMPTY(&fs->queued))
         flush_next_batch(d); /* stopping: runs inline */
     flush_admin_abort(d);
+    /* Counters and recency gathered since the last pass are written down. */
+    fs->evict_wanted = true;
+    flush_next_batch(d);
+    fs->evict_wanted = false;
 }
 
 /* ---- admin flushes: the whole cache, or one uid's labels, in slices ---- */
@@ -365,7 +452,11 @@ static void admin_slice_work(void *arg)
     af->before = af->job;
     store_set_reclaim_hook(st, admin_collect_reclaim, af);
     bool ok = store_begin(st) == 0 &&
-        store_admin_flush_slice(st, &af->job, STORE_ADMIN_SLICE_ROWS) == 0 && store_commit(st) == 0;
+        store_admin_flush_slice(st, &af->job, STORE_ADMIN_SLICE_ROWS) == 0;
+    uint64_t counted[STORE_CTR_COUNT] = {0};
+    counted[STORE_CTR_FLUSHED] = af->job.result.bytes_freed - af->before.result.bytes_freed;
+    ok = ok && store_counters_add(st, counted) == 0; /* flushed bytes, with the slice */
+    ok = ok && store_commit(st) == 0;
     af->status = ERROR_SUCCESS;
     if (!ok) {
         af->status = winerr_from_sqlite(store_errcode(st));
@@ -386,6 +477,8 @@ static void admin_slice_done(void *arg)
     af->reclaim = NULL;
     af->nreclaim = 0;
     d->blocks_gen++; /* blocks may be gone: readers reload */
+    if (af->status == ERROR_SUCCESS)
+        evict_note_flushed(d, af->job.result.bytes_freed - af->before.result.bytes_freed);
     bool retry = af->status == ERROR_DISK_FULL && disk_release_reserve(d);
     if (af->status != ERROR_SUCCESS && !retry) {
         admin_reply(af, af->status);

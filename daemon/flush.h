@@ -36,7 +36,13 @@ void flush_request(struct conn *c, uint64_t id, const Peerdist__FlushRequest *f)
  */
 void flush_admin_queue(struct conn *c, uint64_t id, enum store_admin_scope scope, uint32_t uid,
     const uint8_t tag[STORE_TAG_SIZE]);
-/* At stop: waits for the running batch, then runs the queued ones, answering them all. */
+/*
+ * An eviction pass (evict.h) is due: it runs as a batch of its own on the flush connection,
+ * behind the flushes queued before it. Passes also run every EVICT_INTERVAL_S seconds.
+ */
+void flush_evict_kick(struct daemon *d);
+/* At stop: waits for the running batch, then runs the queued ones, answering them all, and
+ * a last eviction pass (counters and recency written down). */
 void flush_drain(struct daemon *d);
 
 /*

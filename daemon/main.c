@@ -1,7 +1,7 @@
 /*
  * main.c - peerdistd start-up and shut-down: options, configuration, the
  * database, the socket, signals (TERM/INT stop cleanly, HUP re-reads the
- * configuration file's mode and log level) and the event loop.
+ * configuration file's mode, log level and the cache's bounds) and the event loop.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "evict.h"
+#include "flush.h"
 #include "fsutil.h"
 #include "log.h"
 
@@ -162,6 +164,8 @@ static void reload_config(struct daemon *d)
     }
     log_set_level(fresh.log_level);
     d->cfg.log_level = fresh.log_level;
+    evict_reload(d, &fresh); /* cache_size, max_age, uid_quota (an override still wins) */
+    flush_evict_kick(d);
     if (!config_mode_implemented(fresh.mode)) {
         log_error("reload: mode %s is not implemented in peerdistd %s; keeping mode %s",
             config_mode_name(fresh.mode), PEERDIST_SOFTWARE_VERSION, config_mode_name(d->cfg.mode));

@@ -13,8 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "log.h"
+
+#define STORE_BOUNDS_STMTS 24
 
 struct store {
     sqlite3 *db;
@@ -45,6 +48,10 @@ struct store {
         uint32_t block;
         int64_t owner;
     } last_put;
+    /* The cache's bounds (schema 004): statements prepared on first use, and the time labels
+     * made now carry (store_set_now). */
+    sqlite3_stmt *bounds[STORE_BOUNDS_STMTS];
+    int64_t now;
 };
 
 int store_user_version(sqlite3 *db)
@@ -134,9 +141,10 @@ static int prepare_all(struct store *st)
             "VALUES (?, ?, ?, ?, ?, ?)") ||
         /* ?6, the row the label keeps: the one just put, else the shared row, else uid's. */
         prepare(st, &st->label_put,
-            "INSERT OR IGNORE INTO labels (uid, tag, segment_id, block, bytes, row_owner) "
-            "VALUES (?1, ?2, ?3, ?4, ?5, coalesce(?6, CASE WHEN EXISTS (SELECT 1 FROM blocks "
-            "WHERE segment_id = ?3 AND block = ?4 AND owner = -1) THEN -1 ELSE ?1 END))") ||
+            "INSERT OR IGNORE INTO labels (uid, tag, segment_id, block, bytes, added_at, "
+            "row_owner) VALUES (?1, ?2, ?3, ?4, ?5, ?7, coalesce(?6, CASE WHEN EXISTS ("
+            "SELECT 1 FROM blocks WHERE segment_id = ?3 AND block = ?4 AND owner = -1) "
+            "THEN -1 ELSE ?1 END))") ||
         prepare(st, &st->segment_blocks,
             "SELECT block, owner, file_owner, length, hash FROM blocks "
             "WHERE segment_id = ?1 AND owner IN (-1, ?2) ORDER BY block, owner = -1 DESC") ||
@@ -262,6 +270,8 @@ void store_close(struct store *st)
     free(st->puts);
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         sqlite3_finalize(all[i]);
+    for (size_t i = 0; i < STORE_BOUNDS_STMTS; i++)
+        sqlite3_finalize(st->bounds[i]);
     if (st->db && sqlite3_close(st->db) != SQLITE_OK)
         log_error("closing %s: %s", st->path, sqlite3_errmsg(st->db));
     free(st->path);
@@ -512,6 +522,7 @@ int store_label_put(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_
         sqlite3_bind_int64(s, 6, st->last_put.owner);
     else
         sqlite3_bind_null(s, 6);
+    sqlite3_bind_int64(s, 7, st->now ? st->now : (int64_t)time(NULL));
     return step_done(st, s);
 }
 
@@ -998,4 +1009,347 @@ void store_admin_flush_init_cursor(struct store_admin_flush *f)
     f->cur.uid = -1;
     f->cur.block = -1;
     f->cur.owner = -2;
+}
+
+/* ---- the cache's bounds (schema 004) ---- */
+
+enum {
+    B_SEG_USED,
+    B_CTR_ADD,
+    B_CTR_GET,
+    B_SETTING,
+    B_TOTALS,
+    B_STORED,
+    B_LRU_ALL,
+    B_LRU_BEFORE,
+    B_EV_LABELS,
+    B_EV_BLOCKS,
+    B_EV_USE,
+    B_UIDS_OVER,
+    B_UID_SEGS,
+    B_UID_LABELS,
+    B_UID_BLOCKS,
+    B_TAGS_UID,
+    B_TAGS_ALL,
+    B_COUNT
+};
+
+static const char *const bounds_sql[B_COUNT] = {
+    [B_SEG_USED] = "INSERT INTO segment_use (segment_id, added_at, last_used) VALUES (?1, ?2, ?2) "
+                   "ON CONFLICT (segment_id) DO UPDATE SET last_used = "
+                   "max(last_used, excluded.last_used)",
+    [B_CTR_ADD] = "UPDATE cache_counters SET value = value + ?2 WHERE name = ?1",
+    [B_CTR_GET] = "SELECT name, value FROM cache_counters",
+    [B_SETTING] = "INSERT OR REPLACE INTO cache_settings (name, value) VALUES (?1, ?2)",
+    [B_TOTALS] = "SELECT (SELECT coalesce(sum(length), 0) FROM blocks), (SELECT count(*) FROM "
+                 "blocks), (SELECT count(DISTINCT segment_id) FROM blocks), (SELECT count(*) "
+                 "FROM (SELECT DISTINCT uid, tag FROM labels))",
+    [B_STORED] = "SELECT coalesce(sum(length), 0) FROM blocks",
+    [B_LRU_ALL] = "SELECT segment_id, last_used FROM segment_use ORDER BY last_used LIMIT ?1",
+    [B_LRU_BEFORE] = "SELECT segment_id, last_used FROM segment_use WHERE last_used < ?2 "
+                     "ORDER BY last_used LIMIT ?1",
+    [B_EV_LABELS] = "DELETE FROM labels WHERE segment_id = ?1",
+    [B_EV_BLOCKS] = "DELETE FROM blocks WHERE segment_id = ?1 RETURNING block, file_owner, length",
+    [B_EV_USE] = "DELETE FROM segment_use WHERE segment_id = ?1",
+    /* A uid is charged once per block it labels, whatever its tags and rows. */
+    [B_UIDS_OVER] = "SELECT uid, sum(b) FROM (SELECT uid, segment_id, block, max(bytes) AS b "
+                    "FROM labels GROUP BY uid, segment_id, block) GROUP BY uid "
+                    "HAVING sum(b) > ?1",
+    [B_UID_SEGS] = "SELECT l.segment_id, sum(l.b) FROM (SELECT segment_id, block, max(bytes) "
+                   "AS b FROM labels WHERE uid = ?1 GROUP BY segment_id, block) l "
+                   "LEFT JOIN segment_use u ON u.segment_id = l.segment_id "
+                   "GROUP BY l.segment_id ORDER BY coalesce(max(u.last_used), 0) LIMIT ?2",
+    [B_UID_LABELS] = "DELETE FROM labels WHERE uid = ?1 AND segment_id = ?2",
+    [B_UID_BLOCKS] = "DELETE FROM blocks WHERE segment_id = ?2 AND owner IN (-1, ?1) AND "
+                     "NOT EXISTS (SELECT 1 FROM labels l WHERE l.segment_id = blocks.segment_id "
+                     "AND l.block = blocks.block AND l.row_owner = blocks.owner) "
+                     "RETURNING block, file_owner, length",
+    [B_TAGS_UID] = "SELECT l.uid, l.tag, count(*), sum(l.bytes), count(DISTINCT l.segment_id), "
+                   "min(l.added_at), max(coalesce(u.last_used, l.added_at)) FROM labels l "
+                   "LEFT JOIN segment_use u ON u.segment_id = l.segment_id WHERE l.uid = ?1 "
+                   "GROUP BY l.tag",
+    [B_TAGS_ALL] = "SELECT l.uid, l.tag, count(*), sum(l.bytes), count(DISTINCT l.segment_id), "
+                   "min(l.added_at), max(coalesce(u.last_used, l.added_at)) FROM labels l "
+                   "LEFT JOIN segment_use u ON u.segment_id = l.segment_id "
+                   "GROUP BY l.uid, l.tag",
+};
+
+static const char *const counter_names[STORE_CTR_COUNT] = {
+    [STORE_CTR_HITS] = "hits",
+    [STORE_CTR_MISSES] = "misses",
+    [STORE_CTR_ADDED] = "added",
+    [STORE_CTR_EVICTED_SIZE] = "evicted_size",
+    [STORE_CTR_EVICTED_AGE] = "evicted_age",
+    [STORE_CTR_FLUSHED] = "flushed",
+};
+
+/* The statement, prepared on its first use; NULL (logged) if it cannot be. */
+static sqlite3_stmt *bstmt(struct store *st, int which)
+{
+    if (!st->bounds[which] && prepare(st, &st->bounds[which], bounds_sql[which]) != 0)
+        return NULL;
+    return st->bounds[which];
+}
+
+void store_set_now(struct store *st, int64_t now)
+{
+    st->now = now;
+}
+
+int store_segment_used(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    int64_t now)
+{
+    sqlite3_stmt *s = bstmt(st, B_SEG_USED);
+    if (!s)
+        return -1;
+    sqlite3_bind_blob(s, 1, segment_id, (int)segment_id_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, now);
+    return step_done(st, s);
+}
+
+int store_counters_add(struct store *st, const uint64_t delta[STORE_CTR_COUNT])
+{
+    sqlite3_stmt *s = bstmt(st, B_CTR_ADD);
+    if (!s)
+        return -1;
+    for (int i = 0; i < STORE_CTR_COUNT; i++) {
+        if (!delta[i])
+            continue;
+        sqlite3_bind_text(s, 1, counter_names[i], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, (int64_t)delta[i]);
+        if (step_done(st, s) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int store_counters_get(struct store *st, uint64_t out[STORE_CTR_COUNT])
+{
+    sqlite3_stmt *s = bstmt(st, B_CTR_GET);
+    if (!s)
+        return -1;
+    memset(out, 0, sizeof(uint64_t) * STORE_CTR_COUNT);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(s, 0);
+        for (int i = 0; name && i < STORE_CTR_COUNT; i++)
+            if (strcmp(name, counter_names[i]) == 0)
+                out[i] = (uint64_t)sqlite3_column_int64(s, 1);
+    }
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return 0;
+    log_error("sqlite (counters): %s", sqlite3_errmsg(st->db));
+    return -1;
+}
+
+int store_settings_put(struct store *st, uint64_t limit_bytes, uint64_t max_age_s,
+    uint64_t uid_quota)
+{
+    sqlite3_stmt *s = bstmt(st, B_SETTING);
+    if (!s)
+        return -1;
+    const char *names[] = {"limit_bytes", "max_age_s", "uid_quota"};
+    uint64_t values[] = {limit_bytes, max_age_s, uid_quota};
+    for (int i = 0; i < 3; i++) {
+        sqlite3_bind_text(s, 1, names[i], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, (int64_t)values[i]);
+        if (step_done(st, s) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int store_cache_totals(struct store *st, struct store_totals *out)
+{
+    sqlite3_stmt *s = bstmt(st, B_TOTALS);
+    if (!s)
+        return -1;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        out->stored_bytes = (uint64_t)sqlite3_column_int64(s, 0);
+        out->blocks = (uint64_t)sqlite3_column_int64(s, 1);
+        out->segments = (uint64_t)sqlite3_column_int64(s, 2);
+        out->tags = (uint64_t)sqlite3_column_int64(s, 3);
+    }
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return 0;
+    log_error("sqlite (totals): %s", sqlite3_errmsg(st->db));
+    return -1;
+}
+
+int64_t store_stored_bytes(struct store *st)
+{
+    sqlite3_stmt *s = bstmt(st, B_STORED);
+    if (!s)
+        return -1;
+    int rc = sqlite3_step(s);
+    int64_t n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+    sqlite3_reset(s);
+    if (n < 0)
+        log_error("sqlite (stored bytes): %s", sqlite3_errmsg(st->db));
+    return n;
+}
+
+int store_lru_segments(struct store *st, int64_t before, unsigned max, store_segment_fn fn,
+    void *arg)
+{
+    sqlite3_stmt *s = bstmt(st, before < 0 ? B_LRU_ALL : B_LRU_BEFORE);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, max);
+    if (before >= 0)
+        sqlite3_bind_int64(s, 2, before);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int len = sqlite3_column_bytes(s, 0);
+        if (len <= 0 || len > STORE_MAX_ID)
+            continue;
+        if (fn(arg, sqlite3_column_blob(s, 0), (size_t)len, sqlite3_column_int64(s, 1)) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return 0;
+    log_error("sqlite (segments by use): %s", sqlite3_errmsg(st->db));
+    return -1;
+}
+
+/* Runs a DELETE ... RETURNING block, file_owner, length over one segment's rows: each row's
+ * slot goes to reclaim at COMMIT. */
+static int delete_segment_rows(struct store *st, sqlite3_stmt *s, const uint8_t *segment_id,
+    size_t segment_id_len, uint64_t *bytes, uint64_t *rows)
+{
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        *bytes += (uint64_t)sqlite3_column_int64(s, 2);
+        if (rows)
+            (*rows)++;
+        if (reclaim_push(st, segment_id, segment_id_len, sqlite3_column_int64(s, 1),
+                (uint32_t)sqlite3_column_int64(s, 0)) != 0) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return 0;
+    log_error("sqlite (segment rows): %s", sqlite3_errmsg(st->db));
+    return -1;
+}
+
+int store_evict_segment(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    uint64_t *bytes, uint64_t *blocks)
+{
+    sqlite3_stmt *l = bstmt(st, B_EV_LABELS), *b = bstmt(st, B_EV_BLOCKS), *u = bstmt(st, B_EV_USE);
+    *bytes = *blocks = 0;
+    if (!l || !b || !u || segment_id_len > STORE_MAX_ID)
+        return -1;
+    sqlite3_bind_blob(l, 1, segment_id, (int)segment_id_len, SQLITE_STATIC);
+    if (step_done(st, l) != 0)
+        return -1;
+    sqlite3_bind_blob(b, 1, segment_id, (int)segment_id_len, SQLITE_STATIC);
+    if (delete_segment_rows(st, b, segment_id, segment_id_len, bytes, blocks) != 0)
+        return -1;
+    sqlite3_bind_blob(u, 1, segment_id, (int)segment_id_len, SQLITE_STATIC);
+    if (step_done(st, u) != 0)
+        return -1;
+    if (sqlite3_get_autocommit(st->db))
+        reclaim_handover(st);
+    return 0;
+}
+
+int store_uids_over(struct store *st, uint64_t quota, store_uid_fn fn, void *arg)
+{
+    sqlite3_stmt *s = bstmt(st, B_UIDS_OVER);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, (int64_t)quota);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        if (fn(arg, (uint32_t)sqlite3_column_int64(s, 0), (uint64_t)sqlite3_column_int64(s, 1))) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return 0;
+    log_error("sqlite (uids over quota): %s", sqlite3_errmsg(st->db));
+    return -1;
+}
+
+int store_uid_segments(struct store *st, uint32_t uid, unsigned max, store_uid_segment_fn fn,
+    void *arg)
+{
+    sqlite3_stmt *s = bstmt(st, B_UID_SEGS);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, uid);
+    sqlite3_bind_int64(s, 2, max);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int len = sqlite3_column_bytes(s, 0);
+        if (len <= 0 || len > STORE_MAX_ID)
+            continue;
+        if (fn(arg, sqlite3_column_blob(s, 0), (size_t)len, (uint64_t)sqlite3_column_int64(s, 1))) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return 0;
+    log_error("sqlite (a uid's segments): %s", sqlite3_errmsg(st->db));
+    return -1;
+}
+
+int store_uid_drop_segment(struct store *st, uint32_t uid, const uint8_t *segment_id,
+    size_t segment_id_len, uint64_t *bytes_freed)
+{
+    sqlite3_stmt *l = bstmt(st, B_UID_LABELS), *b = bstmt(st, B_UID_BLOCKS);
+    *bytes_freed = 0;
+    if (!l || !b || segment_id_len > STORE_MAX_ID)
+        return -1;
+    sqlite3_bind_int64(l, 1, uid);
+    sqlite3_bind_blob(l, 2, segment_id, (int)segment_id_len, SQLITE_STATIC);
+    if (step_done(st, l) != 0)
+        return -1;
+    sqlite3_bind_int64(b, 1, uid);
+    sqlite3_bind_blob(b, 2, segment_id, (int)segment_id_len, SQLITE_STATIC);
+    if (delete_segment_rows(st, b, segment_id, segment_id_len, bytes_freed, NULL) != 0)
+        return -1;
+    if (sqlite3_get_autocommit(st->db))
+        reclaim_handover(st);
+    return 0;
+}
+
+int store_tags_info(struct store *st, bool all, uint32_t uid, store_tag_info_fn fn, void *arg)
+{
+    sqlite3_stmt *s = bstmt(st, all ? B_TAGS_ALL : B_TAGS_UID);
+    if (!s)
+        return -1;
+    if (!all)
+        sqlite3_bind_int64(s, 1, uid);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(s, 1) != STORE_TAG_SIZE)
+            continue;
+        struct store_tag_info t;
+        t.uid = (uint32_t)sqlite3_column_int64(s, 0);
+        memcpy(t.tag, sqlite3_column_blob(s, 1), STORE_TAG_SIZE);
+        t.blocks = (uint64_t)sqlite3_column_int64(s, 2);
+        t.bytes = (uint64_t)sqlite3_column_int64(s, 3);
+        t.segments = (uint64_t)sqlite3_column_int64(s, 4);
+        t.added_at = sqlite3_column_int64(s, 5);
+        t.last_used = sqlite3_column_int64(s, 6);
+        fn(arg, &t);
+    }
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return 0;
+    log_error("sqlite (tags): %s", sqlite3_errmsg(st->db));
+    return -1;
 }

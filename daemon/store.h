@@ -210,4 +210,75 @@ void store_admin_flush_init_cursor(struct store_admin_flush *f);
  */
 int store_admin_flush_slice(struct store *st, struct store_admin_flush *f, unsigned limit);
 
+/* ---- the cache's bounds (schema 004; docs/cache.md, Bounds and eviction) ---- */
+
+/* The timestamp (Unix seconds, the daemon's clock) labels made from now on carry. */
+void store_set_now(struct store *st, int64_t now);
+/* The segment was added or used at `now` (last_used never goes back). */
+int store_segment_used(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    int64_t now);
+
+enum store_counter {
+    STORE_CTR_HITS,
+    STORE_CTR_MISSES,
+    STORE_CTR_ADDED,
+    STORE_CTR_EVICTED_SIZE,
+    STORE_CTR_EVICTED_AGE,
+    STORE_CTR_FLUSHED,
+    STORE_CTR_COUNT
+};
+/* Adds delta[i] to each counter (in the caller's transaction, if any). */
+int store_counters_add(struct store *st, const uint64_t delta[STORE_CTR_COUNT]);
+int store_counters_get(struct store *st, uint64_t out[STORE_CTR_COUNT]);
+/* The bounds in force, for the views (cache_settings). */
+int store_settings_put(struct store *st, uint64_t limit_bytes, uint64_t max_age_s,
+    uint64_t uid_quota);
+
+struct store_totals {
+    uint64_t stored_bytes, blocks, segments, tags;
+};
+int store_cache_totals(struct store *st, struct store_totals *out);
+/* Sum of the stored blocks' lengths; -1 on error. */
+int64_t store_stored_bytes(struct store *st);
+
+/* Up to max segments by last use, oldest first; only those used before `before` if it is
+ * not -1. fn returns non-zero to stop. 0, or -1. */
+typedef int (*store_segment_fn)(void *arg, const uint8_t *segment_id, size_t segment_id_len,
+    int64_t last_used);
+int store_lru_segments(struct store *st, int64_t before, unsigned max, store_segment_fn fn,
+    void *arg);
+/*
+ * Evicts a segment: every block row (any owner), every label on it and its recency row, in
+ * the caller's transaction; the slots go to the reclaim hook at COMMIT. Bytes and rows freed.
+ */
+int store_evict_segment(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    uint64_t *bytes, uint64_t *blocks);
+
+/* uid_quota: uids whose labels keep more than quota bytes (each block counted once). */
+typedef int (*store_uid_fn)(void *arg, uint32_t uid, uint64_t charged);
+int store_uids_over(struct store *st, uint64_t quota, store_uid_fn fn, void *arg);
+/* The segments uid labels, its least recently used first, with the bytes charged for each. */
+typedef int (*store_uid_segment_fn)(void *arg, const uint8_t *segment_id, size_t segment_id_len,
+    uint64_t charged);
+int store_uid_segments(struct store *st, uint32_t uid, unsigned max, store_uid_segment_fn fn,
+    void *arg);
+/*
+ * Removes uid's labels on the segment, then the rows uid's labels could keep there (the shared
+ * rows and uid's own) that no label keeps any more; never another uid's labels. Bytes of
+ * block rows deleted (reclaimed at COMMIT).
+ */
+int store_uid_drop_segment(struct store *st, uint32_t uid, const uint8_t *segment_id,
+    size_t segment_id_len, uint64_t *bytes_freed);
+
+/* One (uid, tag) for the Tags reply. */
+struct store_tag_info {
+    uint32_t uid;
+    uint8_t tag[STORE_TAG_SIZE];
+    uint64_t blocks, bytes, segments;
+    int64_t added_at, last_used;
+};
+typedef void (*store_tag_info_fn)(void *arg, const struct store_tag_info *t);
+/* uid's tags, or every uid's when all. 0, or -1. */
+int store_tags_info(struct store *st, bool all, uint32_t uid, store_tag_info_fn fn, void *arg);
+
 #endif

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "check_run.h"
@@ -123,6 +124,84 @@ START_TEST(sizes)
 }
 END_TEST
 
+/* The cache's bounds: cache_size (percent or bytes, at least 64M), max_age, uid_quota. */
+START_TEST(cache_keys)
+{
+    struct config cfg;
+    char err[512];
+    config_defaults(&cfg);
+    ck_assert(cfg.cache_size.percent);
+    ck_assert_uint_eq(cfg.cache_size.pct, 5);
+    ck_assert_str_eq(cfg.cache_size.text, "5%");
+    ck_assert_int_eq(cfg.cache_size.source, CONFIG_SRC_DEFAULT);
+    ck_assert_uint_eq(cfg.max_age.seconds, 28ull * 86400);
+    ck_assert_str_eq(cfg.max_age.text, "28d");
+    ck_assert_int_eq(cfg.max_age.source, CONFIG_SRC_DEFAULT);
+    ck_assert_uint_eq(cfg.uid_quota, 0);
+    /* A percent resolves against the filesystem of the database's directory (statvfs), never
+     * below the minimum. */
+    uint64_t lim = config_cache_limit(&cfg.cache_size, "/tmp/x.db");
+    ck_assert_uint_ge(lim, CONFIG_CACHE_SIZE_MIN);
+    struct statvfs sv;
+    ck_assert_int_eq(statvfs("/tmp", &sv), 0);
+    uint64_t fs_bytes = (uint64_t)sv.f_blocks * sv.f_frsize;
+    struct config_cache_size half = {0};
+    ck_assert_int_eq(config_parse_cache_size("50%", &half, err, sizeof(err)), 0);
+    uint64_t want = fs_bytes / 100 * 50;
+    ck_assert_uint_eq(config_cache_limit(&half, "/tmp/x.db"),
+        want < CONFIG_CACHE_SIZE_MIN ? CONFIG_CACHE_SIZE_MIN : want);
+
+    ck_assert_msg(load("[peerdistd]\ncache_size = 512M\nmax_age = 12h\nuid_quota = 1G\n", &cfg, err,
+                      sizeof(err)) == 0,
+        "%s", err);
+    ck_assert(!cfg.cache_size.percent);
+    ck_assert_uint_eq(cfg.cache_size.bytes, 512ull << 20);
+    ck_assert_str_eq(cfg.cache_size.text, "512M");
+    ck_assert_int_eq(cfg.cache_size.source, CONFIG_SRC_FILE);
+    ck_assert_uint_eq(config_cache_limit(&cfg.cache_size, "/tmp/x.db"), 512ull << 20);
+    ck_assert_uint_eq(cfg.max_age.seconds, 12 * 3600);
+    ck_assert_int_eq(cfg.max_age.source, CONFIG_SRC_FILE);
+    ck_assert_uint_eq(cfg.uid_quota, 1ull << 30);
+
+    const struct {
+        const char *text;
+        uint64_t secs;
+    } ages[] = {{"3600", 3600}, {"3600s", 3600}, {"90m", 5400}, {"2d", 172800}, {"1h", 3600}};
+    for (size_t i = 0; i < sizeof(ages) / sizeof(ages[0]); i++) {
+        char text[128];
+        snprintf(text, sizeof(text), "[peerdistd]\nmax_age = %s\n", ages[i].text);
+        ck_assert_msg(load(text, &cfg, err, sizeof(err)) == 0, "%s: %s", ages[i].text, err);
+        ck_assert_uint_eq(cfg.max_age.seconds, ages[i].secs);
+    }
+    ck_assert_int_eq(load("[peerdistd]\ncache_size = 20G\n", &cfg, err, sizeof(err)), 0);
+    ck_assert_uint_eq(cfg.cache_size.bytes, 20ull << 30);
+    ck_assert_int_eq(load("[peerdistd]\ncache_size = 67108864\n", &cfg, err, sizeof(err)), 0);
+    ck_assert_uint_eq(cfg.cache_size.bytes, 64ull << 20);
+    ck_assert_int_eq(load("[peerdistd]\ncache_size = 100%\n", &cfg, err, sizeof(err)), 0);
+    ck_assert(cfg.cache_size.percent && cfg.cache_size.pct == 100);
+    ck_assert_int_eq(load("[peerdistd]\nuid_quota = 0\n", &cfg, err, sizeof(err)), 0);
+    ck_assert_uint_eq(cfg.uid_quota, 0);
+
+    refused("[peerdistd]\ncache_size = 63M\n", 2, "cache_size: '63M' is less than the minimum");
+    refused("[peerdistd]\ncache_size = 1000\n", 2, "cache_size");
+    refused("[peerdistd]\ncache_size = 0%\n", 2, "cache_size");
+    refused("[peerdistd]\ncache_size = 101%\n", 2, "cache_size");
+    refused("[peerdistd]\ncache_size = 5.5%\n", 2, "cache_size");
+    refused("[peerdistd]\ncache_size = -5%\n", 2, "cache_size");
+    refused("[peerdistd]\ncache_size = lots\n", 2, "cache_size");
+    refused("[peerdistd]\ncache_size = 20GB\n", 2, "cache_size");
+    refused("[peerdistd]\nmax_age = 0\n", 2, "max_age");
+    refused("[peerdistd]\nmax_age = 0d\n", 2, "max_age");
+    refused("[peerdistd]\nmax_age = -1d\n", 2, "max_age");
+    refused("[peerdistd]\nmax_age = 3w\n", 2, "max_age");
+    refused("[peerdistd]\nmax_age = 1dd\n", 2, "max_age");
+    refused("[peerdistd]\nmax_age = d\n", 2, "max_age");
+    refused("[peerdistd]\nmax_age = 99999999999999d\n", 2, "max_age");
+    refused("[peerdistd]\nuid_quota = some\n", 2, "uid_quota");
+    refused("[peerdistd]\nuid_quota = -1\n", 2, "uid_quota");
+}
+END_TEST
+
 /* The mistakes, each reported at its own line, saying what is wrong. */
 START_TEST(mistakes_name_their_line)
 {
@@ -179,6 +258,7 @@ int main(void)
     tcase_add_test(tc, every_key);
     tcase_add_test(tc, defaults);
     tcase_add_test(tc, sizes);
+    tcase_add_test(tc, cache_keys);
     tcase_add_test(tc, mistakes_name_their_line);
     tcase_add_test(tc, long_lines_work);
     suite_add_tcase(s, tc);
