@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Makefile - the two commands of the quick start, plus the CI extras.
 #   make run        build, then run peerdistd in the foreground on .run/ in this checkout
 #   make test       build, then run the whole test suite

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * datapath_bench.c - the data path through <peerdist.h>, each figure beside
  * its baseline measured in the same run on the same bytes:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * evict_bench.c - the database side of eviction: a cache of 1 GiB (16,384 shared block rows
  * with their labels over 32 V1 segments; rows only, no data files) brought under a 64 MiB

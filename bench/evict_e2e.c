@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * evict_e2e.c - eviction end to end, against a running peerdistd (PEERDIST_SOCKET; run it
  * with bench/run-evict.sh): fills the cache with SIZE MiB (32 MiB segments, 1 MiB AddData

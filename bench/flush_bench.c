@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * flush_bench.c - the database side of a flush: store_flush_tag of a tag labelling 1 GiB
  * (16,384 block rows, each with its label, over 32 V1 segments; rows only, no data files),

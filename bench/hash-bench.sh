@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # hash-bench.sh - times `peerdistctl hash` (V1 and V2 content information of a 1 GiB file)
 # beside `openssl dgst -sha256` / `-sha512` over the same file in the same run, and reports
 # medians, throughput, the ratio to the baseline and peerdistctl's peak RSS. Builds nothing.

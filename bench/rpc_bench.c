@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rpc_bench.c - cost of a libpeerdist call to peerdistd, printed beside a raw
  * Unix-socket round trip measured in the same run: PeerDistGetStatus, one

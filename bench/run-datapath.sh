@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # run-datapath.sh [datapath_bench options] - starts a private peerdistd on a scratch
 # directory under build/ (the real disk, like /var/cache), runs datapath_bench against it
 # (restarting the daemon once per repetition, for the first read after a start), prints the

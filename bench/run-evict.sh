@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # run-evict.sh [evict_e2e options] - starts a private peerdistd on a scratch directory under
 # build/ (the real disk), runs evict_e2e against it (fill, then CacheSet 64M and time the
 # eviction while a probe connection times small calls), stops it. Run as root (CacheSet is

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # run-rpc.sh - build rpc_bench, run it against a private peerdistd (temp socket,
 # database and state dir), then print the daemon's peak RSS and clean up.
 # Arguments are passed to rpc_bench (e.g. -r 3 -n 5000). Works from any cwd.

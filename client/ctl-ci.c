@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ctl-ci.c - `peerdistctl hash` writes the content information of a file (or of a byte range
  * of it) from a server passphrase or text key; `peerdistctl ci-dump` parses one and prints
  * it, or says what is wrong at which byte. Both sit on common/contentinfo.h. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ctl-ci.h - peerdistctl sub-commands for content information: `hash` (generate V1 or V2
  * from a file) and `ci-dump` (parse and print). argv[0] is the sub-command's name; each
  * returns the exit code: 0 success, 1 failure, 2 bad usage. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ci-chunker.c - content-defined cut points for V2 segments: a gear rolling hash with FastCDC's
  * normalised chunking (Xia et al., USENIX ATC 2016). Windows' own cut points are undocumented
  * (§1.1); ours only need to be stable and local, see docs/contentinfo.md. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ci-crypto.c - MS-PCCRC hashes, server secret, segment secret and segment ID, and the checks
  * a receiver makes on blocks and segments (branchcache-protocols.md §1.2, §1.3, §1.8).
  * Every digest and HMAC comes from OpenSSL. */

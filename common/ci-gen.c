@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ci-gen.c - content information generated from a byte stream fed in pieces of any size
  * (§1.7). V1 keeps one digest state and the current segment's block hashes; V2 keeps one
  * digest state and the chunker. Neither buffers content. */

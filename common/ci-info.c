@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ci-info.c - the ci_info object: allocation, growth, freeing, error reports, and cutting the
  * content information of a byte range out of a whole-content description (§1.6) without the
  * content itself, as the daemon does for ranged requests of a publication. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ci-internal.h - helpers shared by the content-information files (ci-*.c) and nobody else:
  * byte order, the OpenSSL digest behind each algorithm, building a ci_info, error reports. */
 #ifndef PEERDIST_CI_INTERNAL_H

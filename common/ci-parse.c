@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ci-parse.c - parsing of V1 (§1.4) and V2 (§1.5) content information from a whole buffer.
  * Every count and length is checked against what is left of the buffer before it is used;
  * a failure names the field and its byte offset. Segment IDs are computed, never read. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ci-stream.c - streaming parser: content information arrives in chunks of any size
  * (AddContentInformation). The version and hash algorithm are judged as soon as their bytes
  * are in; the rest when the caller finishes, by the whole-buffer parser, so both agree. */

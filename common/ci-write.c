@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ci-write.c - serialization of a ci_info to the MS-PCCRC wire format: V1 little-endian
  * (§1.4), V2 big-endian with chunks (§1.5). Header fields are written as held in the ci_info,
  * so a parsed buffer serializes back to the same bytes. */

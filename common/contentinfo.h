@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* contentinfo.h - MS-PCCRC content information, versions 1 and 2: server secrets, generation
  * from a byte stream, parsing (whole buffer or streamed in chunks), serialization of the whole
  * content or of a byte range, and the checks a receiver makes before trusting blocks or IDs. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * admin.c - administration requests (see admin.h): AdminFlush handed to flush.c's slices, and
  * the server secret. Each is for admins only; a refusal is ERROR_ACCESS_DENIED and a log line

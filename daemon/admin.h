@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * admin.h - the administration requests (AdminFlush, Key): who may call them (root and the
  * members of group peerdist, supplementary groups included: server.c sets conn.admin), the

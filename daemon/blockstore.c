@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * blockstore.c - block bytes on disk (see blockstore.h and docs/cache.md): one sparse file
  * per segment and owner under <dbdir>/data/xx/, reclaim of deleted rows' space on a worker

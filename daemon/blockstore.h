@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * blockstore.h - the bytes of verified blocks, in data files beside the database
  * (layout and rules: docs/cache.md). Files only: the rows saying which bytes are readable

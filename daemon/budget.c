@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * budget.c - the memory budget and connection slots per uid (budget.h): one account per uid
  * that holds memory or connections, in a small hash table, dropped once it holds neither.

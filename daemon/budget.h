@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * budget.h - what one uid may hold of the daemon: bytes of memory against the daemon-wide
  * memory budget (memory_budget), and connection slots. The module that holds memory for a

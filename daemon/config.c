@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * config.c - the peerdistd configuration file (INI, read with libinih) and
  * the environment overrides. Unknown keys and bad values are errors, so a

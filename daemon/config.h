@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * config.h - peerdistd settings: built-in defaults, then the INI file, then
  * the environment, then command-line flags (each overrides the one before).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * content-add.c - AddData in the daemon: the call's bytes checked against the handle's bounds,
  * cut into blocks (whole blocks go to a worker, parts of blocks are held until the rest

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * content-commit.c - the second half of AddData: an op's bytes are written (content-add.c);
  * a group sync fdatasyncs every file the waiting ops wrote, once per file, on a worker; then

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * content-handle.c - the content handle and what every part of the content module asks of
  * it: lookup on its connection, references, held bytes, and where a content offset lies in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * content-info.c - content information on a content handle: streamed in (AddContentInformation),
  * parsed and checked at Complete against DESIGN.md's trust rules (a V1 hash list is bound to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * content-internal.h - what the files of the content module share: content handles
  * (content.c), content information and trust (content-info.c), AddData intake and

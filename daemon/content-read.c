@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * content-read.c - BlockRead and StreamRead in the daemon: where a content offset lies
  * (segment, block), which stored blocks a handle may read (the slot map: rows whose hash is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * content.c - PeerDistClient* in the daemon: content handles (scoped to their connection),
  * cancellation, the caller's tags, and the routing of the module's requests to its parts:

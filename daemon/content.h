@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * content.h - PeerDistClient* in the daemon: content handles, content information added and
  * validated, AddData verified block by block into the block store, reads, cancellation, and

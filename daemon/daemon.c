@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * daemon.c - peerdistd's parts put together and taken apart, in one place for main.c and the
  * fuzz harness: the database directory (made, checked, locked), the event loop, the disk

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * daemon.h - peerdistd's shared state (the event loop, the store, the block store, the
  * connections) and the transport (server.c): connections, frames in, replies out. The

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * disk.c - free space on the cache filesystem (see disk.h). The reserve is a plain file,
  * <database>.reserve, allocated with fallocate so its blocks are really taken; releasing it

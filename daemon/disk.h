@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * disk.h - the cache filesystem's free space. A reserve file beside the database holds
  * disk_reserve bytes that only deletes may use: when the database cannot journal a flush for

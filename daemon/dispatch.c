@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dispatch.c - the daemon's request handler: the session requests (Hello, status, daemon
  * information) answered here, every other request routed to the module that owns it

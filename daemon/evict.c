@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * evict.c - the cache's bounds (see evict.h and docs/cache.md): which cache_size, max_age and
  * uid_quota are in force and where each came from, the daemon's one clock, what reads used

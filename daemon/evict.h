@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * evict.h - the cache's bounds (docs/cache.md, Bounds and eviction): the settings in force
  * (cache_size, max_age, uid_quota, and the run-time override in <state_dir>/cache.conf), the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * flush.c - flushes (see flush.h). Requests queue on the loop; a batch of up to
  * FLUSH_BATCH_MAX runs on a worker in one transaction on the flush connection, so readers on

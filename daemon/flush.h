@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * flush.h - PeerDistClientFlushContent in the daemon: queued flushes committed in batches (one
  * transaction each) on the flush worker's own database connection, and the write gate that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fsutil.c - the file-system side of peerdistd's start-up (fsutil.h): ownership and modes of
  * what it creates, the directories it refuses, the database directory's lock.

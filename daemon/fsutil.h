@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fsutil.h - what peerdistd's start-up does to the file system before it opens anything:
  * who owns what it creates, which directories it trusts, and the lock that makes it the only

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * log.c - leveled logging to stderr. Lines carry a syslog-style <N> prefix
  * when stderr is the journal (JOURNAL_STREAM set), a timestamp otherwise.

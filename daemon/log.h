@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * log.h - peerdistd's leveled logging to stderr (journald picks it up under
  * systemd). One line per event, prefixed with the level.

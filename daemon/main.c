@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * main.c - peerdistd start-up and shut-down: options, configuration, the
  * database, the socket, signals (TERM/INT stop cleanly, HUP re-reads the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * publish.c - PeerDistServer* in the daemon (see publish.h). A stream feeds
  * its bytes, in order and one job at a time, to content-information

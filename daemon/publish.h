@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * publish.h - PeerDistServer* in the daemon: publication streams hashed off
  * the loop into V1 (and V2) content information, publications per uid, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * secret.c - loads, creates and replaces the server passphrase (see secret.h). The file is
  * always written atomically: temporary file, fsync, rename, fsync of the directory, so a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * secret.h - the server passphrase in the state directory (<state_dir>/secret,
  * raw bytes, mode 0600): read at start-up, generated (32 random bytes) when

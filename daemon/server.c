@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * server.c - the transport: the Unix stream socket, accepting (with SO_PEERCRED identity and
  * the connection limits: max_connections fitted to the descriptor limit, a reserve for root

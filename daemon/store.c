@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * store.c - SQLite behind the cache, and all of peerdistd's SQL: WAL journal, numbered
  * migrations tracked with PRAGMA user_version, and prepared statements for the block index,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * store.h - the cache's SQLite database, and every SQL statement peerdistd runs: opening it
  * in WAL mode, the schema migrations, the block index, labels and flushes, and the queries of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * winerr.c - failures to Win32 codes (see winerr.h). Clients see these numbers; the daemon's
  * log line says what really happened.

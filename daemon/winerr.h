@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * winerr.h - the one place where failures become the Win32 codes the daemon sends: SQLite
  * result codes and errno values. Every number comes from a public constant of <peerdist.h>.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * worker.c - the thread pool behind worker.h. Jobs go to the workers through
  * a mutex-protected queue; finished jobs come back through a second queue and

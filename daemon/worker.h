@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * worker.h - a small thread pool for work that must not run on the event
  * loop (hashing, disk writes, large deletes). A job's `work` runs on a worker

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * flush.c - a program written as for Windows: it evicts what it cached under
  * its content tag, waiting on a completion port. It builds unchanged on

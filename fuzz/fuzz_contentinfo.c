@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_contentinfo.c - libFuzzer harness for the content-information parsers: the whole-buffer
  * parser must accept input only if it serializes back byte for byte, and the streaming parser,
  * fed the same bytes in input-dependent pieces, must reach exactly the same verdict. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_daemon.c - libFuzzer harness for the real peerdistd: each input is a sequence of protocol
  * requests sent over socketpairs handed to server_adopt (two clients, two uids), pumped through
  * the daemon's own event loop and worker pool; every reply must parse, answer a request sent,

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """fuzz/make-corpus.py - writes the checked-in seed corpora, fuzz/corpus/<harness>/, from their
 sources: every tests/vectors/*content_info.hex for fuzz_contentinfo, and the hand-made request
 sequences below for fuzz_daemon. Run it after changing either; --check (a ctest) fails when a

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # fuzz/run.sh - builds the libFuzzer harnesses with CMake (CC=clang, -DPEERDIST_FUZZ=ON, in
 # build-fuzz/) and runs each for its share of the time, from its checked-in seed corpus
 # (fuzz/corpus/NAME/) with its dictionary (fuzz/NAME.dict):

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # check.sh PEERDISTD - verifies the systemd units (peerdistd.service from its .in, with
 # ExecStart pointed at PEERDISTD, and peerdistd.socket) and checks the service's exposure
 # score (systemd-analyze security; lower is better): it must stay at or below MAX_EXPOSURE.

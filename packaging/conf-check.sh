@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # conf-check.sh PEERDISTD SOURCE_DIR - the sample packaging/peerdistd.conf against the daemon:
 # every key daemon/config.c accepts is in the sample (commented, with its default) and the
 # sample names no other key; with every key uncommented, PEERDISTD starts on it (paths moved

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # gen-symbols.sh LIBPEERDIST_SO [VERSION] - prints debian/libpeerdist1.symbols for the built
 # library: every symbol the version script client/libpeerdist.sym exports (PeerDist*,
 # pdw32_*, peerdist_port_* in node PEERDIST_1.0), each with VERSION, the first upstream

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # man-check.sh PAGE... - fails when groff warns about a manual page (roff built by pandoc
 # from docs/*.md) or when its NAME line is not what whatis(1) and apropos(1) read.
 set -eu

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- man-tables.lua - pandoc filter for the manual pages: turns each table into a list of
 -- tagged paragraphs (one per row: the first cell as the tag, the others below it, each
 -- after its column's heading), which man(7) renders at any terminal width, where tbl(1)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * frame.c - length-prefixed framing (see frame.h). Nothing here trusts the
  * length header: it is checked against FRAME_MAX_PAYLOAD before anything is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * frame.h - length-prefixed framing of protobuf messages, shared by peerdistd,
  * libpeerdist and peerdistctl: a 4-byte big-endian payload length, then one

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- 001_initial.sql: labels, the record of what each (uid, tag) added to the cache.
 -- PeerDistClientFlushContent(tag) is one indexed delete of the caller's rows here.
 CREATE TABLE labels (

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- 002_blocks.sql: the block index. A row says "these verified bytes are on disk and readable";
 -- the bytes themselves live in data files beside the database (docs/cache.md).
 -- owner -1: the block's hash is bound to the segment ID (a full V1 hash list that hashes to

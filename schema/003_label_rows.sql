@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- 003_label_rows.sql: each label names the block row it keeps alive (labels.row_owner, the
 -- row's blocks.owner: -1 the shared row, else the labelling uid's private row). A flush then
 -- releases exactly what only the flushing uid's labels keep: a label on a uid's own private

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- 004_cache_bounds.sql: what the cache's bounds need (docs/cache.md, Bounds and eviction):
 -- when each segment was added and last used, counters kept across restarts, the limits in
 -- force, and read-only views for administrators. Every timestamp is written by peerdistd

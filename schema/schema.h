@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * schema.h - the SQL migrations embedded from schema/NNN_*.sql. Migration n
  * takes the database from user_version n-1 to n.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_util.c - the steps the integration tests through <peerdist.h> share (api_util.h).
  * Every step asserts what it expects with Check, so a test reads as its scenario.

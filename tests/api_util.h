@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_util.h - the steps the integration tests through <peerdist.h> share, in one place:
  * an instance and its OVERLAPPEDs, publishing and retrieving content information, a content

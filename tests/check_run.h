@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_run.h - the one way each Check test program runs its suite and turns
  * the result into an exit status for ctest.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """ctl_admin_test.py PEERDISTD PEERDISTCTL - the administration commands end to end.
 
 Against a real peerdistd started here: `cache` counts what inject, get and flush did; `cache

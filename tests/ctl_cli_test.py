@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """ctl_cli_test.py PEERDISTD PEERDISTCTL - peerdistctl as a user meets it.
 
 Against a real peerdistd started here: get leaves OUT untouched on failure and writes it

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # ctl_test.sh PEERDISTD PEERDISTCTL - peerdistctl status against a real daemon, and
 # its exit codes (0 success, 1 failure, 2 bad usage).
 set -u

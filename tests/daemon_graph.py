@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """daemon_graph.py - which daemon/ file calls which, from the symbols of peerdistd's objects,
 and a failure if the graph has a cycle (distributed mode adds files to the daemon: each must
 find the layers, not a loop). Usage: daemon_graph.py OBJECT... (CMake passes pddaemon's)."""

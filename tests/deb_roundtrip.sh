@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # deb_roundtrip.sh - the Debian packages from build to purge, on this machine: `make deb`,
 # `apt-get install ./build/deb/*.deb`, the system user and directories, the units checked by
 # systemd-analyze, then peerdistd started the way peerdistd.socket and peerdistd.service

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """tests/docs_check.py - fails when a Markdown file of the repository cites a path or a name
 of ours that the tree no longer has, listing each such citation.
 

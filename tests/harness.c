@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * harness.c - starts and stops the real peerdistd for integration tests
  * (the path comes from PEERDISTD_PATH, set by CMake).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * harness.h - integration-test helpers: run the real peerdistd on a
  * throw-away socket, database and configuration file in a private directory.

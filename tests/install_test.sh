@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # install_test.sh BUILD_DIR SOURCE_DIR - installs into a temporary prefix, builds
 # examples/flush.c and tests/test_win32_style.c (written as for Windows) with pkg-config
 # against it, and runs them against a peerdistd started with --socket.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # reliability-report.sh - runs the long reliability tests and writes docs/RELIABILITY.md from
 # what they print: the kill -9 loop (tests/test_killloop.c), the hostile local clients
 # (tests/test_hostile.c), the full disk (tests/test_diskfull.c) and both fuzzers (fuzz/run.sh).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sdk_win8_calls.c - calls what Windows 8 added to <peerdist.h>. Only compiled
  * (tests/CMakeLists.txt): as is it must build; with -D_WIN32_WINNT=0x0601 the

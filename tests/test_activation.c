@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_activation.c - peerdistd under a service manager: socket activation through
  * systemd-socket-activate (the socket handed over is used, never removed or changed; READY=1

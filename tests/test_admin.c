@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_admin.c - administration against the real peerdistd: who is an admin (root, group
  * peerdist as primary or supplementary group) and the refusal of everyone else, admin flushes

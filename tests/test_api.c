@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_api.c - integration tests: the real peerdistd on a temporary socket
  * and database, driven only through the public <peerdist.h> API (raw sockets

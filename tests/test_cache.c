@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_cache.c - the bounded cache against a real peerdistd, in raw frames: eviction of the
  * least recently used segments under a small cache_size while a reader reads (no wrong byte,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_config.c - peerdistd.conf as daemon/config.c reads it: every key and its bounds, and
  * the message for each kind of mistake, which names the file, the line and what is wrong

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_content.c - one content handle through <peerdist.h> against the real peerdistd: its
  * rules (hash verification, tags sharing bytes, ranged content information, state errors,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_content_store.c - the block store under the daemon's content handles: block rows and
  * their bytes, flush deleting what no label keeps (and reclaiming its space), start-up

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_ctl_util.c - peerdistctl's tag syntax: 32 hex digits in order, and a
  * GUID read as Windows lays it out in memory (first three groups little-endian); its number,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_datapath.c - the whole data path end to end, through <peerdist.h> only, against the
  * real peerdistd: publish → retrieve the content information in small chunks → open content

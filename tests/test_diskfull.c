@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_diskfull.c - the cache on a full filesystem, for real: a 64 MiB ext4 image mounted on
  * a loop device (tmpfs where loop devices are not available; skipped with a message when not

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_frame.c - unit tests of the wire framing: truncated, oversized and
  * garbage frames, frames split across reads, and a request round trip.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_frame_decode.c - unit tests of bounded decoding (frame_unpack_request): the largest
  * request of every kind we define, and a newer client's unknown request type, decode within

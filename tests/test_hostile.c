@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_hostile.c - the real peerdistd against hostile and careless local clients, spoken to in
  * raw frames: oversized, truncated and garbage frames, requests before Hello, unknown handles,

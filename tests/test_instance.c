@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_instance.c - what a start of peerdistd may and may not do to the files it finds, against
  * the real daemon: one daemon per database directory (a second one, started while the first

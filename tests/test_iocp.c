@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_iocp.c - unit tests of the Win32 shim: completion ports (FIFO order,
  * several waiting threads, timeouts, close while waiting, the pollable fd,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_killloop.c - kill -9 at random moments while clients publish, add data and flush, then
  * restart, many times over (DESIGN.md, What a completion promises). After each restart:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_lib_conn.c - the library's connection to peerdistd when the daemon misbehaves:
  * it restarts (every pending operation fails once with PEERDIST_ERROR_SERVICE_UNAVAILABLE,

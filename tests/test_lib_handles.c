@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_lib_handles.c - the library's handles and OVERLAPPEDs under concurrency and fork():
  * no content handle outlives PeerDistShutdown (nor is accepted by a later instance), a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_publish.c - PeerDistServer* end to end against the real peerdistd:
  * publish through streams, hand out content information in chunks and

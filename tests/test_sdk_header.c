@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_sdk_header.c - <peerdist.h> against the Windows SDK's peerdist.h and
  * the winerror.h/winnt.h/winbase.h values it leans on, checked at compile

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_store.c - unit tests of the store: migrations (fresh, partial,
  * refusing a newer database, a failing migration rolls back) and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_win32_style.c - a PeerDist program written as for Windows, run against
  * the real peerdistd (tests/win32_style_test.sh starts it). It publishes

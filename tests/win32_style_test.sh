@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # win32_style_test.sh PEERDISTD PROGRAM... - starts peerdistd on a private socket and
 # database and runs each Windows-style program against it (seeds 1, 2, ...); fails when
 # one of them does.

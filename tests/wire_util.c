@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wire_util.c - raw frames to the real peerdistd (wire_util.h).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wire_util.h - raw frames to the real peerdistd for the administration and activation tests:
  * connect, Hello, one request and its reply, and the consuming calls that put content in the

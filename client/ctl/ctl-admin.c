@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ctl-admin.c - `peerdistctl status | tags | flush | cache | key`: requests of
  * proto/peerdist.proto sent over the library's connection code, for what <peerdist.h> has no

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ctl-admin.h - peerdistctl sub-commands that speak to peerdistd in its own messages
  * (proto/peerdist.proto) rather than through <peerdist.h>: status, tags, flush, cache, key.

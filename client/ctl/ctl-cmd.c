@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ctl-cmd.c - the context, option parsing, error reporting and daemon connection shared by
  * every peerdistctl sub-command (ctl-cmd.h).

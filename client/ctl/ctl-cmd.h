@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ctl-cmd.h - what every peerdistctl sub-command shares: its context (socket, connect
  * timeout, name, help), option parsing that also takes the global options after the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ctl-data.c - `peerdistctl publish | inject | get`: the Linux counterparts of
  * BranchCacheTool's /PublishCI and /AddData, and a reader that goes through the cache. They

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ctl-data.h - peerdistctl sub-commands that move content through the daemon with the
  * public API, as an application would: publish, inject, get.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ctl-util.c - shared helpers of the peerdistctl sub-commands (ctl-util.h).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ctl-util.h - small pieces every peerdistctl sub-command uses: exit codes, progress on a
  * terminal, output files replaced only on success, number, size and duration syntax, hex,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * peerdistctl.c - the administration and inspection CLI: global options, the command table,
  * help and version. Exit status: 0 success, 1 failure, 2 bad usage (peerdistctl(1)).

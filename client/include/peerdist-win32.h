@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * peerdist-win32.h - the small Win32 subset that <peerdist.h> leans on and
  * PeerDist programs use: base types, OVERLAPPED, error codes, completion

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * peerdist.h - the Windows Peer Distribution (BranchCache) API for Linux.
  * Same names, types, layouts, constants and error codes as Windows'

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api-client.c - PeerDistClientFlushContent, the one client call not tied to
  * a content handle. The calls on content handles are in api-content.c.

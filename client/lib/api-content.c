@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api-content.c - the PeerDistClient* calls on a content handle: open and
  * close, content information, AddData, block and stream reads, cancellation

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api-internal.h - what the API files (api.c, api-client.c, api-content.c,
  * api-server.c) share: the instance and content-handle objects and the checks

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api-server.c - PeerDistServer* of <peerdist.h>: stream and
  * content-information handles, their asynchronous operations, and

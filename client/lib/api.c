@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api.c - session functions of <peerdist.h> (startup, shutdown, status,
  * notifications, overlapped results) and the instance object the client

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * conn.h - one instance's connection to peerdistd: Hello, request ids,
  * synchronous calls done on the caller's thread, asynchronous operations

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * handles.c - HANDLE values encode a slot index and the slot's serial number,
  * so a closed handle is never mistaken for a later one in the same slot.

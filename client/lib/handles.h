@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * handles.h - the library's HANDLE table. Every HANDLE the library gives out
  * (ports, events, instances, content handles) is an opaque number looked up

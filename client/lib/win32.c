@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * win32.c - the Win32 shim: per-thread last error, event objects and waits
  * on them, Sleep, I/O completion ports (FIFO of packets, a pollable eventfd,

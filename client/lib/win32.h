@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * win32.h - internal side of the Win32 shim: completion delivery shared by
  * every asynchronous PeerDist call.
