@@ -158,8 +158,9 @@ bool disk_admit(struct daemon *d, uint64_t n)
             (unsigned long long)d->cfg.disk_reserve);
         avail = disk_available(d);
     }
-    if (!ds || avail == UINT64_MAX || (avail >= n && avail - n >= DISK_ADMIT_MARGIN &&
-                                          (ds->have_reserve || d->cfg.disk_reserve == 0)))
+    if (!ds || avail == UINT64_MAX ||
+        (avail >= n && avail - n >= DISK_ADMIT_MARGIN &&
+            (ds->have_reserve || d->cfg.disk_reserve == 0)))
         return true;
     ds->refused++;
     time_t now = time(NULL);

@@ -61,7 +61,8 @@ struct evict_state {
     struct evict_waiter *recency_waiting;
     bool continuing; /* the last pass left more to evict: the next one follows at once */
     bool quota_due;  /* labels were added (or the bounds changed) since uid_quota was checked */
-    struct info_wait *info_waiting;
+    struct info_wait *info_waiting; /* CacheInfo requests for the next job */
+    bool info_running;              /* a CacheInfo job is on a worker */
 };
 
 struct seg_key {
@@ -663,7 +664,7 @@ static void evict_pass_run(struct evict_pass *p, struct store *st)
     bs_holds_unlock(p->d->bs);
 }
 
-static void info_now(struct conn *c, uint64_t id);
+static void info_kick(struct daemon *d);
 
 bool evict_pass_disk_full(const struct evict_pass *p)
 {
@@ -704,21 +705,22 @@ bool evict_pass_done(struct evict_pass *p)
     es->pass_running = false;
     /* Failed, the pass put its notes back; they answer from what the database has. */
     recency_waiters_run(es, seq, false);
-    while (es->info_waiting) {
-        struct info_wait *w = es->info_waiting;
-        es->info_waiting = w->next;
-        info_now(w->c, w->id);
-        conn_unref(w->c);
-        free(w);
-    }
+    info_kick(d); /* CacheInfo requests that waited for the pass's counters */
     return more && !d->stopping;
 }
 
 /* ---- CacheInfo and CacheSet ---- */
 
+/*
+ * CacheInfo: the totals (a read of the index on a connection of its own, and a walk of data/)
+ * are worked out on a worker, one job at a time; requests that arrive meanwhile wait for the
+ * next job and share it, so a client asking in a loop costs at most one worker, never all of
+ * them. The counters are read when the job starts (no eviction pass is running then: a pass
+ * holds the counters it took from memory until it commits).
+ */
 struct info_job {
-    struct conn *c;
-    uint64_t id;
+    struct daemon *d;
+    struct info_wait *waiters; /* answered by this job */
     Peerdist__CacheInfoReply ci;
     char size_text[32], age_text[32];
     bool failed;
@@ -756,7 +758,7 @@ static uint64_t data_bytes(const char *dir)
 static void info_work(void *arg)
 {
     struct info_job *j = arg;
-    struct daemon *d = j->c->d;
+    struct daemon *d = j->d;
     struct store *rd;
     char err[512], dir[PATH_MAX];
     if (store_open_reader(d->cfg.db_path, &rd, err, sizeof(err)) != 0) {
@@ -777,34 +779,54 @@ static void info_work(void *arg)
     j->ci.used_bytes = data_bytes(dir);
 }
 
+/* Loop: every request the job took gets the same figures. */
 static void info_done(void *arg)
 {
     struct info_job *j = arg;
-    if (j->failed) {
-        conn_reply_status(j->c, j->id, ERROR_INTERNAL_ERROR);
-    } else {
-        j->ci.cache_size = j->size_text;
-        j->ci.max_age = j->age_text;
-        Peerdist__Reply r = PEERDIST__REPLY__INIT;
-        r.id = j->id;
-        r.body_case = PEERDIST__REPLY__BODY_CACHE_INFO;
-        r.cache_info = &j->ci;
-        conn_send(j->c, &r);
+    struct daemon *d = j->d;
+    j->ci.cache_size = j->size_text;
+    j->ci.max_age = j->age_text;
+    while (j->waiters) {
+        struct info_wait *w = j->waiters;
+        j->waiters = w->next;
+        if (j->failed) {
+            conn_reply_status(w->c, w->id, ERROR_INTERNAL_ERROR);
+        } else {
+            Peerdist__Reply r = PEERDIST__REPLY__INIT;
+            r.id = w->id;
+            r.body_case = PEERDIST__REPLY__BODY_CACHE_INFO;
+            r.cache_info = &j->ci;
+            conn_send(w->c, &r);
+        }
+        conn_unref(w->c);
+        free(w);
     }
-    conn_unref(j->c);
     free(j);
+    struct evict_state *es = state(d);
+    if (es) {
+        es->info_running = false;
+        info_kick(d); /* requests that came while this job ran */
+    }
 }
 
-/* Counters: the database's plus what the loop holds (no pass is running). */
-static void info_now(struct conn *c, uint64_t id)
+/* Starts a job for the waiting requests, unless one runs or an eviction pass holds counters. */
+static void info_kick(struct daemon *d)
 {
-    struct daemon *d = c->d;
     struct evict_state *es = state(d);
+    if (!es || !es->info_waiting || es->info_running || es->pass_running)
+        return;
     struct info_job *j = calloc(1, sizeof(*j));
     uint64_t ctr[STORE_CTR_COUNT];
-    if (!j || store_counters_get(d->store, ctr) != 0) {
+    bool ok = j && store_counters_get(d->store, ctr) == 0;
+    if (!ok) {
+        while (es->info_waiting) {
+            struct info_wait *w = es->info_waiting;
+            es->info_waiting = w->next;
+            conn_reply_status(w->c, w->id, j ? ERROR_INTERNAL_ERROR : ERROR_NOT_ENOUGH_MEMORY);
+            conn_unref(w->c);
+            free(w);
+        }
         free(j);
-        conn_reply_status(c, id, j ? ERROR_INTERNAL_ERROR : ERROR_NOT_ENOUGH_MEMORY);
         return;
     }
     for (int i = 0; i < STORE_CTR_COUNT; i++)
@@ -828,9 +850,10 @@ static void info_now(struct conn *c, uint64_t id)
     j->ci = ci;
     snprintf(j->size_text, sizeof(j->size_text), "%s", cs->text);
     snprintf(j->age_text, sizeof(j->age_text), "%s", ma->text);
-    j->c = c;
-    j->id = id;
-    c->refs++;
+    j->d = d;
+    j->waiters = es->info_waiting;
+    es->info_waiting = NULL;
+    es->info_running = true;
     if (d->stopping || worker_submit(d->workers, info_work, info_done, j) != 0) {
         info_work(j);
         info_done(j);
@@ -844,10 +867,6 @@ void evict_cache_info(struct conn *c, uint64_t id)
         conn_reply_status(c, id, ERROR_CALL_NOT_IMPLEMENTED);
         return;
     }
-    if (!es->pass_running) {
-        info_now(c, id);
-        return;
-    }
     struct info_wait *w = calloc(1, sizeof(*w));
     if (!w) {
         conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
@@ -858,6 +877,7 @@ void evict_cache_info(struct conn *c, uint64_t id)
     c->refs++;
     w->next = es->info_waiting;
     es->info_waiting = w;
+    info_kick(c->d);
 }
 
 bool evict_cache_set(struct conn *c, uint64_t id, const Peerdist__CacheSetRequest *rq)

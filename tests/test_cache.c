@@ -709,6 +709,48 @@ static int nobody_is_refused(void *arg)
     return 0;
 }
 
+/*
+ * CacheInfo walks data/ on a worker: requests pipelined by one client share jobs (one at a
+ * time), and every one is answered with the figures of the cache as it is.
+ */
+START_TEST(cache_info_pipelined_requests_share_jobs)
+{
+    start_with("");
+    struct content a;
+    content_make(&a, 200 * 1024, 9);
+    static const uint8_t tag[16] = {0xc1};
+    int fd = wire_connect();
+    add_content(fd, &a, tag);
+    enum { N = 500 };
+    for (int i = 0; i < N; i++) {
+        Peerdist__CacheInfoRequest ci = PEERDIST__CACHE_INFO_REQUEST__INIT;
+        Peerdist__Request req = PEERDIST__REQUEST__INIT;
+        req.id = next_id++;
+        req.body_case = PEERDIST__REQUEST__BODY_CACHE_INFO;
+        req.cache_info = &ci;
+        ck_assert_int_eq(raw_send(fd, &req), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        Peerdist__Reply *r = raw_recv(fd);
+        ck_assert_ptr_nonnull(r);
+        ck_assert_uint_eq(r->status, ERROR_SUCCESS);
+        ck_assert_int_eq(r->body_case, PEERDIST__REPLY__BODY_CACHE_INFO);
+        ck_assert_uint_eq(r->cache_info->stored_bytes, a.len);
+        ck_assert_uint_eq(r->cache_info->blocks, 4);
+        ck_assert_uint_eq(r->cache_info->segments, 1);
+        ck_assert_uint_eq(r->cache_info->tags, 1);
+        ck_assert_uint_ge(r->cache_info->used_bytes, a.len);
+        ck_assert_uint_eq(r->cache_info->added_bytes, a.len);
+        peerdist__reply__free_unpacked(r, NULL);
+    }
+    Peerdist__Reply *r = cache_info(fd); /* and the next one still gets its own answer */
+    ck_assert_uint_eq(r->cache_info->stored_bytes, a.len);
+    peerdist__reply__free_unpacked(r, NULL);
+    close(fd);
+    content_free(&a);
+}
+END_TEST
+
 START_TEST(cache_set_override_wins_until_reset)
 {
     if (geteuid() != 0) {
@@ -1115,6 +1157,7 @@ int main(void)
     tcase_add_test(tc, eviction_takes_the_least_recently_used);
     tcase_add_test(tc, segments_expire_after_max_age);
     tcase_add_test(tc, counters_are_exact_and_kept);
+    tcase_add_test(tc, cache_info_pipelined_requests_share_jobs);
     tcase_add_test(tc, cache_set_override_wins_until_reset);
     tcase_add_test(tc, sighup_reloads_cache_size);
     tcase_add_test(tc, uid_quota_takes_only_that_uids_labels);
