@@ -127,9 +127,14 @@ int fs_check_dir(const char *what, const char *dir)
     return 0;
 }
 
-int fs_restrict_file(const char *path)
+/*
+ * path's mode becomes `want` (a file: its own mode without the bits for others; a directory:
+ * FS_DIR_MODE) and, under root, its group the service group. Opened without following a
+ * link; a missing path is fine.
+ */
+static int restrict_path(const char *path, bool dir)
 {
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | (dir ? O_DIRECTORY : 0));
     if (fd < 0) {
         if (errno == ENOENT)
             return 0;
@@ -142,11 +147,11 @@ int fs_restrict_file(const char *path)
         log_error("%s: %s", path, strerror(errno));
         goto out;
     }
-    if (!S_ISREG(st.st_mode)) {
+    if (!dir && !S_ISREG(st.st_mode)) {
         log_error("%s: not a regular file", path);
         goto out;
     }
-    mode_t want = st.st_mode & 0770;
+    mode_t want = dir ? FS_DIR_MODE : st.st_mode & 0770;
     if ((st.st_mode & 07777) != want) {
         if (fchmod(fd, want) != 0) {
             log_error("chmod %s: %s", path, strerror(errno));
@@ -166,38 +171,14 @@ out:
     return rc;
 }
 
+int fs_restrict_file(const char *path)
+{
+    return restrict_path(path, false);
+}
+
 int fs_restrict_dir(const char *path)
 {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return 0;
-        log_error("%s: %s", path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    int rc = -1;
-    if (fstat(fd, &st) != 0) {
-        log_error("%s: %s", path, strerror(errno));
-        goto out;
-    }
-    if ((st.st_mode & 07777) != FS_DIR_MODE) {
-        if (fchmod(fd, FS_DIR_MODE) != 0) {
-            log_error("chmod %s: %s", path, strerror(errno));
-            goto out;
-        }
-        log_info("%s: mode %04o -> %04o (nothing of the cache is for other users)", path,
-            (unsigned)(st.st_mode & 07777), (unsigned)FS_DIR_MODE);
-    }
-    if (geteuid() == 0 && st.st_gid != fs_file_group() &&
-        fchown(fd, (uid_t)-1, fs_file_group()) != 0) {
-        log_error("chgrp %s: %s", path, strerror(errno));
-        goto out;
-    }
-    rc = 0;
-out:
-    close(fd);
-    return rc;
+    return restrict_path(path, true);
 }
 
 /* The pid holding fd's lock: the kernel's answer, else what the holder wrote in the file
