@@ -21,6 +21,7 @@
 #include "disk.h"
 #include "daemon.h"
 #include "flush.h"
+#include "peer.h"
 #include "fsutil.h"
 #include "log.h"
 #include "publish.h"
@@ -123,6 +124,8 @@ int daemon_init(struct daemon *d)
     store_set_reclaim_hook(d->store, bs_reclaim, d->bs);
     if (publish_init(d) != 0 || admin_init(d) != 0 || content_init(d) != 0 || flush_init(d) != 0)
         return -1;
+    if (peer_serve_init(d) != 0 || discovery_init(d) != 0 || peer_fetch_init(d) != 0)
+        return -1;
     return 0;
 }
 
@@ -141,6 +144,9 @@ void daemon_free(struct daemon *d)
         server_close_all(d);
     worker_pool_free(d->workers); /* every job's done runs before the stores close */
     d->workers = NULL;
+    peer_fetch_free(d);
+    discovery_free(d);
+    peer_serve_free(d);
     flush_free(d);
     content_free(d);
     publish_free(d);

@@ -151,6 +151,9 @@ struct daemon {
     void *disk;    /* disk.c: the reserve file, free-space checks */
     void *admin;   /* admin.c: the server secret in use */
     void *evict;   /* evict.c: the cache's bounds, recency and counters in memory */
+    void *discovery; /* discovery.c: MS-PCCRD sockets and probes (distributed mode) */
+    void *serve;     /* peer-serve.c: the MS-PCCRR server (distributed mode) */
+    void *fetch;     /* peer-fetch.c: fetches from peers for reads (distributed mode) */
 };
 
 /* daemon.c: everything but the listening socket and the signals, from d->cfg. */

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * peer.h - distributed mode (peerdistd.conf(5), mode = distributed): the three parts and what
+ * they ask of each other.
+ *   discovery.c   MS-PCCRD: WS-Discovery Probes and ProbeMatches over UDP multicast; answers
+ *                 Probes for what peer-serve.c can serve; sends Probes for peer-fetch.c.
+ *   peer-serve.c  MS-PCCRR server: HTTP POST on peer_port (libevent evhttp), blocks AES-CBC
+ *                 encrypted with the segment's key; which segments can be served.
+ *   peer-fetch.c  a read that misses locally: Probes, then GETBLKS from the peers that
+ *                 answered, every block verified against the reader's hash before it is
+ *                 stored (as AddData would) and returned.
+ * Each *_init does nothing (and returns 0) unless the mode is distributed. Everything here
+ * runs on the event loop unless a function says otherwise.
+ */
+#ifndef PEERDIST_DAEMON_PEER_H
+#define PEERDIST_DAEMON_PEER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct daemon;
+
+/* A segment ID (HoHoDk): 32 bytes for V1, 32 (SHA-512 truncated) for V2. */
+#define PEER_ID_MAX 64
+/* Blocks of one V1 segment at most (32 MiB of 64 KiB blocks); a V2 segment is block 0. */
+#define PEER_SEGMENT_BLOCKS_MAX 512
+
+/* ---- peer-serve.c ---- */
+
+int peer_serve_init(struct daemon *d);
+void peer_serve_free(struct daemon *d);
+
+/* What this daemon can serve of one segment (bound to its ID, secret held: DESIGN.md). */
+struct peer_segment_info {
+    int version;           /* 1 or 2: the content information version the segment comes from */
+    uint32_t blocks_held;  /* blocks this daemon can serve (V1 BlockCount) */
+    uint32_t total_blocks; /* blocks of the segment (bitmap bits that count) */
+    uint8_t bitmap[PEER_SEGMENT_BLOCKS_MAX / 8]; /* bit i (LSB first) = block i held */
+};
+/* true and *out filled if the segment has at least one block this daemon serves. Fast:
+ * called for every segment ID of every Probe. */
+bool peer_serve_segment(struct daemon *d, const uint8_t *id, size_t id_len,
+    struct peer_segment_info *out);
+
+/* ---- discovery.c ---- */
+
+int discovery_init(struct daemon *d);
+void discovery_free(struct daemon *d);
+
+/* One ProbeMatch: a peer that holds blocks of a segment. */
+struct discovery_match {
+    struct sockaddr_storage peer; /* where to POST: the ProbeMatch's source address with the
+                                     port of its XAddrs (never another host than the source) */
+    socklen_t peer_len;
+    uint8_t segment_id[PEER_ID_MAX];
+    size_t segment_id_len;
+    int version;          /* form of the ProbeMatch: 1 or 2 */
+    uint32_t block_count; /* V1 BlockCount */
+    const uint8_t *bitmap; /* V2 availability bitmap, or NULL; valid during the callback only */
+    size_t bitmap_len;
+};
+typedef void (*discovery_match_fn)(void *arg, const struct discovery_match *m);
+/* The discovery window closed: no more matches for this probe. */
+typedef void (*discovery_done_fn)(void *arg);
+
+struct discovery_probe;
+/*
+ * Sends Probes (V1 or V2 form) for n segment IDs on every interface in use, then reports
+ * ProbeMatches as they come until window_ms has passed, then done (once; never from inside
+ * this call). NULL if nothing can be sent (not distributed, no interface): the caller treats
+ * the segments as held by nobody.
+ */
+struct discovery_probe *discovery_probe_start(struct daemon *d, int version,
+    const uint8_t *const *ids, const size_t *id_lens, size_t n, unsigned window_ms,
+    discovery_match_fn on_match, discovery_done_fn on_done, void *arg);
+/* Stops reporting; neither callback runs after this. */
+void discovery_probe_cancel(struct discovery_probe *p);
+/* Distinct peers that probed for this segment ID in the last `seconds` (fFlashCrowd). */
+unsigned discovery_recent_probers(struct daemon *d, const uint8_t *id, size_t id_len,
+    unsigned seconds);
+
+/* ---- peer-fetch.c ---- */
+
+int peer_fetch_init(struct daemon *d);
+void peer_fetch_free(struct daemon *d);
+
+#endif
