@@ -21,6 +21,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
@@ -43,6 +44,8 @@ A4, B4, B4_OTHER, B4_SECOND = "10.77.0.1", "10.77.0.2", "10.78.0.2", "10.77.0.3"
 A6, B6 = "fd77::1", "fd77::2"
 
 failures = []
+LOG_DIR = tempfile.mkdtemp(prefix="pd-disco-")
+helpers_started = [0]
 
 
 def check(cond, what):
@@ -113,9 +116,12 @@ def link_local(ns, dev):
 
 class Helper:
     def __init__(self, ns, path, *args):
-        self.p = subprocess.Popen(["ip", "netns", "exec", ns, path, *args],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=open(f"/tmp/{ns}.log", "w"), text=True, bufsize=1)
+        helpers_started[0] += 1
+        self.log = os.path.join(LOG_DIR, f"helper{helpers_started[0]}-{ns}.log")
+        with open(self.log, "w") as err:
+            self.p = subprocess.Popen(["ip", "netns", "exec", ns, path, *args],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=err, text=True, bufsize=1)
         self.buf = ""
         line = self.line(10)
         if line != "ready":
@@ -147,6 +153,10 @@ class Helper:
             out.append(line)
             if line == last:
                 return out, True
+
+    def log_text(self):
+        with open(self.log) as f:
+            return f.read()
 
     def stop(self):
         if self.p.poll() is None:
@@ -309,6 +319,8 @@ def test_answers(helper_path, a_ll, b_ll):
         got = receive(s, 1.0)
         check(len(got) == 1 and tag(got[0][0].decode(), "wsa:RelatesTo") == mid,
               "malformed datagrams dropped; the next Probe answered")
+        check("dropped a malformed datagram from" in a.log_text(),
+              "malformed datagrams logged")
 
         # The same Probe again (a retransmission): not answered twice.
         s.sendto(probe_xml(1, [V1_ID], mid), (GROUP4, PORT))
@@ -404,6 +416,8 @@ def test_probes(helper_path):
         lines, done = a.lines_until("done", 5)
         matches = [l for l in lines if l.startswith("match ")]
         check(done, "A's V1 probe: done after the window")
+        check(f"ProbeMatch from {B4_OTHER} dropped: not on the subnet" in a.log_text(),
+              f"the ProbeMatch from {B4_OTHER} (another subnet) dropped, logged")
         check(matches == [f"match {V1_ID.hex().upper()} {B4} 8081 1 7 00"],
               f"A's V1 probe: one match, peer {B4}:8081 (the source, XAddrs' port), "
               f"BlockCount 7 (got {matches})")
@@ -484,8 +498,9 @@ def main():
     finally:
         teardown()
     if failures:
-        print(f"{len(failures)} check(s) failed; helper logs in /tmp/{NS_A}.log, /tmp/{NS_B}.log")
+        print(f"{len(failures)} check(s) failed; helper logs in {LOG_DIR}")
         return 1
+    subprocess.run(["rm", "-rf", LOG_DIR])
     print("all discovery checks passed")
     return 0
 
