@@ -31,7 +31,7 @@ static void usage(FILE *f)
         "  -s, --socket PATH     Unix socket to listen on (default %s; env PEERDIST_SOCKET)\n"
         "  -d, --db PATH         cache database (default %s; env PEERDIST_DB)\n"
         "      --state-dir PATH  state directory (default %s; env PEERDIST_STATE_DIR)\n"
-        "  -m, --mode MODE       disabled | local (distributed, hosted-client, hosted-server:\n"
+        "  -m, --mode MODE       disabled | local | distributed (hosted-client, hosted-server:\n"
         "                        not implemented yet, refused)\n"
         "  -l, --log-level LVL   error | warn | info | debug (default info)\n"
         "  -V, --version         print the version and exit\n"
@@ -114,8 +114,8 @@ static int build_config(const struct flags *fl, struct config *cfg)
     }
     /* Saying so beats running a network mode silently as local. */
     if (!config_mode_implemented(cfg->mode)) {
-        log_error("mode %s is not implemented in peerdistd %s (it runs disabled and local); "
-                  "refusing to start",
+        log_error("mode %s is not implemented in peerdistd %s (it runs disabled, local and "
+                  "distributed); refusing to start",
             config_mode_name(cfg->mode), PEERDIST_SOFTWARE_VERSION);
         return -1;
     }
