@@ -721,6 +721,12 @@ static void handle_probe(struct disco *g, int fd, const uint8_t *buf, size_t len
         return; /* an interface not in use */
     struct pccrd_probe *probe = &g->probe;
     int rc = pccrd_probe_parse((const char *)buf, len, probe);
+    if (rc == PCCRD_E_SHAPE) {
+        /* Other WS-Discovery traffic shares the group (devices' Hello, Bye, Probes for
+         * printers): not ours, not malformed. */
+        log_debug("discovery: a datagram on port %d that is not a PeerDist Probe", DISCO_PORT);
+        return;
+    }
     if (rc != 0) {
         log_malformed(g, pccrd_strerror(rc), from);
         return;

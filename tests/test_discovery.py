@@ -313,6 +313,9 @@ def test_answers(helper_path, a_ll, b_ll):
         # Malformed datagrams: dropped, and the helper answers the next Probe.
         for junk in (b"", b"\x00" * 100, b"<soap:Envelope", probe_xml(1, [], "urn:uuid:x"),
                      probe_xml(1, [V1_ID], "urn:uuid:y").replace(b"Scopes", b"Scopez"),
+                     # another WS-Discovery user's Probe (a printer search): not ours
+                     probe_xml(1, [V1_ID], "urn:uuid:z").replace(
+                         b"PeerDist:PeerDistData", b"wsdp:Device"),
                      b"<?xml version='1.0'?><!DOCTYPE a [<!ENTITY e 'x'>]><a>&e;</a>"):
             s.sendto(junk, (GROUP4, PORT))
         mid = send_probe(s, 1, [V1_ID])
