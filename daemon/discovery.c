@@ -44,13 +44,15 @@
 /* §4.5 server backoff: an answer leaves 1 ms .. APP_MAX_DELAY after its Probe. */
 #define DISCO_REPLY_DELAY_MAX_MS 65
 /* Answers waiting for their delay at most; Probes past it go unanswered. */
-#define DISCO_PENDING_MAX 64
+#define DISCO_PENDING_MAX 256
 /* Answers per second: all peers together, and one peer (source address); a token bucket each,
- * holding at most BURST answers. A flood of Probes gets at most BURST + RATE x seconds. */
-#define DISCO_ANSWER_RATE 64
-#define DISCO_ANSWER_BURST 64
-#define DISCO_PEER_RATE 8
-#define DISCO_PEER_BURST 16
+ * holding at most BURST answers. A flood of Probes gets at most BURST + RATE x seconds. The
+ * per-peer figures leave room for iPXE, which probes each segment on its own (V2 content:
+ * one segment per block, 32 blocks at once, each Probe sent twice). */
+#define DISCO_ANSWER_RATE 256
+#define DISCO_ANSWER_BURST 256
+#define DISCO_PEER_RATE 64
+#define DISCO_PEER_BURST 128
 #define DISCO_PEERS_TRACKED 256
 /* A Probe seen again (retransmission, or heard on two interfaces) within this many MessageIDs
  * is not answered twice. */
@@ -225,9 +227,8 @@ static void new_message_id(char *out, size_t outlen)
     u[6] = (uint8_t)((u[6] & 0x0f) | 0x40);
     u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
     snprintf(out, outlen,
-        "urn:uuid:%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0],
-        u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
-        u[15]);
+        "urn:uuid:%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
+        u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
 }
 
 static void log_malformed(struct disco *g, const char *what, const struct sockaddr_storage *from)
@@ -589,8 +590,11 @@ static int send_from(int fd, const uint8_t *msg, size_t len, const struct sockad
         struct cmsghdr align;
     } ctl;
     memset(&ctl, 0, sizeof(ctl));
-    struct msghdr mh = {.msg_name = (void *)to, .msg_namelen = to_len, .msg_iov = &iov,
-        .msg_iovlen = 1, .msg_control = ctl.buf};
+    struct msghdr mh = {.msg_name = (void *)to,
+        .msg_namelen = to_len,
+        .msg_iov = &iov,
+        .msg_iovlen = 1,
+        .msg_control = ctl.buf};
     struct cmsghdr *c = (struct cmsghdr *)ctl.buf;
     if (to->ss_family == AF_INET) {
         struct in_pktinfo pi = {.ipi_ifindex = (int)ifindex, .ipi_spec_dst = src->a.v4};
@@ -786,8 +790,7 @@ static void handle_probe(struct disco *g, int fd, const uint8_t *buf, size_t len
         return;
     }
     struct disco_answer *a = calloc(1, sizeof(*a));
-    if (!a || !(a->msg = malloc(out_len)) ||
-        !(a->ev = evtimer_new(g->d->base, on_answer_due, a))) {
+    if (!a || !(a->msg = malloc(out_len)) || !(a->ev = evtimer_new(g->d->base, on_answer_due, a))) {
         log_warn("discovery: out of memory answering a Probe");
         if (a)
             free(a->msg);
@@ -949,8 +952,8 @@ struct discovery_probe *discovery_probe_start(struct daemon *d, int version,
         msg->first = m * DISCO_IDS_PER_MESSAGE;
         msg->n = n - msg->first < DISCO_IDS_PER_MESSAGE ? n - msg->first : DISCO_IDS_PER_MESSAGE;
         new_message_id(msg->message_id, sizeof(msg->message_id));
-        int rc = pccrd_probe_build((enum pccrd_form)version, ids + msg->first,
-            id_lens + msg->first, msg->n, msg->message_id, g->out, sizeof(g->out), &msg->len);
+        int rc = pccrd_probe_build((enum pccrd_form)version, ids + msg->first, id_lens + msg->first,
+            msg->n, msg->message_id, g->out, sizeof(g->out), &msg->len);
         if (rc != 0) {
             log_warn("discovery: cannot build a Probe: %s", pccrd_strerror(rc));
             goto fail;
@@ -1163,8 +1166,7 @@ static int open_rx_socket(struct disco *g, int family)
 {
     int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        log_warn("discovery: no IPv%c socket: %s", family == AF_INET ? '4' : '6',
-            strerror(errno));
+        log_warn("discovery: no IPv%c socket: %s", family == AF_INET ? '4' : '6', strerror(errno));
         return -1;
     }
     int one = 1, zero = 0;
