@@ -717,6 +717,9 @@ static void on_answer_due(evutil_socket_t fd, short what, void *arg)
     answer_free(g, a);
 }
 
+static struct discovery_probe *probe_by_message(struct disco *g, const char *relates_to,
+    size_t *msg_index);
+
 static void handle_probe(struct disco *g, int fd, const uint8_t *buf, size_t len,
     const struct sockaddr_storage *from, socklen_t from_len, unsigned ifindex)
 {
@@ -733,6 +736,12 @@ static void handle_probe(struct disco *g, int fd, const uint8_t *buf, size_t len
     }
     if (rc != 0) {
         log_malformed(g, pccrd_strerror(rc), from);
+        return;
+    }
+    size_t mi;
+    if (probe_by_message(g, probe->message_id, &mi)) {
+        /* One of ours, heard back through another interface on the same link. */
+        log_debug("discovery: our own Probe came back on %s; not answered", ifc->name);
         return;
     }
     struct disco_addr peer, ours;
@@ -1062,6 +1071,12 @@ static void handle_match(struct disco *g, const uint8_t *buf, size_t len,
             host);
         return;
     }
+    for (unsigned i = 0; i < g->nifaces; i++)
+        for (unsigned k = 0; k < g->ifaces[i].naddrs; k++)
+            if (addr_equal(&g->ifaces[i].addrs[k], &src)) {
+                log_debug("discovery: ProbeMatch from %s dropped: this host", host);
+                return;
+            }
     if ((int)pm->form != p->version) {
         log_debug("discovery: ProbeMatch from %s dropped: V%d form for a V%d Probe", host,
             (int)pm->form, p->version);

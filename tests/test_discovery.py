@@ -86,6 +86,12 @@ def setup():
     for a in (f"{B4}/24", f"{B4_SECOND}/24", f"{B4_OTHER}/24"):
         in_ns(NS_B, "ip", "addr", "add", a, "dev", "vB")
     in_ns(NS_B, "ip", "addr", "add", f"{B6}/64", "dev", "vB", "nodad")
+    # A second link of A's own, both ends in A: A's Probes out of vA2 come back on vA3.
+    sh("ip", "-n", NS_A, "link", "add", "vA2", "type", "veth", "peer", "name", "vA3")
+    in_ns(NS_A, "ip", "addr", "add", "10.79.0.1/24", "dev", "vA2")
+    in_ns(NS_A, "ip", "addr", "add", "10.79.0.2/24", "dev", "vA3")
+    for dev in ("vA2", "vA3"):
+        in_ns(NS_A, "ip", "link", "set", dev, "up")
     in_ns(NS_A, "ip", "link", "set", "vA", "up")
     in_ns(NS_B, "ip", "link", "set", "vB", "up")
     # Link-local addresses appear once the link is up.
@@ -357,6 +363,15 @@ def test_answers(helper_path, a_ll, b_ll):
                                    f"(got {line!r})")
         a.send(f"probers {B_ID.hex()} 60")
         check(a.line(5) == "probers 0", "recent probers of a segment nobody probed: 0")
+
+        # A probes for a segment it holds: its own Probe, heard back on its other link, is
+        # not answered, and A never reports itself.
+        a.send(f"probe 1 500 {V1_ID.hex()}")
+        lines, done = a.lines_until("done", 5)
+        check(done and not [l for l in lines if l.startswith("match ")],
+              f"A's Probe for a segment only A holds: no match (got {lines})")
+        check("our own Probe came back on vA3" in a.log_text(),
+              "A's own Probe heard back on vA3, not answered")
 
         # A flood from one address: answers bounded by the per-peer token bucket.
         s = prober(socket.AF_INET)
