@@ -36,7 +36,7 @@
 #define DISCO_GROUP6 PCCRD_MCAST_V6
 /* Interfaces in use at most, and addresses kept per interface and family. */
 #define DISCO_IFACES_MAX 32
-#define DISCO_ADDRS_MAX 8
+#define DISCO_ADDRS_MAX 16
 /* Interfaces and their addresses are looked at again this often (DHCP, hot-plug). */
 #define DISCO_RESCAN_MS 30000
 /* The largest datagram read; larger ones are truncated and dropped as malformed. */
@@ -68,6 +68,16 @@
 #define DISCO_REPEAT_MAX_MS 250
 /* Malformed datagrams: one log line per this many seconds, with the count since. */
 #define DISCO_MALFORMED_LOG_SECONDS 10
+/*
+ * §4.5 reply suppression (Windows 7's rule, n = 10): the ProbeMatches our own Probes got for a
+ * segment are remembered (block counts of the first DISCO_SUPPRESS_N peers); a Probe for it is
+ * then not answered when at least n peers answered with the whole segment, answered with
+ * probability 1/3 when at least n answered but fewer whole, answered otherwise. Remembered
+ * for DISCO_HEARD_MAX segments, in a table indexed by the ID's first bytes (a collision
+ * forgets the older segment: the rule then answers, as it would without the data).
+ */
+#define DISCO_SUPPRESS_N 10
+#define DISCO_HEARD_MAX 1024
 
 struct disco_addr {
     int family;
@@ -81,7 +91,7 @@ struct disco_addr {
 struct disco_iface {
     char name[IF_NAMESIZE];
     unsigned index;
-    struct disco_addr addrs[DISCO_ADDRS_MAX];
+    struct disco_addr addrs[2 * DISCO_ADDRS_MAX];
     unsigned naddrs;
     bool joined4, joined6;
     int send4, send6; /* ephemeral-port sockets for our Probes, -1 if none */
@@ -114,6 +124,14 @@ struct disco_prober {
     uint8_t id[PEER_ID_MAX];
     uint8_t id_len;
     struct disco_addr peer;
+};
+
+struct disco_heard {
+    uint8_t id[PEER_ID_MAX];
+    uint8_t id_len;
+    uint8_t ncounts;
+    uint32_t replies;
+    uint32_t counts[DISCO_SUPPRESS_N]; /* V1 BlockCount, or V2 1 = whole, 0 = part */
 };
 
 struct disco_seen {
@@ -173,6 +191,7 @@ struct disco {
     unsigned seen_next;
     struct disco_prober probers[DISCO_PROBERS_LOG];
     unsigned probers_next, nprobers;
+    struct disco_heard heard[DISCO_HEARD_MAX];
     /* Probing. */
     struct discovery_probe *probes;
     unsigned nprobes;
@@ -500,7 +519,10 @@ static void rescan(struct disco *g)
             log_info("discovery: using interface %s", ifc->name);
         }
         ifc->seen = true;
-        if (ifc->naddrs < DISCO_ADDRS_MAX) {
+        unsigned same = 0; /* addresses of this family kept so far: a cap per family */
+        for (unsigned k = 0; k < ifc->naddrs; k++)
+            same += ifc->addrs[k].family == fam;
+        if (same < DISCO_ADDRS_MAX) {
             struct disco_addr *a = &ifc->addrs[ifc->naddrs++];
             addr_from_sockaddr((const struct sockaddr_storage *)(void *)ifa->ifa_addr, a);
             a->prefix = prefix_len(ifa->ifa_netmask);
@@ -720,6 +742,43 @@ static void on_answer_due(evutil_socket_t fd, short what, void *arg)
 static struct discovery_probe *probe_by_message(struct disco *g, const char *relates_to,
     size_t *msg_index);
 
+static struct disco_heard *heard_slot(struct disco *g, const uint8_t *id, size_t id_len)
+{
+    uint32_t h = 0;
+    for (size_t i = 0; i < id_len && i < 4; i++)
+        h = h << 8 | id[i];
+    return &g->heard[h % DISCO_HEARD_MAX];
+}
+
+/* A ProbeMatch of one peer for a segment we probed for (see DISCO_SUPPRESS_N). */
+static void heard_note(struct disco *g, const uint8_t *id, size_t id_len, uint32_t count)
+{
+    struct disco_heard *h = heard_slot(g, id, id_len);
+    if (h->id_len != id_len || memcmp(h->id, id, id_len) != 0) {
+        memset(h, 0, sizeof(*h));
+        memcpy(h->id, id, id_len);
+        h->id_len = (uint8_t)id_len;
+    }
+    h->replies++;
+    if (h->ncounts < DISCO_SUPPRESS_N)
+        h->counts[h->ncounts++] = count;
+}
+
+/* Whether to leave a segment we hold out of an answer (§4.5 reply suppression). */
+static bool heard_suppress(struct disco *g, const uint8_t *id, size_t id_len,
+    const struct peer_segment_info *info, int form)
+{
+    const struct disco_heard *h = heard_slot(g, id, id_len);
+    if (h->id_len != id_len || memcmp(h->id, id, id_len) != 0 || h->replies < DISCO_SUPPRESS_N)
+        return false;
+    uint32_t whole = form == PCCRD_FORM_V1 ? info->total_blocks : 1, full = 0;
+    for (unsigned i = 0; i < h->ncounts; i++)
+        full += whole > 0 && h->counts[i] >= whole;
+    if (full >= DISCO_SUPPRESS_N)
+        return true;
+    return rng_next(g) % 3 != 0; /* answer with probability 1/3 */
+}
+
 static void handle_probe(struct disco *g, int fd, const uint8_t *buf, size_t len,
     const struct sockaddr_storage *from, socklen_t from_len, unsigned ifindex)
 {
@@ -758,7 +817,8 @@ static void handle_probe(struct disco *g, int fd, const uint8_t *buf, size_t len
         struct peer_segment_info info;
         record_prober(g, probe->ids[i], probe->id_len[i], &peer, now);
         bool have = peer_serve_segment(g->d, probe->ids[i], probe->id_len[i], &info) &&
-            info.blocks_held > 0;
+            info.blocks_held > 0 &&
+            !heard_suppress(g, probe->ids[i], probe->id_len[i], &info, (int)probe->form);
         held += have;
         if (probe->form == PCCRD_FORM_V1) {
             if (have) {
@@ -1032,6 +1092,7 @@ static bool report(struct discovery_probe *p, struct discovery_match *m, size_t 
     p->reported[p->nreported].peer = m->peer;
     p->reported[p->nreported].idx = idx;
     p->nreported++;
+    heard_note(p->disco, p->ids[idx], p->id_lens[idx], m->block_count);
     memcpy(m->segment_id, p->ids[idx], p->id_lens[idx]);
     m->segment_id_len = p->id_lens[idx];
     p->busy++;

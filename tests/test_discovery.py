@@ -37,6 +37,10 @@ V2_ID = bytes(range(0x40, 0x60))
 V2_PART = bytes(range(0x70, 0x90))
 UNKNOWN = bytes(32 * [0xEE])
 B_ID = bytes(range(0xA0, 0xC0))
+SUP_ID = bytes(range(0xC0, 0xE0))
+SUP_PART = bytes(range(0xD0, 0xF0))
+# Ten more addresses of B's, ten peers answering A's Probes (reply suppression, §4.5).
+CROWD = [f"10.77.0.{10 + i}" for i in range(10)]
 
 NS_A = f"pd-discoA-{os.getpid()}"
 NS_B = f"pd-discoB-{os.getpid()}"
@@ -83,7 +87,7 @@ def setup():
        "netns", NS_B)
     in_ns(NS_A, "ip", "addr", "add", f"{A4}/24", "dev", "vA")
     in_ns(NS_A, "ip", "addr", "add", f"{A6}/64", "dev", "vA", "nodad")
-    for a in (f"{B4}/24", f"{B4_SECOND}/24", f"{B4_OTHER}/24"):
+    for a in [f"{B4}/24", f"{B4_SECOND}/24", f"{B4_OTHER}/24"] + [f"{c}/24" for c in CROWD]:
         in_ns(NS_B, "ip", "addr", "add", a, "dev", "vB")
     in_ns(NS_B, "ip", "addr", "add", f"{B6}/64", "dev", "vB", "nodad")
     # A second link of A's own, both ends in A: A's Probes out of vA2 come back on vA3.
@@ -462,6 +466,53 @@ def test_probes(helper_path):
         check(rc == 0, f"helper in A exits cleanly (rc {rc})")
 
 
+def test_suppression(helper_path):
+    """§4.5: after ten peers answered A's own Probe with the whole segment, A stays silent
+    for that segment; after ten partial answers, A answers about a third of the Probes."""
+    a = Helper(NS_A, helper_path, "--no-ipv6", "--hold", f"{SUP_ID.hex()}:1:4:4",
+               "--hold", f"{SUP_PART.hex()}:1:4:4", "--hold", f"{V1_ID.hex()}:1:5:5")
+    r = responder()
+    crowd = []
+    try:
+        for c in CROWD:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((c, 0))
+            crowd.append(s)
+        for seg, count in ((SUP_ID, 4), (SUP_PART, 2)):
+            a.send(f"probe 1 1000 {seg.hex()}")
+            while True:
+                text, src = wait_probe(r)
+                m = re.search(r"<wsd:Scopes[^>]*>([^<]*)</wsd:Scopes>", text)
+                if m and m.group(1).strip() == seg.hex().upper():
+                    break
+            for s in crowd:
+                s.sendto(match_xml(1, tag(text, "wsa:MessageID"), f"{B4}:80", [seg], [count]),
+                         src)
+            lines, done = a.lines_until("done", 5)
+            n = len([l for l in lines if l.startswith("match ")])
+            check(done and n == len(CROWD), f"A heard {len(CROWD)} peers for a segment (got {n})")
+        p = prober(socket.AF_INET)
+        send_probe(p, 1, [SUP_ID])
+        got = receive(p, 1.0)
+        check(len(got) == 0, f"ten whole answers heard: A does not answer for it (got {len(got)})")
+        send_probe(p, 1, [SUP_ID, V1_ID])
+        got = receive(p, 1.0)
+        check(len(got) == 1 and (tag(got[0][0].decode(), "wsd:Scopes") or "").split() ==
+              [V1_ID.hex().upper()], "a Probe for it and another segment: only the other listed")
+        for _ in range(30):
+            send_probe(p, 1, [SUP_PART])
+        got = receive(p, 1.0)
+        check(0 < len(got) < 30, f"ten partial answers heard: A answers some of 30 Probes, "
+                                 f"about a third (got {len(got)})")
+        p.close()
+    finally:
+        for s in crowd:
+            s.close()
+        r.close()
+        rc = a.stop()
+        check(rc == 0, f"helper in A exits cleanly (rc {rc})")
+
+
 def test_two_peers(helper_path, b_ll):
     """A probes; a helper in B (real discovery on both sides) answers over IPv4 and IPv6."""
     b = Helper(NS_B, helper_path, "--port", "8443", "--hold", f"{B_ID.hex()}:1:3:5")
@@ -512,6 +563,7 @@ def main():
         enter_ns(NS_B)
         test_answers(helper_path, a_ll, b_ll)
         test_probes(helper_path)
+        test_suppression(helper_path)
         test_two_peers(helper_path, b_ll)
     finally:
         teardown()
