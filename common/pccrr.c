@@ -310,15 +310,14 @@ static long encode_range_request(uint8_t *out, size_t cap, uint32_t type, enum p
 long pccrr_encode_getblklist(uint8_t *out, size_t cap, enum pccrr_crypto crypto,
     const uint8_t *segment_id, size_t id_len, const struct pccrr_range *ranges, size_t n)
 {
-    return encode_range_request(out, cap, PCCRR_MSG_GETBLKLIST, crypto, segment_id, id_len,
-        ranges, n);
+    return encode_range_request(out, cap, PCCRR_MSG_GETBLKLIST, crypto, segment_id, id_len, ranges,
+        n);
 }
 
 long pccrr_encode_getblks(uint8_t *out, size_t cap, enum pccrr_crypto crypto,
     const uint8_t *segment_id, size_t id_len, const struct pccrr_range *ranges, size_t n)
 {
-    return encode_range_request(out, cap, PCCRR_MSG_GETBLKS, crypto, segment_id, id_len,
-        ranges, n);
+    return encode_range_request(out, cap, PCCRR_MSG_GETBLKS, crypto, segment_id, id_len, ranges, n);
 }
 
 /* ---- responses ---- */
@@ -453,8 +452,8 @@ long pccrr_encode_blklist(uint8_t *out, size_t cap, const uint8_t *segment_id, s
 /* MsgSize of a BLK with a block field of block_len bytes and an IV of iv_len. */
 static size_t blk_msg_size(size_t id_len, size_t block_len, size_t iv_len)
 {
-    return PCCRR_HEADER_SIZE + id_field(id_len) + 4 + 4 + 4 + block_len + pad4(block_len) + 4 +
-           4 + iv_len;
+    return PCCRR_HEADER_SIZE + id_field(id_len) + 4 + 4 + 4 + block_len + pad4(block_len) + 4 + 4 +
+        iv_len;
 }
 
 static size_t cipher_len(size_t plain_len)
@@ -517,15 +516,15 @@ long pccrr_encode_blk_iv(uint8_t *out, size_t cap, enum pccrr_crypto crypto,
     return finish(&w, out);
 }
 
-long pccrr_encode_blk(uint8_t *out, size_t cap, enum pccrr_crypto crypto,
-    const uint8_t *segment_id, size_t id_len, uint32_t block_index, uint32_t next_block_index,
-    const uint8_t *kp, size_t kp_len, const uint8_t *plain, size_t plain_len)
+long pccrr_encode_blk(uint8_t *out, size_t cap, enum pccrr_crypto crypto, const uint8_t *segment_id,
+    size_t id_len, uint32_t block_index, uint32_t next_block_index, const uint8_t *kp,
+    size_t kp_len, const uint8_t *plain, size_t plain_len)
 {
     uint8_t iv[PCCRR_IV_SIZE];
     if (RAND_bytes(iv, sizeof(iv)) != 1)
         return PCCRR_E_CRYPTO;
-    return pccrr_encode_blk_iv(out, cap, crypto, segment_id, id_len, block_index,
-        next_block_index, kp, kp_len, iv, plain, plain_len);
+    return pccrr_encode_blk_iv(out, cap, crypto, segment_id, id_len, block_index, next_block_index,
+        kp, kp_len, iv, plain, plain_len);
 }
 
 long pccrr_encode_blk_empty(uint8_t *out, size_t cap, const uint8_t *segment_id, size_t id_len,
@@ -623,8 +622,8 @@ int pccrr_blk_decrypt(const struct pccrr_response *blk, const uint8_t *kp, size_
         return PCCRR_E_FIELD;
     if (blk->hdr.crypto == PCCRR_CRYPTO_NONE || blk->iv_len != PCCRR_IV_SIZE || !blk->iv)
         return PCCRR_E_CRYPTO;
-    return pccrr_block_decrypt((enum pccrr_crypto)blk->hdr.crypto, kp, kp_len, blk->iv,
-        blk->block, blk->block_len, out, cap, out_len);
+    return pccrr_block_decrypt((enum pccrr_crypto)blk->hdr.crypto, kp, kp_len, blk->iv, blk->block,
+        blk->block_len, out, cap, out_len);
 }
 
 /* ---- negotiation ---- */

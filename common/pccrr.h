@@ -34,8 +34,9 @@
 #define PCCRR_BLK_PLAINTEXT_MAX 393111u
 
 /* ProtVer: a big-endian u32 = (minor << 16) | major, so v1.0 is bytes 00 00 00 01 (§3.3). */
-#define PCCRR_VERSION(major, minor) ((((uint32_t)(minor) & 0xffffu) << 16) | ((uint32_t)(major) & 0xffffu))
-#define PCCRR_VERSION_MAJOR(v) ((uint32_t)(v) & 0xffffu)
+#define PCCRR_VERSION(major, minor) \
+    ((((uint32_t)(minor)&0xffffu) << 16) | ((uint32_t)(major)&0xffffu))
+#define PCCRR_VERSION_MAJOR(v) ((uint32_t)(v)&0xffffu)
 #define PCCRR_VERSION_MINOR(v) (((uint32_t)(v) >> 16) & 0xffffu)
 #define PCCRR_VERSION_1_0 PCCRR_VERSION(1, 0)
 #define PCCRR_VERSION_2_0 PCCRR_VERSION(2, 0)
@@ -69,12 +70,12 @@ enum pccrr_error {
     PCCRR_OK = 0,
     PCCRR_E_TRUNCATED = -1, /* fewer bytes than the fields need */
     PCCRR_E_SIZE = -2,      /* MsgSize/transport length wrong, over the limit, or bytes left over */
-    PCCRR_E_VERSION = -3,   /* major version not spoken; the header was decoded (answer NEGO_RESP) */
-    PCCRR_E_TYPE = -4,      /* message type unknown or not of this direction */
-    PCCRR_E_FIELD = -5,     /* a field out of range: ID size, range, count, crypto algorithm */
-    PCCRR_E_PADDING = -6,   /* a ZeroPad byte is not zero */
-    PCCRR_E_SPACE = -7,     /* encoder: output buffer too small, or message over the limit */
-    PCCRR_E_CRYPTO = -8,    /* cipher failure: bad key length, IV, ciphertext size or padding */
+    PCCRR_E_VERSION = -3, /* major version not spoken; the header was decoded (answer NEGO_RESP) */
+    PCCRR_E_TYPE = -4,    /* message type unknown or not of this direction */
+    PCCRR_E_FIELD = -5,   /* a field out of range: ID size, range, count, crypto algorithm */
+    PCCRR_E_PADDING = -6, /* a ZeroPad byte is not zero */
+    PCCRR_E_SPACE = -7,   /* encoder: output buffer too small, or message over the limit */
+    PCCRR_E_CRYPTO = -8,  /* cipher failure: bad key length, IV, ciphertext size or padding */
 };
 const char *pccrr_strerror(int err);
 
@@ -192,9 +193,9 @@ long pccrr_encode_blklist(uint8_t *out, size_t cap, const uint8_t *segment_id, s
  * (kp_len >= that), PKCS#7 padding, and a fresh random IV (RAND_bytes). plain_len at most
  * pccrr_blk_plaintext_max(id_len). PCCRR_CRYPTO_NONE is refused (PCCRR_E_FIELD).
  */
-long pccrr_encode_blk(uint8_t *out, size_t cap, enum pccrr_crypto crypto,
-    const uint8_t *segment_id, size_t id_len, uint32_t block_index, uint32_t next_block_index,
-    const uint8_t *kp, size_t kp_len, const uint8_t *plain, size_t plain_len);
+long pccrr_encode_blk(uint8_t *out, size_t cap, enum pccrr_crypto crypto, const uint8_t *segment_id,
+    size_t id_len, uint32_t block_index, uint32_t next_block_index, const uint8_t *kp,
+    size_t kp_len, const uint8_t *plain, size_t plain_len);
 /* The same with the caller's IV (tests and vectors only: a server always uses a fresh one). */
 long pccrr_encode_blk_iv(uint8_t *out, size_t cap, enum pccrr_crypto crypto,
     const uint8_t *segment_id, size_t id_len, uint32_t block_index, uint32_t next_block_index,
