@@ -338,16 +338,23 @@ int pccrd_match_build(const struct pccrd_match *m, char *out, size_t cap, size_t
 /* ---- parsing ---- */
 
 /*
- * Parses xml into a document, or refuses: empty or over PCCRD_MSG_MAX; any DOCTYPE (so no
- * entity can be declared: no expansion, no billion laughs, no external entity); not
- * well-formed. No XML_PARSE_NOENT (entities are never substituted), no XML_PARSE_DTDLOAD,
- * XML_PARSE_NONET; errors are not printed (the caller logs our reason).
+ * Parses xml into a document, or refuses: empty or over PCCRD_MSG_MAX; a NUL byte; anything
+ * but markup first (after a UTF-8 BOM and whitespace: so no UTF-16, UTF-32 or EBCDIC); any
+ * DOCTYPE (so no entity can be declared: no expansion, no billion laughs, no external entity).
+ * The bytes are read as UTF-8 whatever the declaration says (XML_PARSE_IGNORE_ENC), so the
+ * DOCTYPE scan sees what libxml2 sees. No XML_PARSE_NOENT (entities are never substituted),
+ * no XML_PARSE_DTDLOAD, XML_PARSE_NONET; errors are not printed (the caller logs our reason).
  */
 static int parse_doc(const char *xml, size_t len, xmlDocPtr *out)
 {
     if (!xml || len == 0 || len > PCCRD_MSG_MAX)
         return PCCRD_E_SIZE;
-    for (size_t i = 0; i + 1 < len; i++)
+    size_t i = len >= 3 && memcmp(xml, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+    while (i < len && is_space((unsigned char)xml[i]))
+        i++;
+    if (i == len || xml[i] != '<' || memchr(xml, 0, len))
+        return PCCRD_E_XML;
+    for (; i + 1 < len; i++)
         if (xml[i] == '<' && xml[i + 1] == '!') {
             /* comments and CDATA are harmless; a DOCTYPE is not taken */
             if (!(i + 3 < len && xml[i + 2] == '-' && xml[i + 3] == '-') &&
@@ -355,8 +362,9 @@ static int parse_doc(const char *xml, size_t len, xmlDocPtr *out)
                 return PCCRD_E_XML;
         }
     xmlInitParser();
-    xmlDocPtr doc = xmlReadMemory(xml, (int)len, NULL, NULL,
-        XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA);
+    xmlDocPtr doc = xmlReadMemory(xml, (int)len, NULL, "UTF-8",
+        XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA |
+            XML_PARSE_IGNORE_ENC);
     if (!doc)
         return PCCRD_E_XML;
     if (doc->intSubset || doc->extSubset || !xmlDocGetRootElement(doc)) {

@@ -640,6 +640,28 @@ START_TEST(test_hostile)
     free(y);
     free(x);
 
+    /* A DOCTYPE hidden by an encoding: UTF-7 as declared (read as UTF-8, so it stays text and
+     * the document has no root-level markup to parse), UTF-16 with a BOM (NUL bytes). */
+    static const char utf7[] =
+        "<?xml version=\"1.0\" encoding=\"UTF-7\"?>+ADw-!DOCTYPE e +AFs-+ADw-!ENTITY x "
+        "SYSTEM +ACI-file:///etc/passwd+ACI-+AD4-+AF0-+AD4-+ADw-e+AD4-+ACY-x;+ADw-/e+AD4-";
+    ck_assert_int_eq(pccrd_probe_parse(utf7, strlen(utf7), p), PCCRD_E_XML);
+    char utf16[256];
+    const char *doc16 = "<!DOCTYPE e [<!ENTITY x \"y\">]><e>&x;</e>";
+    utf16[0] = (char)0xff;
+    utf16[1] = (char)0xfe;
+    size_t n16 = 2;
+    for (const char *c = doc16; *c; c++) {
+        utf16[n16++] = *c;
+        utf16[n16++] = 0;
+    }
+    ck_assert_int_eq(pccrd_probe_parse(utf16, n16, p), PCCRD_E_XML);
+    ck_assert_int_eq(pccrd_match_parse(utf16 + 2, n16 - 2, m), PCCRD_E_XML);
+    /* A UTF-8 BOM is fine. */
+    char *bom = replace(PROBE_V1, "<?xml", "\xef\xbb\xbf<?xml");
+    ck_assert_int_eq(pccrd_probe_parse(bom, strlen(bom), p), 0);
+    free(bom);
+
     /* Too long: refused unparsed; empty; deep nesting within the cap. */
     char *huge = malloc(PCCRD_MSG_MAX + 2);
     memset(huge, ' ', PCCRD_MSG_MAX + 1);
