@@ -80,6 +80,21 @@ static int rd_bytes(struct rd *r, size_t n, const uint8_t **out)
     return 0;
 }
 
+/* The last field of a message: its padding may be left out when nothing follows (the
+ * python-peerdist encoder pads only fields that are not last), else it is zero bytes. */
+static int rd_bytes_last(struct rd *r, size_t n, const uint8_t **out)
+{
+    if (n > r->left)
+        return PCCRR_E_TRUNCATED;
+    if (r->left == n) {
+        *out = r->p;
+        r->p += n;
+        r->left = 0;
+        return 0;
+    }
+    return rd_bytes(r, n, out);
+}
+
 static bool id_len_ok(size_t n)
 {
     return n == 32 || n == 48 || n == 64;
@@ -245,9 +260,7 @@ int pccrr_request_decode(const uint8_t *buf, size_t len, struct pccrr_request *o
             const uint8_t *p;
             if ((rc = rd_u32(&r, &vrf)))
                 return rc;
-            if (vrf > r.left)
-                return PCCRR_E_TRUNCATED;
-            if ((rc = rd_bytes(&r, vrf, &p)))
+            if ((rc = rd_bytes_last(&r, vrf, &p)))
                 return rc;
         }
     }
@@ -360,12 +373,10 @@ static int decode_blk(struct rd *r, struct pccrr_response *out)
         return PCCRR_E_TRUNCATED;
     if ((rc = rd_bytes(r, n, &p)))
         return rc;
-    /* IVBlock: the last field, no padding after it (16 or 0 bytes) */
+    /* IVBlock: the last field (16 or 0 bytes, so no padding in practice) */
     if ((rc = rd_u32(r, &n)))
         return rc;
-    if (n > r->left)
-        return PCCRR_E_TRUNCATED;
-    if ((rc = rd_bytes(r, n, &p)))
+    if ((rc = rd_bytes_last(r, n, &p)))
         return rc;
     out->iv = n ? p : NULL;
     out->iv_len = n;

@@ -413,6 +413,14 @@ START_TEST(test_getblks_malformed)
     ck_assert_int_eq(pccrr_request_decode(m, 72, &req), 0);
     m[71] = 1;
     ck_assert_int_eq(pccrr_request_decode(m, 72, &req), PCCRR_E_PADDING);
+    /* The last field may come without its padding (python-peerdist's encoder), not with part
+     * of it. */
+    put_be32(m + 8, 71);
+    ck_assert_int_eq(pccrr_request_decode(m, 71, &req), 0);
+    put_be32(m + 64, 2);
+    m[70] = 0;
+    put_be32(m + 8, 71);
+    ck_assert_int_eq(pccrr_request_decode(m, 71, &req), PCCRR_E_TRUNCATED);
     free(v);
 }
 END_TEST
