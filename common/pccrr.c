@@ -9,6 +9,12 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <string.h>
+#include <strings.h>
+
+bool pccrr_path_match(const char *path)
+{
+    return path && strcasecmp(path, PCCRR_PATH) == 0;
+}
 
 const char *pccrr_strerror(int err)
 {
@@ -239,10 +245,14 @@ int pccrr_request_decode(const uint8_t *buf, size_t len, struct pccrr_request *o
     if ((rc = check_header(&out->hdr, len, PCCRR_REQUEST_MAX)))
         return rc;
     uint32_t type = out->hdr.type;
-    if (type != PCCRR_MSG_NEGO_REQ && type != PCCRR_MSG_GETBLKLIST && type != PCCRR_MSG_GETBLKS)
+    if (type != PCCRR_MSG_NEGO_REQ && type != PCCRR_MSG_GETBLKLIST && type != PCCRR_MSG_GETBLKS &&
+        type != PCCRR_MSG_GETSEGLIST)
         return PCCRR_E_TYPE;
+    /* a request of a major we do not speak (GETSEGLIST is 2.0) is answered with NEGO_RESP */
     if (type != PCCRR_MSG_NEGO_REQ && PCCRR_VERSION_MAJOR(out->hdr.version) != 1)
         return PCCRR_E_VERSION;
+    if (type == PCCRR_MSG_GETSEGLIST)
+        return PCCRR_E_TYPE;
     if (out->hdr.crypto > PCCRR_CRYPTO_AES_256)
         return PCCRR_E_FIELD;
 

@@ -14,6 +14,9 @@
 #define PCCRR_PATH "/116B50EB-ECE2-41ac-8429-9F9E963361B7/"
 #define PCCRR_DEFAULT_PORT 80
 
+/* true if an HTTP request's path (no query) is PCCRR_PATH, compared case-insensitively. */
+bool pccrr_path_match(const char *path);
+
 /* Sizes (§3.2, §3.3). Requests are the POST body; responses carry a 4-byte big-endian
  * transport length (the bytes that follow, = MsgSize) in front of the message. */
 #define PCCRR_HEADER_SIZE 16u
@@ -122,8 +125,9 @@ struct pccrr_request {
  * ranges each within 0..PCCRR_BLOCKS_MAX; crypto 0..3 (a server refusing plaintext answers
  * with AES-128: the caller's choice); zero padding; GETBLKS' DataForVrfBlock may be present
  * (and is skipped) within MsgSize. Ranges are kept as sent (not normalised).
- * PCCRR_E_VERSION: another major version; out->hdr is valid and the server answers with
- * pccrr_encode_nego_resp() (§3.7). NEGO_REQ is accepted whatever its header's version.
+ * PCCRR_E_VERSION: another major version (a 2.0 MSG_GETSEGLIST among them); out->hdr is valid
+ * and the server answers with pccrr_encode_nego_resp() (§3.7). NEGO_REQ is accepted whatever
+ * its header's version. A 1.x GETSEGLIST, a response type or an unknown type: PCCRR_E_TYPE.
  */
 int pccrr_request_decode(const uint8_t *buf, size_t len, struct pccrr_request *out);
 

@@ -387,6 +387,18 @@ START_TEST(test_getblks_malformed)
     ck_assert_uint_eq(req.hdr.version, PCCRR_VERSION_2_0);
     MUT(0, PCCRR_VERSION(0, 1), PCCRR_E_VERSION);
     MUT(0, PCCRR_VERSION(1, 7), 0); /* another minor of 1 is fine */
+    /* GETSEGLIST (hosted cache): 2.0 gets NEGO_RESP, a 1.0 one is not a request we know. */
+    memcpy(m, v, len);
+    put_be32(m, PCCRR_VERSION_2_0);
+    put_be32(m + 4, PCCRR_MSG_GETSEGLIST);
+    ck_assert_int_eq(pccrr_request_decode(m, len, &req), PCCRR_E_VERSION);
+    put_be32(m, PCCRR_VERSION_1_0);
+    ck_assert_int_eq(pccrr_request_decode(m, len, &req), PCCRR_E_TYPE);
+    ck_assert(pccrr_path_match("/116b50eb-ece2-41AC-8429-9f9e963361b7/"));
+    ck_assert(pccrr_path_match(PCCRR_PATH));
+    ck_assert(!pccrr_path_match("/116B50EB-ECE2-41ac-8429-9F9E963361B7"));
+    ck_assert(!pccrr_path_match("/"));
+    ck_assert(!pccrr_path_match(NULL));
 #undef MUT
 
     /* Bytes past MsgSize, or MsgSize over the request limit. */
