@@ -28,7 +28,11 @@ import tempfile
 import threading
 import time
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+try:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+except ImportError:
+    print("peer serve test skipped: needs python3-cryptography (AES to decrypt the blocks)")
+    sys.exit(0)
 
 DAEMON, CTL = sys.argv[1], sys.argv[2]
 PATH = "/116B50EB-ECE2-41ac-8429-9F9E963361B7/"
