@@ -20,6 +20,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -87,7 +88,11 @@ struct serve {
     struct event *rate_ev;
     struct job_list rate_wait;
     struct job_list running; /* on a worker */
-    unsigned bad_logged;
+    /* Out of descriptors: accepting pauses (as the local socket's, SERVER_ACCEPT_RETRY_SECONDS). */
+    struct evconnlistener *listeners[2];
+    unsigned nlisteners;
+    struct event *accept_ev;
+    struct serve *next; /* serves */
 };
 
 /* One GETBLKS being answered. */
@@ -669,6 +674,36 @@ static void on_request(struct evhttp_request *req, void *arg)
     reply_bad(req, "not a request this server answers", 0);
 }
 
+static void accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct serve *sv = arg;
+    for (unsigned i = 0; i < sv->nlisteners; i++)
+        evconnlistener_enable(sv->listeners[i]);
+}
+
+/* accept failed: out of descriptors (or another error) pauses accepting for a while rather
+ * than spinning on a listener that stays readable. */
+/* evhttp owns its listeners' argument (the struct evhttp): servers by it, loop thread only. */
+static struct serve *serves;
+
+static void accept_error(struct evconnlistener *l, void *arg)
+{
+    (void)l;
+    struct serve *sv = serves;
+    int err = EVUTIL_SOCKET_ERROR();
+    while (sv && (void *)sv->http != arg)
+        sv = sv->next;
+    if (!sv || event_pending(sv->accept_ev, EV_TIMEOUT, NULL))
+        return;
+    log_warn("MS-PCCRR server: accept: %s; not accepting for %d s", strerror(err),
+        SERVER_ACCEPT_RETRY_SECONDS);
+    for (unsigned i = 0; i < sv->nlisteners; i++)
+        evconnlistener_disable(sv->listeners[i]);
+    struct timeval tv = {SERVER_ACCEPT_RETRY_SECONDS, 0};
+    event_add(sv->accept_ev, &tv);
+}
+
 /* A listening socket on the family's any-address and peer_port; -1 (logged) if it fails. */
 static int listen_any(int family, uint16_t port)
 {
@@ -711,15 +746,20 @@ int peer_serve_init(struct daemon *d)
         return 0;
     struct serve *sv = calloc(1, sizeof(*sv));
     if (!sv || !(sv->http = evhttp_new(d->base)) ||
-        !(sv->rate_ev = evtimer_new(d->base, rate_kick, sv))) {
+        !(sv->rate_ev = evtimer_new(d->base, rate_kick, sv)) ||
+        !(sv->accept_ev = evtimer_new(d->base, accept_resume, sv))) {
         log_error("out of memory setting up the MS-PCCRR server");
         if (sv && sv->http)
             evhttp_free(sv->http);
+        if (sv && sv->rate_ev)
+            event_free(sv->rate_ev);
         free(sv);
         return -1;
     }
     sv->d = d;
     d->serve = sv;
+    sv->next = serves;
+    serves = sv;
     LIST_INIT(&sv->peers);
     TAILQ_INIT(&sv->rate_wait);
     TAILQ_INIT(&sv->running);
@@ -741,10 +781,14 @@ int peer_serve_init(struct daemon *d)
         int fd = listen_any(families[i], d->cfg.peer_port);
         if (fd < 0)
             continue;
-        if (!evhttp_accept_socket_with_handle(sv->http, fd)) {
+        struct evhttp_bound_socket *bsock = evhttp_accept_socket_with_handle(sv->http, fd);
+        if (!bsock) {
             close(fd);
             continue;
         }
+        struct evconnlistener *l = evhttp_bound_socket_get_listener(bsock);
+        evconnlistener_set_error_cb(l, accept_error);
+        sv->listeners[sv->nlisteners++] = l;
         bound++;
     }
     if (!bound) {
@@ -771,8 +815,14 @@ void peer_serve_free(struct daemon *d)
         reply_blk_empty(j->req, j->id, j->id_len, j->block);
         job_end(j);
     }
+    for (struct serve **pp = &serves; *pp; pp = &(*pp)->next)
+        if (*pp == sv) {
+            *pp = sv->next;
+            break;
+        }
     evhttp_free(sv->http);
     event_free(sv->rate_ev);
+    event_free(sv->accept_ev);
     struct serve_peer *p;
     while ((p = LIST_FIRST(&sv->peers))) {
         LIST_REMOVE(p, link);
