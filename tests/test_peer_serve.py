@@ -364,6 +364,32 @@ def publish_inject(tmp, sock, name, data, version, rng=None):
     return ci
 
 
+def v2_ci(data, lengths):
+    """V2 content information (§1.5) with the given segment lengths, Kp from a test Ks."""
+    ks = hashlib.sha512(b"peer-serve-test-v2").digest()[:32]
+    segs, chunk, off = [], b"", 0
+    for n in lengths:
+        hod = hashlib.sha512(data[off:off + n]).digest()[:32]
+        kp = hmac.new(ks, hod, hashlib.sha512).digest()[:32]
+        seg_id = hmac.new(kp, hod + C, hashlib.sha512).digest()[:32]
+        segs.append({"offset": off, "length": n, "secret": kp, "id": seg_id})
+        chunk += struct.pack(">I", n) + hod + kp
+        off += n
+    ci = bytes([0, 2, 4]) + bytes(8 + 8 + 4 + 8) + struct.pack(">BI", 0, len(chunk)) + chunk
+    return ci, segs
+
+
+def reload(d, log_path, what):
+    """SIGHUP, then wait for the daemon's log line saying `what` changed."""
+    before = open(log_path, errors="replace").read().count(what)
+    d.send_signal(signal.SIGHUP)
+    for _ in range(400):
+        if open(log_path, errors="replace").read().count(what) > before:
+            return True
+        time.sleep(0.05)
+    return check(False, "reload: no log line %r" % what)
+
+
 def run_checks(tmp, sock, port, conf, d, log_path):
     v1 = os.urandom(300000)  # 5 blocks: 4 whole and one of 37,856 bytes
     v2 = os.urandom(300000)
@@ -396,13 +422,45 @@ def run_checks(tmp, sock, port, conf, d, log_path):
     check(r["block"] == b"", "a block nobody added was served")
     peer.close()
 
-    secrets_absent(tmp, sock, log_path, [s["secret"] for s in segs1 + segs2 + [seg3]])
+    # V2 segments up to 393,111 bytes are served; a longer one counts as missing (§3.8).
+    v4 = os.urandom(393111 + 393200)
+    ci4, segs4 = v2_ci(v4, [393111, 393200])
+    path4 = os.path.join(tmp, "v4.bin")
+    with open(path4, "wb") as f:
+        f.write(v4)
+    with open(path4 + ".ci", "wb") as f:
+        f.write(ci4)
+    rc, _, err = ctl(sock, ["inject", path4, "--ci", path4 + ".ci", "--tag", "04" * 16])
+    check(rc == 0, "inject of long V2 segments: %s" % err)
+    peer = Peer(port)
+    r = parse_response(peer.post(getblks(segs4[0]["id"], 0))[2])
+    check(r["block"] and decrypt(segs4[0]["secret"], 1, r["iv"], r["block"]) == v4[:393111],
+          "a V2 segment of 393,111 bytes was not served")
+    r = parse_response(peer.post(getblks(segs4[1]["id"], 0, crypto=3))[2])
+    check(r["block"] == b"", "a V2 segment of 393,200 bytes was served")
+    r = parse_response(peer.post(getblklist(segs4[1]["id"], [(0, 1)]))[2])
+    check(r["ranges"] == [], "a V2 segment of 393,200 bytes listed")
+    peer.close()
+
+    secrets_absent(tmp, sock, log_path,
+                   [s["secret"] for s in segs1 + segs2 + [seg3] + segs4])
+
+    # serve = no (a reload): nothing is served; yes again: served again.
+    with open(conf, "a") as f:
+        f.write("serve = no\n")
+    if reload(d, log_path, "reload: serve yes -> no"):
+        peer = Peer(port)
+        r = parse_response(peer.post(getblks(segs1[0]["id"], 0))[2])
+        check(r["block"] == b"", "served with serve = no")
+        peer.close()
+    with open(conf, "a") as f:
+        f.write("serve = yes\n")
+    reload(d, log_path, "reload: serve no -> yes")
 
     # Over the limits: requests wait for serve_rate_limit, so they are active at once.
     with open(conf, "a") as f:
         f.write("serve_rate_limit = 512K\n")
-    d.send_signal(signal.SIGHUP)
-    time.sleep(0.5)
+    reload(d, log_path, "reload: serve_rate_limit")
     # 72 from three peers (24 each: under the per-peer limit): over the 64 in all.
     sizes = concurrent(port, segs1[0]["id"], [("127.0.0.2", 24), ("127.0.0.3", 24),
                                                ("127.0.0.4", 24)])
