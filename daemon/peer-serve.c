@@ -50,6 +50,8 @@
 /* Segments whose held blocks are remembered (Probes, BLKLIST, NextBlockIndex); each entry
  * stays valid while the block index is unchanged (d->blocks_gen). */
 #define PEER_SERVE_HELD_CACHE 64
+/* Log lines about malformed requests, at most, each second. */
+#define PEER_SERVE_LOG_PER_S 5
 
 /* A remote address and what it was served. */
 struct serve_peer {
@@ -305,13 +307,23 @@ static void reply_bytes(struct evhttp_request *req, const uint8_t *buf, size_t l
 
 static void reply_bad(struct evhttp_request *req, const char *why, int err)
 {
+    /* At most PEER_SERVE_LOG_PER_S lines a second: a peer may send nothing but garbage. */
+    static time_t second;
+    static unsigned lines;
+    time_t now = time(NULL);
+    if (now != second) {
+        second = now;
+        lines = 0;
+    }
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     char *host = NULL;
     ev_uint16_t port = 0;
     if (evcon)
         evhttp_connection_get_peer(evcon, &host, &port);
-    log_warn("peer %s port %u: malformed MS-PCCRR request (%s%s%s): 400, connection closed",
-        host ? host : "?", (unsigned)port, why, err ? ": " : "", err ? pccrr_strerror(err) : "");
+    if (lines++ < PEER_SERVE_LOG_PER_S)
+        log_warn("peer %s port %u: malformed MS-PCCRR request (%s%s%s): 400, connection closed",
+            host ? host : "?", (unsigned)port, why, err ? ": " : "",
+            err ? pccrr_strerror(err) : "");
     evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     evhttp_send_error(req, HTTP_BADREQUEST, NULL);
 }

@@ -457,6 +457,19 @@ def run_checks(tmp, sock, port, conf, d, log_path):
         f.write("serve = yes\n")
     reload(d, log_path, "reload: serve no -> yes")
 
+    # A flush takes the V2 content's blocks, and their segments' secrets go with them.
+    rc, _, err = ctl(sock, ["flush", "--tag", "00" * 15 + "02"])
+    check(rc == 0, "flush: %s" % err)
+    peer = Peer(port)
+    r = parse_response(peer.post(getblks(segs2[0]["id"], 0))[2])
+    check(r["block"] == b"", "a flushed segment was served")
+    peer.close()
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(tmp, "cache.db"), uri=True)
+    left = db.execute("SELECT count(*) FROM segment_secrets WHERE segment_id IN (%s)" %
+                      ",".join("?" * len(segs2)), [s["id"] for s in segs2]).fetchone()[0]
+    db.close()
+    check(left == 0, "%d secrets of flushed segments left" % left)
+
     # Over the limits: requests wait for serve_rate_limit, so they are active at once.
     with open(conf, "a") as f:
         f.write("serve_rate_limit = 512K\n")
