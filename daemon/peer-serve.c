@@ -145,7 +145,7 @@ static struct serve_peer *peer_of(struct serve *sv, struct evhttp_request *req)
     struct sockaddr_storage none = {0};
     peer_key(sa ? sa : (const struct sockaddr *)&none, &key);
     struct serve_peer *p, *idle = NULL;
-    LIST_FOREACH(p, &sv->peers, link) {
+    LIST_FOREACH (p, &sv->peers, link) {
         if (memcmp(&p->addr.sin6_addr, &key.sin6_addr, sizeof(key.sin6_addr)) == 0) {
             p->last_seen = time(NULL);
             return p;
@@ -210,7 +210,7 @@ static void held_skip_bad(struct daemon *d, struct held *h, const uint8_t *id, s
         struct store_block_row row;
         if (store_served_block(d->store, id, id_len, b, &row) == 1 &&
             bs_slot_state(d->bs, id, id_len, row.file_owner, b) == BS_SLOT_BAD) {
-            h->info.bitmap[b / 8] &= (uint8_t)~(1u << (b % 8));
+            h->info.bitmap[b / 8] &= (uint8_t) ~(1u << (b % 8));
             h->info.blocks_held--;
         }
     }
@@ -362,8 +362,8 @@ static void reply_blklist(struct evhttp_request *req, const struct pccrr_request
     memset(want, 0, sizeof(want));
     for (uint32_t i = 0; i < rq->range_count && i < PCCRR_RANGES_MAX; i++) {
         const struct pccrr_range *r = &rq->ranges[i];
-        for (uint64_t b = r->index; b < (uint64_t)r->index + r->count && b < PEER_SEGMENT_BLOCKS_MAX;
-             b++) {
+        for (uint64_t b = r->index;
+             b < (uint64_t)r->index + r->count && b < PEER_SEGMENT_BLOCKS_MAX; b++) {
             want[b] = 1;
             if (b + 1 > last)
                 last = (uint32_t)b + 1;
@@ -380,10 +380,10 @@ static void reply_blklist(struct evhttp_request *req, const struct pccrr_request
             n++;
         }
     }
-    uint8_t out[PCCRR_TRANSPORT_SIZE + PCCRR_HEADER_SIZE + 8 + PCCRR_ID_MAX + 8 +
-        8 * PCCRR_RANGES_MAX];
-    long len = pccrr_encode_blklist(out, sizeof(out), rq->segment_id, rq->segment_id_len, ranges,
-        n, h ? held_next(h, last) : 0);
+    uint8_t
+        out[PCCRR_TRANSPORT_SIZE + PCCRR_HEADER_SIZE + 8 + PCCRR_ID_MAX + 8 + 8 * PCCRR_RANGES_MAX];
+    long len = pccrr_encode_blklist(out, sizeof(out), rq->segment_id, rq->segment_id_len, ranges, n,
+        h ? held_next(h, last) : 0);
     if (len < 0) {
         evhttp_send_error(req, HTTP_INTERNAL, NULL);
         return;
@@ -493,8 +493,8 @@ static void job_done(void *arg)
         if (bs_check_end(d->bs, &j->ck, v) && v == BS_VERDICT_BAD) {
             char path[4096];
             bs_file_path(d->bs, j->id, j->id_len, j->row.file_owner, path, sizeof(path));
-            log_warn("%s: block %u does not match its hash: not served, it leaves the index",
-                path, (unsigned)j->block);
+            log_warn("%s: block %u does not match its hash: not served, it leaves the index", path,
+                (unsigned)j->block);
             d->blocks_gen++;
             drop_bad(d);
         }
@@ -857,7 +857,7 @@ size_t peer_serve_peers(struct daemon *d, struct peer_served *out, size_t max)
     struct serve_peer *p;
     if (!sv)
         return 0;
-    LIST_FOREACH(p, &sv->peers, link) {
+    LIST_FOREACH (p, &sv->peers, link) {
         if (n == max)
             break;
         struct sockaddr_in6 *a = &p->addr;
