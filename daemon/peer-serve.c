@@ -305,9 +305,10 @@ static void reply_bytes(struct evhttp_request *req, const uint8_t *buf, size_t l
     evbuffer_free(body);
 }
 
-static void reply_bad(struct evhttp_request *req, const char *why, int err)
+/* At most PEER_SERVE_LOG_PER_S lines a second about what peers cause: a peer may send
+ * nothing but garbage. */
+static bool log_allowed(void)
 {
-    /* At most PEER_SERVE_LOG_PER_S lines a second: a peer may send nothing but garbage. */
     static time_t second;
     static unsigned lines;
     time_t now = time(NULL);
@@ -315,12 +316,17 @@ static void reply_bad(struct evhttp_request *req, const char *why, int err)
         second = now;
         lines = 0;
     }
+    return lines++ < PEER_SERVE_LOG_PER_S;
+}
+
+static void reply_bad(struct evhttp_request *req, const char *why, int err)
+{
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     char *host = NULL;
     ev_uint16_t port = 0;
     if (evcon)
         evhttp_connection_get_peer(evcon, &host, &port);
-    if (lines++ < PEER_SERVE_LOG_PER_S)
+    if (log_allowed())
         log_warn("peer %s port %u: malformed MS-PCCRR request (%s%s%s): 400, connection closed",
             host ? host : "?", (unsigned)port, why, err ? ": " : "",
             err ? pccrr_strerror(err) : "");
@@ -505,8 +511,12 @@ static void job_done(void *arg)
         if (j->peer)
             j->peer->bytes += j->row.length;
     } else {
-        if (j->result == JOB_IO)
+        if (j->result == JOB_IO && log_allowed())
             log_error("reading block %u of a segment for a peer failed; answered as missing",
+                (unsigned)j->block);
+        else if (j->result == JOB_BAD && !j->check && log_allowed())
+            log_warn("block %u of a segment no longer matches its hash (changed on disk since "
+                     "it was checked); answered as missing",
                 (unsigned)j->block);
         reply_blk_empty(j->req, j->id, j->id_len, j->block);
     }

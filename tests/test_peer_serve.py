@@ -457,6 +457,22 @@ def run_checks(tmp, sock, port, conf, d, log_path):
         f.write("serve = yes\n")
     reload(d, log_path, "reload: serve no -> yes")
 
+    # Bytes changed on disk behind the daemon's back are never served: each block is hashed
+    # again before it leaves.
+    h = segs1[0]["id"].hex()
+    data_file = os.path.join(tmp, "data", h[:2], h)
+    if check(os.path.exists(data_file), "no data file %s" % data_file):
+        with open(data_file, "r+b") as f:
+            f.seek(2 * 65536 + 100)
+            f.write(b"\xa5" * 16)
+        peer = Peer(port)
+        r = parse_response(peer.post(getblks(segs1[0]["id"], 2))[2])
+        check(r["block"] == b"", "a block whose bytes changed on disk was served")
+        r = parse_response(peer.post(getblks(segs1[0]["id"], 1))[2])
+        check(decrypt(segs1[0]["secret"], 1, r["iv"], r["block"]) == v1[65536:131072],
+              "the intact block next to a changed one is not served")
+        peer.close()
+
     # A flush takes the V2 content's blocks, and their segments' secrets go with them.
     rc, _, err = ctl(sock, ["flush", "--tag", "00" * 15 + "02"])
     check(rc == 0, "flush: %s" % err)
