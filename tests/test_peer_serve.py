@@ -159,11 +159,32 @@ def segments(ci_path):
     return segs
 
 
+def have_ipv6():
+    try:
+        s = socket.socket(socket.AF_INET6)
+        s.bind(("::1", 0))
+        s.close()
+        return True
+    except OSError:
+        return False
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    """A port free on 127.0.0.1 (and on ::1 when there is IPv6)."""
+    for _ in range(50):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if not have_ipv6():
+            return port
+        try:
+            s = socket.socket(socket.AF_INET6)
+            s.bind(("::1", port))
+            s.close()
+            return port
+        except OSError:
+            continue
     return port
 
 
@@ -323,7 +344,7 @@ def main():
     port = free_port()
     conf = os.path.join(tmp, "peerdistd.conf")
     with open(conf, "w") as f:
-        f.write("[peerdistd]\nmode = distributed\npeer_port = %d\nipv6 = no\n" % port)
+        f.write("[peerdistd]\nmode = distributed\npeer_port = %d\n" % port)
     log_path = os.path.join(tmp, "daemon.log")
     log = open(log_path, "wb")
     d = subprocess.Popen([DAEMON, "--config", conf, "--socket", sock, "--db",
@@ -397,6 +418,15 @@ def run_checks(tmp, sock, port, conf, d, log_path):
     segs2 = segments(publish_inject(tmp, sock, "v2.bin", v2, 2))
     checks_v1(port, v1, segs1)
     checks_v2(port, v2, segs2)
+    if have_ipv6():  # the IPv6 listener ([::], IPV6_V6ONLY) answers too
+        c6 = http.client.HTTPConnection("::1", port, timeout=60)
+        c6.request("POST", PATH, body=getblks(segs1[0]["id"], 0))
+        r = parse_response(c6.getresponse().read())
+        check(decrypt(segs1[0]["secret"], 1, r["iv"], r["block"]) == v1[:65536],
+              "over IPv6: block 0 not served")
+        c6.close()
+    else:
+        print("no IPv6 on this host: the IPv6 listener is not tried")
 
     # A block verified only against a ranged list is private: never served.
     v3 = os.urandom(200000)
