@@ -76,10 +76,10 @@ struct serve_job;
 TAILQ_HEAD(job_list, serve_job);
 
 struct serve {
+    struct peer_serve_counts counts; /* first: PEER_SERVE_BYTES reads it (peer.h) */
     struct daemon *d;
     struct evhttp *http;
     unsigned active;
-    uint64_t served_bytes;
     LIST_HEAD(, serve_peer) peers;
     unsigned npeers;
     struct held held[PEER_SERVE_HELD_CACHE];
@@ -507,7 +507,7 @@ static void job_done(void *arg)
     }
     if (j->result == JOB_OK) {
         reply_bytes(j->req, j->out, j->out_len);
-        sv->served_bytes += j->row.length;
+        sv->counts.served_bytes += j->row.length;
         if (j->peer)
             j->peer->bytes += j->row.length;
     } else {
@@ -657,7 +657,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     /* http.sys matches the registered URL case-insensitively (§3.1). */
-    if (!path || strcasecmp(path, PCCRR_PATH) != 0) {
+    if (!path || !pccrr_path_match(path)) {
         evhttp_send_error(req, HTTP_NOTFOUND, NULL);
         return;
     }
@@ -857,7 +857,7 @@ void peer_serve_free(struct daemon *d)
 uint64_t peer_serve_served_bytes(struct daemon *d)
 {
     struct serve *sv = d->serve;
-    return sv ? sv->served_bytes : 0;
+    return sv ? sv->counts.served_bytes : 0;
 }
 
 size_t peer_serve_peers(struct daemon *d, struct peer_served *out, size_t max)
