@@ -764,6 +764,11 @@ static int listen_any(int family, uint16_t port)
 
 int peer_serve_init(struct daemon *d)
 {
+    /* In every mode: secrets of segments bound by readers whose blocks never came (the
+     * trigger of schema 005 takes the others with their last block). */
+    int64_t pruned = store_segment_secrets_prune(d->store);
+    if (pruned > 0)
+        log_info("%lld segment secrets without blocks dropped", (long long)pruned);
     if (d->cfg.mode != MODE_DISTRIBUTED)
         return 0;
     struct serve *sv = calloc(1, sizeof(*sv));
@@ -787,9 +792,6 @@ int peer_serve_init(struct daemon *d)
     TAILQ_INIT(&sv->running);
     clock_gettime(CLOCK_MONOTONIC, &sv->refilled);
     sv->tokens = 65644.0;
-    int64_t pruned = store_segment_secrets_prune(d->store);
-    if (pruned > 0)
-        log_info("%lld segment secrets without blocks dropped", (long long)pruned);
     evhttp_set_allowed_methods(sv->http, EVHTTP_REQ_POST); /* others: 501 */
     evhttp_set_max_body_size(sv->http, PCCRR_REQUEST_MAX);
     evhttp_set_max_headers_size(sv->http, PEER_SERVE_HEADERS_MAX);

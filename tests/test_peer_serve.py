@@ -38,6 +38,7 @@ DAEMON, CTL = sys.argv[1], sys.argv[2]
 PATH = "/116B50EB-ECE2-41ac-8429-9F9E963361B7/"
 C = "MS_P2P_CACHING\0".encode("utf-16-le")
 FAILURES = []
+UNUSED = []  # segment IDs bound by a reader, without blocks
 
 
 def check(cond, what):
@@ -347,15 +348,27 @@ def main():
         f.write("[peerdistd]\nmode = distributed\npeer_port = %d\n" % port)
     log_path = os.path.join(tmp, "daemon.log")
     log = open(log_path, "wb")
-    d = subprocess.Popen([DAEMON, "--config", conf, "--socket", sock, "--db",
-                          os.path.join(tmp, "cache.db"), "--state-dir", os.path.join(tmp, "state")],
-                         stderr=log)
+    argv = [DAEMON, "--config", conf, "--socket", sock, "--db", os.path.join(tmp, "cache.db"),
+            "--state-dir", os.path.join(tmp, "state")]
+    d = subprocess.Popen(argv, stderr=log)
     try:
-        for _ in range(200):
-            if ctl(sock, ["status"])[0] == 0:
-                break
-            time.sleep(0.05)
+        wait_ready(sock)
         run_checks(tmp, sock, port, conf, d, log_path)
+        d.terminate()
+        check(d.wait() == 0, "peerdistd exit status %d" % d.returncode)
+        count = "SELECT count(*) FROM segment_secrets WHERE segment_id = ?"
+        db = sqlite3.connect(os.path.join(tmp, "cache.db"))
+        check(UNUSED and db.execute(count, UNUSED[:1]).fetchone()[0] == 1,
+              "a segment bound by a reader has no secret stored")
+        db.close()
+        d = subprocess.Popen(argv, stderr=log)  # the start drops secrets without blocks
+        wait_ready(sock)
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(tmp, "cache.db"), uri=True)
+        check(UNUSED and db.execute(count, UNUSED[:1]).fetchone()[0] == 0,
+              "the secret of a segment without blocks survived a start")
+        check(db.execute("SELECT count(*) FROM segment_secrets").fetchone()[0] > 0,
+              "the start dropped secrets of segments with blocks")
+        db.close()
     finally:
         d.terminate()
         rc = d.wait()
@@ -368,6 +381,14 @@ def main():
         return 1
     print("peer serve test passed")
     return 0
+
+
+def wait_ready(sock):
+    for _ in range(400):
+        if ctl(sock, ["status"])[0] == 0:
+            return
+        time.sleep(0.05)
+    check(False, "peerdistd did not answer status")
 
 
 def publish_inject(tmp, sock, name, data, version, rng=None):
@@ -515,6 +536,16 @@ def run_checks(tmp, sock, port, conf, d, log_path):
                       ",".join("?" * len(segs2)), [s["id"] for s in segs2]).fetchone()[0]
     db.close()
     check(left == 0, "%d secrets of flushed segments left" % left)
+
+    # A reader binding a segment whose blocks never come: its secret is stored, and dropped at
+    # the next start (checked in main).
+    path5 = os.path.join(tmp, "v5.bin")
+    with open(path5, "wb") as f:
+        f.write(os.urandom(100000))
+    ctl(sock, ["hash", path5, "--version", "1", "--key", "peer-serve-test", "-o", path5 + ".ci"])
+    ctl(sock, ["get", "--ci", path5 + ".ci", "--partial", "--timeout", "0",
+               "-o", os.path.join(tmp, "v5.out")])
+    UNUSED.append(segments(path5 + ".ci")[0]["id"])
 
     # Over the limits: requests wait for serve_rate_limit, so they are active at once.
     with open(conf, "a") as f:
