@@ -39,6 +39,7 @@ PATH = "/116B50EB-ECE2-41ac-8429-9F9E963361B7/"
 C = "MS_P2P_CACHING\0".encode("utf-16-le")
 FAILURES = []
 UNUSED = []  # segment IDs bound by a reader, without blocks
+V1 = {}  # the V1 content's segment, for the checks after a restart
 
 
 def check(cond, what):
@@ -361,8 +362,25 @@ def main():
         check(UNUSED and db.execute(count, UNUSED[:1]).fetchone()[0] == 1,
               "a segment bound by a reader has no secret stored")
         db.close()
+        # Block 3 changed while the daemon is down: after the start, its first read for a peer
+        # checks it, finds it bad, and it leaves the index (as block 2, changed earlier).
+        h = V1["id"].hex()
+        with open(os.path.join(tmp, "data", h[:2], h), "r+b") as f:
+            f.seek(3 * 65536 + 7)
+            f.write(b"\x5a" * 9)
         d = subprocess.Popen(argv, stderr=log)  # the start drops secrets without blocks
         wait_ready(sock)
+        peer = Peer(port)
+        r = parse_response(peer.post(getblklist(V1["id"], [(0, 512)]))[2])
+        check(r["ranges"] == [(0, 5)], "before the check: BLKLIST %r" % (r["ranges"],))
+        for b in (2, 3):
+            r = parse_response(peer.post(getblks(V1["id"], b))[2])
+            check(r["block"] == b"", "block %d changed on disk was served after a start" % b)
+        r = parse_response(peer.post(getblklist(V1["id"], [(0, 512)]))[2])
+        check(r["ranges"] == [(0, 2), (4, 1)], "bad blocks still listed: %r" % (r["ranges"],))
+        r = parse_response(peer.post(getblks(V1["id"], 1))[2])
+        check(r["next"] == 4, "NextBlockIndex past bad blocks: %d" % r["next"])
+        peer.close()
         db = sqlite3.connect("file:%s?mode=ro" % os.path.join(tmp, "cache.db"), uri=True)
         check(UNUSED and db.execute(count, UNUSED[:1]).fetchone()[0] == 0,
               "the secret of a segment without blocks survived a start")
@@ -508,6 +526,7 @@ def run_checks(tmp, sock, port, conf, d, log_path):
         f.write("serve = yes\n")
     reload(d, log_path, "reload: serve no -> yes")
 
+    V1.update(segs1[0])
     # Bytes changed on disk behind the daemon's back are never served: each block is hashed
     # again before it leaves.
     h = segs1[0]["id"].hex()
