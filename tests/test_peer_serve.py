@@ -583,6 +583,20 @@ def run_checks(tmp, sock, port, conf, d, log_path):
     check(sizes.count(0) >= 8 and sizes.count(65552) >= 1,
           "40 requests from one peer: %d busy answers" % sizes.count(0))
 
+    # Peers that hang up while their block waits for the rate limit or a worker: the daemon
+    # goes on (the answers have nobody to go to), and serves the next peer.
+    req = getblks(segs1[0]["id"], 1)
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", port), timeout=20)
+        s.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                   % (PATH, len(req))).encode() + req)
+        s.close()
+    peer = Peer(port)
+    r = parse_response(peer.post(getblks(segs1[0]["id"], 0))[2])
+    check(decrypt(segs1[0]["secret"], 1, r["iv"], r["block"]) == v1[:65536],
+          "no block served after peers hung up")
+    peer.close()
+
 
 if __name__ == "__main__":
     sys.exit(main())
