@@ -53,6 +53,10 @@
 #define PEER_SERVE_HELD_CACHE 64
 /* Log lines about malformed requests, at most, each second. */
 #define PEER_SERVE_LOG_PER_S 5
+/* Peer connections that have sent a request, open at once: at the limit accepting pauses
+ * until one closes, so LAN peers cannot take the descriptors local clients need. Connections
+ * that send nothing close after PEER_SERVE_TIMEOUT_S. */
+#define PEER_SERVE_CONNS_MAX 512
 
 /* A remote address and what it was served. */
 struct serve_peer {
@@ -97,6 +101,9 @@ struct serve {
     unsigned nlisteners;
     struct event *accept_ev;
     struct serve *next; /* serves */
+    /* Connections seen (a request came), told to conn_closed when evhttp frees them. */
+    struct evhttp_connection *conns[PEER_SERVE_CONNS_MAX];
+    unsigned nconns;
 };
 
 /* One GETBLKS being answered. */
@@ -662,9 +669,12 @@ static void serve_getblks(struct serve *sv, struct evhttp_request *req,
 
 /* ---- HTTP ---- */
 
+static void conn_seen(struct serve *sv, struct evhttp_request *req);
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct serve *sv = arg;
+    conn_seen(sv, req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     /* http.sys matches the registered URL case-insensitively (§3.1). */
@@ -711,8 +721,46 @@ static void accept_resume(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct serve *sv = arg;
+    if (sv->nconns >= PEER_SERVE_CONNS_MAX)
+        return; /* conn_closed resumes */
     for (unsigned i = 0; i < sv->nlisteners; i++)
         evconnlistener_enable(sv->listeners[i]);
+}
+
+static void conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+    struct serve *sv = arg;
+    for (unsigned i = 0; i < sv->nconns; i++) {
+        if (sv->conns[i] != evcon)
+            continue;
+        sv->conns[i] = sv->conns[--sv->nconns];
+        if (sv->nconns == PEER_SERVE_CONNS_MAX - 1 &&
+            !event_pending(sv->accept_ev, EV_TIMEOUT, NULL))
+            accept_resume(-1, 0, sv);
+        return;
+    }
+}
+
+/* Counts the request's connection once; at the limit, accepting pauses. */
+static void conn_seen(struct serve *sv, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (!evcon)
+        return;
+    for (unsigned i = 0; i < sv->nconns; i++)
+        if (sv->conns[i] == evcon)
+            return;
+    if (sv->nconns == PEER_SERVE_CONNS_MAX)
+        return; /* accepted before the pause took hold: not counted, closes with its timeout */
+    sv->conns[sv->nconns++] = evcon;
+    evhttp_connection_set_closecb(evcon, conn_closed, sv);
+    if (sv->nconns == PEER_SERVE_CONNS_MAX) {
+        if (log_allowed())
+            log_warn("MS-PCCRR server: %d peer connections open; accepting more when one closes",
+                PEER_SERVE_CONNS_MAX);
+        for (unsigned i = 0; i < sv->nlisteners; i++)
+            evconnlistener_disable(sv->listeners[i]);
+    }
 }
 
 /* accept failed: out of descriptors (or another error) pauses accepting for a while rather
@@ -858,6 +906,7 @@ void peer_serve_free(struct daemon *d)
             *pp = sv->next;
             break;
         }
+    sv->nlisteners = 0; /* evhttp_free frees them before the connections (conn_closed) */
     evhttp_free(sv->http);
     event_free(sv->rate_ev);
     event_free(sv->accept_ev);

@@ -583,6 +583,38 @@ def run_checks(tmp, sock, port, conf, d, log_path):
     check(sizes.count(0) >= 8 and sizes.count(65552) >= 1,
           "40 requests from one peer: %d busy answers" % sizes.count(0))
 
+    # 512 peer connections open (PEER_SERVE_CONNS_MAX): accepting pauses; one closing lets the
+    # next in.
+    import resource
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= 1200:
+        held = []
+        for _ in range(512):
+            p = Peer(port)
+            r = parse_response(p.post(nego_req())[2])
+            held.append(p)
+        check("512 peer connections open" in open(log_path, errors="replace").read(),
+              "no log line at the peer connection limit")
+        extra, answers = Peer(port), []
+
+        def late():
+            try:
+                answers.append(parse_response(extra.post(nego_req())[2])["type"])
+            except Exception as e:  # noqa: BLE001 - reported below
+                answers.append(repr(e))
+
+        th = threading.Thread(target=late)
+        th.start()
+        for p in held[:8]:
+            p.close()
+        th.join(60)
+        check(answers == [1], "the connection after 512 was not served once some closed: %r"
+              % answers)
+        extra.close()
+        for p in held[8:]:
+            p.close()
+    else:
+        print("RLIMIT_NOFILE below 1200: the peer connection limit is not tried")
+
     # Peers that hang up while their block waits for the rate limit or a worker: the daemon
     # goes on (the answers have nobody to go to), and serves the next peer.
     req = getblks(segs1[0]["id"], 1)
