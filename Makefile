@@ -7,7 +7,7 @@
 #   make test-kill  kill -9 during publish, AddData and flush, KILL_CYCLES times (the suite: 30)
 #   make reliability  the long tests (kill -9 loop, hostile clients, full disk, fuzzing) and
 #                   docs/RELIABILITY.md from their output
-#   make fuzz       both libFuzzer harnesses (fuzz/) for FUZZ_SECONDS in all, built in FUZZ_BUILD
+#   make fuzz       the libFuzzer harnesses (fuzz/) for FUZZ_SECONDS in all, built in FUZZ_BUILD
 #   make format     clang-format (.clang-format) over every C file of ours
 #   make deb        the Debian packages (packaging/debian/) into build/deb/, checked by lintian
 # Each target installs missing Debian packages first (needs root and apt).
