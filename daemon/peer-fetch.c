@@ -1,15 +1,806 @@
 /* SPDX-License-Identifier: MIT */
-/* peer-fetch.c - fetching missing blocks from peers (peer.h). Not built yet. */
-#include "daemon.h"
+/*
+ * peer-fetch.c - fetching missing blocks from peers (peer.h, peer-fetch.h). A read that misses
+ * locally waits on the fetch of the segment holding its offset: Probes for the segment ID
+ * (discovery.c, V1 form for V1 content, V2 for V2), then MSG_GETBLKS (MS-PCCRR) over HTTP POST
+ * to each peer that answered from the local subnet, several peers at once and
+ * PEER_FETCH_CONNS_PER_PEER requests in flight per peer, each with the 2 s request timer.
+ * Every MSG_BLK is decrypted by its CryptoAlgoId with the segment key of the reader's content
+ * information and verified against the reader's hash before it is stored, as the reader's
+ * AddData would store it (content_add_fetched). A peer that sends a block failing its hash, a
+ * malformed message or nothing in time is distrusted for PEER_FETCH_DISTRUST_SECONDS.
+ */
+#include "peer-fetch.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "content-internal.h"
+#include "log.h"
 #include "peer.h"
+
+#define PCCRR_PATH "/116B50EB-ECE2-41ac-8429-9F9E963361B7/"
+#define PCCRR_MSG_GETBLKS 3
+#define PCCRR_MSG_BLK 5
+#define PCCRR_RESPONSE_MAX 393216
+/* Peers remembered (Peers reply, distrust): the least recently seen goes first. */
+#define PEER_RECS_MAX 256
+
+/* What this daemon knows of one peer it fetched from (or tried to). */
+struct peer_rec {
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    char name[INET6_ADDRSTRLEN + IF_NAMESIZE + 10]; /* "ip:port", "[ip]:port" */
+    uint64_t fetched; /* verified bytes */
+    time_t last_seen;
+    time_t distrust_until;
+    const char *why;
+    struct peer_rec *next;
+};
+
+struct fetch_daemon {
+    struct peer_fetch_counts counts; /* first: PEER_FETCH_BYTES reads it (peer.h) */
+    struct daemon *d;
+    LIST_HEAD(, fetch) fetches;
+    LIST_HEAD(, fetch) dying; /* ended, their connections not yet freed (fetch_kill) */
+    struct peer_rec *peers;
+    unsigned npeers;
+};
+
+enum { ST_SKIP, ST_WANT, ST_FLIGHT, ST_STORING, ST_DONE, ST_FAILED };
+
+struct fpeer;
+/* One connection to a peer and its one request in flight. */
+struct slot {
+    struct fetch *f;
+    struct fpeer *p;
+    struct evhttp_connection *conn;
+    bool busy;
+    uint32_t block;
+};
+
+struct fpeer {
+    struct peer_rec *rec;
+    bool failed;
+    bool has_bitmap;
+    uint8_t bitmap[PEER_SEGMENT_BLOCKS_MAX / 8]; /* V2-form availability */
+    uint8_t lacks[PEER_SEGMENT_BLOCKS_MAX / 8];  /* answered SizeOfBlock 0 */
+    struct slot slots[PEER_FETCH_CONNS_PER_PEER];
+};
+
+struct fetch {
+    struct fetch_daemon *fd;
+    struct conn *c;
+    struct content_handle *h;
+    size_t seg;
+    uint32_t nblocks;
+    uint8_t st[PEER_SEGMENT_BLOCKS_MAX];
+    struct discovery_probe *probe;
+    bool probe_done, ended;
+    unsigned refs; /* the fetches list until it ends, each store under way */
+    struct event *kill_ev;
+    struct fpeer peers[PEER_FETCH_PEERS_MAX];
+    size_t npeers;
+    LIST_HEAD(, peer_fetch_wait) waiters;
+    LIST_ENTRY(fetch) link;
+};
+
+/* A store under way for a fetch (content_add_fetched's done). */
+struct store_ticket {
+    struct fetch *f;
+    uint32_t block;
+    uint32_t len;
+    struct fpeer *p;
+};
+
+static struct fetch_daemon *fetch_state(const struct daemon *d)
+{
+    return d->fetch;
+}
 
 int peer_fetch_init(struct daemon *d)
 {
-    (void)d;
+    if (d->cfg.mode != MODE_DISTRIBUTED)
+        return 0;
+    struct fetch_daemon *fd = calloc(1, sizeof(*fd));
+    if (!fd)
+        return -1;
+    fd->d = d;
+    LIST_INIT(&fd->fetches);
+    LIST_INIT(&fd->dying);
+    d->fetch = fd;
     return 0;
 }
 
+static void fetch_end(struct fetch *f);
+static void fetch_kill(evutil_socket_t fd, short what, void *arg);
+
 void peer_fetch_free(struct daemon *d)
 {
-    (void)d;
+    struct fetch_daemon *fd = d->fetch;
+    if (!fd)
+        return;
+    while (!LIST_EMPTY(&fd->fetches))
+        fetch_end(LIST_FIRST(&fd->fetches));
+    while (!LIST_EMPTY(&fd->dying)) { /* the loop is over: fetch_kill will not run */
+        struct fetch *f = LIST_FIRST(&fd->dying);
+        event_del(f->kill_ev);
+        fetch_kill(-1, 0, f);
+    }
+    while (fd->peers) {
+        struct peer_rec *r = fd->peers;
+        fd->peers = r->next;
+        free(r);
+    }
+    free(fd);
+    d->fetch = NULL;
+}
+
+bool peer_fetch_enabled(const struct conn *c)
+{
+    return c->d->fetch != NULL && !c->d->stopping;
+}
+
+/* ---- peers ---- */
+
+static void addr_name(const struct sockaddr_storage *ss, char *out, size_t n)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+        snprintf(out, n, "%s:%u", ip, (unsigned)ntohs(s4->sin_port));
+    } else {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+        snprintf(out, n, "[%s]:%u", ip, (unsigned)ntohs(s6->sin6_port));
+    }
+}
+
+static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+    return x->sin6_port == y->sin6_port &&
+        memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+}
+
+/* The record of a peer, created (the least recently seen replaced when full); NULL: memory. */
+static struct peer_rec *peer_rec_get(struct fetch_daemon *fd, const struct sockaddr_storage *ss,
+    socklen_t len)
+{
+    struct peer_rec **oldest = NULL;
+    for (struct peer_rec **pp = &fd->peers; *pp; pp = &(*pp)->next) {
+        if (same_addr(&(*pp)->addr, ss))
+            return *pp;
+        if (!oldest || (*pp)->last_seen < (*oldest)->last_seen)
+            oldest = pp;
+    }
+    struct peer_rec *r;
+    if (fd->npeers >= PEER_RECS_MAX && oldest) {
+        r = *oldest;
+        *oldest = r->next;
+        fd->npeers--;
+        memset(r, 0, sizeof(*r));
+    } else if (!(r = calloc(1, sizeof(*r)))) {
+        return NULL;
+    }
+    memcpy(&r->addr, ss, len);
+    r->addr_len = len;
+    addr_name(ss, r->name, sizeof(r->name));
+    r->next = fd->peers;
+    fd->peers = r;
+    fd->npeers++;
+    return r;
+}
+
+/* True if addr is on the subnet of one of this host's interfaces (IPv6: link-local too). */
+static bool on_local_subnet(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET6 &&
+        IN6_IS_ADDR_LINKLOCAL(&((const struct sockaddr_in6 *)ss)->sin6_addr))
+        return true;
+    struct ifaddrs *ifs;
+    if (getifaddrs(&ifs) != 0)
+        return false;
+    bool found = false;
+    for (struct ifaddrs *i = ifs; i && !found; i = i->ifa_next) {
+        if (!i->ifa_addr || !i->ifa_netmask || i->ifa_addr->sa_family != ss->ss_family ||
+            !(i->ifa_flags & IFF_UP))
+            continue;
+        const uint8_t *a, *m, *p;
+        size_t n;
+        if (ss->ss_family == AF_INET) {
+            a = (const uint8_t *)&((const struct sockaddr_in *)(const void *)i->ifa_addr)->sin_addr;
+            m = (const uint8_t *)&((const struct sockaddr_in *)(const void *)i->ifa_netmask)->sin_addr;
+            p = (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr;
+            n = 4;
+        } else {
+            a = (const uint8_t *)&((const struct sockaddr_in6 *)(const void *)i->ifa_addr)->sin6_addr;
+            m = (const uint8_t *)&((const struct sockaddr_in6 *)(const void *)i->ifa_netmask)
+                    ->sin6_addr;
+            p = (const uint8_t *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+            n = 16;
+        }
+        bool match = true;
+        for (size_t k = 0; k < n && match; k++)
+            match = (a[k] & m[k]) == (p[k] & m[k]);
+        found = match;
+    }
+    freeifaddrs(ifs);
+    return found;
+}
+
+static void distrust(struct fetch *f, struct fpeer *p, const char *why)
+{
+    time_t now = time(NULL);
+    p->failed = true;
+    p->rec->distrust_until = now + PEER_FETCH_DISTRUST_SECONDS;
+    p->rec->why = why;
+    log_warn("peer %s: %s: distrusted for %d s; the fetch goes on with other peers",
+        p->rec->name, why, PEER_FETCH_DISTRUST_SECONDS);
+    for (size_t j = 0; j < PEER_FETCH_CONNS_PER_PEER; j++)
+        if (p->slots[j].busy && f->st[p->slots[j].block] == ST_FLIGHT)
+            f->st[p->slots[j].block] = ST_WANT;
+}
+
+/* ---- the fetch ---- */
+
+static void fetch_unref(struct fetch *f)
+{
+    if (--f->refs)
+        return;
+    for (size_t i = 0; i < f->npeers; i++)
+        for (size_t j = 0; j < PEER_FETCH_CONNS_PER_PEER; j++)
+            if (f->peers[i].slots[j].conn)
+                evhttp_connection_free(f->peers[i].slots[j].conn);
+    event_free(f->kill_ev);
+    content_handle_unref(f->h);
+    conn_unref(f->c);
+    free(f);
+}
+
+/* Loop, outside any of the fetch's callbacks: its connections go (with what is in flight). */
+static void fetch_kill(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fetch *f = arg;
+    LIST_REMOVE(f, link); /* dying */
+    fetch_unref(f);
+}
+
+static void wake(struct fetch *f, enum peer_fetch_event ev)
+{
+    struct peer_fetch_wait *w = LIST_FIRST(&f->waiters), *next;
+    for (; w; w = next) {
+        next = LIST_NEXT(w, link);
+        if (ev == PEER_FETCH_ENDED) {
+            LIST_REMOVE(w, link);
+            w->f = NULL;
+        }
+        w->fn(w, ev); /* may detach w (only w) */
+    }
+}
+
+static void fetch_end(struct fetch *f)
+{
+    if (f->ended)
+        return;
+    f->ended = true;
+    LIST_REMOVE(f, link);
+    LIST_INSERT_HEAD(&f->fd->dying, f, link);
+    if (f->probe)
+        discovery_probe_cancel(f->probe);
+    f->probe = NULL;
+    f->refs++; /* held while the waiters run */
+    wake(f, PEER_FETCH_ENDED);
+    /* The list's reference goes in fetch_kill, outside any of the fetch's HTTP callbacks. */
+    if (event_add(f->kill_ev, &(struct timeval){0, 0}) != 0) {
+        LIST_REMOVE(f, link);
+        fetch_unref(f);
+    }
+    fetch_unref(f);
+}
+
+static void pump(struct fetch *f);
+
+static void store_done(void *arg, uint32_t status)
+{
+    struct store_ticket *t = arg;
+    struct fetch *f = t->f;
+    if (!f->ended) {
+        f->st[t->block] = status == ERROR_SUCCESS ? ST_DONE : ST_FAILED;
+        if (status == ERROR_SUCCESS)
+            wake(f, PEER_FETCH_PROGRESS);
+        pump(f);
+    }
+    free(t);
+    fetch_unref(f);
+}
+
+/* The MSG_GETBLKS of one block (MS-PCCRR 2.2.4.3; one range of one block, header v1.0). */
+static size_t getblks_encode(uint8_t *out, const uint8_t *id, uint32_t id_len, uint32_t block)
+{
+    size_t pad = (4 - id_len % 4) % 4, n = 0;
+    uint32_t size = (uint32_t)(16 + 4 + id_len + pad + 4 + 8 + 4);
+    uint32_t words[4] = {htonl(1), htonl(PCCRR_MSG_GETBLKS), htonl(size), htonl(1)};
+    memcpy(out, words, 16); /* minor 0, major 1; AES-128 asked for */
+    n = 16;
+    uint32_t v = htonl(id_len);
+    memcpy(out + n, &v, 4);
+    n += 4;
+    memcpy(out + n, id, id_len);
+    n += id_len;
+    memset(out + n, 0, pad);
+    n += pad;
+    uint32_t tail[4] = {htonl(1), htonl(block), htonl(1), 0};
+    memcpy(out + n, tail, 16);
+    return n + 16;
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* One MSG_BLK, parsed: 1 a block, 0 "I don't have it", -1 malformed or not the one asked. */
+struct blk {
+    uint32_t algo, len, iv_len;
+    const uint8_t *data, *iv;
+};
+static int blk_decode(const uint8_t *b, size_t n, const uint8_t *id, uint32_t id_len,
+    uint32_t block, struct blk *out)
+{
+    if (n < 4 || be32(b) != n - 4)
+        return -1;
+    b += 4;
+    n -= 4;
+    if (n < 16 || be32(b + 4) != PCCRR_MSG_BLK || be32(b + 8) != n || (b[2] << 8 | b[3]) != 1)
+        return -1;
+    out->algo = be32(b + 12);
+    size_t p = 16;
+#define NEED(k) \
+    do { \
+        if (n - p < (size_t)(k)) \
+            return -1; \
+    } while (0)
+    NEED(4);
+    uint32_t idl = be32(b + p);
+    p += 4;
+    if (idl != id_len)
+        return -1;
+    NEED(idl + (4 - idl % 4) % 4);
+    if (memcmp(b + p, id, idl) != 0)
+        return -1;
+    p += idl + (4 - idl % 4) % 4;
+    NEED(12);
+    uint32_t index = be32(b + p);
+    out->len = be32(b + p + 8);
+    p += 12;
+    if (index != block)
+        return -1;
+    if (out->len == 0)
+        return 0;
+    NEED((size_t)out->len + (4 - out->len % 4) % 4);
+    out->data = b + p;
+    p += out->len + (4 - out->len % 4) % 4;
+    NEED(4);
+    uint32_t vl = be32(b + p);
+    p += 4;
+    NEED((size_t)vl + (4 - vl % 4) % 4);
+    p += vl + (4 - vl % 4) % 4;
+    NEED(4);
+    out->iv_len = be32(b + p);
+    p += 4;
+    NEED(out->iv_len);
+    out->iv = b + p;
+#undef NEED
+    return 1;
+}
+
+/*
+ * The block's plaintext into out (want bytes; what follows, the cipher's padding, is not
+ * looked at: the hash decides). False if the algorithm, key or sizes do not fit.
+ */
+static bool blk_decrypt(const struct blk *k, const uint8_t *secret, size_t secret_len,
+    uint8_t *out, uint32_t want)
+{
+    if (k->algo == 0) {
+        if (k->len < want)
+            return false;
+        memcpy(out, k->data, want);
+        return true;
+    }
+    const EVP_CIPHER *ciph = k->algo == 1 ? EVP_aes_128_cbc()
+        : k->algo == 2                   ? EVP_aes_192_cbc()
+        : k->algo == 3                   ? EVP_aes_256_cbc()
+                                         : NULL;
+    size_t keylen = 16 + 8 * (k->algo - 1);
+    if (!ciph || keylen > secret_len || k->iv_len != 16 || k->len % 16 || k->len < want)
+        return false;
+    uint8_t *plain = malloc(k->len);
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int l1 = 0, l2 = 0;
+    bool ok = plain && ctx && EVP_DecryptInit_ex(ctx, ciph, NULL, secret, k->iv) == 1 &&
+        EVP_CIPHER_CTX_set_padding(ctx, 0) == 1 &&
+        EVP_DecryptUpdate(ctx, plain, &l1, k->data, (int)k->len) == 1 &&
+        EVP_DecryptFinal_ex(ctx, plain + l1, &l2) == 1 && (uint32_t)(l1 + l2) >= want;
+    if (ok)
+        memcpy(out, plain, want);
+    EVP_CIPHER_CTX_free(ctx);
+    free(plain);
+    return ok;
+}
+
+static void on_response(struct evhttp_request *req, void *arg)
+{
+    struct slot *sl = arg;
+    struct fetch *f = sl->f;
+    struct fpeer *p = sl->p;
+    uint32_t b = sl->block;
+    sl->busy = false;
+    if (f->ended || p->failed)
+        return;
+    f->st[b] = ST_WANT; /* unless it is stored below */
+    const struct ci_info *ci = f->h->ci;
+    const struct ci_segment *seg = &ci->segments[f->seg];
+    int code = req ? evhttp_request_get_response_code(req) : 0;
+    if (code == 0) {
+        distrust(f, p, "no answer in time");
+        pump(f);
+        return;
+    }
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(in);
+    const uint8_t *body = n && n <= PCCRR_RESPONSE_MAX + 4 ? evbuffer_pullup(in, -1) : NULL;
+    struct blk k = {0};
+    int rc = code == 200 && body ? blk_decode(body, n, seg->id, (uint32_t)ci->digest_len, b, &k)
+                                 : -1;
+    if (rc < 0) {
+        distrust(f, p, "a malformed answer");
+        pump(f);
+        return;
+    }
+    p->rec->last_seen = time(NULL);
+    if (rc == 0) {
+        p->lacks[b / 8] |= (uint8_t)(1u << (b % 8));
+        pump(f);
+        return;
+    }
+    uint32_t len = ci_block_length(seg, b);
+    uint8_t *plain = malloc(len ? len : 1);
+    bool ok = plain && blk_decrypt(&k, seg->secret, ci->digest_len, plain, len) &&
+        (ci->version == CI_VERSION_2 ? ci_verify_segment_data(ci, f->seg, plain, len)
+                                     : ci_verify_block(ci, f->seg, b, plain, len));
+    if (!plain) {
+        pump(f);
+        return;
+    }
+    if (!ok) {
+        free(plain);
+        distrust(f, p, "a block failing its hash");
+        pump(f);
+        return;
+    }
+    /* Verified against the reader's hash: counted, stored as the reader's AddData would. */
+    p->rec->fetched += len;
+    f->fd->counts.fetched_bytes += len;
+    struct store_ticket *t = calloc(1, sizeof(*t));
+    uint64_t off = seg->offset + (uint64_t)b * (ci->version == CI_VERSION_2 ? 0 : seg->block_size);
+    if (t) {
+        t->f = f;
+        t->block = b;
+        t->len = len;
+        t->p = p;
+        f->refs++;
+        f->st[b] = ST_STORING;
+        if (content_add_fetched(f->c, f->h, off, plain, len, store_done, t) != 0) {
+            f->refs--;
+            f->st[b] = ST_FAILED;
+            free(t);
+        }
+    } else {
+        f->st[b] = ST_FAILED;
+    }
+    free(plain);
+    pump(f);
+}
+
+static bool peer_may_have(const struct fpeer *p, uint32_t b)
+{
+    if (p->lacks[b / 8] & (1u << (b % 8)))
+        return false;
+    return !p->has_bitmap || (p->bitmap[b / 8] & (1u << (b % 8)));
+}
+
+static bool send_request(struct fetch *f, struct fpeer *p, struct slot *sl, uint32_t b)
+{
+    struct daemon *d = f->fd->d;
+    const struct ci_info *ci = f->h->ci;
+    if (!sl->conn) {
+        char host[INET6_ADDRSTRLEN + IF_NAMESIZE + 2] = "";
+        uint16_t port;
+        const struct sockaddr_storage *ss = &p->rec->addr;
+        if (ss->ss_family == AF_INET) {
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, host, sizeof(host));
+            port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
+        } else {
+            const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+            inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+            char ifn[IF_NAMESIZE];
+            if (s6->sin6_scope_id && if_indextoname(s6->sin6_scope_id, ifn)) {
+                strncat(host, "%", sizeof(host) - strlen(host) - 1);
+                strncat(host, ifn, sizeof(host) - strlen(host) - 1);
+            }
+            port = ntohs(s6->sin6_port);
+        }
+        if (!(sl->conn = evhttp_connection_base_new(d->base, NULL, host, port)))
+            return false;
+        evhttp_connection_set_timeout(sl->conn, PEER_FETCH_REQUEST_SECONDS);
+        evhttp_connection_set_retries(sl->conn, 0);
+    }
+    struct evhttp_request *req = evhttp_request_new(on_response, sl);
+    if (!req)
+        return false;
+    uint8_t msg[16 + 4 + CI_MAX_DIGEST + 4 + 16];
+    size_t n = getblks_encode(msg, ci->segments[f->seg].id, (uint32_t)ci->digest_len, b);
+    struct evkeyvalq *hd = evhttp_request_get_output_headers(req);
+    evhttp_add_header(hd, "Host", p->rec->name);
+    evhttp_add_header(hd, "Content-Type", "application/octet-stream");
+    if (evbuffer_add(evhttp_request_get_output_buffer(req), msg, n) != 0) {
+        evhttp_request_free(req);
+        return false;
+    }
+    sl->busy = true;
+    sl->block = b;
+    f->st[b] = ST_FLIGHT;
+    if (evhttp_make_request(sl->conn, req, EVHTTP_REQ_POST, PCCRR_PATH) != 0) {
+        sl->busy = false; /* evhttp freed req */
+        f->st[b] = ST_WANT;
+        return false;
+    }
+    return true;
+}
+
+/* Hands wanted blocks to idle connections; ends the fetch when nothing more can come. */
+static void pump(struct fetch *f)
+{
+    if (f->ended)
+        return;
+    time_t now = time(NULL);
+    for (size_t i = 0; i < f->npeers; i++) {
+        struct fpeer *p = &f->peers[i];
+        if (p->failed)
+            continue;
+        for (size_t j = 0; j < PEER_FETCH_CONNS_PER_PEER && !p->failed; j++) {
+            struct slot *sl = &p->slots[j];
+            if (sl->busy)
+                continue;
+            uint32_t b = 0;
+            while (b < f->nblocks && !(f->st[b] == ST_WANT && peer_may_have(p, b)))
+                b++;
+            if (b == f->nblocks)
+                break;
+            if (!send_request(f, p, sl, b))
+                distrust(f, p, "cannot be reached");
+        }
+    }
+    bool busy = false, wanted = false, can = false;
+    for (uint32_t b = 0; b < f->nblocks; b++) {
+        busy |= f->st[b] == ST_FLIGHT || f->st[b] == ST_STORING;
+        if (f->st[b] == ST_WANT) {
+            wanted = true;
+            for (size_t i = 0; i < f->npeers && !can; i++)
+                can = !f->peers[i].failed && peer_may_have(&f->peers[i], b);
+        }
+    }
+    (void)now;
+    if (busy || (wanted && (can || !f->probe_done)))
+        return;
+    fetch_end(f); /* all fetched, or the rest held by no peer we trust */
+}
+
+static void on_match(void *arg, const struct discovery_match *m)
+{
+    struct fetch *f = arg;
+    const struct ci_info *ci = f->h->ci;
+    if (f->ended || m->segment_id_len != ci->digest_len ||
+        memcmp(m->segment_id, ci->segments[f->seg].id, ci->digest_len) != 0)
+        return;
+    char name[80];
+    addr_name(&m->peer, name, sizeof(name));
+    if (!on_local_subnet(&m->peer)) {
+        log_warn("ProbeMatch from %s: not on a local subnet: ignored", name);
+        return;
+    }
+    struct peer_rec *rec = peer_rec_get(f->fd, &m->peer, m->peer_len);
+    if (!rec)
+        return;
+    time_t now = time(NULL);
+    rec->last_seen = now;
+    if (rec->distrust_until > now)
+        return;
+    struct fpeer *p = NULL;
+    for (size_t i = 0; i < f->npeers && !p; i++)
+        if (f->peers[i].rec == rec)
+            p = &f->peers[i];
+    if (!p) {
+        if (f->npeers == PEER_FETCH_PEERS_MAX)
+            return;
+        p = &f->peers[f->npeers++];
+        memset(p, 0, sizeof(*p));
+        p->rec = rec;
+        for (size_t j = 0; j < PEER_FETCH_CONNS_PER_PEER; j++) {
+            p->slots[j].f = f;
+            p->slots[j].p = p;
+        }
+    }
+    if (m->bitmap && m->bitmap_len) {
+        p->has_bitmap = true;
+        memset(p->bitmap, 0, sizeof(p->bitmap));
+        memcpy(p->bitmap, m->bitmap,
+            m->bitmap_len < sizeof(p->bitmap) ? m->bitmap_len : sizeof(p->bitmap));
+    }
+    if (ci->version == CI_VERSION_2) { /* one block: block 0 */
+        p->has_bitmap = false;
+    }
+    pump(f);
+}
+
+static void on_probe_done(void *arg)
+{
+    struct fetch *f = arg;
+    f->probe = NULL;
+    f->probe_done = true;
+    if (f->npeers == 0)
+        log_info("segment %zu: no peer answered the Probes", f->seg);
+    pump(f);
+}
+
+int peer_fetch_wait(struct conn *c, struct content_handle *h, size_t seg, uint32_t from,
+    const bool *missing, uint32_t nblocks, struct peer_fetch_wait *w)
+{
+    struct fetch_daemon *fd = fetch_state(c->d);
+    if (!fd || !h->ci || nblocks > PEER_SEGMENT_BLOCKS_MAX)
+        return -1;
+    struct fetch *f;
+    LIST_FOREACH (f, &fd->fetches, link)
+        if (f->h == h && f->seg == seg)
+            break;
+    if (f) {
+        /* A fetch under way for this segment: blocks it gave up on are tried again. */
+        bool news = false;
+        for (uint32_t b = from; b < nblocks && b < f->nblocks; b++)
+            if (missing[b] && (f->st[b] == ST_SKIP || f->st[b] == ST_FAILED)) {
+                f->st[b] = ST_WANT;
+                news = true;
+            }
+        if (news)
+            pump(f);
+        if (f->ended)
+            return -1;
+    } else {
+        if (!(f = calloc(1, sizeof(*f))))
+            return -1;
+        f->fd = fd;
+        f->c = c;
+        f->h = h;
+        f->seg = seg;
+        f->nblocks = nblocks;
+        f->refs = 1;
+        LIST_INIT(&f->waiters);
+        for (uint32_t b = from; b < nblocks; b++)
+            f->st[b] = missing[b] ? ST_WANT : ST_SKIP;
+        const struct ci_info *ci = h->ci;
+        const uint8_t *ids[1] = {ci->segments[seg].id};
+        size_t lens[1] = {ci->digest_len};
+        f->kill_ev = evtimer_new(c->d->base, fetch_kill, f);
+        f->probe = f->kill_ev ? discovery_probe_start(c->d, ci->version == CI_VERSION_2 ? 2 : 1,
+                                    ids, lens, 1, PEER_FETCH_DISCOVERY_MS, on_match,
+                                    on_probe_done, f)
+                              : NULL;
+        if (!f->probe) {
+            if (f->kill_ev)
+                event_free(f->kill_ev);
+            free(f);
+            return -1; /* nothing to probe with: held by nobody */
+        }
+        h->refs++;
+        c->refs++;
+        LIST_INSERT_HEAD(&fd->fetches, f, link);
+    }
+    w->f = f;
+    LIST_INSERT_HEAD(&f->waiters, w, link);
+    return 0;
+}
+
+void peer_fetch_detach(struct peer_fetch_wait *w)
+{
+    if (!w->f)
+        return;
+    LIST_REMOVE(w, link);
+    w->f = NULL;
+}
+
+void peer_fetch_handle_closed(struct conn *c, struct content_handle *h)
+{
+    struct fetch_daemon *fd = fetch_state(c->d);
+    if (!fd)
+        return;
+    for (struct fetch *f = LIST_FIRST(&fd->fetches), *next; f; f = next) {
+        next = LIST_NEXT(f, link);
+        if (f->h == h)
+            fetch_end(f); /* next is another fetch: its own waiters are not touched */
+    }
+}
+
+bool peer_fetch_flash_crowd(struct conn *c, const struct content_handle *h)
+{
+    if (!fetch_state(c->d) || !h->ci)
+        return false;
+    const struct ci_info *ci = h->ci;
+    for (size_t i = 0; i < ci->n_segments; i++)
+        if (discovery_recent_probers(c->d, ci->segments[i].id, ci->digest_len, 10) > 3)
+            return true;
+    return false;
+}
+
+/* ---- Peers (admins only) ---- */
+
+void peer_fetch_peers(struct conn *c, uint64_t id)
+{
+    if (!c->admin) {
+        log_warn(CONN_FMT ": Peers refused: only root and group %s may list them", CONN_ARGS(c),
+            SERVER_ADMIN_GROUP);
+        conn_reply_status(c, id, ERROR_ACCESS_DENIED);
+        return;
+    }
+    struct fetch_daemon *fd = fetch_state(c->d);
+    size_t n = fd ? fd->npeers : 0, k = 0;
+    Peerdist__PeerInfo *infos = calloc(n ? n : 1, sizeof(*infos));
+    Peerdist__PeerInfo **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+    if (!infos || !ptrs) {
+        free(infos);
+        free(ptrs);
+        conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+        return;
+    }
+    time_t now = time(NULL);
+    for (struct peer_rec *r = fd ? fd->peers : NULL; r && k < n; r = r->next, k++) {
+        Peerdist__PeerInfo pi = PEERDIST__PEER_INFO__INIT;
+        pi.address = r->name;
+        pi.last_seen = r->last_seen > 0 ? (uint64_t)r->last_seen : 0;
+        pi.bytes_fetched = r->fetched;
+        if (r->distrust_until > now) {
+            pi.distrusted_until = (uint64_t)r->distrust_until;
+            pi.distrust_reason = (char *)r->why;
+        }
+        infos[k] = pi;
+        ptrs[k] = &infos[k];
+    }
+    Peerdist__PeersReply pr = PEERDIST__PEERS_REPLY__INIT;
+    pr.n_peers = k;
+    pr.peers = ptrs;
+    Peerdist__Reply rep = PEERDIST__REPLY__INIT;
+    rep.id = id;
+    rep.body_case = PEERDIST__REPLY__BODY_PEERS;
+    rep.peers = &pr;
+    conn_send(c, &rep);
+    free(infos);
+    free(ptrs);
 }
