@@ -73,6 +73,8 @@ void config_defaults(struct config *cfg)
     config_parse_max_age(CONFIG_DEFAULT_MAX_AGE, &cfg->max_age, why, sizeof(why));
     cfg->cache_size.source = cfg->max_age.source = CONFIG_SRC_DEFAULT;
     cfg->uid_quota = 0;
+    cfg->ipv4 = cfg->ipv6 = true;
+    cfg->peer_port = CONFIG_DEFAULT_PEER_PORT;
 }
 
 const char *config_source_name(enum config_source src)

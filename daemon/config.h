@@ -33,6 +33,7 @@
 #define CONFIG_CACHE_SIZE_MIN (64ull * 1024 * 1024)
 #define CONFIG_DEFAULT_MAX_AGE "28d"
 #define CONFIG_MAX_AGE_MAX (100ull * 365 * 86400) /* a century: no overflow in timestamps */
+#define CONFIG_DEFAULT_PEER_PORT 80 /* as Windows' BranchCache ListenPort */
 
 enum service_mode {
     MODE_DISABLED,
@@ -80,6 +81,10 @@ struct config {
     struct config_cache_size cache_size;
     struct config_max_age max_age;
     uint64_t uid_quota; /* bytes a uid's labels may keep; 0 = no quota */
+    /* Distributed mode (peer.h). Defaults only here: the file keys come with the mode. */
+    char interfaces[256]; /* comma-separated interface names; empty = every usable one */
+    bool ipv4, ipv6;      /* discovery over IPv4 and over IPv6 */
+    unsigned peer_port;   /* MS-PCCRR port, announced in ProbeMatch XAddrs */
 };
 
 void config_defaults(struct config *cfg);
