@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/statvfs.h>
 
 #include "budget.h"
@@ -34,7 +35,7 @@ const char *config_mode_name(enum service_mode mode)
 
 bool config_mode_implemented(enum service_mode mode)
 {
-    return mode == MODE_DISABLED || mode == MODE_LOCAL;
+    return mode == MODE_DISABLED || mode == MODE_LOCAL || mode == MODE_DISTRIBUTED;
 }
 
 int config_parse_mode(const char *name, enum service_mode *out)
@@ -73,8 +74,115 @@ void config_defaults(struct config *cfg)
     config_parse_max_age(CONFIG_DEFAULT_MAX_AGE, &cfg->max_age, why, sizeof(why));
     cfg->cache_size.source = cfg->max_age.source = CONFIG_SRC_DEFAULT;
     cfg->uid_quota = 0;
-    cfg->ipv4 = cfg->ipv6 = true;
     cfg->peer_port = CONFIG_DEFAULT_PEER_PORT;
+    cfg->interfaces[0] = '\0';
+    cfg->ipv4 = cfg->ipv6 = true;
+    cfg->serve = true;
+    cfg->serve_rate_limit = 0;
+}
+
+int config_parse_bool(const char *text, bool *out)
+{
+    static const char *const yes[] = {"yes", "true", "on", "1"};
+    static const char *const no[] = {"no", "false", "off", "0"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (strcasecmp(text, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(text, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* An interface name as the kernel takes it (dev_valid_name): 1..IFNAMSIZ-1 bytes, not "." or
+ * "..", no '/', ':' or white space. */
+static bool valid_ifname(const char *name, size_t len)
+{
+    if (len == 0 || len > 15)
+        return false;
+    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c == '/' || c == ':' || isspace(c) || c < 0x21 || c > 0x7e)
+            return false;
+    }
+    return true;
+}
+
+int config_parse_interfaces(const char *text, char *out, size_t outlen, char *why, size_t whylen)
+{
+    char buf[CONFIG_INTERFACES_MAX];
+    size_t used = 0;
+    buf[0] = '\0';
+    const char *p = text;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p == '\0') {
+        snprintf(out, outlen, "%s", "");
+        return 0; /* every multicast-capable interface */
+    }
+    for (;;) {
+        while (isspace((unsigned char)*p))
+            p++;
+        size_t len = strcspn(p, ",");
+        size_t name_len = len;
+        while (name_len && isspace((unsigned char)p[name_len - 1]))
+            name_len--;
+        if (!valid_ifname(p, name_len)) {
+            snprintf(why, whylen,
+                "interfaces: '%.*s' is not an interface name (1 to 15 characters, no '/', ':' "
+                "or spaces; names separated by commas)",
+                (int)(name_len > 40 ? 40 : name_len), p);
+            return -1;
+        }
+        /* The same name twice is a mistake worth hearing about. */
+        for (const char *q = buf; *q;) {
+            size_t ql = strcspn(q, ",");
+            if (ql == name_len && memcmp(q, p, ql) == 0) {
+                snprintf(why, whylen, "interfaces: '%.*s' is named twice", (int)name_len, p);
+                return -1;
+            }
+            q += ql + (q[ql] == ',');
+        }
+        if (used + (used ? 1 : 0) + name_len + 1 > sizeof(buf) || used + name_len + 2 > outlen) {
+            snprintf(why, whylen, "interfaces: the list is longer than %d bytes",
+                CONFIG_INTERFACES_MAX - 1);
+            return -1;
+        }
+        if (used)
+            buf[used++] = ',';
+        memcpy(buf + used, p, name_len);
+        used += name_len;
+        buf[used] = '\0';
+        p += len;
+        if (*p == '\0')
+            break;
+        p++; /* the comma; a name must follow */
+    }
+    snprintf(out, outlen, "%s", buf);
+    return 0;
+}
+
+int config_each_interface(const char *interfaces, int (*fn)(void *arg, const char *name),
+    void *arg)
+{
+    const char *p = interfaces;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        char name[32];
+        snprintf(name, sizeof(name), "%.*s", (int)(len < sizeof(name) ? len : sizeof(name) - 1),
+            p);
+        int rc = fn(arg, name);
+        if (rc)
+            return rc;
+        p += len + (p[len] == ',');
+    }
+    return 0;
 }
 
 const char *config_source_name(enum config_source src)
@@ -313,6 +421,40 @@ static int set_key(struct ini_ctx *ctx, const char *name, const char *value)
         mistake(ctx, "uid_quota: '%s' is not a size (bytes, or with K, M, G or T; 0: off)", value);
         return -1;
     }
+    if (strcmp(name, "peer_port") == 0) {
+        unsigned port;
+        if (set_number(ctx, name, value, 1, 65535, &port) != 0)
+            return -1;
+        cfg->peer_port = (uint16_t)port;
+        return 0;
+    }
+    if (strcmp(name, "interfaces") == 0) {
+        char why[200];
+        if (config_parse_interfaces(value, cfg->interfaces, sizeof(cfg->interfaces), why,
+                sizeof(why)) == 0)
+            return 0;
+        mistake(ctx, "%s", why);
+        return -1;
+    }
+    bool *flag = strcmp(name, "ipv4") == 0 ? &cfg->ipv4
+        : strcmp(name, "ipv6") == 0        ? &cfg->ipv6
+        : strcmp(name, "serve") == 0       ? &cfg->serve
+                                           : NULL;
+    if (flag) {
+        if (config_parse_bool(value, flag) == 0)
+            return 0;
+        mistake(ctx, "%s: '%s' is not yes or no", name, value);
+        return -1;
+    }
+    if (strcmp(name, "serve_rate_limit") == 0) {
+        if (config_parse_bytes(value, &cfg->serve_rate_limit) == 0)
+            return 0;
+        mistake(ctx,
+            "serve_rate_limit: '%s' is not a rate (bytes per second, or with K, M, G or T; 0: "
+            "unlimited)",
+            value);
+        return -1;
+    }
     char *dst = strcmp(name, "socket") == 0 ? cfg->socket_path
         : strcmp(name, "database") == 0     ? cfg->db_path
         : strcmp(name, "state_dir") == 0    ? cfg->state_dir
@@ -468,6 +610,17 @@ int config_load_file(struct config *cfg, char *err, size_t errlen)
     if (line != 0) {
         snprintf(err, errlen, "%s:%d: %s", cfg->config_path, line,
             line < 0 ? "out of memory reading it" : "syntax error");
+        return -1;
+    }
+    return config_check(cfg, err, errlen);
+}
+
+int config_check(const struct config *cfg, char *err, size_t errlen)
+{
+    if (cfg->mode == MODE_DISTRIBUTED && !cfg->ipv4 && !cfg->ipv6) {
+        snprintf(err, errlen,
+            "%s: ipv4 and ipv6 are both no: mode distributed would have no network to use",
+            cfg->config_path);
         return -1;
     }
     return 0;

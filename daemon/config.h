@@ -33,7 +33,10 @@
 #define CONFIG_CACHE_SIZE_MIN (64ull * 1024 * 1024)
 #define CONFIG_DEFAULT_MAX_AGE "28d"
 #define CONFIG_MAX_AGE_MAX (100ull * 365 * 86400) /* a century: no overflow in timestamps */
-#define CONFIG_DEFAULT_PEER_PORT 80 /* as Windows' BranchCache ListenPort */
+/* Distributed mode (docs/peerdistd.conf.5.md): the MS-PCCRR port (Windows' ConnectPort and
+ * ListenPort are 80), and the interface list ("" = every multicast-capable interface). */
+#define CONFIG_DEFAULT_PEER_PORT 80
+#define CONFIG_INTERFACES_MAX 256 /* bytes of the interfaces value, NUL included */
 
 enum service_mode {
     MODE_DISABLED,
@@ -81,10 +84,13 @@ struct config {
     struct config_cache_size cache_size;
     struct config_max_age max_age;
     uint64_t uid_quota; /* bytes a uid's labels may keep; 0 = no quota */
-    /* Distributed mode (peer.h). Defaults only here: the file keys come with the mode. */
-    char interfaces[256]; /* comma-separated interface names; empty = every usable one */
-    bool ipv4, ipv6;      /* discovery over IPv4 and over IPv6 */
-    unsigned peer_port;   /* MS-PCCRR port, announced in ProbeMatch XAddrs */
+    /* Distributed mode. peer_port, interfaces, ipv4 and ipv6 need a restart; serve and
+     * serve_rate_limit follow a reload (SIGHUP). */
+    uint16_t peer_port;                     /* MS-PCCRR HTTP port, 1..65535 (default 80) */
+    char interfaces[CONFIG_INTERFACES_MAX]; /* "eth0,eth1"; "" = every multicast-capable one */
+    bool ipv4, ipv6;                        /* discovery and retrieval over each family */
+    bool serve;                             /* false: fetch from peers, serve nothing */
+    uint64_t serve_rate_limit;              /* upload bytes per second in all; 0 = unlimited */
 };
 
 void config_defaults(struct config *cfg);
@@ -94,6 +100,9 @@ void config_defaults(struct config *cfg);
  * characters: longer ones are handed to it shortened, their value kept here).
  */
 int config_load_file(struct config *cfg, char *err, size_t errlen);
+/* What no single key can say wrong: mode distributed with ipv4 and ipv6 both off. 0, or -1 with
+ * a message in err (config_load_file calls it; main.c again after the flags). */
+int config_check(const struct config *cfg, char *err, size_t errlen);
 /* Applies PEERDIST_SOCKET, PEERDIST_DB, PEERDIST_STATE_DIR. */
 void config_apply_env(struct config *cfg);
 
@@ -117,5 +126,20 @@ int config_parse_max_age(const char *text, struct config_max_age *out, char *why
  */
 uint64_t config_cache_limit(const struct config_cache_size *cs, const char *db_path);
 const char *config_source_name(enum config_source src);
+/* yes/no (also true/false, on/off, 1/0): 0, or -1 if the text is none of those. */
+int config_parse_bool(const char *text, bool *out);
+/*
+ * interfaces: comma-separated interface names (spaces around the commas allowed), each
+ * 1..15 characters without '/', ':' or white space, no name twice; "" = every interface.
+ * Written to out (the names joined by ',', at most CONFIG_INTERFACES_MAX bytes). 0, or -1 with
+ * what is wrong in why.
+ */
+int config_parse_interfaces(const char *text, char *out, size_t outlen, char *why, size_t whylen);
+/*
+ * Calls fn for each name in a normalized interfaces value (as config_parse_interfaces writes
+ * it); stops at the first nonzero return and returns it, else 0.
+ */
+int config_each_interface(const char *interfaces, int (*fn)(void *arg, const char *name),
+    void *arg);
 
 #endif

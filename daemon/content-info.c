@@ -8,9 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "blockstore.h"
 #include "budget.h"
 #include "content-internal.h"
+#include "evict.h"
 #include "log.h"
 
 static void log_refusal(struct conn *c, const char *what, const struct ci_error *e)
@@ -87,6 +90,44 @@ static int promote_row(void *arg, const struct store_block_row *row)
     return 0;
 }
 
+/*
+ * Bound segments can be served to peers (peer-serve.c): their secret, HoD, version and size
+ * are stored with them, in one transaction. Never a segment bound only by a ranged list: it
+ * is not bound. Failure only means peers are not served it (logged without the secret).
+ */
+static void bind_secrets(struct conn *c, struct content_handle *h)
+{
+    struct store *st = c->d->store;
+    const struct ci_info *ci = h->ci;
+    size_t i = 0;
+    while (i < ci->n_segments && !h->bound[i])
+        i++;
+    if (i == ci->n_segments || store_begin(st) != 0)
+        return;
+    int64_t now = evict_now(c->d);
+    struct store_segment_secret s;
+    bool ok = true;
+    for (; ok && i < ci->n_segments; i++) {
+        const struct ci_segment *seg = &ci->segments[i];
+        if (!h->bound[i] || ci->digest_len > STORE_MAX_ID)
+            continue;
+        s.segment_id_len = s.hod_len = s.secret_len = ci->digest_len;
+        memcpy(s.segment_id, seg->id, ci->digest_len);
+        memcpy(s.hod, seg->hod, ci->digest_len);
+        memcpy(s.secret, seg->secret, ci->digest_len);
+        s.version = ci->version == CI_VERSION_1 ? 1 : 2;
+        s.blocks = ci->version == CI_VERSION_1 ? ci_segment_block_count(seg) : 1;
+        s.length = seg->length;
+        ok = store_segment_secret_put(st, &s, now) == 0;
+    }
+    OPENSSL_cleanse(&s, sizeof(s));
+    if (!ok || store_commit(st) != 0) {
+        store_rollback(st);
+        log_error(CONN_FMT ": storing the bound segments for serving peers failed: %s",
+            CONN_ARGS(c), store_errmsg(st));
+    }
+}
+
 static void promote_bound(struct conn *c, struct content_handle *h)
 {
     struct store *st = c->d->store;
@@ -108,6 +149,7 @@ static void promote_bound(struct conn *c, struct content_handle *h)
     }
     free(p);
     c->d->blocks_gen++; /* rows changed owner: slot maps reload */
+    bind_secrets(c, h);
 }
 
 /* The checks of DESIGN.md (Trust in stored bytes) and what the handle may read and add. */

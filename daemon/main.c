@@ -31,7 +31,7 @@ static void usage(FILE *f)
         "  -s, --socket PATH     Unix socket to listen on (default %s; env PEERDIST_SOCKET)\n"
         "  -d, --db PATH         cache database (default %s; env PEERDIST_DB)\n"
         "      --state-dir PATH  state directory (default %s; env PEERDIST_STATE_DIR)\n"
-        "  -m, --mode MODE       disabled | local (distributed, hosted-client, hosted-server:\n"
+        "  -m, --mode MODE       disabled | local | distributed (hosted-client, hosted-server:\n"
         "                        not implemented yet, refused)\n"
         "  -l, --log-level LVL   error | warn | info | debug (default info)\n"
         "  -V, --version         print the version and exit\n"
@@ -108,10 +108,14 @@ static int build_config(const struct flags *fl, struct config *cfg)
         log_error("--log-level: '%s' is not a level", fl->log_level);
         return -1;
     }
+    if (config_check(cfg, err, sizeof(err)) != 0) {
+        log_error("configuration: %s", err);
+        return -1;
+    }
     /* Saying so beats running a network mode silently as local. */
     if (!config_mode_implemented(cfg->mode)) {
-        log_error("mode %s is not implemented in peerdistd %s (it runs disabled and local); "
-                  "refusing to start",
+        log_error("mode %s is not implemented in peerdistd %s (it runs disabled, local and "
+                  "distributed); refusing to start",
             config_mode_name(cfg->mode), PEERDIST_SOFTWARE_VERSION);
         return -1;
     }
@@ -152,6 +156,26 @@ static void warn_unreachable_socket(const struct daemon *d)
             dir, (unsigned)(st.st_mode & 07777), d->cfg.socket_path);
 }
 
+/* Distributed mode's keys on a reload: serve and serve_rate_limit take effect (the serving
+ * code reads them from d->cfg for each request); the sockets' keys wait for a restart. */
+static void reload_peer_keys(struct daemon *d, const struct config *fresh)
+{
+    if (fresh->serve != d->cfg.serve)
+        log_info("reload: serve %s -> %s", d->cfg.serve ? "yes" : "no", fresh->serve ? "yes" : "no");
+    if (fresh->serve_rate_limit != d->cfg.serve_rate_limit)
+        log_info("reload: serve_rate_limit %llu -> %llu bytes/s",
+            (unsigned long long)d->cfg.serve_rate_limit,
+            (unsigned long long)fresh->serve_rate_limit);
+    d->cfg.serve = fresh->serve;
+    d->cfg.serve_rate_limit = fresh->serve_rate_limit;
+    if (fresh->peer_port != d->cfg.peer_port || strcmp(fresh->interfaces, d->cfg.interfaces) != 0 ||
+        fresh->ipv4 != d->cfg.ipv4 || fresh->ipv6 != d->cfg.ipv6)
+        log_warn("reload: peer_port, interfaces, ipv4 and ipv6 take effect at the next start "
+                 "(still %u, '%s', ipv4 %s, ipv6 %s)",
+            d->cfg.peer_port, d->cfg.interfaces, d->cfg.ipv4 ? "yes" : "no",
+            d->cfg.ipv6 ? "yes" : "no");
+}
+
 static void reload_config(struct daemon *d)
 {
     struct config fresh;
@@ -167,9 +191,16 @@ static void reload_config(struct daemon *d)
     d->cfg.log_level = fresh.log_level;
     evict_reload(d, &fresh); /* cache_size, max_age, uid_quota (an override still wins) */
     flush_evict_kick(d);
+    reload_peer_keys(d, &fresh);
     if (!config_mode_implemented(fresh.mode)) {
         log_error("reload: mode %s is not implemented in peerdistd %s; keeping mode %s",
             config_mode_name(fresh.mode), PEERDIST_SOFTWARE_VERSION, config_mode_name(d->cfg.mode));
+    } else if (fresh.mode != d->cfg.mode &&
+        (fresh.mode == MODE_DISTRIBUTED || d->cfg.mode == MODE_DISTRIBUTED)) {
+        /* Discovery's sockets and the peer listener are set up at start only. */
+        log_warn("reload: mode %s -> %s needs a restart; keeping mode %s",
+            config_mode_name(d->cfg.mode), config_mode_name(fresh.mode),
+            config_mode_name(d->cfg.mode));
     } else if (fresh.mode != d->cfg.mode) {
         log_info("reload: mode %s -> %s", config_mode_name(d->cfg.mode),
             config_mode_name(fresh.mode));

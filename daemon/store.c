@@ -19,6 +19,7 @@
 #include "log.h"
 
 #define STORE_BOUNDS_STMTS 24
+#define STORE_SERVE_STMTS 8
 
 struct store {
     sqlite3 *db;
@@ -53,6 +54,8 @@ struct store {
      * made now carry (store_set_now). */
     sqlite3_stmt *bounds[STORE_BOUNDS_STMTS];
     int64_t now;
+    /* Serving peers (schema 005): statements prepared on first use. */
+    sqlite3_stmt *serve[STORE_SERVE_STMTS];
 };
 
 int store_user_version(sqlite3 *db)
@@ -273,6 +276,8 @@ void store_close(struct store *st)
         sqlite3_finalize(all[i]);
     for (size_t i = 0; i < STORE_BOUNDS_STMTS; i++)
         sqlite3_finalize(st->bounds[i]);
+    for (size_t i = 0; i < STORE_SERVE_STMTS; i++)
+        sqlite3_finalize(st->serve[i]);
     if (st->db && sqlite3_close(st->db) != SQLITE_OK)
         log_error("closing %s: %s", st->path, sqlite3_errmsg(st->db));
     free(st->path);
@@ -1353,4 +1358,161 @@ int store_tags_info(struct store *st, bool all, uint32_t uid, store_tag_info_fn 
         return 0;
     log_error("sqlite (tags): %s", sqlite3_errmsg(st->db));
     return -1;
+}
+
+/* ---- serving peers (schema 005; peer-serve.c) ---- */
+
+enum {
+    S_SECRET_PUT,
+    S_SECRET_GET,
+    S_SERVABLE,
+    S_BLOCK,
+    S_PRUNE,
+    S_COUNT,
+};
+static const char *const serve_sql[] = {
+    /* The first binding wins: the ID is computed from hod and secret, so a second one for the
+     * same ID carries the same values. */
+    [S_SECRET_PUT] = "INSERT OR IGNORE INTO segment_secrets (segment_id, version, hod, secret, "
+                     "blocks, length, stored_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_SECRET_GET] = "SELECT version, secret, blocks, length FROM segment_secrets "
+                     "WHERE segment_id = ?1",
+    [S_SERVABLE] = "SELECT s.version, s.blocks, s.length, b.block, b.file_owner, b.length "
+                   "FROM segment_secrets s JOIN blocks b ON b.segment_id = s.segment_id "
+                   "AND b.owner = -1 WHERE s.segment_id = ?1 ORDER BY b.block",
+    [S_BLOCK] = "SELECT file_owner, length, hash FROM blocks WHERE segment_id = ?1 AND block = ?2 "
+                "AND owner = -1",
+    [S_PRUNE] = "DELETE FROM segment_secrets WHERE NOT EXISTS (SELECT 1 FROM blocks b "
+                "WHERE b.segment_id = segment_secrets.segment_id)",
+    [S_COUNT] = "SELECT count(*) FROM segment_secrets",
+};
+
+static sqlite3_stmt *sstmt(struct store *st, int which)
+{
+    if (!st->serve[which] && prepare(st, &st->serve[which], serve_sql[which]) != 0)
+        return NULL;
+    return st->serve[which];
+}
+
+int store_segment_secret_put(struct store *st, const struct store_segment_secret *s, int64_t now)
+{
+    sqlite3_stmt *q = sstmt(st, S_SECRET_PUT);
+    if (!q)
+        return -1;
+    sqlite3_bind_blob(q, 1, s->segment_id, (int)s->segment_id_len, SQLITE_STATIC);
+    sqlite3_bind_int(q, 2, s->version);
+    sqlite3_bind_blob(q, 3, s->hod, (int)s->hod_len, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 4, s->secret, (int)s->secret_len, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 5, s->blocks);
+    sqlite3_bind_int64(q, 6, s->length);
+    sqlite3_bind_int64(q, 7, now);
+    int rc = step_done(st, q);
+    sqlite3_clear_bindings(q); /* the secret's buffer is the caller's */
+    return rc;
+}
+
+int store_segment_secret_get(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    struct store_segment_secret *out)
+{
+    sqlite3_stmt *q = sstmt(st, S_SECRET_GET);
+    if (!q)
+        return -1;
+    sqlite3_bind_blob(q, 1, segment_id, (int)segment_id_len, SQLITE_STATIC);
+    int rc = sqlite3_step(q), found = 0;
+    if (rc == SQLITE_ROW) {
+        int n = sqlite3_column_bytes(q, 1);
+        if (n > 0 && n <= STORE_MAX_ID && segment_id_len <= STORE_MAX_ID) {
+            memcpy(out->segment_id, segment_id, segment_id_len);
+            out->segment_id_len = segment_id_len;
+            out->version = sqlite3_column_int(q, 0);
+            memcpy(out->secret, sqlite3_column_blob(q, 1), (size_t)n);
+            out->secret_len = (size_t)n;
+            out->hod_len = 0; /* not read back: serving needs the key only */
+            out->blocks = (uint32_t)sqlite3_column_int64(q, 2);
+            out->length = (uint64_t)sqlite3_column_int64(q, 3);
+            found = 1;
+        }
+        rc = SQLITE_DONE;
+    }
+    sqlite3_reset(q);
+    if (rc == SQLITE_DONE)
+        return found;
+    log_error("sqlite (segment secret): %s", sqlite3_errmsg(st->db));
+    return -1;
+}
+
+int store_servable_blocks(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    store_servable_fn fn, void *arg)
+{
+    sqlite3_stmt *q = sstmt(st, S_SERVABLE);
+    if (!q)
+        return -1;
+    sqlite3_bind_blob(q, 1, segment_id, (int)segment_id_len, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct store_servable sv = {
+            .version = sqlite3_column_int(q, 0),
+            .blocks = (uint32_t)sqlite3_column_int64(q, 1),
+            .length = (uint64_t)sqlite3_column_int64(q, 2),
+            .block = (uint32_t)sqlite3_column_int64(q, 3),
+            .file_owner = sqlite3_column_int64(q, 4),
+            .block_length = (uint32_t)sqlite3_column_int64(q, 5),
+        };
+        if (fn(arg, &sv) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(q);
+    if (rc == SQLITE_DONE)
+        return 0;
+    log_error("sqlite (servable blocks): %s", sqlite3_errmsg(st->db));
+    return -1;
+}
+
+int store_served_block(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    uint32_t block, struct store_block_row *out)
+{
+    sqlite3_stmt *q = sstmt(st, S_BLOCK);
+    if (!q)
+        return -1;
+    sqlite3_bind_blob(q, 1, segment_id, (int)segment_id_len, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, block);
+    int rc = sqlite3_step(q), found = 0;
+    if (rc == SQLITE_ROW) {
+        int n = sqlite3_column_bytes(q, 2);
+        if (n > 0 && n <= STORE_MAX_ID) {
+            out->block = block;
+            out->owner = STORE_OWNER_SHARED;
+            out->file_owner = sqlite3_column_int64(q, 0);
+            out->length = (uint32_t)sqlite3_column_int64(q, 1);
+            out->hash_len = (size_t)n;
+            memcpy(out->hash, sqlite3_column_blob(q, 2), (size_t)n);
+            found = 1;
+        }
+        rc = SQLITE_DONE;
+    }
+    sqlite3_reset(q);
+    if (rc == SQLITE_DONE)
+        return found;
+    log_error("sqlite (served block): %s", sqlite3_errmsg(st->db));
+    return -1;
+}
+
+int64_t store_segment_secrets_prune(struct store *st)
+{
+    sqlite3_stmt *q = sstmt(st, S_PRUNE);
+    if (!q || step_done(st, q) != 0)
+        return -1;
+    return sqlite3_changes(st->db);
+}
+
+int64_t store_segment_secrets_count(struct store *st)
+{
+    sqlite3_stmt *q = sstmt(st, S_COUNT);
+    if (!q)
+        return -1;
+    int64_t n = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
+    sqlite3_reset(q);
+    return n;
 }

@@ -282,4 +282,47 @@ typedef void (*store_tag_info_fn)(void *arg, const struct store_tag_info *t);
 /* uid's tags, or every uid's when all. 0, or -1. */
 int store_tags_info(struct store *st, bool all, uint32_t uid, store_tag_info_fn fn, void *arg);
 
+/* ---- serving peers (schema 005; peer-serve.c, docs/peerdistd.8.md, Serving peers) ---- */
+
+/* A segment bound by a reader's content information: what serving it to peers needs. The
+ * secret is Kp: it encrypts the segment's blocks on the wire and is never logged or shown. */
+struct store_segment_secret {
+    uint8_t segment_id[STORE_MAX_ID];
+    size_t segment_id_len;
+    int version; /* 1 or 2 */
+    uint8_t hod[STORE_MAX_ID];
+    size_t hod_len;
+    uint8_t secret[STORE_MAX_ID];
+    size_t secret_len;
+    uint32_t blocks; /* blocks of the whole segment (V2: 1) */
+    uint64_t length; /* bytes of the whole segment */
+};
+/* Records a bound segment (the first record of an ID stays). 0, or -1. */
+int store_segment_secret_put(struct store *st, const struct store_segment_secret *s, int64_t now);
+/* The segment's version, secret, blocks and length (hod is not read back): 1 found, 0 not,
+ * -1 on error. The caller cleanses out when done. */
+int store_segment_secret_get(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    struct store_segment_secret *out);
+/* One shared block of a segment whose secret is stored. */
+struct store_servable {
+    int version;
+    uint32_t blocks;  /* the segment's */
+    uint64_t length;  /* the segment's */
+    uint32_t block;   /* this row's block */
+    int64_t file_owner;
+    uint32_t block_length;
+};
+/* The shared rows of a segment whose secret is stored, by block (none if it is not). fn
+ * returns non-zero to stop. 0, or -1. */
+typedef int (*store_servable_fn)(void *arg, const struct store_servable *sv);
+int store_servable_blocks(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    store_servable_fn fn, void *arg);
+/* The shared row of one block: 1 found (out filled), 0 not, -1 on error. */
+int store_served_block(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    uint32_t block, struct store_block_row *out);
+/* Drops the secrets of segments without block rows; how many, or -1. */
+int64_t store_segment_secrets_prune(struct store *st);
+/* Segments whose secret is stored, or -1. */
+int64_t store_segment_secrets_count(struct store *st);
+
 #endif

@@ -11,8 +11,8 @@ sample=$src/packaging/peerdistd.conf
 tmp=$(mktemp -d)
 pid=
 trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$tmp"' EXIT
-grep -o 'strcmp(name, "[a-z_]*")' "$src/daemon/config.c" | sed 's/.*"\(.*\)")/\1/' | sort -u >"$tmp/known"
-sed -n 's/^;\([a-z_]*\) = .*/\1/p' "$sample" | sort >"$tmp/listed"
+grep -o 'strcmp(name, "[a-z0-9_]*")' "$src/daemon/config.c" | sed 's/.*"\(.*\)")/\1/' | sort -u >"$tmp/known"
+sed -n 's/^;\([a-z0-9_]*\) = .*/\1/p' "$sample" | sort >"$tmp/listed"
 status=0
 if [ -n "$(uniq -d "$tmp/listed")" ]; then
     echo "listed twice in the sample: $(uniq -d "$tmp/listed" | tr '\n' ' ')"
@@ -24,7 +24,7 @@ extra=$(comm -13 "$tmp/known" "$tmp/listed" | tr '\n' ' ')
 [ -z "$extra" ] || { echo "keys in the sample that daemon/config.c does not know: $extra"; status=1; }
 [ "$status" = 0 ] || exit 1
 
-sed 's/^;\([a-z_]* = \)/\1/' "$sample" >"$tmp/all.conf"
+sed 's/^;\([a-z0-9_]* = \)/\1/' "$sample" >"$tmp/all.conf"
 "$peerdistd" --config "$tmp/all.conf" --socket "$tmp/s.sock" --db "$tmp/cache.db" \
     --state-dir "$tmp/state" 2>"$tmp/log" &
 pid=$!

@@ -546,24 +546,33 @@ static int run_daemon(const char *flag, const char *value)
 
 static bool reload_refused(void *arg)
 {
-    return td_log_contains(&td, "reload: mode distributed is not implemented");
+    return td_log_contains(&td, "reload: mode hosted-client is not implemented");
+}
+
+static bool reload_needs_restart(void *arg)
+{
+    return td_log_contains(&td, "reload: mode local -> distributed needs a restart");
 }
 
 START_TEST(unimplemented_modes_are_refused)
 {
     td_stop(&td);
-    td_set_mode(&td, "distributed");
+    td_set_mode(&td, "hosted-client");
     ck_assert_int_eq(run_daemon("--log-level", "info"), 1);
-    ck_assert(td_log_contains(&td, "mode distributed is not implemented"));
+    ck_assert(td_log_contains(&td, "mode hosted-client is not implemented"));
     td_set_mode(&td, "local");
     ck_assert_int_eq(run_daemon("--mode", "hosted-server"), 1);
     ck_assert(td_log_contains(&td, "mode hosted-server is not implemented"));
-    /* A reload to such a mode keeps the running one. */
+    /* A reload to such a mode keeps the running one; so does one to distributed, whose
+     * sockets are set up at start only. */
     td_start(&td);
-    td_set_mode(&td, "distributed");
+    td_set_mode(&td, "hosted-client");
     td_signal(&td, SIGHUP);
     ck_assert(td_wait_until(reload_refused, NULL));
     ck_assert(td_log_contains(&td, "keeping mode local"));
+    td_set_mode(&td, "distributed");
+    td_signal(&td, SIGHUP);
+    ck_assert(td_wait_until(reload_needs_restart, NULL));
     int fd = wu_connect(td.sock);
     ck_assert_int_ge(fd, 0);
     Peerdist__Hello h = PEERDIST__HELLO__INIT;

@@ -203,6 +203,160 @@ START_TEST(cache_keys)
 }
 END_TEST
 
+/* Distributed mode's keys: mode, peer_port, interfaces, ipv4/ipv6, serve, serve_rate_limit. */
+START_TEST(distributed_keys)
+{
+    struct config cfg;
+    char err[512];
+    config_defaults(&cfg);
+    ck_assert_uint_eq(cfg.peer_port, 80);
+    ck_assert_str_eq(cfg.interfaces, "");
+    ck_assert(cfg.ipv4 && cfg.ipv6 && cfg.serve);
+    ck_assert_uint_eq(cfg.serve_rate_limit, 0);
+    ck_assert(config_mode_implemented(MODE_DISABLED));
+    ck_assert(config_mode_implemented(MODE_LOCAL));
+    ck_assert(config_mode_implemented(MODE_DISTRIBUTED));
+    ck_assert(!config_mode_implemented(MODE_HOSTED_CLIENT));
+    ck_assert(!config_mode_implemented(MODE_HOSTED_SERVER));
+
+    ck_assert_msg(load("[peerdistd]\n"
+                       "mode = distributed\n"
+                       "peer_port = 8080\n"
+                       "interfaces = eth0, br-lan ,wlp2s0\n"
+                       "ipv4 = yes\n"
+                       "ipv6 = no\n"
+                       "serve = no\n"
+                       "serve_rate_limit = 10M\n",
+                      &cfg, err, sizeof(err)) == 0,
+        "%s", err);
+    ck_assert_int_eq(cfg.mode, MODE_DISTRIBUTED);
+    ck_assert_uint_eq(cfg.peer_port, 8080);
+    ck_assert_str_eq(cfg.interfaces, "eth0,br-lan,wlp2s0");
+    ck_assert(cfg.ipv4);
+    ck_assert(!cfg.ipv6);
+    ck_assert(!cfg.serve);
+    ck_assert_uint_eq(cfg.serve_rate_limit, 10ull << 20);
+
+    /* Each boolean spelling, and the bounds of the port and the rate. */
+    const struct {
+        const char *text;
+        bool v;
+    } bools[] = {{"yes", true}, {"no", false}, {"true", true}, {"false", false}, {"on", true},
+        {"off", false}, {"1", true}, {"0", false}, {"YES", true}, {"No", false}};
+    for (size_t i = 0; i < sizeof(bools) / sizeof(bools[0]); i++) {
+        char text[128];
+        snprintf(text, sizeof(text), "[peerdistd]\nserve = %s\nipv4 = %s\n", bools[i].text,
+            bools[i].text);
+        ck_assert_msg(load(text, &cfg, err, sizeof(err)) == 0, "%s: %s", bools[i].text, err);
+        ck_assert_int_eq(cfg.serve, bools[i].v);
+        ck_assert_int_eq(cfg.ipv4, bools[i].v);
+    }
+    ck_assert_int_eq(load("[peerdistd]\npeer_port = 1\n", &cfg, err, sizeof(err)), 0);
+    ck_assert_uint_eq(cfg.peer_port, 1);
+    ck_assert_int_eq(load("[peerdistd]\npeer_port = 65535\n", &cfg, err, sizeof(err)), 0);
+    ck_assert_uint_eq(cfg.peer_port, 65535);
+    ck_assert_int_eq(load("[peerdistd]\nserve_rate_limit = 0\n", &cfg, err, sizeof(err)), 0);
+    ck_assert_uint_eq(cfg.serve_rate_limit, 0);
+    ck_assert_int_eq(load("[peerdistd]\nserve_rate_limit = 125000\n", &cfg, err, sizeof(err)), 0);
+    ck_assert_uint_eq(cfg.serve_rate_limit, 125000);
+    ck_assert_int_eq(load("[peerdistd]\nserve_rate_limit = 512K\n", &cfg, err, sizeof(err)), 0);
+    ck_assert_uint_eq(cfg.serve_rate_limit, 512ull << 10);
+    ck_assert_int_eq(load("[peerdistd]\nserve_rate_limit = 1G\n", &cfg, err, sizeof(err)), 0);
+    ck_assert_uint_eq(cfg.serve_rate_limit, 1ull << 30);
+    /* An empty interfaces value (or only spaces) is every interface; one name alone works. */
+    ck_assert_int_eq(load("[peerdistd]\ninterfaces =\n", &cfg, err, sizeof(err)), 0);
+    ck_assert_str_eq(cfg.interfaces, "");
+    ck_assert_int_eq(load("[peerdistd]\ninterfaces = veth-b\n", &cfg, err, sizeof(err)), 0);
+    ck_assert_str_eq(cfg.interfaces, "veth-b");
+    ck_assert_int_eq(load("[peerdistd]\ninterfaces = abcdefghijklmno\n", &cfg, err, sizeof(err)),
+        0);
+    ck_assert_str_eq(cfg.interfaces, "abcdefghijklmno");
+    /* One family off is fine in distributed mode; local mode does not care. */
+    ck_assert_int_eq(
+        load("[peerdistd]\nmode = distributed\nipv6 = no\n", &cfg, err, sizeof(err)), 0);
+    ck_assert_int_eq(
+        load("[peerdistd]\nmode = local\nipv4 = no\nipv6 = no\n", &cfg, err, sizeof(err)), 0);
+
+    refused("[peerdistd]\nmode = hosted-client\npeer_port = 0\n", 3, "peer_port");
+    refused("[peerdistd]\npeer_port = 0\n", 2, "peer_port: '0' is not a number in 1..65535");
+    refused("[peerdistd]\npeer_port = 65536\n", 2, "peer_port");
+    refused("[peerdistd]\npeer_port = -80\n", 2, "peer_port");
+    refused("[peerdistd]\npeer_port = http\n", 2, "peer_port");
+    refused("[peerdistd]\npeer_port = 80x\n", 2, "peer_port");
+    refused("[peerdistd]\npeer_port =\n", 2, "peer_port");
+    refused("[peerdistd]\nipv4 = maybe\n", 2, "ipv4: 'maybe' is not yes or no");
+    refused("[peerdistd]\nipv6 = 2\n", 2, "ipv6");
+    refused("[peerdistd]\nipv6 =\n", 2, "ipv6");
+    refused("[peerdistd]\nserve = sometimes\n", 2, "serve: 'sometimes'");
+    refused("[peerdistd]\nserve = yess\n", 2, "serve");
+    refused("[peerdistd]\nserve_rate_limit = fast\n", 2, "serve_rate_limit");
+    refused("[peerdistd]\nserve_rate_limit = -1\n", 2, "serve_rate_limit");
+    refused("[peerdistd]\nserve_rate_limit = 10MB\n", 2, "serve_rate_limit");
+    refused("[peerdistd]\nserve_rate_limit = 10Mbit\n", 2, "serve_rate_limit");
+    refused("[peerdistd]\nserve_rate_limit = 99999999999T\n", 2, "serve_rate_limit");
+    refused("[peerdistd]\ninterfaces = eth0,,eth1\n", 2, "interfaces: '' is not an interface");
+    refused("[peerdistd]\ninterfaces = eth0,\n", 2, "interfaces");
+    refused("[peerdistd]\ninterfaces = ,eth0\n", 2, "interfaces");
+    refused("[peerdistd]\ninterfaces = eth0 eth1\n", 2, "interfaces: 'eth0 eth1'");
+    refused("[peerdistd]\ninterfaces = eth0:1\n", 2, "interfaces");
+    refused("[peerdistd]\ninterfaces = a/b\n", 2, "interfaces");
+    refused("[peerdistd]\ninterfaces = ..\n", 2, "interfaces");
+    refused("[peerdistd]\ninterfaces = abcdefghijklmnop\n", 2, "interfaces");
+    refused("[peerdistd]\ninterfaces = eth0,eth1,eth0\n", 2, "interfaces: 'eth0' is named twice");
+    /* Longer than the field: refused, not cut short. */
+    char many[600] = "[peerdistd]\ninterfaces = ";
+    for (int i = 0; i < 40; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%seth%04d", i ? "," : "", i);
+    strcat(many, "\n");
+    refused(many, 2, "longer than 255 bytes");
+    /* Both families off leaves distributed mode without a network. */
+    ck_assert_int_eq(load("[peerdistd]\nmode = distributed\nipv4 = no\nipv6 = off\n", &cfg, err,
+                         sizeof(err)),
+        -1);
+    ck_assert_msg(strstr(err, "ipv4 and ipv6 are both no"), "%s", err);
+    ck_assert_msg(strncmp(err, path, strlen(path)) == 0, "%s", err);
+    config_defaults(&cfg);
+    cfg.mode = MODE_DISTRIBUTED;
+    cfg.ipv4 = cfg.ipv6 = false;
+    ck_assert_int_eq(config_check(&cfg, err, sizeof(err)), -1);
+    cfg.ipv6 = true;
+    ck_assert_int_eq(config_check(&cfg, err, sizeof(err)), 0);
+}
+END_TEST
+
+static int collect(void *arg, const char *name)
+{
+    char *out = arg;
+    strcat(out, "[");
+    strcat(out, name);
+    strcat(out, "]");
+    return strcmp(name, "stop") == 0 ? 7 : 0;
+}
+
+START_TEST(interface_list)
+{
+    char out[CONFIG_INTERFACES_MAX], why[200], seen[512];
+    ck_assert_int_eq(config_parse_interfaces(" a , bb,ccc ", out, sizeof(out), why, sizeof(why)), 0);
+    ck_assert_str_eq(out, "a,bb,ccc");
+    seen[0] = '\0';
+    ck_assert_int_eq(config_each_interface(out, collect, seen), 0);
+    ck_assert_str_eq(seen, "[a][bb][ccc]");
+    seen[0] = '\0';
+    ck_assert_int_eq(config_each_interface("", collect, seen), 0);
+    ck_assert_str_eq(seen, "");
+    seen[0] = '\0';
+    ck_assert_int_eq(config_each_interface("x,stop,y", collect, seen), 7);
+    ck_assert_str_eq(seen, "[x][stop]");
+    /* Too small an output is refused, never cut. */
+    ck_assert_int_eq(config_parse_interfaces("eth0,eth1", out, 6, why, sizeof(why)), -1);
+    bool b = true;
+    ck_assert_int_eq(config_parse_bool("off", &b), 0);
+    ck_assert(!b);
+    ck_assert_int_eq(config_parse_bool("", &b), -1);
+    ck_assert_int_eq(config_parse_bool("yes please", &b), -1);
+}
+END_TEST
+
 /* The mistakes, each reported at its own line, saying what is wrong. */
 START_TEST(mistakes_name_their_line)
 {
@@ -260,6 +414,8 @@ int main(void)
     tcase_add_test(tc, defaults);
     tcase_add_test(tc, sizes);
     tcase_add_test(tc, cache_keys);
+    tcase_add_test(tc, distributed_keys);
+    tcase_add_test(tc, interface_list);
     tcase_add_test(tc, mistakes_name_their_line);
     tcase_add_test(tc, long_lines_work);
     suite_add_tcase(s, tc);
