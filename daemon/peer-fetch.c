@@ -18,7 +18,6 @@
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +25,10 @@
 
 #include "content-internal.h"
 #include "log.h"
+#include "pccrr.h"
 #include "peer.h"
 
 #define PCCRR_PATH "/116B50EB-ECE2-41ac-8429-9F9E963361B7/"
-#define PCCRR_MSG_GETBLKS 3
-#define PCCRR_MSG_BLK 5
-#define PCCRR_RESPONSE_MAX 393216
 /* Peers remembered (Peers reply, distrust): the least recently seen goes first. */
 #define PEER_RECS_MAX 256
 
@@ -333,120 +330,6 @@ static void store_done(void *arg, uint32_t status)
     fetch_unref(f);
 }
 
-/* The MSG_GETBLKS of one block (MS-PCCRR 2.2.4.3; one range of one block, header v1.0). */
-static size_t getblks_encode(uint8_t *out, const uint8_t *id, uint32_t id_len, uint32_t block)
-{
-    size_t pad = (4 - id_len % 4) % 4, n = 0;
-    uint32_t size = (uint32_t)(16 + 4 + id_len + pad + 4 + 8 + 4);
-    uint32_t words[4] = {htonl(1), htonl(PCCRR_MSG_GETBLKS), htonl(size), htonl(1)};
-    memcpy(out, words, 16); /* minor 0, major 1; AES-128 asked for */
-    n = 16;
-    uint32_t v = htonl(id_len);
-    memcpy(out + n, &v, 4);
-    n += 4;
-    memcpy(out + n, id, id_len);
-    n += id_len;
-    memset(out + n, 0, pad);
-    n += pad;
-    uint32_t tail[4] = {htonl(1), htonl(block), htonl(1), 0};
-    memcpy(out + n, tail, 16);
-    return n + 16;
-}
-
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-/* One MSG_BLK, parsed: 1 a block, 0 "I don't have it", -1 malformed or not the one asked. */
-struct blk {
-    uint32_t algo, len, iv_len;
-    const uint8_t *data, *iv;
-};
-static int blk_decode(const uint8_t *b, size_t n, const uint8_t *id, uint32_t id_len,
-    uint32_t block, struct blk *out)
-{
-    if (n < 4 || be32(b) != n - 4)
-        return -1;
-    b += 4;
-    n -= 4;
-    if (n < 16 || be32(b + 4) != PCCRR_MSG_BLK || be32(b + 8) != n || (b[2] << 8 | b[3]) != 1)
-        return -1;
-    out->algo = be32(b + 12);
-    size_t p = 16;
-#define NEED(k) \
-    do { \
-        if (n - p < (size_t)(k)) \
-            return -1; \
-    } while (0)
-    NEED(4);
-    uint32_t idl = be32(b + p);
-    p += 4;
-    if (idl != id_len)
-        return -1;
-    NEED(idl + (4 - idl % 4) % 4);
-    if (memcmp(b + p, id, idl) != 0)
-        return -1;
-    p += idl + (4 - idl % 4) % 4;
-    NEED(12);
-    uint32_t index = be32(b + p);
-    out->len = be32(b + p + 8);
-    p += 12;
-    if (index != block)
-        return -1;
-    if (out->len == 0)
-        return 0;
-    NEED((size_t)out->len + (4 - out->len % 4) % 4);
-    out->data = b + p;
-    p += out->len + (4 - out->len % 4) % 4;
-    NEED(4);
-    uint32_t vl = be32(b + p);
-    p += 4;
-    NEED((size_t)vl + (4 - vl % 4) % 4);
-    p += vl + (4 - vl % 4) % 4;
-    NEED(4);
-    out->iv_len = be32(b + p);
-    p += 4;
-    NEED(out->iv_len);
-    out->iv = b + p;
-#undef NEED
-    return 1;
-}
-
-/*
- * The block's plaintext into out (want bytes; what follows, the cipher's padding, is not
- * looked at: the hash decides). False if the algorithm, key or sizes do not fit.
- */
-static bool blk_decrypt(const struct blk *k, const uint8_t *secret, size_t secret_len,
-    uint8_t *out, uint32_t want)
-{
-    if (k->algo == 0) {
-        if (k->len < want)
-            return false;
-        memcpy(out, k->data, want);
-        return true;
-    }
-    const EVP_CIPHER *ciph = k->algo == 1 ? EVP_aes_128_cbc()
-        : k->algo == 2                   ? EVP_aes_192_cbc()
-        : k->algo == 3                   ? EVP_aes_256_cbc()
-                                         : NULL;
-    size_t keylen = 16 + 8 * (k->algo - 1);
-    if (!ciph || keylen > secret_len || k->iv_len != 16 || k->len % 16 || k->len < want)
-        return false;
-    uint8_t *plain = malloc(k->len);
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    int l1 = 0, l2 = 0;
-    bool ok = plain && ctx && EVP_DecryptInit_ex(ctx, ciph, NULL, secret, k->iv) == 1 &&
-        EVP_CIPHER_CTX_set_padding(ctx, 0) == 1 &&
-        EVP_DecryptUpdate(ctx, plain, &l1, k->data, (int)k->len) == 1 &&
-        EVP_DecryptFinal_ex(ctx, plain + l1, &l2) == 1 && (uint32_t)(l1 + l2) >= want;
-    if (ok)
-        memcpy(out, plain, want);
-    EVP_CIPHER_CTX_free(ctx);
-    free(plain);
-    return ok;
-}
-
 static void on_response(struct evhttp_request *req, void *arg)
 {
     struct slot *sl = arg;
@@ -467,30 +350,35 @@ static void on_response(struct evhttp_request *req, void *arg)
     }
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t n = evbuffer_get_length(in);
-    const uint8_t *body = n && n <= PCCRR_RESPONSE_MAX + 4 ? evbuffer_pullup(in, -1) : NULL;
-    struct blk k = {0};
-    int rc = code == 200 && body ? blk_decode(body, n, seg->id, (uint32_t)ci->digest_len, b, &k)
-                                 : -1;
-    if (rc < 0) {
+    const uint8_t *body = n && n <= PCCRR_RESPONSE_MAX + PCCRR_TRANSPORT_SIZE
+        ? evbuffer_pullup(in, -1)
+        : NULL;
+    struct pccrr_response k;
+    if (code != 200 || !body || pccrr_response_decode(body, n, &k) != 0 ||
+        k.hdr.type != PCCRR_MSG_BLK || k.segment_id_len != ci->digest_len ||
+        memcmp(k.segment_id, seg->id, ci->digest_len) != 0 || k.block_index != b) {
         distrust(f, p, "a malformed answer");
         pump(f);
         return;
     }
     p->rec->last_seen = time(NULL);
-    if (rc == 0) {
+    if (k.block_len == 0) { /* "I don't have it" (or busy) */
         p->lacks[b / 8] |= (uint8_t)(1u << (b % 8));
         pump(f);
         return;
     }
     uint32_t len = ci_block_length(seg, b);
-    uint8_t *plain = malloc(len ? len : 1);
-    bool ok = plain && blk_decrypt(&k, seg->secret, ci->digest_len, plain, len) &&
-        (ci->version == CI_VERSION_2 ? ci_verify_segment_data(ci, f->seg, plain, len)
-                                     : ci_verify_block(ci, f->seg, b, plain, len));
+    size_t got = 0;
+    uint8_t *plain = malloc(k.block_len);
     if (!plain) {
         pump(f);
         return;
     }
+    /* Decrypted by the MSG_BLK's own CryptoAlgoId with the reader's segment key (Kp). */
+    bool ok = pccrr_blk_decrypt(&k, seg->secret, ci->digest_len, plain, k.block_len, &got) == 0 &&
+        got == len &&
+        (ci->version == CI_VERSION_2 ? ci_verify_segment_data(ci, f->seg, plain, len)
+                                     : ci_verify_block(ci, f->seg, b, plain, len));
     if (!ok) {
         free(plain);
         distrust(f, p, "a block failing its hash");
@@ -557,12 +445,18 @@ static bool send_request(struct fetch *f, struct fpeer *p, struct slot *sl, uint
     struct evhttp_request *req = evhttp_request_new(on_response, sl);
     if (!req)
         return false;
-    uint8_t msg[16 + 4 + CI_MAX_DIGEST + 4 + 16];
-    size_t n = getblks_encode(msg, ci->segments[f->seg].id, (uint32_t)ci->digest_len, b);
+    uint8_t msg[128];
+    struct pccrr_range one = {b, 1};
+    long n = pccrr_encode_getblks(msg, sizeof(msg), PCCRR_CRYPTO_DEFAULT, ci->segments[f->seg].id,
+        ci->digest_len, &one, 1);
+    if (n <= 0) {
+        evhttp_request_free(req);
+        return false;
+    }
     struct evkeyvalq *hd = evhttp_request_get_output_headers(req);
     evhttp_add_header(hd, "Host", p->rec->name);
     evhttp_add_header(hd, "Content-Type", "application/octet-stream");
-    if (evbuffer_add(evhttp_request_get_output_buffer(req), msg, n) != 0) {
+    if (evbuffer_add(evhttp_request_get_output_buffer(req), msg, (size_t)n) != 0) {
         evhttp_request_free(req);
         return false;
     }
