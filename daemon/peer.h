@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <time.h>
 
 struct daemon;
 
@@ -43,6 +44,19 @@ struct peer_segment_info {
  * called for every segment ID of every Probe. */
 bool peer_serve_segment(struct daemon *d, const uint8_t *id, size_t id_len,
     struct peer_segment_info *out);
+/* Bytes of blocks served to peers since start (plaintext block bytes; CacheInfo's
+ * peer_served_bytes). */
+uint64_t peer_serve_served_bytes(struct daemon *d);
+/* One peer this daemon served (or answered), for the Peers reply. */
+struct peer_served {
+    struct sockaddr_storage addr; /* the peer's address, port 0 */
+    socklen_t addr_len;
+    uint64_t bytes;   /* block bytes served to it since start */
+    unsigned active;  /* its requests being answered now */
+    time_t last_seen; /* its last request (wall clock) */
+};
+/* Up to max peers, most recently new first; how many were written. */
+size_t peer_serve_peers(struct daemon *d, struct peer_served *out, size_t max);
 
 /* ---- discovery.c ---- */
 
