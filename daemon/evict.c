@@ -787,7 +787,8 @@ static void info_done(void *arg)
     struct daemon *d = j->d;
     j->ci.cache_size = j->size_text;
     j->ci.max_age = j->age_text;
-    j->ci.peer_fetched_bytes = PEER_FETCH_BYTES(d); /* served: peer-serve.c's, once merged */
+    j->ci.peer_fetched_bytes = PEER_FETCH_BYTES(d);
+    /* peer_served_bytes: not from here (evict.c -> peer-serve.c -> flush.c -> evict.c). */
     while (j->waiters) {
         struct info_wait *w = j->waiters;
         j->waiters = w->next;

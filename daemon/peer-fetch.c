@@ -441,6 +441,7 @@ static bool send_request(struct fetch *f, struct fpeer *p, struct slot *sl, uint
             return false;
         evhttp_connection_set_timeout(sl->conn, PEER_FETCH_REQUEST_SECONDS);
         evhttp_connection_set_retries(sl->conn, 0);
+        evhttp_connection_set_max_body_size(sl->conn, PCCRR_RESPONSE_MAX + PCCRR_TRANSPORT_SIZE);
     }
     struct evhttp_request *req = evhttp_request_new(on_response, sl);
     if (!req)
@@ -476,7 +477,6 @@ static void pump(struct fetch *f)
 {
     if (f->ended)
         return;
-    time_t now = time(NULL);
     for (size_t i = 0; i < f->npeers; i++) {
         struct fpeer *p = &f->peers[i];
         if (p->failed)
@@ -503,7 +503,6 @@ static void pump(struct fetch *f)
                 can = !f->peers[i].failed && peer_may_have(&f->peers[i], b);
         }
     }
-    (void)now;
     if (busy || (wanted && (can || !f->probe_done)))
         return;
     fetch_end(f); /* all fetched, or the rest held by no peer we trust */
@@ -656,6 +655,21 @@ bool peer_fetch_flash_crowd(struct conn *c, const struct content_handle *h)
 
 /* ---- Peers (admins only) ---- */
 
+static bool same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+            ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+               &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
+/*
+ * The peers this daemon fetched from (address with the port it fetched from) and the ones
+ * peer-serve.c served (port 0): one entry per host when both know it, with both counters.
+ */
 void peer_fetch_peers(struct conn *c, uint64_t id)
 {
     if (!c->admin) {
@@ -665,17 +679,21 @@ void peer_fetch_peers(struct conn *c, uint64_t id)
         return;
     }
     struct fetch_daemon *fd = fetch_state(c->d);
-    size_t n = fd ? fd->npeers : 0, k = 0;
-    Peerdist__PeerInfo *infos = calloc(n ? n : 1, sizeof(*infos));
-    Peerdist__PeerInfo **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
-    if (!infos || !ptrs) {
-        free(infos);
-        free(ptrs);
+    size_t nf = fd ? fd->npeers : 0;
+    size_t ns_max = PEER_RECS_MAX;
+    struct peer_served *served = calloc(ns_max, sizeof(*served));
+    size_t ns = served ? peer_serve_peers(c->d, served, ns_max) : 0;
+    size_t cap = nf + ns ? nf + ns : 1, k = 0;
+    Peerdist__PeerInfo *infos = calloc(cap, sizeof(*infos));
+    Peerdist__PeerInfo **ptrs = calloc(cap, sizeof(*ptrs));
+    char (*names)[sizeof(((struct peer_rec *)0)->name)] = calloc(cap, sizeof(*names));
+    bool *used = calloc(ns ? ns : 1, sizeof(bool));
+    if (!served || !infos || !ptrs || !names || !used) {
         conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
-        return;
+        goto out;
     }
     time_t now = time(NULL);
-    for (struct peer_rec *r = fd ? fd->peers : NULL; r && k < n; r = r->next, k++) {
+    for (struct peer_rec *r = fd ? fd->peers : NULL; r && k < cap; r = r->next, k++) {
         Peerdist__PeerInfo pi = PEERDIST__PEER_INFO__INIT;
         pi.address = r->name;
         pi.last_seen = r->last_seen > 0 ? (uint64_t)r->last_seen : 0;
@@ -684,8 +702,28 @@ void peer_fetch_peers(struct conn *c, uint64_t id)
             pi.distrusted_until = (uint64_t)r->distrust_until;
             pi.distrust_reason = (char *)r->why;
         }
+        for (size_t i = 0; i < ns; i++)
+            if (!used[i] && same_host(&served[i].addr, &r->addr)) {
+                used[i] = true;
+                pi.bytes_served = served[i].bytes;
+                if (served[i].last_seen > r->last_seen)
+                    pi.last_seen = (uint64_t)served[i].last_seen;
+                break;
+            }
         infos[k] = pi;
         ptrs[k] = &infos[k];
+    }
+    for (size_t i = 0; i < ns && k < cap; i++) {
+        if (used[i])
+            continue;
+        Peerdist__PeerInfo pi = PEERDIST__PEER_INFO__INIT;
+        addr_name(&served[i].addr, names[k], sizeof(names[k]));
+        pi.address = names[k];
+        pi.last_seen = served[i].last_seen > 0 ? (uint64_t)served[i].last_seen : 0;
+        pi.bytes_served = served[i].bytes;
+        infos[k] = pi;
+        ptrs[k] = &infos[k];
+        k++;
     }
     Peerdist__PeersReply pr = PEERDIST__PEERS_REPLY__INIT;
     pr.n_peers = k;
@@ -695,6 +733,10 @@ void peer_fetch_peers(struct conn *c, uint64_t id)
     rep.body_case = PEERDIST__REPLY__BODY_PEERS;
     rep.peers = &pr;
     conn_send(c, &rep);
+out:
+    free(served);
     free(infos);
     free(ptrs);
+    free(names);
+    free(used);
 }
