@@ -25,6 +25,13 @@ struct fetch;
 #define PEER_FETCH_CONNS_PER_PEER 4
 /* Peers one fetch uses at once. */
 #define PEER_FETCH_PEERS_MAX 8
+/*
+ * Test hook: "ip:port[,ip:port...]" (IPv4) in this variable makes every fetch take those
+ * peers as if they had answered its Probes (no Probe is sent), then close the discovery
+ * window; everything after (local-subnet check, distrust, verification) is as for peers that
+ * answered. For tests without multicast (tests/test_peer_fetch.c).
+ */
+#define PEER_FETCH_TEST_PEERS_ENV "PEERDIST_TEST_PEERS"
 /* A peer that sent a block failing its hash, a malformed message or nothing in time. */
 #define PEER_FETCH_DISTRUST_SECONDS 60
 
