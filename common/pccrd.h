@@ -16,9 +16,9 @@
 #define PCCRD_MCAST_V4 "239.255.255.250"
 #define PCCRD_MCAST_V6 "ff02::c"
 
-/* Largest message built or parsed: more than a UDP datagram of a Probe for PCCRD_IDS_MAX
- * 64-byte IDs needs, far less than libxml2 would take. Longer input is refused unparsed. */
-#define PCCRD_MSG_MAX 32768u
+/* Largest message built or parsed: the largest UDP payload (IPv4), so any datagram fits and
+ * nothing longer reaches libxml2 (longer input is refused unparsed). */
+#define PCCRD_MSG_MAX 65507u
 /* Segment IDs in one Probe or V1 ProbeMatch (the V2 form counts them in one byte). */
 #define PCCRD_IDS_MAX 255u
 #define PCCRD_ID_MAX 64u

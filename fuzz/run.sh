@@ -4,11 +4,14 @@
 # build-fuzz/) and runs each for its share of the time, from its checked-in seed corpus
 # (fuzz/corpus/NAME/) with its dictionary (fuzz/NAME.dict):
 #   fuzz_contentinfo  the content-information parsers (common/ci-*.c)
+#   fuzz_pccrr        the MS-PCCRR message decoders and block cipher (common/pccrr.c)
+#   fuzz_pccrd        the MS-PCCRD Probe/ProbeMatches XML parsers (common/pccrd.c)
 #   fuzz_daemon       the real peerdistd (pddaemon: daemon/*.c but main.c) driven with request
 #                     sequences over socketpairs
 # Usage: fuzz/run.sh [SECONDS [DAEMON_SECONDS]]
-#   one argument (default 60): a third of it to fuzz_contentinfo, the rest to fuzz_daemon;
-#   two: SECONDS to fuzz_contentinfo and DAEMON_SECONDS to fuzz_daemon (0 skips one).
+#   one argument (default 60): a sixth of it to each parser harness (contentinfo, pccrr,
+#   pccrd), the rest to fuzz_daemon;
+#   two: SECONDS to each parser harness and DAEMON_SECONDS to fuzz_daemon (0 skips them).
 # Environment: FUZZ_BUILD (build directory), FUZZ_WORK (corpora and crash files), FUZZ_CC
 # (clang), JOBS (compiler processes, default nproc).
 # Exits non-zero if the build fails or either harness finds a crash, leak or hang.
@@ -19,8 +22,8 @@ if [ $# -ge 2 ]; then
     CI_SECONDS=$1
     DAEMON_SECONDS=$2
 else
-    CI_SECONDS=$((TOTAL / 3))
-    DAEMON_SECONDS=$((TOTAL - CI_SECONDS))
+    CI_SECONDS=$((TOTAL / 6))
+    DAEMON_SECONDS=$((TOTAL - 3 * CI_SECONDS))
 fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
@@ -34,7 +37,7 @@ command -v "$CC" >/dev/null || {
 }
 
 targets=
-[ "$CI_SECONDS" -gt 0 ] && targets="$targets fuzz_contentinfo"
+[ "$CI_SECONDS" -gt 0 ] && targets="$targets fuzz_contentinfo fuzz_pccrr fuzz_pccrd"
 [ "$DAEMON_SECONDS" -gt 0 ] && targets="$targets fuzz_daemon"
 [ -n "$targets" ] || exit 0
 
@@ -60,6 +63,9 @@ run() {
 status=0
 if [ "$CI_SECONDS" -gt 0 ]; then
     run fuzz_contentinfo "$CI_SECONDS" -max_len=65536 -timeout=10 -rss_limit_mb=2048 || status=1
+    # room for the 65,644-byte BLK vector seed
+    run fuzz_pccrr "$CI_SECONDS" -max_len=70000 -timeout=10 -rss_limit_mb=2048 || status=1
+    run fuzz_pccrd "$CI_SECONDS" -max_len=16384 -timeout=10 -rss_limit_mb=2048 || status=1
 fi
 if [ "$DAEMON_SECONDS" -gt 0 ]; then
     run fuzz_daemon "$DAEMON_SECONDS" -max_len=4096 -len_control=20 -timeout=20 \
