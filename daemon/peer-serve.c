@@ -165,17 +165,23 @@ static struct serve_peer *peer_of(struct serve *sv, struct evhttp_request *req)
 
 /* ---- what can be served ---- */
 
+/* A block row can be served: within its segment, and short enough for one MSG_BLK. */
+static bool servable(int version, uint32_t blocks, uint32_t block, uint32_t block_length,
+    size_t id_len)
+{
+    if (blocks == 0 || blocks > PEER_SEGMENT_BLOCKS_MAX || block >= blocks || block_length == 0)
+        return false;
+    if (version == 1)
+        return block_length <= BS_SLOT_SIZE;
+    /* A V2 segment is one MSG_BLK: one too long for it counts as missing (§3.8). */
+    return version == 2 && block == 0 && block_length <= PCCRR_BLK_PLAINTEXT_MAX &&
+        block_length <= pccrr_blk_plaintext_max(id_len);
+}
+
 static int held_row(void *arg, const struct store_servable *r)
 {
     struct held *h = arg;
-    if (r->block >= PEER_SEGMENT_BLOCKS_MAX || r->blocks == 0 ||
-        r->blocks > PEER_SEGMENT_BLOCKS_MAX || r->block >= r->blocks)
-        return 0;
-    /* A V2 segment is one MSG_BLK: one too long for it counts as missing (§3.8). */
-    if (r->version == 2 && (r->block != 0 || r->block_length > PCCRR_BLK_PLAINTEXT_MAX ||
-                               r->block_length > pccrr_blk_plaintext_max(h->id_len)))
-        return 0;
-    if (r->version == 1 && r->block_length > BS_SLOT_SIZE)
+    if (!servable(r->version, r->blocks, r->block, r->block_length, h->id_len))
         return 0;
     h->info.version = r->version;
     h->info.total_blocks = r->blocks;
@@ -203,18 +209,31 @@ static void held_skip_bad(struct daemon *d, struct held *h, const uint8_t *id, s
     }
 }
 
-/* The held blocks of a segment (cached while the block index is unchanged); NULL on error. */
+/* The cached entry of a segment if it is still valid, else NULL. */
+static const struct held *held_peek(struct serve *sv, const uint8_t *id, size_t id_len)
+{
+    for (unsigned i = 0; i < PEER_SERVE_HELD_CACHE; i++) {
+        struct held *h = &sv->held[i];
+        if (h->gen && h->gen == sv->d->blocks_gen + 1 && h->id_len == id_len &&
+            memcmp(h->id, id, id_len) == 0)
+            return h;
+    }
+    return NULL;
+}
+
+/*
+ * The held blocks of a segment: cached while the block index is unchanged, else loaded (two
+ * indexed queries; about 50 us for a segment of 512 blocks, 3 us for one not held). NULL on
+ * error.
+ */
 static const struct held *held_get(struct serve *sv, const uint8_t *id, size_t id_len)
 {
     struct daemon *d = sv->d;
     if (id_len == 0 || id_len > PEER_ID_MAX)
         return NULL;
-    for (unsigned i = 0; i < PEER_SERVE_HELD_CACHE; i++) {
-        struct held *h = &sv->held[i];
-        if (h->gen && h->gen == d->blocks_gen + 1 && h->id_len == id_len &&
-            memcmp(h->id, id, id_len) == 0)
-            return h;
-    }
+    const struct held *c = held_peek(sv, id, id_len);
+    if (c)
+        return c;
     struct held *h = &sv->held[sv->held_next];
     sv->held_next = (sv->held_next + 1) % PEER_SERVE_HELD_CACHE;
     memset(h, 0, sizeof(*h));
@@ -559,8 +578,7 @@ static void serve_getblks(struct serve *sv, struct evhttp_request *req,
         reply_bad(req, "GETBLKS names no block", 0);
         return;
     }
-    const struct held *h = busy ? NULL : held_get(sv, rq->segment_id, rq->segment_id_len);
-    if (!held_has(h, block)) {
+    if (busy) {
         reply_blk_empty(req, rq->segment_id, rq->segment_id_len, block);
         return;
     }
@@ -574,21 +592,30 @@ static void serve_getblks(struct serve *sv, struct evhttp_request *req,
     memcpy(j->id, rq->segment_id, rq->segment_id_len);
     j->id_len = rq->segment_id_len;
     j->block = block;
-    j->version = h->info.version;
-    j->next = held_next(h, block + 1);
     /* We never send plaintext (iPXE refuses it, §3.6): asked for none, we use the default. */
     j->crypto = rq->hdr.crypto >= PCCRR_CRYPTO_AES_128 && rq->hdr.crypto <= PCCRR_CRYPTO_AES_256
         ? (enum pccrr_crypto)rq->hdr.crypto
         : PCCRR_CRYPTO_DEFAULT;
+    /* Point queries (a few us), not the whole segment's rows: the block index changes with
+     * every local add, so the cache of held blocks is often stale while peers fetch. */
+    const struct held *h = held_peek(sv, j->id, j->id_len);
+    int64_t next = 0;
     if (store_segment_secret_get(d->store, j->id, j->id_len, &j->secret) != 1 ||
         j->secret.secret_len < pccrr_crypto_key_len(j->crypto) ||
         store_served_block(d->store, j->id, j->id_len, block, &j->row) != 1 ||
-        j->row.hash_len != j->id_len) {
+        j->row.hash_len != j->id_len ||
+        !servable(j->secret.version, j->secret.blocks, block, j->row.length, j->id_len) ||
+        bs_slot_state(d->bs, j->id, j->id_len, j->row.file_owner, block) == BS_SLOT_BAD ||
+        (j->secret.version == 1 &&
+            (next = h ? held_next(h, block + 1)
+                      : store_next_served_block(d->store, j->id, j->id_len, block)) < 0)) {
         OPENSSL_cleanse(&j->secret, sizeof(j->secret));
         free(j);
         reply_blk_empty(req, rq->segment_id, rq->segment_id_len, block);
         return;
     }
+    j->version = j->secret.version;
+    j->next = next > 0 && (uint64_t)next < j->secret.blocks ? (uint32_t)next : 0;
     sv->active++;
     if ((j->peer = peer))
         peer->active++;
@@ -736,10 +763,12 @@ void peer_serve_free(struct daemon *d)
     struct serve *sv = d->serve;
     if (!sv)
         return;
-    /* Jobs waiting for the rate limit die unanswered with their connections. */
+    /* Jobs waiting for the rate limit are answered "not held" (which also frees a request
+     * whose connection went meanwhile); evhttp_free then closes every connection. */
     while (!TAILQ_EMPTY(&sv->rate_wait)) {
         struct serve_job *j = TAILQ_FIRST(&sv->rate_wait);
         TAILQ_REMOVE(&sv->rate_wait, j, link);
+        reply_blk_empty(j->req, j->id, j->id_len, j->block);
         job_end(j);
     }
     evhttp_free(sv->http);

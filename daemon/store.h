@@ -309,7 +309,6 @@ struct store_servable {
     uint32_t blocks;  /* the segment's */
     uint64_t length;  /* the segment's */
     uint32_t block;   /* this row's block */
-    int64_t file_owner;
     uint32_t block_length;
 };
 /* The shared rows of a segment whose secret is stored, by block (none if it is not). fn
@@ -317,6 +316,9 @@ struct store_servable {
 typedef int (*store_servable_fn)(void *arg, const struct store_servable *sv);
 int store_servable_blocks(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
     store_servable_fn fn, void *arg);
+/* The first block after `after` with a shared row, or 0 if none; -1 on error. */
+int64_t store_next_served_block(struct store *st, const uint8_t *segment_id,
+    size_t segment_id_len, uint32_t after);
 /* The shared row of one block: 1 found (out filled), 0 not, -1 on error. */
 int store_served_block(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
     uint32_t block, struct store_block_row *out);
