@@ -26,7 +26,7 @@ FUZZ_SECONDS ?= 60
 KILL_CYCLES ?= 500
 
 DEBS := cmake make gcc pkg-config libevent-dev libsqlite3-dev sqlite3 libprotobuf-c-dev \
-        protobuf-c-compiler check libsubunit-dev libssl-dev libinih-dev libxml2-dev python3 python3-cryptography pandoc
+        protobuf-c-compiler check libsubunit-dev libssl-dev libinih-dev libxml2-dev python3 python3-cryptography pandoc iproute2 openssl
 # What `make deb` needs besides DEBS.
 DEB_TOOLS := debhelper devscripts dpkg-dev lintian fakeroot
 DEB_SRC   := $(BUILD)/deb-src

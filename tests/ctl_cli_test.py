@@ -143,18 +143,19 @@ def decode(buf):
     return out
 
 
-REQ_HELLO, REQ_FLUSH, REQ_TAGS, REQ_CACHE_INFO, REQ_CACHE_SET, REQ_ADMIN_FLUSH, REQ_KEY = \
-    2, 6, 21, 22, 23, 24, 25
-REP_HELLO, REP_FLUSH, REP_TAGS, REP_CACHE_INFO, REP_KEY = 3, 6, 13, 15, 16
+REQ_HELLO, REQ_FLUSH, REQ_TAGS, REQ_CACHE_INFO, REQ_CACHE_SET, REQ_ADMIN_FLUSH, REQ_KEY, \
+    REQ_PEERS = 2, 6, 21, 22, 23, 24, 25, 26
+REP_HELLO, REP_FLUSH, REP_TAGS, REP_CACHE_INFO, REP_KEY, REP_PEERS = 3, 6, 13, 15, 16, 17
 CACHE_INFO = {  # CacheInfoReply field number -> value
     1: 1 << 30, 2: 123456789, 3: 46, 4: 2, 5: 3, 6: 28 * 86400, 7: 1000, 8: 2000, 9: 3000,
     10: 400, 11: 500, 12: 600, 13: "20G", 14: "override", 15: "28d", 16: "default",
-    17: 1 << 20, 18: 45328, 19: 3000000}
+    17: 1 << 20, 18: 45328, 19: 3000000, 20: 7340032, 21: 65536}
 CACHE_FIELDS = {
     "limit_bytes": 1, "used_bytes": 2, "blocks": 3, "segments": 4, "tags": 5, "max_age_s": 6,
     "hits_bytes": 7, "misses_bytes": 8, "added_bytes": 9, "evicted_size_bytes": 10,
     "evicted_age_bytes": 11, "flushed_bytes": 12, "cache_size": 13, "cache_size_source": 14,
-    "max_age": 15, "max_age_source": 16, "uid_quota_bytes": 17}
+    "max_age": 15, "max_age_source": 16, "uid_quota_bytes": 17, "peer_fetched_bytes": 20,
+    "peer_served_bytes": 21}
 EXPORTED = b"test-passphrase"
 FINGERPRINT = "0123456789abcdef0123456789abcdef"
 
@@ -215,6 +216,12 @@ class Peer:
                 field(4, 1000) + field(5, 1764668832) + field(6, 1) + field(7, 1764600000)
             t2 = field(1, b"\xff" * 16) + field(2, 1) + field(3, 10) + field(4, 0)
             return 0, field(REP_TAGS, field(1, t1) + field(1, t2))
+        if num == REQ_PEERS:
+            p1 = field(1, "10.77.0.1:80") + field(2, 1764668832) + field(3, 65536) + \
+                field(4, 7340032) + field(7, 3) + field(8, 1)
+            p2 = field(1, "[fe80::1%eth0]:80") + field(2, 1764668800) + field(5, 1764669000) + \
+                field(6, "a block failing its hash") + field(4, 0)
+            return 0, field(REP_PEERS, field(1, p1) + field(1, p2))
         if num == REQ_KEY:
             op = req.get(1, [0])[0]
             if op == 1:
@@ -234,7 +241,7 @@ class Peer:
 def test_help_and_usage():
     nowhere = ["--socket", os.path.join(TMP, "nowhere.sock")]
     for cmd in (["status"], ["publish"], ["inject"], ["get"], ["tags"], ["flush"], ["cache"],
-                ["cache", "set"], ["key"], ["key", "show"], ["key", "set"], ["key", "export"],
+                ["cache", "set"], ["peers"], ["key"], ["key", "show"], ["key", "set"], ["key", "export"],
                 ["key", "import"], ["hash"], ["ci-dump"]):
         for h in ("--help", "-h"):
             rc, out, err = run(cmd + [h] + nowhere)
@@ -253,6 +260,9 @@ def test_help_and_usage():
         (["get", "--ci", "x.ci", "--timeout", "abc"], "--timeout"),
         (["get", "--ci", "x.ci", "--timeout", "-1"], "--timeout"),
         (["get", "--ci", "x.ci", "--timeout", "99999999999"], "--timeout"),
+        (["get", "--ci", "x.ci", "--timeout", "forever"], "--timeout"),
+        (["peers", "extra"], "unexpected argument 'extra'"),
+        (["peers", "--all"], "unknown option '--all'"),
         (["--connect-timeout", "abc", "status"], "--connect-timeout"),
         (["status", "--connect-timeout", "1s"], "--connect-timeout"),
         (["status", "extra"], "unexpected argument 'extra'"),
@@ -509,6 +519,14 @@ def real_daemon_checks(sock):
     j = parse_json(out, "get --json")
     check(rc == 0 and j and j.get("complete") is True and j.get("missing") == [] and
           j.get("bytes") == size and j.get("written") is True, "get --json: %d %r" % (rc, out))
+    # A local-mode daemon: every byte from the cache, none from peers (default timeout too).
+    check(j and j.get("cache_bytes") == size and j.get("peer_bytes") == 0,
+          "get --json, bytes by source: %r" % out)
+    for t in ("0", "default", "infinite", "2000"):
+        rc, out, err = run(["get", "--ci", ci, "-o", dst, "--json", "--timeout", t] + S)
+        j = parse_json(out, "get --json --timeout %s" % t)
+        check(rc == 0 and j and j.get("cache_bytes") == size and j.get("peer_bytes") == 0,
+              "get --timeout %s: %d %r" % (t, rc, out))
     check(open(dst, "rb").read() == open(data, "rb").read(), "get: OUT differs from the file")
     check(err == "", "get printed on a non-terminal stderr: %r" % err)
     rc, out, err = run(["get", "--ci", ci] + S)
@@ -566,7 +584,8 @@ def real_daemon_checks(sock):
 ADMIN_COMMANDS = [["cache"], ["cache", "--json"], ["cache", "set", "size", "1G"],
                   ["cache", "set", "--reset"], ["tags", "--all"], ["flush", "--all"],
                   ["flush", "--uid", "0"], ["key", "show"], ["key", "set", "--key", "x"],
-                  ["key", "export", "EXPORT"], ["key", "import", "IMPORT"]]
+                  ["key", "export", "EXPORT"], ["key", "import", "IMPORT"], ["peers"],
+                  ["peers", "--json"]]
 
 
 def admin_args(args):
@@ -614,6 +633,24 @@ def test_admin_requests():
     rc, out, err = run(["cache"] + S)
     check(rc == 0 and b"cache_size = 20G, from override" in out and
           b"max_age = 28d, from default" in out, "cache text: %r" % out)
+    check(b"from peers:   7340032 bytes" in out and b"to peers:     65536 bytes" in out,
+          "cache text: the peer byte counters: %r" % out)
+
+    # peers: PeersRequest, every PeerInfo field in the JSON, a table otherwise.
+    rc, out, err = run(["peers", "--json"] + S)
+    num, req = last()
+    j = parse_json(out, "peers --json")
+    check(rc == 0 and num == REQ_PEERS, "peers sends PeersRequest: %d %r" % (rc, num))
+    check(j and len(j) == 2 and j[0] == {
+        "address": "10.77.0.1:80", "last_seen": 1764668832,
+        "last_seen_utc": "2025-12-02T09:47:12Z", "probes": 3, "requests": 1,
+        "bytes_served": 65536, "bytes_fetched": 7340032, "distrusted_until": 0,
+        "distrusted_until_utc": "-", "distrust_reason": ""}, "peers --json: %r" % out)
+    check(j and j[1]["address"] == "[fe80::1%eth0]:80" and j[1]["distrusted_until"] == 1764669000
+          and j[1]["distrust_reason"] == "a block failing its hash", "peers --json: %r" % out)
+    rc, out, err = run(["peers"] + S)
+    check(rc == 0 and out.startswith(b"PEER") and b"10.77.0.1:80" in out and
+          b"a block failing its hash" in out, "peers text: %r" % out)
 
     rc, out, err = run(["cache", "set", "size", "20G", "max-age", "12h"] + S)
     num, req = peer.requests[-2]

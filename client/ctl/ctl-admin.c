@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * ctl-admin.c - `peerdistctl status | tags | flush | cache | key`: requests of
+ * ctl-admin.c - `peerdistctl status | tags | flush | cache | peers | key`: requests of
  * proto/peerdist.proto sent over the library's connection code, for what <peerdist.h> has no
  * call for (daemon facts, listings, the counts a flush released, cache limits, the secret).
  */
@@ -316,7 +316,8 @@ static const char cache_help[] =
     "                   hits_bytes, misses_bytes, added_bytes, evicted_bytes,\n"
     "                   evicted_size_bytes, evicted_age_bytes, flushed_bytes, cache_size,\n"
     "                   cache_size_source, max_age, max_age_source, uid_quota_bytes,\n"
-    "                   database_bytes, stored_bytes}\n"
+    "                   database_bytes, stored_bytes, peer_fetched_bytes,\n"
+    "                   peer_served_bytes}\n"
     "Exit: 0 done, 1 failed, 2 bad usage.\n";
 
 static const char cache_set_help[] =
@@ -362,8 +363,10 @@ static void cache_json(const Peerdist__CacheInfoReply *i)
     printf(", \"max_age_source\": ");
     ctl_json_str(stdout, i->max_age_source);
     printf(", \"uid_quota_bytes\": %" PRIu64 ", \"database_bytes\": %" PRIu64
-           ", \"stored_bytes\": %" PRIu64 "}\n",
-        i->uid_quota, i->database_bytes, i->stored_bytes);
+           ", \"stored_bytes\": %" PRIu64 ", \"peer_fetched_bytes\": %" PRIu64
+           ", \"peer_served_bytes\": %" PRIu64 "}\n",
+        i->uid_quota, i->database_bytes, i->stored_bytes, i->peer_fetched_bytes,
+        i->peer_served_bytes);
 }
 
 static void cache_settings_text(const Peerdist__CacheInfoReply *i)
@@ -396,6 +399,9 @@ static void cache_text(const Peerdist__CacheInfoReply *i)
     printf("evicted:      %" PRIu64 " bytes (%" PRIu64 " for size, %" PRIu64 " for age)\n",
         i->evicted_size_bytes + i->evicted_age_bytes, i->evicted_size_bytes, i->evicted_age_bytes);
     printf("flushed:      %" PRIu64 " bytes\n", i->flushed_bytes);
+    printf("from peers:   %" PRIu64 " bytes (verified, fetched in distributed mode)\n",
+        i->peer_fetched_bytes);
+    printf("to peers:     %" PRIu64 " bytes (block bytes served)\n", i->peer_served_bytes);
 }
 
 static int cache_set_main(struct ctl_ctx *x, int argc, char **argv)
@@ -491,6 +497,87 @@ int ctl_cache_main(struct ctl_ctx *x, int argc, char **argv)
             cache_json(r->cache_info);
         else
             cache_text(r->cache_info);
+        peerdist__reply__free_unpacked(r, NULL);
+    }
+    pdconn_free(c);
+    return r ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+}
+
+/* ---- peers ---- */
+
+static const char peers_help[] =
+    "Usage: peerdistctl peers [--json]\n"
+    "Lists the recent peers of a daemon in distributed mode (root or group peerdist only):\n"
+    "each peer's address, when it was last seen (UTC), the Probes and block requests it sent,\n"
+    "the block bytes served to it and the verified bytes fetched from it, and whether it is\n"
+    "distrusted (until when, and why: a block failing its hash, a malformed message, a\n"
+    "timeout). A daemon in another mode lists none.\n"
+    "  --json           a JSON array of {address, last_seen, last_seen_utc, probes, requests,\n"
+    "                   bytes_served, bytes_fetched, distrusted_until, distrusted_until_utc,\n"
+    "                   distrust_reason}; on failure {\"error\": ...}\n"
+    "Exit: 0 listed, 1 failed, 2 bad usage.\n";
+
+static void peers_print(const Peerdist__PeersReply *p, bool json)
+{
+    if (json)
+        printf("[");
+    else if (p->n_peers)
+        printf("%-47s %-20s %8s %8s %14s %14s  %s\n", "PEER", "LAST SEEN (UTC)", "PROBES",
+            "REQUESTS", "SERVED", "FETCHED", "DISTRUSTED");
+    else
+        printf("no peers seen\n");
+    for (size_t i = 0; i < p->n_peers; i++) {
+        const Peerdist__PeerInfo *pi = p->peers[i];
+        char seen[32], until[32];
+        ctl_utc(pi->last_seen, seen);
+        ctl_utc(pi->distrusted_until, until);
+        if (json) {
+            printf("%s{\"address\": ", i ? ", " : "");
+            ctl_json_str(stdout, pi->address);
+            printf(", \"last_seen\": %" PRIu64 ", \"last_seen_utc\": \"%s\", \"probes\": %" PRIu64
+                   ", \"requests\": %" PRIu64 ", \"bytes_served\": %" PRIu64
+                   ", \"bytes_fetched\": %" PRIu64 ", \"distrusted_until\": %" PRIu64
+                   ", \"distrusted_until_utc\": \"%s\", \"distrust_reason\": ",
+                pi->last_seen, seen, pi->probes, pi->requests, pi->bytes_served,
+                pi->bytes_fetched, pi->distrusted_until, until);
+            ctl_json_str(stdout, pi->distrust_reason ? pi->distrust_reason : "");
+            printf("}");
+        } else {
+            printf("%-47s %-20s %8" PRIu64 " %8" PRIu64 " %14" PRIu64 " %14" PRIu64 "  ",
+                pi->address, seen, pi->probes, pi->requests, pi->bytes_served, pi->bytes_fetched);
+            if (pi->distrusted_until)
+                printf("until %s: %s\n", until, or_dash(pi->distrust_reason));
+            else
+                printf("no\n");
+        }
+    }
+    if (json)
+        printf("]\n");
+}
+
+int ctl_peers_main(struct ctl_ctx *x, int argc, char **argv)
+{
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+    int ch;
+    x->help = peers_help;
+    while ((ch = ctl_getopt(x, argc, argv, "", opts)) != CTL_OPT_END) {
+        if (ch == 'j')
+            x->json = true;
+        else
+            return ch == CTL_OPT_HELP ? CTL_EXIT_OK : CTL_EXIT_USAGE;
+    }
+    if (ctl_want_args(x, argc, argv, 0, ""))
+        return CTL_EXIT_USAGE;
+    struct pdconn *c = ctl_connect(x);
+    if (!c)
+        return CTL_EXIT_FAIL;
+    Peerdist__PeersRequest pr = PEERDIST__PEERS_REQUEST__INIT;
+    Peerdist__Request req = PEERDIST__REQUEST__INIT;
+    req.body_case = PEERDIST__REQUEST__BODY_PEERS;
+    req.peers = &pr;
+    Peerdist__Reply *r = call(x, c, &req, PEERDIST__REPLY__BODY_PEERS, "listing peers");
+    if (r) {
+        peers_print(r->peers, x->json);
         peerdist__reply__free_unpacked(r, NULL);
     }
     pdconn_free(c);

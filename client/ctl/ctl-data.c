@@ -25,7 +25,8 @@
 #define CTL_CHUNK PD_MAX_CHUNK
 /* Content information larger than this is refused (about 64 TiB of V1 content). */
 #define CTL_MAX_CI (64u * 1024 * 1024)
-#define CTL_DEFAULT_TIMEOUT_MS 0 /* PEERDIST_READ_TIMEOUT_LOCAL_CACHE_ONLY */
+/* As a Windows reader: 5 s, from peers too in distributed mode (the cache alone otherwise). */
+#define CTL_DEFAULT_TIMEOUT_MS PEERDIST_READ_TIMEOUT_DEFAULT
 
 static const char publish_help[] =
     "Usage: peerdistctl publish FILE [--id ID] [--version 1|2] [-o FILE.ci] [--json]\n"
@@ -53,12 +54,17 @@ static const char get_help[] =
     "                   the whole content was read; otherwise OUT is left as it was\n"
     "  --partial        write what is cached anyway, holes (zeros) where bytes are missing;\n"
     "                   the exit status is still 1 when anything was missing\n"
-    "  --timeout MS     read timeout in milliseconds (default 0: local cache only)\n"
-    "  --tag TAG        the content tag to read under (default all zeros)\n"
-    "  --json           print {size, bytes, missing_bytes, missing: [{offset, length}],\n"
-    "                   complete, output, written} on standard output (needs -o)\n"
+    "  --timeout MS     read timeout in milliseconds: 0 reads the local cache only;\n"
+    "                   'default' (the default) is Windows' PEERDIST_READ_TIMEOUT_DEFAULT,\n"
+    "                   5 s, fetching from peers when the daemon runs in distributed mode;\n"
+    "                   'infinite' waits until the bytes come or no peer has them\n"
+    "  --tag TAG        the content tag to read under and label with (default all zeros)\n"
+    "  --json           print {size, bytes, cache_bytes, peer_bytes, missing_bytes,\n"
+    "                   missing: [{offset, length}], complete, output, written} (needs -o)\n"
     "Without -o the content goes to standard output; without --partial it stops at the\n"
-    "first missing byte. Exit: 0 complete, 1 anything missing or failed, 2 bad usage.\n";
+    "first missing byte. The bytes from peers are what the daemon's peer_fetched_bytes counter\n"
+    "grew by during the read (another reader's fetches at the same time count too).\n"
+    "Exit: 0 complete, 1 anything missing or failed, 2 bad usage.\n";
 
 /* Waits for an asynchronous call: rc is what the call returned. */
 static DWORD wait_op(DWORD rc, LPOVERLAPPED ov, DWORD *bytes)
@@ -560,12 +566,49 @@ static int get_read(const struct ctl_ctx *x, const struct get_opts *g, struct ha
     return ret;
 }
 
-static void get_json(const struct get_opts *g, const struct handle_ctx *hx,
-    const struct missing_list *m, uint64_t got, bool written)
+/*
+ * The daemon's count of verified bytes fetched from peers (CacheInfo, which every user may
+ * ask for), without a message: 0, or -1 when it cannot be had (an older daemon, say).
+ */
+static int peer_fetched_bytes(const struct ctl_ctx *x, uint64_t *out)
 {
-    printf("{\"size\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"missing_bytes\": %" PRIu64
-           ", \"missing\": [",
-        hx->end - hx->start, got, m->bytes);
+    char why[512];
+    struct pdconn *c = ctl_connect_quiet(x, why, sizeof(why));
+    if (!c)
+        return -1;
+    Peerdist__CacheInfoRequest ci = PEERDIST__CACHE_INFO_REQUEST__INIT;
+    Peerdist__Request req = PEERDIST__REQUEST__INIT;
+    req.body_case = PEERDIST__REQUEST__BODY_CACHE_INFO;
+    req.cache_info = &ci;
+    Peerdist__Reply *r = NULL;
+    int ret = -1;
+    if (pdconn_call(c, &req, &r) == ERROR_SUCCESS && r &&
+        r->body_case == PEERDIST__REPLY__BODY_CACHE_INFO) {
+        *out = r->cache_info->peer_fetched_bytes;
+        ret = 0;
+    }
+    if (r)
+        peerdist__reply__free_unpacked(r, NULL);
+    pdconn_free(c);
+    return ret;
+}
+
+/* Of got bytes read, those that came from peers (the counter's growth, at most got). */
+struct get_sources {
+    bool known;
+    uint64_t before, peer;
+};
+
+static void get_json(const struct get_opts *g, const struct handle_ctx *hx,
+    const struct missing_list *m, uint64_t got, const struct get_sources *src, bool written)
+{
+    printf("{\"size\": %" PRIu64 ", \"bytes\": %" PRIu64, hx->end - hx->start, got);
+    if (src->known)
+        printf(", \"cache_bytes\": %" PRIu64 ", \"peer_bytes\": %" PRIu64, got - src->peer,
+            src->peer);
+    else
+        printf(", \"cache_bytes\": null, \"peer_bytes\": null");
+    printf(", \"missing_bytes\": %" PRIu64 ", \"missing\": [", m->bytes);
     for (size_t i = 0; i < m->n; i++)
         printf("%s{\"offset\": %" PRIu64 ", \"length\": %" PRIu64 "}", i ? ", " : "",
             m->r[i].offset, m->r[i].length);
@@ -591,9 +634,14 @@ int ctl_get_main(struct ctl_ctx *x, int argc, char **argv)
         case 'o': g.out = optarg; break;
         case 't': g.tag_arg = optarg; break;
         case OPT_TIMEOUT:
-            if (ctl_opt_u64(x, "--timeout", optarg, UINT32_MAX, &v) != 0)
+            if (strcmp(optarg, "default") == 0)
+                g.timeout = PEERDIST_READ_TIMEOUT_DEFAULT;
+            else if (strcmp(optarg, "infinite") == 0)
+                g.timeout = INFINITE;
+            else if (ctl_opt_u64(x, "--timeout", optarg, UINT32_MAX, &v) != 0)
                 return CTL_EXIT_USAGE;
-            g.timeout = (DWORD)v;
+            else
+                g.timeout = (DWORD)v;
             break;
         case OPT_PARTIAL: g.partial = true; break;
         case OPT_JSON: x->json = true; break;
@@ -618,6 +666,7 @@ int ctl_get_main(struct ctl_ctx *x, int argc, char **argv)
     uint8_t *ci = NULL;
     size_t ci_len = 0;
     uint64_t got = 0;
+    struct get_sources src = {0};
     bool opened = false, written = false;
     int ret = CTL_EXIT_FAIL;
     if (load_ci(x, g.ci_path, &ci, &ci_len, &hx) != 0 || ctl_probe(x) != 0 ||
@@ -628,7 +677,19 @@ int ctl_get_main(struct ctl_ctx *x, int argc, char **argv)
         goto out;
     }
     opened = true;
+    src.known = g.timeout != PEERDIST_READ_TIMEOUT_LOCAL_CACHE_ONLY
+        ? peer_fetched_bytes(x, &src.before) == 0
+        : true; /* the local cache only: nothing can come from peers */
     ret = get_read(x, &g, &hx, &o, &m, &got);
+    uint64_t after = 0;
+    if (src.known && g.timeout != PEERDIST_READ_TIMEOUT_LOCAL_CACHE_ONLY) {
+        src.known = peer_fetched_bytes(x, &after) == 0 && after >= src.before;
+        if (src.known)
+            src.peer = after - src.before < got ? after - src.before : got;
+    }
+    if (ret == CTL_EXIT_OK && src.known && !x->json && isatty(STDERR_FILENO))
+        fprintf(stderr, "%" PRIu64 " bytes from the local cache, %" PRIu64 " from peers\n",
+            got - src.peer, src.peer);
     if (ret == CTL_EXIT_OK && (m.bytes == 0 || g.partial)) {
         if (ctl_out_commit(&o, o.seekable ? (int64_t)(hx.end - hx.start) : -1) != 0)
             ret = ctl_fail(x, "%s: %s", g.out, strerror(errno));
@@ -642,9 +703,9 @@ int ctl_get_main(struct ctl_ctx *x, int argc, char **argv)
                           : "OUT was left as it was");
         ret = CTL_EXIT_FAIL;
         if (x->json)
-            get_json(&g, &hx, &m, got, written);
+            get_json(&g, &hx, &m, got, &src, written);
     } else if (ret == CTL_EXIT_OK && x->json) {
-        get_json(&g, &hx, &m, got, written);
+        get_json(&g, &hx, &m, got, &src, written);
     }
 out:
     if (opened)

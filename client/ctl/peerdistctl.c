@@ -27,6 +27,7 @@ static const struct ctl_command commands[] = {
     {"tags", ctl_tags_main},
     {"flush", ctl_flush_main},
     {"cache", ctl_cache_main},
+    {"peers", ctl_peers_main},
     {"key", ctl_key_main},
     {"hash", ctl_hash_main},
     {"ci-dump", ctl_ci_dump_main},
@@ -44,12 +45,14 @@ static void usage(FILE *f)
         "  inject FILE --ci FILE.ci --tag TAG [--json]\n"
         "                           add a file's bytes to the cache under TAG\n"
         "  get --ci FILE.ci [-o OUT] [--partial] [--timeout MS] [--tag TAG] [--json]\n"
-        "                           read through the cache; OUT is replaced only when complete\n"
+        "                           read through the cache (and from peers in distributed\n"
+        "                           mode); OUT is replaced only when complete\n"
         "  tags [--all] [--json]    your tags (--all: every uid's) and what they label\n"
         "  flush --tag TAG | --all | --uid UID [--tag TAG]   [--json]\n"
         "                           remove labels; prints labels removed and bytes freed\n"
         "  cache [--json]           limit, usage, counters, and where each setting came from\n"
         "  cache set size SIZE|PERCENT | max-age DURATION | --reset\n"
+        "  peers [--json]           distributed mode: recent peers, bytes each way, distrust\n"
         "  key show | set (--key TEXT | --passphrase-hex HEX) | export FILE [--force] |\n"
         "      import FILE          the server secret\n"
         "  hash FILE --version 1|2 (--passphrase-hex HEX | --key TEXT)\n"
