@@ -173,6 +173,16 @@ def set_conf(node, key, value):
         os.kill(daemon_pid(node), signal.SIGHUP)
 
 
+def wait_log(node, text, seconds=30):
+    path = os.path.join(nodedir(node), "log")
+    for _ in range(seconds * 10):
+        with open(path, errors="replace") as f:
+            if text in f.read():
+                return
+        time.sleep(0.1)
+    raise Fail("host %s's log never said %r" % (node, text))
+
+
 def flush_all():
     for n in NODES:
         if daemon_alive(n):
@@ -637,6 +647,28 @@ def test_ranged_blocks_not_served():
         check(g.read() == f.read(4 * 65536), "the range read on b differs")
 
 
+def test_serve_no():
+    """serve = no (taken on SIGHUP): c fetches from a but serves nothing; serve = yes again
+    and c serves."""
+    src = make_file("serve-no-1m", 1 << 20)
+    ci = hash_ci(src, 1)
+    inject("c", src, ci)
+    other = make_file("serve-no-a-1m", 1 << 20)
+    oci = hash_ci(other, 1)
+    inject("a", other, oci)
+    set_conf("c", "serve", "no")
+    try:
+        wait_log("c", "reload: serve yes -> no")
+        out = os.path.join(WORK, "serve-no-out")
+        p = get("b", ci, out, timeout_ms=4000, proc_timeout=60)
+        check(p.returncode == 1 and b"missing" in p.stderr, "b read what only c (serve = no) holds")
+        expect_read("c", oci, other)  # c still fetches
+    finally:
+        set_conf("c", "serve", None)
+    wait_log("c", "reload: serve no -> yes")
+    expect_read("b", ci, src)
+
+
 def test_daemons_survived():
     """No daemon crashed along the way."""
     for n in NODES:
@@ -646,7 +678,7 @@ def test_daemons_survived():
 TESTS = [test_daemons_run_distributed, test_v1_published_on_a_read_on_b, test_get_reports_sources,
          test_served_bytes_counted, test_v2_from_a_or_c, test_v2_single_segment,
          test_v1_held_by_c_only, test_liar_rejected, test_timeouts, test_ranged_blocks_not_served,
-         test_100mib, test_peer_vanishes, test_daemons_survived]
+         test_serve_no, test_100mib, test_peer_vanishes, test_daemons_survived]
 
 
 def main():
