@@ -51,6 +51,29 @@ struct fetch_daemon {
     LIST_HEAD(, fetch) dying; /* ended, their connections not yet freed (fetch_kill) */
     struct peer_rec *peers;
     unsigned npeers;
+    LIST_HEAD(, probe_ctx) probes; /* Probes whose window is open */
+    /* ProbeMatches of the last PEER_FETCH_MATCH_SECONDS, for the segments that follow. */
+    struct cached_match *matches;
+    size_t next_match;
+};
+
+/*
+ * One Probe of ours (for a fetch's segment and the segments after it): its matches go to
+ * every fetch of their segment and to the match cache, so the fetches of the next segments
+ * start without probing again. It outlives the fetch that started it.
+ */
+struct probe_ctx {
+    struct fetch_daemon *fd;
+    struct discovery_probe *probe;
+    LIST_ENTRY(probe_ctx) link;
+};
+
+struct cached_match {
+    uint8_t id[PEER_ID_MAX];
+    size_t id_len;
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    time_t at; /* 0: empty */
 };
 
 enum { ST_SKIP, ST_WANT, ST_FLIGHT, ST_STORING, ST_DONE, ST_FAILED };
@@ -81,7 +104,7 @@ struct fetch {
     size_t seg;
     uint32_t nblocks;
     uint8_t st[PEER_SEGMENT_BLOCKS_MAX];
-    struct discovery_probe *probe;
+    struct probe_ctx *pctx; /* the Probe whose window this fetch waits for, or NULL */
     bool probe_done, ended;
     unsigned refs; /* the fetches list until it ends, each store under way */
     struct event *kill_ev;
@@ -115,6 +138,11 @@ int peer_fetch_init(struct daemon *d)
     fd->d = d;
     LIST_INIT(&fd->fetches);
     LIST_INIT(&fd->dying);
+    LIST_INIT(&fd->probes);
+    if (!(fd->matches = calloc(PEER_FETCH_MATCHES_MAX, sizeof(*fd->matches)))) {
+        free(fd);
+        return -1;
+    }
     d->fetch = fd;
     return 0;
 }
@@ -134,6 +162,13 @@ void peer_fetch_free(struct daemon *d)
         event_del(f->kill_ev);
         fetch_kill(-1, 0, f);
     }
+    while (!LIST_EMPTY(&fd->probes)) {
+        struct probe_ctx *pc = LIST_FIRST(&fd->probes);
+        LIST_REMOVE(pc, link);
+        discovery_probe_cancel(pc->probe);
+        free(pc);
+    }
+    free(fd->matches);
     while (fd->peers) {
         struct peer_rec *r = fd->peers;
         fd->peers = r->next;
@@ -304,9 +339,7 @@ static void fetch_end(struct fetch *f)
     f->ended = true;
     LIST_REMOVE(f, link);
     LIST_INSERT_HEAD(&f->fd->dying, f, link);
-    if (f->probe)
-        discovery_probe_cancel(f->probe);
-    f->probe = NULL;
+    f->pctx = NULL; /* the Probe goes on for the cache and other fetches */
     if (f->test_ev)
         event_del(f->test_ev);
     f->refs++; /* held while the waiters run */
@@ -513,19 +546,13 @@ static void pump(struct fetch *f)
     fetch_end(f); /* all fetched, or the rest held by no peer we trust */
 }
 
-static void on_match(void *arg, const struct discovery_match *m)
+/* m is a peer on a local subnet holding blocks of segment seg of f's content: it joins f. */
+static void fetch_add_peer(struct fetch *f, const struct discovery_match *m)
 {
-    struct fetch *f = arg;
     const struct ci_info *ci = f->h->ci;
     if (f->ended || m->segment_id_len != ci->digest_len ||
         memcmp(m->segment_id, ci->segments[f->seg].id, ci->digest_len) != 0)
         return;
-    char name[80];
-    addr_name(&m->peer, name, sizeof(name));
-    if (!on_local_subnet(&m->peer)) {
-        log_warn("ProbeMatch from %s: not on a local subnet: ignored", name);
-        return;
-    }
     struct peer_rec *rec = peer_rec_get(f->fd, &m->peer, m->peer_len);
     if (!rec)
         return;
@@ -548,26 +575,141 @@ static void on_match(void *arg, const struct discovery_match *m)
             p->slots[j].p = p;
         }
     }
-    if (m->bitmap && m->bitmap_len) {
+    if (ci->version == CI_VERSION_1 && m->bitmap && m->bitmap_len) {
         p->has_bitmap = true;
         memset(p->bitmap, 0, sizeof(p->bitmap));
         memcpy(p->bitmap, m->bitmap,
             m->bitmap_len < sizeof(p->bitmap) ? m->bitmap_len : sizeof(p->bitmap));
     }
-    if (ci->version == CI_VERSION_2) { /* one block: block 0 */
-        p->has_bitmap = false;
-    }
     pump(f);
 }
 
-static void on_probe_done(void *arg)
+/* Checked again here whatever discovery did: only peers on a local subnet are contacted. */
+static bool match_acceptable(const struct discovery_match *m)
 {
-    struct fetch *f = arg;
-    f->probe = NULL;
-    f->probe_done = true;
-    if (f->npeers == 0)
-        log_info("segment %zu: no peer answered the Probes", f->seg);
-    pump(f);
+    if (on_local_subnet(&m->peer))
+        return true;
+    char name[80];
+    addr_name(&m->peer, name, sizeof(name));
+    log_warn("ProbeMatch from %s: not on a local subnet: ignored", name);
+    return false;
+}
+
+/* The fetches whose segment is id (or that wait on pc's window), each held: n of them. */
+static size_t fetches_of(struct fetch_daemon *fd, const uint8_t *id, size_t id_len,
+    const struct probe_ctx *pc, struct fetch **out, size_t max)
+{
+    size_t n = 0;
+    struct fetch *f;
+    LIST_FOREACH (f, &fd->fetches, link) {
+        const struct ci_info *ci = f->h->ci;
+        bool same = pc ? f->pctx == pc
+                       : ci->digest_len == id_len && memcmp(ci->segments[f->seg].id, id, id_len) == 0;
+        if (same && n < max) {
+            f->refs++;
+            out[n++] = f;
+        }
+    }
+    return n;
+}
+
+static void probe_match(void *arg, const struct discovery_match *m)
+{
+    struct probe_ctx *pc = arg;
+    struct fetch_daemon *fd = pc->fd;
+    if (!match_acceptable(m) || m->segment_id_len > PEER_ID_MAX)
+        return;
+    struct cached_match *cm = &fd->matches[fd->next_match];
+    fd->next_match = (fd->next_match + 1) % PEER_FETCH_MATCHES_MAX;
+    memcpy(cm->id, m->segment_id, m->segment_id_len);
+    cm->id_len = m->segment_id_len;
+    memcpy(&cm->peer, &m->peer, m->peer_len);
+    cm->peer_len = m->peer_len;
+    cm->at = time(NULL);
+    struct fetch *fs[64];
+    size_t n = fetches_of(fd, m->segment_id, m->segment_id_len, NULL, fs, 64);
+    for (size_t i = 0; i < n; i++) {
+        fetch_add_peer(fs[i], m);
+        fetch_unref(fs[i]);
+    }
+}
+
+static void probe_done(void *arg)
+{
+    struct probe_ctx *pc = arg;
+    struct fetch_daemon *fd = pc->fd;
+    LIST_REMOVE(pc, link);
+    struct fetch *fs[64];
+    size_t n;
+    /* In turns: a fetch that ends may start others, which do not wait on this window. */
+    while ((n = fetches_of(fd, NULL, 0, pc, fs, 64)) > 0) {
+        for (size_t i = 0; i < n; i++) {
+            struct fetch *f = fs[i];
+            f->pctx = NULL;
+            f->probe_done = true;
+            if (f->npeers == 0 && !f->ended)
+                log_info("segment %zu: no peer answered the Probes", f->seg);
+            pump(f);
+            fetch_unref(f);
+        }
+    }
+    free(pc);
+}
+
+/*
+ * Peers for f's segment: those that answered a Probe of ours for it in the last
+ * PEER_FETCH_MATCH_SECONDS (then no Probe), else a Probe for it and up to
+ * PEER_FETCH_PROBE_SEGMENTS - 1 segments after it. -1 if nothing can be sent.
+ */
+static int fetch_find_peers(struct fetch *f)
+{
+    struct fetch_daemon *fd = f->fd;
+    const struct ci_info *ci = f->h->ci;
+    const uint8_t *id = ci->segments[f->seg].id;
+    time_t now = time(NULL);
+    struct discovery_match ms[PEER_FETCH_PEERS_MAX];
+    size_t n = 0;
+    for (size_t i = 0; i < PEER_FETCH_MATCHES_MAX && n < PEER_FETCH_PEERS_MAX; i++) {
+        const struct cached_match *cm = &fd->matches[i];
+        if (!cm->at || now - cm->at > PEER_FETCH_MATCH_SECONDS || cm->id_len != ci->digest_len ||
+            memcmp(cm->id, id, ci->digest_len) != 0)
+            continue;
+        struct discovery_match *m = &ms[n++];
+        memset(m, 0, sizeof(*m));
+        memcpy(&m->peer, &cm->peer, cm->peer_len);
+        m->peer_len = cm->peer_len;
+        memcpy(m->segment_id, id, ci->digest_len);
+        m->segment_id_len = ci->digest_len;
+        m->version = ci->version == CI_VERSION_2 ? 2 : 1;
+    }
+    if (n) {
+        /* Cached answers, from peers still trusted: no Probe (pump waits for none). */
+        f->probe_done = true;
+        for (size_t i = 0; i < n && !f->ended; i++)
+            fetch_add_peer(f, &ms[i]);
+        if (f->ended || f->npeers > 0)
+            return 0;
+        f->probe_done = false; /* every one of them distrusted now: ask again */
+    }
+    struct probe_ctx *pc = calloc(1, sizeof(*pc));
+    if (!pc)
+        return -1;
+    const uint8_t *ids[PEER_FETCH_PROBE_SEGMENTS];
+    size_t lens[PEER_FETCH_PROBE_SEGMENTS], k = 0;
+    for (size_t s = f->seg; s < ci->n_segments && k < PEER_FETCH_PROBE_SEGMENTS; s++, k++) {
+        ids[k] = ci->segments[s].id;
+        lens[k] = ci->digest_len;
+    }
+    pc->fd = fd;
+    pc->probe = discovery_probe_start(fd->d, ci->version == CI_VERSION_2 ? 2 : 1, ids, lens, k,
+        PEER_FETCH_DISCOVERY_MS, probe_match, probe_done, pc);
+    if (!pc->probe) {
+        free(pc);
+        return -1;
+    }
+    LIST_INSERT_HEAD(&fd->probes, pc, link);
+    f->pctx = pc;
+    return 0;
 }
 
 /* PEER_FETCH_TEST_PEERS_ENV: its peers reported as ProbeMatches, then the window closes. */
@@ -597,7 +739,8 @@ static void test_peers(evutil_socket_t sock, short what, void *arg)
         memcpy(m.segment_id, ci->segments[f->seg].id, ci->digest_len);
         m.segment_id_len = ci->digest_len;
         m.version = ci->version == CI_VERSION_2 ? 2 : 1;
-        on_match(f, &m);
+        if (match_acceptable(&m))
+            fetch_add_peer(f, &m);
     }
     if (!f->ended) {
         f->probe_done = true;
@@ -639,9 +782,6 @@ int peer_fetch_wait(struct conn *c, struct content_handle *h, size_t seg, uint32
         LIST_INIT(&f->waiters);
         for (uint32_t b = from; b < nblocks; b++)
             f->st[b] = missing[b] ? ST_WANT : ST_SKIP;
-        const struct ci_info *ci = h->ci;
-        const uint8_t *ids[1] = {ci->segments[seg].id};
-        size_t lens[1] = {ci->digest_len};
         f->kill_ev = evtimer_new(c->d->base, fetch_kill, f);
         const char *test = getenv(PEER_FETCH_TEST_PEERS_ENV);
         if (f->kill_ev && test && *test) {
@@ -651,19 +791,26 @@ int peer_fetch_wait(struct conn *c, struct content_handle *h, size_t seg, uint32
                 event_free(f->test_ev);
                 f->test_ev = NULL;
             }
-        } else if (f->kill_ev) {
-            f->probe = discovery_probe_start(c->d, ci->version == CI_VERSION_2 ? 2 : 1, ids,
-                lens, 1, PEER_FETCH_DISCOVERY_MS, on_match, on_probe_done, f);
         }
-        if (!f->probe && !f->test_ev) {
+        if (!f->kill_ev || (test && *test && !f->test_ev)) {
             if (f->kill_ev)
                 event_free(f->kill_ev);
             free(f);
-            return -1; /* nothing to probe with: held by nobody */
+            return -1;
         }
         h->refs++;
         c->refs++;
         LIST_INSERT_HEAD(&fd->fetches, f, link);
+        f->refs++; /* finding peers may end it */
+        if (!f->test_ev && fetch_find_peers(f) != 0) {
+            fetch_end(f); /* nothing to probe with: held by nobody */
+            fetch_unref(f);
+            return -1;
+        }
+        bool ended = f->ended;
+        fetch_unref(f);
+        if (ended)
+            return -1;
     }
     w->f = f;
     LIST_INSERT_HEAD(&f->waiters, w, link);

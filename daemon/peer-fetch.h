@@ -19,6 +19,12 @@ struct fetch;
 
 /* How long the Probes' answers are gathered before a segment counts as held by nobody. */
 #define PEER_FETCH_DISCOVERY_MS 500
+/* Segments one Probe asks for: the read's and the ones after it (their fetches then start
+ * from the answers kept, without probing). */
+#define PEER_FETCH_PROBE_SEGMENTS 16
+/* How long a ProbeMatch is used for later fetches of its segment, and how many are kept. */
+#define PEER_FETCH_MATCH_SECONDS 10
+#define PEER_FETCH_MATCHES_MAX 1024
 /* The request timer of MS-PCCRR (a peer silent this long is distrusted). */
 #define PEER_FETCH_REQUEST_SECONDS 2
 /* Connections to one peer, each with one request in flight (HTTP/1.1 without pipelining). */
