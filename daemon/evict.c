@@ -788,7 +788,7 @@ static void info_done(void *arg)
     j->ci.cache_size = j->size_text;
     j->ci.max_age = j->age_text;
     j->ci.peer_fetched_bytes = PEER_FETCH_BYTES(d);
-    /* peer_served_bytes: not from here (evict.c -> peer-serve.c -> flush.c -> evict.c). */
+    j->ci.peer_served_bytes = PEER_SERVED_BYTES(d);
     while (j->waiters) {
         struct info_wait *w = j->waiters;
         j->waiters = w->next;

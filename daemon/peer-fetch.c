@@ -178,6 +178,13 @@ void peer_fetch_free(struct daemon *d)
     d->fetch = NULL;
 }
 
+void peer_fetch_counts_refresh(struct daemon *d)
+{
+    struct fetch_daemon *fd = d->fetch;
+    if (fd)
+        fd->counts.served_bytes = peer_serve_served_bytes(d);
+}
+
 bool peer_fetch_enabled(const struct conn *c)
 {
     return c->d->fetch != NULL && !c->d->stopping;

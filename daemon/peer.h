@@ -108,8 +108,15 @@ void peer_fetch_free(struct daemon *d);
  */
 struct peer_fetch_counts {
     uint64_t fetched_bytes;
+    uint64_t served_bytes; /* peer_serve_served_bytes, copied by peer_fetch_counts_refresh */
 };
 #define PEER_FETCH_BYTES(d) \
     ((d)->fetch ? ((const struct peer_fetch_counts *)(d)->fetch)->fetched_bytes : 0)
+/* CacheInfoReply.peer_served_bytes as of the last peer_fetch_counts_refresh (same reason). */
+#define PEER_SERVED_BYTES(d) \
+    ((d)->fetch ? ((const struct peer_fetch_counts *)(d)->fetch)->served_bytes : 0)
+/* Copies the served-bytes counter where PEER_SERVED_BYTES reads it (dispatch.c, before
+ * CacheInfo). */
+void peer_fetch_counts_refresh(struct daemon *d);
 
 #endif
