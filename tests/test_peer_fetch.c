@@ -180,6 +180,8 @@ struct fake_peer {
     const struct ci_info *ci;
     pthread_t th;
     int requests;
+    int conn; /* the connection being answered, or -1 (shut down to stop the thread) */
+    int done; /* the thread returned */
 };
 
 static bool read_request(int fd, uint8_t *body, size_t cap, size_t *len)
@@ -214,8 +216,11 @@ static void *fake_run(void *arg)
     struct fake_peer *fp = arg;
     for (;;) {
         int fd = accept(fp->lfd, NULL, NULL);
-        if (fd < 0)
+        if (fd < 0) {
+            __atomic_store_n(&fp->done, 1, __ATOMIC_SEQ_CST);
             return NULL;
+        }
+        __atomic_store_n(&fp->conn, fd, __ATOMIC_SEQ_CST);
         uint8_t req[1024];
         size_t len;
         while (read_request(fd, req, sizeof(req), &len)) {
@@ -246,6 +251,7 @@ static void *fake_run(void *arg)
                 send(fd, out, (size_t)n, MSG_NOSIGNAL) != n)
                 break;
         }
+        __atomic_store_n(&fp->conn, -1, __ATOMIC_SEQ_CST);
         close(fd);
     }
 }
@@ -255,6 +261,7 @@ static void fake_start(struct fake_peer *fp, enum fake_mode mode, const struct c
     memset(fp, 0, sizeof(*fp));
     fp->mode = mode;
     fp->ci = ci;
+    fp->conn = -1;
     fp->lfd = socket(AF_INET, SOCK_STREAM, 0);
     ck_assert_int_ge(fp->lfd, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -268,10 +275,16 @@ static void fake_start(struct fake_peer *fp, enum fake_mode mode, const struct c
 
 static void fake_stop(struct fake_peer *fp)
 {
+    /* accept() and read() return: the thread ends (no pthread_cancel). */
     shutdown(fp->lfd, SHUT_RDWR);
-    close(fp->lfd);
-    pthread_cancel(fp->th);
+    while (!__atomic_load_n(&fp->done, __ATOMIC_SEQ_CST)) {
+        int c = __atomic_load_n(&fp->conn, __ATOMIC_SEQ_CST);
+        if (c >= 0)
+            shutdown(c, SHUT_RDWR);
+        usleep(10 * 1000);
+    }
     pthread_join(fp->th, NULL);
+    close(fp->lfd);
 }
 
 /* Starts a distributed daemon whose fetches take `peers` as the peers that answered. */
@@ -356,6 +369,7 @@ START_TEST(hook_fetch_from_real_peer)
     PeerDistShutdown(ha);
     api_ci_free(&ci);
     free(data);
+    ck_assert_int_eq(td_stop(&b), 0); /* cleanly: under the sanitizers, nothing leaked */
     td_cleanup(&a);
     td_cleanup(&b);
 }
@@ -409,6 +423,8 @@ START_TEST(lying_peer_rejected)
     fake_stop(&liar);
     api_ci_free(&ci);
     free(data);
+    ck_assert_int_eq(td_stop(&b2), 0);
+    ck_assert_int_eq(td_stop(&a), 0);
     td_cleanup(&a);
     td_cleanup(&b2);
 }
@@ -440,6 +456,14 @@ START_TEST(silent_peer_timeout)
     ck_assert_uint_eq(r.status, ERROR_TIMEOUT);
     ck_assert_uint_eq(r.offset, 65536);
     ck_assert_uint_eq(r.bytes, LEN - 65536);
+    /* Closing the handle while a read waits on its fetch: the read completes aborted, the
+     * fetch stops (the daemon stays well: it is stopped cleanly below). */
+    OVERLAPPED ov = {.Offset = 65536};
+    ck_assert_uint_eq(PeerDistClientBlockRead(hb, cb, sizeof(buf), buf, INFINITE, &ov),
+        ERROR_IO_PENDING);
+    ck_assert_uint_eq(PeerDistClientCloseContent(hb, cb), ERROR_SUCCESS);
+    ck_assert_uint_eq(api_wait(&ov, NULL), ERROR_OPERATION_ABORTED);
+    cb = api_open_with_ci(hb, &tag, &ci);
     /* INFINITE: the peer's 2 s timer ends the fetch (distrusted): MISSING_DATA. */
     r = block_read(hb, cb, 65536, sizeof(buf), buf, INFINITE);
     ck_assert_uint_eq(r.status, PEERDIST_ERROR_MISSING_DATA);
@@ -450,6 +474,8 @@ START_TEST(silent_peer_timeout)
     fake_stop(&mute);
     api_ci_free(&ci);
     free(data);
+    ck_assert_int_eq(td_stop(&b), 0);
+    ck_assert_int_eq(td_stop(&a), 0);
     td_cleanup(&a);
     td_cleanup(&b);
 }
