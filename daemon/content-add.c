@@ -350,8 +350,8 @@ void content_add_data(struct conn *c, uint64_t id, const Peerdist__AddDataReques
         conn_reply_status(c, id, rc);
 }
 
-int content_add_fetched(struct conn *c, struct content_handle *h, uint64_t off,
-    const uint8_t *data, size_t len, void (*done)(void *arg, uint32_t status), void *arg)
+int content_add_fetched(struct conn *c, struct content_handle *h, uint64_t off, const uint8_t *data,
+    size_t len, void (*done)(void *arg, uint32_t status), void *arg)
 {
     DWORD rc = add_bytes(c, h, 0, off, data, len, done, arg);
     if (rc != ERROR_SUCCESS)

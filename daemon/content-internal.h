@@ -197,8 +197,8 @@ void content_add_data(struct conn *c, uint64_t id, const Peerdist__AddDataReques
  * status) runs on the loop once they are committed or failed (not if the handle closed
  * first: then with ERROR_OPERATION_ABORTED). 0, or -1 if refused now (logged).
  */
-int content_add_fetched(struct conn *c, struct content_handle *h, uint64_t off,
-    const uint8_t *data, size_t len, void (*done)(void *arg, uint32_t status), void *arg);
+int content_add_fetched(struct conn *c, struct content_handle *h, uint64_t off, const uint8_t *data,
+    size_t len, void (*done)(void *arg, uint32_t status), void *arg);
 
 /* content-commit.c: write, group sync, commit, reply */
 /* Worker done of an op whose bytes are written: it joins the next group sync. */

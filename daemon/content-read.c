@@ -683,7 +683,6 @@ static int read_wait_fetch(struct conn *c, struct content_handle *h, struct read
     return 0;
 }
 
-
 static void read_serve(struct conn *c, struct content_handle *h, struct read_op *r, uint64_t id,
     bool stream, uint64_t offset, uint64_t max_bytes, uint32_t timeout_ms)
 {

@@ -37,7 +37,7 @@ struct peer_rec {
     struct sockaddr_storage addr;
     socklen_t addr_len;
     char name[INET6_ADDRSTRLEN + IF_NAMESIZE + 10]; /* "ip:port", "[ip]:port" */
-    uint64_t fetched; /* verified bytes */
+    uint64_t fetched;                               /* verified bytes */
     time_t last_seen;
     time_t distrust_until;
     const char *why;
@@ -266,11 +266,13 @@ static bool on_local_subnet(const struct sockaddr_storage *ss)
         size_t n;
         if (ss->ss_family == AF_INET) {
             a = (const uint8_t *)&((const struct sockaddr_in *)(const void *)i->ifa_addr)->sin_addr;
-            m = (const uint8_t *)&((const struct sockaddr_in *)(const void *)i->ifa_netmask)->sin_addr;
+            m = (const uint8_t *)&((const struct sockaddr_in *)(const void *)i->ifa_netmask)
+                    ->sin_addr;
             p = (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr;
             n = 4;
         } else {
-            a = (const uint8_t *)&((const struct sockaddr_in6 *)(const void *)i->ifa_addr)->sin6_addr;
+            a = (const uint8_t *)&((const struct sockaddr_in6 *)(const void *)i->ifa_addr)
+                    ->sin6_addr;
             m = (const uint8_t *)&((const struct sockaddr_in6 *)(const void *)i->ifa_netmask)
                     ->sin6_addr;
             p = (const uint8_t *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
@@ -291,8 +293,8 @@ static void distrust(struct fetch *f, struct fpeer *p, const char *why)
     p->failed = true;
     p->rec->distrust_until = now + PEER_FETCH_DISTRUST_SECONDS;
     p->rec->why = why;
-    log_warn("peer %s: %s: distrusted for %d s; the fetch goes on with other peers",
-        p->rec->name, why, PEER_FETCH_DISTRUST_SECONDS);
+    log_warn("peer %s: %s: distrusted for %d s; the fetch goes on with other peers", p->rec->name,
+        why, PEER_FETCH_DISTRUST_SECONDS);
     for (size_t j = 0; j < PEER_FETCH_CONNS_PER_PEER; j++)
         if (p->slots[j].busy && f->st[p->slots[j].block] == ST_FLIGHT)
             f->st[p->slots[j].block] = ST_WANT;
@@ -610,8 +612,9 @@ static size_t fetches_of(struct fetch_daemon *fd, const uint8_t *id, size_t id_l
     struct fetch *f;
     LIST_FOREACH (f, &fd->fetches, link) {
         const struct ci_info *ci = f->h->ci;
-        bool same = pc ? f->pctx == pc
-                       : ci->digest_len == id_len && memcmp(ci->segments[f->seg].id, id, id_len) == 0;
+        bool same = pc
+            ? f->pctx == pc
+            : ci->digest_len == id_len && memcmp(ci->segments[f->seg].id, id, id_len) == 0;
         if (same && n < max) {
             f->refs++;
             out[n++] = f;
@@ -888,7 +891,7 @@ void peer_fetch_peers(struct conn *c, uint64_t id)
     size_t cap = nf + ns ? nf + ns : 1, k = 0;
     Peerdist__PeerInfo *infos = calloc(cap, sizeof(*infos));
     Peerdist__PeerInfo **ptrs = calloc(cap, sizeof(*ptrs));
-    char (*names)[sizeof(((struct peer_rec *)0)->name)] = calloc(cap, sizeof(*names));
+    char(*names)[sizeof(((struct peer_rec *)0)->name)] = calloc(cap, sizeof(*names));
     bool *used = calloc(ns ? ns : 1, sizeof(bool));
     if (!served || !infos || !ptrs || !names || !used) {
         conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);

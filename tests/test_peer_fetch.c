@@ -169,7 +169,6 @@ START_TEST(fetch_from_peer)
 }
 END_TEST
 
-
 /* ---- a fake peer: an HTTP/1.1 server on loopback answering GETBLKS ---- */
 
 enum fake_mode { FAKE_LIAR, FAKE_SILENT };
