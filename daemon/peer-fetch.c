@@ -84,6 +84,8 @@ struct slot {
     struct fetch *f;
     struct fpeer *p;
     struct evhttp_connection *conn;
+    struct evhttp_request *req; /* in flight, while busy */
+    struct event *timer;        /* the request timer (PEER_FETCH_REQUEST_SECONDS in all) */
     bool busy;
     uint32_t block;
 };
@@ -307,9 +309,13 @@ static void fetch_unref(struct fetch *f)
     if (--f->refs)
         return;
     for (size_t i = 0; i < f->npeers; i++)
-        for (size_t j = 0; j < PEER_FETCH_CONNS_PER_PEER; j++)
-            if (f->peers[i].slots[j].conn)
-                evhttp_connection_free(f->peers[i].slots[j].conn);
+        for (size_t j = 0; j < PEER_FETCH_CONNS_PER_PEER; j++) {
+            struct slot *sl = &f->peers[i].slots[j];
+            if (sl->timer)
+                event_free(sl->timer);
+            if (sl->conn)
+                evhttp_connection_free(sl->conn); /* with its request, if one is in flight */
+        }
     event_free(f->kill_ev);
     if (f->test_ev)
         event_free(f->test_ev);
@@ -384,6 +390,9 @@ static void on_response(struct evhttp_request *req, void *arg)
     struct fpeer *p = sl->p;
     uint32_t b = sl->block;
     sl->busy = false;
+    sl->req = NULL;
+    if (sl->timer)
+        evtimer_del(sl->timer);
     if (f->ended || p->failed)
         return;
     f->st[b] = ST_WANT; /* unless it is stored below */
@@ -463,6 +472,33 @@ static bool peer_may_have(const struct fpeer *p, uint32_t b)
     return !p->has_bitmap || (p->bitmap[b / 8] & (1u << (b % 8)));
 }
 
+/*
+ * The request timer (§3.7): the whole answer within PEER_FETCH_REQUEST_SECONDS, however
+ * slowly it trickles in (the connection's own timeout only bounds silence). The request is
+ * cancelled (its callback does not run) and the peer distrusted.
+ */
+static void slot_timeout(evutil_socket_t sock, short what, void *arg)
+{
+    (void)sock;
+    (void)what;
+    struct slot *sl = arg;
+    struct fetch *f = sl->f;
+    struct fpeer *p = sl->p;
+    if (!sl->busy)
+        return;
+    if (sl->req)
+        evhttp_cancel_request(sl->req);
+    sl->req = NULL;
+    sl->busy = false;
+    if (f->ended)
+        return;
+    if (f->st[sl->block] == ST_FLIGHT)
+        f->st[sl->block] = ST_WANT;
+    if (!p->failed)
+        distrust(f, p, "no answer in time");
+    pump(f);
+}
+
 static bool send_request(struct fetch *f, struct fpeer *p, struct slot *sl, uint32_t b)
 {
     struct daemon *d = f->fd->d;
@@ -508,6 +544,10 @@ static bool send_request(struct fetch *f, struct fpeer *p, struct slot *sl, uint
         evhttp_request_free(req);
         return false;
     }
+    if (!sl->timer && !(sl->timer = evtimer_new(d->base, slot_timeout, sl))) {
+        evhttp_request_free(req);
+        return false;
+    }
     sl->busy = true;
     sl->block = b;
     f->st[b] = ST_FLIGHT;
@@ -516,6 +556,9 @@ static bool send_request(struct fetch *f, struct fpeer *p, struct slot *sl, uint
         f->st[b] = ST_WANT;
         return false;
     }
+    sl->req = req;
+    struct timeval tv = {PEER_FETCH_REQUEST_SECONDS, 0};
+    evtimer_add(sl->timer, &tv);
     return true;
 }
 
