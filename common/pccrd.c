@@ -31,9 +31,9 @@
 #define TYPE_V1 "PeerDistData"
 #define TYPE_V2 "PeerDistDataV2"
 
-#define ENVELOPE_OPEN                                                                             \
-    "<?xml version=\"1.0\" encoding=\"utf-8\"?>"                                                 \
-    "<soap:Envelope xmlns:soap=\"" NS_SOAP "\" xmlns:wsa=\"" NS_WSA "\" xmlns:wsd=\"" NS_WSD      \
+#define ENVELOPE_OPEN                                                                        \
+    "<?xml version=\"1.0\" encoding=\"utf-8\"?>"                                             \
+    "<soap:Envelope xmlns:soap=\"" NS_SOAP "\" xmlns:wsa=\"" NS_WSA "\" xmlns:wsd=\"" NS_WSD \
     "\" xmlns:PeerDist=\"" NS_PD "\">"
 
 /* V2 scope: u16 SegmentHashSize, u8 count, the IDs (§4.3). */
@@ -61,9 +61,8 @@ int pccrd_uuid_urn(char out[PCCRD_UUID_URN_SIZE])
     u[6] = (uint8_t)((u[6] & 0x0f) | 0x40); /* version 4 */
     u[8] = (uint8_t)((u[8] & 0x3f) | 0x80); /* RFC 4122 variant */
     snprintf(out, PCCRD_UUID_URN_SIZE,
-        "urn:uuid:%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0],
-        u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
-        u[15]);
+        "urn:uuid:%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
+        u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
     return 0;
 }
 
@@ -117,7 +116,8 @@ static long b64_decode(const char *s, size_t n, uint8_t *out, size_t cap)
                 return -1;
             }
         }
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
+            (uint32_t)v[3];
         if ((size_t)(3 - pads) > cap - o)
             return -1;
         out[o++] = (uint8_t)(w >> 16);
@@ -320,8 +320,8 @@ int pccrd_match_build(const struct pccrd_match *m, char *out, size_t cap, size_t
     sb_printf(&b, "</wsd:Scopes><wsd:XAddrs>");
     for (size_t i = 0; i < m->n_xaddrs; i++) {
         bool v6 = strchr(m->xaddrs[i].host, ':') != NULL;
-        sb_printf(&b, "%s%s%s%s:%u", i ? " " : "", v6 ? "[" : "", m->xaddrs[i].host,
-            v6 ? "]" : "", (unsigned)m->xaddrs[i].port);
+        sb_printf(&b, "%s%s%s%s:%u", i ? " " : "", v6 ? "[" : "", m->xaddrs[i].host, v6 ? "]" : "",
+            (unsigned)m->xaddrs[i].port);
     }
     sb_printf(&b, "</wsd:XAddrs><wsd:MetadataVersion>%" PRIu32 "</wsd:MetadataVersion>", mv);
     if (m->form == PCCRD_FORM_V1) {
@@ -338,16 +338,23 @@ int pccrd_match_build(const struct pccrd_match *m, char *out, size_t cap, size_t
 /* ---- parsing ---- */
 
 /*
- * Parses xml into a document, or refuses: empty or over PCCRD_MSG_MAX; any DOCTYPE (so no
- * entity can be declared: no expansion, no billion laughs, no external entity); not
- * well-formed. No XML_PARSE_NOENT (entities are never substituted), no XML_PARSE_DTDLOAD,
- * XML_PARSE_NONET; errors are not printed (the caller logs our reason).
+ * Parses xml into a document, or refuses: empty or over PCCRD_MSG_MAX; a NUL byte; anything
+ * but markup first (after a UTF-8 BOM and whitespace: so no UTF-16, UTF-32 or EBCDIC); any
+ * DOCTYPE (so no entity can be declared: no expansion, no billion laughs, no external entity).
+ * The bytes are read as UTF-8 whatever the declaration says (XML_PARSE_IGNORE_ENC), so the
+ * DOCTYPE scan sees what libxml2 sees. No XML_PARSE_NOENT (entities are never substituted),
+ * no XML_PARSE_DTDLOAD, XML_PARSE_NONET; errors are not printed (the caller logs our reason).
  */
 static int parse_doc(const char *xml, size_t len, xmlDocPtr *out)
 {
     if (!xml || len == 0 || len > PCCRD_MSG_MAX)
         return PCCRD_E_SIZE;
-    for (size_t i = 0; i + 1 < len; i++)
+    size_t i = len >= 3 && memcmp(xml, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+    while (i < len && is_space((unsigned char)xml[i]))
+        i++;
+    if (i == len || xml[i] != '<' || memchr(xml, 0, len))
+        return PCCRD_E_XML;
+    for (; i + 1 < len; i++)
         if (xml[i] == '<' && xml[i + 1] == '!') {
             /* comments and CDATA are harmless; a DOCTYPE is not taken */
             if (!(i + 3 < len && xml[i + 2] == '-' && xml[i + 3] == '-') &&
@@ -355,8 +362,9 @@ static int parse_doc(const char *xml, size_t len, xmlDocPtr *out)
                 return PCCRD_E_XML;
         }
     xmlInitParser();
-    xmlDocPtr doc = xmlReadMemory(xml, (int)len, NULL, NULL,
-        XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA);
+    xmlDocPtr doc = xmlReadMemory(xml, (int)len, NULL, "UTF-8",
+        XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA |
+            XML_PARSE_IGNORE_ENC);
     if (!doc)
         return PCCRD_E_XML;
     if (doc->intSubset || doc->extSubset || !xmlDocGetRootElement(doc)) {
@@ -370,7 +378,7 @@ static int parse_doc(const char *xml, size_t len, xmlDocPtr *out)
 static bool is_el(const xmlNode *n, const char *ns, const char *name)
 {
     return n && n->type == XML_ELEMENT_NODE && n->ns && n->ns->href &&
-           strcmp((const char *)n->ns->href, ns) == 0 && strcmp((const char *)n->name, name) == 0;
+        strcmp((const char *)n->ns->href, ns) == 0 && strcmp((const char *)n->name, name) == 0;
 }
 
 /* The first child element ns:name of parent, or NULL. */
@@ -536,8 +544,8 @@ int pccrd_probe_parse(const char *xml, size_t len, struct pccrd_probe *out)
     if ((rc = types_form(doc, child(probe, NS_WSD, "Types"), &out->form)))
         goto done;
     xmlChar *matchby = xmlGetNoNsProp(scopes, (const xmlChar *)"MatchBy");
-    bool mb_ok = matchby && strcmp((const char *)matchby,
-                                out->form == PCCRD_FORM_V1 ? MATCHBY_V1 : MATCHBY_V2) == 0;
+    bool mb_ok = matchby &&
+        strcmp((const char *)matchby, out->form == PCCRD_FORM_V1 ? MATCHBY_V1 : MATCHBY_V2) == 0;
     xmlFree(matchby);
     if (!mb_ok) {
         rc = PCCRD_E_SHAPE;
@@ -723,9 +731,9 @@ int pccrd_match_parse(const char *xml, size_t len, struct pccrd_match *out)
             goto done;
         }
         p2 = pos;
-        long n = next_token(text, &p2, &t2, &l2) ? -1
-                                                   : b64_decode(tok, tl, out->bitmap,
-                                                         sizeof(out->bitmap));
+        long n = next_token(text, &p2, &t2, &l2)
+            ? -1
+            : b64_decode(tok, tl, out->bitmap, sizeof(out->bitmap));
         if (n <= 0)
             rc = PCCRD_E_FIELD;
         else

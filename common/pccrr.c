@@ -9,6 +9,12 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <string.h>
+#include <strings.h>
+
+bool pccrr_path_match(const char *path)
+{
+    return path && strcasecmp(path, PCCRR_PATH) == 0;
+}
 
 const char *pccrr_strerror(int err)
 {
@@ -78,6 +84,21 @@ static int rd_bytes(struct rd *r, size_t n, const uint8_t **out)
     r->p += pad;
     r->left -= pad;
     return 0;
+}
+
+/* The last field of a message: its padding may be left out when nothing follows (the
+ * python-peerdist encoder pads only fields that are not last), else it is zero bytes. */
+static int rd_bytes_last(struct rd *r, size_t n, const uint8_t **out)
+{
+    if (n > r->left)
+        return PCCRR_E_TRUNCATED;
+    if (r->left == n) {
+        *out = r->p;
+        r->p += n;
+        r->left = 0;
+        return 0;
+    }
+    return rd_bytes(r, n, out);
 }
 
 static bool id_len_ok(size_t n)
@@ -224,10 +245,14 @@ int pccrr_request_decode(const uint8_t *buf, size_t len, struct pccrr_request *o
     if ((rc = check_header(&out->hdr, len, PCCRR_REQUEST_MAX)))
         return rc;
     uint32_t type = out->hdr.type;
-    if (type != PCCRR_MSG_NEGO_REQ && type != PCCRR_MSG_GETBLKLIST && type != PCCRR_MSG_GETBLKS)
+    if (type != PCCRR_MSG_NEGO_REQ && type != PCCRR_MSG_GETBLKLIST && type != PCCRR_MSG_GETBLKS &&
+        type != PCCRR_MSG_GETSEGLIST)
         return PCCRR_E_TYPE;
+    /* a request of a major we do not speak (GETSEGLIST is 2.0) is answered with NEGO_RESP */
     if (type != PCCRR_MSG_NEGO_REQ && PCCRR_VERSION_MAJOR(out->hdr.version) != 1)
         return PCCRR_E_VERSION;
+    if (type == PCCRR_MSG_GETSEGLIST)
+        return PCCRR_E_TYPE;
     if (out->hdr.crypto > PCCRR_CRYPTO_AES_256)
         return PCCRR_E_FIELD;
 
@@ -245,9 +270,7 @@ int pccrr_request_decode(const uint8_t *buf, size_t len, struct pccrr_request *o
             const uint8_t *p;
             if ((rc = rd_u32(&r, &vrf)))
                 return rc;
-            if (vrf > r.left)
-                return PCCRR_E_TRUNCATED;
-            if ((rc = rd_bytes(&r, vrf, &p)))
+            if ((rc = rd_bytes_last(&r, vrf, &p)))
                 return rc;
         }
     }
@@ -310,15 +333,14 @@ static long encode_range_request(uint8_t *out, size_t cap, uint32_t type, enum p
 long pccrr_encode_getblklist(uint8_t *out, size_t cap, enum pccrr_crypto crypto,
     const uint8_t *segment_id, size_t id_len, const struct pccrr_range *ranges, size_t n)
 {
-    return encode_range_request(out, cap, PCCRR_MSG_GETBLKLIST, crypto, segment_id, id_len,
-        ranges, n);
+    return encode_range_request(out, cap, PCCRR_MSG_GETBLKLIST, crypto, segment_id, id_len, ranges,
+        n);
 }
 
 long pccrr_encode_getblks(uint8_t *out, size_t cap, enum pccrr_crypto crypto,
     const uint8_t *segment_id, size_t id_len, const struct pccrr_range *ranges, size_t n)
 {
-    return encode_range_request(out, cap, PCCRR_MSG_GETBLKS, crypto, segment_id, id_len,
-        ranges, n);
+    return encode_range_request(out, cap, PCCRR_MSG_GETBLKS, crypto, segment_id, id_len, ranges, n);
 }
 
 /* ---- responses ---- */
@@ -361,12 +383,10 @@ static int decode_blk(struct rd *r, struct pccrr_response *out)
         return PCCRR_E_TRUNCATED;
     if ((rc = rd_bytes(r, n, &p)))
         return rc;
-    /* IVBlock: the last field, no padding after it (16 or 0 bytes) */
+    /* IVBlock: the last field (16 or 0 bytes, so no padding in practice) */
     if ((rc = rd_u32(r, &n)))
         return rc;
-    if (n > r->left)
-        return PCCRR_E_TRUNCATED;
-    if ((rc = rd_bytes(r, n, &p)))
+    if ((rc = rd_bytes_last(r, n, &p)))
         return rc;
     out->iv = n ? p : NULL;
     out->iv_len = n;
@@ -453,8 +473,8 @@ long pccrr_encode_blklist(uint8_t *out, size_t cap, const uint8_t *segment_id, s
 /* MsgSize of a BLK with a block field of block_len bytes and an IV of iv_len. */
 static size_t blk_msg_size(size_t id_len, size_t block_len, size_t iv_len)
 {
-    return PCCRR_HEADER_SIZE + id_field(id_len) + 4 + 4 + 4 + block_len + pad4(block_len) + 4 +
-           4 + iv_len;
+    return PCCRR_HEADER_SIZE + id_field(id_len) + 4 + 4 + 4 + block_len + pad4(block_len) + 4 + 4 +
+        iv_len;
 }
 
 static size_t cipher_len(size_t plain_len)
@@ -517,15 +537,15 @@ long pccrr_encode_blk_iv(uint8_t *out, size_t cap, enum pccrr_crypto crypto,
     return finish(&w, out);
 }
 
-long pccrr_encode_blk(uint8_t *out, size_t cap, enum pccrr_crypto crypto,
-    const uint8_t *segment_id, size_t id_len, uint32_t block_index, uint32_t next_block_index,
-    const uint8_t *kp, size_t kp_len, const uint8_t *plain, size_t plain_len)
+long pccrr_encode_blk(uint8_t *out, size_t cap, enum pccrr_crypto crypto, const uint8_t *segment_id,
+    size_t id_len, uint32_t block_index, uint32_t next_block_index, const uint8_t *kp,
+    size_t kp_len, const uint8_t *plain, size_t plain_len)
 {
     uint8_t iv[PCCRR_IV_SIZE];
     if (RAND_bytes(iv, sizeof(iv)) != 1)
         return PCCRR_E_CRYPTO;
-    return pccrr_encode_blk_iv(out, cap, crypto, segment_id, id_len, block_index,
-        next_block_index, kp, kp_len, iv, plain, plain_len);
+    return pccrr_encode_blk_iv(out, cap, crypto, segment_id, id_len, block_index, next_block_index,
+        kp, kp_len, iv, plain, plain_len);
 }
 
 long pccrr_encode_blk_empty(uint8_t *out, size_t cap, const uint8_t *segment_id, size_t id_len,
@@ -623,8 +643,8 @@ int pccrr_blk_decrypt(const struct pccrr_response *blk, const uint8_t *kp, size_
         return PCCRR_E_FIELD;
     if (blk->hdr.crypto == PCCRR_CRYPTO_NONE || blk->iv_len != PCCRR_IV_SIZE || !blk->iv)
         return PCCRR_E_CRYPTO;
-    return pccrr_block_decrypt((enum pccrr_crypto)blk->hdr.crypto, kp, kp_len, blk->iv,
-        blk->block, blk->block_len, out, cap, out_len);
+    return pccrr_block_decrypt((enum pccrr_crypto)blk->hdr.crypto, kp, kp_len, blk->iv, blk->block,
+        blk->block_len, out, cap, out_len);
 }
 
 /* ---- negotiation ---- */

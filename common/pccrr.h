@@ -14,6 +14,9 @@
 #define PCCRR_PATH "/116B50EB-ECE2-41ac-8429-9F9E963361B7/"
 #define PCCRR_DEFAULT_PORT 80
 
+/* true if an HTTP request's path (no query) is PCCRR_PATH, compared case-insensitively. */
+bool pccrr_path_match(const char *path);
+
 /* Sizes (§3.2, §3.3). Requests are the POST body; responses carry a 4-byte big-endian
  * transport length (the bytes that follow, = MsgSize) in front of the message. */
 #define PCCRR_HEADER_SIZE 16u
@@ -34,8 +37,9 @@
 #define PCCRR_BLK_PLAINTEXT_MAX 393111u
 
 /* ProtVer: a big-endian u32 = (minor << 16) | major, so v1.0 is bytes 00 00 00 01 (§3.3). */
-#define PCCRR_VERSION(major, minor) ((((uint32_t)(minor) & 0xffffu) << 16) | ((uint32_t)(major) & 0xffffu))
-#define PCCRR_VERSION_MAJOR(v) ((uint32_t)(v) & 0xffffu)
+#define PCCRR_VERSION(major, minor) \
+    ((((uint32_t)(minor)&0xffffu) << 16) | ((uint32_t)(major)&0xffffu))
+#define PCCRR_VERSION_MAJOR(v) ((uint32_t)(v)&0xffffu)
 #define PCCRR_VERSION_MINOR(v) (((uint32_t)(v) >> 16) & 0xffffu)
 #define PCCRR_VERSION_1_0 PCCRR_VERSION(1, 0)
 #define PCCRR_VERSION_2_0 PCCRR_VERSION(2, 0)
@@ -69,12 +73,12 @@ enum pccrr_error {
     PCCRR_OK = 0,
     PCCRR_E_TRUNCATED = -1, /* fewer bytes than the fields need */
     PCCRR_E_SIZE = -2,      /* MsgSize/transport length wrong, over the limit, or bytes left over */
-    PCCRR_E_VERSION = -3,   /* major version not spoken; the header was decoded (answer NEGO_RESP) */
-    PCCRR_E_TYPE = -4,      /* message type unknown or not of this direction */
-    PCCRR_E_FIELD = -5,     /* a field out of range: ID size, range, count, crypto algorithm */
-    PCCRR_E_PADDING = -6,   /* a ZeroPad byte is not zero */
-    PCCRR_E_SPACE = -7,     /* encoder: output buffer too small, or message over the limit */
-    PCCRR_E_CRYPTO = -8,    /* cipher failure: bad key length, IV, ciphertext size or padding */
+    PCCRR_E_VERSION = -3, /* major version not spoken; the header was decoded (answer NEGO_RESP) */
+    PCCRR_E_TYPE = -4,    /* message type unknown or not of this direction */
+    PCCRR_E_FIELD = -5,   /* a field out of range: ID size, range, count, crypto algorithm */
+    PCCRR_E_PADDING = -6, /* a ZeroPad byte is not zero */
+    PCCRR_E_SPACE = -7,   /* encoder: output buffer too small, or message over the limit */
+    PCCRR_E_CRYPTO = -8,  /* cipher failure: bad key length, IV, ciphertext size or padding */
 };
 const char *pccrr_strerror(int err);
 
@@ -121,8 +125,9 @@ struct pccrr_request {
  * ranges each within 0..PCCRR_BLOCKS_MAX; crypto 0..3 (a server refusing plaintext answers
  * with AES-128: the caller's choice); zero padding; GETBLKS' DataForVrfBlock may be present
  * (and is skipped) within MsgSize. Ranges are kept as sent (not normalised).
- * PCCRR_E_VERSION: another major version; out->hdr is valid and the server answers with
- * pccrr_encode_nego_resp() (§3.7). NEGO_REQ is accepted whatever its header's version.
+ * PCCRR_E_VERSION: another major version (a 2.0 MSG_GETSEGLIST among them); out->hdr is valid
+ * and the server answers with pccrr_encode_nego_resp() (§3.7). NEGO_REQ is accepted whatever
+ * its header's version. A 1.x GETSEGLIST, a response type or an unknown type: PCCRR_E_TYPE.
  */
 int pccrr_request_decode(const uint8_t *buf, size_t len, struct pccrr_request *out);
 
@@ -192,9 +197,9 @@ long pccrr_encode_blklist(uint8_t *out, size_t cap, const uint8_t *segment_id, s
  * (kp_len >= that), PKCS#7 padding, and a fresh random IV (RAND_bytes). plain_len at most
  * pccrr_blk_plaintext_max(id_len). PCCRR_CRYPTO_NONE is refused (PCCRR_E_FIELD).
  */
-long pccrr_encode_blk(uint8_t *out, size_t cap, enum pccrr_crypto crypto,
-    const uint8_t *segment_id, size_t id_len, uint32_t block_index, uint32_t next_block_index,
-    const uint8_t *kp, size_t kp_len, const uint8_t *plain, size_t plain_len);
+long pccrr_encode_blk(uint8_t *out, size_t cap, enum pccrr_crypto crypto, const uint8_t *segment_id,
+    size_t id_len, uint32_t block_index, uint32_t next_block_index, const uint8_t *kp,
+    size_t kp_len, const uint8_t *plain, size_t plain_len);
 /* The same with the caller's IV (tests and vectors only: a server always uses a fresh one). */
 long pccrr_encode_blk_iv(uint8_t *out, size_t cap, enum pccrr_crypto crypto,
     const uint8_t *segment_id, size_t id_len, uint32_t block_index, uint32_t next_block_index,

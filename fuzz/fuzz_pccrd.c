@@ -17,7 +17,8 @@ static void probe(const char *xml, size_t len)
             abort();
         return;
     }
-    if (p.n_ids == 0 || p.n_ids > PCCRD_IDS_MAX || (p.form != PCCRD_FORM_V1 && p.form != PCCRD_FORM_V2))
+    if (p.n_ids == 0 || p.n_ids > PCCRD_IDS_MAX ||
+        (p.form != PCCRD_FORM_V1 && p.form != PCCRD_FORM_V2))
         abort();
     const uint8_t *ids[PCCRD_IDS_MAX];
     for (size_t i = 0; i < p.n_ids; i++) {

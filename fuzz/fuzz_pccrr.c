@@ -39,9 +39,9 @@ static void request(const uint8_t *data, size_t size)
         uint32_t first;
         if (!pccrr_request_first_block(&q, &first) || first >= PCCRR_BLOCKS_MAX)
             abort();
-        n = (q.hdr.type == PCCRR_MSG_GETBLKS ? pccrr_encode_getblks : pccrr_encode_getblklist)(
-            out, sizeof(out), (enum pccrr_crypto)q.hdr.crypto, q.segment_id, q.segment_id_len,
-            q.ranges, q.range_count);
+        n = (q.hdr.type == PCCRR_MSG_GETBLKS ? pccrr_encode_getblks : pccrr_encode_getblklist)(out,
+            sizeof(out), (enum pccrr_crypto)q.hdr.crypto, q.segment_id, q.segment_id_len, q.ranges,
+            q.range_count);
     }
     if (n <= 0 || pccrr_request_decode(out, (size_t)n, &r) != 0)
         abort();
@@ -109,11 +109,8 @@ static void response(const uint8_t *data, size_t size)
             abort();
         same_ranges(p.range_count, p.ranges, r.range_count, r.ranges);
         break;
-    case PCCRR_MSG_BLK:
-        blk(&p);
-        break;
-    default:
-        abort();
+    case PCCRR_MSG_BLK: blk(&p); break;
+    default: abort();
     }
 }
 

@@ -13,11 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ENV                                                                                       \
-    "<?xml version=\"1.0\" encoding=\"utf-8\"?>"                                                 \
-    "<soap:Envelope xmlns:soap=\"http://www.w3.org/2003/05/soap-envelope\" "                     \
-    "xmlns:wsa=\"http://schemas.xmlsoap.org/ws/2004/08/addressing\" "                            \
-    "xmlns:wsd=\"http://schemas.xmlsoap.org/ws/2005/04/discovery\" "                             \
+#define ENV                                                                  \
+    "<?xml version=\"1.0\" encoding=\"utf-8\"?>"                             \
+    "<soap:Envelope xmlns:soap=\"http://www.w3.org/2003/05/soap-envelope\" " \
+    "xmlns:wsa=\"http://schemas.xmlsoap.org/ws/2004/08/addressing\" "        \
+    "xmlns:wsd=\"http://schemas.xmlsoap.org/ws/2005/04/discovery\" "         \
     "xmlns:PeerDist=\"http://schemas.microsoft.com/p2p/2007/09/PeerDistributionDiscovery\">"
 
 /* The synthetic 300 kB content's segment ID (vectors/synth300k_v1_expected.txt). */
@@ -26,13 +26,13 @@
 #define IIS_V2_SEG1 "D7E924425E8F4F88F01DC6A9BB1BC37BE113EC7917C745D4965C2B55FA163A6E"
 
 /* A V1 Probe as iPXE sends it (§4.3, §7.5: also for V2 segment IDs). */
-static const char PROBE_V1[] =
-    ENV "<soap:Header><wsa:To>urn:schemas-xmlsoap-org:ws:2005:04:discovery</wsa:To>"
-        "<wsa:Action>http://schemas.xmlsoap.org/ws/2005/04/discovery/Probe</wsa:Action>"
-        "<wsa:MessageID>urn:uuid:8a1f63e2-0a53-4b5c-9d3e-51c6a7e5f2d0</wsa:MessageID>"
-        "</soap:Header><soap:Body><wsd:Probe><wsd:Types>PeerDist:PeerDistData</wsd:Types>"
-        "<wsd:Scopes MatchBy=\"http://schemas.xmlsoap.org/ws/2005/04/discovery/strcmp0\">"
-        SYNTH_ID_HEX "</wsd:Scopes></wsd:Probe></soap:Body></soap:Envelope>";
+static const char PROBE_V1[] = ENV
+    "<soap:Header><wsa:To>urn:schemas-xmlsoap-org:ws:2005:04:discovery</wsa:To>"
+    "<wsa:Action>http://schemas.xmlsoap.org/ws/2005/04/discovery/Probe</wsa:Action>"
+    "<wsa:MessageID>urn:uuid:8a1f63e2-0a53-4b5c-9d3e-51c6a7e5f2d0</wsa:MessageID>"
+    "</soap:Header><soap:Body><wsd:Probe><wsd:Types>PeerDist:PeerDistData</wsd:Types>"
+    "<wsd:Scopes MatchBy=\"http://schemas.xmlsoap.org/ws/2005/04/discovery/strcmp0\">" SYNTH_ID_HEX
+    "</wsd:Scopes></wsd:Probe></soap:Body></soap:Envelope>";
 
 /* Two scopes, other prefixes, whitespace and a comment (Windows-style formatting). */
 static const char PROBE_V1_PREFIXES[] =
@@ -51,49 +51,49 @@ static const char PROBE_V1_PREFIXES[] =
     "  </d:Probe>\n </s:Body>\n</s:Envelope>\n";
 
 /* The V2 form (§4.3): one base64 scope = 0020 02 seg0 seg1 of the IIS V2 vector. */
-static const char PROBE_V2_HEAD[] =
-    ENV "<soap:Header><wsa:To>urn:schemas-xmlsoap-org:ws:2005:04:discovery</wsa:To>"
-        "<wsa:Action>http://schemas.xmlsoap.org/ws/2005/04/discovery/Probe</wsa:Action>"
-        "<wsa:MessageID>urn:uuid:11111111-2222-4333-8444-555555555555</wsa:MessageID>"
-        "</soap:Header><soap:Body><wsd:Probe><wsd:Types>PeerDist:PeerDistDataV2</wsd:Types>"
-        "<wsd:Scopes MatchBy=\"http://schemas.microsoft.com/p2p/2010/05/PeerDistV2MatchingRule\">";
+static const char PROBE_V2_HEAD[] = ENV
+    "<soap:Header><wsa:To>urn:schemas-xmlsoap-org:ws:2005:04:discovery</wsa:To>"
+    "<wsa:Action>http://schemas.xmlsoap.org/ws/2005/04/discovery/Probe</wsa:Action>"
+    "<wsa:MessageID>urn:uuid:11111111-2222-4333-8444-555555555555</wsa:MessageID>"
+    "</soap:Header><soap:Body><wsd:Probe><wsd:Types>PeerDist:PeerDistDataV2</wsd:Types>"
+    "<wsd:Scopes MatchBy=\"http://schemas.microsoft.com/p2p/2010/05/PeerDistV2MatchingRule\">";
 static const char PROBE_TAIL[] = "</wsd:Scopes></wsd:Probe></soap:Body></soap:Envelope>";
 
 /* The §4.4 ProbeMatch, V1: XAddrs 192.0.2.10:80, BlockCount 0000002A. */
-static const char MATCH_V1[] =
-    ENV "<soap:Header>"
-        "<wsa:To>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</wsa:To>"
-        "<wsa:Action>http://schemas.xmlsoap.org/ws/2005/04/discovery/ProbeMatches</wsa:Action>"
-        "<wsa:MessageID>urn:uuid:99999999-8888-4777-8666-555555555555</wsa:MessageID>"
-        "<wsa:RelatesTo>urn:uuid:8a1f63e2-0a53-4b5c-9d3e-51c6a7e5f2d0</wsa:RelatesTo>"
-        "<wsd:AppSequence InstanceId=\"1290000000\" MessageNumber=\"7\"/>"
-        "</soap:Header><soap:Body><wsd:ProbeMatches><wsd:ProbeMatch>"
-        "<wsa:EndpointReference><wsa:Address>urn:uuid:0f0e0d0c-0b0a-4908-8706-050403020100"
-        "</wsa:Address></wsa:EndpointReference>"
-        "<wsd:Types>PeerDist:PeerDistData</wsd:Types>"
-        "<wsd:Scopes>" SYNTH_ID_HEX " " IIS_V2_SEG0 "</wsd:Scopes>"
-        "<wsd:XAddrs>192.0.2.10:80 [2001:db8::1]:8080</wsd:XAddrs>"
-        "<wsd:MetadataVersion>1</wsd:MetadataVersion>"
-        "<PeerDist:PeerDistData><PeerDist:BlockCount>0000002A00000000</PeerDist:BlockCount>"
-        "</PeerDist:PeerDistData></wsd:ProbeMatch></wsd:ProbeMatches></soap:Body>"
-        "</soap:Envelope>";
+static const char MATCH_V1[] = ENV
+    "<soap:Header>"
+    "<wsa:To>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</wsa:To>"
+    "<wsa:Action>http://schemas.xmlsoap.org/ws/2005/04/discovery/ProbeMatches</wsa:Action>"
+    "<wsa:MessageID>urn:uuid:99999999-8888-4777-8666-555555555555</wsa:MessageID>"
+    "<wsa:RelatesTo>urn:uuid:8a1f63e2-0a53-4b5c-9d3e-51c6a7e5f2d0</wsa:RelatesTo>"
+    "<wsd:AppSequence InstanceId=\"1290000000\" MessageNumber=\"7\"/>"
+    "</soap:Header><soap:Body><wsd:ProbeMatches><wsd:ProbeMatch>"
+    "<wsa:EndpointReference><wsa:Address>urn:uuid:0f0e0d0c-0b0a-4908-8706-050403020100"
+    "</wsa:Address></wsa:EndpointReference>"
+    "<wsd:Types>PeerDist:PeerDistData</wsd:Types>"
+    "<wsd:Scopes>" SYNTH_ID_HEX " " IIS_V2_SEG0 "</wsd:Scopes>"
+    "<wsd:XAddrs>192.0.2.10:80 [2001:db8::1]:8080</wsd:XAddrs>"
+    "<wsd:MetadataVersion>1</wsd:MetadataVersion>"
+    "<PeerDist:PeerDistData><PeerDist:BlockCount>0000002A00000000</PeerDist:BlockCount>"
+    "</PeerDist:PeerDistData></wsd:ProbeMatch></wsd:ProbeMatches></soap:Body>"
+    "</soap:Envelope>";
 
 /* The §4.4 V2 ProbeMatch: bitmap /////////////w== (40 segments, all complete). */
-static const char MATCH_V2[] =
-    ENV "<soap:Header>"
-        "<wsa:To>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</wsa:To>"
-        "<wsa:Action>http://schemas.xmlsoap.org/ws/2005/04/discovery/ProbeMatches</wsa:Action>"
-        "<wsa:MessageID>urn:uuid:99999999-8888-4777-8666-555555555556</wsa:MessageID>"
-        "<wsa:RelatesTo>urn:uuid:11111111-2222-4333-8444-555555555555</wsa:RelatesTo>"
-        "<wsd:AppSequence InstanceId=\"1\" MessageNumber=\"2\"/>"
-        "</soap:Header><soap:Body><wsd:ProbeMatches><wsd:ProbeMatch>"
-        "<wsa:EndpointReference><wsa:Address>urn:uuid:0f0e0d0c-0b0a-4908-8706-050403020100"
-        "</wsa:Address></wsa:EndpointReference>"
-        "<wsd:Types>PeerDist:PeerDistDataV2</wsd:Types>"
-        "<wsd:Scopes>/////////////w==</wsd:Scopes>"
-        "<wsd:XAddrs>192.0.2.11:80</wsd:XAddrs>"
-        "<wsd:MetadataVersion>2</wsd:MetadataVersion>"
-        "</wsd:ProbeMatch></wsd:ProbeMatches></soap:Body></soap:Envelope>";
+static const char MATCH_V2[] = ENV
+    "<soap:Header>"
+    "<wsa:To>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</wsa:To>"
+    "<wsa:Action>http://schemas.xmlsoap.org/ws/2005/04/discovery/ProbeMatches</wsa:Action>"
+    "<wsa:MessageID>urn:uuid:99999999-8888-4777-8666-555555555556</wsa:MessageID>"
+    "<wsa:RelatesTo>urn:uuid:11111111-2222-4333-8444-555555555555</wsa:RelatesTo>"
+    "<wsd:AppSequence InstanceId=\"1\" MessageNumber=\"2\"/>"
+    "</soap:Header><soap:Body><wsd:ProbeMatches><wsd:ProbeMatch>"
+    "<wsa:EndpointReference><wsa:Address>urn:uuid:0f0e0d0c-0b0a-4908-8706-050403020100"
+    "</wsa:Address></wsa:EndpointReference>"
+    "<wsd:Types>PeerDist:PeerDistDataV2</wsd:Types>"
+    "<wsd:Scopes>/////////////w==</wsd:Scopes>"
+    "<wsd:XAddrs>192.0.2.11:80</wsd:XAddrs>"
+    "<wsd:MetadataVersion>2</wsd:MetadataVersion>"
+    "</wsd:ProbeMatch></wsd:ProbeMatches></soap:Body></soap:Envelope>";
 
 static void unhex(const char *hex, uint8_t *out)
 {
@@ -124,7 +124,7 @@ static char *b64(const uint8_t *in, size_t n)
     char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
     for (size_t i = 0; i < n; i += 3) {
         uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) |
-                     (i + 2 < n ? in[i + 2] : 0);
+            (i + 2 < n ? in[i + 2] : 0);
         *o++ = t[v >> 18 & 63];
         *o++ = t[v >> 12 & 63];
         *o++ = i + 1 < n ? t[v >> 6 & 63] : '=';
@@ -286,7 +286,8 @@ START_TEST(test_probe_build)
     char *out = malloc(PCCRD_MSG_MAX);
     size_t len;
     struct pccrd_probe *p = malloc(sizeof(*p));
-    ck_assert_int_eq(pccrd_probe_build(PCCRD_FORM_V1, ids, lens, 3, urn, out, PCCRD_MSG_MAX, &len), 0);
+    ck_assert_int_eq(pccrd_probe_build(PCCRD_FORM_V1, ids, lens, 3, urn, out, PCCRD_MSG_MAX, &len),
+        0);
     ck_assert(strstr(out, ">" SYNTH_ID_HEX " ") != NULL); /* upper-case hex, spaces */
     ck_assert_int_eq(pccrd_probe_parse(out, len, p), 0);
     ck_assert_int_eq(p->form, PCCRD_FORM_V1);
@@ -298,8 +299,8 @@ START_TEST(test_probe_build)
     }
     /* The V1 form is iPXE's Probe, byte for byte. */
     ck_assert_int_eq(pccrd_probe_build(PCCRD_FORM_V1, ids, lens, 1,
-                         "urn:uuid:8a1f63e2-0a53-4b5c-9d3e-51c6a7e5f2d0", out, PCCRD_MSG_MAX,
-                         &len), 0);
+                         "urn:uuid:8a1f63e2-0a53-4b5c-9d3e-51c6a7e5f2d0", out, PCCRD_MSG_MAX, &len),
+        0);
     ck_assert_uint_eq(len, strlen(PROBE_V1));
     ck_assert(memcmp(out, PROBE_V1, len) == 0);
 
@@ -314,22 +315,24 @@ START_TEST(test_probe_build)
         many[i] = store[i];
         mlens[i] = 32;
     }
-    ck_assert_int_eq(pccrd_probe_build(PCCRD_FORM_V2, many, mlens, 255, urn, out, PCCRD_MSG_MAX,
-                         &len), 0);
+    ck_assert_int_eq(
+        pccrd_probe_build(PCCRD_FORM_V2, many, mlens, 255, urn, out, PCCRD_MSG_MAX, &len), 0);
     ck_assert_int_eq(pccrd_probe_parse(out, len, p), 0);
     ck_assert_int_eq(p->form, PCCRD_FORM_V2);
     ck_assert_uint_eq(p->n_ids, 255);
     ck_assert_uint_eq(p->ids[254][31], 254);
-    ck_assert_int_eq(pccrd_probe_build(PCCRD_FORM_V2, many, mlens, 256, urn, out, PCCRD_MSG_MAX,
-                         &len), PCCRD_E_SPACE);
-    ck_assert_int_eq(pccrd_probe_build(PCCRD_FORM_V1, many, mlens, 255, urn, out, PCCRD_MSG_MAX,
-                         &len), 0);
+    ck_assert_int_eq(
+        pccrd_probe_build(PCCRD_FORM_V2, many, mlens, 256, urn, out, PCCRD_MSG_MAX, &len),
+        PCCRD_E_SPACE);
+    ck_assert_int_eq(
+        pccrd_probe_build(PCCRD_FORM_V1, many, mlens, 255, urn, out, PCCRD_MSG_MAX, &len), 0);
     ck_assert_int_eq(pccrd_probe_parse(out, len, p), 0);
     ck_assert_uint_eq(p->n_ids, 255);
     ck_assert_int_eq(pccrd_probe_build(PCCRD_FORM_V1, many, mlens, 1, urn, out, 100, &len),
         PCCRD_E_SPACE);
-    ck_assert_int_eq(pccrd_probe_build(PCCRD_FORM_V1, many, mlens, 1, "a<b", out, PCCRD_MSG_MAX,
-                         &len), PCCRD_E_FIELD);
+    ck_assert_int_eq(
+        pccrd_probe_build(PCCRD_FORM_V1, many, mlens, 1, "a<b", out, PCCRD_MSG_MAX, &len),
+        PCCRD_E_FIELD);
     free(p);
     free(out);
 }
@@ -497,25 +500,25 @@ static const struct {
     const char *from, *to;
     int want;
 } PROBE_BAD[] = {
-    {SYNTH_ID_HEX, "", PCCRD_E_FIELD},                               /* empty scopes */
+    {SYNTH_ID_HEX, "", PCCRD_E_FIELD}, /* empty scopes */
     {SYNTH_ID_HEX, "5f4f88bcd0c3216ad216c870be49c2536b069223e3a92495574730baa19a9c66",
-        PCCRD_E_FIELD},                                              /* lower case */
-    {SYNTH_ID_HEX, SYNTH_ID_HEX "0", PCCRD_E_FIELD},                 /* odd length */
+        PCCRD_E_FIELD},                                                /* lower case */
+    {SYNTH_ID_HEX, SYNTH_ID_HEX "0", PCCRD_E_FIELD},                   /* odd length */
     {SYNTH_ID_HEX, "5F4F88BCD0C3216AD216C870BE49C253", PCCRD_E_FIELD}, /* 16 bytes */
     {SYNTH_ID_HEX, "5G4F88BCD0C3216AD216C870BE49C2536B069223E3A92495574730BAA19A9C66",
         PCCRD_E_FIELD},
-    {"discovery/strcmp0", "discovery/rfc3986", PCCRD_E_SHAPE},       /* other MatchBy */
+    {"discovery/strcmp0", "discovery/rfc3986", PCCRD_E_SHAPE}, /* other MatchBy */
     {" MatchBy=\"http://schemas.xmlsoap.org/ws/2005/04/discovery/strcmp0\"", "", PCCRD_E_SHAPE},
-    {"PeerDist:PeerDistData<", "PeerDist:Other<", PCCRD_E_SHAPE},     /* other Types */
-    {"PeerDist:PeerDistData<", "wsd:PeerDistData<", PCCRD_E_SHAPE},   /* wrong namespace */
-    {"discovery/Probe<", "discovery/Resolve<", PCCRD_E_SHAPE},       /* other Action */
+    {"PeerDist:PeerDistData<", "PeerDist:Other<", PCCRD_E_SHAPE},   /* other Types */
+    {"PeerDist:PeerDistData<", "wsd:PeerDistData<", PCCRD_E_SHAPE}, /* wrong namespace */
+    {"discovery/Probe<", "discovery/Resolve<", PCCRD_E_SHAPE},      /* other Action */
     {"<wsa:MessageID>urn:uuid:8a1f63e2-0a53-4b5c-9d3e-51c6a7e5f2d0</wsa:MessageID>", "",
         PCCRD_E_FIELD},
     {"http://www.w3.org/2003/05/soap-envelope", "http://schemas.xmlsoap.org/soap/envelope/",
         PCCRD_E_SHAPE},                                              /* SOAP 1.1 */
-    {"</soap:Envelope>", "", PCCRD_E_XML},                            /* not well-formed */
+    {"</soap:Envelope>", "", PCCRD_E_XML},                           /* not well-formed */
     {">" SYNTH_ID_HEX "<", "><x/>" SYNTH_ID_HEX "<", PCCRD_E_FIELD}, /* element in scopes */
-    {SYNTH_ID_HEX, "&xxe;", PCCRD_E_XML},                             /* undeclared entity */
+    {SYNTH_ID_HEX, "&xxe;", PCCRD_E_XML},                            /* undeclared entity */
 };
 
 START_TEST(test_probe_malformed)
@@ -533,14 +536,14 @@ static const struct {
     const char *from, *to;
     int want;
 } MATCH_BAD[] = {
-    {"0000002A00000000", "0000002A0000000", PCCRD_E_FIELD},  /* a digit short */
+    {"0000002A00000000", "0000002A0000000", PCCRD_E_FIELD}, /* a digit short */
     {"0000002A00000000", "0000002A000000000", PCCRD_E_FIELD},
-    {"0000002A00000000", "002A0000", PCCRD_E_FIELD},         /* the prose's 4 digits */
+    {"0000002A00000000", "002A0000", PCCRD_E_FIELD}, /* the prose's 4 digits */
     {"0000002A00000000", "0000002G00000000", PCCRD_E_FIELD},
     {"<PeerDist:BlockCount>0000002A00000000</PeerDist:BlockCount>", "", PCCRD_E_SHAPE},
     {"192.0.2.10:80 [2001:db8::1]:8080", "", PCCRD_E_SHAPE},
     {"192.0.2.10:80 [2001:db8::1]:8080", "host.example:80 192.0.2.1 1.2.3.4:0 1.2.3.4:70000",
-        PCCRD_E_FIELD},                                      /* no usable address */
+        PCCRD_E_FIELD}, /* no usable address */
     {"<wsa:RelatesTo>urn:uuid:8a1f63e2-0a53-4b5c-9d3e-51c6a7e5f2d0</wsa:RelatesTo>", "",
         PCCRD_E_SHAPE},
     {"discovery/ProbeMatches<", "discovery/Probe<", PCCRD_E_SHAPE},
@@ -558,7 +561,9 @@ START_TEST(test_match_malformed)
     free(x);
     /* A V2 bitmap longer than any Probe asks for, or not base64. */
     m = malloc(sizeof(*m));
-    x = replace(MATCH_V2, "/////////////w==", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    x = replace(MATCH_V2, "/////////////w==",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+        "AA");
     ck_assert_int_eq(pccrd_match_parse(x, strlen(x), m), PCCRD_E_FIELD);
     free(x);
     x = replace(MATCH_V2, "/////////////w==", "////*///");
@@ -634,6 +639,28 @@ START_TEST(test_hostile)
     ck_assert_int_eq(pccrd_probe_parse(y, strlen(y), p), PCCRD_E_XML);
     free(y);
     free(x);
+
+    /* A DOCTYPE hidden by an encoding: UTF-7 as declared (read as UTF-8, so it stays text and
+     * the document has no root-level markup to parse), UTF-16 with a BOM (NUL bytes). */
+    static const char utf7[] =
+        "<?xml version=\"1.0\" encoding=\"UTF-7\"?>+ADw-!DOCTYPE e +AFs-+ADw-!ENTITY x "
+        "SYSTEM +ACI-file:///etc/passwd+ACI-+AD4-+AF0-+AD4-+ADw-e+AD4-+ACY-x;+ADw-/e+AD4-";
+    ck_assert_int_eq(pccrd_probe_parse(utf7, strlen(utf7), p), PCCRD_E_XML);
+    char utf16[256];
+    const char *doc16 = "<!DOCTYPE e [<!ENTITY x \"y\">]><e>&x;</e>";
+    utf16[0] = (char)0xff;
+    utf16[1] = (char)0xfe;
+    size_t n16 = 2;
+    for (const char *c = doc16; *c; c++) {
+        utf16[n16++] = *c;
+        utf16[n16++] = 0;
+    }
+    ck_assert_int_eq(pccrd_probe_parse(utf16, n16, p), PCCRD_E_XML);
+    ck_assert_int_eq(pccrd_match_parse(utf16 + 2, n16 - 2, m), PCCRD_E_XML);
+    /* A UTF-8 BOM is fine. */
+    char *bom = replace(PROBE_V1, "<?xml", "\xef\xbb\xbf<?xml");
+    ck_assert_int_eq(pccrd_probe_parse(bom, strlen(bom), p), 0);
+    free(bom);
 
     /* Too long: refused unparsed; empty; deep nesting within the cap. */
     char *huge = malloc(PCCRD_MSG_MAX + 2);

@@ -87,8 +87,8 @@ static struct ci_info *synth_ci(void)
     return ci;
 }
 
-static const uint8_t ID32[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18,
-    19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+static const uint8_t ID32[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
+    20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
 
 /* --- the vectors -------------------------------------------------------------------------- */
 
@@ -174,8 +174,9 @@ START_TEST(test_blk_vector)
     /* Key = Kp[0:16] of the segment, from the content information; the hash of the block. */
     uint8_t *plain = malloc(BLOCK_SIZE + 16);
     size_t plain_len;
-    ck_assert_int_eq(pccrr_blk_decrypt(&resp, seg->secret, ci->digest_len, plain,
-                         BLOCK_SIZE + 16, &plain_len), 0);
+    ck_assert_int_eq(
+        pccrr_blk_decrypt(&resp, seg->secret, ci->digest_len, plain, BLOCK_SIZE + 16, &plain_len),
+        0);
     ck_assert_uint_eq(plain_len, BLOCK_SIZE);
     ck_assert(ci_verify_block(ci, 0, 0, plain, plain_len));
     for (size_t i = 0; i < BLOCK_SIZE; i++)
@@ -200,15 +201,18 @@ START_TEST(test_blk_vector)
         seg->secret, ci->digest_len, iv, plain, BLOCK_SIZE);
     ck_assert_int_eq(n, (long)BLK_WIRE_SIZE);
     ck_assert(memcmp(out, v, len) == 0);
-    ck_assert_int_eq(pccrr_encode_blk_iv(out, BLK_WIRE_SIZE - 1, PCCRR_CRYPTO_AES_128, seg->id,
-                         32, 0, 1, seg->secret, 32, iv, plain, BLOCK_SIZE), PCCRR_E_SPACE);
+    ck_assert_int_eq(pccrr_encode_blk_iv(out, BLK_WIRE_SIZE - 1, PCCRR_CRYPTO_AES_128, seg->id, 32,
+                         0, 1, seg->secret, 32, iv, plain, BLOCK_SIZE),
+        PCCRR_E_SPACE);
 
     /* A fresh IV each time. */
     uint8_t *out2 = malloc(BLK_WIRE_SIZE);
-    ck_assert_int_eq(pccrr_encode_blk(out, BLK_WIRE_SIZE, PCCRR_CRYPTO_AES_128, seg->id, 32, 0,
-                         1, seg->secret, 32, plain, BLOCK_SIZE), (long)BLK_WIRE_SIZE);
-    ck_assert_int_eq(pccrr_encode_blk(out2, BLK_WIRE_SIZE, PCCRR_CRYPTO_AES_128, seg->id, 32, 0,
-                         1, seg->secret, 32, plain, BLOCK_SIZE), (long)BLK_WIRE_SIZE);
+    ck_assert_int_eq(pccrr_encode_blk(out, BLK_WIRE_SIZE, PCCRR_CRYPTO_AES_128, seg->id, 32, 0, 1,
+                         seg->secret, 32, plain, BLOCK_SIZE),
+        (long)BLK_WIRE_SIZE);
+    ck_assert_int_eq(pccrr_encode_blk(out2, BLK_WIRE_SIZE, PCCRR_CRYPTO_AES_128, seg->id, 32, 0, 1,
+                         seg->secret, 32, plain, BLOCK_SIZE),
+        (long)BLK_WIRE_SIZE);
     ck_assert(memcmp(out + BLK_WIRE_SIZE - 16, out2 + BLK_WIRE_SIZE - 16, 16) != 0);
     struct pccrr_response r2;
     ck_assert_int_eq(pccrr_response_decode(out2, BLK_WIRE_SIZE, &r2), 0);
@@ -352,30 +356,30 @@ START_TEST(test_getblks_malformed)
     uint8_t *v = load_hex(V_GETBLKS, &len);
     uint8_t m[256];
     struct pccrr_request req;
-#define MUT(off, val, want)                                                                       \
-    do {                                                                                          \
-        memcpy(m, v, len);                                                                        \
-        put_be32(m + (off), (val));                                                               \
-        ck_assert_int_eq(pccrr_request_decode(m, len, &req), (want));                             \
+#define MUT(off, val, want)                                           \
+    do {                                                              \
+        memcpy(m, v, len);                                            \
+        put_be32(m + (off), (val));                                   \
+        ck_assert_int_eq(pccrr_request_decode(m, len, &req), (want)); \
     } while (0)
-    MUT(8, 67, PCCRR_E_SIZE);           /* MsgSize one short */
-    MUT(8, 69, PCCRR_E_SIZE);           /* one long */
+    MUT(8, 67, PCCRR_E_SIZE); /* MsgSize one short */
+    MUT(8, 69, PCCRR_E_SIZE); /* one long */
     MUT(8, 0xffffffffu, PCCRR_E_SIZE);
-    MUT(4, 7, PCCRR_E_TYPE);            /* SEGLIST, a response type */
+    MUT(4, 7, PCCRR_E_TYPE); /* SEGLIST, a response type */
     MUT(4, PCCRR_MSG_BLK, PCCRR_E_TYPE);
     MUT(4, 0x100, PCCRR_E_TYPE);
-    MUT(12, 4, PCCRR_E_FIELD);          /* unknown algorithm */
-    MUT(16, 31, PCCRR_E_FIELD);         /* ID sizes */
+    MUT(12, 4, PCCRR_E_FIELD);  /* unknown algorithm */
+    MUT(16, 31, PCCRR_E_FIELD); /* ID sizes */
     MUT(16, 0, PCCRR_E_FIELD);
     MUT(16, 64, PCCRR_E_TRUNCATED);
     MUT(16, 0x7fffffffu, PCCRR_E_FIELD);
-    MUT(52, 0, PCCRR_E_FIELD);          /* no range */
+    MUT(52, 0, PCCRR_E_FIELD); /* no range */
     MUT(52, 2, PCCRR_E_TRUNCATED);
-    MUT(56, 512, PCCRR_E_FIELD);        /* block index past 511 */
-    MUT(60, 0, PCCRR_E_FIELD);          /* count 0 */
+    MUT(56, 512, PCCRR_E_FIELD); /* block index past 511 */
+    MUT(60, 0, PCCRR_E_FIELD);   /* count 0 */
     MUT(60, 513, PCCRR_E_FIELD);
-    MUT(56, 511, 0);                    /* (511, 1) is the last block */
-    MUT(64, 1, PCCRR_E_TRUNCATED);      /* VRF data announced, not there */
+    MUT(56, 511, 0);               /* (511, 1) is the last block */
+    MUT(64, 1, PCCRR_E_TRUNCATED); /* VRF data announced, not there */
     MUT(64, 0xfffffff0u, PCCRR_E_TRUNCATED);
     /* Other major versions: the header comes back for the NEGO_RESP answer. */
     MUT(0, PCCRR_VERSION_2_0, PCCRR_E_VERSION);
@@ -383,6 +387,18 @@ START_TEST(test_getblks_malformed)
     ck_assert_uint_eq(req.hdr.version, PCCRR_VERSION_2_0);
     MUT(0, PCCRR_VERSION(0, 1), PCCRR_E_VERSION);
     MUT(0, PCCRR_VERSION(1, 7), 0); /* another minor of 1 is fine */
+    /* GETSEGLIST (hosted cache): 2.0 gets NEGO_RESP, a 1.0 one is not a request we know. */
+    memcpy(m, v, len);
+    put_be32(m, PCCRR_VERSION_2_0);
+    put_be32(m + 4, PCCRR_MSG_GETSEGLIST);
+    ck_assert_int_eq(pccrr_request_decode(m, len, &req), PCCRR_E_VERSION);
+    put_be32(m, PCCRR_VERSION_1_0);
+    ck_assert_int_eq(pccrr_request_decode(m, len, &req), PCCRR_E_TYPE);
+    ck_assert(pccrr_path_match("/116b50eb-ece2-41AC-8429-9f9e963361b7/"));
+    ck_assert(pccrr_path_match(PCCRR_PATH));
+    ck_assert(!pccrr_path_match("/116B50EB-ECE2-41ac-8429-9F9E963361B7"));
+    ck_assert(!pccrr_path_match("/"));
+    ck_assert(!pccrr_path_match(NULL));
 #undef MUT
 
     /* Bytes past MsgSize, or MsgSize over the request limit. */
@@ -409,6 +425,14 @@ START_TEST(test_getblks_malformed)
     ck_assert_int_eq(pccrr_request_decode(m, 72, &req), 0);
     m[71] = 1;
     ck_assert_int_eq(pccrr_request_decode(m, 72, &req), PCCRR_E_PADDING);
+    /* The last field may come without its padding (python-peerdist's encoder), not with part
+     * of it. */
+    put_be32(m + 8, 71);
+    ck_assert_int_eq(pccrr_request_decode(m, 71, &req), 0);
+    put_be32(m + 64, 2);
+    m[70] = 0;
+    put_be32(m + 8, 71);
+    ck_assert_int_eq(pccrr_request_decode(m, 71, &req), PCCRR_E_TRUNCATED);
     free(v);
 }
 END_TEST
@@ -549,13 +573,15 @@ START_TEST(test_blk_algorithms)
             ck_assert_int_eq(pccrr_blk_decrypt(&r, kp, 64, dec, 70000, &dl), 0);
             kp[40] ^= 0xff;
             /* ... and a Kp shorter than the key is refused. */
-            ck_assert_int_eq(pccrr_blk_decrypt(&r, kp, pccrr_crypto_key_len((uint32_t)c) - 1,
-                                 dec, 70000, &dl), PCCRR_E_CRYPTO);
+            ck_assert_int_eq(
+                pccrr_blk_decrypt(&r, kp, pccrr_crypto_key_len((uint32_t)c) - 1, dec, 70000, &dl),
+                PCCRR_E_CRYPTO);
         }
     }
     /* Plaintext is never encoded, and a plaintext MSG_BLK is never decrypted. */
-    ck_assert_int_eq(pccrr_encode_blk(out, 70000, PCCRR_CRYPTO_NONE, ID32, 32, 0, 0, kp, 32,
-                         plain, 16), PCCRR_E_FIELD);
+    ck_assert_int_eq(
+        pccrr_encode_blk(out, 70000, PCCRR_CRYPTO_NONE, ID32, 32, 0, 0, kp, 32, plain, 16),
+        PCCRR_E_FIELD);
     free(dec);
     free(out);
     free(plain);
@@ -581,10 +607,12 @@ START_TEST(test_blk_limit)
     size_t dl;
     ck_assert_int_eq(pccrr_blk_decrypt(&r, kp, 32, dec, cap, &dl), 0);
     ck_assert_uint_eq(dl, max);
-    ck_assert_int_eq(pccrr_encode_blk(out, cap, PCCRR_CRYPTO_AES_128, ID32, 32, 0, 0, kp, 32,
-                         plain, max + 1), PCCRR_E_SPACE);
-    ck_assert_int_gt(pccrr_encode_blk(out, cap, PCCRR_CRYPTO_AES_128, ID32, 32, 0, 0, kp, 32,
-                         plain, PCCRR_BLK_PLAINTEXT_MAX), 0);
+    ck_assert_int_eq(
+        pccrr_encode_blk(out, cap, PCCRR_CRYPTO_AES_128, ID32, 32, 0, 0, kp, 32, plain, max + 1),
+        PCCRR_E_SPACE);
+    ck_assert_int_gt(pccrr_encode_blk(out, cap, PCCRR_CRYPTO_AES_128, ID32, 32, 0, 0, kp, 32, plain,
+                         PCCRR_BLK_PLAINTEXT_MAX),
+        0);
     /* A transport length over the limit is refused from its first four bytes. */
     size_t total;
     put_be32(out, PCCRR_RESPONSE_MAX + 1);
@@ -607,16 +635,16 @@ START_TEST(test_blk_malformed)
     /* offsets: 0 transport, 4 header, 20 id size, 24 id, 56 index, 60 next, 64 block size,
      * 68 block, 68+65552 vrf size, then iv size and iv */
     size_t vrf = 68 + 65552, ivs = vrf + 4;
-#define MUT(off, val, want)                                                                       \
-    do {                                                                                          \
-        memcpy(m, v, len);                                                                        \
-        put_be32(m + (off), (val));                                                               \
-        ck_assert_int_eq(pccrr_response_decode(m, len, &r), (want));                              \
+#define MUT(off, val, want)                                          \
+    do {                                                             \
+        memcpy(m, v, len);                                           \
+        put_be32(m + (off), (val));                                  \
+        ck_assert_int_eq(pccrr_response_decode(m, len, &r), (want)); \
     } while (0)
-    MUT(0, (uint32_t)len - 5, PCCRR_E_SIZE);    /* transport length short */
+    MUT(0, (uint32_t)len - 5, PCCRR_E_SIZE);      /* transport length short */
     MUT(0, (uint32_t)len - 3, PCCRR_E_TRUNCATED); /* long */
-    MUT(12, (uint32_t)len - 5, PCCRR_E_SIZE);   /* MsgSize disagrees with it */
-    MUT(8, PCCRR_MSG_GETBLKS, PCCRR_E_TYPE);    /* a request type */
+    MUT(12, (uint32_t)len - 5, PCCRR_E_SIZE);     /* MsgSize disagrees with it */
+    MUT(8, PCCRR_MSG_GETBLKS, PCCRR_E_TYPE);      /* a request type */
     MUT(4, PCCRR_VERSION_2_0, PCCRR_E_VERSION);
     MUT(16, 9, PCCRR_E_FIELD);
     MUT(20, 16, PCCRR_E_FIELD);
@@ -672,8 +700,9 @@ START_TEST(test_cipher_padding)
         EVP_CIPHER_CTX_free(ctx);
         ck_assert_int_eq(n1 + n2, 32);
         size_t dl;
-        ck_assert_int_eq(pccrr_block_decrypt(PCCRR_CRYPTO_AES_128, key, 16, iv, ct, 32, dec,
-                             sizeof(dec), &dl), PCCRR_E_CRYPTO);
+        ck_assert_int_eq(
+            pccrr_block_decrypt(PCCRR_CRYPTO_AES_128, key, 16, iv, ct, 32, dec, sizeof(dec), &dl),
+            PCCRR_E_CRYPTO);
     }
     /* Lengths that are not whole cipher blocks, and a buffer too small. */
     size_t dl, cl;
