@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -20,6 +21,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -49,6 +51,12 @@
 /* Segments whose held blocks are remembered (Probes, BLKLIST, NextBlockIndex); each entry
  * stays valid while the block index is unchanged (d->blocks_gen). */
 #define PEER_SERVE_HELD_CACHE 64
+/* Log lines about malformed requests, at most, each second. */
+#define PEER_SERVE_LOG_PER_S 5
+/* Peer connections that have sent a request, open at once: at the limit accepting pauses
+ * until one closes, so LAN peers cannot take the descriptors local clients need. Connections
+ * that send nothing close after PEER_SERVE_TIMEOUT_S. */
+#define PEER_SERVE_CONNS_MAX 512
 
 /* A remote address and what it was served. */
 struct serve_peer {
@@ -64,7 +72,8 @@ struct serve_peer {
 struct held {
     uint8_t id[PEER_ID_MAX];
     size_t id_len;
-    uint64_t gen; /* d->blocks_gen it was loaded at; 0 = empty entry */
+    uint64_t gen;          /* d->blocks_gen it was loaded at; 0 = empty entry */
+    struct blockstore *bs; /* while loading, when some slot was found bad */
     bool found;
     struct peer_segment_info info;
 };
@@ -73,10 +82,10 @@ struct serve_job;
 TAILQ_HEAD(job_list, serve_job);
 
 struct serve {
+    struct peer_serve_counts counts; /* first: PEER_SERVE_BYTES reads it (peer.h) */
     struct daemon *d;
     struct evhttp *http;
     unsigned active;
-    uint64_t served_bytes;
     LIST_HEAD(, serve_peer) peers;
     unsigned npeers;
     struct held held[PEER_SERVE_HELD_CACHE];
@@ -87,7 +96,14 @@ struct serve {
     struct event *rate_ev;
     struct job_list rate_wait;
     struct job_list running; /* on a worker */
-    unsigned bad_logged;
+    /* Out of descriptors: accepting pauses (as the local socket's, SERVER_ACCEPT_RETRY_SECONDS). */
+    struct evconnlistener *listeners[2];
+    unsigned nlisteners;
+    struct event *accept_ev;
+    struct serve *next; /* serves */
+    /* Connections seen (a request came), told to conn_closed when evhttp frees them. */
+    struct evhttp_connection *conns[PEER_SERVE_CONNS_MAX];
+    unsigned nconns;
 };
 
 /* One GETBLKS being answered. */
@@ -138,7 +154,7 @@ static struct serve_peer *peer_of(struct serve *sv, struct evhttp_request *req)
     struct sockaddr_storage none = {0};
     peer_key(sa ? sa : (const struct sockaddr *)&none, &key);
     struct serve_peer *p, *idle = NULL;
-    LIST_FOREACH(p, &sv->peers, link) {
+    LIST_FOREACH (p, &sv->peers, link) {
         if (memcmp(&p->addr.sin6_addr, &key.sin6_addr, sizeof(key.sin6_addr)) == 0) {
             p->last_seen = time(NULL);
             return p;
@@ -183,6 +199,8 @@ static int held_row(void *arg, const struct store_servable *r)
     struct held *h = arg;
     if (!servable(r->version, r->blocks, r->block, r->block_length, h->id_len))
         return 0;
+    if (h->bs && bs_slot_state(h->bs, h->id, h->id_len, r->file_owner, r->block) == BS_SLOT_BAD)
+        return 0;
     h->info.version = r->version;
     h->info.total_blocks = r->blocks;
     if (!(h->info.bitmap[r->block / 8] & (1u << (r->block % 8)))) {
@@ -190,23 +208,6 @@ static int held_row(void *arg, const struct store_servable *r)
         h->info.blocks_held++;
     }
     return 0;
-}
-
-/* Drops the blocks of the cached entry whose slot was found bad this run. */
-static void held_skip_bad(struct daemon *d, struct held *h, const uint8_t *id, size_t id_len)
-{
-    if (!bs_bad_slots(d->bs))
-        return;
-    for (uint32_t b = 0; b < h->info.total_blocks && b < PEER_SEGMENT_BLOCKS_MAX; b++) {
-        if (!(h->info.bitmap[b / 8] & (1u << (b % 8))))
-            continue;
-        struct store_block_row row;
-        if (store_served_block(d->store, id, id_len, b, &row) == 1 &&
-            bs_slot_state(d->bs, id, id_len, row.file_owner, b) == BS_SLOT_BAD) {
-            h->info.bitmap[b / 8] &= (uint8_t)~(1u << (b % 8));
-            h->info.blocks_held--;
-        }
-    }
 }
 
 /* The cached entry of a segment if it is still valid, else NULL. */
@@ -223,7 +224,7 @@ static const struct held *held_peek(struct serve *sv, const uint8_t *id, size_t 
 
 /*
  * The held blocks of a segment: cached while the block index is unchanged, else loaded (two
- * indexed queries; about 50 us for a segment of 512 blocks, 3 us for one not held). NULL on
+ * indexed queries; about 75 us for a segment of 512 blocks, 3 us for one not held). NULL on
  * error.
  */
 static const struct held *held_get(struct serve *sv, const uint8_t *id, size_t id_len)
@@ -239,9 +240,9 @@ static const struct held *held_get(struct serve *sv, const uint8_t *id, size_t i
     memset(h, 0, sizeof(*h));
     memcpy(h->id, id, id_len);
     h->id_len = id_len;
+    h->bs = bs_bad_slots(d->bs) ? d->bs : NULL; /* slots found bad: held_row skips them */
     if (store_servable_blocks(d->store, id, id_len, held_row, h) != 0)
         return NULL;
-    held_skip_bad(d, h, id, id_len);
     h->found = h->info.blocks_held > 0;
     h->gen = d->blocks_gen + 1; /* never 0 */
     return h;
@@ -298,6 +299,43 @@ static void reply_bytes(struct evhttp_request *req, const uint8_t *buf, size_t l
     evbuffer_free(body);
 }
 
+/* At most PEER_SERVE_LOG_PER_S lines a second about what peers cause: a peer may send
+ * nothing but garbage. */
+static bool log_allowed(void)
+{
+    static time_t second;
+    static unsigned lines;
+    time_t now = time(NULL);
+    if (now != second) {
+        second = now;
+        lines = 0;
+    }
+    return lines++ < PEER_SERVE_LOG_PER_S;
+}
+
+static void free_reply(const void *data, size_t len, void *arg)
+{
+    (void)len, (void)arg;
+    free((void *)data);
+}
+
+/* The same with a malloc'd buffer the reply takes (no copy of a 64 KiB block). */
+static void reply_owned(struct evhttp_request *req, uint8_t *buf, size_t len)
+{
+    struct evbuffer *body = evbuffer_new();
+    if (!body || evbuffer_add_reference(body, buf, len, free_reply, NULL) != 0) {
+        if (body)
+            evbuffer_free(body);
+        free(buf);
+        evhttp_send_error(req, HTTP_INTERNAL, NULL);
+        return;
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+        "application/octet-stream");
+    evhttp_send_reply(req, HTTP_OK, "OK", body);
+    evbuffer_free(body);
+}
+
 static void reply_bad(struct evhttp_request *req, const char *why, int err)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
@@ -305,8 +343,10 @@ static void reply_bad(struct evhttp_request *req, const char *why, int err)
     ev_uint16_t port = 0;
     if (evcon)
         evhttp_connection_get_peer(evcon, &host, &port);
-    log_warn("peer %s port %u: malformed MS-PCCRR request (%s%s%s): 400, connection closed",
-        host ? host : "?", (unsigned)port, why, err ? ": " : "", err ? pccrr_strerror(err) : "");
+    if (log_allowed())
+        log_warn("peer %s port %u: malformed MS-PCCRR request (%s%s%s): 400, connection closed",
+            host ? host : "?", (unsigned)port, why, err ? ": " : "",
+            err ? pccrr_strerror(err) : "");
     evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     evhttp_send_error(req, HTTP_BADREQUEST, NULL);
 }
@@ -345,8 +385,8 @@ static void reply_blklist(struct evhttp_request *req, const struct pccrr_request
     memset(want, 0, sizeof(want));
     for (uint32_t i = 0; i < rq->range_count && i < PCCRR_RANGES_MAX; i++) {
         const struct pccrr_range *r = &rq->ranges[i];
-        for (uint64_t b = r->index; b < (uint64_t)r->index + r->count && b < PEER_SEGMENT_BLOCKS_MAX;
-             b++) {
+        for (uint64_t b = r->index;
+             b < (uint64_t)r->index + r->count && b < PEER_SEGMENT_BLOCKS_MAX; b++) {
             want[b] = 1;
             if (b + 1 > last)
                 last = (uint32_t)b + 1;
@@ -363,10 +403,10 @@ static void reply_blklist(struct evhttp_request *req, const struct pccrr_request
             n++;
         }
     }
-    uint8_t out[PCCRR_TRANSPORT_SIZE + PCCRR_HEADER_SIZE + 8 + PCCRR_ID_MAX + 8 +
-        8 * PCCRR_RANGES_MAX];
-    long len = pccrr_encode_blklist(out, sizeof(out), rq->segment_id, rq->segment_id_len, ranges,
-        n, h ? held_next(h, last) : 0);
+    uint8_t
+        out[PCCRR_TRANSPORT_SIZE + PCCRR_HEADER_SIZE + 8 + PCCRR_ID_MAX + 8 + 8 * PCCRR_RANGES_MAX];
+    long len = pccrr_encode_blklist(out, sizeof(out), rq->segment_id, rq->segment_id_len, ranges, n,
+        h ? held_next(h, last) : 0);
     if (len < 0) {
         evhttp_send_error(req, HTTP_INTERNAL, NULL);
         return;
@@ -476,20 +516,25 @@ static void job_done(void *arg)
         if (bs_check_end(d->bs, &j->ck, v) && v == BS_VERDICT_BAD) {
             char path[4096];
             bs_file_path(d->bs, j->id, j->id_len, j->row.file_owner, path, sizeof(path));
-            log_warn("%s: block %u does not match its hash: not served, it leaves the index",
-                path, (unsigned)j->block);
+            log_warn("%s: block %u does not match its hash: not served, it leaves the index", path,
+                (unsigned)j->block);
             d->blocks_gen++;
             drop_bad(d);
         }
     }
     if (j->result == JOB_OK) {
-        reply_bytes(j->req, j->out, j->out_len);
-        sv->served_bytes += j->row.length;
+        reply_owned(j->req, j->out, j->out_len);
+        j->out = NULL; /* the reply's now */
+        sv->counts.served_bytes += j->row.length;
         if (j->peer)
             j->peer->bytes += j->row.length;
     } else {
-        if (j->result == JOB_IO)
+        if (j->result == JOB_IO && log_allowed())
             log_error("reading block %u of a segment for a peer failed; answered as missing",
+                (unsigned)j->block);
+        else if (j->result == JOB_BAD && !j->check && log_allowed())
+            log_warn("block %u of a segment no longer matches its hash (changed on disk since "
+                     "it was checked); answered as missing",
                 (unsigned)j->block);
         reply_blk_empty(j->req, j->id, j->id_len, j->block);
     }
@@ -624,13 +669,16 @@ static void serve_getblks(struct serve *sv, struct evhttp_request *req,
 
 /* ---- HTTP ---- */
 
+static void conn_seen(struct serve *sv, struct evhttp_request *req);
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct serve *sv = arg;
+    conn_seen(sv, req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     /* http.sys matches the registered URL case-insensitively (§3.1). */
-    if (!path || strcasecmp(path, PCCRR_PATH) != 0) {
+    if (!path || !pccrr_path_match(path)) {
         evhttp_send_error(req, HTTP_NOTFOUND, NULL);
         return;
     }
@@ -669,6 +717,74 @@ static void on_request(struct evhttp_request *req, void *arg)
     reply_bad(req, "not a request this server answers", 0);
 }
 
+static void accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct serve *sv = arg;
+    if (sv->nconns >= PEER_SERVE_CONNS_MAX)
+        return; /* conn_closed resumes */
+    for (unsigned i = 0; i < sv->nlisteners; i++)
+        evconnlistener_enable(sv->listeners[i]);
+}
+
+static void conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+    struct serve *sv = arg;
+    for (unsigned i = 0; i < sv->nconns; i++) {
+        if (sv->conns[i] != evcon)
+            continue;
+        sv->conns[i] = sv->conns[--sv->nconns];
+        if (sv->nconns == PEER_SERVE_CONNS_MAX - 1 &&
+            !event_pending(sv->accept_ev, EV_TIMEOUT, NULL))
+            accept_resume(-1, 0, sv);
+        return;
+    }
+}
+
+/* Counts the request's connection once; at the limit, accepting pauses. */
+static void conn_seen(struct serve *sv, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (!evcon)
+        return;
+    for (unsigned i = 0; i < sv->nconns; i++)
+        if (sv->conns[i] == evcon)
+            return;
+    if (sv->nconns == PEER_SERVE_CONNS_MAX)
+        return; /* accepted before the pause took hold: not counted, closes with its timeout */
+    sv->conns[sv->nconns++] = evcon;
+    evhttp_connection_set_closecb(evcon, conn_closed, sv);
+    if (sv->nconns == PEER_SERVE_CONNS_MAX) {
+        if (log_allowed())
+            log_warn("MS-PCCRR server: %d peer connections open; accepting more when one closes",
+                PEER_SERVE_CONNS_MAX);
+        for (unsigned i = 0; i < sv->nlisteners; i++)
+            evconnlistener_disable(sv->listeners[i]);
+    }
+}
+
+/* accept failed: out of descriptors (or another error) pauses accepting for a while rather
+ * than spinning on a listener that stays readable. */
+/* evhttp owns its listeners' argument (the struct evhttp): servers by it, loop thread only. */
+static struct serve *serves;
+
+static void accept_error(struct evconnlistener *l, void *arg)
+{
+    (void)l;
+    struct serve *sv = serves;
+    int err = EVUTIL_SOCKET_ERROR();
+    while (sv && (void *)sv->http != arg)
+        sv = sv->next;
+    if (!sv || event_pending(sv->accept_ev, EV_TIMEOUT, NULL))
+        return;
+    log_warn("MS-PCCRR server: accept: %s; not accepting for %d s", strerror(err),
+        SERVER_ACCEPT_RETRY_SECONDS);
+    for (unsigned i = 0; i < sv->nlisteners; i++)
+        evconnlistener_disable(sv->listeners[i]);
+    struct timeval tv = {SERVER_ACCEPT_RETRY_SECONDS, 0};
+    event_add(sv->accept_ev, &tv);
+}
+
 /* A listening socket on the family's any-address and peer_port; -1 (logged) if it fails. */
 static int listen_any(int family, uint16_t port)
 {
@@ -680,6 +796,9 @@ static int listen_any(int family, uint16_t port)
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* Accepted sockets inherit it: evhttp writes a response's headers and body apart, and
+     * with Nagle each response would wait for the peer's delayed ACK (40 ms). */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     struct sockaddr_storage ss = {0};
     socklen_t sl;
     if (family == AF_INET) {
@@ -707,27 +826,34 @@ static int listen_any(int family, uint16_t port)
 
 int peer_serve_init(struct daemon *d)
 {
+    /* In every mode: secrets of segments bound by readers whose blocks never came (the
+     * trigger of schema 005 takes the others with their last block). */
+    int64_t pruned = store_segment_secrets_prune(d->store);
+    if (pruned > 0)
+        log_info("%lld segment secrets without blocks dropped", (long long)pruned);
     if (d->cfg.mode != MODE_DISTRIBUTED)
         return 0;
     struct serve *sv = calloc(1, sizeof(*sv));
     if (!sv || !(sv->http = evhttp_new(d->base)) ||
-        !(sv->rate_ev = evtimer_new(d->base, rate_kick, sv))) {
+        !(sv->rate_ev = evtimer_new(d->base, rate_kick, sv)) ||
+        !(sv->accept_ev = evtimer_new(d->base, accept_resume, sv))) {
         log_error("out of memory setting up the MS-PCCRR server");
         if (sv && sv->http)
             evhttp_free(sv->http);
+        if (sv && sv->rate_ev)
+            event_free(sv->rate_ev);
         free(sv);
         return -1;
     }
     sv->d = d;
     d->serve = sv;
+    sv->next = serves;
+    serves = sv;
     LIST_INIT(&sv->peers);
     TAILQ_INIT(&sv->rate_wait);
     TAILQ_INIT(&sv->running);
     clock_gettime(CLOCK_MONOTONIC, &sv->refilled);
     sv->tokens = 65644.0;
-    int64_t pruned = store_segment_secrets_prune(d->store);
-    if (pruned > 0)
-        log_info("%lld segment secrets without blocks dropped", (long long)pruned);
     evhttp_set_allowed_methods(sv->http, EVHTTP_REQ_POST); /* others: 501 */
     evhttp_set_max_body_size(sv->http, PCCRR_REQUEST_MAX);
     evhttp_set_max_headers_size(sv->http, PEER_SERVE_HEADERS_MAX);
@@ -741,10 +867,14 @@ int peer_serve_init(struct daemon *d)
         int fd = listen_any(families[i], d->cfg.peer_port);
         if (fd < 0)
             continue;
-        if (!evhttp_accept_socket_with_handle(sv->http, fd)) {
+        struct evhttp_bound_socket *bsock = evhttp_accept_socket_with_handle(sv->http, fd);
+        if (!bsock) {
             close(fd);
             continue;
         }
+        struct evconnlistener *l = evhttp_bound_socket_get_listener(bsock);
+        evconnlistener_set_error_cb(l, accept_error);
+        sv->listeners[sv->nlisteners++] = l;
         bound++;
     }
     if (!bound) {
@@ -771,8 +901,15 @@ void peer_serve_free(struct daemon *d)
         reply_blk_empty(j->req, j->id, j->id_len, j->block);
         job_end(j);
     }
+    for (struct serve **pp = &serves; *pp; pp = &(*pp)->next)
+        if (*pp == sv) {
+            *pp = sv->next;
+            break;
+        }
+    sv->nlisteners = 0; /* evhttp_free frees them before the connections (conn_closed) */
     evhttp_free(sv->http);
     event_free(sv->rate_ev);
+    event_free(sv->accept_ev);
     struct serve_peer *p;
     while ((p = LIST_FIRST(&sv->peers))) {
         LIST_REMOVE(p, link);
@@ -785,7 +922,7 @@ void peer_serve_free(struct daemon *d)
 uint64_t peer_serve_served_bytes(struct daemon *d)
 {
     struct serve *sv = d->serve;
-    return sv ? sv->served_bytes : 0;
+    return sv ? sv->counts.served_bytes : 0;
 }
 
 size_t peer_serve_peers(struct daemon *d, struct peer_served *out, size_t max)
@@ -795,7 +932,7 @@ size_t peer_serve_peers(struct daemon *d, struct peer_served *out, size_t max)
     struct serve_peer *p;
     if (!sv)
         return 0;
-    LIST_FOREACH(p, &sv->peers, link) {
+    LIST_FOREACH (p, &sv->peers, link) {
         if (n == max)
             break;
         struct sockaddr_in6 *a = &p->addr;

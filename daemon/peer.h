@@ -57,6 +57,16 @@ struct peer_served {
 };
 /* Up to max peers, most recently new first; how many were written. */
 size_t peer_serve_peers(struct daemon *d, struct peer_served *out, size_t max);
+/*
+ * The same total as peer_serve_served_bytes, as a macro over the head of d->serve, not a call:
+ * for evict.c's CacheInfo, which may not call peer-serve.c (peer-serve.c drops bad blocks'
+ * rows through flush.c's gate, and flush.c runs eviction passes). Needs daemon.h.
+ */
+struct peer_serve_counts {
+    uint64_t served_bytes;
+};
+#define PEER_SERVE_BYTES(d) \
+    ((d)->serve ? ((const struct peer_serve_counts *)(d)->serve)->served_bytes : 0)
 
 /* ---- discovery.c ---- */
 

@@ -310,6 +310,7 @@ struct store_servable {
     uint64_t length;  /* the segment's */
     uint32_t block;   /* this row's block */
     uint32_t block_length;
+    int64_t file_owner;
 };
 /* The shared rows of a segment whose secret is stored, by block (none if it is not). fn
  * returns non-zero to stop. 0, or -1. */

@@ -38,6 +38,8 @@ DAEMON, CTL = sys.argv[1], sys.argv[2]
 PATH = "/116B50EB-ECE2-41ac-8429-9F9E963361B7/"
 C = "MS_P2P_CACHING\0".encode("utf-16-le")
 FAILURES = []
+UNUSED = []  # segment IDs bound by a reader, without blocks
+V1 = {}  # the V1 content's segment, for the checks after a restart
 
 
 def check(cond, what):
@@ -159,11 +161,32 @@ def segments(ci_path):
     return segs
 
 
+def have_ipv6():
+    try:
+        s = socket.socket(socket.AF_INET6)
+        s.bind(("::1", 0))
+        s.close()
+        return True
+    except OSError:
+        return False
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    """A port free on 127.0.0.1 (and on ::1 when there is IPv6)."""
+    for _ in range(50):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if not have_ipv6():
+            return port
+        try:
+            s = socket.socket(socket.AF_INET6)
+            s.bind(("::1", port))
+            s.close()
+            return port
+        except OSError:
+            continue
     return port
 
 
@@ -323,18 +346,47 @@ def main():
     port = free_port()
     conf = os.path.join(tmp, "peerdistd.conf")
     with open(conf, "w") as f:
-        f.write("[peerdistd]\nmode = distributed\npeer_port = %d\nipv6 = no\n" % port)
+        f.write("[peerdistd]\nmode = distributed\npeer_port = %d\n" % port)
     log_path = os.path.join(tmp, "daemon.log")
     log = open(log_path, "wb")
-    d = subprocess.Popen([DAEMON, "--config", conf, "--socket", sock, "--db",
-                          os.path.join(tmp, "cache.db"), "--state-dir", os.path.join(tmp, "state")],
-                         stderr=log)
+    argv = [DAEMON, "--config", conf, "--socket", sock, "--db", os.path.join(tmp, "cache.db"),
+            "--state-dir", os.path.join(tmp, "state")]
+    d = subprocess.Popen(argv, stderr=log)
     try:
-        for _ in range(200):
-            if ctl(sock, ["status"])[0] == 0:
-                break
-            time.sleep(0.05)
+        wait_ready(sock)
         run_checks(tmp, sock, port, conf, d, log_path)
+        d.terminate()
+        check(d.wait() == 0, "peerdistd exit status %d" % d.returncode)
+        count = "SELECT count(*) FROM segment_secrets WHERE segment_id = ?"
+        db = sqlite3.connect(os.path.join(tmp, "cache.db"))
+        check(UNUSED and db.execute(count, UNUSED[:1]).fetchone()[0] == 1,
+              "a segment bound by a reader has no secret stored")
+        db.close()
+        # Block 3 changed while the daemon is down: after the start, its first read for a peer
+        # checks it, finds it bad, and it leaves the index (as block 2, changed earlier).
+        h = V1["id"].hex()
+        with open(os.path.join(tmp, "data", h[:2], h), "r+b") as f:
+            f.seek(3 * 65536 + 7)
+            f.write(b"\x5a" * 9)
+        d = subprocess.Popen(argv, stderr=log)  # the start drops secrets without blocks
+        wait_ready(sock)
+        peer = Peer(port)
+        r = parse_response(peer.post(getblklist(V1["id"], [(0, 512)]))[2])
+        check(r["ranges"] == [(0, 5)], "before the check: BLKLIST %r" % (r["ranges"],))
+        for b in (2, 3):
+            r = parse_response(peer.post(getblks(V1["id"], b))[2])
+            check(r["block"] == b"", "block %d changed on disk was served after a start" % b)
+        r = parse_response(peer.post(getblklist(V1["id"], [(0, 512)]))[2])
+        check(r["ranges"] == [(0, 2), (4, 1)], "bad blocks still listed: %r" % (r["ranges"],))
+        r = parse_response(peer.post(getblks(V1["id"], 1))[2])
+        check(r["next"] == 4, "NextBlockIndex past bad blocks: %d" % r["next"])
+        peer.close()
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(tmp, "cache.db"), uri=True)
+        check(UNUSED and db.execute(count, UNUSED[:1]).fetchone()[0] == 0,
+              "the secret of a segment without blocks survived a start")
+        check(db.execute("SELECT count(*) FROM segment_secrets").fetchone()[0] > 0,
+              "the start dropped secrets of segments with blocks")
+        db.close()
     finally:
         d.terminate()
         rc = d.wait()
@@ -347,6 +399,14 @@ def main():
         return 1
     print("peer serve test passed")
     return 0
+
+
+def wait_ready(sock):
+    for _ in range(400):
+        if ctl(sock, ["status"])[0] == 0:
+            return
+        time.sleep(0.05)
+    check(False, "peerdistd did not answer status")
 
 
 def publish_inject(tmp, sock, name, data, version, rng=None):
@@ -364,6 +424,32 @@ def publish_inject(tmp, sock, name, data, version, rng=None):
     return ci
 
 
+def v2_ci(data, lengths):
+    """V2 content information (§1.5) with the given segment lengths, Kp from a test Ks."""
+    ks = hashlib.sha512(b"peer-serve-test-v2").digest()[:32]
+    segs, chunk, off = [], b"", 0
+    for n in lengths:
+        hod = hashlib.sha512(data[off:off + n]).digest()[:32]
+        kp = hmac.new(ks, hod, hashlib.sha512).digest()[:32]
+        seg_id = hmac.new(kp, hod + C, hashlib.sha512).digest()[:32]
+        segs.append({"offset": off, "length": n, "secret": kp, "id": seg_id})
+        chunk += struct.pack(">I", n) + hod + kp
+        off += n
+    ci = bytes([0, 2, 4]) + bytes(8 + 8 + 4 + 8) + struct.pack(">BI", 0, len(chunk)) + chunk
+    return ci, segs
+
+
+def reload(d, log_path, what):
+    """SIGHUP, then wait for the daemon's log line saying `what` changed."""
+    before = open(log_path, errors="replace").read().count(what)
+    d.send_signal(signal.SIGHUP)
+    for _ in range(400):
+        if open(log_path, errors="replace").read().count(what) > before:
+            return True
+        time.sleep(0.05)
+    return check(False, "reload: no log line %r" % what)
+
+
 def run_checks(tmp, sock, port, conf, d, log_path):
     v1 = os.urandom(300000)  # 5 blocks: 4 whole and one of 37,856 bytes
     v2 = os.urandom(300000)
@@ -371,6 +457,15 @@ def run_checks(tmp, sock, port, conf, d, log_path):
     segs2 = segments(publish_inject(tmp, sock, "v2.bin", v2, 2))
     checks_v1(port, v1, segs1)
     checks_v2(port, v2, segs2)
+    if have_ipv6():  # the IPv6 listener ([::], IPV6_V6ONLY) answers too
+        c6 = http.client.HTTPConnection("::1", port, timeout=60)
+        c6.request("POST", PATH, body=getblks(segs1[0]["id"], 0))
+        r = parse_response(c6.getresponse().read())
+        check(decrypt(segs1[0]["secret"], 1, r["iv"], r["block"]) == v1[:65536],
+              "over IPv6: block 0 not served")
+        c6.close()
+    else:
+        print("no IPv6 on this host: the IPv6 listener is not tried")
 
     # A block verified only against a ranged list is private: never served.
     v3 = os.urandom(200000)
@@ -396,13 +491,85 @@ def run_checks(tmp, sock, port, conf, d, log_path):
     check(r["block"] == b"", "a block nobody added was served")
     peer.close()
 
-    secrets_absent(tmp, sock, log_path, [s["secret"] for s in segs1 + segs2 + [seg3]])
+    # V2 segments up to 393,111 bytes are served; a longer one counts as missing (§3.8).
+    v4 = os.urandom(393111 + 393200)
+    ci4, segs4 = v2_ci(v4, [393111, 393200])
+    path4 = os.path.join(tmp, "v4.bin")
+    with open(path4, "wb") as f:
+        f.write(v4)
+    with open(path4 + ".ci", "wb") as f:
+        f.write(ci4)
+    rc, _, err = ctl(sock, ["inject", path4, "--ci", path4 + ".ci", "--tag", "04" * 16])
+    check(rc == 0, "inject of long V2 segments: %s" % err)
+    peer = Peer(port)
+    r = parse_response(peer.post(getblks(segs4[0]["id"], 0))[2])
+    check(r["block"] and decrypt(segs4[0]["secret"], 1, r["iv"], r["block"]) == v4[:393111],
+          "a V2 segment of 393,111 bytes was not served")
+    r = parse_response(peer.post(getblks(segs4[1]["id"], 0, crypto=3))[2])
+    check(r["block"] == b"", "a V2 segment of 393,200 bytes was served")
+    r = parse_response(peer.post(getblklist(segs4[1]["id"], [(0, 1)]))[2])
+    check(r["ranges"] == [], "a V2 segment of 393,200 bytes listed")
+    peer.close()
+
+    secrets_absent(tmp, sock, log_path,
+                   [s["secret"] for s in segs1 + segs2 + [seg3] + segs4])
+
+    # serve = no (a reload): nothing is served; yes again: served again.
+    with open(conf, "a") as f:
+        f.write("serve = no\n")
+    if reload(d, log_path, "reload: serve yes -> no"):
+        peer = Peer(port)
+        r = parse_response(peer.post(getblks(segs1[0]["id"], 0))[2])
+        check(r["block"] == b"", "served with serve = no")
+        peer.close()
+    with open(conf, "a") as f:
+        f.write("serve = yes\n")
+    reload(d, log_path, "reload: serve no -> yes")
+
+    V1.update(segs1[0])
+    # Bytes changed on disk behind the daemon's back are never served: each block is hashed
+    # again before it leaves.
+    h = segs1[0]["id"].hex()
+    data_file = os.path.join(tmp, "data", h[:2], h)
+    if check(os.path.exists(data_file), "no data file %s" % data_file):
+        with open(data_file, "r+b") as f:
+            f.seek(2 * 65536 + 100)
+            f.write(b"\xa5" * 16)
+        peer = Peer(port)
+        r = parse_response(peer.post(getblks(segs1[0]["id"], 2))[2])
+        check(r["block"] == b"", "a block whose bytes changed on disk was served")
+        r = parse_response(peer.post(getblks(segs1[0]["id"], 1))[2])
+        check(decrypt(segs1[0]["secret"], 1, r["iv"], r["block"]) == v1[65536:131072],
+              "the intact block next to a changed one is not served")
+        peer.close()
+
+    # A flush takes the V2 content's blocks, and their segments' secrets go with them.
+    rc, _, err = ctl(sock, ["flush", "--tag", "00" * 15 + "02"])
+    check(rc == 0, "flush: %s" % err)
+    peer = Peer(port)
+    r = parse_response(peer.post(getblks(segs2[0]["id"], 0))[2])
+    check(r["block"] == b"", "a flushed segment was served")
+    peer.close()
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(tmp, "cache.db"), uri=True)
+    left = db.execute("SELECT count(*) FROM segment_secrets WHERE segment_id IN (%s)" %
+                      ",".join("?" * len(segs2)), [s["id"] for s in segs2]).fetchone()[0]
+    db.close()
+    check(left == 0, "%d secrets of flushed segments left" % left)
+
+    # A reader binding a segment whose blocks never come: its secret is stored, and dropped at
+    # the next start (checked in main).
+    path5 = os.path.join(tmp, "v5.bin")
+    with open(path5, "wb") as f:
+        f.write(os.urandom(100000))
+    ctl(sock, ["hash", path5, "--version", "1", "--key", "peer-serve-test", "-o", path5 + ".ci"])
+    ctl(sock, ["get", "--ci", path5 + ".ci", "--partial", "--timeout", "0",
+               "-o", os.path.join(tmp, "v5.out")])
+    UNUSED.append(segments(path5 + ".ci")[0]["id"])
 
     # Over the limits: requests wait for serve_rate_limit, so they are active at once.
     with open(conf, "a") as f:
         f.write("serve_rate_limit = 512K\n")
-    d.send_signal(signal.SIGHUP)
-    time.sleep(0.5)
+    reload(d, log_path, "reload: serve_rate_limit")
     # 72 from three peers (24 each: under the per-peer limit): over the 64 in all.
     sizes = concurrent(port, segs1[0]["id"], [("127.0.0.2", 24), ("127.0.0.3", 24),
                                                ("127.0.0.4", 24)])
@@ -415,6 +582,52 @@ def run_checks(tmp, sock, port, conf, d, log_path):
     print("40 requests from 1 peer: %d served, %d busy" % (sizes.count(65552), sizes.count(0)))
     check(sizes.count(0) >= 8 and sizes.count(65552) >= 1,
           "40 requests from one peer: %d busy answers" % sizes.count(0))
+
+    # 512 peer connections open (PEER_SERVE_CONNS_MAX): accepting pauses; one closing lets the
+    # next in.
+    import resource
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= 1200:
+        held = []
+        for _ in range(512):
+            p = Peer(port)
+            r = parse_response(p.post(nego_req())[2])
+            held.append(p)
+        check("512 peer connections open" in open(log_path, errors="replace").read(),
+              "no log line at the peer connection limit")
+        extra, answers = Peer(port), []
+
+        def late():
+            try:
+                answers.append(parse_response(extra.post(nego_req())[2])["type"])
+            except Exception as e:  # noqa: BLE001 - reported below
+                answers.append(repr(e))
+
+        th = threading.Thread(target=late)
+        th.start()
+        for p in held[:8]:
+            p.close()
+        th.join(60)
+        check(answers == [1], "the connection after 512 was not served once some closed: %r"
+              % answers)
+        extra.close()
+        for p in held[8:]:
+            p.close()
+    else:
+        print("RLIMIT_NOFILE below 1200: the peer connection limit is not tried")
+
+    # Peers that hang up while their block waits for the rate limit or a worker: the daemon
+    # goes on (the answers have nobody to go to), and serves the next peer.
+    req = getblks(segs1[0]["id"], 1)
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", port), timeout=20)
+        s.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                   % (PATH, len(req))).encode() + req)
+        s.close()
+    peer = Peer(port)
+    r = parse_response(peer.post(getblks(segs1[0]["id"], 0))[2])
+    check(decrypt(segs1[0]["secret"], 1, r["iv"], r["block"]) == v1[:65536],
+          "no block served after peers hung up")
+    peer.close()
 
 
 if __name__ == "__main__":
