@@ -36,7 +36,7 @@
 #define DISCO_GROUP6 PCCRD_MCAST_V6
 /* Interfaces in use at most, and addresses kept per interface and family. */
 #define DISCO_IFACES_MAX 32
-#define DISCO_ADDRS_MAX 8
+#define DISCO_ADDRS_MAX 16
 /* Interfaces and their addresses are looked at again this often (DHCP, hot-plug). */
 #define DISCO_RESCAN_MS 30000
 /* The largest datagram read; larger ones are truncated and dropped as malformed. */
@@ -44,13 +44,15 @@
 /* §4.5 server backoff: an answer leaves 1 ms .. APP_MAX_DELAY after its Probe. */
 #define DISCO_REPLY_DELAY_MAX_MS 65
 /* Answers waiting for their delay at most; Probes past it go unanswered. */
-#define DISCO_PENDING_MAX 64
+#define DISCO_PENDING_MAX 256
 /* Answers per second: all peers together, and one peer (source address); a token bucket each,
- * holding at most BURST answers. A flood of Probes gets at most BURST + RATE x seconds. */
-#define DISCO_ANSWER_RATE 64
-#define DISCO_ANSWER_BURST 64
-#define DISCO_PEER_RATE 8
-#define DISCO_PEER_BURST 16
+ * holding at most BURST answers. A flood of Probes gets at most BURST + RATE x seconds. The
+ * per-peer figures leave room for iPXE, which probes each segment on its own (V2 content:
+ * one segment per block, 32 blocks at once, each Probe sent twice). */
+#define DISCO_ANSWER_RATE 256
+#define DISCO_ANSWER_BURST 256
+#define DISCO_PEER_RATE 64
+#define DISCO_PEER_BURST 128
 #define DISCO_PEERS_TRACKED 256
 /* A Probe seen again (retransmission, or heard on two interfaces) within this many MessageIDs
  * is not answered twice. */
@@ -66,6 +68,16 @@
 #define DISCO_REPEAT_MAX_MS 250
 /* Malformed datagrams: one log line per this many seconds, with the count since. */
 #define DISCO_MALFORMED_LOG_SECONDS 10
+/*
+ * §4.5 reply suppression (Windows 7's rule, n = 10): the ProbeMatches our own Probes got for a
+ * segment are remembered (block counts of the first DISCO_SUPPRESS_N peers); a Probe for it is
+ * then not answered when at least n peers answered with the whole segment, answered with
+ * probability 1/3 when at least n answered but fewer whole, answered otherwise. Remembered
+ * for DISCO_HEARD_MAX segments, in a table indexed by the ID's first bytes (a collision
+ * forgets the older segment: the rule then answers, as it would without the data).
+ */
+#define DISCO_SUPPRESS_N 10
+#define DISCO_HEARD_MAX 1024
 
 struct disco_addr {
     int family;
@@ -79,7 +91,7 @@ struct disco_addr {
 struct disco_iface {
     char name[IF_NAMESIZE];
     unsigned index;
-    struct disco_addr addrs[DISCO_ADDRS_MAX];
+    struct disco_addr addrs[2 * DISCO_ADDRS_MAX];
     unsigned naddrs;
     bool joined4, joined6;
     int send4, send6; /* ephemeral-port sockets for our Probes, -1 if none */
@@ -112,6 +124,14 @@ struct disco_prober {
     uint8_t id[PEER_ID_MAX];
     uint8_t id_len;
     struct disco_addr peer;
+};
+
+struct disco_heard {
+    uint8_t id[PEER_ID_MAX];
+    uint8_t id_len;
+    uint8_t ncounts;
+    uint32_t replies;
+    uint32_t counts[DISCO_SUPPRESS_N]; /* V1 BlockCount, or V2 1 = whole, 0 = part */
 };
 
 struct disco_seen {
@@ -171,6 +191,7 @@ struct disco {
     unsigned seen_next;
     struct disco_prober probers[DISCO_PROBERS_LOG];
     unsigned probers_next, nprobers;
+    struct disco_heard heard[DISCO_HEARD_MAX];
     /* Probing. */
     struct discovery_probe *probes;
     unsigned nprobes;
@@ -225,9 +246,8 @@ static void new_message_id(char *out, size_t outlen)
     u[6] = (uint8_t)((u[6] & 0x0f) | 0x40);
     u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
     snprintf(out, outlen,
-        "urn:uuid:%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0],
-        u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
-        u[15]);
+        "urn:uuid:%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
+        u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
 }
 
 static void log_malformed(struct disco *g, const char *what, const struct sockaddr_storage *from)
@@ -499,7 +519,10 @@ static void rescan(struct disco *g)
             log_info("discovery: using interface %s", ifc->name);
         }
         ifc->seen = true;
-        if (ifc->naddrs < DISCO_ADDRS_MAX) {
+        unsigned same = 0; /* addresses of this family kept so far: a cap per family */
+        for (unsigned k = 0; k < ifc->naddrs; k++)
+            same += ifc->addrs[k].family == fam;
+        if (same < DISCO_ADDRS_MAX) {
             struct disco_addr *a = &ifc->addrs[ifc->naddrs++];
             addr_from_sockaddr((const struct sockaddr_storage *)(void *)ifa->ifa_addr, a);
             a->prefix = prefix_len(ifa->ifa_netmask);
@@ -589,8 +612,11 @@ static int send_from(int fd, const uint8_t *msg, size_t len, const struct sockad
         struct cmsghdr align;
     } ctl;
     memset(&ctl, 0, sizeof(ctl));
-    struct msghdr mh = {.msg_name = (void *)to, .msg_namelen = to_len, .msg_iov = &iov,
-        .msg_iovlen = 1, .msg_control = ctl.buf};
+    struct msghdr mh = {.msg_name = (void *)to,
+        .msg_namelen = to_len,
+        .msg_iov = &iov,
+        .msg_iovlen = 1,
+        .msg_control = ctl.buf};
     struct cmsghdr *c = (struct cmsghdr *)ctl.buf;
     if (to->ss_family == AF_INET) {
         struct in_pktinfo pi = {.ipi_ifindex = (int)ifindex, .ipi_spec_dst = src->a.v4};
@@ -713,6 +739,46 @@ static void on_answer_due(evutil_socket_t fd, short what, void *arg)
     answer_free(g, a);
 }
 
+static struct discovery_probe *probe_by_message(struct disco *g, const char *relates_to,
+    size_t *msg_index);
+
+static struct disco_heard *heard_slot(struct disco *g, const uint8_t *id, size_t id_len)
+{
+    uint32_t h = 0;
+    for (size_t i = 0; i < id_len && i < 4; i++)
+        h = h << 8 | id[i];
+    return &g->heard[h % DISCO_HEARD_MAX];
+}
+
+/* A ProbeMatch of one peer for a segment we probed for (see DISCO_SUPPRESS_N). */
+static void heard_note(struct disco *g, const uint8_t *id, size_t id_len, uint32_t count)
+{
+    struct disco_heard *h = heard_slot(g, id, id_len);
+    if (h->id_len != id_len || memcmp(h->id, id, id_len) != 0) {
+        memset(h, 0, sizeof(*h));
+        memcpy(h->id, id, id_len);
+        h->id_len = (uint8_t)id_len;
+    }
+    h->replies++;
+    if (h->ncounts < DISCO_SUPPRESS_N)
+        h->counts[h->ncounts++] = count;
+}
+
+/* Whether to leave a segment we hold out of an answer (§4.5 reply suppression). */
+static bool heard_suppress(struct disco *g, const uint8_t *id, size_t id_len,
+    const struct peer_segment_info *info, int form)
+{
+    const struct disco_heard *h = heard_slot(g, id, id_len);
+    if (h->id_len != id_len || memcmp(h->id, id, id_len) != 0 || h->replies < DISCO_SUPPRESS_N)
+        return false;
+    uint32_t whole = form == PCCRD_FORM_V1 ? info->total_blocks : 1, full = 0;
+    for (unsigned i = 0; i < h->ncounts; i++)
+        full += whole > 0 && h->counts[i] >= whole;
+    if (full >= DISCO_SUPPRESS_N)
+        return true;
+    return rng_next(g) % 3 != 0; /* answer with probability 1/3 */
+}
+
 static void handle_probe(struct disco *g, int fd, const uint8_t *buf, size_t len,
     const struct sockaddr_storage *from, socklen_t from_len, unsigned ifindex)
 {
@@ -721,8 +787,20 @@ static void handle_probe(struct disco *g, int fd, const uint8_t *buf, size_t len
         return; /* an interface not in use */
     struct pccrd_probe *probe = &g->probe;
     int rc = pccrd_probe_parse((const char *)buf, len, probe);
+    if (rc == PCCRD_E_SHAPE) {
+        /* Other WS-Discovery traffic shares the group (devices' Hello, Bye, Probes for
+         * printers): not ours, not malformed. */
+        log_debug("discovery: a datagram on port %d that is not a PeerDist Probe", DISCO_PORT);
+        return;
+    }
     if (rc != 0) {
         log_malformed(g, pccrd_strerror(rc), from);
+        return;
+    }
+    size_t mi;
+    if (probe_by_message(g, probe->message_id, &mi)) {
+        /* One of ours, heard back through another interface on the same link. */
+        log_debug("discovery: our own Probe came back on %s; not answered", ifc->name);
         return;
     }
     struct disco_addr peer, ours;
@@ -739,7 +817,8 @@ static void handle_probe(struct disco *g, int fd, const uint8_t *buf, size_t len
         struct peer_segment_info info;
         record_prober(g, probe->ids[i], probe->id_len[i], &peer, now);
         bool have = peer_serve_segment(g->d, probe->ids[i], probe->id_len[i], &info) &&
-            info.blocks_held > 0;
+            info.blocks_held > 0 &&
+            !heard_suppress(g, probe->ids[i], probe->id_len[i], &info, (int)probe->form);
         held += have;
         if (probe->form == PCCRD_FORM_V1) {
             if (have) {
@@ -780,8 +859,7 @@ static void handle_probe(struct disco *g, int fd, const uint8_t *buf, size_t len
         return;
     }
     struct disco_answer *a = calloc(1, sizeof(*a));
-    if (!a || !(a->msg = malloc(out_len)) ||
-        !(a->ev = evtimer_new(g->d->base, on_answer_due, a))) {
+    if (!a || !(a->msg = malloc(out_len)) || !(a->ev = evtimer_new(g->d->base, on_answer_due, a))) {
         log_warn("discovery: out of memory answering a Probe");
         if (a)
             free(a->msg);
@@ -943,8 +1021,8 @@ struct discovery_probe *discovery_probe_start(struct daemon *d, int version,
         msg->first = m * DISCO_IDS_PER_MESSAGE;
         msg->n = n - msg->first < DISCO_IDS_PER_MESSAGE ? n - msg->first : DISCO_IDS_PER_MESSAGE;
         new_message_id(msg->message_id, sizeof(msg->message_id));
-        int rc = pccrd_probe_build((enum pccrd_form)version, ids + msg->first,
-            id_lens + msg->first, msg->n, msg->message_id, g->out, sizeof(g->out), &msg->len);
+        int rc = pccrd_probe_build((enum pccrd_form)version, ids + msg->first, id_lens + msg->first,
+            msg->n, msg->message_id, g->out, sizeof(g->out), &msg->len);
         if (rc != 0) {
             log_warn("discovery: cannot build a Probe: %s", pccrd_strerror(rc));
             goto fail;
@@ -1014,6 +1092,7 @@ static bool report(struct discovery_probe *p, struct discovery_match *m, size_t 
     p->reported[p->nreported].peer = m->peer;
     p->reported[p->nreported].idx = idx;
     p->nreported++;
+    heard_note(p->disco, p->ids[idx], p->id_lens[idx], m->block_count);
     memcpy(m->segment_id, p->ids[idx], p->id_lens[idx]);
     m->segment_id_len = p->id_lens[idx];
     p->busy++;
@@ -1053,6 +1132,12 @@ static void handle_match(struct disco *g, const uint8_t *buf, size_t len,
             host);
         return;
     }
+    for (unsigned i = 0; i < g->nifaces; i++)
+        for (unsigned k = 0; k < g->ifaces[i].naddrs; k++)
+            if (addr_equal(&g->ifaces[i].addrs[k], &src)) {
+                log_debug("discovery: ProbeMatch from %s dropped: this host", host);
+                return;
+            }
     if ((int)pm->form != p->version) {
         log_debug("discovery: ProbeMatch from %s dropped: V%d form for a V%d Probe", host,
             (int)pm->form, p->version);
@@ -1157,8 +1242,7 @@ static int open_rx_socket(struct disco *g, int family)
 {
     int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        log_warn("discovery: no IPv%c socket: %s", family == AF_INET ? '4' : '6',
-            strerror(errno));
+        log_warn("discovery: no IPv%c socket: %s", family == AF_INET ? '4' : '6', strerror(errno));
         return -1;
     }
     int one = 1, zero = 0;

@@ -104,6 +104,13 @@ void discovery_probe_cancel(struct discovery_probe *p);
 /* Distinct peers that probed for this segment ID in the last `seconds` (fFlashCrowd). */
 unsigned discovery_recent_probers(struct daemon *d, const uint8_t *id, size_t id_len,
     unsigned seconds);
+/*
+ * What discovery.c puts in a discovery_match. V1 form: block_count is the peer's BlockCount
+ * (never 0: those are no match), bitmap NULL. V2 form: bitmap is one byte holding this
+ * segment's bit pair from the ProbeMatch (0x80: the peer has it, always set; 0x40: it has all
+ * of it), bitmap_len 1, block_count 1 when it has all of it, else 0. A match is reported once
+ * per (peer address and port, segment) per probe, only from the receiving interface's subnet.
+ */
 
 /* ---- peer-fetch.c ---- */
 

@@ -152,8 +152,8 @@ static void command(char *cmd)
         struct run *r = calloc(1, sizeof(*r));
         r->cancel_in_match = argv[0][5] == 'c';
         unsigned window = (unsigned)atoi(argv[2]);
-        r->p = discovery_probe_start(&dmn, atoi(argv[1]), idp, lens, n, window, on_match,
-            on_done, r);
+        r->p = discovery_probe_start(&dmn, atoi(argv[1]), idp, lens, n, window, on_match, on_done,
+            r);
         if (!r->p) {
             free(r);
             printf("probe-null\n");
@@ -219,8 +219,9 @@ int main(int argc, char **argv)
             for (unsigned b = 0; b < held && b < PEER_SEGMENT_BLOCKS_MAX; b++)
                 h->info.bitmap[b / 8] |= (uint8_t)(1u << (b % 8));
         } else {
-            fprintf(stderr, "usage: discovery_helper [--port P] [--hold HEX:V:HELD:TOTAL]... "
-                            "[--no-ipv4] [--no-ipv6] [--interfaces LIST]\n");
+            fprintf(stderr,
+                "usage: discovery_helper [--port P] [--hold HEX:V:HELD:TOTAL]... "
+                "[--no-ipv4] [--no-ipv6] [--interfaces LIST]\n");
             return 2;
         }
     }

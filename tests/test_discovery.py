@@ -30,13 +30,17 @@ GROUP4 = "239.255.255.250"
 GROUP6 = "ff02::c"
 PEER_PORT = 8080
 # The limits of daemon/discovery.c the flood is checked against.
-PEER_BURST, PEER_RATE = 16, 8
+PEER_BURST, PEER_RATE = 128, 64
 
 V1_ID = bytes(range(0x10, 0x30))
 V2_ID = bytes(range(0x40, 0x60))
 V2_PART = bytes(range(0x70, 0x90))
 UNKNOWN = bytes(32 * [0xEE])
 B_ID = bytes(range(0xA0, 0xC0))
+SUP_ID = bytes(range(0xC0, 0xE0))
+SUP_PART = bytes(range(0xD0, 0xF0))
+# Ten more addresses of B's, ten peers answering A's Probes (reply suppression, §4.5).
+CROWD = [f"10.77.0.{10 + i}" for i in range(10)]
 
 NS_A = f"pd-discoA-{os.getpid()}"
 NS_B = f"pd-discoB-{os.getpid()}"
@@ -83,9 +87,15 @@ def setup():
        "netns", NS_B)
     in_ns(NS_A, "ip", "addr", "add", f"{A4}/24", "dev", "vA")
     in_ns(NS_A, "ip", "addr", "add", f"{A6}/64", "dev", "vA", "nodad")
-    for a in (f"{B4}/24", f"{B4_SECOND}/24", f"{B4_OTHER}/24"):
+    for a in [f"{B4}/24", f"{B4_SECOND}/24", f"{B4_OTHER}/24"] + [f"{c}/24" for c in CROWD]:
         in_ns(NS_B, "ip", "addr", "add", a, "dev", "vB")
     in_ns(NS_B, "ip", "addr", "add", f"{B6}/64", "dev", "vB", "nodad")
+    # A second link of A's own, both ends in A: A's Probes out of vA2 come back on vA3.
+    sh("ip", "-n", NS_A, "link", "add", "vA2", "type", "veth", "peer", "name", "vA3")
+    in_ns(NS_A, "ip", "addr", "add", "10.79.0.1/24", "dev", "vA2")
+    in_ns(NS_A, "ip", "addr", "add", "10.79.0.2/24", "dev", "vA3")
+    for dev in ("vA2", "vA3"):
+        in_ns(NS_A, "ip", "link", "set", dev, "up")
     in_ns(NS_A, "ip", "link", "set", "vA", "up")
     in_ns(NS_B, "ip", "link", "set", "vB", "up")
     # Link-local addresses appear once the link is up.
@@ -313,6 +323,9 @@ def test_answers(helper_path, a_ll, b_ll):
         # Malformed datagrams: dropped, and the helper answers the next Probe.
         for junk in (b"", b"\x00" * 100, b"<soap:Envelope", probe_xml(1, [], "urn:uuid:x"),
                      probe_xml(1, [V1_ID], "urn:uuid:y").replace(b"Scopes", b"Scopez"),
+                     # another WS-Discovery user's Probe (a printer search): not ours
+                     probe_xml(1, [V1_ID], "urn:uuid:z").replace(
+                         b"PeerDist:PeerDistData", b"wsdp:Device"),
                      b"<?xml version='1.0'?><!DOCTYPE a [<!ENTITY e 'x'>]><a>&e;</a>"):
             s.sendto(junk, (GROUP4, PORT))
         mid = send_probe(s, 1, [V1_ID])
@@ -355,16 +368,25 @@ def test_answers(helper_path, a_ll, b_ll):
         a.send(f"probers {B_ID.hex()} 60")
         check(a.line(5) == "probers 0", "recent probers of a segment nobody probed: 0")
 
+        # A probes for a segment it holds: its own Probe, heard back on its other link, is
+        # not answered, and A never reports itself.
+        a.send(f"probe 1 500 {V1_ID.hex()}")
+        lines, done = a.lines_until("done", 5)
+        check(done and not [l for l in lines if l.startswith("match ")],
+              f"A's Probe for a segment only A holds: no match (got {lines})")
+        check("our own Probe came back on vA3" in a.log_text(),
+              "A's own Probe heard back on vA3, not answered")
+
         # A flood from one address: answers bounded by the per-peer token bucket.
         s = prober(socket.AF_INET)
         start = time.monotonic()
-        for _ in range(400):
+        for _ in range(1000):
             send_probe(s, 1, [V1_ID])
         got = receive(s, 1.0)
         elapsed = time.monotonic() - start
         bound = PEER_BURST + PEER_RATE * elapsed + 1
         check(0 < len(got) <= bound,
-              f"a flood of 400 Probes: {len(got)} answers, at most {bound:.0f}")
+              f"a flood of 1000 Probes: {len(got)} answers, at most {bound:.0f}")
         s.close()
     finally:
         rc = a.stop()
@@ -444,6 +466,53 @@ def test_probes(helper_path):
         check(rc == 0, f"helper in A exits cleanly (rc {rc})")
 
 
+def test_suppression(helper_path):
+    """§4.5: after ten peers answered A's own Probe with the whole segment, A stays silent
+    for that segment; after ten partial answers, A answers about a third of the Probes."""
+    a = Helper(NS_A, helper_path, "--no-ipv6", "--hold", f"{SUP_ID.hex()}:1:4:4",
+               "--hold", f"{SUP_PART.hex()}:1:4:4", "--hold", f"{V1_ID.hex()}:1:5:5")
+    r = responder()
+    crowd = []
+    try:
+        for c in CROWD:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((c, 0))
+            crowd.append(s)
+        for seg, count in ((SUP_ID, 4), (SUP_PART, 2)):
+            a.send(f"probe 1 1000 {seg.hex()}")
+            while True:
+                text, src = wait_probe(r)
+                m = re.search(r"<wsd:Scopes[^>]*>([^<]*)</wsd:Scopes>", text)
+                if m and m.group(1).strip() == seg.hex().upper():
+                    break
+            for s in crowd:
+                s.sendto(match_xml(1, tag(text, "wsa:MessageID"), f"{B4}:80", [seg], [count]),
+                         src)
+            lines, done = a.lines_until("done", 5)
+            n = len([l for l in lines if l.startswith("match ")])
+            check(done and n == len(CROWD), f"A heard {len(CROWD)} peers for a segment (got {n})")
+        p = prober(socket.AF_INET)
+        send_probe(p, 1, [SUP_ID])
+        got = receive(p, 1.0)
+        check(len(got) == 0, f"ten whole answers heard: A does not answer for it (got {len(got)})")
+        send_probe(p, 1, [SUP_ID, V1_ID])
+        got = receive(p, 1.0)
+        check(len(got) == 1 and (tag(got[0][0].decode(), "wsd:Scopes") or "").split() ==
+              [V1_ID.hex().upper()], "a Probe for it and another segment: only the other listed")
+        for _ in range(30):
+            send_probe(p, 1, [SUP_PART])
+        got = receive(p, 1.0)
+        check(0 < len(got) < 30, f"ten partial answers heard: A answers some of 30 Probes, "
+                                 f"about a third (got {len(got)})")
+        p.close()
+    finally:
+        for s in crowd:
+            s.close()
+        r.close()
+        rc = a.stop()
+        check(rc == 0, f"helper in A exits cleanly (rc {rc})")
+
+
 def test_two_peers(helper_path, b_ll):
     """A probes; a helper in B (real discovery on both sides) answers over IPv4 and IPv6."""
     b = Helper(NS_B, helper_path, "--port", "8443", "--hold", f"{B_ID.hex()}:1:3:5")
@@ -494,6 +563,7 @@ def main():
         enter_ns(NS_B)
         test_answers(helper_path, a_ll, b_ll)
         test_probes(helper_path)
+        test_suppression(helper_path)
         test_two_peers(helper_path, b_ll)
     finally:
         teardown()
