@@ -14,7 +14,12 @@ on another host, `cache --json` and `peers --json` show the peer byte counters.
                                        MODE silent answers Probes and never sends a block.
 
 Each test says PASS or FAIL (with why); the exit status is 1 if any failed. Run it with
-`-k NAME` to run the tests whose name contains NAME.
+`-k NAME` to run the tests whose name contains NAME, and PD_NETNS_KEEP=1 to keep the daemons'
+logs and databases:
+  sudo PD_NETNS_KEEP=1 tests/netns.sh build/daemon/peerdistd build/client/peerdistctl \
+      python3 tests/test_distributed.py -k liar
+Tests share the three daemons and run in order; each starts from empty caches (flush --all),
+and a daemon a test killed is started again. Host b keeps distrusting host d after the liar.
 """
 import base64
 import hashlib
