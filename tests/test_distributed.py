@@ -14,7 +14,12 @@ on another host, `cache --json` and `peers --json` show the peer byte counters.
                                        MODE silent answers Probes and never sends a block.
 
 Each test says PASS or FAIL (with why); the exit status is 1 if any failed. Run it with
-`-k NAME` to run the tests whose name contains NAME.
+`-k NAME` to run the tests whose name contains NAME, and PD_NETNS_KEEP=1 to keep the daemons'
+logs and databases:
+  sudo PD_NETNS_KEEP=1 tests/netns.sh build/daemon/peerdistd build/client/peerdistctl \
+      python3 tests/test_distributed.py -k liar
+Tests share the three daemons and run in order; each starts from empty caches (flush --all),
+and a daemon a test killed is started again. Host b keeps distrusting host d after the liar.
 """
 import base64
 import hashlib
@@ -669,6 +674,34 @@ def test_serve_no():
     expect_read("b", ci, src)
 
 
+def restart_with(node, key, value):
+    """Changes a key that needs a restart (set_conf's SIGHUP is harmless), then restarts."""
+    set_conf(node, key, value)
+    stop_daemon(node)
+    start_daemon(node)
+
+
+def test_ipv6_only():
+    """a and b with ipv4 = no (a restart): b reads from a over IPv6 link-local alone."""
+    src = make_file("v6-1m", 1 << 20)
+    ci = hash_ci(src, 1)
+    try:
+        for n in "ab":
+            restart_with(n, "ipv4", "no")
+        inject("a", src, ci)
+
+        def over_v4():
+            return sum(p.get("bytes_fetched", 0) for p in ctl_json("b", "peers")
+                       if p["address"].startswith(addr("a") + ":"))
+        per0, v4 = fetched_from("b"), over_v4()
+        expect_read("b", ci, src)
+        check(fetched_delta("b", per0, "a") == 1 << 20, "b did not fetch it from a")
+        check(over_v4() == v4, "b fetched from a over IPv4 with ipv4 = no")
+    finally:
+        for n in "ab":
+            restart_with(n, "ipv4", None)
+
+
 def test_daemons_survived():
     """No daemon crashed along the way."""
     for n in NODES:
@@ -678,7 +711,7 @@ def test_daemons_survived():
 TESTS = [test_daemons_run_distributed, test_v1_published_on_a_read_on_b, test_get_reports_sources,
          test_served_bytes_counted, test_v2_from_a_or_c, test_v2_single_segment,
          test_v1_held_by_c_only, test_liar_rejected, test_timeouts, test_ranged_blocks_not_served,
-         test_serve_no, test_100mib, test_peer_vanishes, test_daemons_survived]
+         test_serve_no, test_ipv6_only, test_100mib, test_peer_vanishes, test_daemons_survived]
 
 
 def main():
