@@ -267,36 +267,34 @@ static int add_submit(struct op *op)
     return -1;
 }
 
-void content_add_data(struct conn *c, uint64_t id, const Peerdist__AddDataRequest *a)
+/*
+ * AddData's bytes [off, off + len) on h: 0 once they are on their way (the op replies, or
+ * calls done), else the status to answer with. done == NULL: the request id's reply.
+ */
+static DWORD add_bytes(struct conn *c, struct content_handle *h, uint64_t id, uint64_t off,
+    const uint8_t *bytes, size_t len, void (*done)(void *arg, uint32_t status), void *done_arg)
 {
-    struct content_handle *h = content_usable_handle(c, id, a->handle);
-    if (!h)
-        return;
-    if (a->data.len > PD_MAX_CHUNK) {
-        conn_reply_status(c, id, ERROR_INVALID_PARAMETER);
-        return;
-    }
     uint64_t lo, hi;
     size_t nunits, prepaid = 0;
-    DWORD rc = add_bounds(c, h, a->offset, a->data.len, &lo, &hi);
+    DWORD rc = add_bounds(c, h, off, len, &lo, &hi);
     if (rc == ERROR_SUCCESS && hi > lo && !disk_admit(c->d, hi - lo))
         rc = ERROR_DISK_FULL; /* disk.c logs it, at most once per interval */
     if (rc == ERROR_SUCCESS)
         rc = add_plan(c, h, lo, hi, &nunits, &prepaid);
-    if (rc != ERROR_SUCCESS) {
-        conn_reply_status(c, id, rc);
-        return;
-    }
+    if (rc != ERROR_SUCCESS)
+        return rc;
     if (nunits == 0) { /* nothing listed, or nothing at all */
-        conn_reply_count(c, id, a->data.len);
-        return;
+        if (done)
+            done(done_arg, ERROR_SUCCESS);
+        else
+            conn_reply_count(c, id, len);
+        return ERROR_SUCCESS;
     }
     /* The op's copy of the bytes, until it is answered (content_op_free gives it back). */
     if (!budget_take(c, hi - lo, "AddData (bytes being verified and written)")) {
         if (prepaid)
             budget_give(c, prepaid);
-        conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
-        return;
+        return ERROR_NOT_ENOUGH_MEMORY;
     }
     struct op *op = calloc(1, sizeof(*op));
     if (!op) {
@@ -307,9 +305,11 @@ void content_add_data(struct conn *c, uint64_t id, const Peerdist__AddDataReques
     op->charged = hi - lo;
     if (!(op->units = calloc(nunits, sizeof(*op->units))) || !(op->data = malloc(hi - lo)))
         goto nomem;
-    memcpy(op->data, a->data.data + (lo - a->offset), hi - lo);
-    op->len = a->data.len;
+    memcpy(op->data, bytes + (lo - off), hi - lo);
+    op->len = len;
     op->request_id = id;
+    op->done = done;
+    op->done_arg = done_arg;
     op->offset = lo;
     op->h = h;
     op->cd = c->d->content;
@@ -319,16 +319,43 @@ void content_add_data(struct conn *c, uint64_t id, const Peerdist__AddDataReques
         budget_give(c, prepaid);
     if (op->nunits == 0) { /* only held bytes: accepted, nothing to verify yet */
         content_op_free(op);
-        conn_reply_count(c, id, a->data.len);
-        return;
+        if (done)
+            done(done_arg, ERROR_SUCCESS);
+        else
+            conn_reply_count(c, id, len);
+        return ERROR_SUCCESS;
     }
     if (add_submit(op) == 0)
-        return;
+        return ERROR_SUCCESS;
     prepaid = 0;
 nomem:
     if (prepaid)
         budget_give(c, prepaid);
     if (op)
         content_op_free(op);
-    conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+    return ERROR_NOT_ENOUGH_MEMORY;
+}
+
+void content_add_data(struct conn *c, uint64_t id, const Peerdist__AddDataRequest *a)
+{
+    struct content_handle *h = content_usable_handle(c, id, a->handle);
+    if (!h)
+        return;
+    if (a->data.len > PD_MAX_CHUNK) {
+        conn_reply_status(c, id, ERROR_INVALID_PARAMETER);
+        return;
+    }
+    DWORD rc = add_bytes(c, h, id, a->offset, a->data.data, a->data.len, NULL, NULL);
+    if (rc != ERROR_SUCCESS)
+        conn_reply_status(c, id, rc);
+}
+
+int content_add_fetched(struct conn *c, struct content_handle *h, uint64_t off, const uint8_t *data,
+    size_t len, void (*done)(void *arg, uint32_t status), void *arg)
+{
+    DWORD rc = add_bytes(c, h, 0, off, data, len, done, arg);
+    if (rc != ERROR_SUCCESS)
+        log_warn(CONN_FMT ": storing %zu bytes fetched from a peer at %llu: error %u", CONN_ARGS(c),
+            len, (unsigned long long)off, (unsigned)rc);
+    return rc == ERROR_SUCCESS ? 0 : -1;
 }

@@ -148,10 +148,14 @@ static void op_finish(struct op *op)
                               "failing blocks were not stored",
                 CONN_ARGS(c), (unsigned long long)op->offset);
         }
-        if (status == ERROR_SUCCESS)
+        if (op->done)
+            op->done(op->done_arg, status);
+        else if (status == ERROR_SUCCESS)
             conn_reply_count(c, op->request_id, op->len);
         else
             conn_reply_status(c, op->request_id, status);
+    } else if (op->done) {
+        op->done(op->done_arg, ERROR_OPERATION_ABORTED);
     }
     const struct ci_info *ci = h->ci;
     for (size_t i = 0; i < op->nunits; i++)

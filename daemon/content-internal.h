@@ -103,6 +103,10 @@ struct op {
     struct unit *units;
     size_t nunits;
     struct op *sync_next; /* on the group-sync list or batch */
+    /* Bytes fetched from a peer (content_add_fetched): no reply, this instead; never aborted
+     * by Cancel, committed unless the handle closed. */
+    void (*done)(void *arg, uint32_t status);
+    void *done_arg;
     LIST_ENTRY(op) link;
 };
 
@@ -187,6 +191,14 @@ void content_memory_give(struct conn *c, size_t n);
 
 /* content-add.c: AddData intake and verification */
 void content_add_data(struct conn *c, uint64_t id, const Peerdist__AddDataRequest *a);
+/*
+ * Whole verified blocks fetched from a peer for h, stored exactly as h's AddData would store
+ * them (verified again, the handle's tag, owner by the same rule, eviction): done(arg,
+ * status) runs on the loop once they are committed or failed (not if the handle closed
+ * first: then with ERROR_OPERATION_ABORTED). 0, or -1 if refused now (logged).
+ */
+int content_add_fetched(struct conn *c, struct content_handle *h, uint64_t off, const uint8_t *data,
+    size_t len, void (*done)(void *arg, uint32_t status), void *arg);
 
 /* content-commit.c: write, group sync, commit, reply */
 /* Worker done of an op whose bytes are written: it joins the next group sync. */

@@ -17,6 +17,7 @@
 #include "content-internal.h"
 #include "evict.h"
 #include "log.h"
+#include "peer-fetch.h"
 #include "worker.h"
 
 #define SLOT_NONE INT64_MIN /* no readable bytes for this block */
@@ -65,6 +66,12 @@ struct read_op {
     bool oom;
     bool held;            /* its pieces' segments are held against eviction (bs_hold) */
     struct read_op *next; /* handle's stream_wait */
+    uint32_t timeout_ms;  /* as asked (ReadRequest.timeout_ms) */
+    /* Waiting on a fetch from peers (distributed mode): until bytes at off are stored, the
+     * fetch ends, or the deadline (timer) passes. */
+    struct peer_fetch_wait wait;
+    struct event *timer;
+    uint64_t miss; /* missing bytes from off when the wait began */
 };
 
 static int slot_row(void *arg, const struct store_block_row *row)
@@ -242,6 +249,9 @@ static void read_op_free(struct read_op *r)
     struct content_conn *cc = c->content; /* NULL once the connection closed */
     if (r->held)
         read_segments(r, release_one);
+    peer_fetch_detach(&r->wait);
+    if (r->timer)
+        event_free(r->timer);
     if (cc)
         cc->reads_waiting--;
     LIST_REMOVE(&r->op, link);
@@ -357,7 +367,7 @@ static bool read_verdicts(struct read_op *r)
 }
 
 static void read_serve(struct conn *c, struct content_handle *h, struct read_op *r, uint64_t id,
-    bool stream, uint64_t offset, uint64_t max_bytes);
+    bool stream, uint64_t offset, uint64_t max_bytes, uint32_t timeout_ms);
 
 /* Loop: n bytes from off were served: a hit, and their segments were used (recency). */
 static void read_hit(struct conn *c, struct content_handle *h, uint64_t off, uint64_t n)
@@ -397,7 +407,7 @@ static void stream_next(struct content_handle *h)
         if (atomic_load(&r->op.aborted))
             read_op_free(r); /* answered by Close or Cancel */
         else
-            read_serve(r->op.c, h, r, r->op.request_id, true, 0, r->max_bytes);
+            read_serve(r->op.c, h, r, r->op.request_id, true, 0, r->max_bytes, r->timeout_ms);
     }
 }
 
@@ -558,8 +568,123 @@ static void read_submit(struct conn *c, struct content_handle *h, struct read_op
  * Serves one read now, or hands it to a worker when it meets blocks not known good. r is the
  * read's record when it waited (a queued stream read), else NULL; served now, it is freed.
  */
+static int read_wait_fetch(struct conn *c, struct content_handle *h, struct read_op *r,
+    struct slots *s);
+
+/* ---- reads waiting on a fetch from peers (distributed mode) ---- */
+
+/*
+ * Loop: the waiting read r ends: answered by read_serve (bytes at its offset arrived),
+ * MISSING_DATA (the fetch ended without them) or ERROR_TIMEOUT (status), unless Close or
+ * Cancel answered it already. Stream reads behind it go on.
+ */
+static void read_fetch_finish(struct read_op *r, uint32_t status)
+{
+    struct content_handle *h = r->op.h;
+    struct conn *c = r->op.c;
+    peer_fetch_detach(&r->wait);
+    if (r->timer)
+        event_del(r->timer);
+    h->refs++; /* past read_op_free, for the stream reads behind it */
+    c->refs++;
+    if (r->stream)
+        h->stream_busy = false;
+    if (atomic_load(&r->op.aborted) || h->closed) {
+        read_op_free(r);
+    } else if (status == ERROR_SUCCESS) {
+        read_serve(c, h, r, r->op.request_id, r->stream, r->offset, r->max_bytes,
+            PEERDIST_READ_TIMEOUT_LOCAL_CACHE_ONLY);
+    } else {
+        struct slots *s = read_slots(c->d, h, c->uid);
+        int64_t m = s ? missing_run(c->d->store, s, r->off, h->read_hi) : -1;
+        uint64_t len = m > 0 ? (uint64_t)m : r->miss;
+        read_miss(c, r->max_bytes, len);
+        if (status == ERROR_TIMEOUT) {
+            Peerdist__ReadReply rr = PEERDIST__READ_REPLY__INIT;
+            Peerdist__Reply rep = PEERDIST__REPLY__INIT;
+            rep.id = r->op.request_id;
+            rep.status = ERROR_TIMEOUT;
+            rep.body_case = PEERDIST__REPLY__BODY_READ;
+            rep.read = &rr;
+            rr.offset = r->off;
+            rr.length = len;
+            conn_send(c, &rep); /* the stream cursor stays: the bytes may still come */
+        } else {
+            reply_missing(c, h, r->op.request_id, r->stream, r->off, len);
+        }
+        read_op_free(r);
+    }
+    if (!h->stream_busy && !h->closed)
+        stream_next(h);
+    content_handle_unref(h);
+    conn_unref(c);
+}
+
+static void read_fetch_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    read_fetch_finish(arg, ERROR_TIMEOUT);
+}
+
+/* The fetch stored a block, or ended: is the byte at the read's offset there now? */
+static void read_fetch_event(struct peer_fetch_wait *w, enum peer_fetch_event ev)
+{
+    struct read_op *r = (struct read_op *)((char *)w - offsetof(struct read_op, wait));
+    struct content_handle *h = r->op.h;
+    struct conn *c = r->op.c;
+    if (atomic_load(&r->op.aborted) || h->closed) {
+        read_fetch_finish(r, ERROR_OPERATION_ABORTED);
+        return;
+    }
+    struct slots *s = read_slots(c->d, h, c->uid);
+    int64_t n = s ? readable_run(c->d->store, s, r->off, h->read_hi, 1) : -1;
+    if (n > 0)
+        read_fetch_finish(r, ERROR_SUCCESS);
+    else if (ev == PEER_FETCH_ENDED)
+        read_fetch_finish(r, PEERDIST_ERROR_MISSING_DATA);
+}
+
+/*
+ * Loop: r (a block or stream read at r->off, nothing readable there) waits on the fetch of
+ * the segment holding r->off: read-ahead to the segment's end. -1 if no fetch can run.
+ */
+static int read_wait_fetch(struct conn *c, struct content_handle *h, struct read_op *r,
+    struct slots *s)
+{
+    struct pos ps;
+    content_pos_at(h->ci, r->off, &ps);
+    if (slots_load(c->d->store, s, ps.seg) != 0)
+        return -1;
+    const struct ci_segment *seg = &h->ci->segments[ps.seg];
+    uint32_t nb = ci_segment_block_count(seg);
+    bool missing[CONTENT_SLOTS_MAX];
+    if (nb > CONTENT_SLOTS_MAX)
+        return -1;
+    for (uint32_t b = 0; b < nb; b++)
+        missing[b] = s->file[b] == SLOT_NONE && content_listed_hash(h->ci, seg, b) != NULL;
+    r->wait.fn = read_fetch_event;
+    if (peer_fetch_wait(c, h, ps.seg, ps.block, missing, nb, &r->wait) != 0)
+        return -1;
+    uint32_t t = r->timeout_ms;
+    if (t != INFINITE) {
+        if (t == PEERDIST_READ_TIMEOUT_DEFAULT)
+            t = 5000;
+        if (!r->timer)
+            r->timer = evtimer_new(c->d->base, read_fetch_timeout, r);
+        struct timeval tv = {t / 1000, (t % 1000) * 1000};
+        if (!r->timer || evtimer_add(r->timer, &tv) != 0) {
+            peer_fetch_detach(&r->wait);
+            return -1;
+        }
+    }
+    if (r->stream)
+        h->stream_busy = true;
+    return 0;
+}
+
 static void read_serve(struct conn *c, struct content_handle *h, struct read_op *r, uint64_t id,
-    bool stream, uint64_t offset, uint64_t max_bytes)
+    bool stream, uint64_t offset, uint64_t max_bytes, uint32_t timeout_ms)
 {
     struct store *st = c->d->store;
     uint64_t off = stream ? h->cursor : offset;
@@ -594,6 +719,18 @@ static void read_serve(struct conn *c, struct content_handle *h, struct read_op 
         int64_t m = missing_run(st, s, off, h->read_hi);
         if (m < 0)
             goto fail;
+        if (timeout_ms != PEERDIST_READ_TIMEOUT_LOCAL_CACHE_ONLY && peer_fetch_enabled(c)) {
+            /* Distributed mode: the bytes may come from peers (docs/peerdist.3.md). */
+            if (!r && !(r = read_op_new(c, h, id, stream, offset, max_bytes))) {
+                conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+                goto out;
+            }
+            r->timeout_ms = timeout_ms;
+            r->off = off;
+            r->miss = (uint64_t)m;
+            if (read_wait_fetch(c, h, r, s) == 0)
+                return;
+        }
         read_miss(c, max_bytes, (uint64_t)m);
         reply_missing(c, h, id, stream, off, (uint64_t)m);
         goto out;
@@ -654,11 +791,12 @@ void content_read(struct conn *c, uint64_t id, const Peerdist__ReadRequest *rq)
             conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
             return;
         }
+        r->timeout_ms = rq->timeout_ms;
         if (!h->stream_wait)
             h->stream_wait_tail = &h->stream_wait;
         *h->stream_wait_tail = r;
         h->stream_wait_tail = &r->next;
         return;
     }
-    read_serve(c, h, NULL, id, rq->stream, rq->offset, rq->max_bytes);
+    read_serve(c, h, NULL, id, rq->stream, rq->offset, rq->max_bytes, rq->timeout_ms);
 }

@@ -13,6 +13,7 @@
 #include "content-internal.h"
 #include "evict.h"
 #include "log.h"
+#include "peer-fetch.h"
 
 /* ---- daemon-wide ---- */
 
@@ -58,8 +59,8 @@ static unsigned abort_ops(struct content_handle *h, uint64_t request_id)
     unsigned n = 0;
     struct op *op;
     LIST_FOREACH (op, &h->ops, link) {
-        if (atomic_load(&op->aborted) || (request_id && op->request_id != request_id))
-            continue;
+        if (op->done || atomic_load(&op->aborted) || (request_id && op->request_id != request_id))
+            continue; /* op->done: a fetch's store, no request of the client's */
         atomic_store(&op->aborted, true);
         conn_reply_status(op->c, op->request_id, ERROR_OPERATION_ABORTED);
         n++;
@@ -71,6 +72,8 @@ static void handle_close(struct conn *c, struct content_handle *h)
 {
     struct content_conn *cc = c->content;
     abort_ops(h, 0);
+    h->closed = true;
+    peer_fetch_handle_closed(c, h); /* its fetches stop; reads waiting on them end */
     LIST_REMOVE(h, link);
     cc->nhandles--;
     h->closed = true;

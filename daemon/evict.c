@@ -26,6 +26,7 @@
 #include "blockstore.h"
 #include "fsutil.h"
 #include "log.h"
+#include "peer.h"
 #include "worker.h"
 
 /* One segment a read used, and when (the daemon's clock). */
@@ -786,6 +787,8 @@ static void info_done(void *arg)
     struct daemon *d = j->d;
     j->ci.cache_size = j->size_text;
     j->ci.max_age = j->age_text;
+    j->ci.peer_fetched_bytes = PEER_FETCH_BYTES(d);
+    j->ci.peer_served_bytes = PEER_SERVED_BYTES(d);
     while (j->waiters) {
         struct info_wait *w = j->waiters;
         j->waiters = w->next;

@@ -117,4 +117,23 @@ unsigned discovery_recent_probers(struct daemon *d, const uint8_t *id, size_t id
 int peer_fetch_init(struct daemon *d);
 void peer_fetch_free(struct daemon *d);
 
+/*
+ * Verified block bytes fetched from peers since start (CacheInfoReply.peer_fetched_bytes).
+ * A macro over the head of d->fetch, not a call: evict.c reads it, and a call from evict.c
+ * into peer-fetch.c would close a cycle (peer-fetch.c stores through content-add.c, whose
+ * commit tells evict.c what it added). Needs daemon.h.
+ */
+struct peer_fetch_counts {
+    uint64_t fetched_bytes;
+    uint64_t served_bytes; /* peer_serve_served_bytes, copied by peer_fetch_counts_refresh */
+};
+#define PEER_FETCH_BYTES(d) \
+    ((d)->fetch ? ((const struct peer_fetch_counts *)(d)->fetch)->fetched_bytes : 0)
+/* CacheInfoReply.peer_served_bytes as of the last peer_fetch_counts_refresh (same reason). */
+#define PEER_SERVED_BYTES(d) \
+    ((d)->fetch ? ((const struct peer_fetch_counts *)(d)->fetch)->served_bytes : 0)
+/* Copies the served-bytes counter where PEER_SERVED_BYTES reads it (dispatch.c, before
+ * CacheInfo). */
+void peer_fetch_counts_refresh(struct daemon *d);
+
 #endif

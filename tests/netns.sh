@@ -15,8 +15,10 @@
 #   $PD_NETNS_DIR/X/peerdistd.conf   mode distributed, peer_port 8080, interfaces eth0
 #   $PD_NETNS_DIR/X/sock, X/cache.db, X/state/, X/log, X/pid
 # Environment for COMMAND: PD_NETNS_DIR, PD_NS_A .. PD_NS_D (namespace names), PD_ADDR_A ..
-# PD_ADDR_D, PD_PEER_PORT, PD_PEERDISTD, PD_PEERDISTCTL. A daemon is (re)started with
+# PD_ADDR_D (IPv4), PD_ADDR6_A .. PD_ADDR6_D (IPv6 link-local), PD_PEER_PORT, PD_PEERDISTD,
+# PD_PEERDISTCTL. A daemon is (re)started with
 #   ip netns exec "$PD_NS_X" "$PD_PEERDISTD" --config "$PD_NETNS_DIR/x/peerdistd.conf"
+# PD_NETNS_KEEP=1 keeps the temporary directory (logs, databases) for a look afterwards.
 # Exit status: COMMAND's; 77 (skipped, with a message) when not root or `ip netns` is not
 # usable here; 1 when the network or a daemon could not be set up.
 set -eu
@@ -74,7 +76,11 @@ cleanup() {
             fi
         done
     fi
-    rm -rf "$dir"
+    if [ -n "${PD_NETNS_KEEP:-}" ]; then
+        echo "netns: kept $dir (PD_NETNS_KEEP)"
+    else
+        rm -rf "$dir"
+    fi
     exit "$status"
 }
 trap cleanup EXIT
@@ -115,6 +121,8 @@ for n in $nodes; do
         ip -n "$tag-$n" -6 addr show dev eth0 scope link | grep -q inet6 && break
         sleep 0.1
     done
+    a6=$(ip -n "$tag-$n" -6 addr show dev eth0 scope link | sed -n 's/.*inet6 \([^/]*\)\/.*/\1/p')
+    export "PD_ADDR6_$(echo "$n" | tr a-z A-Z)=$a6"
 done
 
 start_daemon() {

@@ -14,7 +14,12 @@ on another host, `cache --json` and `peers --json` show the peer byte counters.
                                        MODE silent answers Probes and never sends a block.
 
 Each test says PASS or FAIL (with why); the exit status is 1 if any failed. Run it with
-`-k NAME` to run the tests whose name contains NAME.
+`-k NAME` to run the tests whose name contains NAME, and PD_NETNS_KEEP=1 to keep the daemons'
+logs and databases:
+  sudo PD_NETNS_KEEP=1 tests/netns.sh build/daemon/peerdistd build/client/peerdistctl \
+      python3 tests/test_distributed.py -k liar
+Tests share the three daemons and run in order; each starts from empty caches (flush --all),
+and a daemon a test killed is started again. Host b keeps distrusting host d after the liar.
 """
 import base64
 import hashlib
@@ -92,6 +97,29 @@ def counters(node):
     return c["peer_fetched_bytes"], c["peer_served_bytes"]
 
 
+def host_of(address):
+    """The host letter of a peer address ("10.77.0.1:8080", "[fe80::..%eth0]:8080"), or it."""
+    host = address.rsplit(":", 1)[0].strip("[]").split("%")[0]
+    for n in "abcd":
+        if host in (ENV.get("PD_ADDR_" + n.upper()), ENV.get("PD_ADDR6_" + n.upper())):
+            return n
+    return host
+
+
+def fetched_from(node):
+    """{peer host letter: verified bytes host node fetched from it, over IPv4 and IPv6}
+    (peerdistctl peers)."""
+    out = {}
+    for p in ctl_json(node, "peers"):
+        h = host_of(p["address"])
+        out[h] = out.get(h, 0) + p.get("bytes_fetched", 0)
+    return out
+
+
+def fetched_delta(node, before, peer):
+    return fetched_from(node).get(peer, 0) - before.get(peer, 0)
+
+
 def daemon_pid(node):
     with open(os.path.join(nodedir(node), "pid")) as f:
         return int(f.read())
@@ -148,6 +176,16 @@ def set_conf(node, key, value):
         f.write("\n".join(lines) + "\n")
     if daemon_alive(node):
         os.kill(daemon_pid(node), signal.SIGHUP)
+
+
+def wait_log(node, text, seconds=30):
+    path = os.path.join(nodedir(node), "log")
+    for _ in range(seconds * 10):
+        with open(path, errors="replace") as f:
+            if text in f.read():
+                return
+        time.sleep(0.1)
+    raise Fail("host %s's log never said %r" % (node, text))
 
 
 def flush_all():
@@ -395,45 +433,87 @@ def test_daemons_run_distributed():
 
 def test_v1_published_on_a_read_on_b():
     """V1 content published and injected on a is read on b: every byte from a."""
-    src = make_file("v1-4m", 4 << 20)
+    size = 4 << 20
+    src = make_file("v1-4m", size)
     ci = publish("a", src, 1)
     inject("a", src, ci)
     fb0, _ = counters("b")
-    _, sa0 = counters("a")
+    per0 = fetched_from("b")
     expect_read("b", ci, src)
     fb1, _ = counters("b")
-    _, sa1 = counters("a")
-    check(fb1 - fb0 == 4 << 20, "b fetched %d bytes from peers, want %d" % (fb1 - fb0, 4 << 20))
-    check(sa1 - sa0 >= 4 << 20, "a served %d bytes, want at least %d" % (sa1 - sa0, 4 << 20))
+    check(fb1 - fb0 == size, "b fetched %d bytes from peers, want %d" % (fb1 - fb0, size))
+    got_a = fetched_delta("b", per0, "a")
+    check(got_a == size, "peerdistctl peers on b: %d bytes fetched from a, want %d" % (got_a, size))
     # Read again: now from b's own cache, nothing from peers.
     expect_read("b", ci, src, timeout_ms=0)
     check(counters("b")[0] == fb1, "a second read fetched from peers again")
 
 
+def test_get_reports_sources():
+    """get --json says how many bytes came from peers and how many from the local cache."""
+    size = (1 << 20) + 4321
+    src = make_file("sources-1m", size)
+    ci = publish("c", src, 1)
+    inject("c", src, ci)
+    out = os.path.join(WORK, "sources-out")
+    p = ctl("b", "get", "--ci", ci, "-o", out, "--timeout", "20000", "--json")
+    check(p.returncode == 0, "get --json: exit %d: %s" % (p.returncode, p.stderr[-500:]))
+    j = json.loads(p.stdout)
+    check(j["peer_bytes"] == size and j["cache_bytes"] == 0 and j["bytes"] == size,
+          "first read: %s" % j)
+    p = ctl("b", "get", "--ci", ci, "-o", out, "--json")  # the default timeout
+    j = json.loads(p.stdout)
+    check(p.returncode == 0 and j["peer_bytes"] == 0 and j["cache_bytes"] == size,
+          "second read: %s" % j)
+
+
+def test_served_bytes_counted():
+    """peerdistctl cache on the serving host counts the bytes it served (peer_served_bytes)."""
+    size = 2 << 20
+    src = make_file("served-2m", size)
+    ci = hash_ci(src, 1)
+    inject("a", src, ci)
+    _, sa0 = counters("a")
+    expect_read("b", ci, src)
+    _, sa1 = counters("a")
+    check(sa1 - sa0 >= size, "a's peer_served_bytes grew by %d, want at least %d" % (
+        sa1 - sa0, size))
+
+
 def test_v2_from_a_or_c():
     """V2 content held by a and c is read on b, the blocks coming from a or c."""
-    src = make_file("v2-3m", 3 << 20)
+    size = 3 << 20
+    src = make_file("v2-3m", size)
     ci = publish("a", src, 2)
     inject("a", src, ci)
     inject("c", src, ci)
     fb0, _ = counters("b")
-    sa0, sc0 = counters("a")[1], counters("c")[1]
+    per0 = fetched_from("b")
     expect_read("b", ci, src)
     fb1, _ = counters("b")
-    sa1, sc1 = counters("a")[1], counters("c")[1]
-    check(fb1 - fb0 == 3 << 20, "b fetched %d bytes, want %d" % (fb1 - fb0, 3 << 20))
-    check((sa1 - sa0) + (sc1 - sc0) >= 3 << 20, "a and c served %d + %d bytes, want %d in all" % (
-        sa1 - sa0, sc1 - sc0, 3 << 20))
+    check(fb1 - fb0 == size, "b fetched %d bytes, want %d" % (fb1 - fb0, size))
+    fa, fc = fetched_delta("b", per0, "a"), fetched_delta("b", per0, "c")
+    check(fa + fc == size, "b fetched %d bytes from a and %d from c, want %d in all" % (
+        fa, fc, size))
+
+
+def test_v2_single_segment():
+    """A small V2 file (one segment) held by c is read on b."""
+    src = make_file("v2-40k", 40000)
+    ci = hash_ci(src, 2)
+    inject("c", src, ci)
+    expect_read("b", ci, src)
 
 
 def test_v1_held_by_c_only():
-    """V1 content (made by hash, no publication) held only by c is read on b."""
-    src = make_file("v1-c-2m", (2 << 20) + 12345)
+    """V1 content (made by hash, no publication) held only by c is read on b, from c."""
+    size = (2 << 20) + 12345
+    src = make_file("v1-c-2m", size)
     ci = hash_ci(src, 1)
     inject("c", src, ci)
-    _, sc0 = counters("c")
+    per0 = fetched_from("b")
     expect_read("b", ci, src)
-    check(counters("c")[1] - sc0 >= os.path.getsize(src), "c served less than the file")
+    check(fetched_delta("b", per0, "c") == size, "b did not fetch it all from c")
 
 
 def test_100mib():
@@ -468,7 +548,7 @@ def test_liar_rejected():
         inject("a", src, ci)
         expect_read("b", ci, src)
         peers = ctl_json("b", "peers")
-        liar = [x for x in peers if x["address"].startswith(addr("d") + ":")]
+        liar = [x for x in peers if host_of(x["address"]) == "d"]
         check(liar and liar[0].get("distrusted_until", 0) > 0,
               "b does not show the liar as distrusted: %s" % peers)
     finally:
@@ -492,13 +572,13 @@ def test_peer_vanishes():
                                "--ci", ci, "-o", out, "--timeout", "120000"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        _, sa0 = counters("a")
+        fb0, _ = counters("b")
         for _ in range(600):
-            if counters("a")[1] > sa0 or reader.poll() is not None:
+            if counters("b")[0] > fb0 or reader.poll() is not None:
                 break
             time.sleep(0.05)
-        check(reader.poll() is None, "the read ended before a served anything (rate limit?)")
-        check(counters("a")[1] > sa0, "a never served a byte of it")
+        check(reader.poll() is None, "the read ended before the kill (serve_rate_limit not held?)")
+        check(counters("b")[0] > fb0, "b never fetched a byte of it")
         stop_daemon("a", signal.SIGKILL)
         _, err = reader.communicate(timeout=600)
         check(reader.returncode == 0, "get after a vanished: exit %d: %s" % (
@@ -533,7 +613,8 @@ def test_timeouts():
     ci2 = hash_ci(src2, 1)
     peer = Peer("silent", [ci2])
     try:
-        p = get("b", ci2, out, timeout_ms=1500, proc_timeout=60)
+        # On c: b may still distrust host d after test_liar_rejected.
+        p = get("c", ci2, out, timeout_ms=1500, proc_timeout=60)
         check(p.returncode == 1 and b"missing" in p.stderr,
               "a read from a silent peer: exit %d, %s" % (p.returncode, p.stderr[-500:]))
         check("request type" in peer.text(), "the silent peer was never asked for a block")
@@ -571,15 +652,66 @@ def test_ranged_blocks_not_served():
         check(g.read() == f.read(4 * 65536), "the range read on b differs")
 
 
+def test_serve_no():
+    """serve = no (taken on SIGHUP): c fetches from a but serves nothing; serve = yes again
+    and c serves."""
+    src = make_file("serve-no-1m", 1 << 20)
+    ci = hash_ci(src, 1)
+    inject("c", src, ci)
+    other = make_file("serve-no-a-1m", 1 << 20)
+    oci = hash_ci(other, 1)
+    inject("a", other, oci)
+    set_conf("c", "serve", "no")
+    try:
+        wait_log("c", "reload: serve yes -> no")
+        out = os.path.join(WORK, "serve-no-out")
+        p = get("b", ci, out, timeout_ms=4000, proc_timeout=60)
+        check(p.returncode == 1 and b"missing" in p.stderr, "b read what only c (serve = no) holds")
+        expect_read("c", oci, other)  # c still fetches
+    finally:
+        set_conf("c", "serve", None)
+    wait_log("c", "reload: serve no -> yes")
+    expect_read("b", ci, src)
+
+
+def restart_with(node, key, value):
+    """Changes a key that needs a restart (set_conf's SIGHUP is harmless), then restarts."""
+    set_conf(node, key, value)
+    stop_daemon(node)
+    start_daemon(node)
+
+
+def test_ipv6_only():
+    """a and b with ipv4 = no (a restart): b reads from a over IPv6 link-local alone."""
+    src = make_file("v6-1m", 1 << 20)
+    ci = hash_ci(src, 1)
+    try:
+        for n in "ab":
+            restart_with(n, "ipv4", "no")
+        inject("a", src, ci)
+
+        def over_v4():
+            return sum(p.get("bytes_fetched", 0) for p in ctl_json("b", "peers")
+                       if p["address"].startswith(addr("a") + ":"))
+        per0, v4 = fetched_from("b"), over_v4()
+        expect_read("b", ci, src)
+        check(fetched_delta("b", per0, "a") == 1 << 20, "b did not fetch it from a")
+        check(over_v4() == v4, "b fetched from a over IPv4 with ipv4 = no")
+    finally:
+        for n in "ab":
+            restart_with(n, "ipv4", None)
+
+
 def test_daemons_survived():
     """No daemon crashed along the way."""
     for n in NODES:
         check(daemon_alive(n), "peerdistd on %s is gone" % n)
 
 
-TESTS = [test_daemons_run_distributed, test_v1_published_on_a_read_on_b, test_v2_from_a_or_c,
+TESTS = [test_daemons_run_distributed, test_v1_published_on_a_read_on_b, test_get_reports_sources,
+         test_served_bytes_counted, test_v2_from_a_or_c, test_v2_single_segment,
          test_v1_held_by_c_only, test_liar_rejected, test_timeouts, test_ranged_blocks_not_served,
-         test_peer_vanishes, test_100mib, test_daemons_survived]
+         test_serve_no, test_ipv6_only, test_100mib, test_peer_vanishes, test_daemons_survived]
 
 
 def main():
