@@ -136,6 +136,23 @@ static void handle_close_content(struct conn *c, uint64_t id,
     conn_reply_status(c, id, ERROR_SUCCESS);
 }
 
+/* PeerDistClientGetInformationByHandle: fFlashCrowd (false outside distributed mode). */
+static void handle_info(struct conn *c, uint64_t id, const Peerdist__ContentHandleInfoRequest *rq)
+{
+    struct content_handle *h = content_find_handle(c, rq->handle);
+    if (!h) {
+        conn_reply_status(c, id, ERROR_INVALID_HANDLE);
+        return;
+    }
+    Peerdist__ContentHandleInfoReply ir = PEERDIST__CONTENT_HANDLE_INFO_REPLY__INIT;
+    ir.flash_crowd = peer_fetch_flash_crowd(c, h);
+    Peerdist__Reply r = PEERDIST__REPLY__INIT;
+    r.id = id;
+    r.body_case = PEERDIST__REPLY__BODY_CONTENT_HANDLE_INFO;
+    r.content_handle_info = &ir;
+    conn_send(c, &r);
+}
+
 /* ---- cancel, tags ---- */
 
 static void handle_cancel(struct conn *c, uint64_t id, const Peerdist__CancelRequest *rq)
@@ -289,6 +306,9 @@ bool content_dispatch(struct conn *c, const Peerdist__Request *req)
         handle_cancel(c, req->id, req->cancel);
         return true;
     case PEERDIST__REQUEST__BODY_TAGS: handle_tags(c, req->id, req->tags); return true;
+    case PEERDIST__REQUEST__BODY_CONTENT_HANDLE_INFO:
+        handle_info(c, req->id, req->content_handle_info);
+        return true;
     default: return false;
     }
 }

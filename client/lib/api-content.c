@@ -647,6 +647,33 @@ out:
 
 /* ---- information ---- */
 
+/*
+ * fFlashCrowd comes from the daemon (distributed mode: peers probing for the content); a
+ * daemon without the request (120) has no peers, so never a flash crowd.
+ */
+static DWORD handle_info(struct call *cl, LPVOID out)
+{
+    Peerdist__ContentHandleInfoRequest ir = PEERDIST__CONTENT_HANDLE_INFO_REQUEST__INIT;
+    ir.handle = cl->ct->c.ch.daemon_id;
+    Peerdist__Request req = PEERDIST__REQUEST__INIT;
+    req.body_case = PEERDIST__REQUEST__BODY_CONTENT_HANDLE_INFO;
+    req.content_handle_info = &ir;
+    Peerdist__Reply *r = NULL;
+    DWORD rc = pdconn_call_on(cl->inst->conn, cl->ct->c.ch.generation, &req, &r);
+    PEERDIST_CLIENT_BASIC_INFO info = {.fFlashCrowd = FALSE};
+    if (rc == ERROR_CALL_NOT_IMPLEMENTED)
+        rc = ERROR_SUCCESS;
+    else if (rc == ERROR_SUCCESS && r && r->body_case == PEERDIST__REPLY__BODY_CONTENT_HANDLE_INFO)
+        info.fFlashCrowd = r->content_handle_info->flash_crowd ? TRUE : FALSE;
+    else if (rc == ERROR_SUCCESS)
+        rc = ERROR_INTERNAL_ERROR; /* a reply without its body */
+    if (rc == ERROR_SUCCESS)
+        memcpy(out, &info, sizeof(info));
+    if (r)
+        peerdist__reply__free_unpacked(r, NULL);
+    return rc;
+}
+
 PEERDIST_API DWORD WINAPI PeerDistClientGetInformationByHandle(PEERDIST_INSTANCE_HANDLE hPeerDist,
     PEERDIST_CONTENT_HANDLE hContentHandle,
     PEERDIST_CLIENT_INFO_BY_HANDLE_CLASS PeerDistClientInfoClass, DWORD dwBufferSize,
@@ -662,13 +689,10 @@ PEERDIST_API DWORD WINAPI PeerDistClientGetInformationByHandle(PEERDIST_INSTANCE
         pthread_mutex_lock(&pend_mu);
         bool completed = cl.ct->completed;
         pthread_mutex_unlock(&pend_mu);
-        if (!completed) {
+        if (!completed)
             rc = PEERDIST_ERROR_NOT_INITIALIZED;
-        } else {
-            /* Local mode: no peers, so never a flash crowd. */
-            PEERDIST_CLIENT_BASIC_INFO info = {.fFlashCrowd = FALSE};
-            memcpy(lpInformation, &info, sizeof(info));
-        }
+        else
+            rc = handle_info(&cl, lpInformation);
     }
     call_end(&cl);
     return rc;
