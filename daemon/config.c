@@ -168,15 +168,13 @@ int config_parse_interfaces(const char *text, char *out, size_t outlen, char *wh
     return 0;
 }
 
-int config_each_interface(const char *interfaces, int (*fn)(void *arg, const char *name),
-    void *arg)
+int config_each_interface(const char *interfaces, int (*fn)(void *arg, const char *name), void *arg)
 {
     const char *p = interfaces;
     while (*p) {
         size_t len = strcspn(p, ",");
         char name[32];
-        snprintf(name, sizeof(name), "%.*s", (int)(len < sizeof(name) ? len : sizeof(name) - 1),
-            p);
+        snprintf(name, sizeof(name), "%.*s", (int)(len < sizeof(name) ? len : sizeof(name) - 1), p);
         int rc = fn(arg, name);
         if (rc)
             return rc;

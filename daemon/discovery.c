@@ -117,6 +117,8 @@ struct disco_bucket {
     struct sockaddr_storage peer; /* port 0: a peer is its address */
     double tokens;
     uint64_t at_ms;
+    uint64_t probes;   /* Probes heard from it (peerdistctl peers) */
+    int64_t last_seen; /* wall clock of its last Probe */
 };
 
 struct disco_prober {
@@ -808,6 +810,9 @@ static void handle_probe(struct disco *g, int fd, const uint8_t *buf, size_t len
     uint64_t now = now_ms();
     if (seen_before(g, probe->message_id, &peer))
         return;
+    struct disco_bucket *bucket = peer_bucket(g, &peer, now);
+    bucket->probes++;
+    bucket->last_seen = (int64_t)time(NULL);
     /* What we hold, ID by ID; a ProbeMatch lists held IDs (V1) or a bit pair per ID (V2). */
     struct pccrd_match *m = &g->match;
     memset(m, 0, sizeof(*m));
@@ -837,7 +842,7 @@ static void handle_probe(struct disco *g, int fd, const uint8_t *buf, size_t len
     char host[INET6_ADDRSTRLEN];
     format_addr(&peer, host, sizeof(host));
     if (g->npending >= DISCO_PENDING_MAX ||
-        !bucket_take(peer_bucket(g, &peer, now), DISCO_PEER_RATE, DISCO_PEER_BURST, now) ||
+        !bucket_take(bucket, DISCO_PEER_RATE, DISCO_PEER_BURST, now) ||
         !bucket_take(&g->all, DISCO_ANSWER_RATE, DISCO_ANSWER_BURST, now)) {
         log_debug("discovery: Probe from %s not answered: over the answer limits", host);
         return;
@@ -1348,4 +1353,20 @@ void discovery_free(struct daemon *d)
     free(g->rxbuf);
     free(g);
     d->discovery = NULL;
+}
+
+size_t discovery_probers(struct daemon *d, struct discovery_prober_info *out, size_t max)
+{
+    struct disco *g = d->discovery;
+    size_t n = 0;
+    for (unsigned i = 0; g && i < g->npeers && n < max; i++) {
+        if (!g->peers[i].probes)
+            continue;
+        memset(&out[n], 0, sizeof(out[n]));
+        out[n].addr = g->peers[i].peer;
+        out[n].probes = g->peers[i].probes;
+        out[n].last_seen = g->peers[i].last_seen;
+        n++;
+    }
+    return n;
 }

@@ -161,7 +161,8 @@ static void warn_unreachable_socket(const struct daemon *d)
 static void reload_peer_keys(struct daemon *d, const struct config *fresh)
 {
     if (fresh->serve != d->cfg.serve)
-        log_info("reload: serve %s -> %s", d->cfg.serve ? "yes" : "no", fresh->serve ? "yes" : "no");
+        log_info("reload: serve %s -> %s", d->cfg.serve ? "yes" : "no",
+            fresh->serve ? "yes" : "no");
     if (fresh->serve_rate_limit != d->cfg.serve_rate_limit)
         log_info("reload: serve_rate_limit %llu -> %llu bytes/s",
             (unsigned long long)d->cfg.serve_rate_limit,

@@ -31,13 +31,15 @@
 #define PCCRR_PATH "/116B50EB-ECE2-41ac-8429-9F9E963361B7/"
 /* Peers remembered (Peers reply, distrust): the least recently seen goes first. */
 #define PEER_RECS_MAX 256
+/* "ip:port", "[ip]:port" */
+#define PEER_NAME_MAX (INET6_ADDRSTRLEN + IF_NAMESIZE + 10)
 
 /* What this daemon knows of one peer it fetched from (or tried to). */
 struct peer_rec {
     struct sockaddr_storage addr;
     socklen_t addr_len;
-    char name[INET6_ADDRSTRLEN + IF_NAMESIZE + 10]; /* "ip:port", "[ip]:port" */
-    uint64_t fetched;                               /* verified bytes */
+    char name[PEER_NAME_MAX];
+    uint64_t fetched; /* verified bytes */
     time_t last_seen;
     time_t distrust_until;
     const char *why;
@@ -918,6 +920,35 @@ static bool same_host(const struct sockaddr_storage *a, const struct sockaddr_st
  * The peers this daemon fetched from (address with the port it fetched from) and the ones
  * peer-serve.c served (port 0): one entry per host when both know it, with both counters.
  */
+/* A host without a port (one that probed us, or asked us for blocks): its address alone. */
+static void host_name(const struct sockaddr_storage *ss, char *out, size_t n)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (ss->ss_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, ip, sizeof(ip));
+    else
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, ip, sizeof(ip));
+    snprintf(out, n, "%s", ip);
+}
+
+/* The entry of the host of ss among the first k (fetched-from peers carry their port), or
+ * a new one named by its address alone. NULL when full. */
+static Peerdist__PeerInfo *peer_entry(Peerdist__PeerInfo *infos, struct sockaddr_storage *addrs,
+    char (*names)[PEER_NAME_MAX], size_t *k, size_t cap, const struct sockaddr_storage *ss)
+{
+    for (size_t i = 0; i < *k; i++)
+        if (same_host(&addrs[i], ss))
+            return &infos[i];
+    if (*k == cap)
+        return NULL;
+    Peerdist__PeerInfo pi = PEERDIST__PEER_INFO__INIT;
+    host_name(ss, names[*k], sizeof(names[*k]));
+    pi.address = names[*k];
+    addrs[*k] = *ss;
+    infos[*k] = pi;
+    return &infos[(*k)++];
+}
+
 void peer_fetch_peers(struct conn *c, uint64_t id)
 {
     if (!c->admin) {
@@ -928,15 +959,16 @@ void peer_fetch_peers(struct conn *c, uint64_t id)
     }
     struct fetch_daemon *fd = fetch_state(c->d);
     size_t nf = fd ? fd->npeers : 0;
-    size_t ns_max = PEER_RECS_MAX;
-    struct peer_served *served = calloc(ns_max, sizeof(*served));
-    size_t ns = served ? peer_serve_peers(c->d, served, ns_max) : 0;
-    size_t cap = nf + ns ? nf + ns : 1, k = 0;
+    struct peer_served *served = calloc(PEER_RECS_MAX, sizeof(*served));
+    struct discovery_prober_info *probers = calloc(PEER_RECS_MAX, sizeof(*probers));
+    size_t ns = served ? peer_serve_peers(c->d, served, PEER_RECS_MAX) : 0;
+    size_t np = probers ? discovery_probers(c->d, probers, PEER_RECS_MAX) : 0;
+    size_t cap = nf + ns + np ? nf + ns + np : 1, k = 0;
     Peerdist__PeerInfo *infos = calloc(cap, sizeof(*infos));
     Peerdist__PeerInfo **ptrs = calloc(cap, sizeof(*ptrs));
-    char(*names)[sizeof(((struct peer_rec *)0)->name)] = calloc(cap, sizeof(*names));
-    bool *used = calloc(ns ? ns : 1, sizeof(bool));
-    if (!served || !infos || !ptrs || !names || !used) {
+    struct sockaddr_storage *addrs = calloc(cap, sizeof(*addrs));
+    char(*names)[PEER_NAME_MAX] = calloc(cap, sizeof(*names));
+    if (!served || !probers || !infos || !ptrs || !addrs || !names) {
         conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
         goto out;
     }
@@ -950,29 +982,28 @@ void peer_fetch_peers(struct conn *c, uint64_t id)
             pi.distrusted_until = (uint64_t)r->distrust_until;
             pi.distrust_reason = (char *)r->why;
         }
-        for (size_t i = 0; i < ns; i++)
-            if (!used[i] && same_host(&served[i].addr, &r->addr)) {
-                used[i] = true;
-                pi.bytes_served = served[i].bytes;
-                if (served[i].last_seen > r->last_seen)
-                    pi.last_seen = (uint64_t)served[i].last_seen;
-                break;
-            }
+        addrs[k] = r->addr;
         infos[k] = pi;
-        ptrs[k] = &infos[k];
     }
-    for (size_t i = 0; i < ns && k < cap; i++) {
-        if (used[i])
-            continue;
-        Peerdist__PeerInfo pi = PEERDIST__PEER_INFO__INIT;
-        addr_name(&served[i].addr, names[k], sizeof(names[k]));
-        pi.address = names[k];
-        pi.last_seen = served[i].last_seen > 0 ? (uint64_t)served[i].last_seen : 0;
-        pi.bytes_served = served[i].bytes;
-        infos[k] = pi;
-        ptrs[k] = &infos[k];
-        k++;
+    for (size_t i = 0; i < ns; i++) {
+        Peerdist__PeerInfo *pi = peer_entry(infos, addrs, names, &k, cap, &served[i].addr);
+        if (!pi)
+            break;
+        pi->bytes_served += served[i].bytes;
+        pi->requests += served[i].requests;
+        if (served[i].last_seen > 0 && (uint64_t)served[i].last_seen > pi->last_seen)
+            pi->last_seen = (uint64_t)served[i].last_seen;
     }
+    for (size_t i = 0; i < np; i++) {
+        Peerdist__PeerInfo *pi = peer_entry(infos, addrs, names, &k, cap, &probers[i].addr);
+        if (!pi)
+            break;
+        pi->probes += probers[i].probes;
+        if (probers[i].last_seen > 0 && (uint64_t)probers[i].last_seen > pi->last_seen)
+            pi->last_seen = (uint64_t)probers[i].last_seen;
+    }
+    for (size_t i = 0; i < k; i++)
+        ptrs[i] = &infos[i];
     Peerdist__PeersReply pr = PEERDIST__PEERS_REPLY__INIT;
     pr.n_peers = k;
     pr.peers = ptrs;
@@ -983,8 +1014,9 @@ void peer_fetch_peers(struct conn *c, uint64_t id)
     conn_send(c, &rep);
 out:
     free(served);
+    free(probers);
     free(infos);
     free(ptrs);
+    free(addrs);
     free(names);
-    free(used);
 }

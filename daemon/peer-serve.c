@@ -63,6 +63,7 @@ struct serve_peer {
     struct sockaddr_in6 addr; /* IPv4 as v4-mapped; port 0 */
     unsigned active;
     uint64_t bytes;
+    uint64_t requests;
     time_t last_seen;
     LIST_ENTRY(serve_peer) link;
 };
@@ -704,6 +705,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     struct serve_peer *peer = peer_of(sv, req);
+    if (peer)
+        peer->requests++;
     bool busy = !serving(sv) || !peer || sv->active >= PEER_SERVE_ACTIVE_MAX ||
         peer->active >= PEER_SERVE_PER_PEER_MAX;
     if (rq.hdr.type == PCCRR_MSG_GETBLKLIST) {
@@ -947,6 +950,7 @@ size_t peer_serve_peers(struct daemon *d, struct peer_served *out, size_t max)
             out[n].addr_len = sizeof(*a);
         }
         out[n].bytes = p->bytes;
+        out[n].requests = p->requests;
         out[n].active = p->active;
         out[n].last_seen = p->last_seen;
         n++;

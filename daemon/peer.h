@@ -51,9 +51,10 @@ uint64_t peer_serve_served_bytes(struct daemon *d);
 struct peer_served {
     struct sockaddr_storage addr; /* the peer's address, port 0 */
     socklen_t addr_len;
-    uint64_t bytes;   /* block bytes served to it since start */
-    unsigned active;  /* its requests being answered now */
-    time_t last_seen; /* its last request (wall clock) */
+    uint64_t bytes;    /* block bytes served to it since start */
+    uint64_t requests; /* PCCRR requests it sent since start */
+    unsigned active;   /* its requests being answered now */
+    time_t last_seen;  /* its last request (wall clock) */
 };
 /* Up to max peers, most recently new first; how many were written. */
 size_t peer_serve_peers(struct daemon *d, struct peer_served *out, size_t max);
@@ -80,8 +81,8 @@ struct discovery_match {
     socklen_t peer_len;
     uint8_t segment_id[PEER_ID_MAX];
     size_t segment_id_len;
-    int version;          /* form of the ProbeMatch: 1 or 2 */
-    uint32_t block_count; /* V1 BlockCount */
+    int version;           /* form of the ProbeMatch: 1 or 2 */
+    uint32_t block_count;  /* V1 BlockCount */
     const uint8_t *bitmap; /* V2 availability bitmap, or NULL; valid during the callback only */
     size_t bitmap_len;
 };
@@ -101,6 +102,14 @@ struct discovery_probe *discovery_probe_start(struct daemon *d, int version,
     discovery_match_fn on_match, discovery_done_fn on_done, void *arg);
 /* Stops reporting; neither callback runs after this. */
 void discovery_probe_cancel(struct discovery_probe *p);
+/* A host that sent Probes (the most recent DISCO_PEERS_TRACKED of them, discovery.c). */
+struct discovery_prober_info {
+    struct sockaddr_storage addr; /* port 0 */
+    uint64_t probes;              /* Probes heard from it since it was first tracked */
+    int64_t last_seen;            /* its last Probe (wall clock, Unix seconds) */
+};
+/* Up to max probers; how many were written. */
+size_t discovery_probers(struct daemon *d, struct discovery_prober_info *out, size_t max);
 /* Distinct peers that probed for this segment ID in the last `seconds` (fFlashCrowd). */
 unsigned discovery_recent_probers(struct daemon *d, const uint8_t *id, size_t id_len,
     unsigned seconds);

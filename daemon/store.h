@@ -306,9 +306,9 @@ int store_segment_secret_get(struct store *st, const uint8_t *segment_id, size_t
 /* One shared block of a segment whose secret is stored. */
 struct store_servable {
     int version;
-    uint32_t blocks;  /* the segment's */
-    uint64_t length;  /* the segment's */
-    uint32_t block;   /* this row's block */
+    uint32_t blocks; /* the segment's */
+    uint64_t length; /* the segment's */
+    uint32_t block;  /* this row's block */
     uint32_t block_length;
     int64_t file_owner;
 };
@@ -318,8 +318,8 @@ typedef int (*store_servable_fn)(void *arg, const struct store_servable *sv);
 int store_servable_blocks(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
     store_servable_fn fn, void *arg);
 /* The first block after `after` with a shared row, or 0 if none; -1 on error. */
-int64_t store_next_served_block(struct store *st, const uint8_t *segment_id,
-    size_t segment_id_len, uint32_t after);
+int64_t store_next_served_block(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
+    uint32_t after);
 /* The shared row of one block: 1 found (out filled), 0 not, -1 on error. */
 int store_served_block(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
     uint32_t block, struct store_block_row *out);

@@ -272,8 +272,8 @@ START_TEST(distributed_keys)
         0);
     ck_assert_str_eq(cfg.interfaces, "abcdefghijklmno");
     /* One family off is fine in distributed mode; local mode does not care. */
-    ck_assert_int_eq(
-        load("[peerdistd]\nmode = distributed\nipv6 = no\n", &cfg, err, sizeof(err)), 0);
+    ck_assert_int_eq(load("[peerdistd]\nmode = distributed\nipv6 = no\n", &cfg, err, sizeof(err)),
+        0);
     ck_assert_int_eq(
         load("[peerdistd]\nmode = local\nipv4 = no\nipv6 = no\n", &cfg, err, sizeof(err)), 0);
 
@@ -310,8 +310,8 @@ START_TEST(distributed_keys)
     strcat(many, "\n");
     refused(many, 2, "longer than 255 bytes");
     /* Both families off leaves distributed mode without a network. */
-    ck_assert_int_eq(load("[peerdistd]\nmode = distributed\nipv4 = no\nipv6 = off\n", &cfg, err,
-                         sizeof(err)),
+    ck_assert_int_eq(
+        load("[peerdistd]\nmode = distributed\nipv4 = no\nipv6 = off\n", &cfg, err, sizeof(err)),
         -1);
     ck_assert_msg(strstr(err, "ipv4 and ipv6 are both no"), "%s", err);
     ck_assert_msg(strncmp(err, path, strlen(path)) == 0, "%s", err);
@@ -336,7 +336,8 @@ static int collect(void *arg, const char *name)
 START_TEST(interface_list)
 {
     char out[CONFIG_INTERFACES_MAX], why[200], seen[512];
-    ck_assert_int_eq(config_parse_interfaces(" a , bb,ccc ", out, sizeof(out), why, sizeof(why)), 0);
+    ck_assert_int_eq(config_parse_interfaces(" a , bb,ccc ", out, sizeof(out), why, sizeof(why)),
+        0);
     ck_assert_str_eq(out, "a,bb,ccc");
     seen[0] = '\0';
     ck_assert_int_eq(config_each_interface(out, collect, seen), 0);

@@ -99,7 +99,13 @@ def counters(node):
 
 def host_of(address):
     """The host letter of a peer address ("10.77.0.1:8080", "[fe80::..%eth0]:8080"), or it."""
-    host = address.rsplit(":", 1)[0].strip("[]").split("%")[0]
+    if address.startswith("["):
+        host = address[1:].split("]")[0]
+    elif address.count(":") == 1:
+        host = address.rsplit(":", 1)[0]
+    else:
+        host = address  # an address alone (a host that probed us or asked us for blocks)
+    host = host.split("%")[0]
     for n in "abcd":
         if host in (ENV.get("PD_ADDR_" + n.upper()), ENV.get("PD_ADDR6_" + n.upper())):
             return n
@@ -478,6 +484,18 @@ def test_served_bytes_counted():
     _, sa1 = counters("a")
     check(sa1 - sa0 >= size, "a's peer_served_bytes grew by %d, want at least %d" % (
         sa1 - sa0, size))
+    # peerdistctl peers on a: b probed for the segment and asked for its blocks.
+    seen = {}
+    for p in ctl_json("a", "peers"):
+        h = host_of(p["address"])
+        for k in ("probes", "requests", "bytes_served"):
+            seen.setdefault(h, {}).setdefault(k, 0)
+            seen[h][k] += p.get(k, 0)
+    b = seen.get("b", {})
+    check(b.get("probes", 0) >= 1 and b.get("requests", 0) >= 1 and
+          b.get("bytes_served", 0) >= size,
+          "a's peers shows b with probes/requests/bytes_served %s, want >= 1, 1, %d (%s)" % (
+              b, size, seen))
 
 
 def test_v2_from_a_or_c():

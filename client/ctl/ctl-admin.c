@@ -538,8 +538,8 @@ static void peers_print(const Peerdist__PeersReply *p, bool json)
                    ", \"requests\": %" PRIu64 ", \"bytes_served\": %" PRIu64
                    ", \"bytes_fetched\": %" PRIu64 ", \"distrusted_until\": %" PRIu64
                    ", \"distrusted_until_utc\": \"%s\", \"distrust_reason\": ",
-                pi->last_seen, seen, pi->probes, pi->requests, pi->bytes_served,
-                pi->bytes_fetched, pi->distrusted_until, until);
+                pi->last_seen, seen, pi->probes, pi->requests, pi->bytes_served, pi->bytes_fetched,
+                pi->distrusted_until, until);
             ctl_json_str(stdout, pi->distrust_reason ? pi->distrust_reason : "");
             printf("}");
         } else {
