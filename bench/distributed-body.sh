@@ -143,7 +143,9 @@ sleep 0.5
 for r in $(seq "$reps"); do
     for peers in 1 2; do
         if [ $peers = 1 ]; then conf c serve no; else conf c serve yes; fi
-        sleep 0.5
+        # b remembers ProbeMatches for PEER_FETCH_MATCH_SECONDS (10 s): past that, this run
+        # probes afresh and finds exactly the peers that serve now.
+        sleep 11
         ctl b flush --all >/dev/null
         ba=$(fetched_from "$PD_ADDR_A" "$PD_ADDR6_A")
         bc=$(fetched_from "$PD_ADDR_C" "$PD_ADDR6_C")
