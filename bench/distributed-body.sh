@@ -110,7 +110,8 @@ for r in $(seq "$reps"); do
     ip netns exec "$PD_NS_B" curl -s -f -o "$out" "http://$PD_ADDR_A:8081/big"
     fdsync "$out"
     e=$(now)
-    echo "curl_mibs $(mibs $bytes "$s" "$e")" | tee -a "$res"
+    curl=$(mibs $bytes "$s" "$e")
+    echo "curl_mibs $curl" | tee -a "$res"
     rm -f "$out"
 
     ctl b flush --all >/dev/null
@@ -120,14 +121,24 @@ for r in $(seq "$reps"); do
     PEERDIST_SOCKET=$PD_NETNS_DIR/a/sock "$BENCH_PROBE" -t 600 -l serving >"$w/probe.out" &
     probe=$!
     s=$(now)
-    ctl b get --ci "$w/big.ci" -o "$out" --timeout infinite
-    fdsync "$out"
+    ok=1
+    ctl b get --ci "$w/big.ci" -o "$out" --timeout infinite || ok=0
+    [ $ok = 0 ] || fdsync "$out"
     e=$(now)
     kill -TERM $probe
     wait $probe || true
     tee -a "$res" <"$w/probe.out"
     after=$(fetched_from "$PD_ADDR_A" "$PD_ADDR6_A")
-    echo "get_mibs $(mibs $bytes "$s" "$e") from_a=$((after - before))" | tee -a "$res"
+    if [ $ok = 0 ]; then
+        # A failed get is a finding, not the end of the run: say so, keep the logs' tails.
+        echo "get_failed rep=$r from_a=$((after - before))" | tee -a "$res"
+        for h in a b; do
+            echo "---- host $h's log, last 30 lines ----"
+            tail -n 30 "$PD_NETNS_DIR/$h/log"
+        done | tee "$w/get-failed-$r.log"
+        continue
+    fi
+    echo "get_mibs $(mibs $bytes "$s" "$e") curl=$curl from_a=$((after - before))" | tee -a "$res"
     if [ "$r" = 1 ] && [ "$(sha256sum <"$out" | cut -d' ' -f1)" != "$bigsum" ]; then
         echo "run-distributed: FAIL: the bytes b got differ from the file" >&2
         exit 1
@@ -152,7 +163,11 @@ for r in $(seq "$reps"); do
         out=$w/out/small
         rm -f "$out"
         s=$(now)
-        ctl b get --ci "$w/small.ci" -o "$out" --timeout infinite
+        if ! ctl b get --ci "$w/small.ci" -o "$out" --timeout infinite; then
+            echo "rate_failed peers=$peers rep=$r" | tee -a "$res"
+            tail -n 30 "$PD_NETNS_DIR/b/log"
+            continue
+        fi
         e=$(now)
         aa=$(fetched_from "$PD_ADDR_A" "$PD_ADDR6_A")
         ac=$(fetched_from "$PD_ADDR_C" "$PD_ADDR6_C")
@@ -182,6 +197,8 @@ def vals(prefix, key=None):
                 out.append(float(m.group(1)))
     return out
 def fmt(v, unit=""):
+    if not v:
+        return "none"
     return "%.1f%s (min %.1f, max %.1f, n=%d)" % (statistics.median(v), unit, min(v), max(v), len(v))
 def fmt3(v):
     return "%.3f ms (min %.3f, max %.3f, n=%d)" % (statistics.median(v), min(v), max(v), len(v))
@@ -192,14 +209,18 @@ print()
 print("== SUMMARY (medians over repetitions, MiB/s) ==")
 print("1. one peer:  peerdistctl get + fdatasync  %s" % fmt(get))
 print("              curl from nginx + fdatasync  %s" % fmt(curl))
-ratios = [g / c for g, c in zip(get, curl)]
-print("              ratio per repetition %s; median %.0f %%  target >= 50 %%: %s" % (
-    ", ".join("%.0f%%" % (100 * x) for x in ratios), 100 * statistics.median(ratios),
-    "met" if statistics.median(ratios) >= 0.5 else "MISSED"))
+ratios = [g / c for g, c in zip(get, vals("get_mibs", "curl"))]
+nfail = sum(1 for l in lines if l.startswith("get_failed"))
+if nfail:
+    print("              FAILED gets (not counted): %d of %d" % (nfail, len(curl)))
+if ratios:
+    print("              ratio per repetition %s; median %.0f %%  target >= 50 %%: %s" % (
+        ", ".join("%.0f%%" % (100 * x) for x in ratios), 100 * statistics.median(ratios),
+        "met" if statistics.median(ratios) >= 0.5 else "MISSED"))
 print("2. rate %s per peer: one peer  %s" % (sys.argv[2], fmt(r1)))
 print("                        two peers %s" % fmt(r2))
 ca = vals("rate2_mibs", "from_a"); cc = vals("rate2_mibs", "from_c")
-sp = [b / a for a, b in zip(r1, r2)]
+sp = [b / a for a, b in zip(r1, r2)] or [0]
 print("              speed-up per repetition %s; median %.2fx  target ~2x; two-peer split a/c MiB: %s" % (
     ", ".join("%.2fx" % x for x in sp), statistics.median(sp),
     ", ".join("%d/%d" % (a / 1048576, c / 1048576) for a, c in zip(ca, cc))))
