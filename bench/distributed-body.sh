@@ -42,6 +42,20 @@ for p in json.load(sys.stdin):
         t += p.get("bytes_fetched", 0)
 print(t)' "$1" "$2"
 }
+restart_b() { # a fresh peerdistd on b: no distrust, no ProbeMatch remembered from the last run
+    pid=$(cat "$PD_NETNS_DIR/b/pid")
+    kill -TERM "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    ip netns exec "$PD_NS_B" "$PD_PEERDISTD" --config "$PD_NETNS_DIR/b/peerdistd.conf" \
+        >>"$PD_NETNS_DIR/b/log" 2>&1 &
+    echo $! >"$PD_NETNS_DIR/b/pid"
+    for _ in $(seq 300); do
+        ctl b status >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "run-distributed: peerdistd on b did not come back" >&2
+    exit 1
+}
 fdsync() { python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fdatasync(fd)' "$1"; }
 
 echo "load before: $(uptime)" | tee -a "$res"
@@ -114,6 +128,9 @@ for r in $(seq "$reps"); do
     echo "curl_mibs $curl" | tee -a "$res"
     rm -f "$out"
 
+    # Each get starts alike: b's cache empty, b's daemon fresh (a peer it distrusted in the last
+    # repetition would otherwise stay out for PEER_FETCH_DISTRUST_SECONDS).
+    restart_b
     ctl b flush --all >/dev/null
     before=$(fetched_from "$PD_ADDR_A" "$PD_ADDR6_A")
     out=$w/out/get
@@ -154,9 +171,10 @@ sleep 0.5
 for r in $(seq "$reps"); do
     for peers in 1 2; do
         if [ $peers = 1 ]; then conf c serve no; else conf c serve yes; fi
-        # b remembers ProbeMatches for PEER_FETCH_MATCH_SECONDS (10 s): past that, this run
-        # probes afresh and finds exactly the peers that serve now.
-        sleep 11
+        # A fresh b: it remembers ProbeMatches for PEER_FETCH_MATCH_SECONDS (10 s) and distrust
+        # for PEER_FETCH_DISTRUST_SECONDS; this run probes afresh and finds the peers serving now.
+        sleep 0.5
+        restart_b
         ctl b flush --all >/dev/null
         ba=$(fetched_from "$PD_ADDR_A" "$PD_ADDR6_A")
         bc=$(fetched_from "$PD_ADDR_C" "$PD_ADDR6_C")
