@@ -38,8 +38,11 @@ awk -v s="$s" -v e="$e" -v m="$size" -v a=$((ta2 - ta)) -v b=$((tb2 - tb)) -v hz
     printf \"get: %.1f MiB/s; CPU seconds: a peerdistd %.2f, b peerdistd %.2f, over %.2f s\n\",
         m / (e - s), a / hz, b / hz, e - s }"
 for p in $pa $pb; do
-    echo "---- peerdistd pid $p: top symbols (self) ----"
-    perf report -i "$w/perf.data" --pid "$p" --no-children --stdio -g none --percent-limit 2 \
-        2>/dev/null | grep -v "^#" | grep -v "^$" | head -25
+    [ $p = $pa ] && h=a || h=b
+    echo "---- peerdistd on $h (pid $p): samples by thread, by library, top symbols ----"
+    for sort in comm,tid dso sym; do
+        perf report -i "$w/perf.data" --pid "$p" --no-children --stdio -g none --sort $sort \
+            --percent-limit 3 2>/dev/null | grep -v "^#" | grep -v "^$" | head -12
+    done
 done
 ' sh "$size"
