@@ -574,7 +574,9 @@ static double rate_refill(struct serve *sv)
     /* A burst of a tenth of a second, and never less than one whole block message. */
     double burst = rate / 10 > 65644.0 ? rate / 10 : 65644.0;
     sv->tokens += rate * dt;
-    if (sv->tokens > burst)
+    /* Unlimited, the bucket stays full: what went out then is no debt for a limit set later
+     * (SIGHUP), which would otherwise start with the daemon silent for as long. */
+    if (sv->tokens > burst || rate <= 0)
         sv->tokens = burst;
     return rate;
 }

@@ -109,7 +109,7 @@ END_TEST
 START_TEST(fetch_from_peer)
 {
     struct test_daemon a, b;
-    unsigned base = 48000 + (unsigned)(getpid() % 1000);
+    unsigned base = 26000 + (unsigned)(getpid() % 1000) * 2; /* below the ephemeral ports */
     distributed(&a, base);
     if (td_log_contains(&a, "no interface") || td_log_contains(&a, "no usable interface")) {
         printf("SKIP fetch_from_peer: no multicast-capable interface for discovery here\n");
@@ -314,7 +314,7 @@ static struct api_ci seeded_peer(struct test_daemon *a, unsigned port, const uin
 START_TEST(hook_fetch_from_real_peer)
 {
     struct test_daemon a, b;
-    unsigned base = 46000 + (unsigned)(getpid() % 1000) * 2;
+    unsigned base = 24000 + (unsigned)(getpid() % 1000) * 2;
     uint8_t *data = api_make_content(LEN, 11);
     PEERDIST_CONTENT_TAG tag = api_make_tag(3);
     PEERDIST_INSTANCE_HANDLE ha, hb;
@@ -377,7 +377,7 @@ END_TEST
 START_TEST(lying_peer_rejected)
 {
     struct test_daemon a, b, b2;
-    unsigned base = 44000 + (unsigned)(getpid() % 1000) * 2;
+    unsigned base = 22000 + (unsigned)(getpid() % 1000) * 2;
     uint8_t *data = api_make_content(LEN, 13);
     PEERDIST_CONTENT_TAG tag = api_make_tag(4);
     PEERDIST_INSTANCE_HANDLE ha, hb;
@@ -432,7 +432,7 @@ END_TEST
 START_TEST(silent_peer_timeout)
 {
     struct test_daemon b;
-    unsigned base = 42000 + (unsigned)(getpid() % 1000) * 2;
+    unsigned base = 20000 + (unsigned)(getpid() % 1000) * 2;
     uint8_t *data = api_make_content(LEN, 17);
     /* The content information from a local daemon; the peer never answers. */
     struct test_daemon a;
