@@ -575,12 +575,14 @@ def run_checks(tmp, sock, port, conf, d, log_path):
                                                ("127.0.0.4", 24)])
     print("72 requests from 3 peers: %d served, %d busy" % (sizes.count(65552), sizes.count(0)))
     check(len(sizes) == 72, "answers: %d of 72" % len(sizes))
-    check(sizes.count(0) >= 8, "over 64 active requests: %d busy answers" % sizes.count(0))
+    # The bucket starts full (one block's burst), so a block or two may go out and end before
+    # the last requests arrive: 72 - 64 - 2 busy answers at least.
+    check(sizes.count(0) >= 6, "over 64 active requests: %d busy answers" % sizes.count(0))
     check(all(s in (0, 65552) for s in sizes), "BLK sizes %r" % sorted(set(sizes)))
     # 40 from one peer: over its 32.
     sizes = concurrent(port, segs1[0]["id"], [("127.0.0.5", 40)])
     print("40 requests from 1 peer: %d served, %d busy" % (sizes.count(65552), sizes.count(0)))
-    check(sizes.count(0) >= 8 and sizes.count(65552) >= 1,
+    check(sizes.count(0) >= 6 and sizes.count(65552) >= 1,
           "40 requests from one peer: %d busy answers" % sizes.count(0))
 
     # 512 peer connections open (PEER_SERVE_CONNS_MAX): accepting pauses; one closing lets the
