@@ -14,7 +14,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,76 +28,21 @@
 #include "frame.h"
 #include "harness.h"
 #include "store.h"
+#include "wire_util.h"
 #include "worker.h"
 
 #define MIB (1024u * 1024)
 
 static struct test_daemon td;
-static _Atomic uint64_t next_id = 1;
 static char clock_file[160];
 
-/* ---- raw frames ---- */
-
-static int raw_connect(void)
-{
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    memcpy(sun.sun_path, td.sock, strlen(td.sock) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0)
-        return -1;
-    struct timeval tv = {30, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    return fd;
-}
-
-/* 0, or -1: these run in threads and in forked children too, where ck_assert must not. */
-static int raw_send(int fd, Peerdist__Request *req)
-{
-    req->id = atomic_fetch_add(&next_id, 1);
-    size_t n = frame_size(&req->base);
-    uint8_t *buf = malloc(n);
-    if (!buf || frame_pack(&req->base, buf) != n) {
-        free(buf);
-        return -1;
-    }
-    for (size_t done = 0; done < n;) {
-        ssize_t w = write(fd, buf + done, n - done);
-        if (w <= 0) {
-            free(buf);
-            return -1;
-        }
-        done += (size_t)w;
-    }
-    free(buf);
-    return 0;
-}
-
-static Peerdist__Reply *raw_recv(int fd)
-{
-    uint8_t hdr[4];
-    if (recv(fd, hdr, 4, MSG_WAITALL) != 4)
-        return NULL;
-    uint32_t len = frame_header_length(hdr);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf || recv(fd, buf, len, MSG_WAITALL) != (ssize_t)len) {
-        free(buf);
-        return NULL;
-    }
-    Peerdist__Reply *r = peerdist__reply__unpack(NULL, len, buf);
-    free(buf);
-    return r;
-}
+/* ---- frames (tests/wire_util.c): these run in threads and in forked children too, where
+ * ck_assert must not ---- */
 
 /* The reply (NULL on a broken connection); *status its status. */
 static Peerdist__Reply *try_call(int fd, Peerdist__Request *req, uint32_t *status)
 {
-    if (raw_send(fd, req) != 0)
-        return NULL;
-    Peerdist__Reply *r = raw_recv(fd);
-    if (r && r->id != req->id) {
-        peerdist__reply__free_unpacked(r, NULL);
-        return NULL;
-    }
+    Peerdist__Reply *r = wu_call(fd, req);
     if (r)
         *status = r->status;
     return r;
@@ -119,25 +63,10 @@ static void call_free(int fd, Peerdist__Request *req, uint32_t expect)
     peerdist__reply__free_unpacked(call(fd, req, expect), NULL);
 }
 
-static int try_hello(int fd)
-{
-    Peerdist__Hello h = PEERDIST__HELLO__INIT;
-    h.min_version = h.max_version = 1;
-    Peerdist__Request req = PEERDIST__REQUEST__INIT;
-    req.body_case = PEERDIST__REQUEST__BODY_HELLO;
-    req.hello = &h;
-    uint32_t st = 1;
-    Peerdist__Reply *r = try_call(fd, &req, &st);
-    if (r)
-        peerdist__reply__free_unpacked(r, NULL);
-    return r && st == 0 ? 0 : -1;
-}
-
 static int wire_connect(void)
 {
-    int fd = raw_connect();
+    int fd = wu_open(td.sock);
     ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(try_hello(fd), 0);
     return fd;
 }
 
@@ -447,8 +376,8 @@ static void *reader_main(void *arg)
 {
     struct reader *rd = arg;
     static const uint8_t tag[16] = {0x77};
-    int fd = raw_connect();
-    if (fd < 0 || try_hello(fd) != 0) {
+    int fd = wu_open(td.sock);
+    if (fd < 0) {
         rd->failed++;
         return NULL;
     }
@@ -678,8 +607,8 @@ static int as_nobody(int (*fn)(void *), void *arg)
 
 static int nobody_is_refused(void *arg)
 {
-    int fd = raw_connect();
-    if (fd < 0 || try_hello(fd) != 0)
+    int fd = wu_open(td.sock);
+    if (fd < 0)
         return 1;
     Peerdist__CacheSetRequest cs = PEERDIST__CACHE_SET_REQUEST__INIT;
     cs.cache_size = "1G";
@@ -725,13 +654,12 @@ START_TEST(cache_info_pipelined_requests_share_jobs)
     for (int i = 0; i < N; i++) {
         Peerdist__CacheInfoRequest ci = PEERDIST__CACHE_INFO_REQUEST__INIT;
         Peerdist__Request req = PEERDIST__REQUEST__INIT;
-        req.id = next_id++;
         req.body_case = PEERDIST__REQUEST__BODY_CACHE_INFO;
         req.cache_info = &ci;
-        ck_assert_int_eq(raw_send(fd, &req), 0);
+        ck_assert_uint_ne(wu_send(fd, &req), 0);
     }
     for (int i = 0; i < N; i++) {
-        Peerdist__Reply *r = raw_recv(fd);
+        Peerdist__Reply *r = wu_recv(fd);
         ck_assert_ptr_nonnull(r);
         ck_assert_uint_eq(r->status, ERROR_SUCCESS);
         ck_assert_int_eq(r->body_case, PEERDIST__REPLY__BODY_CACHE_INFO);
@@ -856,8 +784,8 @@ struct quota_add {
 static int nobody_adds(void *arg)
 {
     const struct quota_add *q = arg;
-    int fd = raw_connect();
-    if (fd < 0 || try_hello(fd) != 0)
+    int fd = wu_open(td.sock);
+    if (fd < 0)
         return 1;
     uint64_t h = try_open(fd, q->c, q->tag);
     if (!h)
@@ -943,8 +871,8 @@ struct writer {
 static void *writer_main(void *arg)
 {
     struct writer *w = arg;
-    int fd = raw_connect();
-    if (fd < 0 || try_hello(fd) != 0) {
+    int fd = wu_open(td.sock);
+    if (fd < 0) {
         w->failed++;
         return NULL;
     }

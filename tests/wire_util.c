@@ -5,6 +5,7 @@
 #include "wire_util.h"
 
 #include <peerdist.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -12,7 +13,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static uint64_t next_id = 1;
+/* Atomic: tests send from several threads. */
+static _Atomic uint64_t next_id = 1;
 
 int wu_connect(const char *sock)
 {
@@ -27,7 +29,7 @@ int wu_connect(const char *sock)
         close(fd);
         return -1;
     }
-    struct timeval tv = {10, 0};
+    struct timeval tv = {30, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     return fd;
 }
@@ -46,7 +48,7 @@ static int send_all(int fd, const uint8_t *p, size_t n)
 
 uint64_t wu_send(int fd, Peerdist__Request *req)
 {
-    req->id = next_id++;
+    req->id = atomic_fetch_add(&next_id, 1);
     size_t n = frame_size(&req->base);
     uint8_t *buf = malloc(n);
     int rc = !buf || frame_pack(&req->base, buf) != n ? -1 : send_all(fd, buf, n);

@@ -13,7 +13,7 @@
 
 #include "frame.h"
 
-/* A connected socket (receive timeout 10 s), or -1. */
+/* A connected socket (receive timeout 30 s), or -1. */
 int wu_connect(const char *sock);
 /* Sends req (its id set here) and reads its reply; NULL if the connection failed. */
 Peerdist__Reply *wu_call(int fd, Peerdist__Request *req);
