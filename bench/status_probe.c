@@ -94,7 +94,7 @@ int main(int argc, char **argv)
     }
     qsort(lat, n, sizeof *lat, cmp_double);
     printf("probe %s: n=%zu p50_ms=%.3f p99_ms=%.3f max_ms=%.3f\n", label, n, lat[n / 2],
-           lat[(size_t)(n * 0.99)], lat[n - 1]);
+        lat[(size_t)(n * 0.99)], lat[n - 1]);
     free(lat);
     return 0;
 }
