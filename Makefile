@@ -10,6 +10,8 @@
 #   make fuzz       the libFuzzer harnesses (fuzz/) for FUZZ_SECONDS in all, built in FUZZ_BUILD
 #   make format     clang-format (.clang-format) over every C file of ours
 #   make deb        the Debian packages (packaging/debian/) into build/deb/, checked by lintian
+#   make bench      every benchmark, then bench/results/REPORT.md with PNG plots (bench/report.py);
+#                   BENCH_QUICK=1 for smaller sizes and 1-2 repetitions, BENCH_ONLY=name,... for some
 # Each target installs missing Debian packages first (needs root and apt).
 
 BUILD      ?= build
@@ -28,13 +30,17 @@ KILL_CYCLES ?= 500
 DEBS := cmake make gcc pkg-config libevent-dev libsqlite3-dev sqlite3 libprotobuf-c-dev \
         protobuf-c-compiler check libsubunit-dev libssl-dev libinih-dev libxml2-dev python3 \
         python3-cryptography pandoc iproute2 openssl
+# What `make bench` needs besides DEBS: the plots and the redis baseline of rpc_bench.
+BENCH_DEBS := gnuplot-nox redis-tools redis-server
+BENCH_QUICK ?=
+BENCH_ONLY ?=
 # What `make deb` needs besides DEBS.
 DEB_TOOLS := debhelper devscripts dpkg-dev lintian fakeroot
 DEB_SRC   := $(BUILD)/deb-src
 DEB_OUT   := $(BUILD)/deb
 
 .PHONY: all deps configure build run test test-asan test-tsan test-kill reliability fuzz format \
-        install deb clean
+        install deb bench clean
 
 all: build
 
@@ -119,6 +125,12 @@ deb:
 	mv $(DEB_SRC)/*.deb $(DEB_SRC)/*.buildinfo $(DEB_SRC)/*.changes $(DEB_OUT)/
 	lintian --fail-on error --info $(DEB_OUT)/*.changes
 	@ls -1 $(DEB_OUT)/*.deb
+
+# Benchmarks that need root (namespaces, other uids) run only as root. Results (logs, .dat,
+# PNGs, REPORT.md) go to bench/results/, which git ignores but for its README.md.
+bench: build
+	$(call install_missing,$(BENCH_DEBS))
+	BENCH_QUICK=$(BENCH_QUICK) BENCH_ONLY=$(BENCH_ONLY) python3 bench/report.py --build $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(RUN_DIR)

@@ -4,8 +4,10 @@
  * (16,384 block rows, each with its label, over 32 V1 segments; rows only, no data files),
  * beside its baseline measured in the same repetition on the same database: a plain DELETE
  * of the same number of labels and block rows in one transaction, the least a flush does.
- * Usage: flush_bench [-r REPS] [DIR]   (DIR: where the scratch database goes, on the disk
- * the cache would use; default the current directory).
+ * Then the same pair over tag sizes from 1 MiB to MAX MiB of labels (16 to 163,840 rows of
+ * 64 KiB blocks at 10 GiB), one `CURVE flush bytes=B rows=R ms=M baseline_ms=Bm` line each.
+ * Usage: flush_bench [-r REPS] [-m MAX_MiB] [DIR]   (DIR: where the scratch database goes,
+ * on the disk the cache would use; default the current directory; -m 0: no size sweep).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -21,6 +23,11 @@
 #define SEGMENTS 32 /* x 512 blocks of 64 KiB: 1 GiB */
 #define BLOCKS (SEGMENTS * CI_V1_BLOCKS_PER_SEGMENT)
 #define MAX_REPS 20
+#define SWEEP_MIN_REPS 3 /* repetitions per point of the size sweep, at least */
+#define BLOCKS_PER_MIB (1024 * 1024 / CI_V1_BLOCK_SIZE)
+
+/* The size sweep, MiB of labels per tag: 1 MiB (16 rows) to 10 GiB (163,840 rows). */
+static const unsigned sweep_mib[] = {1, 4, 16, 64, 256, 1024, 4096, 10240};
 
 static double now_ms(void)
 {
@@ -43,6 +50,22 @@ static double median(const double *v, int n)
     return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
+static double min_of(const double *v, int n)
+{
+    double m = v[0];
+    for (int i = 1; i < n; i++)
+        m = v[i] < m ? v[i] : m;
+    return m;
+}
+
+static double max_of(const double *v, int n)
+{
+    double m = v[0];
+    for (int i = 1; i < n; i++)
+        m = v[i] > m ? v[i] : m;
+    return m;
+}
+
 static void check(int ok, const char *what)
 {
     if (!ok) {
@@ -53,14 +76,16 @@ static void check(int ok, const char *what)
 
 static const uint8_t tag[STORE_TAG_SIZE] = {0xf1, 0x05};
 
-/* Shared block rows and uid's labels for 1 GiB: segment IDs start with segfill. */
-static void fill_rows(struct store *st, uint32_t uid, uint8_t segfill)
+/* Shared block rows and uid's labels for `blocks` blocks: segment IDs start with segfill. */
+static void fill_rows(struct store *st, uint32_t uid, uint8_t segfill, uint32_t blocks)
 {
     uint8_t seg[32] = {segfill}, hash[32] = {0};
     check(store_begin(st) == 0, "BEGIN");
-    for (uint32_t s = 0; s < SEGMENTS; s++) {
-        seg[1] = (uint8_t)s;
-        for (uint32_t b = 0; b < CI_V1_BLOCKS_PER_SEGMENT; b++) {
+    for (uint32_t s = 0; s * CI_V1_BLOCKS_PER_SEGMENT < blocks; s++) {
+        seg[1] = (uint8_t)(s >> 8);
+        seg[2] = (uint8_t)s;
+        for (uint32_t b = 0;
+             b < CI_V1_BLOCKS_PER_SEGMENT && s * CI_V1_BLOCKS_PER_SEGMENT + b < blocks; b++) {
             check(store_block_put(st, seg, sizeof(seg), b, STORE_OWNER_SHARED, hash, sizeof(hash),
                       CI_V1_BLOCK_SIZE, STORE_OWNER_SHARED) == 0,
                 "block row");
@@ -82,9 +107,9 @@ static long long count(struct store *st, const char *sql)
 }
 
 /* The baseline: a plain DELETE of uid 1's labels and of the rows of segments 0x01... */
-static double baseline_ms(struct store *st)
+static double baseline_ms(struct store *st, uint32_t blocks)
 {
-    fill_rows(st, 1, 1);
+    fill_rows(st, 1, 1, blocks);
     double t0 = now_ms();
     check(store_begin(st) == 0, "BEGIN");
     check(sqlite3_exec(store_db(st), "DELETE FROM labels WHERE uid = 1", NULL, NULL, NULL) ==
@@ -99,17 +124,17 @@ static double baseline_ms(struct store *st)
 }
 
 /* peerdistd's flush transaction of uid 2's tag; it must remove every label and block row. */
-static double flush_ms(struct store *st)
+static double flush_ms(struct store *st, uint32_t blocks)
 {
-    fill_rows(st, 2, 2);
+    fill_rows(st, 2, 2, blocks);
     struct store_flush_result res;
     double t0 = now_ms();
     check(store_begin(st) == 0, "BEGIN");
     check(store_flush_tag(st, 2, tag, &res) == 0, "store_flush_tag");
     check(store_commit(st) == 0, "COMMIT");
     double t = now_ms() - t0;
-    check(res.labels_removed == BLOCKS, "the flush did not remove every label");
-    check(res.bytes_freed == (uint64_t)BLOCKS * CI_V1_BLOCK_SIZE,
+    check(res.labels_removed == blocks, "the flush did not remove every label");
+    check(res.bytes_freed == (uint64_t)blocks * CI_V1_BLOCK_SIZE,
         "the flush did not count every byte");
     check(count(st, "SELECT count(*) FROM labels") == 0, "labels left after the flush");
     check(count(st, "SELECT count(*) FROM blocks") == 0, "block rows left after the flush");
@@ -119,14 +144,17 @@ static double flush_ms(struct store *st)
 int main(int argc, char **argv)
 {
     int reps = 5, ch;
-    while ((ch = getopt(argc, argv, "r:")) != -1) {
+    long max_mib = 10240;
+    while ((ch = getopt(argc, argv, "r:m:")) != -1) {
         if (ch == 'r')
             reps = atoi(optarg);
+        else if (ch == 'm')
+            max_mib = atol(optarg);
         else
             return 2;
     }
-    if (optind + 1 < argc || reps < 1 || reps > MAX_REPS) {
-        fprintf(stderr, "usage: flush_bench [-r REPS] [DIR]\n");
+    if (optind + 1 < argc || reps < 1 || reps > MAX_REPS || max_mib < 0) {
+        fprintf(stderr, "usage: flush_bench [-r REPS] [-m MAX_MiB] [DIR]\n");
         return 2;
     }
     char dir[4096], path[4200];
@@ -140,21 +168,69 @@ int main(int argc, char **argv)
 
     double base[MAX_REPS], flush[MAX_REPS];
     for (int r = 0; r < reps; r++) {
-        base[r] = baseline_ms(st); /* baseline first, the same moments of a noisy machine */
-        flush[r] = flush_ms(st);
+        base[r] = baseline_ms(st, BLOCKS); /* baseline first, the same moments of a noisy machine */
+        flush[r] = flush_ms(st, BLOCKS);
         fprintf(stderr, "rep %d: baseline DELETE %.1f ms | store_flush_tag %.1f ms\n", r + 1,
             base[r], flush[r]);
+    }
+    double b = median(base, reps), f = median(flush, reps);
+    printf("blocks=%d reps=%d (medians)\n", BLOCKS, reps);
+    printf("baseline_delete_ms=%.1f\n", b);
+    printf("flush_tag_ms=%.1f  ratio=%.2f (flush / baseline)\n", f, f / b);
+    fflush(stdout);
+
+    /* The size sweep: flush cost against the tag's size, each point beside its baseline. */
+    int sreps = reps < SWEEP_MIN_REPS ? SWEEP_MIN_REPS : reps;
+    double pt_ms[sizeof(sweep_mib) / sizeof(sweep_mib[0])];
+    uint32_t pt_rows[sizeof(sweep_mib) / sizeof(sweep_mib[0])];
+    size_t npts = 0;
+    for (size_t i = 0; i < sizeof(sweep_mib) / sizeof(sweep_mib[0]) && sweep_mib[i] <= max_mib;
+         i++) {
+        uint32_t rows = sweep_mib[i] * BLOCKS_PER_MIB;
+        double sb[MAX_REPS], sf[MAX_REPS];
+        for (int r = 0; r < sreps; r++) {
+            sb[r] = baseline_ms(st, rows);
+            sf[r] = flush_ms(st, rows);
+        }
+        double mb = median(sb, sreps), mf = median(sf, sreps);
+        double lo = mf, hi = mf;
+        for (int r = 0; r < sreps; r++) {
+            lo = sf[r] < lo ? sf[r] : lo;
+            hi = sf[r] > hi ? sf[r] : hi;
+        }
+        printf("CURVE flush bytes=%llu rows=%u ms=%.2f ms_min=%.2f ms_max=%.2f baseline_ms=%.2f "
+               "reps=%d\n",
+            (unsigned long long)rows * CI_V1_BLOCK_SIZE, rows, mf, lo, hi, mb, sreps);
+        fflush(stdout);
+        pt_rows[npts] = rows;
+        pt_ms[npts++] = mf;
+    }
+    /*
+     * Linear or better: the cost of one more row (ms per row between two points) at the large
+     * end against the same at the small end. The small end starts at 64 MiB (1024 rows):
+     * below it the fixed cost of the transaction and the machine's noise hide the slope.
+     */
+    double small_per_row = 0, large_per_row = 0;
+    size_t first = 0;
+    while (first < npts && pt_rows[first] < 1024)
+        first++;
+    if (npts >= 2 && first + 1 < npts) {
+        small_per_row = (pt_ms[first + 1] - pt_ms[first]) / (pt_rows[first + 1] - pt_rows[first]);
+        large_per_row = (pt_ms[npts - 1] - pt_ms[npts - 2]) /
+            (pt_rows[npts - 1] - pt_rows[npts - 2]);
     }
     store_close(st);
     char cmd[4300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     check(system(cmd) == 0, "removing the scratch directory");
 
-    double b = median(base, reps), f = median(flush, reps);
-    printf("blocks=%d reps=%d (medians)\n", BLOCKS, reps);
-    printf("baseline_delete_ms=%.1f\n", b);
-    printf("flush_tag_ms=%.1f  ratio=%.2f (flush / baseline)\n", f, f / b);
-    printf("SUMMARY flush_bench blocks=%d baseline_delete_ms=%.1f flush_tag_ms=%.1f ratio=%.2f\n",
+    printf("SUMMARY flush_bench blocks=%d baseline_delete_ms=%.1f flush_tag_ms=%.1f ratio=%.2f",
         BLOCKS, b, f, f / b);
+    printf(" flush_tag_ms_min=%.1f flush_tag_ms_max=%.1f", min_of(flush, reps),
+        max_of(flush, reps));
+    if (small_per_row > 0)
+        printf(" small_us_per_row=%.3f large_us_per_row=%.3f large_small_ratio=%.2f",
+            small_per_row * 1e3, large_per_row * 1e3, large_per_row / small_per_row);
+    printf("\n");
     return 0;
 }
