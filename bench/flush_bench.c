@@ -214,7 +214,7 @@ int main(int argc, char **argv)
     size_t first = 0;
     while (first < npts && pt_rows[first] < 1024)
         first++;
-    if (npts >= 2 && first + 1 < npts) {
+    if (first + 2 < npts) { /* at least one point past the small end's two */
         small_per_row = (pt_ms[first + 1] - pt_ms[first]) / (pt_rows[first + 1] - pt_rows[first]);
         large_per_row = (pt_ms[npts - 1] - pt_ms[npts - 2]) /
             (pt_rows[npts - 1] - pt_rows[npts - 2]);

@@ -62,9 +62,9 @@ FIGURES = [
     dict(figure="flushes, 64 in flight", bench="rpc_bench", key="flush_per_s", unit="/s",
          base="redis_ping_per_s", base_label="redis-benchmark -P 64 ping, same socket kind",
          ratio="flush_redis_ratio", target=("ratio", ">=", 0.35)),
-    dict(figure="GetStatus p99 during a 1 GiB flush", bench="datapath_bench",
+    dict(figure="GetStatus p99 during that flush", bench="datapath_bench",
          key="getstatus_p99_ms_during_flush", unit="ms", target=("value", "<=", 10)),
-    dict(figure="flush of a 1 GiB tag, end to end", bench="datapath_bench", key="flush_s",
+    dict(figure="flush of the tag labelling datapath_bench's file (1 GiB), end to end", bench="datapath_bench", key="flush_s",
          unit="s", target=("value", "<=", 1.0)),
     dict(figure="flush transaction, 1 GiB of labels", bench="flush_bench", key="flush_tag_ms",
          unit="ms", base="baseline_delete_ms", base_label="plain DELETE of the rows",
@@ -100,10 +100,10 @@ FIGURES = [
     dict(figure="peerdistctl get (local cache)", bench="datapath_bench", key="get_mib_s",
          unit="MiB/s", base="uds_transfer_mib_s", base_label="raw Unix-socket transfer",
          ratio="get_ratio", target=("ratio", ">=", 0.8)),
-    dict(figure="1,000 clients of 10 uids: small-call p99", bench="clients_bench",
+    dict(figure="1,000 clients of 10 uids (quick: 200): small-call p99", bench="clients_bench",
          key="small_p99_ms", unit="ms", base="idle_p99_ms",
          base_label="one client, idle daemon", ratio="p99_ratio", target=("value", "<=", 10)),
-    dict(figure="1,000 clients of 10 uids: daemon peak RSS", bench="clients_bench",
+    dict(figure="1,000 clients of 10 uids (quick: 200): daemon peak RSS", bench="clients_bench",
          key="daemon_vmhwm_kib", unit="KiB", base="daemon_vmrss_before_kib",
          base_label="daemon RSS before the clients", target=("value", "<=", 65536)),
     dict(figure="eviction of 1 GiB: probe p99", bench="evict_e2e", key="probe_p99_ms",
@@ -119,6 +119,28 @@ FIGURES = [
          base_label="same probe, idle daemon", target=("value", "<=", 10)),
 ]
 
+# Figures of benchmarks that print no SUMMARY key for them (yet): bench -> [(regex, keys)],
+# the regex's groups in order. A SUMMARY key of the same name wins.
+LEGACY = {
+    "hash_bench": [
+        (r"^V1 +([\d.]+) s +([\d.]+) MiB/s \| sha256 \(dgst\) +([\d.]+) s +([\d.]+) MiB/s",
+         ["v1_s", "v1_mib_s", "sha256_s", "sha256_mib_s"]),
+        (r"^V2 +([\d.]+) s +([\d.]+) MiB/s \| sha512 \(dgst\) +([\d.]+) s +([\d.]+) MiB/s",
+         ["v2_s", "v2_mib_s", "sha512_s", "sha512_mib_s"]),
+    ],
+    "datapath_bench": [
+        (r"^adddata_mib_s=\S+ .*\)_mib_s=([\d.]+)", ["adddata_baseline_mib_s"]),
+    ],
+    "distributed": [
+        (r"peerdistctl get \+ fdatasync +([\d.]+) \(min ([\d.]+), max ([\d.]+)",
+         ["get_mib_s", "get_mib_s_min", "get_mib_s_max"]),
+        (r"curl from nginx \+ fdatasync +([\d.]+) \(min", ["curl_mib_s"]),
+        (r"GetStatus p99 on a while serving ([\d.]+) ms \(min ([\d.]+), max ([\d.]+)",
+         ["status_p99_ms", "status_p99_ms_min", "status_p99_ms_max"]),
+        (r"idle \(baseline\) ([\d.]+) ms", ["status_idle_p99_ms"]),
+    ],
+}
+
 NUM = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 KV = re.compile(r"([A-Za-z_][\w.]*)=(\S+)")
 DATA = re.compile(r"^([A-Z][A-Z_]+) (\S+)((?: +[A-Za-z_][\w.]*=\S+)+)\s*$")
@@ -129,11 +151,16 @@ def number(v):
     return float(v) if NUM.match(v) else v
 
 
-def parse(text):
+def parse(text, legacy=()):
     """SUMMARY keys (merged over every SUMMARY line), data series and loose key=value pairs."""
     summary, series, loose = {}, {}, {}
     for line in text.splitlines():
         line = line.strip()
+        for rx, keys in legacy:
+            m = re.search(rx, line)
+            if m:
+                for k, v in zip(keys, m.groups()):
+                    loose[k] = float(v)
         if line.startswith("SUMMARY "):
             parts = line.split()
             for k, v in KV.findall(" ".join(parts[2:])):
@@ -159,7 +186,9 @@ class Result:
     def get(self, key):
         if key is None:
             return None
-        v = self.summary.get(key, self.loose.get(key))
+        v = self.summary.get(key)
+        if not isinstance(v, float):
+            v = self.loose.get(key)
         return v if isinstance(v, float) else None
 
 
@@ -206,7 +235,7 @@ def run_benches(args, out):
 def load_log(r, log, status):
     with open(log, errors="replace") as f:
         text = f.read()
-    r.summary, r.series, r.loose = parse(text)
+    r.summary, r.series, r.loose = parse(text, LEGACY.get(r.name, ()))
     r.status = status
     m = re.search(r"^# .*  (\d{4}-\S+)$", text, re.M)
     r.when = m.group(1) if m else ""
