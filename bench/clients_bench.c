@@ -26,7 +26,7 @@
 
 #define MiB (1024u * 1024)
 #define CHUNK MiB
-#define READ_DEPTH 2
+#define MAX_READ_DEPTH 16
 #define WINDOWS 3 /* the run is cut in WINDOWS parts: medians of WINDOWS p99s */
 #define MAX_PROCS 64
 #define DRIVERS 10 /* threads per process making the small calls, each for every 10th client */
@@ -53,7 +53,7 @@ struct shared {
 };
 
 struct options {
-    int clients, uids, seconds, readers, idle_seconds, base_uid, content_mib, read_rate;
+    int clients, uids, seconds, readers, idle_seconds, base_uid, content_mib, read_rate, depth;
     pid_t daemon;
 };
 
@@ -247,13 +247,14 @@ static void small_calls(int proc, PEERDIST_INSTANCE_HANDLE h, const PEERDIST_CON
         record(proc, K_FLUSH, t0, t1);
 }
 
-/* ---- a reader: StreamRead of the cached file, again and again, READ_DEPTH in flight ---- */
+/* ---- a reader: StreamRead of the cached file, again and again, depth reads in flight ---- */
 
 struct reader {
     PEERDIST_INSTANCE_HANDLE h;
     size_t len;
     double end;
-    int rate; /* MiB/s, 0: as fast as it goes */
+    int rate;  /* MiB/s, 0: as fast as it goes */
+    int depth; /* reads in flight */
 };
 
 static void *reader_main(void *arg)
@@ -262,7 +263,7 @@ static void *reader_main(void *arg)
     PEERDIST_CONTENT_TAG tag;
     getrandom(&tag, sizeof(tag), 0);
     HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
-    uint8_t *buf = malloc((size_t)READ_DEPTH * CHUNK);
+    uint8_t *buf = malloc((size_t)MAX_READ_DEPTH * CHUNK);
     double t0 = now_s(), mib = 0;
     while (now_s() < r->end) {
         PEERDIST_CONTENT_HANDLE c;
@@ -285,10 +286,10 @@ static void *reader_main(void *arg)
             LPOVERLAPPED got;
             GetQueuedCompletionStatus(port, &n, &key, &got, 1000);
         }
-        OVERLAPPED rov[READ_DEPTH];
+        OVERLAPPED rov[MAX_READ_DEPTH];
         size_t issued = 0;
         int in_flight = 0;
-        for (int i = 0; i < READ_DEPTH && issued < r->len; i++, issued += CHUNK) {
+        for (int i = 0; i < r->depth && issued < r->len; i++, issued += CHUNK) {
             memset(&rov[i], 0, sizeof(rov[i]));
             rc = PeerDistClientStreamRead(r->h, c, CHUNK, buf + (size_t)i * CHUNK,
                 PEERDIST_READ_TIMEOUT_LOCAL_CACHE_ONLY, &rov[i]);
@@ -384,7 +385,8 @@ static void child_main(const struct options *o, int proc)
     while (!atomic_load(&sh->go))
         usleep(1000);
     pthread_t th, dth[DRIVERS];
-    struct reader rd = {h[0], (size_t)o->content_mib * MiB, sh->start + o->seconds, o->read_rate};
+    struct reader rd = {h[0], (size_t)o->content_mib * MiB, sh->start + o->seconds, o->read_rate,
+        o->depth};
     bool reading = proc < o->readers && h[0];
     if (reading && pthread_create(&th, NULL, reader_main, &rd) != 0)
         die("pthread_create", 0);
@@ -475,18 +477,27 @@ static void usage(void)
 {
     fprintf(stderr,
         "usage: clients_bench [-n CLIENTS] [-u UIDS] [-b BASE_UID] [-t SECONDS] [-R READERS]\n"
-        "                     [-i IDLE_SECONDS] [-s CONTENT_MiB] [-B READ_MiB_S] -p DAEMON_PID\n"
+        "                     [-i IDLE_SECONDS] [-s CONTENT_MiB] [-B READ_MiB_S] [-D DEPTH]\n"
+        "                     -p DAEMON_PID\n"
         "  defaults: 1000 clients over 10 uids from 60001, 30 s, 10 readers of a 64 MiB file\n"
-        "  each as fast as it goes (-B: at most READ_MiB_S each),\n"
+        "  each as fast as it goes (-B: at most READ_MiB_S each), 2 reads of 1 MiB in flight\n"
+        "  each (-D, at most 16),\n"
         "  6 s of the idle baseline. Run as root; PEERDIST_SOCKET names the daemon.\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    struct options o = {1000, 10, 30, 10, 6, 60001, 64, 0, 0};
+    struct options o = {.clients = 1000,
+        .uids = 10,
+        .seconds = 30,
+        .readers = 10,
+        .idle_seconds = 6,
+        .base_uid = 60001,
+        .content_mib = 64,
+        .depth = 2};
     int ch;
-    while ((ch = getopt(argc, argv, "n:u:b:t:R:i:s:B:p:h")) != -1) {
+    while ((ch = getopt(argc, argv, "n:u:b:t:R:i:s:B:D:p:h")) != -1) {
         switch (ch) {
         case 'n': o.clients = atoi(optarg); break;
         case 'u': o.uids = atoi(optarg); break;
@@ -496,13 +507,15 @@ int main(int argc, char **argv)
         case 'i': o.idle_seconds = atoi(optarg); break;
         case 's': o.content_mib = atoi(optarg); break;
         case 'B': o.read_rate = atoi(optarg); break;
+        case 'D': o.depth = atoi(optarg); break;
         case 'p': o.daemon = (pid_t)atoi(optarg); break;
         default: usage();
         }
     }
     if (optind != argc || o.uids < 1 || o.uids > MAX_PROCS || o.clients < o.uids ||
         o.seconds < WINDOWS || o.idle_seconds < WINDOWS || o.readers > o.uids || o.readers < 0 ||
-        o.base_uid < 1 || o.content_mib < 1 || o.daemon <= 0)
+        o.base_uid < 1 || o.content_mib < 1 || o.daemon <= 0 || o.depth < 1 ||
+        o.depth > MAX_READ_DEPTH)
         usage();
     if (geteuid() != 0) {
         fprintf(stderr, "clients_bench: run as root (each process takes its own uid)\n");
@@ -619,6 +632,7 @@ int main(int argc, char **argv)
     }
     waitpid(pid, &status, 0);
     printf("SUMMARY clients_bench clients=%d uids=%d seconds=%d readers=%d read_limit_mib_s=%d "
+           "read_depth=%d "
            "connected=%ld "
            "refused=%ld errors=%ld connect_errors=%ld late_calls=%ld calls_per_s=%.0f "
            "read_mib_s=%.0f small_p99_ms=%.3f small_p99_ms_min=%.3f small_p99_ms_max=%.3f "
@@ -626,7 +640,7 @@ int main(int argc, char **argv)
            "idle_p99_ms_max=%.3f p99_ratio=%.2f daemon_vmhwm_kib=%ld daemon_vmrss_max_kib=%ld "
            "daemon_vmrss_connected_kib=%ld daemon_vmrss_before_kib=%ld p99_target_met=%d "
            "rss_target_met=%d\n",
-        o.clients, o.uids, o.seconds, o.readers, o.read_rate, atomic_load(&sh->connected),
+        o.clients, o.uids, o.seconds, o.readers, o.read_rate, o.depth, atomic_load(&sh->connected),
         atomic_load(&sh->refused), errors, connect_errors, late,
         (double)(n_status + n_flush) / o.seconds, read_mib_s, all[0], all[1], all[2], st[0], fl[0],
         idle[0], idle[1], idle[2], all[0] / idle[0], hwm, rss_max, rss_connected, rss_cached,

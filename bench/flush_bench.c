@@ -10,6 +10,7 @@
  * on the disk the cache would use; default the current directory; -m 0: no size sweep).
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,20 @@ static double max_of(const double *v, int n)
     for (int i = 1; i < n; i++)
         m = v[i] > m ? v[i] : m;
     return m;
+}
+
+/* Least-squares slope of log(y) against log(x): the exponent of a power law through them. */
+static double loglog_slope(const uint32_t *x, const double *y, size_t n)
+{
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (size_t i = 0; i < n; i++) {
+        double lx = log((double)x[i]), ly = log(y[i] > 0 ? y[i] : 1e-9);
+        sx += lx;
+        sy += ly;
+        sxx += lx * lx;
+        sxy += lx * ly;
+    }
+    return (n * sxy - sx * sy) / (n * sxx - sx * sx);
 }
 
 static void check(int ok, const char *what)
@@ -182,6 +197,7 @@ int main(int argc, char **argv)
     /* The size sweep: flush cost against the tag's size, each point beside its baseline. */
     int sreps = reps < SWEEP_MIN_REPS ? SWEEP_MIN_REPS : reps;
     double pt_ms[sizeof(sweep_mib) / sizeof(sweep_mib[0])];
+    double pt_base[sizeof(sweep_mib) / sizeof(sweep_mib[0])];
     uint32_t pt_rows[sizeof(sweep_mib) / sizeof(sweep_mib[0])];
     size_t npts = 0;
     for (size_t i = 0; i < sizeof(sweep_mib) / sizeof(sweep_mib[0]) && sweep_mib[i] <= max_mib;
@@ -203,6 +219,7 @@ int main(int argc, char **argv)
             (unsigned long long)rows * CI_V1_BLOCK_SIZE, rows, mf, lo, hi, mb, sreps);
         fflush(stdout);
         pt_rows[npts] = rows;
+        pt_base[npts] = mb;
         pt_ms[npts++] = mf;
     }
     /*
@@ -214,6 +231,12 @@ int main(int argc, char **argv)
     size_t first = 0;
     while (first < npts && pt_rows[first] < 1024)
         first++;
+    /* The exponent k of ms ~ rows^k, least squares on log-log from 64 MiB on (k <= 1: linear
+     * or better), for the flush and for its baseline, which shares the machine's moments. */
+    double k_flush = first + 2 < npts ? loglog_slope(pt_rows + first, pt_ms + first, npts - first)
+                                      : 0;
+    double k_base = first + 2 < npts ? loglog_slope(pt_rows + first, pt_base + first, npts - first)
+                                     : 0;
     if (first + 2 < npts) { /* at least one point past the small end's two */
         small_per_row = (pt_ms[first + 1] - pt_ms[first]) / (pt_rows[first + 1] - pt_rows[first]);
         large_per_row = (pt_ms[npts - 1] - pt_ms[npts - 2]) /
@@ -231,6 +254,8 @@ int main(int argc, char **argv)
     if (small_per_row > 0)
         printf(" small_us_per_row=%.3f large_us_per_row=%.3f large_small_ratio=%.2f",
             small_per_row * 1e3, large_per_row * 1e3, large_per_row / small_per_row);
+    if (k_flush > 0)
+        printf(" curve_exponent=%.2f baseline_curve_exponent=%.2f", k_flush, k_base);
     printf("\n");
     return 0;
 }
