@@ -6,8 +6,9 @@
  * of the same number of labels and block rows in one transaction, the least a flush does.
  * Then the same pair over tag sizes from 1 MiB to MAX MiB of labels (16 to 163,840 rows of
  * 64 KiB blocks at 10 GiB), one `CURVE flush bytes=B rows=R ms=M baseline_ms=Bm` line each.
- * Usage: flush_bench [-r REPS] [-m MAX_MiB] [DIR]   (DIR: where the scratch database goes,
- * on the disk the cache would use; default the current directory; -m 0: no size sweep).
+ * Usage: flush_bench [-r REPS] [-m MAX_MiB] [-c CACHE_KiB] [DIR]   (DIR: where the scratch
+ * database goes, on the disk the cache would use; default the current directory; -m 0: no size
+ * sweep; -c: SQLite's page cache for the connection, default SQLite's 2 MiB).
  */
 #include <errno.h>
 #include <math.h>
@@ -159,17 +160,19 @@ static double flush_ms(struct store *st, uint32_t blocks)
 int main(int argc, char **argv)
 {
     int reps = 5, ch;
-    long max_mib = 10240;
-    while ((ch = getopt(argc, argv, "r:m:")) != -1) {
+    long max_mib = 10240, cache_kib = 0;
+    while ((ch = getopt(argc, argv, "r:m:c:")) != -1) {
         if (ch == 'r')
             reps = atoi(optarg);
         else if (ch == 'm')
             max_mib = atol(optarg);
+        else if (ch == 'c')
+            cache_kib = atol(optarg);
         else
             return 2;
     }
     if (optind + 1 < argc || reps < 1 || reps > MAX_REPS || max_mib < 0) {
-        fprintf(stderr, "usage: flush_bench [-r REPS] [-m MAX_MiB] [DIR]\n");
+        fprintf(stderr, "usage: flush_bench [-r REPS] [-m MAX_MiB] [-c CACHE_KiB] [DIR]\n");
         return 2;
     }
     char dir[4096], path[4200];
@@ -180,6 +183,11 @@ int main(int argc, char **argv)
     struct store *st;
     char err[256];
     check(store_open(path, &st, err, sizeof(err)) == 0, err);
+    if (cache_kib > 0) { /* -c: SQLite's page cache for this connection (default 2 MiB) */
+        char pragma[64];
+        snprintf(pragma, sizeof(pragma), "PRAGMA cache_size = -%ld", cache_kib);
+        check(sqlite3_exec(store_db(st), pragma, NULL, NULL, NULL) == SQLITE_OK, pragma);
+    }
 
     double base[MAX_REPS], flush[MAX_REPS];
     for (int r = 0; r < reps; r++) {
