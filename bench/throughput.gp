@@ -5,7 +5,9 @@
 set terminal pngcairo size 1100,600 noenhanced
 set output "throughput.png"
 set title "Throughput beside the same run's baseline"
-set ylabel "MiB/s"
+set ylabel "MiB/s (log scale)"
+set logscale y
+set bmargin 9
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
