@@ -33,6 +33,8 @@ struct flush_state {
     struct store *store;     /* the flush connection: used by one batch at a time */
     struct event *commit_ev; /* starts a batch once the loop has read what is ready */
     STAILQ_HEAD(, pending_flush) queued;
+    /* Flushes of tags with no label, answered once the running batch is done (no SQL). */
+    STAILQ_HEAD(, pending_flush) after_batch;
     bool running;                /* a batch holds the write lock: the gate is closed */
     bool evict_wanted;           /* an eviction pass runs once no flush is queued */
     struct event *evict_ev;      /* the periodic pass */
@@ -101,6 +103,7 @@ int flush_init(struct daemon *d)
     if (!fs)
         return -1;
     STAILQ_INIT(&fs->queued);
+    STAILQ_INIT(&fs->after_batch);
     STAILQ_INIT(&fs->waiters);
     STAILQ_INIT(&fs->admin);
     d->flush = fs;
@@ -154,7 +157,12 @@ void flush_gate_wait(struct daemon *d, struct flush_waiter *w)
     STAILQ_INSERT_TAIL(&fs->waiters, w, link);
 }
 
-/* The batch committed (or failed): the loop may write again; waiters first, in order. */
+static void reply_flush(struct pending_flush *pf, uint32_t status);
+
+/*
+ * The batch committed (or failed) and what it removed was reclaimed: the loop may write
+ * again; waiters first, in order. Then the flushes of label-less tags that came meanwhile.
+ */
 static void gate_open(struct flush_state *fs)
 {
     fs->running = false;
@@ -163,6 +171,13 @@ static void gate_open(struct flush_state *fs)
         STAILQ_REMOVE_HEAD(&fs->waiters, link);
         w->waiting = false;
         w->fn(w);
+    }
+    while (!STAILQ_EMPTY(&fs->after_batch)) {
+        struct pending_flush *pf = STAILQ_FIRST(&fs->after_batch);
+        STAILQ_REMOVE_HEAD(&fs->after_batch, link);
+        reply_flush(pf, ERROR_SUCCESS);
+        conn_unref(pf->conn);
+        free(pf);
     }
 }
 
@@ -178,6 +193,22 @@ void flush_request(struct conn *c, uint64_t id, const Peerdist__FlushRequest *f)
         conn_reply_status(c, id, ERROR_INVALID_PARAMETER);
         return;
     }
+    /*
+     * A tag the uid holds no label under (the loop's connection writes every label, so it
+     * sees each one acknowledged): nothing to delete, so no transaction and no worker. It is
+     * answered at once, or, while a batch runs (its COMMIT may be what removed the labels,
+     * with the reclaim still to come on the loop), right after that batch is done.
+     */
+    int has = store_tag_has_labels(d->store, c->uid, f->tag.data);
+    if (has == 0 && !fs->running) {
+        Peerdist__FlushReply fr = PEERDIST__FLUSH_REPLY__INIT;
+        Peerdist__Reply r = PEERDIST__REPLY__INIT;
+        r.id = id;
+        r.body_case = PEERDIST__REPLY__BODY_FLUSH;
+        r.flush = &fr;
+        conn_send(c, &r);
+        return;
+    }
     struct pending_flush *pf = calloc(1, sizeof(*pf));
     if (!pf) {
         conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
@@ -188,6 +219,10 @@ void flush_request(struct conn *c, uint64_t id, const Peerdist__FlushRequest *f)
     pf->uid = c->uid;
     memcpy(pf->tag, f->tag.data, STORE_TAG_SIZE);
     c->refs++;
+    if (has == 0) {
+        STAILQ_INSERT_TAIL(&fs->after_batch, pf, link);
+        return;
+    }
     bool first = STAILQ_EMPTY(&fs->queued);
     STAILQ_INSERT_TAIL(&fs->queued, pf, link);
     if (first)

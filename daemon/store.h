@@ -58,6 +58,8 @@ struct store_flush_result {
  */
 int store_flush_tag(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
     struct store_flush_result *result);
+/* 1 if (uid, tag) holds a label, 0 if none, -1 on error (one index probe). */
+int store_tag_has_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE]);
 /* Number of labels (uid, tag) holds; -1 on error. */
 int64_t store_tag_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE]);
 
