@@ -90,7 +90,9 @@ static void *waiter_thread(void *arg)
             good = WaitForSingleObject(ev, INFINITE) == WAIT_OBJECT_0 &&
                 ov.Internal == ERROR_SUCCESS;
             break;
-        case WAY_GET_RESULT: good = GetOverlappedResult(NULL, &ov, &bytes, TRUE) && bytes == 0; break;
+        case WAY_GET_RESULT:
+            good = GetOverlappedResult(NULL, &ov, &bytes, TRUE) && bytes == 0;
+            break;
         case WAY_PEERDIST_RESULT:
             good = PeerDistGetOverlappedResult(&ov, &bytes, TRUE) && bytes == 0;
             break;
@@ -117,8 +119,7 @@ struct routine_count {
     atomic_int ok, fail;
 };
 
-static void count_routine(DWORD status, DWORD bytes, ULONG_PTR key, LPOVERLAPPED ov,
-    void *ctx)
+static void count_routine(DWORD status, DWORD bytes, ULONG_PTR key, LPOVERLAPPED ov, void *ctx)
 {
     struct routine_count *rc = ctx;
     if (status == ERROR_SUCCESS && bytes == 0 && ov && ov->Internal == ERROR_SUCCESS)
@@ -189,10 +190,10 @@ START_TEST(operation_nobody_waits_for_completes)
         OVERLAPPED polled = {0}, fd_only = {0};
         HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
         ck_assert_uint_eq(PeerDistClientFlushContent(h, &tag, NULL, 0, &polled), ERROR_IO_PENDING);
-        ck_assert_uint_eq(PeerDistClientFlushContent(h, &tag, port, 5, &fd_only),
-            ERROR_IO_PENDING);
+        ck_assert_uint_eq(PeerDistClientFlushContent(h, &tag, port, 5, &fd_only), ERROR_IO_PENDING);
         ck_assert_msg(td_wait_until(ov_done, &polled), "a polled flush never completed");
-        ck_assert_msg(td_wait_until(ov_done, &fd_only), "a flush to a watched port never completed");
+        ck_assert_msg(td_wait_until(ov_done, &fd_only),
+            "a flush to a watched port never completed");
         ck_assert_uint_eq(polled.Internal, ERROR_SUCCESS);
         DWORD bytes;
         ULONG_PTR key;
@@ -213,7 +214,7 @@ struct blocked {
     HANDLE port;
     OVERLAPPED ov;
     BOOL ok;
-    DWORD err;    /* GetLastError after the wait, or its WAIT_* result for events */
+    DWORD err; /* GetLastError after the wait, or its WAIT_* result for events */
     LPOVERLAPPED got;
     atomic_int done;
 };
@@ -240,8 +241,7 @@ static void *blocked_thread(void *arg)
 }
 
 /* Starts a flush of a fresh tag and a thread waiting for it the given way. */
-static void start_blocked(struct blocked *b, PEERDIST_INSTANCE_HANDLE h, enum way way,
-    pthread_t *t)
+static void start_blocked(struct blocked *b, PEERDIST_INSTANCE_HANDLE h, enum way way, pthread_t *t)
 {
     memset(b, 0, sizeof(*b));
     b->h = h;

@@ -1015,26 +1015,20 @@ int pdconn_help_wait(const struct w32_wait_target *t, int wake_fd, int timeout_m
     return helped;
 }
 
-/* fork(): conns_mu stays usable in the child, where no connection of the parent is live. */
-static void conns_prepare(void)
-{
-    pthread_mutex_lock(&conns_mu);
-}
-
-static void conns_parent(void)
-{
-    pthread_mutex_unlock(&conns_mu);
-}
-
+/*
+ * fork(): the child has none of the parent's live connections, so it starts with an empty
+ * list and a fresh lock (a thread of the parent may have held it). Not locked around the
+ * fork: conns_mu comes before c->mu and the shim's locks, which other handlers take there.
+ */
 static void conns_child(void)
 {
+    pthread_mutex_init(&conns_mu, NULL);
     conns = NULL;
-    pthread_mutex_unlock(&conns_mu);
 }
 
 __attribute__((constructor)) static void conns_init(void)
 {
-    pthread_atfork(conns_prepare, conns_parent, conns_child);
+    pthread_atfork(NULL, NULL, conns_child);
 }
 
 static void conns_add(struct pdconn *c)
