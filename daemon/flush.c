@@ -222,14 +222,15 @@ void flush_request(struct conn *c, uint64_t id, const Peerdist__FlushRequest *f)
  * loop's connection writes every label, so it sees each one acknowledged) has nothing to
  * delete: no transaction, no worker. Such a flush is answered at once, or, while a batch
  * runs (its COMMIT may be what removed the labels, with the reclaim still to come on the
- * loop), right after that batch is done. The others queue for the next batch. The probes
- * share one read transaction: SQLite takes its WAL read lock once, not once per flush.
+ * loop), right after that batch is done. The others queue for the next batch. Several
+ * probes share one read transaction: SQLite takes its WAL read lock once, not per flush.
  */
 static void probe_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct daemon *d = arg;
     struct flush_state *fs = d->flush;
-    bool tx = store_read_begin(d->store) == 0;
+    struct pending_flush *head = STAILQ_FIRST(&fs->probing);
+    bool tx = head && STAILQ_NEXT(head, link) && store_read_begin(d->store) == 0;
     while (!STAILQ_EMPTY(&fs->probing)) {
         struct pending_flush *pf = STAILQ_FIRST(&fs->probing);
         STAILQ_REMOVE_HEAD(&fs->probing, link);
