@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -165,6 +166,69 @@ START_TEST(every_way_of_waiting_from_many_threads)
     CloseHandle(rport);
     ck_assert_int_eq(atomic_load(&rcount.ok), ROUTINE_FLUSHES);
     ck_assert_int_eq(atomic_load(&rcount.fail), 0);
+    ck_assert_uint_eq(PeerDistShutdown(h), ERROR_SUCCESS);
+}
+END_TEST
+
+/* ---- flushes with and without labels in one burst ---- */
+
+#define LABELLED_LEN (1024 * 1024 + 333)
+#define EMPTY_FLUSHES 64
+
+/*
+ * A tag with labels and many without, flushed together (several times over): peerdistd
+ * answers the empty ones on its loop and the labelled one after its batch. Every flush
+ * completes with status 0, and once the labelled tag's flush completed, its labels are gone
+ * and its bytes no longer readable.
+ */
+START_TEST(labelled_and_empty_flushes_in_one_burst)
+{
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
+    uint8_t *data = api_make_content(LABELLED_LEN, 61);
+    api_publish(h, "burst", data, LABELLED_LEN, 1, NULL, 0);
+    PEERDIST_CONTENTINFO_HANDLE hci;
+    ck_assert_uint_eq(api_open_ci(h, "burst", 0, 0, NULL, &hci), ERROR_SUCCESS);
+    struct api_ci ci = {0};
+    ci.bytes = api_retrieve_ci(h, hci, 1000, &ci.len);
+    ck_assert_uint_eq(PeerDistServerCloseContentInformation(h, hci), ERROR_SUCCESS);
+    HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
+    for (int round = 0; round < 3; round++) {
+        PEERDIST_CONTENT_TAG tag = api_make_tag((uint8_t)(70 + round));
+        PEERDIST_CONTENT_HANDLE c = api_open_with_ci(h, &tag, &ci);
+        DWORD got;
+        ck_assert_uint_eq(api_add_data(h, c, 0, data, LABELLED_LEN, &got), ERROR_SUCCESS);
+        ck_assert_uint_eq(got, LABELLED_LEN);
+        char sql[200], hex[33];
+        for (int i = 0; i < 16; i++)
+            sprintf(hex + 2 * i, "%02x", tag.Data[i]);
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM labels WHERE tag = x'%s'", hex);
+        ck_assert_int_gt(td_sql(&td, sql), 0); /* the flush has labels to remove */
+        static OVERLAPPED ovs[EMPTY_FLUSHES + 1];
+        memset(ovs, 0, sizeof(ovs));
+        for (int i = 0; i <= EMPTY_FLUSHES; i++) {
+            PEERDIST_CONTENT_TAG t = i == EMPTY_FLUSHES / 2 ? tag : api_make_tag((uint8_t)(i + 1));
+            ck_assert_uint_eq(PeerDistClientFlushContent(h, &t, port, (ULONG_PTR)i, &ovs[i]),
+                ERROR_IO_PENDING);
+        }
+        bool labelled_done = false;
+        for (int i = 0; i <= EMPTY_FLUSHES; i++) {
+            DWORD bytes;
+            ULONG_PTR key;
+            LPOVERLAPPED ov;
+            ck_assert(GetQueuedCompletionStatus(port, &bytes, &key, &ov, TD_WAIT_MS));
+            ck_assert_ptr_eq(ov, &ovs[key]);
+            if (key == EMPTY_FLUSHES / 2)
+                labelled_done = true;
+        }
+        ck_assert(labelled_done);
+        ck_assert_int_eq(td_sql(&td, sql), 0);
+        uint8_t buf[16];
+        api_assert_missing(api_block_read(h, c, 0, sizeof(buf), buf), 0, LABELLED_LEN);
+        ck_assert_uint_eq(PeerDistClientCloseContent(h, c), ERROR_SUCCESS);
+    }
+    CloseHandle(port);
+    api_ci_free(&ci);
+    free(data);
     ck_assert_uint_eq(PeerDistShutdown(h), ERROR_SUCCESS);
 }
 END_TEST
@@ -350,6 +414,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, every_way_of_waiting_from_many_threads);
     tcase_add_test(tc, operation_nobody_waits_for_completes);
+    tcase_add_test(tc, labelled_and_empty_flushes_in_one_burst);
     tcase_add_test(tc, daemon_gone_ends_every_wait);
     tcase_add_test(tc, port_closed_under_a_reading_waiter);
     tcase_add_test(tc, shutdown_ends_reading_waiters);

@@ -980,14 +980,14 @@ int pdconn_help_wait(const struct w32_wait_target *t, int wake_fd, int timeout_m
     pthread_mutex_unlock(&conns_mu);
     if (!c)
         return 0; /* nothing pending completes to t */
-    c->helpers++;
+    c->helpers++; /* pdconn_stop waits for it: c stays valid until helpers-- below */
     cork_send(c); /* the requests waited for may still be corked */
     if (c->reading && !c->bg_reading) {
         c->helpers--; /* another caller reads: it delivers */
         wake_waiters(c);
         pthread_mutex_unlock(&c->mu);
         return 0;
-    } /* pdconn_stop waits for it: c stays valid until helpers-- below */
+    }
     if (c->reading) {
         /* The background thread reads: it hands the token over at its next wake-up. */
         c->yield_want++;
