@@ -693,38 +693,73 @@ static int cork_reserve(struct pdconn *c, size_t n)
 }
 
 /*
- * Writes the corked frames (c->mu held, no write in progress, c->fd open): 0, or -1 with
- * the connection dropped, so the corked operations complete with
- * PEERDIST_ERROR_SERVICE_UNAVAILABLE when the reader sees it go.
+ * Writes the corked bytes (c->mu held, no write in progress, c->fd open). block: until all
+ * are sent, or the deadline passes, or the socket fails; then the connection is dropped, so
+ * the corked operations complete with PEERDIST_ERROR_SERVICE_UNAVAILABLE when the reader
+ * sees it go: 0, or -1. Not block (a waiter, whose own wait may be short): what the socket
+ * takes now, the rest stays corked, in order, for the next write: 0, or 1 if some is left.
  */
-static int cork_flush_locked(struct pdconn *c, int64_t deadline)
+static int cork_flush_locked(struct pdconn *c, int64_t deadline, bool block)
 {
     if (!c->cork_len)
         return 0;
-    c->writing = true;
+    c->writing = true; /* nobody touches the cork until it is false again */
     int fd = c->fd;
+    const uint8_t *buf = c->cork;
+    size_t len = c->cork_len, sent = 0;
+    int rc = 0;
     pthread_mutex_unlock(&c->mu);
-    int w = write_all(fd, c->cork, c->cork_len, deadline);
+    while (sent < len) {
+        ssize_t w = send(fd, buf + sent, len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            sent += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w == 0 || errno != EAGAIN) {
+            rc = -1;
+            break;
+        }
+        if (!block) {
+            rc = 1;
+            break;
+        }
+        int64_t left = deadline - now_ms();
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        if (left <= 0 ||
+            (poll(&pfd, 1, (int)(left < INT32_MAX ? left : INT32_MAX)) < 0 && errno != EINTR)) {
+            rc = -1;
+            break;
+        }
+    }
     pthread_mutex_lock(&c->mu);
     c->writing = false;
-    c->cork_len = 0;
-    wake_waiters(c);
-    if (w != 0)
+    memmove(c->cork, c->cork + sent, len - sent);
+    c->cork_len = len - sent;
+    if (rc < 0) {
+        c->cork_len = 0;
         drop_locked(c);
-    return w;
+    }
+    wake_waiters(c);
+    return rc;
 }
 
-/* Sends what is corked, once the write in progress (if any) is over; c->mu held. */
-static void cork_send(struct pdconn *c)
+/*
+ * Sends what is corked; c->mu held. block (the background thread's look): after the write
+ * in progress, within the call deadline. Not block (a waiter): only if no write is in
+ * progress (that one sends the cork), and only what the socket takes now.
+ */
+static void cork_send(struct pdconn *c, bool block)
 {
     int64_t deadline = now_ms() + c->timeout_ms;
-    while (c->cork_len && c->writing)
+    while (block && c->cork_len && c->writing)
         if (!wait_until(c, deadline)) {
             drop_locked(c);
             return;
         }
-    if (c->cork_len && c->fd >= 0 && !c->broken)
-        cork_flush_locked(c, deadline);
+    if (c->cork_len && !c->writing && c->fd >= 0 && !c->broken)
+        cork_flush_locked(c, deadline, block);
 }
 
 /*
@@ -756,14 +791,16 @@ static DWORD send_locked(struct pdconn *c, uint64_t generation, Peerdist__Reques
     if (n - FRAME_HEADER_SIZE > FRAME_MAX_PAYLOAD)
         return ERROR_INVALID_PARAMETER;
     bool defer = op->async && c->lazy && c->cork_len + n <= PD_CORK_MAX;
-    if ((defer || c->cork_len) && cork_reserve(c, n) == 0) {
+    if (defer || c->cork_len) {
+        if (cork_reserve(c, n) != 0)
+            return ERROR_NOT_ENOUGH_MEMORY; /* it cannot go out before what is corked */
         /* Behind the corked frames, in order: sent now with them, or later (cork_send). */
         if (op->async && op->a.request_id && *op->a.request_id == 0)
             *op->a.request_id = op->id;
         frame_pack(&req->base, c->cork + c->cork_len);
         c->cork_len += n;
         op_insert(c, op);
-        if (defer || cork_flush_locked(c, deadline) == 0)
+        if (defer || cork_flush_locked(c, deadline, true) == 0)
             return ERROR_SUCCESS;
         op_remove(c, id); /* not sent whole: the caller's synchronous failure */
         return PEERDIST_ERROR_SERVICE_UNAVAILABLE;
@@ -979,9 +1016,9 @@ int pdconn_help_wait(const struct w32_wait_target *t, int wake_fd, int timeout_m
     }
     pthread_mutex_unlock(&conns_mu);
     if (!c)
-        return 0; /* nothing pending completes to t */
-    c->helpers++; /* pdconn_stop waits for it: c stays valid until helpers-- below */
-    cork_send(c); /* the requests waited for may still be corked */
+        return 0;        /* nothing pending completes to t */
+    c->helpers++;        /* pdconn_stop waits for it: c stays valid until helpers-- below */
+    cork_send(c, false); /* the requests waited for may still be corked */
     if (c->reading && !c->bg_reading) {
         c->helpers--; /* another caller reads: it delivers */
         wake_waiters(c);
@@ -1066,7 +1103,7 @@ static void conns_remove(struct pdconn *c)
  */
 static bool lazy_look(struct pdconn *c, uint64_t *seen, unsigned *idle)
 {
-    cork_send(c);                 /* requests no waiter sent since the last look */
+    cork_send(c, true);           /* requests no waiter sent since the last look */
     if (c->help_reads != *seen) { /* a waiter read since the last look */
         *seen = c->help_reads;
         *idle = 0;
