@@ -1,8 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # run-rpc.sh - build rpc_bench, run it against a private peerdistd (temp socket,
-# database and state dir), then print the daemon's peak RSS and clean up.
-# Arguments are passed to rpc_bench (e.g. -r 3 -n 5000). Works from any cwd.
+# database and state dir) beside a private redis-server (the redis-benchmark -P baseline),
+# then print the daemon's peak RSS and clean up; the last line is rpc_bench's SUMMARY with
+# the RSS added. Arguments are passed to rpc_bench (e.g. -r 3 -n 5000). Works from any cwd.
 set -eu
 
 # Seconds to wait for the daemon's socket: first start migrates a new database.
@@ -13,7 +14,12 @@ cd "$(dirname "$0")/.."
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/peerdist-rpc.XXXXXX")
 daemon_pid=
+redis_pid=
 cleanup() {
+    if [ -n "$redis_pid" ] && kill -0 "$redis_pid" 2>/dev/null; then
+        kill -TERM "$redis_pid" 2>/dev/null || true
+        wait "$redis_pid" 2>/dev/null || true
+    fi
     if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
         kill -TERM "$daemon_pid" 2>/dev/null || true
         wait "$daemon_pid" 2>/dev/null || true
@@ -59,12 +65,37 @@ while [ ! -S "$sock" ]; do
     waited=$((waited + 1))
 done
 
+# The baseline for flush throughput: redis PING at the same pipeline depths, same run.
+redis_args=
+if command -v redis-server >/dev/null 2>&1 && command -v redis-benchmark >/dev/null 2>&1; then
+    redis-server --port 0 --unixsocket "$tmp/redis.sock" --save '' --appendonly no \
+        >"$tmp/redis.log" 2>&1 &
+    redis_pid=$!
+    waited=0
+    while [ ! -S "$tmp/redis.sock" ] && [ "$waited" -lt $((SOCKET_WAIT_S * 10)) ]; do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    if [ -S "$tmp/redis.sock" ]; then
+        redis_args="-R $tmp/redis.sock"
+    else
+        echo "run-rpc.sh: redis-server did not listen; no redis baseline:" >&2
+        cat "$tmp/redis.log" >&2
+    fi
+else
+    echo "run-rpc.sh: redis-server or redis-benchmark not installed (Debian: redis-server," \
+        "redis-tools): no redis baseline, redis figures skipped" >&2
+fi
+
 rc=0
-PEERDIST_SOCKET="$sock" build/bench/rpc_bench "$@" || rc=$?
+# shellcheck disable=SC2086 # redis_args is empty or two words
+PEERDIST_SOCKET="$sock" build/bench/rpc_bench $redis_args "$@" >"$tmp/out" || rc=$?
+grep -v '^SUMMARY ' "$tmp/out" || true
 
 # VmHWM is the peak resident set since start; read it before the daemon exits.
 hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$daemon_pid/status" 2>/dev/null || true)
 echo "peerdistd_peak_rss_kib=${hwm:-unknown} (VmHWM)"
+summary=$(grep '^SUMMARY ' "$tmp/out" || true)
 
 kill -TERM "$daemon_pid"
 if ! wait "$daemon_pid"; then
@@ -73,4 +104,7 @@ if ! wait "$daemon_pid"; then
     [ "$rc" -ne 0 ] || rc=1
 fi
 daemon_pid=
+if [ -n "$summary" ]; then
+    echo "$summary peerdistd_peak_rss_kib=${hwm:-unknown}"
+fi
 exit "$rc"

@@ -33,6 +33,11 @@ struct flush_state {
     struct store *store;     /* the flush connection: used by one batch at a time */
     struct event *commit_ev; /* starts a batch once the loop has read what is ready */
     STAILQ_HEAD(, pending_flush) queued;
+    /* Flushes of tags with no label, answered once the running batch is done (no SQL). */
+    STAILQ_HEAD(, pending_flush) after_batch;
+    /* Flushes read in this loop pass, probed together (probe_cb) before they are sorted. */
+    STAILQ_HEAD(, pending_flush) probing;
+    struct event *probe_ev;
     bool running;                /* a batch holds the write lock: the gate is closed */
     bool evict_wanted;           /* an eviction pass runs once no flush is queued */
     struct event *evict_ev;      /* the periodic pass */
@@ -58,6 +63,7 @@ static void flush_next_batch(struct daemon *d);
 static void flush_admin_next(struct daemon *d);
 static int flush_admin_init(struct daemon *d);
 static void flush_admin_abort(struct daemon *d);
+static void probe_cb(evutil_socket_t fd, short what, void *arg);
 
 static void commit_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -101,6 +107,8 @@ int flush_init(struct daemon *d)
     if (!fs)
         return -1;
     STAILQ_INIT(&fs->queued);
+    STAILQ_INIT(&fs->after_batch);
+    STAILQ_INIT(&fs->probing);
     STAILQ_INIT(&fs->waiters);
     STAILQ_INIT(&fs->admin);
     d->flush = fs;
@@ -109,11 +117,12 @@ int flush_init(struct daemon *d)
         return -1;
     }
     fs->commit_ev = event_new(d->base, -1, 0, commit_cb, d);
+    fs->probe_ev = event_new(d->base, -1, 0, probe_cb, d);
     fs->evict_ev = event_new(d->base, -1, EV_PERSIST, evict_timer_cb, d);
     fs->evict_soon_ev = event_new(d->base, -1, 0, evict_soon_cb, d);
     struct timeval every = {EVICT_INTERVAL_S, 0};
-    if (!fs->commit_ev || flush_admin_init(d) != 0 || !fs->evict_ev || !fs->evict_soon_ev ||
-        evict_init(d) != 0 || event_add(fs->evict_ev, &every) != 0)
+    if (!fs->commit_ev || !fs->probe_ev || flush_admin_init(d) != 0 || !fs->evict_ev ||
+        !fs->evict_soon_ev || evict_init(d) != 0 || event_add(fs->evict_ev, &every) != 0)
         return -1;
     flush_evict_kick(d); /* the bounds in force go to the database at once */
     return 0;
@@ -126,6 +135,8 @@ void flush_free(struct daemon *d)
         return;
     if (fs->commit_ev)
         event_free(fs->commit_ev);
+    if (fs->probe_ev)
+        event_free(fs->probe_ev);
     flush_admin_abort(d);
     if (fs->admin_ev)
         event_free(fs->admin_ev);
@@ -154,7 +165,12 @@ void flush_gate_wait(struct daemon *d, struct flush_waiter *w)
     STAILQ_INSERT_TAIL(&fs->waiters, w, link);
 }
 
-/* The batch committed (or failed): the loop may write again; waiters first, in order. */
+static void reply_flush(struct pending_flush *pf, uint32_t status);
+
+/*
+ * The batch committed (or failed) and what it removed was reclaimed: the loop may write
+ * again; waiters first, in order. Then the flushes of label-less tags that came meanwhile.
+ */
 static void gate_open(struct flush_state *fs)
 {
     fs->running = false;
@@ -163,6 +179,13 @@ static void gate_open(struct flush_state *fs)
         STAILQ_REMOVE_HEAD(&fs->waiters, link);
         w->waiting = false;
         w->fn(w);
+    }
+    while (!STAILQ_EMPTY(&fs->after_batch)) {
+        struct pending_flush *pf = STAILQ_FIRST(&fs->after_batch);
+        STAILQ_REMOVE_HEAD(&fs->after_batch, link);
+        reply_flush(pf, ERROR_SUCCESS);
+        conn_unref(pf->conn);
+        free(pf);
     }
 }
 
@@ -188,10 +211,45 @@ void flush_request(struct conn *c, uint64_t id, const Peerdist__FlushRequest *f)
     pf->uid = c->uid;
     memcpy(pf->tag, f->tag.data, STORE_TAG_SIZE);
     c->refs++;
-    bool first = STAILQ_EMPTY(&fs->queued);
-    STAILQ_INSERT_TAIL(&fs->queued, pf, link);
+    bool first = STAILQ_EMPTY(&fs->probing);
+    STAILQ_INSERT_TAIL(&fs->probing, pf, link);
     if (first)
-        event_active(fs->commit_ev, EV_TIMEOUT, 0); /* group commit: after this loop pass */
+        event_active(fs->probe_ev, EV_TIMEOUT, 0); /* once the loop has read what is ready */
+}
+
+/*
+ * Loop: the flushes read in this pass, sorted. A tag the uid holds no label under (the
+ * loop's connection writes every label, so it sees each one acknowledged) has nothing to
+ * delete: no transaction, no worker. Such a flush is answered at once, or, while a batch
+ * runs (its COMMIT may be what removed the labels, with the reclaim still to come on the
+ * loop), right after that batch is done. The others queue for the next batch. Several
+ * probes share one read transaction: SQLite takes its WAL read lock once, not per flush.
+ */
+static void probe_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    struct flush_state *fs = d->flush;
+    struct pending_flush *head = STAILQ_FIRST(&fs->probing);
+    bool tx = head && STAILQ_NEXT(head, link) && store_read_begin(d->store) == 0;
+    while (!STAILQ_EMPTY(&fs->probing)) {
+        struct pending_flush *pf = STAILQ_FIRST(&fs->probing);
+        STAILQ_REMOVE_HEAD(&fs->probing, link);
+        int has = store_tag_has_labels(d->store, pf->uid, pf->tag);
+        if (has == 0 && !fs->running) {
+            reply_flush(pf, ERROR_SUCCESS);
+            conn_unref(pf->conn);
+            free(pf);
+        } else if (has == 0) {
+            STAILQ_INSERT_TAIL(&fs->after_batch, pf, link);
+        } else {
+            bool first = STAILQ_EMPTY(&fs->queued);
+            STAILQ_INSERT_TAIL(&fs->queued, pf, link);
+            if (first)
+                event_active(fs->commit_ev, EV_TIMEOUT, 0); /* group commit: after this pass */
+        }
+    }
+    if (tx)
+        store_read_end(d->store);
 }
 
 /* The flush connection's reclaim hook, on the worker: keep the rows for the loop thread. */
@@ -346,6 +404,7 @@ void flush_drain(struct daemon *d)
     struct flush_state *fs = d->flush;
     if (!fs)
         return;
+    probe_cb(-1, 0, d); /* flushes read but not sorted yet */
     while (fs->running)
         event_base_loop(d->base, EVLOOP_ONCE); /* the running batch's done arrives */
     while (!STAILQ_EMPTY(&fs->queued))

@@ -25,7 +25,7 @@ struct store {
     sqlite3 *db;
     char *path;
     sqlite3_stmt *begin, *commit, *rollback;
-    sqlite3_stmt *flush_tag, *tag_labels;
+    sqlite3_stmt *flush_tag, *tag_labels, *tag_any, *read_begin, *read_end;
     sqlite3_stmt *block_put, *label_put, *segment_blocks, *tags;
     sqlite3_stmt *flush_blocks, *flush_clear, *flush_collect, *segment_private;
     sqlite3_stmt *slot_replace, *slot_drop, *row_labels_drop;
@@ -140,6 +140,9 @@ static int prepare_all(struct store *st)
             "DELETE FROM labels WHERE uid = ? AND tag = ? AND (segment_id, block) IN "
             "(SELECT segment_id, block FROM temp.flushed)") ||
         prepare(st, &st->tag_labels, "SELECT count(*) FROM labels WHERE uid = ? AND tag = ?") ||
+        /* One probe of the primary key's (uid, tag) prefix: may a flush of the tag skip work? */
+        prepare(st, &st->tag_any, "SELECT 1 FROM labels WHERE uid = ? AND tag = ? LIMIT 1") ||
+        prepare(st, &st->read_begin, "BEGIN") || prepare(st, &st->read_end, "COMMIT") ||
         prepare(st, &st->block_put,
             "INSERT OR IGNORE INTO blocks (segment_id, block, owner, hash, length, file_owner) "
             "VALUES (?, ?, ?, ?, ?, ?)") ||
@@ -266,10 +269,11 @@ void store_close(struct store *st)
     if (!st)
         return;
     sqlite3_stmt *all[] = {st->begin, st->commit, st->rollback, st->flush_tag, st->tag_labels,
-        st->block_put, st->label_put, st->segment_blocks, st->tags, st->flush_blocks,
-        st->flush_clear, st->flush_collect, st->segment_private, st->slot_replace, st->slot_drop,
-        st->row_labels_drop, st->promote_pick, st->promote_row, st->promote_labels, st->savepoint,
-        st->release, st->rollback_to, st->file_used, st->slot_used};
+        st->tag_any, st->read_begin, st->read_end, st->block_put, st->label_put, st->segment_blocks,
+        st->tags, st->flush_blocks, st->flush_clear, st->flush_collect, st->segment_private,
+        st->slot_replace, st->slot_drop, st->row_labels_drop, st->promote_pick, st->promote_row,
+        st->promote_labels, st->savepoint, st->release, st->rollback_to, st->file_used,
+        st->slot_used};
     free(st->reclaim);
     free(st->puts);
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
@@ -417,6 +421,29 @@ int store_flush_tag(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_
     if (sqlite3_get_autocommit(st->db))
         reclaim_handover(st); /* no transaction around us: already committed */
     return 0;
+}
+
+int store_read_begin(struct store *st)
+{
+    if (!sqlite3_get_autocommit(st->db))
+        return -1; /* a transaction is open: the reads are in it */
+    int rc = sqlite3_step(st->read_begin);
+    sqlite3_reset(st->read_begin);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+void store_read_end(struct store *st)
+{
+    sqlite3_step(st->read_end);
+    sqlite3_reset(st->read_end);
+}
+
+int store_tag_has_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE])
+{
+    bind_owner(st->tag_any, uid, tag);
+    int rc = sqlite3_step(st->tag_any);
+    sqlite3_reset(st->tag_any);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
 int64_t store_tag_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE])

@@ -58,6 +58,15 @@ struct store_flush_result {
  */
 int store_flush_tag(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE],
     struct store_flush_result *result);
+/*
+ * A read transaction (BEGIN ... COMMIT) around several reads, so SQLite takes its WAL read
+ * lock once: 0, or -1 when none was opened (one is open already, or it failed); only after
+ * 0, store_read_end. No write may run inside it.
+ */
+int store_read_begin(struct store *st);
+void store_read_end(struct store *st);
+/* 1 if (uid, tag) holds a label, 0 if none, -1 on error (one index probe). */
+int store_tag_has_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE]);
 /* Number of labels (uid, tag) holds; -1 on error. */
 int64_t store_tag_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE]);
 

@@ -6,21 +6,31 @@
  * socket and delivers every reply it finds, its own or not. A synchronous
  * caller takes the token itself when it is free, so a call with nothing else
  * in flight is one write and one read on the caller's thread (no hand-off).
+ * A caller about to block waiting for an asynchronous operation (win32.c's
+ * waits) does the same through pdconn_help_wait: it takes the token if nobody
+ * but the background thread holds it (that thread hands it over), reads once,
+ * delivering every reply, and puts it down; whoever completes what it waits
+ * for writes its eventfd, which ends its read early.
  * The per-connection background thread takes the token only while
- * asynchronous operations or a status registration need someone to read.
+ * asynchronous operations or a status registration need someone to read; once
+ * waiters read ("lazy", lazy_look) it is not woken per request but looks each
+ * PD_LAZY_TICK_MS, and reads what no waiter read across a whole tick.
  * Whoever holds the token and sees the socket die completes everything
  * pending with PEERDIST_ERROR_SERVICE_UNAVAILABLE.
  *
- * Writing is a token too (`writing`): one frame goes out at a time, written
- * without c->mu held and never past the call's deadline (a stopped daemon
- * fills the socket; the writer then gives up and drops the connection).
- * Waiting for either token is a wait on c->cv with the deadline, so no
- * caller waits on another's write. The socket is closed only once no write is
- * in progress, so a request whose write did not finish is never completed
- * asynchronously: its caller gets the synchronous error.
+ * Writing is a token too (`writing`): one write at a time, without c->mu
+ * held and never past the call's deadline (a stopped daemon fills the socket;
+ * the writer then gives up and drops the connection). Waiting for either
+ * token is a wait on c->cv with the deadline, so no caller waits on another's
+ * write. The socket is closed only once no write is in progress, so a request
+ * its caller wrote and did not finish is never completed asynchronously: its
+ * caller gets the synchronous error. In lazy mode asynchronous requests are
+ * corked instead (c->cork): written together, in order, by the next write, a
+ * blocking waiter, or the background thread's next look; if that write fails
+ * they complete with PEERDIST_ERROR_SERVICE_UNAVAILABLE, as if unanswered.
  *
- * Lock order: c->mu only; completion delivery (win32.c) takes only its own
- * locks, so it may run under c->mu.
+ * Lock order: conns_mu, then c->mu; completion delivery (win32.c) takes only
+ * its own locks, so it may run under c->mu.
  */
 #include "conn.h"
 
@@ -48,6 +58,11 @@
 /* A synchronous caller's blocking read returns at least this often to check its deadline. */
 #define PD_READ_SLICE_MS 1000
 #define SEND_STACK_BYTES 1024
+/* Lazy mode (lazy_look): how often the background thread looks, and for how long idle. */
+#define PD_LAZY_TICK_MS 1
+#define PD_LAZY_IDLE_TICKS 100
+/* Lazy: asynchronous requests wait in c->cork, written together, up to this many bytes. */
+#define PD_CORK_MAX (64 * 1024)
 
 struct pd_op {
     uint64_t id;
@@ -58,6 +73,7 @@ struct pd_op {
     struct pd_async a;      /* async */
     struct pd_multi *multi; /* async: one part of a split request, or NULL */
     struct pd_op *next;
+    struct pd_op *anext, **aprev; /* async: the connection's list of them, for waiters */
 };
 
 /* One OVERLAPPED completed by several requests (a buffer larger than PD_MAX_CHUNK). */
@@ -86,9 +102,16 @@ struct pdconn {
     int fd;
     dev_t fd_dev; /* the socket's identity, so a forked child closes only its copy of it */
     ino_t fd_ino;
-    bool broken;  /* given up on (write failed, deadline passed): shut down, cleanup pending */
-    bool reading; /* the read token */
-    bool writing; /* the write token */
+    bool broken;     /* given up on (write failed, deadline passed): shut down, cleanup pending */
+    bool reading;    /* the read token */
+    bool bg_reading; /* ... held by the background thread, which hands it to a waiter */
+    unsigned yield_want; /* waiters asking the background thread for the token */
+    unsigned helpers;    /* waiters using c (pdconn_help_wait): c is not freed under them */
+    bool lazy;           /* waiters read: the background thread looks each tick (lazy_look) */
+    uint8_t *cork;       /* lazy: asynchronous requests' frames not written yet (send_locked) */
+    size_t cork_len, cork_cap;
+    uint64_t help_reads; /* reads done by waiters, for lazy_look */
+    bool writing;        /* the write token */
     bool stop;
     DWORD down_error; /* why the last connection attempt failed (synchronous error of calls) */
     int down_errno;   /* ... as an errno value, for messages (pdconn_down_reason) */
@@ -98,6 +121,7 @@ struct pdconn {
     uint64_t next_id;
     struct frame_buf rbuf; /* touched only by the token holder */
     struct pd_op *ops[OP_BUCKETS];
+    struct pd_op *alist; /* the asynchronous ones, also in ops */
     unsigned nasync;
     uint32_t status;
     struct status_reg reg;
@@ -105,6 +129,7 @@ struct pdconn {
     pthread_t thread;
     bool has_thread;
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    struct pdconn *conn_next, **conn_prev; /* the list of live connections (conns) */
 };
 
 const char *pdconn_default_path(void)
@@ -139,6 +164,12 @@ static void wake_waiters(struct pdconn *c)
 static bool bg_has_work(const struct pdconn *c)
 {
     return c->nasync > 0 || c->reg.active || c->stop;
+}
+
+/* Whether the background thread should take the read token now. */
+static bool bg_should_read(const struct pdconn *c)
+{
+    return (c->nasync > 0 || c->reg.active) && c->fd >= 0 && !c->reading && !c->yield_want;
 }
 
 static void wait_on(struct pdconn *c, pthread_cond_t *cv)
@@ -180,7 +211,14 @@ static void op_insert(struct pdconn *c, struct pd_op *op)
     struct pd_op **b = &c->ops[op->id % OP_BUCKETS];
     op->next = *b;
     *b = op;
-    if (op->async && c->nasync++ == 0)
+    if (!op->async)
+        return;
+    op->anext = c->alist;
+    op->aprev = &c->alist;
+    if (c->alist)
+        c->alist->aprev = &op->anext;
+    c->alist = op;
+    if (c->nasync++ == 0 && !c->lazy)
         pthread_cond_signal(&c->bg_cv); /* the background thread should read */
 }
 
@@ -190,8 +228,12 @@ static struct pd_op *op_remove(struct pdconn *c, uint64_t id)
         if ((*p)->id == id) {
             struct pd_op *op = *p;
             *p = op->next;
-            if (op->async)
+            if (op->async) {
                 c->nasync--;
+                *op->aprev = op->anext;
+                if (op->anext)
+                    op->anext->aprev = op->aprev;
+            }
             return op;
         }
     }
@@ -249,6 +291,7 @@ static void fail_all_locked(struct pdconn *c, DWORD status)
         }
     }
     c->nasync = 0;
+    c->alist = NULL;
     wake_waiters(c);
 }
 
@@ -332,6 +375,7 @@ static void lost_locked(struct pdconn *c)
     close(c->fd);
     c->fd = -1;
     c->broken = false;
+    c->cork_len = 0; /* their operations fail below */
     frame_buf_reset(&c->rbuf);
     fail_all_locked(c, c->stop ? ERROR_OPERATION_ABORTED : PEERDIST_ERROR_SERVICE_UNAVAILABLE);
     reg_check_locked(c);
@@ -389,7 +433,7 @@ static size_t read_want(const struct frame_buf *fb)
  * One poll + read on the socket, delivering every whole reply found. The
  * caller holds the read token (so c->fd is stable) but not c->mu.
  */
-static enum read_result read_some(struct pdconn *c, int fd, int wake_fd)
+static enum read_result read_some(struct pdconn *c, int fd, int wake_fd, int timeout_ms)
 {
     /*
      * The background thread polls so that its wake-up fd can stop it. A
@@ -398,7 +442,7 @@ static enum read_result read_some(struct pdconn *c, int fd, int wake_fd)
      */
     if (wake_fd >= 0) {
         struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN}, {.fd = wake_fd, .events = POLLIN}};
-        int n = poll(pfd, 2, -1);
+        int n = poll(pfd, 2, timeout_ms);
         if (n < 0 && errno != EINTR)
             return READ_LOST;
         if (n <= 0)
@@ -432,21 +476,32 @@ static enum read_result read_some(struct pdconn *c, int fd, int wake_fd)
     return st == FRAME_TOO_BIG ? READ_LOST : READ_DATA;
 }
 
-/* Takes the read token for one read_some; called and returns with c->mu held. */
-static enum read_result read_turn(struct pdconn *c, int wake_fd)
+/*
+ * Takes the read token for one read_some (bg: on the background thread, polling wake_fd;
+ * else a caller: synchronous with wake_fd -1, or a waiter polling its own wake_fd for at
+ * most timeout_ms); called and returns with c->mu held.
+ */
+static enum read_result read_turn_ex(struct pdconn *c, int wake_fd, int timeout_ms, bool bg)
 {
     c->reading = true;
+    c->bg_reading = bg;
     int fd = c->fd;
     pthread_mutex_unlock(&c->mu);
-    enum read_result rr = read_some(c, fd, wake_fd);
+    enum read_result rr = read_some(c, fd, wake_fd, timeout_ms);
     pthread_mutex_lock(&c->mu);
     if (rr == READ_LOST || c->broken)
         lost_locked(c);
     c->reading = false;
+    c->bg_reading = false;
     wake_waiters(c);
-    if (wake_fd < 0 && bg_has_work(c))
+    if (!bg && bg_has_work(c) && !c->lazy)
         pthread_cond_signal(&c->bg_cv); /* hand the token back to the background thread */
     return rr;
+}
+
+static enum read_result read_turn(struct pdconn *c, int wake_fd)
+{
+    return read_turn_ex(c, wake_fd, -1, wake_fd >= 0);
 }
 
 /*
@@ -580,7 +635,7 @@ static bool peer_gone(int fd)
  */
 static DWORD ensure_locked(struct pdconn *c, int64_t deadline)
 {
-    while (c->fd >= 0 && (c->broken || (!c->reading && peer_gone(c->fd)))) {
+    while (c->fd >= 0 && (c->broken || (!c->reading && !c->cork_len && peer_gone(c->fd)))) {
         if (!c->reading)
             read_turn(c, -1); /* reads what is left, then EOF: lost_locked */
         else if (!wait_until(c, deadline))
@@ -621,6 +676,92 @@ uint32_t pdconn_status(struct pdconn *c)
     return st;
 }
 
+/* Room for n more bytes in c->cork (c->mu held, no write in progress): 0, or -1. */
+static int cork_reserve(struct pdconn *c, size_t n)
+{
+    if (c->cork_len + n <= c->cork_cap)
+        return 0;
+    size_t cap = c->cork_cap ? c->cork_cap : 4096;
+    while (cap < c->cork_len + n)
+        cap *= 2;
+    uint8_t *b = realloc(c->cork, cap);
+    if (!b)
+        return -1;
+    c->cork = b;
+    c->cork_cap = cap;
+    return 0;
+}
+
+/*
+ * Writes the corked bytes (c->mu held, no write in progress, c->fd open). block: until all
+ * are sent, or the deadline passes, or the socket fails; then the connection is dropped, so
+ * the corked operations complete with PEERDIST_ERROR_SERVICE_UNAVAILABLE when the reader
+ * sees it go: 0, or -1. Not block (a waiter, whose own wait may be short): what the socket
+ * takes now, the rest stays corked, in order, for the next write: 0, or 1 if some is left.
+ */
+static int cork_flush_locked(struct pdconn *c, int64_t deadline, bool block)
+{
+    if (!c->cork_len)
+        return 0;
+    c->writing = true; /* nobody touches the cork until it is false again */
+    int fd = c->fd;
+    const uint8_t *buf = c->cork;
+    size_t len = c->cork_len, sent = 0;
+    int rc = 0;
+    pthread_mutex_unlock(&c->mu);
+    while (sent < len) {
+        ssize_t w = send(fd, buf + sent, len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            sent += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w == 0 || errno != EAGAIN) {
+            rc = -1;
+            break;
+        }
+        if (!block) {
+            rc = 1;
+            break;
+        }
+        int64_t left = deadline - now_ms();
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        if (left <= 0 ||
+            (poll(&pfd, 1, (int)(left < INT32_MAX ? left : INT32_MAX)) < 0 && errno != EINTR)) {
+            rc = -1;
+            break;
+        }
+    }
+    pthread_mutex_lock(&c->mu);
+    c->writing = false;
+    memmove(c->cork, c->cork + sent, len - sent);
+    c->cork_len = len - sent;
+    if (rc < 0) {
+        c->cork_len = 0;
+        drop_locked(c);
+    }
+    wake_waiters(c);
+    return rc;
+}
+
+/*
+ * Sends what is corked; c->mu held. block (the background thread's look): after the write
+ * in progress, within the call deadline. Not block (a waiter): only if no write is in
+ * progress (that one sends the cork), and only what the socket takes now.
+ */
+static void cork_send(struct pdconn *c, bool block)
+{
+    int64_t deadline = now_ms() + c->timeout_ms;
+    while (block && c->cork_len && c->writing)
+        if (!wait_until(c, deadline)) {
+            drop_locked(c);
+            return;
+        }
+    if (c->cork_len && !c->writing && c->fd >= 0 && !c->broken)
+        cork_flush_locked(c, deadline, block);
+}
+
 /*
  * Connects if needed, then sends req for op (registered first: its reply may be read by
  * another thread before the write returns). generation, if not 0, is the connection the
@@ -649,6 +790,21 @@ static DWORD send_locked(struct pdconn *c, uint64_t generation, Peerdist__Reques
     size_t n = frame_size(&req->base);
     if (n - FRAME_HEADER_SIZE > FRAME_MAX_PAYLOAD)
         return ERROR_INVALID_PARAMETER;
+    bool defer = op->async && c->lazy && c->cork_len + n <= PD_CORK_MAX;
+    if (defer || c->cork_len) {
+        if (cork_reserve(c, n) != 0)
+            return ERROR_NOT_ENOUGH_MEMORY; /* it cannot go out before what is corked */
+        /* Behind the corked frames, in order: sent now with them, or later (cork_send). */
+        if (op->async && op->a.request_id && *op->a.request_id == 0)
+            *op->a.request_id = op->id;
+        frame_pack(&req->base, c->cork + c->cork_len);
+        c->cork_len += n;
+        op_insert(c, op);
+        if (defer || cork_flush_locked(c, deadline, true) == 0)
+            return ERROR_SUCCESS;
+        op_remove(c, id); /* not sent whole: the caller's synchronous failure */
+        return PEERDIST_ERROR_SERVICE_UNAVAILABLE;
+    }
     uint8_t stack[SEND_STACK_BYTES];
     uint8_t *buf = n <= sizeof(stack) ? stack : malloc(n);
     if (!buf)
@@ -816,15 +972,162 @@ void pdconn_unregister_status(struct pdconn *c)
     pthread_mutex_unlock(&c->mu);
 }
 
+/* ---- waiters that read (pdconn_help_wait) ---- */
+
+/* Every live connection object, so a waiter can find the one that will answer it. */
+static pthread_mutex_t conns_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct pdconn *conns;
+
+/* Whether op's completion would satisfy a wait for t (its OVERLAPPED, event or port). */
+static bool op_completes_to(const struct pd_async *a, const struct w32_wait_target *t)
+{
+    if (t->ov)
+        return a->ov == t->ov;
+    uintptr_t ev = a->ov ? (uintptr_t)a->ov->hEvent : 0; /* the caller's, while pending */
+    if (t->port)
+        return a->port == t->port && !(ev & 1);
+    for (DWORD i = 0; ev && i < t->nevents; i++)
+        if ((HANDLE)(ev & ~(uintptr_t)1) == t->events[i])
+            return true;
+    return false;
+}
+
+static bool waited_for_locked(const struct pdconn *c, const struct w32_wait_target *t)
+{
+    for (const struct pd_op *op = c->alist; op; op = op->anext)
+        if (op_completes_to(&op->a, t))
+            return true;
+    return false;
+}
+
+int pdconn_help_wait(const struct w32_wait_target *t, int wake_fd, int timeout_ms)
+{
+    if (timeout_ms == 0 || wake_fd < 0)
+        return 0;
+    if (timeout_ms < 0 || timeout_ms > PD_READ_SLICE_MS)
+        timeout_ms = PD_READ_SLICE_MS;
+    struct pdconn *c;
+    pthread_mutex_lock(&conns_mu);
+    for (c = conns; c; c = c->conn_next) {
+        pthread_mutex_lock(&c->mu);
+        if (!c->stop && c->fd >= 0 && !c->broken && waited_for_locked(c, t))
+            break;
+        pthread_mutex_unlock(&c->mu);
+    }
+    pthread_mutex_unlock(&conns_mu);
+    if (!c)
+        return 0;        /* nothing pending completes to t */
+    c->helpers++;        /* pdconn_stop waits for it: c stays valid until helpers-- below */
+    cork_send(c, false); /* the requests waited for may still be corked */
+    if (c->reading && !c->bg_reading) {
+        c->helpers--; /* another caller reads: it delivers */
+        wake_waiters(c);
+        pthread_mutex_unlock(&c->mu);
+        return 0;
+    }
+    if (c->reading) {
+        /* The background thread reads: it hands the token over at its next wake-up. */
+        c->yield_want++;
+        uint64_t one = 1;
+        (void)!write(c->wake_fd, &one, sizeof(one));
+        while (c->reading && c->bg_reading && !c->stop)
+            wait_on(c, &c->cv);
+        c->yield_want--;
+    }
+    int helped = 0;
+    if (!c->reading && !c->stop && c->fd >= 0 && !c->broken) {
+        read_turn_ex(c, wake_fd, timeout_ms, false); /* hands the token back if work is left */
+        helped = 1;
+        c->help_reads++;
+        if (!c->lazy) {
+            c->lazy = true; /* waiters read: the background thread only looks now and then */
+            pthread_cond_signal(&c->bg_cv);
+        }
+    } else if (bg_should_read(c)) {
+        pthread_cond_signal(&c->bg_cv); /* not read here after all: the thread reads again */
+    }
+    c->helpers--;
+    wake_waiters(c); /* pdconn_stop may wait for the last helper */
+    pthread_mutex_unlock(&c->mu);
+    return helped;
+}
+
+/*
+ * fork(): the child has none of the parent's live connections, so it starts with an empty
+ * list and a fresh lock (a thread of the parent may have held it). Not locked around the
+ * fork: conns_mu comes before c->mu and the shim's locks, which other handlers take there.
+ */
+static void conns_child(void)
+{
+    pthread_mutex_init(&conns_mu, NULL);
+    conns = NULL;
+}
+
+__attribute__((constructor)) static void conns_init(void)
+{
+    pthread_atfork(NULL, NULL, conns_child);
+}
+
+static void conns_add(struct pdconn *c)
+{
+    pthread_mutex_lock(&conns_mu);
+    c->conn_next = conns;
+    c->conn_prev = &conns;
+    if (conns)
+        conns->conn_prev = &c->conn_next;
+    conns = c;
+    pthread_mutex_unlock(&conns_mu);
+}
+
+static void conns_remove(struct pdconn *c)
+{
+    pthread_mutex_lock(&conns_mu);
+    if (c->conn_prev) {
+        *c->conn_prev = c->conn_next;
+        if (c->conn_next)
+            c->conn_next->conn_prev = c->conn_prev;
+        c->conn_prev = NULL;
+    }
+    pthread_mutex_unlock(&conns_mu);
+}
+
 /* ---- background reader ---- */
+
+/*
+ * Lazy mode (c->lazy): while waiters read their own replies, nobody wakes the background
+ * thread when an operation is sent or a waiter puts the token down; it looks every
+ * PD_LAZY_TICK_MS instead. An operation no waiter read across a whole tick (its caller
+ * polls, or watches the port's fd) is read by the thread, which goes back to being woken
+ * at once. After PD_LAZY_IDLE_TICKS looks with nothing pending the thread stops looking.
+ * Called with c->mu held; true if it is to look again after a tick.
+ */
+static bool lazy_look(struct pdconn *c, uint64_t *seen, unsigned *idle)
+{
+    cork_send(c, true);           /* requests no waiter sent since the last look */
+    if (c->help_reads != *seen) { /* a waiter read since the last look */
+        *seen = c->help_reads;
+        *idle = 0;
+        return true;
+    }
+    bool stuck = bg_should_read(c) || (c->reg.active && c->fd < 0);
+    if (stuck || (c->nasync == 0 && ++*idle > PD_LAZY_IDLE_TICKS)) {
+        c->lazy = false;
+        *idle = 0;
+        return false;
+    }
+    return true;
+}
 
 static void *reader_thread(void *arg)
 {
     struct pdconn *c = arg;
+    uint64_t seen = 0;
+    unsigned idle = 0;
     pthread_mutex_lock(&c->mu);
     while (!c->stop) {
-        bool want = c->nasync > 0 || c->reg.active;
-        if (want && c->fd >= 0 && !c->reading) {
+        if (c->lazy && lazy_look(c, &seen, &idle)) {
+            timed_wait(c, &c->bg_cv, PD_LAZY_TICK_MS);
+        } else if (bg_should_read(c)) {
             read_turn(c, c->wake_fd);
         } else if (c->reg.active && c->fd < 0) {
             connect_locked(c, now_ms() + c->timeout_ms);
@@ -876,6 +1179,7 @@ struct pdconn *pdconn_new_timeout(const char *path, int connect_timeout_ms)
     pthread_mutex_lock(&c->mu);
     connect_locked(c, now_ms() + c->timeout_ms);
     pthread_mutex_unlock(&c->mu);
+    conns_add(c);
     return c;
 }
 
@@ -900,7 +1204,7 @@ void pdconn_stop(struct pdconn *c)
     (void)!write(c->wake_fd, &one, sizeof(one));
     pthread_join(c->thread, NULL);
     pthread_mutex_lock(&c->mu);
-    while (c->reading)
+    while (c->reading || c->helpers)
         wait_on(c, &c->cv);
     if (c->fd >= 0) {
         c->reading = true;
@@ -912,8 +1216,10 @@ void pdconn_stop(struct pdconn *c)
 
 void pdconn_free(struct pdconn *c)
 {
+    conns_remove(c); /* no new waiter finds c; pdconn_stop waits for the ones using it */
     pdconn_stop(c);
     close(c->wake_fd);
+    free(c->cork);
     frame_buf_free(&c->rbuf);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "frame.h"
+#include "win32.h"
 
 #define PD_DEFAULT_SOCKET "/run/peerdist/peerdistd.sock"
 /*
@@ -109,8 +110,9 @@ DWORD pdconn_call_on(struct pdconn *c, uint64_t generation, Peerdist__Request *r
     Peerdist__Reply **reply);
 /*
  * Sends an asynchronous request (on the connection `generation`, as pdconn_call_on). 0:
- * sent whole, and exactly one completion will follow; otherwise the synchronous error and
- * no completion. The write waits at most the call deadline.
+ * sent whole (or, while waiters read, corked: sent with the next write, conn.c), and
+ * exactly one completion will follow; otherwise the synchronous error and no completion.
+ * The write waits at most the call deadline.
  */
 DWORD pdconn_submit(struct pdconn *c, uint64_t generation, Peerdist__Request *req,
     const struct pd_async *a);
@@ -125,6 +127,17 @@ DWORD pdconn_submit_many(struct pdconn *c, uint64_t generation, Peerdist__Reques
 
 /* For on_reply callbacks: the operation's pd_async.arg. */
 void *pd_op_arg(const struct pd_op *op);
+
+/*
+ * A thread about to block waiting for t (win32.c: an OVERLAPPED, events, or a port) calls
+ * this first. If an asynchronous operation whose completion reaches t is pending on some
+ * connection that nobody reads (or only the background thread, which hands the token over),
+ * it reads that connection once on the caller's thread, for at most timeout_ms (< 0: a
+ * slice), delivering every reply it finds to its owner, and returns 1: the caller checks
+ * its wait and calls again. wake_fd (an eventfd) readable ends the read early: the waker
+ * of t writes it. 0: nothing to read for t here; block as usual.
+ */
+int pdconn_help_wait(const struct w32_wait_target *t, int wake_fd, int timeout_ms);
 
 /* Status-change notification (one per connection). */
 DWORD pdconn_register_status(struct pdconn *c, BOOL ex, LPOVERLAPPED ov, HANDLE port, ULONG_PTR key,

@@ -5,7 +5,9 @@
  * optional completion routine thread) and GetOverlappedResult. Deviations
  * from Windows are listed in client/README.md: ports carry only PeerDist and
  * posted packets, waiters wake in FIFO order, NumberOfConcurrentThreads is
- * ignored, events cannot be named, only events can be waited on.
+ * ignored, events cannot be named, only events can be waited on. A thread about to
+ * block for an operation of the library reads its replies itself (conn.h,
+ * pdconn_help_wait), woken from that read through its own eventfd.
  */
 #include "win32.h"
 
@@ -20,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conn.h"
 #include "handles.h"
 
 static _Thread_local DWORD last_error;
@@ -62,6 +65,71 @@ static void cond_init_monotonic(pthread_cond_t *cv)
     pthread_condattr_destroy(&a);
 }
 
+/* Milliseconds left until deadline (INFINITE: -1), at least 0. */
+static int ms_left(DWORD ms, const struct timespec *deadline)
+{
+    if (ms == INFINITE)
+        return -1;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t left = (int64_t)(deadline->tv_sec - now.tv_sec) * 1000 +
+        (deadline->tv_nsec - now.tv_nsec) / 1000000;
+    return left > 0 ? (int)left : 0;
+}
+
+/*
+ * Waiters that read (conn.h: pdconn_help_wait): a thread about to block reads the replies
+ * of its own operations itself, polling its eventfd, which whoever completes what it waits
+ * for writes. One per thread, made at its first wait, closed when the thread exits.
+ */
+static pthread_key_t help_key;
+static _Thread_local int help_fd = -1;
+
+static void help_fd_close(void *v)
+{
+    close((int)(intptr_t)v - 1);
+}
+
+static int help_fd_get(void)
+{
+    if (help_fd < 0) {
+        help_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (help_fd >= 0)
+            pthread_setspecific(help_key, (void *)(intptr_t)(help_fd + 1));
+    }
+    return help_fd;
+}
+
+static void help_fd_drain(int fd)
+{
+    uint64_t v;
+    (void)!read(fd, &v, sizeof(v));
+}
+
+/* Ends a waiter's read early; not this thread's own: it delivers, so it is not reading. */
+static void help_wake(int fd)
+{
+    uint64_t one = 1;
+    if (fd >= 0 && fd != help_fd)
+        (void)!write(fd, &one, sizeof(one));
+}
+
+/* A waiter reading replies, listed where its wakers look (a port, or overlapped_helpers). */
+struct help_link {
+    int fd;
+    LPOVERLAPPED ov; /* GetOverlappedResult: the one it waits for */
+    struct help_link *next;
+};
+
+static void help_unlink(struct help_link **head, struct help_link *h)
+{
+    for (struct help_link **p = head; *p; p = &(*p)->next)
+        if (*p == h) {
+            *p = h->next;
+            return;
+        }
+}
+
 /* Waits on cv until *ready or the deadline; INFINITE waits forever. 0 = ready, -1 = timed out. */
 static int wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, const struct timespec *deadline)
 {
@@ -82,6 +150,7 @@ static pthread_mutex_t events_mu = PTHREAD_MUTEX_INITIALIZER;
 
 struct event_waiter {
     pthread_cond_t cv;
+    int wake_fd; /* while the waiter reads replies instead (pdconn_help_wait), else -1 */
 };
 
 struct wait_link {
@@ -147,8 +216,10 @@ static BOOL event_set_state(HANDLE h, bool signaled)
     e->signaled = signaled;
     if (signaled) {
         struct wait_link *l;
-        LIST_FOREACH (l, &e->waits, link)
+        LIST_FOREACH (l, &e->waits, link) {
             pthread_cond_signal(&l->waiter->cv);
+            help_wake(l->waiter->wake_fd);
+        }
     }
     pthread_mutex_unlock(&events_mu);
     hobj_put(&e->h);
@@ -191,12 +262,12 @@ static DWORD events_take(struct event_obj **ev, DWORD n, BOOL all)
     return WAIT_OBJECT_0;
 }
 
-static DWORD events_wait(struct event_obj **ev, DWORD n, BOOL all, DWORD ms)
+static DWORD events_wait(struct event_obj **ev, const HANDLE *handles, DWORD n, BOOL all, DWORD ms)
 {
     struct timespec deadline = deadline_after(ms);
-    struct event_waiter w;
+    struct event_waiter w = {.wake_fd = -1};
     struct wait_link links[MAXIMUM_WAIT_OBJECTS];
-    bool linked = false;
+    bool linked = false, may_help = true;
     pthread_mutex_lock(&events_mu);
     DWORD rc = events_take(ev, n, all);
     while (rc == WAIT_TIMEOUT && ms != 0) {
@@ -208,6 +279,24 @@ static DWORD events_wait(struct event_obj **ev, DWORD n, BOOL all, DWORD ms)
             }
             linked = true;
         }
+        int left = ms_left(ms, &deadline);
+        if (may_help && left != 0 && (w.wake_fd = help_fd_get()) >= 0) {
+            /* Read the replies that would set the events here, rather than be woken. */
+            pthread_mutex_unlock(&events_mu);
+            struct w32_wait_target t = {.events = handles, .nevents = n};
+            int helped = pdconn_help_wait(&t, w.wake_fd, left);
+            pthread_mutex_lock(&events_mu);
+            help_fd_drain(w.wake_fd);
+            w.wake_fd = -1;
+            rc = events_take(ev, n, all);
+            may_help = helped;
+            if (helped && rc == WAIT_TIMEOUT && ms_left(ms, &deadline) == 0)
+                break;
+            continue;
+        }
+        if (left == 0)
+            break;
+        may_help = true; /* woken: an operation may be waiting to be read now */
         int timed_out = wait_until(&w.cv, &events_mu, ms == INFINITE ? NULL : &deadline);
         rc = events_take(ev, n, all);
         if (timed_out)
@@ -246,7 +335,7 @@ PEERDIST_API DWORD WINAPI pdw32_WaitForMultipleObjects(DWORD n, const HANDLE *ha
             break;
         }
     }
-    DWORD rc = err ? WAIT_FAILED : events_wait(ev, n, all, ms);
+    DWORD rc = err ? WAIT_FAILED : events_wait(ev, handles, n, all, ms);
     for (DWORD i = 0; i < got; i++)
         hobj_put(&ev[i]->h);
     if (err)
@@ -289,7 +378,10 @@ struct port_obj {
     pthread_cond_t cv;
     struct packet *head, *tail;
     bool closed;
-    int efd; /* readable while packets are queued */
+    int efd;     /* readable while packets are queued */
+    HANDLE self; /* its handle: operations name their port by it */
+    struct help_link
+        *helpers; /* waiters reading replies for it: a packet or the close wakes them */
     PEERDIST_COMPLETION_ROUTINE routine;
     void *routine_ctx;
     pthread_t thread;
@@ -340,7 +432,11 @@ PEERDIST_API HANDLE WINAPI pdw32_CreateIoCompletionPort(HANDLE file, HANDLE exis
         if (p)
             port_destroy(&p->h);
         w32_set_error(ERROR_NOT_ENOUGH_MEMORY);
+        return NULL;
     }
+    pthread_mutex_lock(&p->mu);
+    p->self = h;
+    pthread_mutex_unlock(&p->mu);
     return h;
 }
 
@@ -365,6 +461,8 @@ static BOOL port_post(struct port_obj *p, DWORD bytes, ULONG_PTR key, LPOVERLAPP
     }
     p->tail = pk;
     pthread_cond_signal(&p->cv);
+    for (struct help_link *h = p->helpers; h; h = h->next)
+        help_wake(h->fd);
     pthread_mutex_unlock(&p->mu);
     return TRUE;
 }
@@ -394,9 +492,30 @@ static DWORD port_get(struct port_obj *p, DWORD ms, OVERLAPPED_ENTRY *out, ULONG
     struct timespec deadline = deadline_after(ms);
     DWORD rc = 0;
     *n = 0;
+    bool may_help = true;
     pthread_mutex_lock(&p->mu);
     while (!p->head && !p->closed) {
-        if (ms == 0 || wait_until(&p->cv, &p->mu, ms == INFINITE ? NULL : &deadline) != 0) {
+        int left = ms == 0 ? 0 : ms_left(ms, &deadline);
+        struct help_link h = {.fd = help_fd_get()};
+        if (may_help && left != 0 && h.fd >= 0 && p->self) {
+            /* Read the replies that would post here, rather than be woken by a packet. */
+            h.next = p->helpers;
+            p->helpers = &h;
+            pthread_mutex_unlock(&p->mu);
+            struct w32_wait_target t = {.port = p->self};
+            may_help = pdconn_help_wait(&t, h.fd, left);
+            pthread_mutex_lock(&p->mu);
+            help_unlink(&p->helpers, &h);
+            help_fd_drain(h.fd);
+            if (may_help && !p->head && !p->closed && ms_left(ms, &deadline) == 0) {
+                rc = WAIT_TIMEOUT;
+                break;
+            }
+            continue;
+        }
+        may_help = true; /* woken: an operation may be waiting to be read now */
+        if (ms == 0 || left == 0 ||
+            wait_until(&p->cv, &p->mu, ms == INFINITE ? NULL : &deadline) != 0) {
             if (!p->head && !p->closed)
                 rc = WAIT_TIMEOUT;
             break;
@@ -514,13 +633,17 @@ PEERDIST_API HANDLE peerdist_port_create_routine(PEERDIST_COMPLETION_ROUTINE rou
     }
     p->routine = routine;
     p->routine_ctx = ctx;
-    hobj_get(&p->h); /* the thread's reference */
+    hobj_get(&p->h);            /* the thread's reference */
+    pthread_mutex_lock(&p->mu); /* the thread waits without helping until the handle is known */
     if (pthread_create(&p->thread, NULL, routine_thread, p) != 0) {
+        pthread_mutex_unlock(&p->mu);
         port_destroy(&p->h);
         w32_set_error(ERROR_NOT_ENOUGH_MEMORY);
         return NULL;
     }
     HANDLE h = handle_insert(&p->h);
+    p->self = h;
+    pthread_mutex_unlock(&p->mu);
     if (!h) {
         pthread_mutex_lock(&p->mu);
         p->closed = true;
@@ -538,6 +661,8 @@ static void port_close(struct port_obj *p)
     pthread_mutex_lock(&p->mu);
     p->closed = true; /* waiters wake with ERROR_ABANDONED_WAIT_0 */
     pthread_cond_broadcast(&p->cv);
+    for (struct help_link *h = p->helpers; h; h = h->next)
+        help_wake(h->fd);
     pthread_mutex_unlock(&p->mu);
     if (p->routine) {
         /* No routine runs once CloseHandle returns, unless a routine closes its own port. */
@@ -578,6 +703,7 @@ BOOL w32_is_port_or_null(HANDLE h)
 static pthread_mutex_t overlapped_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t overlapped_cv = PTHREAD_COND_INITIALIZER;
 static int overlapped_waiters;
+static struct help_link *overlapped_helpers; /* GetOverlappedResult waiters reading replies */
 
 /*
  * Internal is the flag other threads poll (HasOverlappedIoCompleted, GetOverlappedResult):
@@ -617,6 +743,9 @@ void w32_complete(LPOVERLAPPED ov, HANDLE port, ULONG_PTR key, DWORD status, DWO
     pthread_mutex_lock(&overlapped_mu);
     if (overlapped_waiters)
         pthread_cond_broadcast(&overlapped_cv);
+    for (struct help_link *h = overlapped_helpers; h; h = h->next)
+        if (h->ov == ov)
+            help_wake(h->fd);
     pthread_mutex_unlock(&overlapped_mu);
     if (port && !(ev & 1)) {
         struct port_obj *p = (struct port_obj *)handle_lookup(port, HT_PORT);
@@ -636,10 +765,26 @@ static DWORD ov_status(LPOVERLAPPED ov)
 static DWORD wait_overlapped(LPOVERLAPPED ov)
 {
     DWORD status;
+    bool may_help = true;
+    struct help_link h = {.fd = help_fd_get(), .ov = ov};
     pthread_mutex_lock(&overlapped_mu);
     overlapped_waiters++;
-    while ((status = ov_status(ov)) == STATUS_PENDING)
+    while ((status = ov_status(ov)) == STATUS_PENDING) {
+        if (may_help && h.fd >= 0) {
+            /* Read the reply that completes ov here, rather than be woken by its reader. */
+            h.next = overlapped_helpers;
+            overlapped_helpers = &h;
+            pthread_mutex_unlock(&overlapped_mu);
+            struct w32_wait_target t = {.ov = ov};
+            may_help = pdconn_help_wait(&t, h.fd, -1);
+            pthread_mutex_lock(&overlapped_mu);
+            help_unlink(&overlapped_helpers, &h);
+            help_fd_drain(h.fd);
+            continue;
+        }
         pthread_cond_wait(&overlapped_cv, &overlapped_mu);
+        may_help = true; /* woken: an operation may be waiting to be read now */
+    }
     overlapped_waiters--;
     pthread_mutex_unlock(&overlapped_mu);
     return status;
@@ -704,6 +849,7 @@ static void fork_child(void)
 {
     pthread_cond_init(&overlapped_cv, NULL);
     overlapped_waiters = 0;
+    overlapped_helpers = NULL;
     pthread_mutex_unlock(&overlapped_mu);
     pthread_mutex_unlock(&events_mu);
 }
@@ -716,6 +862,7 @@ static void port_forget(struct hobj *h)
 
 __attribute__((constructor)) static void w32_init(void)
 {
+    pthread_key_create(&help_key, help_fd_close);
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     handle_on_fork(HT_PORT, port_forget);
 }

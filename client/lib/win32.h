@@ -8,6 +8,14 @@
 
 #include <peerdist.h>
 
+/* What a thread is about to block on (conn.h: pdconn_help_wait): one of the three. */
+struct w32_wait_target {
+    LPOVERLAPPED ov;      /* GetOverlappedResult with bWait */
+    const HANDLE *events; /* WaitForSingleObject / WaitForMultipleObjects */
+    DWORD nevents;
+    HANDLE port; /* GetQueuedCompletionStatus(Ex), a completion routine's thread */
+};
+
 /* Internal ops go through these, never through the macro names. */
 void w32_set_error(DWORD err);
 
