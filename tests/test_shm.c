@@ -101,8 +101,8 @@ static void block_reads(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, c
         uint64_t end = at[i].off + at[i].cap < len ? at[i].off + at[i].cap : len;
         for (uint64_t o = at[i].off; o < end;) {
             struct api_read r = api_block_read(h, c, o, (DWORD)(end - o), buf);
-            ck_assert_msg(r.status == ERROR_SUCCESS, "BlockRead at %llu: %u",
-                (unsigned long long)o, r.status);
+            ck_assert_msg(r.status == ERROR_SUCCESS, "BlockRead at %llu: %u", (unsigned long long)o,
+                r.status);
             ck_assert_uint_eq(r.offset, o);
             ck_assert_uint_gt(r.bytes, 0);
             ck_assert_uint_le(r.bytes, end - o);
@@ -466,8 +466,10 @@ START_TEST(descriptors_of_partial_frames_are_closed)
     char cbuf[CMSG_SPACE(sizeof(int))];
     memset(cbuf, 0, sizeof(cbuf));
     struct iovec iov = {half, sizeof(half)};
-    struct msghdr msg = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+    struct msghdr msg = {.msg_iov = &iov,
+        .msg_iovlen = 1,
+        .msg_control = cbuf,
+        .msg_controllen = sizeof(cbuf)};
     struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
@@ -488,6 +490,56 @@ START_TEST(descriptors_of_partial_frames_are_closed)
 }
 END_TEST
 
+/* Counts the daemon's mappings of memfds called name. */
+static int daemon_map_count(const char *name)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof(path), "/proc/%d/maps", (int)td.pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    int n = 0;
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, name) != NULL;
+    fclose(f);
+    return n;
+}
+
+/*
+ * A daemon that declines the region (here: the uid's memory share, half of a 24 MiB budget,
+ * already holds the first instance's region; an older daemon answers 120 the same way): the
+ * library reads in-frame on that connection, and the bytes are the same.
+ */
+START_TEST(declined_region_reads_in_frame)
+{
+    td_stop(&td);
+    FILE *f = fopen(td.conf, "a");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "memory_budget = 24M\n");
+    fclose(f);
+    td_start(&td);
+    const size_t len = 5 * MiB + 3;
+    uint8_t *data = api_make_content(len, 5);
+    PEERDIST_CONTENT_TAG tag = api_make_tag(9);
+    struct api_ci ci;
+    cache_content("declined", data, len, 1, &tag, &ci);
+    PEERDIST_INSTANCE_HANDLE a = api_startup(), b = api_startup();
+    PEERDIST_CONTENT_HANDLE ca = api_open_with_ci(a, &tag, &ci);
+    api_read_back_stream(a, ca, data, 0, len);
+    ck_assert_int_eq(daemon_map_count("memfd:peerdist-read"), 1);
+    PEERDIST_CONTENT_HANDLE cb = api_open_with_ci(b, &tag, &ci);
+    api_read_back_stream(b, cb, data, 0, len);
+    block_reads(b, cb, data, len);
+    ck_assert_int_eq(daemon_map_count("memfd:peerdist-read"), 1); /* b's was declined */
+    ck_assert(td_log_contains(&td, "a shared read region"));      /* the budget's refusal */
+    ck_assert_uint_eq(PeerDistClientCloseContent(b, cb), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistClientCloseContent(a, ca), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistShutdown(b), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistShutdown(a), ERROR_SUCCESS);
+    free(ci.bytes);
+    free(data);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("shm");
@@ -499,6 +551,7 @@ static Suite *suite(void)
     tcase_add_test(tc, in_frame_reads_match);
     tcase_add_test(tc, hostile_descriptors);
     tcase_add_test(tc, descriptors_of_partial_frames_are_closed);
+    tcase_add_test(tc, declined_region_reads_in_frame);
     suite_add_tcase(s, tc);
     return s;
 }

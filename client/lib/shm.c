@@ -101,6 +101,8 @@ bool pd_shm_get(struct pd_shm **sp, struct pdconn *conn, uint64_t generation, si
     struct pd_shm *s = *sp;
     if (!s && (s = *sp = calloc(1, sizeof(*s))) == NULL)
         goto none;
+    if (s->cur && generation < s->gen)
+        goto none; /* a handle of an older connection: its request is not sent anyway */
     if (s->cur && s->gen != generation) {
         region_unref(s->cur); /* an older connection's: freed with its last slot */
         s->cur = NULL;
