@@ -31,6 +31,7 @@ struct pd_shm {
     uint64_t gen;
     uint64_t declined_gen; /* the daemon declined on this connection (or no memfd here) */
     bool attaching;        /* a thread is attaching: others read in-frame meanwhile */
+    bool disabled;         /* PEERDIST_NO_SHM was set at the instance's first large read */
 };
 
 static pthread_mutex_t shm_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -95,11 +96,16 @@ bool pd_shm_get(struct pd_shm **sp, struct pdconn *conn, uint64_t generation, si
     struct pd_shm_slot *slot, uint64_t *offset)
 {
     slot->reg = NULL;
-    if (len < PD_SHM_MIN_READ || len > PD_SHM_SLOT || getenv("PEERDIST_NO_SHM"))
+    if (len < PD_SHM_MIN_READ || len > PD_SHM_SLOT)
         return false;
     pthread_mutex_lock(&shm_mu);
     struct pd_shm *s = *sp;
-    if (!s && (s = *sp = calloc(1, sizeof(*s))) == NULL)
+    if (!s) {
+        if ((s = *sp = calloc(1, sizeof(*s))) == NULL)
+            goto none;
+        s->disabled = getenv("PEERDIST_NO_SHM") != NULL;
+    }
+    if (s->disabled)
         goto none;
     if (s->cur && generation < s->gen)
         goto none; /* a handle of an older connection: its request is not sent anyway */
