@@ -21,7 +21,7 @@
 
 struct pd_shm_region {
     unsigned refs; /* 1 while current, plus one per borrowed slot */
-    int fd;
+    int fd;        /* until attached */
     uint8_t *base;
     uint64_t busy; /* bit i: slot i borrowed */
 };
@@ -57,7 +57,6 @@ static void region_unref(struct pd_shm_region *r)
     if (--r->refs > 0)
         return;
     munmap(r->base, PD_SHM_SIZE);
-    close(r->fd);
     free(r);
 }
 
@@ -81,8 +80,11 @@ static struct pd_shm_region *region_attach(struct pdconn *conn, uint64_t generat
     Peerdist__Request req = PEERDIST__REQUEST__INIT;
     req.body_case = PEERDIST__REQUEST__BODY_SHM_ATTACH;
     req.shm_attach = &sa;
-    if (pdconn_call_fd(conn, generation, &req, r->fd, NULL) == ERROR_SUCCESS)
+    if (pdconn_call_fd(conn, generation, &req, r->fd, NULL) == ERROR_SUCCESS) {
+        close(r->fd); /* the mappings (ours, the daemon's) keep the memory */
+        r->fd = -1;
         return r;
+    }
 fail:
     if (r->base != MAP_FAILED)
         munmap(r->base, PD_SHM_SIZE);
