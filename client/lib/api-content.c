@@ -242,8 +242,13 @@ static void content_on_reply(struct pd_op *op, const Peerdist__Reply *r, DWORD *
     if ((kind == OP_ADD_CI || kind == OP_ADD_DATA) && r &&
         r->body_case == PEERDIST__REPLY__BODY_COUNT)
         *bytes = clamp_dword(r->count->bytes);
-    if (p && last && kind == OP_READ)
+    if (p && last && kind == OP_READ) {
         read_result(p, r, *status, bytes); /* p stays: only on_delivered frees it */
+        /* Answered: the daemon writes that slot no more, and the next read may have it now
+         * rather than after the completion is delivered (a caller reissuing at once). */
+        if (r)
+            pd_shm_put(&p->slot);
+    }
 }
 
 /* The completion is out: the record goes, and a waiting Cancel returns. */
