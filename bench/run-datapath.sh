@@ -7,7 +7,7 @@
 # peerdistd binary (an older build, for a baseline) under the same benchmark.
 set -eu
 cd "$(dirname "$0")/.."
-cmake --build build -j"$(nproc)" --target datapath_bench peerdistd >/dev/null
+cmake --build build -j"$(nproc)" --target datapath_bench peerdistd peerdistctl >/dev/null
 daemon=$(realpath "${PEERDISTD:-build/daemon/peerdistd}")
 dir=$(mktemp -d "$PWD/build/bench-datapath.XXXXXX")
 trap 'test -f "$dir/pid" && kill "$(cat "$dir/pid")" 2>/dev/null; rm -rf "$dir"' EXIT
@@ -36,7 +36,12 @@ printf 'sh "%s/stop" && exec sh "%s/start"\n' "$dir" "$dir" >"$dir/restart"
 
 sh "$dir/start"
 mkdir -p "$dir/scratch"
-PEERDIST_SOCKET="$dir/s.sock" build/bench/datapath_bench -R "sh $dir/restart" -p "$dir/pid" "$@" "$dir/scratch"
+uptime >&2
+PEERDIST_SOCKET="$dir/s.sock" build/bench/datapath_bench -R "sh $dir/restart" -p "$dir/pid" \
+    -g "$(realpath build/client/peerdistctl)" "$@" "$dir/scratch" >"$dir/out"
+# The SUMMARY line stays the last line of the output.
+grep -v '^SUMMARY ' "$dir/out"
 echo "peerdistd_peak_rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$(cat "$dir/pid")/status") (VmHWM, since the last restart)"
+grep '^SUMMARY ' "$dir/out"
 sh "$dir/stop"
 rm -f "$dir/pid"

@@ -3,7 +3,9 @@
  * content-read.c - BlockRead and StreamRead in the daemon: where a content offset lies
  * (segment, block), which stored blocks a handle may read (the slot map: rows whose hash is
  * the one the handle's content information lists, shared or the caller's own, not found bad),
- * and the reply. Bytes checked this run go from the data file straight into the reply frame.
+ * and the reply. Bytes checked this run go from the data file straight into the reply frame,
+ * or, for a read that asks for it, into the connection's shared region (proto/README.md,
+ * Shared-memory reads): the same bytes after the same checks, the reply carrying their count.
  * A read that meets a block not checked since the start (DESIGN.md, Trust in stored bytes)
  * goes to a worker, which reads and hashes its blocks, and replies when it is done: good bytes
  * are served, a bad block is reported missing, logged once, and leaves the index.
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include "blockstore.h"
+#include "budget.h"
 #include "content-internal.h"
 #include "evict.h"
 #include "log.h"
@@ -36,6 +39,12 @@ struct slots {
     uint32_t uid;
     size_t seg_index; /* which segment is loaded; SIZE_MAX none */
     int64_t file[CONTENT_SLOTS_MAX];
+};
+
+/* Where a read's bytes go: the reply frame, or the connection's shared region at `offset`. */
+struct read_to {
+    bool shm;
+    uint64_t offset;
 };
 
 /* One whole block a read waiting for a worker covers. */
@@ -67,6 +76,7 @@ struct read_op {
     bool held;            /* its pieces' segments are held against eviction (bs_hold) */
     struct read_op *next; /* handle's stream_wait */
     uint32_t timeout_ms;  /* as asked (ReadRequest.timeout_ms) */
+    struct read_to to;
     /* Waiting on a fetch from peers (distributed mode): until bytes at off are stored, the
      * fetch ends, or the deadline (timer) passes. */
     struct peer_fetch_wait wait;
@@ -194,7 +204,7 @@ static struct slots *read_slots(struct daemon *d, struct content_handle *h, uint
 
 /* A waiting read, or NULL (out of memory, or CONTENT_CONN_READS_MAX: logged once). */
 static struct read_op *read_op_new(struct conn *c, struct content_handle *h, uint64_t id,
-    bool stream, uint64_t offset, uint64_t max_bytes)
+    bool stream, uint64_t offset, uint64_t max_bytes, const struct read_to *to)
 {
     struct content_conn *cc = c->content;
     if (cc->reads_waiting >= CONTENT_CONN_READS_MAX) {
@@ -216,6 +226,7 @@ static struct read_op *read_op_new(struct conn *c, struct content_handle *h, uin
     r->stream = stream;
     r->offset = offset;
     r->max_bytes = max_bytes;
+    r->to = *to;
     LIST_INSERT_HEAD(&h->ops, &r->op, link);
     h->refs++;
     c->refs++;
@@ -367,7 +378,32 @@ static bool read_verdicts(struct read_op *r)
 }
 
 static void read_serve(struct conn *c, struct content_handle *h, struct read_op *r, uint64_t id,
-    bool stream, uint64_t offset, uint64_t max_bytes, uint32_t timeout_ms);
+    bool stream, uint64_t offset, uint64_t max_bytes, uint32_t timeout_ms,
+    const struct read_to *to);
+
+/*
+ * Where n bytes of a shm read go: the region at to->offset, bounds checked when the request
+ * came (content_read) and again here; NULL when the connection (and its region) is gone.
+ */
+static uint8_t *shm_dest(struct conn *c, const struct read_to *to, size_t n)
+{
+    if (!c->shm || to->offset > c->shm_size || n > c->shm_size - to->offset)
+        return NULL;
+    return c->shm + to->offset;
+}
+
+/* A successful shm read: the count, no bytes (they are in the region). */
+static void reply_shm(struct conn *c, uint64_t id, uint64_t off, uint64_t n)
+{
+    Peerdist__ReadReply rr = PEERDIST__READ_REPLY__INIT;
+    Peerdist__Reply rep = PEERDIST__REPLY__INIT;
+    rep.id = id;
+    rep.body_case = PEERDIST__REPLY__BODY_READ;
+    rep.read = &rr;
+    rr.offset = off;
+    rr.shm_length = n;
+    conn_send(c, &rep);
+}
 
 /* Loop: n bytes from off were served: a hit, and their segments were used (recency). */
 static void read_hit(struct conn *c, struct content_handle *h, uint64_t off, uint64_t n)
@@ -407,7 +443,8 @@ static void stream_next(struct content_handle *h)
         if (atomic_load(&r->op.aborted))
             read_op_free(r); /* answered by Close or Cancel */
         else
-            read_serve(r->op.c, h, r, r->op.request_id, true, 0, r->max_bytes, r->timeout_ms);
+            read_serve(r->op.c, h, r, r->op.request_id, true, 0, r->max_bytes, r->timeout_ms,
+                &r->to);
     }
 }
 
@@ -449,6 +486,15 @@ static void read_done(void *arg)
         /* answered by Close or Cancel: the cursor stays */
     } else if (r->oom) {
         conn_reply_status(c, r->op.request_id, ERROR_NOT_ENOUGH_MEMORY);
+    } else if (good > 0 && r->to.shm) {
+        uint8_t *dst = shm_dest(c, &r->to, (size_t)good);
+        if (dst) {
+            memcpy(dst, r->buf + (r->off - lo), (size_t)good);
+            reply_shm(c, r->op.request_id, r->off, good);
+            read_hit(c, h, r->off, good);
+        }
+        if (r->stream)
+            h->cursor = r->off + good;
     } else if (good > 0) {
         size_t total = frame_read_reply_size(r->op.request_id, r->off, (size_t)good);
         uint8_t *frame = conn_reserve(c, total);
@@ -593,7 +639,7 @@ static void read_fetch_finish(struct read_op *r, uint32_t status)
         read_op_free(r);
     } else if (status == ERROR_SUCCESS) {
         read_serve(c, h, r, r->op.request_id, r->stream, r->offset, r->max_bytes,
-            PEERDIST_READ_TIMEOUT_LOCAL_CACHE_ONLY);
+            PEERDIST_READ_TIMEOUT_LOCAL_CACHE_ONLY, &r->to);
     } else {
         struct slots *s = read_slots(c->d, h, c->uid);
         int64_t m = s ? missing_run(c->d->store, s, r->off, h->read_hi) : -1;
@@ -684,7 +730,7 @@ static int read_wait_fetch(struct conn *c, struct content_handle *h, struct read
 }
 
 static void read_serve(struct conn *c, struct content_handle *h, struct read_op *r, uint64_t id,
-    bool stream, uint64_t offset, uint64_t max_bytes, uint32_t timeout_ms)
+    bool stream, uint64_t offset, uint64_t max_bytes, uint32_t timeout_ms, const struct read_to *to)
 {
     struct store *st = c->d->store;
     uint64_t off = stream ? h->cursor : offset;
@@ -721,7 +767,7 @@ static void read_serve(struct conn *c, struct content_handle *h, struct read_op 
             goto fail;
         if (timeout_ms != PEERDIST_READ_TIMEOUT_LOCAL_CACHE_ONLY && peer_fetch_enabled(c)) {
             /* Distributed mode: the bytes may come from peers (docs/peerdist.3.md). */
-            if (!r && !(r = read_op_new(c, h, id, stream, offset, max_bytes))) {
+            if (!r && !(r = read_op_new(c, h, id, stream, offset, max_bytes, to))) {
                 conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
                 goto out;
             }
@@ -739,7 +785,7 @@ static void read_serve(struct conn *c, struct content_handle *h, struct read_op 
     if (unchecked < 0)
         goto fail;
     if (unchecked) {
-        if (!r && !(r = read_op_new(c, h, id, stream, offset, max_bytes))) {
+        if (!r && !(r = read_op_new(c, h, id, stream, offset, max_bytes, to))) {
             conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
             goto out;
         }
@@ -750,7 +796,21 @@ static void read_serve(struct conn *c, struct content_handle *h, struct read_op 
         read_submit(c, h, r);
         return;
     }
-    /* Every block known good: the bytes go straight from the data file into the reply frame. */
+    /* Every block known good: the bytes go straight from the data file into the region ... */
+    if (to->shm) {
+        uint8_t *dst = shm_dest(c, to, (size_t)n);
+        if (!dst)
+            goto out; /* the connection is gone */
+        if (stream)
+            h->cursor = off + (uint64_t)n;
+        if (copy_out(c->d->bs, st, s, off, dst, (size_t)n) == 0) {
+            reply_shm(c, id, off, (uint64_t)n);
+            read_hit(c, h, off, (uint64_t)n);
+            goto out;
+        }
+        goto copy_failed;
+    }
+    /* ... or into the reply frame. */
     size_t total = frame_read_reply_size(id, off, (size_t)n);
     uint8_t *frame = conn_reserve(c, total);
     if (!frame)
@@ -763,6 +823,7 @@ static void read_serve(struct conn *c, struct content_handle *h, struct read_op 
         read_hit(c, h, off, (uint64_t)n);
         goto out;
     }
+copy_failed:
     read_miss(c, max_bytes, (uint64_t)n);
     log_error(CONN_FMT ": reading cached bytes at %llu failed; reported as missing", CONN_ARGS(c),
         (unsigned long long)off);
@@ -781,12 +842,27 @@ out:
 
 void content_read(struct conn *c, uint64_t id, const Peerdist__ReadRequest *rq)
 {
+    struct read_to to = {rq->shm && rq->max_bytes > 0, rq->shm_offset};
+    if (to.shm) {
+        /* The region never changes once attached, so the bounds hold until the reply. */
+        uint64_t most = rq->max_bytes < PD_MAX_CHUNK ? rq->max_bytes : PD_MAX_CHUNK;
+        if (!c->shm || to.offset > c->shm_size || most > c->shm_size - to.offset) {
+            unsigned dropped;
+            if (budget_log_pass(c->d->budget, &dropped))
+                log_warn(CONN_FMT ": a shm read of %llu bytes at %llu of a region of %zu bytes: "
+                                  "refused (%u lines left out)",
+                    CONN_ARGS(c), (unsigned long long)most, (unsigned long long)to.offset,
+                    c->shm_size, dropped);
+            conn_reply_status(c, id, ERROR_INVALID_PARAMETER);
+            return;
+        }
+    }
     struct content_handle *h = content_usable_handle(c, id, rq->handle);
     if (!h)
         return;
     if (rq->stream && h->stream_busy) {
         /* The cursor is not known until the stream read ahead of it is answered. */
-        struct read_op *r = read_op_new(c, h, id, true, 0, rq->max_bytes);
+        struct read_op *r = read_op_new(c, h, id, true, 0, rq->max_bytes, &to);
         if (!r) {
             conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
             return;
@@ -798,5 +874,5 @@ void content_read(struct conn *c, uint64_t id, const Peerdist__ReadRequest *rq)
         h->stream_wait_tail = &r->next;
         return;
     }
-    read_serve(c, h, NULL, id, rq->stream, rq->offset, rq->max_bytes, rq->timeout_ms);
+    read_serve(c, h, NULL, id, rq->stream, rq->offset, rq->max_bytes, rq->timeout_ms, &to);
 }

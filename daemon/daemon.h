@@ -50,6 +50,15 @@
 #define SERVER_SMALL_FRAME (64u * 1024)
 /* Frames one connection has handled before the loop turns to the others (and reads it again). */
 #define SERVER_FRAMES_PER_TURN 64
+/*
+ * Descriptors (SCM_RIGHTS) a connection may have in flight with bytes not yet handled as a
+ * frame; more are closed as they come. Only ShmAttachRequest takes one; any other is closed
+ * when the frame it came with is handled.
+ */
+#define SERVER_RX_FDS_MAX 4
+/* Size bounds of a shared read region (ShmAttachRequest), one per connection. */
+#define SERVER_SHM_MIN (64u * 1024)
+#define SERVER_SHM_MAX (16u * 1024 * 1024)
 
 struct blockstore;
 struct budget;
@@ -90,6 +99,16 @@ struct conn {
      * later callback, conn_send after conn_close is a no-op, conn_unref last.
      */
     unsigned refs;
+    /* Descriptors received (SCM_RIGHTS), each with the stream position of its frame. */
+    int rx_fd[SERVER_RX_FDS_MAX];
+    uint64_t rx_pos[SERVER_RX_FDS_MAX];
+    unsigned nrx_fds;
+    uint64_t in_total; /* bytes read from the socket so far */
+    int frame_fd;      /* while a frame is handled: the descriptor it came with, or -1 */
+    /* The shared read region (ShmAttachRequest): mapped MAP_SHARED, counted in the budget,
+     * unmapped at close. The daemon writes read bytes into it and never reads it. */
+    uint8_t *shm;
+    size_t shm_size;
     /* Modules' per-connection state; each module frees its own in its close hook. */
     void *pub;              /* publish.c: streams, content-information handles, publications */
     void *content;          /* content.c: content handles */
@@ -187,6 +206,11 @@ void conn_send(struct conn *c, const Peerdist__Reply *reply);
 /* A reply with no body (status only) and one carrying a byte count (CountReply). */
 void conn_reply_status(struct conn *c, uint64_t id, uint32_t status);
 void conn_reply_count(struct conn *c, uint64_t id, uint64_t bytes);
+/*
+ * ShmAttachRequest: checks the descriptor that came with the frame (a memfd sealed against
+ * shrinking and growing, size within bounds, budget) and maps it as c's shared read region.
+ */
+void server_shm_attach(struct conn *c, uint64_t id, const Peerdist__ShmAttachRequest *rq);
 /*
  * For replies built in place (a read's bytes go straight into the output buffer):
  * conn_reserve gives n contiguous bytes (NULL: connection gone, or closed for lack of

@@ -120,6 +120,7 @@ void dispatch_request(struct conn *c, const Peerdist__Request *req)
         evict_cache_info(c, req->id);
         return;
     case PEERDIST__REQUEST__BODY_PEERS: peer_fetch_peers(c, req->id); return; /* admins only */
+    case PEERDIST__REQUEST__BODY_SHM_ATTACH: server_shm_attach(c, req->id, req->shm_attach); return;
     case PEERDIST__REQUEST__BODY_CACHE_SET:
         if (evict_cache_set(c, req->id, req->cache_set))
             flush_evict_kick(c->d); /* the new bounds apply now */

@@ -17,10 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
+#include <stddef.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <stddef.h>
+#include <sys/statfs.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -81,6 +84,139 @@ static void conn_count_out(struct conn *c)
     c->out_charged = queued;
 }
 
+/* ---- descriptors received with frames (SCM_RIGHTS) ---- */
+
+/* Closes the received descriptors of bytes before stream position `before` (all: UINT64_MAX). */
+static void rx_fds_close_before(struct conn *c, uint64_t before, const char *why)
+{
+    unsigned kept = 0, closed = 0;
+    for (unsigned i = 0; i < c->nrx_fds; i++) {
+        if (c->rx_pos[i] < before) {
+            close(c->rx_fd[i]);
+            closed++;
+            continue;
+        }
+        c->rx_fd[kept] = c->rx_fd[i];
+        c->rx_pos[kept++] = c->rx_pos[i];
+    }
+    c->nrx_fds = kept;
+    unsigned dropped;
+    if (closed && why && budget_log_pass(c->d->budget, &dropped))
+        log_warn(CONN_FMT ": %u descriptor(s) sent with %s: closed (%u lines left out)",
+            CONN_ARGS(c), closed, why, dropped);
+}
+
+/* Descriptors that came with a read of bytes ending at c->in_total: kept for their frame. */
+static void rx_fds_add(struct conn *c, struct msghdr *msg)
+{
+    if (msg->msg_flags & MSG_CTRUNC)
+        log_warn(CONN_FMT ": more than %u descriptors in one message: the kernel closed the rest",
+            CONN_ARGS(c), SERVER_RX_FDS_MAX);
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(fd));
+            if (c->nrx_fds == SERVER_RX_FDS_MAX) {
+                log_warn(CONN_FMT ": more than %u descriptors waiting for their frames: closed",
+                    CONN_ARGS(c), SERVER_RX_FDS_MAX);
+                close(fd);
+                continue;
+            }
+            /* The kernel ends a read with the message carrying descriptors: they belong to
+             * the frame holding the last byte read. */
+            c->rx_fd[c->nrx_fds] = fd;
+            c->rx_pos[c->nrx_fds++] = c->in_total - 1;
+        }
+    }
+}
+
+/* The frame [lo, hi) of the stream is about to be handled: the first descriptor sent with it
+ * becomes c->frame_fd; any other (and any of bytes before it) is closed. */
+static void rx_fds_for_frame(struct conn *c, uint64_t lo, uint64_t hi)
+{
+    rx_fds_close_before(c, lo, "bytes dropped");
+    c->frame_fd = -1;
+    if (c->nrx_fds && c->rx_pos[0] < hi) {
+        c->frame_fd = c->rx_fd[0];
+        memmove(c->rx_fd, c->rx_fd + 1, (c->nrx_fds - 1) * sizeof(int));
+        memmove(c->rx_pos, c->rx_pos + 1, (c->nrx_fds - 1) * sizeof(uint64_t));
+        c->nrx_fds--;
+    }
+    rx_fds_close_before(c, hi, "a frame that takes at most one");
+}
+
+/* After the handler: a descriptor its request did not take is closed. */
+static void rx_fds_frame_done(struct conn *c)
+{
+    if (c->frame_fd < 0)
+        return;
+    unsigned dropped;
+    if (budget_log_pass(c->d->budget, &dropped))
+        log_warn(CONN_FMT ": a descriptor sent with a request that takes none: closed (%u lines "
+                          "left out)",
+            CONN_ARGS(c), dropped);
+    close(c->frame_fd);
+    c->frame_fd = -1;
+}
+
+static void shm_refuse(struct conn *c, uint64_t id, uint32_t status, const char *why)
+{
+    unsigned dropped;
+    if (budget_log_pass(c->d->budget, &dropped))
+        log_warn(CONN_FMT ": shared read region refused: %s (%u lines left out)", CONN_ARGS(c), why,
+            dropped);
+    conn_reply_status(c, id, status);
+}
+
+void server_shm_attach(struct conn *c, uint64_t id, const Peerdist__ShmAttachRequest *rq)
+{
+    int fd = c->frame_fd;
+    c->frame_fd = -1;
+    struct stat st;
+    struct statfs sfs;
+    int seals;
+    char why[160];
+    if (fd < 0) {
+        shm_refuse(c, id, ERROR_INVALID_PARAMETER, "no descriptor came with the request");
+        return;
+    }
+    /* The checks keep a client from making the daemon fault: a region it could shrink
+     * under the mapping would SIGBUS the loop; a hugetlb one could fail a page on touch. */
+    if (c->shm)
+        shm_refuse(c, id, ERROR_INVALID_PARAMETER, "a region is already attached");
+    else if (fstatfs(fd, &sfs) != 0 || sfs.f_type != TMPFS_MAGIC || fstat(fd, &st) != 0 ||
+        !S_ISREG(st.st_mode))
+        shm_refuse(c, id, ERROR_INVALID_PARAMETER, "the descriptor is not a memfd");
+    else if ((seals = fcntl(fd, F_GET_SEALS)) < 0 ||
+        (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW))
+        shm_refuse(c, id, ERROR_INVALID_PARAMETER,
+            "the memfd is not sealed against shrinking and growing (F_SEAL_SHRINK, F_SEAL_GROW)");
+    else if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != rq->size ||
+        st.st_size < (off_t)SERVER_SHM_MIN || st.st_size > (off_t)SERVER_SHM_MAX) {
+        snprintf(why, sizeof(why), "size %lld (request: %llu; bounds %u..%u)",
+            (long long)st.st_size, (unsigned long long)rq->size, SERVER_SHM_MIN, SERVER_SHM_MAX);
+        shm_refuse(c, id, ERROR_INVALID_PARAMETER, why);
+    } else if (!budget_take(c, (size_t)st.st_size, "a shared read region")) {
+        conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
+    } else {
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED) {
+            budget_give(c, (size_t)st.st_size);
+            snprintf(why, sizeof(why), "mmap: %s", strerror(errno));
+            shm_refuse(c, id, ERROR_INVALID_PARAMETER, why);
+        } else {
+            c->shm = m;
+            c->shm_size = (size_t)st.st_size;
+            log_debug(CONN_FMT ": shared read region of %zu bytes", CONN_ARGS(c), c->shm_size);
+            conn_reply_status(c, id, ERROR_SUCCESS);
+        }
+    }
+    close(fd);
+}
+
 void conn_close(struct conn *c, const char *why)
 {
     if (c->fd < 0)
@@ -108,6 +244,17 @@ void conn_close(struct conn *c, const char *why)
     evbuffer_free(c->out);
     close(c->fd);
     c->fd = -1;
+    rx_fds_close_before(c, UINT64_MAX, NULL);
+    if (c->frame_fd >= 0)
+        close(c->frame_fd);
+    c->frame_fd = -1;
+    if (c->shm) {
+        /* Reads still on a worker check c->shm before they write (content-read.c). */
+        munmap(c->shm, c->shm_size);
+        budget_give(c, c->shm_size);
+        c->shm = NULL;
+        c->shm_size = 0;
+    }
     conn_count_out(c); /* gives back every unread reply */
     if (c->in_charged)
         budget_give(c, c->in_charged);
@@ -296,6 +443,7 @@ static bool conn_discard(struct conn *c)
     }
     evbuffer_drain(c->in, take);
     c->discard -= take;
+    rx_fds_close_before(c, c->in_total - evbuffer_get_length(c->in), "a frame dropped");
     if (c->discard)
         return false;
     uint64_t id = frame_peek_request_id(c->discard_head + FRAME_HEADER_SIZE,
@@ -343,6 +491,8 @@ static bool conn_admit_frame(struct conn *c, size_t frame_len)
 /* Decodes and handles the whole frame of frame_len bytes at the head of the input. */
 static void conn_handle_frame(struct conn *c, uint32_t payload_len, size_t frame_len)
 {
+    uint64_t lo = c->in_total - evbuffer_get_length(c->in);
+    rx_fds_for_frame(c, lo, lo + frame_len);
     const uint8_t *p = evbuffer_pullup(c->in, (ev_ssize_t)frame_len);
     struct frame_alloc fa;
     frame_alloc_init(&fa, payload_len);
@@ -360,6 +510,7 @@ static void conn_handle_frame(struct conn *c, uint32_t payload_len, size_t frame
     } else {
         c->d->on_request(c, req);
     }
+    rx_fds_frame_done(c);
     if (req)
         frame_free_request(&fa, req);
     if (c->in_charged) {
@@ -443,8 +594,22 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     if (c->in_charged > have && c->in_charged - have > want)
         want = c->in_charged - have;
     if (!c->read_paused && evbuffer_reserve_space(c->in, (ev_ssize_t)want, &v, 1) >= 1) {
-        ssize_t n = read(c->fd, v.iov_base, v.iov_len);
+        /* recvmsg: a client may pass a descriptor (ShmAttachRequest), or attach some to any
+         * frame; each is kept for its frame, and closed unless that frame takes it. */
+        union {
+            struct cmsghdr align;
+            char buf[CMSG_SPACE(sizeof(int) * SERVER_RX_FDS_MAX)];
+        } cbuf;
+        struct iovec iov = {v.iov_base, v.iov_len};
+        struct msghdr msg = {.msg_iov = &iov,
+            .msg_iovlen = 1,
+            .msg_control = cbuf.buf,
+            .msg_controllen = sizeof(cbuf.buf)};
+        ssize_t n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC);
         if (n > 0) {
+            c->in_total += (uint64_t)n;
+            if (msg.msg_controllen > 0 || (msg.msg_flags & MSG_CTRUNC))
+                rx_fds_add(c, &msg);
             v.iov_len = (size_t)n;
             evbuffer_commit_space(c->in, &v, 1);
             if (c->hello_ev)
@@ -521,6 +686,7 @@ static struct conn *conn_new(struct daemon *d, int fd, uid_t uid, gid_t gid, pid
     c->gid = gid;
     c->pid = pid;
     c->refused = refused;
+    c->frame_fd = -1;
     c->refs = 1;
     TAILQ_INSERT_TAIL(&d->conns, c, link);
     if (refused)

@@ -509,60 +509,101 @@ struct get_opts {
 };
 
 /*
- * Reads the whole content through the cache into o. Writing stops at the first missing
- * byte unless --partial (the output will not be kept), reading goes on to list every range.
+ * Stream reads kept in flight by get: while one reply is written out the next ones are on
+ * their way (the daemon answers a handle's stream reads in order, each from the cursor the
+ * one before left).
+ */
+#define GET_DEPTH 4
+
+/*
+ * One stream read's result (rc, at, n) into o and the missing list. Returns CTL_EXIT_OK to
+ * go on, 1 at the end of the content (NO_MORE), or a failure (reported).
+ */
+static int get_one(const struct ctl_ctx *x, const struct get_opts *g, struct handle_ctx *hx,
+    struct ctl_out *o, struct missing_list *m, uint64_t *got, bool *writing, DWORD rc, uint64_t at,
+    DWORD n, const uint8_t *buf, struct ctl_progress *prog)
+{
+    if (rc == PEERDIST_ERROR_NO_MORE)
+        return 1;
+    if (rc == PEERDIST_ERROR_MISSING_DATA || rc == ERROR_TIMEOUT) {
+        /* The cursor moved past it: list it, leave a hole (--partial) or stop writing. */
+        ctl_progress_clear(prog);
+        fprintf(stderr, "missing: %" PRIu64 "-%" PRIu64 " (%lu bytes)\n", at, at + n,
+            (unsigned long)n);
+        if (missing_add(m, at, n) != 0)
+            return ctl_fail(x, "out of memory");
+        if (!g->partial)
+            *writing = false;
+        else if (!o->seekable && write_zeros(o->fd, n) != 0)
+            return ctl_fail(x, "write: %s", strerror(errno));
+        return CTL_EXIT_OK;
+    }
+    if (rc != ERROR_SUCCESS) {
+        ctl_progress_clear(prog);
+        return ctl_fail_status(x, "PeerDistClientStreamRead", rc);
+    }
+    *got += n;
+    if (*writing) {
+        int w = o->seekable
+            ? (pwrite(o->fd, buf, n, (off_t)(at - hx->start)) == (ssize_t)n ? 0 : -1)
+            : ctl_write_all(o->fd, buf, n);
+        if (w != 0) {
+            ctl_progress_clear(prog);
+            return ctl_fail(x, "write %s: %s", g->out ? g->out : "standard output",
+                strerror(errno));
+        }
+    }
+    ctl_progress_update(prog, at + n - hx->start);
+    return CTL_EXIT_OK;
+}
+
+/*
+ * Reads the whole content through the cache into o, GET_DEPTH stream reads in flight, taken
+ * in the order they were sent. Writing stops at the first missing byte unless --partial (the
+ * output will not be kept), reading goes on to list every range.
  */
 static int get_read(const struct ctl_ctx *x, const struct get_opts *g, struct handle_ctx *hx,
     struct ctl_out *o, struct missing_list *m, uint64_t *got)
 {
-    uint8_t *buf = malloc(CTL_CHUNK);
-    bool writing = true;
+    uint8_t *bufs = malloc((size_t)GET_DEPTH * CTL_CHUNK);
+    OVERLAPPED ov[GET_DEPTH];
+    DWORD sent[GET_DEPTH];
+    bool writing = true, more = true;
     struct ctl_progress prog;
-    int ret = buf ? CTL_EXIT_OK : ctl_fail(x, "out of memory");
+    int ret = bufs ? CTL_EXIT_OK : ctl_fail(x, "out of memory");
+    unsigned inflight = 0, head = 0;
     ctl_progress_start(&prog, "reading", hx->end - hx->start);
-    while (ret == CTL_EXIT_OK) {
-        OVERLAPPED ov = {0};
+    for (unsigned i = 0; ret == CTL_EXIT_OK && i < GET_DEPTH; i++, inflight++) {
+        memset(&ov[i], 0, sizeof(ov[i]));
+        sent[i] = PeerDistClientStreamRead(hx->h, hx->c, CTL_CHUNK, bufs + (size_t)i * CTL_CHUNK,
+            g->timeout, &ov[i]);
+    }
+    while (inflight > 0) {
+        unsigned i = head;
+        head = (head + 1) % GET_DEPTH;
+        inflight--;
         DWORD n = 0;
-        DWORD rc = wait_op(PeerDistClientStreamRead(hx->h, hx->c, CTL_CHUNK, buf, g->timeout, &ov),
-            &ov, &n);
-        uint64_t at = (uint64_t)ov.OffsetHigh << 32 | ov.Offset;
-        if (rc == PEERDIST_ERROR_NO_MORE)
-            break;
-        if (rc == PEERDIST_ERROR_MISSING_DATA || rc == ERROR_TIMEOUT) {
-            /* The cursor moved past it: list it, leave a hole (--partial) or stop writing. */
-            ctl_progress_clear(&prog);
-            fprintf(stderr, "missing: %" PRIu64 "-%" PRIu64 " (%lu bytes)\n", at, at + n,
-                (unsigned long)n);
-            if (missing_add(m, at, n) != 0)
-                ret = ctl_fail(x, "out of memory");
-            if (!g->partial)
-                writing = false;
-            else if (!o->seekable && write_zeros(o->fd, n) != 0)
-                ret = ctl_fail(x, "write: %s", strerror(errno));
-            continue;
+        DWORD rc = wait_op(sent[i], &ov[i], &n);
+        uint64_t at = (uint64_t)ov[i].OffsetHigh << 32 | ov[i].Offset;
+        if (ret != CTL_EXIT_OK || !more)
+            continue; /* drain what is in flight */
+        int r = get_one(x, g, hx, o, m, got, &writing, rc, at, n, bufs + (size_t)i * CTL_CHUNK,
+            &prog);
+        if (r == 1)
+            more = false;
+        else if (r != CTL_EXIT_OK)
+            ret = r;
+        if (ret == CTL_EXIT_OK && more) {
+            memset(&ov[i], 0, sizeof(ov[i]));
+            sent[i] = PeerDistClientStreamRead(hx->h, hx->c, CTL_CHUNK,
+                bufs + (size_t)i * CTL_CHUNK, g->timeout, &ov[i]);
+            inflight++;
         }
-        if (rc != ERROR_SUCCESS) {
-            ctl_progress_clear(&prog);
-            ret = ctl_fail_status(x, "PeerDistClientStreamRead", rc);
-            break;
-        }
-        *got += n;
-        if (writing) {
-            int w = o->seekable
-                ? (pwrite(o->fd, buf, n, (off_t)(at - hx->start)) == (ssize_t)n ? 0 : -1)
-                : ctl_write_all(o->fd, buf, n);
-            if (w != 0) {
-                ctl_progress_clear(&prog);
-                ret = ctl_fail(x, "write %s: %s", g->out ? g->out : "standard output",
-                    strerror(errno));
-            }
-        }
-        ctl_progress_update(&prog, at + n - hx->start);
     }
     if (ret == CTL_EXIT_OK)
         ctl_progress_done(&prog, *got, "read %s%s", g->out ? g->out : "content",
             m->bytes ? " (incomplete)" : "");
-    free(buf);
+    free(bufs);
     return ret;
 }
 

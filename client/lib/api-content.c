@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "api-internal.h"
+#include "shm.h"
 
 #define PEND_BUCKETS 64
 
@@ -37,6 +38,7 @@ struct pend {
     bool ended;          /* the last reply was seen; listed until delivered */
     PBYTE buf;           /* reads: where the data goes, at most cap bytes */
     DWORD cap;
+    struct pd_shm_slot slot; /* reads through the shared region: the slot borrowed */
     TAILQ_ENTRY(pend) by_ct; /* in serial order */
     struct pend *hnext;
 };
@@ -107,6 +109,7 @@ static void pend_unlink(struct pend *p)
 /* Frees an unlinked record (pend_mu not held: the last reference may free the handle). */
 static void pend_free(struct pend *p)
 {
+    pd_shm_put(&p->slot); /* the daemon answered, or never will: it writes there no more */
     hobj_put(&p->ct->c.ch.h);
     free(p);
 }
@@ -190,6 +193,12 @@ static void read_result(struct pend *p, const Peerdist__Reply *r, DWORD status, 
         set_offset(p->ov, rr->offset);
         if (p->cap == 0) {
             *bytes = clamp_dword(rr->length);
+        } else if (p->slot.reg && rr->data.len == 0) {
+            /* In the shared region: never more than the slot, whatever the reply says. */
+            size_t n = rr->shm_length < p->cap ? (size_t)rr->shm_length : p->cap;
+            if (n)
+                memcpy(p->buf, pd_shm_data(&p->slot), n);
+            *bytes = (DWORD)n;
         } else {
             size_t n = rr->data.len < p->cap ? rr->data.len : p->cap;
             if (n)
@@ -233,8 +242,13 @@ static void content_on_reply(struct pd_op *op, const Peerdist__Reply *r, DWORD *
     if ((kind == OP_ADD_CI || kind == OP_ADD_DATA) && r &&
         r->body_case == PEERDIST__REPLY__BODY_COUNT)
         *bytes = clamp_dword(r->count->bytes);
-    if (p && last && kind == OP_READ)
+    if (p && last && kind == OP_READ) {
         read_result(p, r, *status, bytes); /* p stays: only on_delivered frees it */
+        /* Answered: the daemon writes that slot no more, and the next read may have it now
+         * rather than after the completion is delivered (a caller reissuing at once). */
+        if (r)
+            pd_shm_put(&p->slot);
+    }
 }
 
 /* The completion is out: the record goes, and a waiting Cancel returns. */
@@ -523,11 +537,22 @@ static DWORD content_read(PEERDIST_INSTANCE_HANDLE hPeerDist, PEERDIST_CONTENT_H
         Peerdist__Request req = PEERDIST__REQUEST__INIT, *preq = &req;
         req.body_case = PEERDIST__REQUEST__BODY_READ;
         req.read = &rd;
+        /* A large read asks for its bytes in the shared region: two copies per byte, not five. */
+        struct pd_shm_slot slot;
+        uint64_t at;
+        if (pd_shm_get(&cl.inst->shm, cl.inst->conn, cl.ct->c.ch.generation, rd.max_bytes, &slot,
+                &at)) {
+            rd.shm = true;
+            rd.shm_offset = at;
+        }
         struct pend *p = pend_add(cl.ct, OP_READ, ov, 1, &rc);
         if (p) {
             p->buf = buf;
             p->cap = rd.max_bytes;
+            p->slot = slot;
             rc = submit(&cl, p, &preq, 1);
+        } else {
+            pd_shm_put(&slot);
         }
     }
     call_end(&cl);

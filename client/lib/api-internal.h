@@ -42,6 +42,7 @@ struct instance {
     pthread_mutex_t mu; /* guards children and shut */
     bool shut;          /* PeerDistShutdown began: no child may be added any more */
     LIST_HEAD(, child) children;
+    struct pd_shm *shm; /* shm.c: the shared read region, made on the first large read */
 };
 
 struct content {

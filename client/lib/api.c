@@ -13,6 +13,7 @@
 #include <sys/queue.h>
 
 #include "api-internal.h"
+#include "shm.h"
 
 /* The highest API version this library implements: 2.0 (Windows 8). */
 #define PD_API_VERSION_MAJOR 2
@@ -24,6 +25,7 @@ static void instance_destroy(struct hobj *h)
 {
     struct instance *inst = (struct instance *)h;
     pdconn_free(inst->conn);
+    pd_shm_free(inst->shm);
     pthread_mutex_destroy(&inst->mu);
     free(inst);
 }

@@ -74,6 +74,7 @@ struct pd_op {
     struct pd_multi *multi; /* async: one part of a split request, or NULL */
     struct pd_op *next;
     struct pd_op *anext, **aprev; /* async: the connection's list of them, for waiters */
+    int pass_fd; /* sync: a descriptor sent with the request (SCM_RIGHTS), or -1 */
 };
 
 /* One OVERLAPPED completed by several requests (a buffer larger than PD_MAX_CHUNK). */
@@ -351,6 +352,42 @@ static int write_all(int fd, const uint8_t *buf, size_t n, int64_t deadline)
             return -1;
     }
     return 0;
+}
+
+/* write_all, with pass_fd (if >= 0) attached to the frame's first bytes (SCM_RIGHTS). */
+static int write_frame(int fd, const uint8_t *buf, size_t n, int pass_fd, int64_t deadline)
+{
+    while (pass_fd >= 0) {
+        union {
+            struct cmsghdr align;
+            char buf[CMSG_SPACE(sizeof(int))];
+        } cbuf;
+        memset(&cbuf, 0, sizeof(cbuf));
+        struct iovec iov = {(void *)buf, n};
+        struct msghdr msg = {.msg_iov = &iov,
+            .msg_iovlen = 1,
+            .msg_control = cbuf.buf,
+            .msg_controllen = sizeof(cbuf.buf)};
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &pass_fd, sizeof(int));
+        ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            buf += w;
+            n -= (size_t)w;
+            break;
+        }
+        if (w == 0 || (errno != EAGAIN && errno != EINTR))
+            return -1;
+        int64_t left = deadline - now_ms();
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        if (left <= 0 ||
+            (poll(&pfd, 1, (int)(left < INT32_MAX ? left : INT32_MAX)) < 0 && errno != EINTR))
+            return -1;
+    }
+    return write_all(fd, buf, n, deadline);
 }
 
 /* Gives up on the connection: a reader wakes with EOF (and a writer with EPIPE) and cleans up. */
@@ -790,6 +827,11 @@ static DWORD send_locked(struct pdconn *c, uint64_t generation, Peerdist__Reques
     size_t n = frame_size(&req->base);
     if (n - FRAME_HEADER_SIZE > FRAME_MAX_PAYLOAD)
         return ERROR_INVALID_PARAMETER;
+    if (!op->async && op->pass_fd >= 0 && c->cork_len) {
+        /* A descriptor rides on its own frame's first bytes: the corked frames go out first. */
+        if (cork_flush_locked(c, deadline, true) != 0 || c->fd < 0)
+            return PEERDIST_ERROR_SERVICE_UNAVAILABLE;
+    }
     bool defer = op->async && c->lazy && c->cork_len + n <= PD_CORK_MAX;
     if (defer || c->cork_len) {
         if (cork_reserve(c, n) != 0)
@@ -816,7 +858,7 @@ static DWORD send_locked(struct pdconn *c, uint64_t generation, Peerdist__Reques
     c->writing = true;
     int fd = c->fd;
     pthread_mutex_unlock(&c->mu);
-    int w = write_all(fd, buf, n, deadline);
+    int w = write_frame(fd, buf, n, op->async ? -1 : op->pass_fd, deadline);
     pthread_mutex_lock(&c->mu);
     c->writing = false;
     wake_waiters(c);
@@ -841,7 +883,13 @@ DWORD pdconn_call(struct pdconn *c, Peerdist__Request *req, Peerdist__Reply **re
 DWORD pdconn_call_on(struct pdconn *c, uint64_t generation, Peerdist__Request *req,
     Peerdist__Reply **reply)
 {
-    struct pd_op op = {0};
+    return pdconn_call_fd(c, generation, req, -1, reply);
+}
+
+DWORD pdconn_call_fd(struct pdconn *c, uint64_t generation, Peerdist__Request *req, int pass_fd,
+    Peerdist__Reply **reply)
+{
+    struct pd_op op = {.pass_fd = pass_fd};
     if (reply)
         *reply = NULL;
     pthread_mutex_lock(&c->mu);

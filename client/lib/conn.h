@@ -108,6 +108,9 @@ DWORD pdconn_call(struct pdconn *c, Peerdist__Request *req, Peerdist__Reply **re
  */
 DWORD pdconn_call_on(struct pdconn *c, uint64_t generation, Peerdist__Request *req,
     Peerdist__Reply **reply);
+/* pdconn_call_on, with the descriptor pass_fd (>= 0) sent along (SCM_RIGHTS; still the caller's). */
+DWORD pdconn_call_fd(struct pdconn *c, uint64_t generation, Peerdist__Request *req, int pass_fd,
+    Peerdist__Reply **reply);
 /*
  * Sends an asynchronous request (on the connection `generation`, as pdconn_call_on). 0:
  * sent whole (or, while waiters read, corked: sent with the next write, conn.c), and
