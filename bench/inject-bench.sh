@@ -4,7 +4,9 @@
 # baselines on the same file in the same run: `openssl dgst -sha256` and `dd ... conv=fdatasync`
 # (the target: inject >= 80 % of the slower of the two). A private peerdistd (--mode local) on a
 # scratch directory under build/ (the real disk); the tag is flushed before each inject.
-# PEERDISTD=path / PEERDISTCTL=path run other binaries (an older build, for a before/after).
+# PEERDISTD=path / PEERDISTCTL=path run other binaries. BEFORE=path (an older peerdistctl) also
+# times its inject in each repetition, right after the baseline, for a before/after on the same
+# machine state: keys before_* in the SUMMARY line.
 set -eu
 cd "$(dirname "$0")/.."
 size_mib=${1:-256}
@@ -38,12 +40,19 @@ for r in $(seq "$reps"); do
     dd if="$dir/file" of="$dir/dd.out" bs=1M conv=fdatasync 2>/dev/null
     dd=$(elapsed "$t0")
     rm -f "$dir/dd.out"
+    before=0
+    if [ -n "${BEFORE:-}" ]; then
+        "$ctl" flush --tag "$tag" >/dev/null
+        t0=$(now)
+        "$BEFORE" inject "$dir/file" --ci "$dir/file.ci" --tag "$tag"
+        before=$(elapsed "$t0")
+    fi
     "$ctl" flush --tag "$tag" >/dev/null
     t0=$(now)
     "$ctl" inject "$dir/file" --ci "$dir/file.ci" --tag "$tag"
     inj=$(elapsed "$t0")
-    echo "$sha $dd $inj" >>"$dir/times"
-    echo "rep $r: openssl_sha256 ${sha}s dd_fdatasync ${dd}s inject ${inj}s" >&2
+    echo "$sha $dd $inj $before" >>"$dir/times"
+    echo "rep $r: openssl_sha256 ${sha}s dd_fdatasync ${dd}s inject ${inj}s${BEFORE:+ before ${before}s}" >&2
 done
 # The bytes cached are the file's (not timed).
 "$ctl" get --ci "$dir/file.ci" --tag "$tag" --timeout 0 | cmp -s - "$dir/file" ||
@@ -52,13 +61,13 @@ done
 
 # Per repetition: MiB/s of each, the slower baseline, inject's ratio to it; then for each
 # column the median, min and max over the repetitions.
-awk -v mib="$size_mib" -v reps="$reps" -v load="$(cut -d' ' -f1 /proc/loadavg)" '
+awk -v mib="$size_mib" -v reps="$reps" -v before="${BEFORE:+1}" -v load="$(cut -d' ' -f1 /proc/loadavg)" '
 function stat(name, col,   i, j, t, n, med) {
     n = 0
     for (i = 1; i <= NR; i++) v[++n] = val[i, col]
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
     med = n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-    fmt = col == 5 ? "%.2f" : "%.0f"
+    fmt = col == 5 || col == 7 ? "%.2f" : "%.0f"
     out = out sprintf(" %s=" fmt " %s_min=" fmt " %s_max=" fmt, name, med, name, v[1], name, v[n])
     return med
 }
@@ -66,10 +75,12 @@ function stat(name, col,   i, j, t, n, med) {
     val[NR, 1] = mib / $1; val[NR, 2] = mib / $2; val[NR, 3] = mib / $3
     slow = $1 > $2 ? $1 : $2
     val[NR, 4] = mib / slow; val[NR, 5] = slow / $3
+    if (before) { val[NR, 6] = mib / $4; val[NR, 7] = slow / $4 }
 }
 END {
     stat("openssl_sha256_mib_s", 1); stat("dd_fdatasync_mib_s", 2); stat("inject_mib_s", 3)
     stat("baseline_mib_s", 4); r = stat("ratio", 5)
+    if (before) { stat("before_mib_s", 6); stat("before_ratio", 7) }
     printf "inject %d MiB, %d reps: ratio %.2f of the slower baseline (target >= 0.80 %s)\n",
         mib, reps, r, (r >= 0.8 ? "MET" : "MISSED")
     printf "SUMMARY inject_bench size_mib=%d reps=%d%s target=0.80 load1=%s\n", mib, reps, out, load
