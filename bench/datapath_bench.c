@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -118,15 +119,28 @@ static double daemon_cpu_s(const char *pidfile)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* CPU seconds (user + system) of `who` (RUSAGE_SELF, RUSAGE_THREAD or RUSAGE_CHILDREN). */
+static double cpu_s(int who)
+{
+    struct rusage ru;
+    getrusage(who, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+        (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* CPU seconds of the last openssl_sha256_s and raw_write_s: steadier than time when busy. */
+static double openssl_cpu, write_cpu;
+
 /* ---- baselines ---- */
 
 static double openssl_sha256_s(const char *path)
 {
     char cmd[8192];
     snprintf(cmd, sizeof(cmd), "openssl dgst -sha256 '%s' >/dev/null", path);
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s(RUSAGE_CHILDREN);
     if (system(cmd) != 0)
         die("openssl dgst", 0);
+    openssl_cpu = cpu_s(RUSAGE_CHILDREN) - c0;
     return now_s() - t0;
 }
 
@@ -134,7 +148,7 @@ static double raw_write_s(const char *dir, const uint8_t *data, size_t len)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/raw-write.bin", dir);
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s(RUSAGE_THREAD);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     for (size_t off = 0; fd >= 0 && off < len; off += CHUNK)
         if (write(fd, data + off, len - off < CHUNK ? len - off : CHUNK) < 0)
@@ -142,6 +156,7 @@ static double raw_write_s(const char *dir, const uint8_t *data, size_t len)
     if (fd < 0 || fdatasync(fd) != 0)
         die("raw write", (DWORD)errno);
     double t = now_s() - t0;
+    write_cpu = cpu_s(RUSAGE_THREAD) - c0;
     close(fd);
     unlink(path);
     return t;
@@ -436,10 +451,12 @@ int main(int argc, char **argv)
 
     double b_sha[20], b_write[20], b_uds[20], t_pub[20], t_add[20], t_read[20], t_flush[20],
         p99[20], t_first[20], t_later[20], cpu_read[20], cpu_first[20], cpu_later[20],
-        t_sweep[20][NSWEEP];
+        t_sweep[20][NSWEEP], cpu_sha[20], cpu_write[20], cpu_add_d[20], cpu_add_c[20];
     for (int r = 0; r < reps; r++) {
         b_sha[r] = openssl_sha256_s(file);
+        cpu_sha[r] = openssl_cpu;
         b_write[r] = raw_write_s(dir, data, len);
+        cpu_write[r] = write_cpu;
         b_uds[r] = uds_transfer_s(data, len);
 
         PEERDIST_INSTANCE_HANDLE h;
@@ -454,9 +471,12 @@ int main(int argc, char **argv)
         PEERDIST_CONTENT_TAG tag = {{(uint8_t)r, 0xbe, 0x4c}};
         PEERDIST_CONTENT_HANDLE c = open_content(h, port, &tag, ci, ci_len);
         struct add_state as = {data, len, 0};
-        double t0 = now_s();
+        double t0 = now_s(), d0 = daemon_cpu_s(pidfile), u0 = cpu_s(RUSAGE_SELF);
         pump(h, c, port, issue_add, &as, slots, ADD_DEPTH, "AddData");
         t_add[r] = now_s() - t0;
+        /* the client's library threads count (RUSAGE_SELF); no other thread runs here */
+        cpu_add_c[r] = cpu_s(RUSAGE_SELF) - u0;
+        cpu_add_d[r] = daemon_cpu_s(pidfile) - d0;
         PeerDistClientCloseContent(h, c);
 
         c = open_content(h, port, &tag, ci, ci_len);
@@ -572,6 +592,14 @@ int main(int argc, char **argv)
         v[r] = mb / t_add[r];
     }
     struct stat3 aq = stat3(q, reps), av = stat3(v, reps);
+    /* CPU per GiB: what AddData costs against what the baselines cost, whatever the load. */
+    double gib = (double)len / (1024.0 * MiB);
+    double c_sha = median(cpu_sha, reps) / gib, c_wr = median(cpu_write, reps) / gib;
+    double c_add_c = median(cpu_add_c, reps) / gib;
+    double c_add_d = pidfile ? median(cpu_add_d, reps) / gib : -1;
+    printf("adddata_cpu_s_per_gib: daemon=%.3f client=%.3f  baseline openssl_sha256=%.3f "
+           "write+fdatasync=%.3f\n",
+        c_add_d, c_add_c, c_sha, c_wr);
     double load[1] = {-1};
     getloadavg(load, 1);
     printf("SUMMARY datapath size_mib=%zu reps=%d publish_mib_s=%.0f openssl_sha256_mib_s=%.0f "
@@ -579,10 +607,12 @@ int main(int argc, char **argv)
            "adddata_mib_s_max=%.0f adddata_baseline_mib_s=%.0f adddata_ratio=%.2f "
            "adddata_ratio_min=%.2f adddata_ratio_max=%.2f adddata_inflight_mib=%d "
            "streamread_mib_s=%.0f uds_transfer_mib_s=%.0f flush_s=%.3f "
-           "getstatus_p99_ms_during_flush=%.2f%s load1=%.2f\n",
+           "getstatus_p99_ms_during_flush=%.2f%s adddata_daemon_cpu_s_per_gib=%.3f "
+           "adddata_client_cpu_s_per_gib=%.3f openssl_sha256_cpu_s_per_gib=%.3f "
+           "write_fdatasync_cpu_s_per_gib=%.3f load1=%.2f\n",
         mib, reps, mb / pub, mb / sha, mb / wr, av.med, av.min, av.max, mb / add_base, aq.med,
         aq.min, aq.max, ADD_DEPTH * (int)(CHUNK / MiB), mb / rd, mb / uds, fl, p, sweep_keys,
-        load[0]);
+        c_add_d, c_add_c, c_sha, c_wr, load[0]);
     unlink(file);
     free(data);
     free(slots);
