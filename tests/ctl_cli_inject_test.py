@@ -6,10 +6,13 @@ Against a real peerdistd started here: a multi-MiB inject (more requests than th
 holds, a partial last block) whose cached bytes read back equal the file; a file shorter than
 its content information and a file with one corrupted byte both exit 1 with a message naming
 the offset (and an error object with --json), nothing of the corrupted chunk is served, and the
-good file injected afterwards under the same tag reads back whole.
+good file injected afterwards under the same tag reads back whole; progress on a terminal.
+A daemon killed in the middle of an inject: exit 1 with the lost connection named, no hang.
 """
 import json
 import os
+import pty
+import select
 import shutil
 import subprocess
 import sys
@@ -23,6 +26,9 @@ MiB = 1024 * 1024
 # More than inject's 32 MiB window, and not a whole number of blocks (64 KiB).
 SIZE = 45 * MiB + 12345
 TAG = "00112233445566778899aabbccddeeff"
+# Generous bound for inject against a killed daemon; a hang is the failure. Not a timing
+# assertion.
+HANG_LIMIT = 60
 
 
 def check(cond, what):
@@ -40,10 +46,35 @@ def run(args, timeout=300):
     return p.returncode, p.stdout, p.stderr.decode(errors="replace")
 
 
-def start_daemon(sock):
+def run_pty(args):
+    """Runs with standard error on a terminal; returns (rc, what the terminal showed)."""
+    master, slave = pty.openpty()
+    e = dict(os.environ)
+    e.pop("PEERDIST_SOCKET", None)
+    p = subprocess.Popen([CTL] + args, env=e, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    shown = b""
+    while True:
+        r, _, _ = select.select([master], [], [], 120)
+        if not r:
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    p.wait(timeout=120)
+    os.close(master)
+    return p.returncode, shown.decode(errors="replace")
+
+
+def start_daemon(sock, name="cache"):
     log = open(os.path.join(TMP, "daemon.log"), "ab")
-    p = subprocess.Popen([DAEMON, "--socket", sock, "--db", os.path.join(TMP, "cache.db"),
-                          "--state-dir", os.path.join(TMP, "state")], stderr=log)
+    p = subprocess.Popen([DAEMON, "--socket", sock, "--db", os.path.join(TMP, name + ".db"),
+                          "--state-dir", os.path.join(TMP, name + "-state")], stderr=log)
     for _ in range(200):
         if run(["status", "--socket", sock])[0] == 0:
             return p
@@ -118,6 +149,14 @@ def checks(S):
     check(rc == 0 and out == b"", "inject again: %d %r" % (rc, err))
     check(read_back(ci, S) == content, "the cached bytes differ from the file after a re-inject")
 
+    # On a terminal: the one-line summary at the end (the progress line before it, if slow).
+    rc, shown = run_pty(["inject", good, "--ci", ci, "--tag", TAG] + S)
+    check(rc == 0 and ("injected %s under %s" % (good, TAG)) in shown and "/s)" in shown,
+          "inject summary on a terminal: %d %r" % (rc, shown[-300:]))
+    rc, shown = run_pty(["inject", badf, "--ci", ci, "--tag", TAG] + S)
+    check(rc == 1 and "ERROR_INVALID_DATA" in shown and "injected" not in shown,
+          "failed inject on a terminal: %d %r" % (rc, shown[-300:]))
+
     # A range: content information for 9 MiB of the file from 7 MiB on (whole blocks).
     rci = os.path.join(TMP, "range.ci")
     start, length = 7 * MiB, 9 * MiB
@@ -136,6 +175,50 @@ def checks(S):
           "the cached range differs from the file's")
 
 
+def daemon_read_bytes(pid):
+    with open("/proc/%d/io" % pid) as f:
+        for line in f:
+            if line.startswith("rchar:"):
+                return int(line.split()[1])
+    return 0
+
+
+def killed_daemon_check():
+    """The daemon killed once inject's bytes flow: every request in flight fails, inject
+    reports the first failure and exits 1 (the drain must not wait for replies forever)."""
+    sock = os.path.join(TMP, "k.sock")
+    daemon = start_daemon(sock, "k")
+    big = os.path.join(TMP, "big")
+    write(big, os.urandom(96 * MiB))
+    ci = os.path.join(TMP, "big.ci")
+    rc, _, err = run(["hash", big, "--version", "1", "--key", "k", "-o", ci])
+    check(rc == 0, "hash of the big file: %d %r" % (rc, err))
+    e = dict(os.environ)
+    e.pop("PEERDIST_SOCKET", None)
+    p = subprocess.Popen([CTL, "inject", big, "--ci", ci, "--tag", TAG, "--socket", sock],
+                         env=e, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    start = daemon_read_bytes(daemon.pid)
+    while p.poll() is None and daemon_read_bytes(daemon.pid) - start < 8 * MiB:
+        time.sleep(0.005)
+    daemon.kill()
+    daemon.wait()
+    try:
+        out, err = p.communicate(timeout=HANG_LIMIT)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        check(False, "inject hung after the daemon was killed")
+        return
+    err = err.decode(errors="replace")
+    if p.returncode == 0:
+        print("note: inject finished before the daemon was killed; nothing to check")
+        return
+    check(p.returncode == 1 and "PeerDistClientAddData" in err and
+          "lost the connection to peerdistd" in err,
+          "inject, daemon killed: %d %r" % (p.returncode, err))
+
+
 def main():
     sock = os.path.join(TMP, "s.sock")
     daemon = start_daemon(sock)
@@ -144,6 +227,9 @@ def main():
     finally:
         daemon.terminate()
         daemon.wait()
+    try:
+        killed_daemon_check()
+    finally:
         shutil.rmtree(TMP, ignore_errors=True)
     if FAILURES:
         print("%d failure(s)" % len(FAILURES))
