@@ -14,10 +14,10 @@
  *   StreamRead before the restart (blocks AddData wrote: known good) and openssl;
  *   with -p PIDFILE (the daemon's pid, rewritten by CMD) also the daemon's CPU
  *   time per GiB of each of those three reads, which a busy machine disturbs less
- * Then AddData again at 1, 2, 4, 8, 16, 32 and 64 MiB in flight (requests of 1 MiB, a new tag
- * each, flushed after), each beside the same repetition's AddData baseline: one DEPTH line
- * per depth for plotting, and keys in the SUMMARY line.
- * Usage: datapath_bench [-s MiB] [-r REPS] [-R CMD [-p PIDFILE]] DIR   (DIR: a
+ * Then AddData of the first -S MiB (default 256, at most all) again at 1, 2, 4, 8, 16, 32 and
+ * 64 MiB in flight (requests of 1 MiB, a new tag each, flushed after), each beside the same
+ * repetition's AddData baseline (per MiB): one DEPTH line per depth, keys in the SUMMARY line.
+ * Usage: datapath_bench [-s MiB] [-S MiB] [-r REPS] [-R CMD [-p PIDFILE]] DIR   (DIR: a
  * scratch directory on the same disk as the daemon's database). PEERDIST_SOCKET
  * names the daemon.
  */
@@ -416,12 +416,14 @@ static void *probe_status(void *arg)
 
 int main(int argc, char **argv)
 {
-    size_t mib = 1024;
+    size_t mib = 1024, sweep_mib_n = 256;
     int reps = 3, ch;
     const char *restart = NULL, *pidfile = NULL;
-    while ((ch = getopt(argc, argv, "s:r:R:p:")) != -1) {
+    while ((ch = getopt(argc, argv, "s:S:r:R:p:")) != -1) {
         if (ch == 's')
             mib = strtoul(optarg, NULL, 10);
+        else if (ch == 'S')
+            sweep_mib_n = strtoul(optarg, NULL, 10);
         else if (ch == 'r')
             reps = atoi(optarg);
         else if (ch == 'R')
@@ -431,11 +433,14 @@ int main(int argc, char **argv)
         else
             return 2;
     }
-    if (optind + 1 != argc || reps < 1 || reps > 20 || mib < 1) {
+    if (optind + 1 != argc || reps < 1 || reps > 20 || mib < 1 || sweep_mib_n < 1) {
         fprintf(stderr,
-            "usage: datapath_bench [-s MiB] [-r REPS] [-R RESTART_CMD [-p PIDFILE]] SCRATCH_DIR\n");
+            "usage: datapath_bench [-s MiB] [-S SWEEP_MiB] [-r REPS] [-R RESTART_CMD "
+            "[-p PIDFILE]] SCRATCH_DIR\n");
         return 2;
     }
+    if (sweep_mib_n > mib)
+        sweep_mib_n = mib;
     const char *dir = argv[optind];
     size_t len = mib * MiB;
     uint8_t *data = malloc(len), *slots = malloc((size_t)DEPTH * CHUNK);
@@ -514,7 +519,7 @@ int main(int argc, char **argv)
         p99[r] = n > 0 ? pr.lat[before + (int)(n * 0.99)] : -1;
         free(pr.lat);
         PeerDistServerUnpublish(h, (DWORD)strlen(id), (PBYTE)id);
-        adddata_sweep(h, r, ci, ci_len, data, len, slots, t_sweep[r]);
+        adddata_sweep(h, r, ci, ci_len, data, sweep_mib_n * MiB, slots, t_sweep[r]);
         CloseHandle(port);
         PeerDistShutdown(h);
         free(ci);
@@ -567,19 +572,22 @@ int main(int argc, char **argv)
      * The AddData depth sweep: per repetition, each depth's throughput and its ratio to that
      * repetition's baseline (the slower of openssl and the raw write); medians with min, max.
      */
-    char sweep_keys[4096] = "";
-    size_t kl = 0;
+    char sweep_keys[4096];
+    size_t kl = (size_t)snprintf(sweep_keys, sizeof(sweep_keys), " adddata_sweep_size_mib=%zu",
+        sweep_mib_n);
     for (int i = 0; i < NSWEEP; i++) {
         double v[20], q[20];
         for (int r = 0; r < reps; r++) {
-            double base = b_sha[r] > b_write[r] ? b_sha[r] : b_write[r];
-            v[r] = mb / t_sweep[r][i];
+            /* the baseline's seconds for the sweep's bytes */
+            double base = (b_sha[r] > b_write[r] ? b_sha[r] : b_write[r]) * sweep_mib_n / mb;
+            v[r] = (double)sweep_mib_n / t_sweep[r][i];
             q[r] = base / t_sweep[r][i];
         }
         struct stat3 sv = stat3(v, reps), sq = stat3(q, reps);
         printf("DEPTH adddata inflight_mib=%d mib_s=%.0f mib_s_min=%.0f mib_s_max=%.0f "
-               "baseline_mib_s=%.0f ratio=%.2f ratio_min=%.2f ratio_max=%.2f\n",
-            sweep_mib[i], sv.med, sv.min, sv.max, mb / add_base, sq.med, sq.min, sq.max);
+               "baseline_mib_s=%.0f ratio=%.2f ratio_min=%.2f ratio_max=%.2f size_mib=%zu\n",
+            sweep_mib[i], sv.med, sv.min, sv.max, mb / add_base, sq.med, sq.min, sq.max,
+            sweep_mib_n);
         kl += (size_t)snprintf(sweep_keys + kl, sizeof(sweep_keys) - kl,
             " adddata_d%d_mib_s=%.0f adddata_d%d_ratio=%.2f adddata_d%d_ratio_min=%.2f "
             "adddata_d%d_ratio_max=%.2f",
