@@ -157,22 +157,26 @@ def checks(S):
     check(rc == 1 and "ERROR_INVALID_DATA" in shown and "injected" not in shown,
           "failed inject on a terminal: %d %r" % (rc, shown[-300:]))
 
-    # A range: content information for 9 MiB of the file from 7 MiB on (whole blocks).
-    rci = os.path.join(TMP, "range.ci")
-    start, length = 7 * MiB, 9 * MiB
-    rc, _, err = run(["hash", good, "--version", "1", "--key", "k2", "--range",
-                      "%d:%d" % (start, length), "-o", rci])
-    check(rc == 0, "hash --range: %d %r" % (rc, err))
-    rc, out, err = run(["inject", good, "--ci", rci, "--tag", TAG, "--json"] + S)
-    try:
-        j = json.loads(out)
-    except ValueError:
-        j = None
-    check(rc == 0 and j and j.get("offset") == start and j.get("bytes") == length,
-          "inject of a range: %d %r %r" % (rc, out, err))
-    rng = read_back(rci, S)
-    check(rng is not None and rng == content[start:start + length],
-          "the cached range differs from the file's")
+    # Ranges, under keys of their own (nothing of them cached yet): whole blocks, and ranges
+    # that start and end inside a block, whose edge blocks inject completes from the file.
+    for n, (version, start, length) in enumerate([(1, 7 * MiB, 9 * MiB),
+                                                  (1, 7 * MiB + 100, 9 * MiB + 1),
+                                                  (2, 3 * MiB + 5, 40 * MiB)]):
+        rci = os.path.join(TMP, "range%d.ci" % n)
+        rc, _, err = run(["hash", good, "--version", str(version), "--key", "r%d" % n,
+                          "--range", "%d:%d" % (start, length), "-o", rci])
+        check(rc == 0, "hash --range: %d %r" % (rc, err))
+        rc, out, err = run(["inject", good, "--ci", rci, "--tag", TAG, "--json"] + S)
+        try:
+            j = json.loads(out)
+        except ValueError:
+            j = None
+        check(rc == 0 and j and j.get("offset") == start and j.get("bytes") == length,
+              "inject of range %d: %d %r %r" % (n, rc, out, err))
+        rng = read_back(rci, S)
+        check(rng is not None and rng == content[start:start + length],
+              "the cached range %d (V%d, %d:%d) differs from the file's" %
+              (n, version, start, length))
 
 
 def daemon_read_bytes(pid):

@@ -402,7 +402,34 @@ struct inject_run {
     unsigned in_flight;
     uint64_t next, done; /* the next offset to read; bytes the daemon accepted */
     int ret;             /* CTL_EXIT_OK until the first failure */
+    uint64_t lo, hi;     /* the bytes sent (inject_span) */
 };
+
+/*
+ * The bytes inject sends: those of every block the content information lists. For a range
+ * that is the range widened to whole blocks (V1) or whole segments (V2): a block is verified
+ * whole, so the range's edge blocks need their bytes outside the range too, and AddData on a
+ * ranged handle takes them (the daemon stores the blocks listed, drops the rest). Without
+ * them the edge blocks would stay incomplete and their bytes of the range never be stored,
+ * though every AddData succeeded. Whole content: exactly its bytes.
+ */
+static void inject_span(const struct handle_ctx *hx, uint64_t *lo, uint64_t *hi)
+{
+    const struct ci_info *ci = hx->ci;
+    *lo = hx->start;
+    *hi = hx->end;
+    if (ci->whole || ci->n_segments == 0)
+        return;
+    const struct ci_segment *first = &ci->segments[0], *last = &ci->segments[ci->n_segments - 1];
+    uint64_t a = first->offset, b = last->offset + last->length;
+    if (ci->version == CI_VERSION_1) {
+        uint64_t end = (uint64_t)(last->first_block + last->n_blocks) * last->block_size;
+        a += (uint64_t)first->first_block * first->block_size;
+        b = last->offset + (end < last->length ? end : last->length);
+    }
+    *lo = a < *lo ? a : *lo;
+    *hi = b > *hi ? b : *hi;
+}
 
 /* The first failure is the one reported; the rest only stop the run. */
 static void inject_failed(struct inject_run *r)
@@ -414,7 +441,7 @@ static void inject_failed(struct inject_run *r)
 /* Reads the next chunk into slot i and sends it; false when nothing was sent. */
 static bool inject_issue(struct inject_run *r, unsigned i)
 {
-    uint64_t off = r->next, end = r->hx->end;
+    uint64_t off = r->next, end = r->hi;
     size_t want = end - off < CTL_CHUNK ? (size_t)(end - off) : CTL_CHUNK;
     uint8_t *buf = r->bufs + (size_t)i * CTL_CHUNK;
     ssize_t n;
@@ -484,13 +511,11 @@ static void inject_reap(struct inject_run *r, HANDLE port)
 static int inject_data(struct inject_run *r, HANDLE port)
 {
     /* Read ahead: the file is read once, front to back. */
-    (void)posix_fadvise(r->fd, (off_t)r->hx->start, (off_t)(r->hx->end - r->hx->start),
-        POSIX_FADV_SEQUENTIAL);
-    r->next = r->hx->start;
+    (void)posix_fadvise(r->fd, (off_t)r->lo, (off_t)(r->hi - r->lo), POSIX_FADV_SEQUENTIAL);
+    r->next = r->lo;
     r->ret = CTL_EXIT_OK;
     for (;;) {
-        for (unsigned i = 0; i < CTL_INJECT_SLOTS && r->ret == CTL_EXIT_OK && r->next < r->hx->end;
-             i++)
+        for (unsigned i = 0; i < CTL_INJECT_SLOTS && r->ret == CTL_EXIT_OK && r->next < r->hi; i++)
             if (!r->busy[i])
                 inject_issue(r, i);
         if (r->in_flight == 0)
@@ -545,14 +570,15 @@ int ctl_inject_main(struct ctl_ctx *x, int argc, char **argv)
         (hx.port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0)) == NULL)
         ctl_fail_status(x, "CreateIoCompletionPort", GetLastError());
     else if (hx.port && open_with_ci(x, ci, ci_len, &tag, &hx) == 0) {
-        /* Only the bytes the content information covers: others are out of bounds. */
-        ctl_progress_start(&prog, "injecting", hx.end - hx.start);
         *r = (struct inject_run){.x = x,
             .hx = &hx,
             .prog = &prog,
             .file = file,
             .fd = fd,
             .bufs = r->bufs};
+        /* Only the blocks the content information lists: other bytes are out of bounds. */
+        inject_span(&hx, &r->lo, &r->hi);
+        ctl_progress_start(&prog, "injecting", r->hi - r->lo);
         ret = inject_data(r, hx.port);
     }
     if (ret == CTL_EXIT_OK) {
