@@ -3,7 +3,8 @@
 # run-datapath.sh [datapath_bench options] - starts a private peerdistd on a scratch
 # directory under build/ (the real disk, like /var/cache), runs datapath_bench against it
 # (restarting the daemon once per repetition, for the first read after a start), prints the
-# daemon's peak RSS, stops it. Default: 1 GiB, 3 repetitions. PEERDISTD=path runs another
+# daemon's peak RSS, stops it, and ends with datapath_bench's SUMMARY line (the RSS added).
+# Default: 1 GiB, 3 repetitions. PEERDISTD=path runs another
 # peerdistd binary (an older build, for a baseline) under the same benchmark.
 set -eu
 cd "$(dirname "$0")/.."
@@ -39,9 +40,10 @@ mkdir -p "$dir/scratch"
 uptime >&2
 PEERDIST_SOCKET="$dir/s.sock" build/bench/datapath_bench -R "sh $dir/restart" -p "$dir/pid" \
     -g "$(realpath build/client/peerdistctl)" "$@" "$dir/scratch" >"$dir/out"
-# The SUMMARY line stays the last line of the output.
-grep -v '^SUMMARY ' "$dir/out"
-echo "peerdistd_peak_rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$(cat "$dir/pid")/status") (VmHWM, since the last restart)"
-grep '^SUMMARY ' "$dir/out"
+grep -v '^SUMMARY ' "$dir/out" || true
+rss=$(awk '/VmHWM/ {print $2}' "/proc/$(cat "$dir/pid")/status")
+echo "peerdistd_peak_rss_kib=$rss (VmHWM, since the last restart)"
+# The benchmark's SUMMARY line last, with the daemon's peak RSS.
+echo "$(grep '^SUMMARY ' "$dir/out") peerdistd_peak_rss_kib=$rss"
 sh "$dir/stop"
 rm -f "$dir/pid"

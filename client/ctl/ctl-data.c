@@ -326,6 +326,7 @@ struct handle_ctx {
     PEERDIST_CONTENT_HANDLE c;
     struct ci_info *ci;
     uint64_t start, end; /* the range the content information covers */
+    HANDLE port;         /* the content handle's completion port, or NULL */
 };
 
 /* Parses the content information file (no daemon needed for that). */
@@ -351,7 +352,7 @@ static int open_with_ci(const struct ctl_ctx *x, const uint8_t *ci, size_t len,
 {
     if (startup(x, &hx->h) != 0)
         return -1;
-    DWORD rc = PeerDistClientOpenContent(hx->h, tag, NULL, 0, &hx->c);
+    DWORD rc = PeerDistClientOpenContent(hx->h, tag, hx->port, 0, &hx->c);
     if (rc != ERROR_SUCCESS)
         return ctl_fail_status(x, "PeerDistClientOpenContent", rc), -1;
     for (size_t off = 0; off < len;) {
@@ -377,6 +378,151 @@ static void close_ctx(struct handle_ctx *hx)
     if (hx->h)
         PeerDistShutdown(hx->h);
     ci_info_free(hx->ci);
+}
+
+/*
+ * inject keeps CTL_INJECT_INFLIGHT bytes of AddData in flight, CTL_CHUNK per request, on a
+ * completion port: the daemon verifies and writes one request while the next ones travel and
+ * the file is read ahead. 32 MiB covers the daemon's group sync (a batch of writes waits for
+ * one fdatasync) with room to spare: bench/datapath_bench's depth sweep (bench/README.md)
+ * reaches its plateau from 8 MiB on. It is also the buffer memory inject holds.
+ */
+#define CTL_INJECT_INFLIGHT (32u * 1024 * 1024)
+#define CTL_INJECT_SLOTS (CTL_INJECT_INFLIGHT / CTL_CHUNK)
+
+struct inject_run {
+    const struct ctl_ctx *x;
+    struct handle_ctx *hx;
+    struct ctl_progress *prog;
+    const char *file;
+    int fd;
+    uint8_t *bufs;                   /* CTL_INJECT_SLOTS buffers of CTL_CHUNK */
+    OVERLAPPED ov[CTL_INJECT_SLOTS]; /* slot i's request, while busy[i] */
+    bool busy[CTL_INJECT_SLOTS];
+    unsigned in_flight;
+    uint64_t next, done; /* the next offset to read; bytes the daemon accepted */
+    int ret;             /* CTL_EXIT_OK until the first failure */
+    uint64_t lo, hi;     /* the bytes sent (inject_span) */
+};
+
+/*
+ * The bytes inject sends: those of every block the content information lists. For a range
+ * that is the range widened to whole blocks (V1) or whole segments (V2): a block is verified
+ * whole, so the range's edge blocks need their bytes outside the range too, and AddData on a
+ * ranged handle takes them (the daemon stores the blocks listed, drops the rest). Without
+ * them the edge blocks would stay incomplete and their bytes of the range never be stored,
+ * though every AddData succeeded. Whole content: exactly its bytes.
+ */
+static void inject_span(const struct handle_ctx *hx, uint64_t *lo, uint64_t *hi)
+{
+    const struct ci_info *ci = hx->ci;
+    *lo = hx->start;
+    *hi = hx->end;
+    if (ci->whole || ci->n_segments == 0)
+        return;
+    const struct ci_segment *first = &ci->segments[0], *last = &ci->segments[ci->n_segments - 1];
+    uint64_t a = first->offset, b = last->offset + last->length;
+    if (ci->version == CI_VERSION_1) {
+        uint64_t end = (uint64_t)(last->first_block + last->n_blocks) * last->block_size;
+        a += (uint64_t)first->first_block * first->block_size;
+        b = last->offset + (end < last->length ? end : last->length);
+    }
+    *lo = a < *lo ? a : *lo;
+    *hi = b > *hi ? b : *hi;
+}
+
+/* The first failure is the one reported; the rest only stop the run. */
+static void inject_failed(struct inject_run *r)
+{
+    ctl_progress_clear(r->prog);
+    r->ret = CTL_EXIT_FAIL;
+}
+
+/* Reads the next chunk into slot i and sends it; false when nothing was sent. */
+static bool inject_issue(struct inject_run *r, unsigned i)
+{
+    uint64_t off = r->next, end = r->hi;
+    size_t want = end - off < CTL_CHUNK ? (size_t)(end - off) : CTL_CHUNK;
+    uint8_t *buf = r->bufs + (size_t)i * CTL_CHUNK;
+    ssize_t n;
+    do
+        n = pread(r->fd, buf, want, (off_t)off);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        int e = errno;
+        inject_failed(r);
+        ctl_fail(r->x, "%s: %s at %" PRIu64, r->file,
+            n == 0 ? "file shorter than its content information" : strerror(e), off);
+        return false;
+    }
+    r->ov[i] = (OVERLAPPED){.Offset = (DWORD)off, .OffsetHigh = (DWORD)(off >> 32)};
+    DWORD rc = PeerDistClientAddData(r->hx->h, r->hx->c, (DWORD)n, buf, &r->ov[i]);
+    if (rc != ERROR_IO_PENDING) { /* refused at once: no completion will come */
+        inject_failed(r);
+        ctl_fail_status(r->x, "PeerDistClientAddData", rc);
+        return false;
+    }
+    r->next = off + (uint64_t)n;
+    r->busy[i] = true;
+    r->in_flight++;
+    return true;
+}
+
+/*
+ * Takes one completion off the port. Packets of other operations on the handle (the content
+ * information's, posted there too) are skipped. On a failed AddData: reported (the first),
+ * and no more is sent; what is in flight still completes here before the handle closes.
+ */
+static void inject_reap(struct inject_run *r, HANDLE port)
+{
+    DWORD n = 0;
+    ULONG_PTR key;
+    LPOVERLAPPED got = NULL;
+    BOOL ok = GetQueuedCompletionStatus(port, &n, &key, &got, INFINITE);
+    DWORD e = ok ? ERROR_SUCCESS : GetLastError();
+    if (!got) { /* the port itself failed: nothing more will come */
+        inject_failed(r);
+        ctl_fail_status(r->x, "GetQueuedCompletionStatus", e);
+        r->in_flight = 0;
+        return;
+    }
+    unsigned i = 0;
+    while (i < CTL_INJECT_SLOTS && (got != &r->ov[i] || !r->busy[i]))
+        i++;
+    if (i == CTL_INJECT_SLOTS)
+        return;
+    r->busy[i] = false;
+    r->in_flight--;
+    if (e != ERROR_SUCCESS) {
+        if (r->ret == CTL_EXIT_OK) {
+            uint64_t off = got->Offset | (uint64_t)got->OffsetHigh << 32;
+            inject_failed(r);
+            char what[64];
+            snprintf(what, sizeof(what), "PeerDistClientAddData at %" PRIu64, off);
+            ctl_fail_status(r->x, what, e);
+        }
+        return;
+    }
+    r->done += n;
+    ctl_progress_update(r->prog, r->done);
+}
+
+/* Adds the range the content information covers; CTL_EXIT_OK or CTL_EXIT_FAIL (reported). */
+static int inject_data(struct inject_run *r, HANDLE port)
+{
+    /* Read ahead: the file is read once, front to back. */
+    (void)posix_fadvise(r->fd, (off_t)r->lo, (off_t)(r->hi - r->lo), POSIX_FADV_SEQUENTIAL);
+    r->next = r->lo;
+    r->ret = CTL_EXIT_OK;
+    for (;;) {
+        for (unsigned i = 0; i < CTL_INJECT_SLOTS && r->ret == CTL_EXIT_OK && r->next < r->hi; i++)
+            if (!r->busy[i])
+                inject_issue(r, i);
+        if (r->in_flight == 0)
+            break;
+        inject_reap(r, port);
+    }
+    return r->ret;
 }
 
 int ctl_inject_main(struct ctl_ctx *x, int argc, char **argv)
@@ -412,33 +558,28 @@ int ctl_inject_main(struct ctl_ctx *x, int argc, char **argv)
         return ctl_fail(x, "%s: %s", file, strerror(errno));
     struct handle_ctx hx = {0};
     int ret = CTL_EXIT_FAIL;
-    uint8_t *buf = malloc(CTL_CHUNK), *ci = NULL;
+    struct inject_run *r = calloc(1, sizeof(*r));
+    uint8_t *ci = NULL;
     size_t ci_len = 0;
     struct ctl_progress prog;
-    if (buf && load_ci(x, ci_path, &ci, &ci_len, &hx) == 0 && ctl_probe(x) == 0 &&
-        open_with_ci(x, ci, ci_len, &tag, &hx) == 0) {
-        /* Only the bytes the content information covers: others are out of bounds. */
-        ctl_progress_start(&prog, "injecting", hx.end - hx.start);
-        uint64_t off = hx.start;
-        ret = CTL_EXIT_OK;
-        while (off < hx.end && ret == CTL_EXIT_OK) {
-            size_t want = hx.end - off < CTL_CHUNK ? (size_t)(hx.end - off) : CTL_CHUNK;
-            ssize_t n = pread(fd, buf, want, (off_t)off);
-            if (n <= 0) {
-                ctl_progress_clear(&prog);
-                ret = ctl_fail(x, "%s: %s at %" PRIu64, file,
-                    n == 0 ? "file shorter than its content information" : strerror(errno), off);
-                break;
-            }
-            OVERLAPPED ov = {.Offset = (DWORD)off, .OffsetHigh = (DWORD)(off >> 32)};
-            DWORD rc = wait_op(PeerDistClientAddData(hx.h, hx.c, (DWORD)n, buf, &ov), &ov, NULL);
-            if (rc != ERROR_SUCCESS) {
-                ctl_progress_clear(&prog);
-                ret = ctl_fail_status(x, "PeerDistClientAddData", rc);
-            }
-            off += (uint64_t)n;
-            ctl_progress_update(&prog, off - hx.start);
-        }
+    if (r)
+        r->bufs = malloc((size_t)CTL_INJECT_SLOTS * CTL_CHUNK);
+    if (!r || !r->bufs)
+        ctl_fail(x, "%s", strerror(ENOMEM));
+    else if (load_ci(x, ci_path, &ci, &ci_len, &hx) == 0 && ctl_probe(x) == 0 &&
+        (hx.port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0)) == NULL)
+        ctl_fail_status(x, "CreateIoCompletionPort", GetLastError());
+    else if (hx.port && open_with_ci(x, ci, ci_len, &tag, &hx) == 0) {
+        *r = (struct inject_run){.x = x,
+            .hx = &hx,
+            .prog = &prog,
+            .file = file,
+            .fd = fd,
+            .bufs = r->bufs};
+        /* Only the blocks the content information lists: other bytes are out of bounds. */
+        inject_span(&hx, &r->lo, &r->hi);
+        ctl_progress_start(&prog, "injecting", r->hi - r->lo);
+        ret = inject_data(r, hx.port);
     }
     if (ret == CTL_EXIT_OK) {
         char hex[33];
@@ -452,8 +593,12 @@ int ctl_inject_main(struct ctl_ctx *x, int argc, char **argv)
         }
     }
     free(ci);
-    free(buf);
+    if (r)
+        free(r->bufs);
+    free(r);
     close_ctx(&hx);
+    if (hx.port)
+        CloseHandle(hx.port);
     close(fd);
     return ret;
 }
