@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #define CTL_READ_SIZE (1u << 20) /* bytes per slot (one read() from a file) while hashing */
-#define CTL_SLOTS 4              /* slots between the reading and the hashing thread */
+#define CTL_SLOTS 16 /* slots between the reading and the hashing thread: 16 MiB of slack */
 #define CTL_MAX_PASSPHRASE 1024u /* bytes of a binary passphrase */
 
 struct ctl_hash_opts {
