@@ -352,14 +352,13 @@ static void stream_kick(struct stream *s)
         if (q && q->done[0] && !q->status[0] && stream_submit(s, 1, q) != 0) {
             log_error(CONN_FMT ": out of memory queueing a hashing job", CONN_ARGS(s->conn));
             s->lane1_failed = true; /* V2 misses these bytes: every part from here fails */
-            while ((q = STAILQ_FIRST(&s->inflight)) && preq_finished(s, q)) {
-                STAILQ_REMOVE_HEAD(&s->inflight, link);
-                stream_retire(s, q);
-            }
         } else if (q && q->done[0] && q->status[0]) {
-            q->done[1] = true; /* lane 0 failed on it: nothing for lane 1 to hash */
-            q->status[1] = q->status[0];
-            s->lane1_failed = true;
+            s->lane1_failed = true; /* lane 0 failed on it (no ends): V2 cannot go on */
+        }
+        /* Parts lane 1 will never run are answered now, failed. */
+        while (s->lane1_failed && (q = STAILQ_FIRST(&s->inflight)) && preq_finished(s, q)) {
+            STAILQ_REMOVE_HEAD(&s->inflight, link);
+            stream_retire(s, q);
         }
     }
     /* Lane 0 takes the next queued part. */
