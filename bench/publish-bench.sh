@@ -70,44 +70,29 @@ daemon_ticks() { # utime + stime of peerdistd so far
     awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$daemon_pid/stat"
 }
 
-# utime + stime of every peerdistd thread, one "tid ticks" line each, into file $1.
-thread_ticks() {
-    for f in /proc/"$daemon_pid"/task/*/stat; do
-        awk '{ tid = $1; sub(/^.*\) /, ""); print tid, $12 + $13 }' "$f" 2>/dev/null || true
-    done >"$1"
-}
-# The most CPU any one daemon thread spent between snapshots $1 and $2, in ticks.
-busiest_thread() {
-    awk 'NR == FNR { t[$1] = $2; next } { d = $2 - t[$1]; if (d > m) m = d } END { print m + 0 }' "$1" "$2"
-}
-
 # Runs a command under /usr/bin/time; prints "elapsed user sys".
 timed() {
     /usr/bin/time -o "$tmp/t" -f "%e %U %S" "$@" >/dev/null
     cat "$tmp/t"
 }
 
-# One line per repetition: sha256 sha512 v2 v1 (elapsed s), the daemon's CPU ticks for v2
-# and v1, peerdistctl's user+sys for v2 and v1, openssl's user+sys for sha256 and sha512,
-# and the busiest daemon thread's ticks during the v2 publish.
+# One line per repetition: sha256 sha512 v2 v1 (elapsed s), then the daemon's CPU s for
+# v2 and v1, then peerdistctl's user+sys for v2 and v1.
 : >"$tmp/runs"
 i=1
 while [ "$i" -le "$REPS" ]; do
     set -- $(timed openssl dgst -sha256 "$tmp/content")
-    s256=$1 o256=$(echo "$2 $3" | awk '{ print $1 + $2 }')
+    s256=$1
     set -- $(timed openssl dgst -sha512 "$tmp/content")
-    s512=$1 o512=$(echo "$2 $3" | awk '{ print $1 + $2 }')
+    s512=$1
     d0=$(daemon_ticks)
-    thread_ticks "$tmp/th0"
     set -- $(timed "$PDCTL" publish "$tmp/content" --version 2 -o "$tmp/ci2")
     v2=$1 c2=$(echo "$2 $3" | awk '{ print $1 + $2 }')
     d1=$(daemon_ticks)
-    thread_ticks "$tmp/th1"
-    b2=$(busiest_thread "$tmp/th0" "$tmp/th1")
     set -- $(timed "$PDCTL" publish "$tmp/content" --version 1 -o "$tmp/ci1")
     v1=$1 c1=$(echo "$2 $3" | awk '{ print $1 + $2 }')
     d2=$(daemon_ticks)
-    echo "$s256 $s512 $v2 $v1 $(((d1 - d0))) $(((d2 - d1))) $c2 $c1 $o256 $o512 $b2" >>"$tmp/runs"
+    echo "$s256 $s512 $v2 $v1 $(((d1 - d0))) $(((d2 - d1))) $c2 $c1" >>"$tmp/runs"
     echo "rep $i: sha256 ${s256} s, sha512 ${s512} s, publish v2 ${v2} s, publish v1 ${v1} s"
     i=$((i + 1))
 done
@@ -134,12 +119,6 @@ function stat(key, v, n,    i, c) {
     r2[n] = $3 / ($1 + $2); r1[n] = $4 / $1
     d2[n] = $5 / hz; d1[n] = $6 / hz
     c2[n] = $7; c1[n] = $8
-    # CPU model of two free cores, independent of the load: the publish cannot end before
-    # its busiest thread nor before half its CPU; openssl is one thread, its CPU its time.
-    busy2[n] = $11 / hz
-    est2[n] = (busy2[n] > (d2[n] + c2[n]) / 2 ? busy2[n] : (d2[n] + c2[n]) / 2)
-    ocpu2[n] = $9 + $10
-    m2[n] = est2[n] / ocpu2[n]
     t2[n] = mib / $3; t1[n] = mib / $4
 }
 END {
@@ -149,17 +128,13 @@ END {
     stat("v2_mib_s", t2, n); stat("v1_mib_s", t1, n)
     stat("daemon_cpu_v2_s", d2, n); stat("daemon_cpu_v1_s", d1, n)
     stat("ctl_cpu_v2_s", c2, n); stat("ctl_cpu_v1_s", c1, n)
-    stat("daemon_busiest_thread_v2_s", busy2, n); stat("two_core_estimate_v2_s", est2, n)
-    stat("openssl_cpu_v2_s", ocpu2, n); stat("two_core_estimate_v2_ratio", m2, n)
     printf "publish v2   %6.2f s (%5.0f MiB/s) | sha256 + sha512 %6.2f s | time ratio %.2f (%.2f..%.2f) | daemon CPU %.2f s, peerdistctl CPU %.2f s\n",
         m["publish_v2_s"], m["v2_mib_s"], m["baseline_v2_s"], m["v2_ratio"], m["v2_ratio_min"], m["v2_ratio_max"], m["daemon_cpu_v2_s"], m["ctl_cpu_v2_s"]
     printf "publish v1   %6.2f s (%5.0f MiB/s) | sha256          %6.2f s | time ratio %.2f (%.2f..%.2f) | daemon CPU %.2f s, peerdistctl CPU %.2f s\n",
         m["publish_v1_s"], m["v1_mib_s"], m["sha256_s"], m["v1_ratio"], m["v1_ratio_min"], m["v1_ratio_max"], m["daemon_cpu_v1_s"], m["ctl_cpu_v1_s"]
-    printf "two free cores (CPU model): v2 needs max(busiest daemon thread %.2f s, all CPU / 2 %.2f s) = %.2f s against openssl CPU %.2f s: ratio %.2f (%.2f..%.2f)\n",
-        m["daemon_busiest_thread_v2_s"], (m["daemon_cpu_v2_s"] + m["ctl_cpu_v2_s"]) / 2, m["two_core_estimate_v2_s"], m["openssl_cpu_v2_s"], m["two_core_estimate_v2_ratio"], m["two_core_estimate_v2_ratio_min"], m["two_core_estimate_v2_ratio_max"]
     printf "peerdistd peak RSS %d KiB\n", hwm
     line = "SUMMARY publish_bench size_mib=" mib " reps=" reps
-    split("v2_ratio v1_ratio publish_v2_s publish_v1_s v2_mib_s v1_mib_s baseline_v2_s sha256_s sha512_s daemon_cpu_v2_s daemon_cpu_v1_s ctl_cpu_v2_s ctl_cpu_v1_s daemon_busiest_thread_v2_s two_core_estimate_v2_s openssl_cpu_v2_s two_core_estimate_v2_ratio", keys, " ")
+    split("v2_ratio v1_ratio publish_v2_s publish_v1_s v2_mib_s v1_mib_s baseline_v2_s sha256_s sha512_s daemon_cpu_v2_s daemon_cpu_v1_s ctl_cpu_v2_s ctl_cpu_v1_s", keys, " ")
     for (k = 1; k in keys; k++) {
         key = keys[k]
         line = line sprintf(" %s=%.3f %s_min=%.3f %s_max=%.3f", key, m[key], key, m[key "_min"], key, m[key "_max"])
