@@ -81,18 +81,20 @@ timed() {
 : >"$tmp/runs"
 i=1
 while [ "$i" -le "$REPS" ]; do
-    set -- $(timed openssl dgst -sha256 "$tmp/content")
-    s256=$1
-    set -- $(timed openssl dgst -sha512 "$tmp/content")
-    s512=$1
+    timed openssl dgst -sha256 "$tmp/content" >"$tmp/o"
+    read -r s256 _ _ <"$tmp/o"
+    timed openssl dgst -sha512 "$tmp/content" >"$tmp/o"
+    read -r s512 _ _ <"$tmp/o"
     d0=$(daemon_ticks)
-    set -- $(timed "$PDCTL" publish "$tmp/content" --version 2 -o "$tmp/ci2")
-    v2=$1 c2=$(echo "$2 $3" | awk '{ print $1 + $2 }')
+    timed "$PDCTL" publish "$tmp/content" --version 2 -o "$tmp/ci2" >"$tmp/o"
+    read -r v2 u s <"$tmp/o"
+    c2=$(echo "$u $s" | awk '{ print $1 + $2 }')
     d1=$(daemon_ticks)
-    set -- $(timed "$PDCTL" publish "$tmp/content" --version 1 -o "$tmp/ci1")
-    v1=$1 c1=$(echo "$2 $3" | awk '{ print $1 + $2 }')
+    timed "$PDCTL" publish "$tmp/content" --version 1 -o "$tmp/ci1" >"$tmp/o"
+    read -r v1 u s <"$tmp/o"
+    c1=$(echo "$u $s" | awk '{ print $1 + $2 }')
     d2=$(daemon_ticks)
-    echo "$s256 $s512 $v2 $v1 $(((d1 - d0))) $(((d2 - d1))) $c2 $c1" >>"$tmp/runs"
+    echo "$s256 $s512 $v2 $v1 $((d1 - d0)) $((d2 - d1)) $c2 $c1" >>"$tmp/runs"
     echo "rep $i: sha256 ${s256} s, sha512 ${s512} s, publish v2 ${v2} s, publish v1 ${v1} s"
     i=$((i + 1))
 done
