@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # hash-bench.sh - times `peerdistctl hash` (V1 and V2 content information of a 1 GiB file)
 # beside `openssl dgst -sha256` / `-sha512` over the same file in the same run, and reports
-# medians, throughput, the ratio to the baseline and peerdistctl's peak RSS. Builds nothing.
+# medians, throughput, the ratio to the baseline and peerdistctl's peak RSS, and a final
+# `SUMMARY hash_bench ...` line (medians, min, max, baselines, ratios). Builds nothing.
 # Usage: bench/hash-bench.sh [PEERDISTCTL]   env: RUNS (3), SIZE_MIB (1024), TMPDIR
 set -eu
 
@@ -24,11 +25,11 @@ trap 'exit 130' INT TERM
 head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom >"$tmp/content"
 cat "$tmp/content" >/dev/null
 
-# Runs a command under /usr/bin/time; appends "seconds peak_rss_kib" to the file $1.
+# Runs a command under /usr/bin/time; appends "seconds peak_rss_kib user sys" to the file $1.
 timed() {
     out=$1
     shift
-    /usr/bin/time -o "$tmp/t" -f "%e %M" "$@" >/dev/null
+    /usr/bin/time -o "$tmp/t" -f "%e %M %U %S" "$@" >/dev/null
     cat "$tmp/t" >>"$out"
 }
 
@@ -36,10 +37,16 @@ median() { # column $2 of file $1
     sort -n -k"$2","$2" "$1" | awk -v c="$2" '{ v[NR] = $c } END { print v[int((NR + 1) / 2)] }'
 }
 
+cpu() { # every run's user+sys seconds, in order
+    awk '{ printf "%s%.2f", sep, $3 + $4; sep = " " } END { print "" }' "$1"
+}
+
 max_col() {
     awk -v c="$2" 'BEGIN { m = 0 } $c > m { m = $c } END { print m }' "$1"
 }
 
+
+: >"$tmp/runs"
 i=1
 while [ "$i" -le "$RUNS" ]; do
     # Baseline and peerdist back to back in each run: the same moment of a shared machine.
@@ -59,11 +66,43 @@ report() { # name, peerdist file, baseline name, baseline file
             n, pd, mib / pd, bn, b, mib / b, pd / b, rss }'
 }
 
-echo "hash-bench: $SIZE_MIB MiB, $RUNS runs, medians; $(openssl version)"
+echo "hash-bench: $SIZE_MIB MiB, $RUNS runs, medians; $(openssl version); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "commands: $PDCTL hash FILE --version 1|2 --passphrase-hex HEX -o OUT; openssl dgst -sha256|-sha512 FILE"
 report "V1" "$tmp/v1" "sha256 (dgst)" "$tmp/sha256"
 report "V2" "$tmp/v2" "sha512 (dgst)" "$tmp/sha512"
 runs() { # every run's seconds, in order
     awk '{ printf "%s%s", sep, $1; sep = " " } END { print "" }' "$1"
 }
 echo "runs (s): V1 $(runs "$tmp/v1") | sha256 $(runs "$tmp/sha256") | V2 $(runs "$tmp/v2") | sha512 $(runs "$tmp/sha512")"
+echo "user+sys (s): V1 $(cpu "$tmp/v1") | sha256 $(cpu "$tmp/sha256") | V2 $(cpu "$tmp/v2") | sha512 $(cpu "$tmp/sha512")"
 echo "content information: V1 $(wc -c <"$tmp/ci1") bytes, V2 $(wc -c <"$tmp/ci2") bytes"
+# One machine-readable line: medians with min and max; each ratio is the median of the
+# per-run ratios (peerdist / the baseline timed just before it).
+paste "$tmp/v1" "$tmp/sha256" "$tmp/v2" "$tmp/sha512" | awk -v mib="$SIZE_MIB" -v runs="$RUNS" '
+function sortn(a, n,    i, j, t) {
+    for (i = 2; i <= n; i++)
+        for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+}
+function stat(key, v, n,    i, c) {
+    for (i = 1; i <= n; i++) c[i] = v[i]
+    sortn(c, n)
+    line = line sprintf(" %s=%.3f %s_min=%.3f %s_max=%.3f", key,
+        n % 2 ? c[(n + 1) / 2] : (c[n / 2] + c[n / 2 + 1]) / 2, key, c[1], key, c[n])
+}
+{
+    n++
+    # columns per file: elapsed, peak RSS, user, sys
+    v1[n] = $1; s256[n] = $5; v2[n] = $9; s512[n] = $13
+    r1[n] = $1 / $5; r2[n] = $9 / $13
+    t1[n] = mib / $1; t2[n] = mib / $9; b1[n] = mib / $5; b2[n] = mib / $13
+    rss1[n] = $2; rss2[n] = $10
+}
+END {
+    line = "SUMMARY hash_bench size_mib=" mib " runs=" runs
+    stat("v1_ratio", r1, n); stat("v2_ratio", r2, n)
+    stat("v1_mib_s", t1, n); stat("v2_mib_s", t2, n)
+    stat("sha256_mib_s", b1, n); stat("sha512_mib_s", b2, n)
+    stat("v1_s", v1, n); stat("sha256_s", s256, n); stat("v2_s", v2, n); stat("sha512_s", s512, n)
+    stat("v1_rss_kib", rss1, n); stat("v2_rss_kib", rss2, n)
+    print line
+}'

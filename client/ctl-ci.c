@@ -12,13 +12,15 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CTL_READ_SIZE (1u << 20) /* bytes per read() while hashing */
+#define CTL_READ_SIZE (1u << 20) /* bytes per slot (one read() from a file) while hashing */
+#define CTL_SLOTS 16 /* slots between the reading and the hashing thread: 16 MiB of slack */
 #define CTL_MAX_PASSPHRASE 1024u /* bytes of a binary passphrase */
 
 struct ctl_hash_opts {
@@ -138,38 +140,154 @@ static int ctl_hash_secret(const struct ctl_ctx *x, const struct ctl_hash_opts *
     return 0;
 }
 
-/* Feeds the whole file to the generator; a progress line on a terminal for big files. */
-static int ctl_hash_feed(int fd, const char *name, struct ci_gen *gen, struct ctl_progress *prog,
-    uint64_t *done)
-{
-    uint8_t *buf = malloc(CTL_READ_SIZE);
-    struct stat st;
-    int rc = 0;
-    ssize_t n = 0;
+/*
+ * Hashing runs on two threads joined by a ring of buffers: this one reads the file (and, for
+ * V2, finds the segment ends with the cutter); a hashing thread feeds the generator. The read
+ * copies and the V2 chunker's pass then cost no time beside the digest, which is the floor.
+ */
+struct ctl_slot {
+    uint8_t *buf;
+    size_t len;
+    size_t *ends; /* V2: segment ends in buf */
+    size_t n_ends;
+};
 
-    if (!buf)
-        return -1;
-    ctl_progress_start(prog, "hashing",
-        fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0);
-    while ((n = read(fd, buf, CTL_READ_SIZE)) != 0) {
+struct ctl_pipe {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct ctl_slot slots[CTL_SLOTS];
+    unsigned filled, hashed; /* slots handed over and slots consumed, modulo 2^32 */
+    bool eof;                /* the reader hands over nothing more */
+    bool failed;             /* the hashing thread gave up: the reader stops */
+    struct ci_gen *gen;
+    bool cut; /* V2: slots carry ends */
+};
+
+static void *ctl_hash_thread(void *arg)
+{
+    struct ctl_pipe *pp = arg;
+
+    pthread_mutex_lock(&pp->mu);
+    for (;;) {
+        while (pp->filled == pp->hashed && !pp->eof)
+            pthread_cond_wait(&pp->cv, &pp->mu);
+        if (pp->filled == pp->hashed)
+            break;
+        struct ctl_slot *sl = &pp->slots[pp->hashed % CTL_SLOTS];
+        pthread_mutex_unlock(&pp->mu);
+        int rc = pp->cut ? ci_gen_feed_cut(pp->gen, sl->buf, sl->len, sl->ends, sl->n_ends)
+                         : ci_gen_feed(pp->gen, sl->buf, sl->len);
+        pthread_mutex_lock(&pp->mu);
+        if (rc < 0) {
+            pp->failed = true;
+            pthread_cond_signal(&pp->cv);
+            break;
+        }
+        pp->hashed++;
+        pthread_cond_signal(&pp->cv);
+    }
+    pthread_mutex_unlock(&pp->mu);
+    return NULL;
+}
+
+/* Fills a slot: whole CTL_READ_SIZE reads but at the end (pipes may give less per read). */
+static ssize_t ctl_read_slot(int fd, uint8_t *buf)
+{
+    size_t got = 0;
+
+    while (got < CTL_READ_SIZE) {
+        ssize_t n = read(fd, buf + got, CTL_READ_SIZE - got);
+
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+/* The reading side; 0 when every byte went into a slot (the hashing thread may still fail). */
+static int ctl_hash_read(struct ctl_pipe *pp, int fd, const char *name, struct ci_cutter *cutter,
+    struct ctl_progress *prog, uint64_t *done)
+{
+    for (;;) {
+        pthread_mutex_lock(&pp->mu);
+        while (pp->filled - pp->hashed == CTL_SLOTS && !pp->failed)
+            pthread_cond_wait(&pp->cv, &pp->mu);
+        bool failed = pp->failed;
+        pthread_mutex_unlock(&pp->mu);
+        if (failed)
+            return 0; /* reported by the caller */
+        struct ctl_slot *sl = &pp->slots[pp->filled % CTL_SLOTS];
+        ssize_t n = ctl_read_slot(fd, sl->buf);
         if (n < 0) {
             ctl_progress_clear(prog);
             fprintf(stderr, "peerdistctl hash: %s: %s\n", name, strerror(errno));
-            rc = -1;
-            break;
+            return -1;
         }
-        if (ci_gen_feed(gen, buf, (size_t)n) < 0) {
-            ctl_progress_clear(prog);
-            fprintf(stderr, "peerdistctl hash: hashing failed\n");
-            rc = -1;
-            break;
-        }
+        if (n == 0)
+            return 0;
+        sl->len = (size_t)n;
+        if (cutter)
+            sl->n_ends = ci_cutter_scan(cutter, sl->buf, sl->len, sl->ends);
+        pthread_mutex_lock(&pp->mu);
+        pp->filled++;
+        pthread_cond_signal(&pp->cv);
+        pthread_mutex_unlock(&pp->mu);
         *done += (uint64_t)n;
         ctl_progress_update(prog, *done);
     }
-    free(buf);
+}
+
+/* Feeds the whole file to the generator; a progress line on a terminal for big files. */
+static int ctl_hash_feed(int fd, const char *name, struct ci_gen *gen, int version,
+    struct ctl_progress *prog, uint64_t *done)
+{
+    struct ctl_pipe pp = {.gen = gen, .cut = version == 2};
+    struct ci_cutter *cutter = pp.cut ? ci_cutter_new() : NULL;
+    struct stat st;
+    pthread_t th;
+    int rc = -1;
+    bool ok = !pp.cut || cutter;
+
+    for (int i = 0; i < CTL_SLOTS; i++) {
+        pp.slots[i].buf = malloc(CTL_READ_SIZE);
+        pp.slots[i].ends = pp.cut ? malloc(CI_CUTTER_MAX_ENDS(CTL_READ_SIZE) * sizeof(size_t))
+                                  : NULL;
+        ok = ok && pp.slots[i].buf && (!pp.cut || pp.slots[i].ends);
+    }
+    bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+
+    if (regular)
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL); /* a hint: cold files read ahead */
+    pthread_mutex_init(&pp.mu, NULL);
+    pthread_cond_init(&pp.cv, NULL);
+    if (ok && pthread_create(&th, NULL, ctl_hash_thread, &pp) == 0) {
+        ctl_progress_start(prog, "hashing", regular ? (uint64_t)st.st_size : 0);
+        rc = ctl_hash_read(&pp, fd, name, cutter, prog, done);
+        pthread_mutex_lock(&pp.mu);
+        pp.eof = true;
+        pthread_cond_signal(&pp.cv);
+        pthread_mutex_unlock(&pp.mu);
+        pthread_join(th, NULL);
+        if (rc == 0 && pp.failed) {
+            ctl_progress_clear(prog);
+            fprintf(stderr, "peerdistctl hash: hashing failed\n");
+            rc = -1;
+        }
+    } else {
+        fprintf(stderr, "peerdistctl hash: out of memory or threads\n");
+    }
+    pthread_cond_destroy(&pp.cv);
+    pthread_mutex_destroy(&pp.mu);
+    for (int i = 0; i < CTL_SLOTS; i++) {
+        free(pp.slots[i].buf);
+        free(pp.slots[i].ends);
+    }
+    ci_cutter_free(cutter);
     return rc;
 }
 
@@ -215,7 +333,8 @@ static int ctl_hash_run(const struct ctl_hash_opts *o, const struct ci_secret *k
         return CTL_EXIT_FAIL;
     }
     gen = ci_gen_new(o->version == 1 ? CI_VERSION_1 : CI_VERSION_2, ks);
-    if (!gen || ctl_hash_feed(fd, o->file, gen, &prog, &done) < 0 || ci_gen_finish(gen, &full) < 0)
+    if (!gen || ctl_hash_feed(fd, o->file, gen, o->version, &prog, &done) < 0 ||
+        ci_gen_finish(gen, &full) < 0)
         goto fail;
     if (o->ranged && ci_range(full, o->range_offset, o->range_length, &ranged) < 0) {
         fprintf(stderr,

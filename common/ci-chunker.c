@@ -4,6 +4,7 @@
  * (§1.1); ours only need to be stable and local, see docs/contentinfo.md. */
 #include "ci-internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* The gear hash shifts one bit per byte, so its 64-bit state depends only on the last
@@ -92,4 +93,39 @@ size_t ci_chunker_scan(struct ci_chunker *ch, const uint8_t *p, size_t len, bool
         ch->pos = 0;
     }
     return i;
+}
+
+/* --- the cutter: the chunker alone, for a thread of its own ------------------------------- */
+
+struct ci_cutter {
+    struct ci_chunker ch;
+};
+
+struct ci_cutter *ci_cutter_new(void)
+{
+    struct ci_cutter *cut = malloc(sizeof(*cut));
+
+    if (cut)
+        ci_chunker_init(&cut->ch);
+    return cut;
+}
+
+void ci_cutter_free(struct ci_cutter *cut)
+{
+    free(cut);
+}
+
+size_t ci_cutter_scan(struct ci_cutter *cut, const void *data, size_t len, size_t *ends)
+{
+    const uint8_t *p = data;
+    size_t at = 0, n = 0;
+
+    while (at < len) {
+        bool hit;
+
+        at += ci_chunker_scan(&cut->ch, p + at, len - at, &hit);
+        if (hit)
+            ends[n++] = at;
+    }
+    return n;
 }

@@ -202,6 +202,44 @@ static int ci_v2_feed(struct ci_gen *gen, const uint8_t *p, size_t len)
     return 0;
 }
 
+/* Hashes p[0..len) into the current V2 segment. */
+static int ci_v2_hash(struct ci_gen *gen, const uint8_t *p, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (len > CI_V2_PARSE_SEGMENT_MAX - gen->fill)
+        return -1; /* ends too far apart: not a cutter's */
+    if (gen->fill == 0 && !EVP_DigestInit_ex(gen->ctx, ci_alg_md(gen->ks.alg), NULL))
+        return -1;
+    if (!EVP_DigestUpdate(gen->ctx, p, len))
+        return -1;
+    gen->fill += (uint32_t)len;
+    return 0;
+}
+
+int ci_gen_feed_cut(struct ci_gen *gen, const void *data, size_t len, const size_t *ends,
+    size_t n_ends)
+{
+    const uint8_t *p = data;
+    size_t at = 0;
+
+    if (gen->broken || !gen->info || gen->version != CI_VERSION_2)
+        return -1;
+    for (size_t i = 0; i < n_ends; i++) {
+        if (ends[i] <= at || ends[i] > len || ci_v2_hash(gen, p + at, ends[i] - at) < 0 ||
+            ci_v2_end_segment(gen) < 0) {
+            gen->broken = true;
+            return -1;
+        }
+        at = ends[i];
+    }
+    if (ci_v2_hash(gen, p + at, len - at) < 0) {
+        gen->broken = true;
+        return -1;
+    }
+    return 0;
+}
+
 int ci_gen_feed(struct ci_gen *gen, const void *data, size_t len)
 {
     int rc;

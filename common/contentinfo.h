@@ -131,6 +131,24 @@ struct ci_gen *ci_gen_new(enum ci_version version, const struct ci_secret *ks);
 struct ci_gen *ci_gen_new_v2_imposed(const struct ci_secret *ks, const uint32_t *lengths,
     size_t n_lengths);
 int ci_gen_feed(struct ci_gen *gen, const void *data, size_t len);
+
+/* V2 in two halves, for two threads: a cutter finds where segments end (the cuts ci_gen_feed
+ * would make), and a V2 generator fed the bytes with those ends only hashes. The cutter keeps
+ * its state between calls, so any split of the input gives the same ends. */
+struct ci_cutter;
+struct ci_cutter *ci_cutter_new(void);
+void ci_cutter_free(struct ci_cutter *cut);
+/* Most segment ends one scan of len bytes can report (the first may close a segment begun in
+ * an earlier scan). */
+#define CI_CUTTER_MAX_ENDS(len) ((len) / CI_V2_SEGMENT_MIN + 1)
+/* Writes to ends[] (room for CI_CUTTER_MAX_ENDS(len)) the offsets in data, 1..len and
+ * increasing, just past each segment end found; returns how many. */
+size_t ci_cutter_scan(struct ci_cutter *cut, const void *data, size_t len, size_t *ends);
+/* Feeds a V2 generator (from ci_gen_new) bytes with the ends a cutter found in these same
+ * bytes; the generator cuts nowhere else. Never mixed with ci_gen_feed on one generator.
+ * -1 (and the generator refuses to finish) on ends out of order or out of the bytes. */
+int ci_gen_feed_cut(struct ci_gen *gen, const void *data, size_t len, const size_t *ends,
+    size_t n_ends);
 /* Whole-content information of everything fed; the generator is spent afterwards. */
 int ci_gen_finish(struct ci_gen *gen, struct ci_info **out);
 void ci_gen_free(struct ci_gen *gen);

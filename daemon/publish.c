@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * publish.c - PeerDistServer* in the daemon (see publish.h). A stream feeds
- * its bytes, in order and one job at a time, to content-information
- * generators on the worker pool (V1, plus V2 for a version-2 stream, in one
- * pass); a completed stream becomes a publication keyed by (uid, content id)
+ * its bytes, in order, to content-information generators on the worker pool
+ * (V1, plus V2 for a version-2 stream, in one pass). A version-2 stream has
+ * two lanes that run at once on the two workers: lane 0 finds the V2 segment
+ * ends and hashes V1 (SHA-256), lane 1 hashes V2 (SHA-512) over the ends lane
+ * 0 found, a part behind it; a completed stream becomes a publication keyed by (uid, content id)
  * that keeps the descriptions (hashes, segment secrets), never the bytes.
  * Content-information handles hand out serialized bytes from a cursor.
  * Limits and choices: docs/publishing.md.
@@ -57,20 +59,33 @@ struct publication {
 
 enum preq_kind { PREQ_ADD, PREQ_COMPLETE };
 
-/* A queued AddToStream part or CompleteStream, answered after its job. */
+/* A queued AddToStream part or CompleteStream, answered after its jobs (one per lane). */
 struct preq {
     enum preq_kind kind;
     uint64_t id;
     uint8_t *data;
     size_t len;
-    uint32_t status; /* set by the job */
-    bool acked;      /* answered when queued (PUB_EARLY_ACK_BYTES) */
+    uint32_t status[2]; /* set by each lane's job */
+    bool done[2];       /* each lane's job has run (loop thread) */
+    bool acked;         /* answered when queued (PUB_EARLY_ACK_BYTES) */
+    size_t *ends;       /* version 2: segment ends in data, found by lane 0 for lane 1 */
+    size_t n_ends;
     STAILQ_ENTRY(preq) link;
+};
+
+struct stream;
+
+/* A lane's job argument: which stream, which lane. */
+struct lane {
+    struct stream *s;
+    int k;
 };
 
 /*
  * A stream. refs: one for the connection's list (dropped at close) and one per
- * job on a worker; the worker touches only running, g1, g2, out1, out2.
+ * job on a worker. Parts wait in queue until lane 0 takes them, then in
+ * inflight until every lane has run them, and are answered in order. Lane 0's
+ * jobs touch only run[0], g1, cutter, out1; lane 1's only run[1], g2, out2.
  */
 struct stream {
     uint64_t handle;
@@ -86,11 +101,16 @@ struct stream {
     bool completed;
     bool dead; /* closed: queued work answers ABORTED */
     unsigned refs;
+    bool lane1_failed; /* a lane-1 job could not be queued: V2 is lost, the stream fails */
     struct ci_gen *g1, *g2;
+    struct ci_cutter *cutter; /* version 2: lane 0 finds the V2 segment ends */
     struct ci_info *out1, *out2;
-    struct preq *running;
-    uint64_t cancel_reply; /* a CancelRequest answered once running is */
+    struct preq *run[2];   /* the part each lane's job is on */
+    struct lane lanes[2];  /* job arguments */
+    uint64_t cancel_reply; /* a CancelRequest answered once no part from cancel_rid on runs */
+    uint64_t cancel_rid;
     STAILQ_HEAD(, preq) queue;
+    STAILQ_HEAD(, preq) inflight;
     LIST_ENTRY(stream) link;
 };
 
@@ -173,6 +193,7 @@ static void preq_free(struct stream *s, struct preq *q)
     if (q->len)
         budget_give(s->conn, q->len); /* handle_publish_add took it */
     free(q->data);
+    free(q->ends);
     free(q);
 }
 
@@ -182,6 +203,7 @@ static void stream_unref(struct stream *s)
         return;
     ci_gen_free(s->g1);
     ci_gen_free(s->g2);
+    ci_cutter_free(s->cutter);
     ci_info_free(s->out1);
     ci_info_free(s->out2);
     conn_unref(s->conn);
@@ -202,31 +224,49 @@ static void count_reply(struct conn *c, uint64_t id, uint32_t status, uint64_t b
     conn_send(c, &r);
 }
 
-/* Worker thread: hash one part, or finish the generators. */
+/* Worker thread: lane 0 finds the part's V2 segment ends and hashes V1; lane 1 hashes V2
+ * over those ends. A CompleteStream finishes the lane's generator. */
 static void stream_work(void *arg)
 {
-    struct stream *s = arg;
-    struct preq *q = s->running;
-    q->status = ERROR_SUCCESS;
-    if (q->kind == PREQ_ADD) {
-        if (ci_gen_feed(s->g1, q->data, q->len) != 0 ||
-            (s->g2 && ci_gen_feed(s->g2, q->data, q->len) != 0))
-            q->status = ERROR_NOT_ENOUGH_MEMORY;
+    struct lane *l = arg;
+    struct stream *s = l->s;
+    struct preq *q = s->run[l->k];
+    bool ok = true;
+    if (q->kind == PREQ_ADD && l->k == 0) {
+        if (s->cutter) {
+            q->ends = malloc(CI_CUTTER_MAX_ENDS(q->len) * sizeof(*q->ends));
+            ok = q->ends != NULL;
+            if (ok)
+                q->n_ends = ci_cutter_scan(s->cutter, q->data, q->len, q->ends);
+        }
+        ok = ok && ci_gen_feed(s->g1, q->data, q->len) == 0;
+    } else if (q->kind == PREQ_ADD) {
+        ok = ci_gen_feed_cut(s->g2, q->data, q->len, q->ends, q->n_ends) == 0;
+    } else if (l->k == 0) {
+        ok = ci_gen_finish(s->g1, &s->out1) == 0;
     } else {
-        if (ci_gen_finish(s->g1, &s->out1) != 0 || (s->g2 && ci_gen_finish(s->g2, &s->out2) != 0))
-            q->status = ERROR_NOT_ENOUGH_MEMORY;
+        ok = ci_gen_finish(s->g2, &s->out2) == 0;
     }
+    q->status[l->k] = ok ? ERROR_SUCCESS : ERROR_NOT_ENOUGH_MEMORY;
 }
 
 static void stream_kick(struct stream *s);
 
-/* Loop thread: answer the part, move the queue on. */
-static void stream_done(void *arg)
+/* Whether the part at the head of inflight can be answered: every lane has run it, or the
+ * stream is closed and no lane runs it any more. */
+static bool preq_finished(const struct stream *s, const struct preq *q)
 {
-    struct stream *s = arg;
-    struct preq *q = s->running;
-    s->running = NULL;
-    uint32_t status = q->status;
+    if (q == s->run[0] || q == s->run[1])
+        return false;
+    return s->dead || (q->done[0] && (q->done[1] || !s->g2 || s->lane1_failed));
+}
+
+/* Loop thread: answers a part every lane has run (in order, from the head of inflight). */
+static void stream_retire(struct stream *s, struct preq *q)
+{
+    uint32_t status = q->status[0] ? q->status[0] : q->status[1];
+    if (s->g2 && s->lane1_failed && !status)
+        status = ERROR_NOT_ENOUGH_MEMORY;
     if (q->kind == PREQ_COMPLETE && status == ERROR_SUCCESS && s->deferred_status)
         status = s->deferred_status;
     if (s->dead)
@@ -256,7 +296,31 @@ static void stream_done(void *arg)
         conn_reply_status(s->conn, q->id, status);
     }
     preq_free(s, q);
-    if (s->cancel_reply) {
+}
+
+/* Whether a part of the call whose first request id is rid is still in a lane. */
+static bool stream_runs_call(struct stream *s, uint64_t rid)
+{
+    struct preq *q;
+    STAILQ_FOREACH (q, &s->inflight, link)
+        if (q->kind == PREQ_ADD && q->id >= rid)
+            return true;
+    return false;
+}
+
+/* Loop thread: a lane's job has run. */
+static void stream_done(void *arg)
+{
+    struct lane *l = arg;
+    struct stream *s = l->s;
+    struct preq *q = s->run[l->k];
+    s->run[l->k] = NULL;
+    q->done[l->k] = true;
+    while ((q = STAILQ_FIRST(&s->inflight)) && preq_finished(s, q)) {
+        STAILQ_REMOVE_HEAD(&s->inflight, link);
+        stream_retire(s, q);
+    }
+    if (s->cancel_reply && !stream_runs_call(s, s->cancel_rid)) {
         conn_reply_status(s->conn, s->cancel_reply, ERROR_SUCCESS);
         s->cancel_reply = 0;
     }
@@ -264,23 +328,56 @@ static void stream_done(void *arg)
     stream_unref(s);
 }
 
+static int stream_submit(struct stream *s, int k, struct preq *q)
+{
+    s->run[k] = q;
+    s->refs++;
+    if (worker_submit(s->conn->d->workers, stream_work, stream_done, &s->lanes[k]) == 0)
+        return 0;
+    s->refs--;
+    s->run[k] = NULL;
+    return -1;
+}
+
 static void stream_kick(struct stream *s)
 {
-    while (!s->running && !s->dead && !STAILQ_EMPTY(&s->queue)) {
+    if (s->dead)
+        return;
+    /* Lane 1 takes the first part lane 0 has run and it has not. */
+    if (s->g2 && !s->run[1] && !s->lane1_failed) {
+        struct preq *q;
+        STAILQ_FOREACH (q, &s->inflight, link)
+            if (!q->done[1])
+                break;
+        if (q && q->done[0] && !q->status[0] && stream_submit(s, 1, q) != 0) {
+            log_error(CONN_FMT ": out of memory queueing a hashing job", CONN_ARGS(s->conn));
+            s->lane1_failed = true; /* V2 misses these bytes: every part from here fails */
+        } else if (q && q->done[0] && q->status[0]) {
+            s->lane1_failed = true; /* lane 0 failed on it (no ends): V2 cannot go on */
+        }
+        /* Parts lane 1 will never run are answered now, failed. */
+        while (s->lane1_failed && (q = STAILQ_FIRST(&s->inflight)) && preq_finished(s, q)) {
+            STAILQ_REMOVE_HEAD(&s->inflight, link);
+            stream_retire(s, q);
+        }
+    }
+    /* Lane 0 takes the next queued part. */
+    while (!s->run[0] && !STAILQ_EMPTY(&s->queue)) {
         struct preq *q = STAILQ_FIRST(&s->queue);
         STAILQ_REMOVE_HEAD(&s->queue, link);
-        s->running = q;
-        s->refs++;
-        if (worker_submit(s->conn->d->workers, stream_work, stream_done, s) == 0)
-            return;
-        s->refs--;
-        s->running = NULL;
+        STAILQ_INSERT_TAIL(&s->inflight, q, link);
+        if (stream_submit(s, 0, q) == 0)
+            break;
+        STAILQ_REMOVE(&s->inflight, q, preq, link);
         if (q->kind == PREQ_ADD)
             s->accepted -= q->len;
         else
             s->complete_queued = false;
         log_error(CONN_FMT ": out of memory queueing a hashing job", CONN_ARGS(s->conn));
-        conn_reply_status(s->conn, q->id, ERROR_NOT_ENOUGH_MEMORY);
+        if (!q->acked)
+            conn_reply_status(s->conn, q->id, ERROR_NOT_ENOUGH_MEMORY);
+        else if (!s->deferred_status)
+            s->deferred_status = ERROR_NOT_ENOUGH_MEMORY;
         preq_free(s, q);
     }
 }
@@ -296,8 +393,13 @@ static void stream_close(struct daemon *d, struct stream *s)
             conn_reply_status(s->conn, q->id, ERROR_OPERATION_ABORTED);
         preq_free(s, q);
     }
-    if (s->running)
-        s->pc->queued_bytes -= s->running->len; /* counted off now: the pc may go first */
+    /* Parts in no lane are answered now (aborted); those behind a running one after it. */
+    while ((q = STAILQ_FIRST(&s->inflight)) && preq_finished(s, q)) {
+        STAILQ_REMOVE_HEAD(&s->inflight, link);
+        stream_retire(s, q);
+    }
+    STAILQ_FOREACH (q, &s->inflight, link)
+        s->pc->queued_bytes -= q->len; /* counted off now: the pc may go first */
     if (s->pub && !s->completed)
         pub_remove(d, s->pub); /* OUR CHOICE: an unfinished publication is discarded */
     LIST_REMOVE(s, link);
@@ -397,7 +499,9 @@ static void handle_publish_stream(struct conn *c, uint64_t id,
     s->g1 = ci_gen_new(CI_VERSION_1, &((struct pub_daemon *)d->pub)->ks1);
     if (!s->g1)
         goto nomem;
-    if (m->version == 2 && !(s->g2 = ci_gen_new(CI_VERSION_2, &((struct pub_daemon *)d->pub)->ks2)))
+    if (m->version == 2 &&
+        (!(s->g2 = ci_gen_new(CI_VERSION_2, &((struct pub_daemon *)d->pub)->ks2)) ||
+            !(s->cutter = ci_cutter_new())))
         goto nomem;
     memcpy(p->id, m->content_id.data, m->content_id.len);
     p->id_len = m->content_id.len;
@@ -420,6 +524,9 @@ static void handle_publish_stream(struct conn *c, uint64_t id,
     s->declared = m->content_length;
     s->refs = 1;
     STAILQ_INIT(&s->queue);
+    STAILQ_INIT(&s->inflight);
+    for (int k = 0; k < 2; k++)
+        s->lanes[k] = (struct lane){s, k};
     LIST_INSERT_HEAD(&pc->streams, s, link);
     pc->nstreams++;
     Peerdist__PublishStreamReply pr = PEERDIST__PUBLISH_STREAM_REPLY__INIT;
@@ -434,6 +541,7 @@ nomem:
     if (s) {
         ci_gen_free(s->g1);
         ci_gen_free(s->g2);
+        ci_cutter_free(s->cutter);
         free(s);
     }
     if (p)
@@ -484,16 +592,21 @@ static void handle_publish_add(struct conn *c, uint64_t id, const Peerdist__Publ
         return;
     }
     struct preq *q = calloc(1, sizeof(*q));
-    if (!q || !(q->data = malloc(m->data.len))) {
-        free(q);
+    if (!q) {
         budget_give(c, m->data.len);
         refuse(c, id, ERROR_NOT_ENOUGH_MEMORY, what, "out of memory");
         return;
     }
-    memcpy(q->data, m->data.data, m->data.len);
+    /* The part's bytes are taken from the decoded request rather than copied: protobuf-c
+     * decoded them into a buffer of their own from frame.c's allocator (malloc), and a NULL
+     * field is not freed with the request. One copy of every published byte fewer. */
+    Peerdist__PublishAddRequest *own = (Peerdist__PublishAddRequest *)m;
+    q->data = own->data.data;
+    q->len = own->data.len;
+    own->data.data = NULL;
+    own->data.len = 0;
     q->kind = PREQ_ADD;
     q->id = id;
-    q->len = m->data.len;
     s->accepted += q->len;
     s->unhashed += q->len;
     s->pc->queued_bytes += q->len;
@@ -719,8 +832,9 @@ static void handle_cancel(struct conn *c, uint64_t id, const Peerdist__CancelReq
         conn_reply_status(c, id, PEERDIST_ERROR_OPERATION_NOTFOUND);
         return;
     }
-    if (s->running && s->running->kind == PREQ_ADD && s->running->id >= rid && !s->cancel_reply) {
-        s->cancel_reply = id; /* answered in stream_done, after the running part */
+    if (stream_runs_call(s, rid) && !s->cancel_reply) {
+        s->cancel_reply = id; /* answered in stream_done, after the call's parts in lanes */
+        s->cancel_rid = rid;
         return;
     }
     conn_reply_status(c, id, ERROR_SUCCESS);

@@ -756,6 +756,118 @@ START_TEST(test_v2_chunking)
 }
 END_TEST
 
+/* V2 through a cutter and a generator fed its ends (the two-thread path), fed in pieces. */
+static struct ci_info *generate_cut(const struct ci_secret *ks, const uint8_t *data, size_t len,
+    size_t piece)
+{
+    struct ci_cutter *cut = ci_cutter_new();
+    struct ci_gen *gen = ci_gen_new(CI_VERSION_2, ks);
+    size_t *ends = malloc(CI_CUTTER_MAX_ENDS(piece) * sizeof(*ends));
+    struct ci_info *ci;
+
+    ck_assert(cut && gen && ends);
+    for (size_t off = 0; off < len; off += piece) {
+        size_t n = len - off < piece ? len - off : piece;
+        size_t n_ends = ci_cutter_scan(cut, data + off, n, ends);
+
+        ck_assert_uint_le(n_ends, CI_CUTTER_MAX_ENDS(n));
+        for (size_t i = 0; i < n_ends; i++)
+            ck_assert(ends[i] >= 1 && ends[i] <= n && (i == 0 || ends[i] > ends[i - 1]));
+        ck_assert_int_eq(ci_gen_feed_cut(gen, data + off, n, ends, n_ends), 0);
+    }
+    ck_assert_int_eq(ci_gen_finish(gen, &ci), 0);
+    ci_gen_free(gen);
+    ci_cutter_free(cut);
+    free(ends);
+    return ci;
+}
+
+static void assert_same_wire(const struct ci_info *a, const struct ci_info *b)
+{
+    uint8_t *wa, *wb;
+    size_t la, lb;
+
+    ck_assert_int_eq(ci_serialize(a, &wa, &la), 0);
+    ck_assert_int_eq(ci_serialize(b, &wb, &lb), 0);
+    ck_assert_uint_eq(la, lb);
+    ck_assert_msg(memcmp(wa, wb, la) == 0, "content information differs");
+    free(wa);
+    free(wb);
+}
+
+#define CUT_TEST_SIZE (3u * MIB)
+
+/* The cutter + feed_cut path gives byte for byte what ci_gen_feed gives: at every length
+ * around real and forced segment ends, for feeds split anywhere (runs of zeros force cuts
+ * at MAX; random bytes cut by content). */
+START_TEST(test_v2_cutter_same_as_gen)
+{
+    struct ci_secret ks = secret_for(CI_HASH_SHA512_TRUNC);
+    uint8_t *data = malloc(CUT_TEST_SIZE);
+    static const size_t pieces[] = {FEED_PIECE, 4099, CI_V2_SEGMENT_MIN, 65536, 1000003};
+    struct ci_info *whole;
+    size_t lens[64], n_lens = 0;
+
+    pseudo_random(data, CUT_TEST_SIZE, 0x5eed);
+    memset(data + MIB, 0, MIB / 2); /* forced cuts at CI_V2_SEGMENT_MAX */
+    whole = generate(ci_gen_new(CI_VERSION_2, &ks), data, CUT_TEST_SIZE, FEED_PIECE);
+    struct ci_info *whole_cut = generate_cut(&ks, data, CUT_TEST_SIZE, FEED_PIECE);
+    assert_same_wire(whole, whole_cut);
+    ci_info_free(whole_cut);
+    ck_assert_uint_gt(whole->n_segments, 12);
+    /* Lengths 0, 1, MIN +-1, MAX +-1, and around a few real segment ends, both kinds. */
+    lens[n_lens++] = 0;
+    lens[n_lens++] = 1;
+    lens[n_lens++] = CI_V2_SEGMENT_MIN - 1;
+    lens[n_lens++] = CI_V2_SEGMENT_MIN;
+    lens[n_lens++] = CI_V2_SEGMENT_MAX + 1;
+    for (size_t i = 0; i < whole->n_segments && n_lens + 3 <= 64; i += whole->n_segments / 12) {
+        uint64_t end = whole->segments[i].offset + whole->segments[i].length;
+
+        lens[n_lens++] = (size_t)end - 1;
+        lens[n_lens++] = (size_t)end;
+        lens[n_lens++] = (size_t)end + 1 <= CUT_TEST_SIZE ? (size_t)end + 1 : (size_t)end;
+    }
+    for (size_t l = 0; l < n_lens; l++) {
+        struct ci_info *ref = generate(ci_gen_new(CI_VERSION_2, &ks), data, lens[l], FEED_PIECE);
+
+        for (size_t p = 0; p < sizeof(pieces) / sizeof(pieces[0]); p++) {
+            struct ci_info *got = generate_cut(&ks, data, lens[l], pieces[p]);
+
+            assert_same_wire(ref, got);
+            ci_info_free(got);
+        }
+        ci_info_free(ref);
+    }
+    ci_info_free(whole);
+    free(data);
+}
+END_TEST
+
+/* Ends that no cutter gives are refused, and the generator then refuses to finish. */
+START_TEST(test_v2_feed_cut_refuses)
+{
+    struct ci_secret ks = secret_for(CI_HASH_SHA512_TRUNC), ks1 = secret_for(CI_HASH_SHA256);
+    static const uint8_t data[100];
+    const size_t backwards[] = {50, 40}, past[] = {101}, zero[] = {0};
+    const size_t *bad[] = {backwards, past, zero};
+    const size_t n_bad[] = {2, 1, 1};
+    struct ci_info *ci;
+
+    for (size_t i = 0; i < 3; i++) {
+        struct ci_gen *gen = ci_gen_new(CI_VERSION_2, &ks);
+
+        ck_assert_int_eq(ci_gen_feed_cut(gen, data, sizeof(data), bad[i], n_bad[i]), -1);
+        ck_assert_int_eq(ci_gen_finish(gen, &ci), -1);
+        ck_assert(ci == NULL);
+        ci_gen_free(gen);
+    }
+    struct ci_gen *v1 = ci_gen_new(CI_VERSION_1, &ks1);
+    ck_assert_int_eq(ci_gen_feed_cut(v1, data, sizeof(data), past, 0), -1);
+    ci_gen_free(v1);
+}
+END_TEST
+
 /* --- malformed input ------------------------------------------------------------------------ */
 
 #define APPEND SIZE_MAX
@@ -1117,6 +1229,8 @@ static Suite *contentinfo_suite(void)
     tcase_add_test(gen, test_empty_and_tiny_v2);
     tcase_add_test(gen, test_v2_ranges);
     tcase_add_test(gen, test_v2_chunking);
+    tcase_add_test(gen, test_v2_cutter_same_as_gen);
+    tcase_add_test(gen, test_v2_feed_cut_refuses);
     tcase_add_loop_test(bad, test_mutations, 0, n_mut);
     tcase_add_test(bad, test_mutation_ranges);
     tcase_add_loop_test(bad, test_truncations, 0, (int)N_VECTORS);

@@ -308,6 +308,35 @@ START_TEST(v2_publication_has_v1_and_v2)
 }
 END_TEST
 
+/* A version-2 stream hashes V1 and V2 on two lanes (V2 a part behind, over the segment ends
+ * lane 0 found): the content information is byte for byte what one thread makes, for sizes
+ * around segment limits and parts of many sizes, with runs of zeros that force cuts. */
+START_TEST(v2_lanes_match_one_thread)
+{
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
+    const size_t sizes[] = {CI_V2_SEGMENT_MAX * 3 + 1, 3u << 20, (5u << 20) + 7};
+    const size_t pieces[] = {1u << 20, 65537, 300007, 16383}; /* 1 MiB: the largest part */
+    PEERDIST_RETRIEVAL_OPTIONS ro11 = {sizeof(ro11), 1, 1, 0};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        size_t len = sizes[i], n, en;
+        uint8_t *data = api_make_content(len, (unsigned)i + 1);
+        char id[16];
+        memset(data + len / 3, 0, len / 4);
+        snprintf(id, sizeof(id), "lanes%zu", i);
+        api_publish(h, id, data, len, 2, pieces + i % 2, 4 - i % 2);
+        for (int v = 1; v <= 2; v++) {
+            uint8_t *got = api_get_ci(h, id, 0, 0, v == 1 ? &ro11 : NULL, &n);
+            uint8_t *exp = expected_ci(data, len, v == 1 ? CI_VERSION_1 : CI_VERSION_2, &en);
+            assert_bytes(got, n, exp, en);
+            free(got);
+            free(exp);
+        }
+        free(data);
+    }
+    PeerDistShutdown(h);
+}
+END_TEST
+
 START_TEST(version_selection_and_option_checks)
 {
     PEERDIST_INSTANCE_HANDLE h = api_startup();
@@ -730,6 +759,7 @@ int main(void)
     tcase_add_test(tc, v1_publication_matches_recorded_vector);
     tcase_add_test(tc, v1_two_segments_with_large_pieces_match_vector);
     tcase_add_test(tc, v2_publication_has_v1_and_v2);
+    tcase_add_test(tc, v2_lanes_match_one_thread);
     tcase_add_test(tc, version_selection_and_option_checks);
     tcase_add_test(tc, ranges);
     tcase_add_test(tc, already_exists_and_unpublish);

@@ -142,37 +142,53 @@ static void random_guid(char out[39])
         b[14], b[15]);
 }
 
+/* Sends the file in CTL_CHUNK parts, one AddToStream in flight as Windows allows; the next
+ * part is read into the other buffer while the previous one travels. */
 static int publish_stream(const struct ctl_ctx *x, PEERDIST_INSTANCE_HANDLE h,
     PEERDIST_STREAM_HANDLE s, int fd, struct ctl_progress *prog, uint64_t *done)
 {
-    uint8_t *buf = malloc(CTL_CHUNK);
-    OVERLAPPED ov;
-    int ret = buf ? 0 : -1;
-    while (ret == 0) {
-        ssize_t n = read(fd, buf, CTL_CHUNK);
-        if (n < 0 && errno == EINTR)
-            continue;
+    uint8_t *bufs[2] = {malloc(CTL_CHUNK), malloc(CTL_CHUNK)};
+    OVERLAPPED ov[2];
+    DWORD sent = ERROR_SUCCESS; /* what the call in flight returned */
+    int inflight = -1;          /* the buffer of the call in flight */
+    int ret = bufs[0] && bufs[1] ? 0 : -1;
+    for (int cur = 0; ret == 0; cur ^= 1) {
+        ssize_t n;
+        do
+            n = read(fd, bufs[cur], CTL_CHUNK);
+        while (n < 0 && errno == EINTR);
+        int read_errno = errno;
+        if (inflight >= 0) {
+            DWORD rc = wait_op(sent, &ov[inflight], NULL);
+            inflight = -1;
+            if (rc != ERROR_SUCCESS) {
+                ctl_progress_clear(prog);
+                ret = (ctl_fail_status(x, "PeerDistServerPublishAddToStream", rc), -1);
+                break;
+            }
+        }
         if (n < 0) {
             ctl_progress_clear(prog);
-            ret = (ctl_fail(x, "read: %s", strerror(errno)), -1);
+            ret = (ctl_fail(x, "read: %s", strerror(read_errno)), -1);
             break;
         }
         if (n == 0)
             break;
-        memset(&ov, 0, sizeof(ov));
-        DWORD rc = wait_op(PeerDistServerPublishAddToStream(h, s, (DWORD)n, buf, &ov), &ov, NULL);
-        if (rc != ERROR_SUCCESS) {
-            ctl_progress_clear(prog);
-            ret = (ctl_fail_status(x, "PeerDistServerPublishAddToStream", rc), -1);
-        }
+        memset(&ov[cur], 0, sizeof(ov[cur]));
+        sent = PeerDistServerPublishAddToStream(h, s, (DWORD)n, bufs[cur], &ov[cur]);
+        inflight = cur;
         *done += (uint64_t)n;
         ctl_progress_update(prog, *done);
     }
-    free(buf);
+    if (inflight >= 0) /* the buffer is the call's until it completes */
+        (void)wait_op(sent, &ov[inflight], NULL);
+    free(bufs[0]);
+    free(bufs[1]);
     if (ret != 0)
         return ret;
-    memset(&ov, 0, sizeof(ov));
-    DWORD rc = wait_op(PeerDistServerPublishCompleteStream(h, s, &ov), &ov, NULL);
+    OVERLAPPED cov;
+    memset(&cov, 0, sizeof(cov));
+    DWORD rc = wait_op(PeerDistServerPublishCompleteStream(h, s, &cov), &cov, NULL);
     if (rc == ERROR_SUCCESS)
         return 0;
     ctl_progress_clear(prog);
