@@ -8,7 +8,8 @@
  * Every MSG_BLK is decrypted by its CryptoAlgoId with the segment key of the reader's content
  * information and verified against the reader's hash before it is stored, as the reader's
  * AddData would store it (content_add_fetched). A peer that sends a block failing its hash, a
- * malformed message or nothing in time is distrusted for PEER_FETCH_DISTRUST_SECONDS.
+ * malformed message, or nothing in time twice running (no_answer) is distrusted for
+ * PEER_FETCH_DISTRUST_SECONDS.
  */
 #include "peer-fetch.h"
 
@@ -90,11 +91,17 @@ struct slot {
     struct event *timer;        /* the request timer (PEER_FETCH_REQUEST_SECONDS in all) */
     bool busy;
     uint32_t block;
+    uint64_t seq; /* the peer's request number of the one in flight (fpeer.sent) */
 };
 
 struct fpeer {
     struct peer_rec *rec;
     bool failed;
+    /* A request of it went unanswered in time: the ones sent after that (sent > slow_seq)
+     * get one more chance; one of them unanswered too, and the peer is distrusted. An answer
+     * clears it. */
+    bool slow;
+    uint64_t sent, slow_seq;
     bool has_bitmap;
     uint8_t bitmap[PEER_SEGMENT_BLOCKS_MAX / 8]; /* V2-form availability */
     uint8_t lacks[PEER_SEGMENT_BLOCKS_MAX / 8];  /* answered SizeOfBlock 0 */
@@ -304,6 +311,28 @@ static void distrust(struct fetch *f, struct fpeer *p, const char *why)
             f->st[p->slots[j].block] = ST_WANT;
 }
 
+/*
+ * sl's request got no answer in time (PEER_FETCH_REQUEST_SECONDS), or its connection failed.
+ * A peer is not distrusted for one slow answer (a busy disk, a burst of other requests, a
+ * rate limit): the first time, its requests are sent again; it is distrusted only when one
+ * of those, sent after the first went unanswered, goes unanswered too with no answer from it
+ * in between. Requests already in flight at the first time out with it, not against it.
+ */
+static void no_answer(struct fetch *f, struct fpeer *p, const struct slot *sl)
+{
+    if (p->failed)
+        return;
+    if (!p->slow) {
+        p->slow = true;
+        p->slow_seq = p->sent;
+        log_info("peer %s: no answer in %d s: asked again before it is distrusted", p->rec->name,
+            PEER_FETCH_REQUEST_SECONDS);
+        return;
+    }
+    if (sl->seq > p->slow_seq)
+        distrust(f, p, "no answer in time");
+}
+
 /* ---- the fetch ---- */
 
 static void fetch_unref(struct fetch *f)
@@ -401,8 +430,8 @@ static void on_response(struct evhttp_request *req, void *arg)
     const struct ci_info *ci = f->h->ci;
     const struct ci_segment *seg = &ci->segments[f->seg];
     int code = req ? evhttp_request_get_response_code(req) : 0;
-    if (code == 0) {
-        distrust(f, p, "no answer in time");
+    if (code == 0) { /* the connection failed or stayed silent (its own timeout) */
+        no_answer(f, p, sl);
         pump(f);
         return;
     }
@@ -420,6 +449,7 @@ static void on_response(struct evhttp_request *req, void *arg)
         return;
     }
     p->rec->last_seen = time(NULL);
+    p->slow = false;        /* it answers */
     if (k.block_len == 0) { /* "I don't have it" (or busy) */
         p->lacks[b / 8] |= (uint8_t)(1u << (b % 8));
         pump(f);
@@ -477,7 +507,8 @@ static bool peer_may_have(const struct fpeer *p, uint32_t b)
 /*
  * The request timer (§3.7): the whole answer within PEER_FETCH_REQUEST_SECONDS, however
  * slowly it trickles in (the connection's own timeout only bounds silence). The request is
- * cancelled (its callback does not run) and the peer distrusted.
+ * cancelled (its callback does not run) and its block asked for again; the peer is
+ * distrusted only if that happens again (no_answer).
  */
 static void slot_timeout(evutil_socket_t sock, short what, void *arg)
 {
@@ -497,7 +528,7 @@ static void slot_timeout(evutil_socket_t sock, short what, void *arg)
     if (f->st[sl->block] == ST_FLIGHT)
         f->st[sl->block] = ST_WANT;
     if (!p->failed)
-        distrust(f, p, "no answer in time");
+        no_answer(f, p, sl);
     pump(f);
 }
 
@@ -552,6 +583,7 @@ static bool send_request(struct fetch *f, struct fpeer *p, struct slot *sl, uint
     }
     sl->busy = true;
     sl->block = b;
+    sl->seq = ++p->sent;
     f->st[b] = ST_FLIGHT;
     if (evhttp_make_request(sl->conn, req, EVHTTP_REQ_POST, PCCRR_PATH) != 0) {
         sl->busy = false; /* evhttp freed req */
