@@ -126,12 +126,16 @@ struct fetch {
     LIST_ENTRY(fetch) link;
 };
 
-/* A store under way for a fetch (content_add_fetched's done). */
+/* A block on its way to the store (content_add_fetched's fill and done). */
 struct store_ticket {
     struct fetch *f;
     uint32_t block;
     uint32_t len;
     struct fpeer *p;
+    uint8_t *body;           /* the peer's MSG_BLK; t->k points into it */
+    struct pccrr_response k; /* decoded on the loop: the header checked, not the block */
+    const uint8_t *key;      /* the reader's segment secret (Kp; the handle's ci) */
+    size_t key_len;
 };
 
 static struct fetch_daemon *fetch_state(const struct daemon *d)
@@ -400,16 +404,48 @@ static void fetch_end(struct fetch *f)
 
 static void pump(struct fetch *f);
 
+/*
+ * Worker: the block's plaintext, decrypted in place in the peer's message by its own
+ * CryptoAlgoId, into out (len bytes: the length the reader's content information gives).
+ * content-add.c verifies it against the reader's hash next, before anything is written.
+ */
+static int store_fill(void *arg, uint8_t *out, size_t len)
+{
+    struct store_ticket *t = arg;
+    if (!t->k.block || t->k.block_len < len)
+        return -1;
+    uint8_t *ct = t->body + (t->k.block - t->body);
+    size_t got = 0;
+    if (pccrr_block_decrypt((enum pccrr_crypto)t->k.hdr.crypto, t->key, t->key_len, t->k.iv, ct,
+            t->k.block_len, ct, t->k.block_len, &got) != 0 ||
+        t->k.hdr.crypto == PCCRR_CRYPTO_NONE || !t->k.iv || t->k.iv_len != PCCRR_IV_SIZE ||
+        got != len)
+        return -1;
+    memcpy(out, ct, len);
+    return 0;
+}
+
+/* Loop: the block is stored (counted, readers woken), or failed: a block that failed its
+ * hash (or could not be decrypted) distrusts the peer that sent it. */
 static void store_done(void *arg, uint32_t status)
 {
     struct store_ticket *t = arg;
     struct fetch *f = t->f;
+    if (status == ERROR_SUCCESS) {
+        t->p->rec->fetched += t->len;
+        f->fd->counts.fetched_bytes += t->len;
+    }
     if (!f->ended) {
-        f->st[t->block] = status == ERROR_SUCCESS ? ST_DONE : ST_FAILED;
+        f->st[t->block] = status == ERROR_SUCCESS ? ST_DONE
+            : status == ERROR_INVALID_DATA        ? ST_WANT
+                                                  : ST_FAILED;
+        if (status == ERROR_INVALID_DATA && !t->p->failed)
+            distrust(f, t->p, "a block failing its hash");
         if (status == ERROR_SUCCESS)
             wake(f, PEER_FETCH_PROGRESS);
         pump(f);
     }
+    free(t->body);
     free(t);
     fetch_unref(f);
 }
@@ -437,63 +473,53 @@ static void on_response(struct evhttp_request *req, void *arg)
     }
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t n = evbuffer_get_length(in);
-    const uint8_t *body = n && n <= PCCRR_RESPONSE_MAX + PCCRR_TRANSPORT_SIZE
-        ? evbuffer_pullup(in, -1)
-        : NULL;
-    struct pccrr_response k;
-    if (code != 200 || !body || pccrr_response_decode(body, n, &k) != 0 ||
-        k.hdr.type != PCCRR_MSG_BLK || k.segment_id_len != ci->digest_len ||
-        memcmp(k.segment_id, seg->id, ci->digest_len) != 0 || k.block_index != b) {
+    /* The body in a buffer of our own (one copy): it goes to a worker with the block. */
+    uint8_t *body = n && n <= PCCRR_RESPONSE_MAX + PCCRR_TRANSPORT_SIZE ? malloc(n) : NULL;
+    struct store_ticket *t = NULL;
+    if (body && evbuffer_remove(in, body, n) != (int)n) {
+        free(body);
+        body = NULL;
+    }
+    if (code != 200 || !body || !(t = calloc(1, sizeof(*t))) ||
+        pccrr_response_decode(body, n, &t->k) != 0 || t->k.hdr.type != PCCRR_MSG_BLK ||
+        t->k.segment_id_len != ci->digest_len ||
+        memcmp(t->k.segment_id, seg->id, ci->digest_len) != 0 || t->k.block_index != b) {
+        free(body);
+        free(t);
         distrust(f, p, "a malformed answer");
         pump(f);
         return;
     }
     p->rec->last_seen = time(NULL);
-    p->slow = false;        /* it answers */
-    if (k.block_len == 0) { /* "I don't have it" (or busy) */
+    p->slow = false;           /* it answers */
+    if (t->k.block_len == 0) { /* "I don't have it" (or busy) */
+        free(body);
+        free(t);
         p->lacks[b / 8] |= (uint8_t)(1u << (b % 8));
         pump(f);
         return;
     }
+    /* Decrypted by the MSG_BLK's own CryptoAlgoId with the reader's segment key (Kp) and
+     * verified against the reader's hash on a worker, then stored as the reader's AddData
+     * would store it (store_fill, content_add_fetched): nothing of it is stored or returned
+     * unless it passes. */
     uint32_t len = ci_block_length(seg, b);
-    size_t got = 0;
-    uint8_t *plain = malloc(k.block_len);
-    if (!plain) {
-        pump(f);
-        return;
-    }
-    /* Decrypted by the MSG_BLK's own CryptoAlgoId with the reader's segment key (Kp). */
-    bool ok = pccrr_blk_decrypt(&k, seg->secret, ci->digest_len, plain, k.block_len, &got) == 0 &&
-        got == len &&
-        (ci->version == CI_VERSION_2 ? ci_verify_segment_data(ci, f->seg, plain, len)
-                                     : ci_verify_block(ci, f->seg, b, plain, len));
-    if (!ok) {
-        free(plain);
-        distrust(f, p, "a block failing its hash");
-        pump(f);
-        return;
-    }
-    /* Verified against the reader's hash: counted, stored as the reader's AddData would. */
-    p->rec->fetched += len;
-    f->fd->counts.fetched_bytes += len;
-    struct store_ticket *t = calloc(1, sizeof(*t));
     uint64_t off = seg->offset + (uint64_t)b * (ci->version == CI_VERSION_2 ? 0 : seg->block_size);
-    if (t) {
-        t->f = f;
-        t->block = b;
-        t->len = len;
-        t->p = p;
-        f->refs++;
-        f->st[b] = ST_STORING;
-        if (content_add_fetched(f->c, f->h, off, plain, len, store_done, t) != 0) {
-            f->refs--;
-            f->st[b] = ST_FAILED;
-            free(t);
-        }
-    } else {
+    t->f = f;
+    t->block = b;
+    t->len = len;
+    t->p = p;
+    t->body = body;
+    t->key = seg->secret;
+    t->key_len = ci->digest_len;
+    f->refs++;
+    f->st[b] = ST_STORING;
+    if (content_add_fetched(f->c, f->h, off, len, store_fill, t, store_done, t) != 0) {
+        f->refs--;
         f->st[b] = ST_FAILED;
+        free(body);
+        free(t);
     }
-    free(plain);
     pump(f);
 }
 

@@ -53,8 +53,7 @@ int main(int argc, char **argv)
         at += got;
     }
     OVERLAPPED ov = {0};
-    if ((rc = wait_op(PeerDistClientCompleteContentInformation(h, c, &ov), &ov)) !=
-        ERROR_SUCCESS) {
+    if ((rc = wait_op(PeerDistClientCompleteContentInformation(h, c, &ov), &ov)) != ERROR_SUCCESS) {
         fprintf(stderr, "flash_crowd_info: CompleteContentInformation: %lu\n", (unsigned long)rc);
         return 1;
     }
