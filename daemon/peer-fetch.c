@@ -28,6 +28,7 @@
 #include "log.h"
 #include "pccrr.h"
 #include "peer.h"
+#include "store.h"
 
 #define PCCRR_PATH "/116B50EB-ECE2-41ac-8429-9F9E963361B7/"
 /* Peers remembered (Peers reply, distrust): the least recently seen goes first. */
@@ -117,9 +118,13 @@ struct fetch {
     uint8_t st[PEER_SEGMENT_BLOCKS_MAX];
     struct probe_ctx *pctx; /* the Probe whose window this fetch waits for, or NULL */
     bool probe_done, ended;
+    /* reader: a read waited on it (not only read-ahead); chained: the next segment's fetch
+     * was started (fetch_chain) once this one had every block asked for. */
+    bool reader, chained;
     unsigned refs; /* the fetches list until it ends, each store under way */
     struct event *kill_ev;
-    struct event *test_ev; /* PEER_FETCH_TEST_PEERS_ENV: the peers it names "answer" */
+    struct event *test_ev;  /* PEER_FETCH_TEST_PEERS_ENV: the peers it names "answer" */
+    struct event *chain_ev; /* fetch_chain: starts the next segment's fetch */
     struct fpeer peers[PEER_FETCH_PEERS_MAX];
     size_t npeers;
     LIST_HEAD(, peer_fetch_wait) waiters;
@@ -354,6 +359,8 @@ static void fetch_unref(struct fetch *f)
     event_free(f->kill_ev);
     if (f->test_ev)
         event_free(f->test_ev);
+    if (f->chain_ev)
+        event_free(f->chain_ev); /* not run yet: no read-ahead for a fetch that is gone */
     content_handle_unref(f->h);
     conn_unref(f->c);
     free(f);
@@ -403,6 +410,7 @@ static void fetch_end(struct fetch *f)
 }
 
 static void pump(struct fetch *f);
+static void fetch_chain(struct fetch *f);
 
 /*
  * Worker: the block's plaintext, decrypted in place in the peer's message by its own
@@ -653,6 +661,8 @@ static void pump(struct fetch *f)
                 can = !f->peers[i].failed && peer_may_have(&f->peers[i], b);
         }
     }
+    if (!wanted && f->reader && !f->chained && f->npeers > 0)
+        fetch_chain(f);
     if (busy || (wanted && (can || !f->probe_done)))
         return;
     fetch_end(f); /* all fetched, or the rest held by no peer we trust */
@@ -861,6 +871,132 @@ static void test_peers(evutil_socket_t sock, short what, void *arg)
     }
 }
 
+/*
+ * A fetch of blocks [from, nblocks) of segment seg that missing[] marks, started (Probes, or
+ * the ProbeMatches kept): NULL if none can run (nothing to probe with, out of memory), or if
+ * it ended at once (*ended).
+ */
+static struct fetch *fetch_new(struct conn *c, struct content_handle *h, size_t seg, uint32_t from,
+    const bool *missing, uint32_t nblocks)
+{
+    struct fetch_daemon *fd = fetch_state(c->d);
+    struct fetch *f = calloc(1, sizeof(*f));
+    if (!f)
+        return NULL;
+    f->fd = fd;
+    f->c = c;
+    f->h = h;
+    f->seg = seg;
+    f->nblocks = nblocks;
+    f->refs = 1;
+    LIST_INIT(&f->waiters);
+    for (uint32_t b = from; b < nblocks; b++)
+        f->st[b] = missing[b] ? ST_WANT : ST_SKIP;
+    f->kill_ev = evtimer_new(c->d->base, fetch_kill, f);
+    const char *test = getenv(PEER_FETCH_TEST_PEERS_ENV);
+    if (f->kill_ev && test && *test) {
+        struct timeval now = {0, 0};
+        if ((f->test_ev = evtimer_new(c->d->base, test_peers, f)) &&
+            evtimer_add(f->test_ev, &now) != 0) {
+            event_free(f->test_ev);
+            f->test_ev = NULL;
+        }
+    }
+    if (!f->kill_ev || (test && *test && !f->test_ev)) {
+        if (f->kill_ev)
+            event_free(f->kill_ev);
+        free(f);
+        return NULL;
+    }
+    h->refs++;
+    c->refs++;
+    LIST_INSERT_HEAD(&fd->fetches, f, link);
+    f->refs++; /* finding peers may end it */
+    if (!f->test_ev && fetch_find_peers(f) != 0) {
+        fetch_end(f); /* nothing to probe with: held by nobody */
+        fetch_unref(f);
+        return NULL;
+    }
+    bool ended = f->ended;
+    fetch_unref(f);
+    return ended ? NULL : f;
+}
+
+/* The store's rows of segment seg that h may read (its hash, its length, shared or its uid's
+ * own): those blocks are not fetched again. */
+struct have_ctx {
+    const struct ci_info *ci;
+    const struct ci_segment *seg;
+    uint32_t uid, nblocks;
+    bool *missing;
+};
+
+static int have_row(void *arg, const struct store_block_row *row)
+{
+    struct have_ctx *hc = arg;
+    if (row->block >= hc->nblocks)
+        return 0;
+    const uint8_t *hash = content_listed_hash(hc->ci, hc->seg, row->block);
+    if (hash && row->hash_len == hc->ci->digest_len &&
+        memcmp(hash, row->hash, row->hash_len) == 0 &&
+        row->length == ci_block_length(hc->seg, row->block) &&
+        (row->owner == STORE_OWNER_SHARED || row->owner == (int64_t)hc->uid))
+        hc->missing[row->block] = false;
+    return 0;
+}
+
+/* Loop, from an event (not inside pump): fetch_chain's work. f is alive (fetch_unref frees
+ * the event with it), ended or not. */
+static void chain_run(evutil_socket_t sock, short what, void *arg)
+{
+    (void)sock;
+    (void)what;
+    struct fetch *f = arg;
+    struct fetch_daemon *fd = f->fd;
+    struct content_handle *h = f->h;
+    const struct ci_info *ci = h->ci;
+    size_t next = f->seg + 1;
+    struct fetch *g;
+    LIST_FOREACH (g, &fd->fetches, link)
+        if (g->h == h && g->seg == next)
+            break;
+    if (!g && !h->closed && !f->c->d->stopping && next < ci->n_segments) {
+        const struct ci_segment *seg = &ci->segments[next];
+        uint32_t nb = ci_segment_block_count(seg);
+        bool missing[PEER_SEGMENT_BLOCKS_MAX];
+        bool any = false;
+        if (nb <= PEER_SEGMENT_BLOCKS_MAX) {
+            for (uint32_t b = 0; b < nb; b++)
+                missing[b] = content_listed_hash(ci, seg, b) != NULL;
+            struct have_ctx hc = {ci, seg, f->c->uid, nb, missing};
+            if (store_segment_blocks(f->c->d->store, seg->id, ci->digest_len, f->c->uid, have_row,
+                    &hc) == 0)
+                for (uint32_t b = 0; b < nb && !any; b++)
+                    any = missing[b];
+        }
+        if (any)
+            fetch_new(f->c, h, next, 0, missing, nb); /* it runs on its own (no reader yet) */
+    }
+}
+
+/*
+ * Read-ahead into the next segment: f (a segment a reader waits on) has asked for every
+ * block it wants, so the fetch of the segment after it starts now, from the peers kept, and
+ * the reader does not wait at each segment's start for a first block to be fetched, synced
+ * and committed. Only one segment ahead of a reader: a fetch started this way chains on
+ * only once a read waits on it (peer_fetch_wait).
+ */
+static void fetch_chain(struct fetch *f)
+{
+    f->chained = true;
+    if (f->seg + 1 >= f->h->ci->n_segments || f->h->closed)
+        return;
+    struct timeval now = {0, 0};
+    if (!(f->chain_ev = evtimer_new(f->fd->d->base, chain_run, f)) ||
+        evtimer_add(f->chain_ev, &now) != 0)
+        log_debug("segment %zu: no read-ahead into the next one (out of memory)", f->seg);
+}
+
 int peer_fetch_wait(struct conn *c, struct content_handle *h, size_t seg, uint32_t from,
     const bool *missing, uint32_t nblocks, struct peer_fetch_wait *w)
 {
@@ -872,54 +1008,28 @@ int peer_fetch_wait(struct conn *c, struct content_handle *h, size_t seg, uint32
         if (f->h == h && f->seg == seg)
             break;
     if (f) {
-        /* A fetch under way for this segment: blocks it gave up on are tried again. */
+        /* A fetch under way for this segment (a read's, or read-ahead): blocks it gave up on
+         * are tried again, and it now reads ahead in turn. */
         bool news = false;
         for (uint32_t b = from; b < nblocks && b < f->nblocks; b++)
             if (missing[b] && (f->st[b] == ST_SKIP || f->st[b] == ST_FAILED)) {
                 f->st[b] = ST_WANT;
                 news = true;
             }
-        if (news)
-            pump(f);
-        if (f->ended)
+        f->reader = true;
+        f->refs++;
+        pump(f); /* may chain, or end it */
+        bool ended = f->ended;
+        fetch_unref(f);
+        (void)news;
+        if (ended)
             return -1;
     } else {
-        if (!(f = calloc(1, sizeof(*f))))
+        if (!(f = fetch_new(c, h, seg, from, missing, nblocks)))
             return -1;
-        f->fd = fd;
-        f->c = c;
-        f->h = h;
-        f->seg = seg;
-        f->nblocks = nblocks;
-        f->refs = 1;
-        LIST_INIT(&f->waiters);
-        for (uint32_t b = from; b < nblocks; b++)
-            f->st[b] = missing[b] ? ST_WANT : ST_SKIP;
-        f->kill_ev = evtimer_new(c->d->base, fetch_kill, f);
-        const char *test = getenv(PEER_FETCH_TEST_PEERS_ENV);
-        if (f->kill_ev && test && *test) {
-            struct timeval now = {0, 0};
-            if ((f->test_ev = evtimer_new(c->d->base, test_peers, f)) &&
-                evtimer_add(f->test_ev, &now) != 0) {
-                event_free(f->test_ev);
-                f->test_ev = NULL;
-            }
-        }
-        if (!f->kill_ev || (test && *test && !f->test_ev)) {
-            if (f->kill_ev)
-                event_free(f->kill_ev);
-            free(f);
-            return -1;
-        }
-        h->refs++;
-        c->refs++;
-        LIST_INSERT_HEAD(&fd->fetches, f, link);
-        f->refs++; /* finding peers may end it */
-        if (!f->test_ev && fetch_find_peers(f) != 0) {
-            fetch_end(f); /* nothing to probe with: held by nobody */
-            fetch_unref(f);
-            return -1;
-        }
+        f->reader = true;
+        f->refs++;
+        pump(f);
         bool ended = f->ended;
         fetch_unref(f);
         if (ended)

@@ -15,7 +15,8 @@
  * returned: alone, the read ends MISSING_DATA; next to an honest peer, it completes from that
  * one; a silent peer makes a read with a short timeout end ERROR_TIMEOUT with the range; a
  * peer whose first answer comes after the 2 s request timer is asked again, not distrusted,
- * and an INFINITE read from it alone completes.
+ * and an INFINITE read from it alone completes; a read in the first of two segments fetches
+ * the second too (read-ahead one segment past the reader's).
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -573,6 +574,61 @@ START_TEST(slow_once_peer_not_distrusted)
 }
 END_TEST
 
+/* Two segments (32 MiB and 64 KiB): a read in the first starts the second's fetch too. */
+#define LEN2 (32 * 1024 * 1024 + 65536)
+
+START_TEST(read_ahead_next_segment)
+{
+    struct test_daemon a, b;
+    unsigned base = 16000 + (unsigned)(getpid() % 1000) * 2;
+    uint8_t *data = api_make_content(LEN2, 23);
+    PEERDIST_CONTENT_TAG tag = api_make_tag(7);
+    PEERDIST_INSTANCE_HANDLE ha, hb;
+    distributed(&a, base);
+    DWORD ver, acc;
+    ck_assert_uint_eq(PeerDistStartup(1, &ha, &ver), ERROR_SUCCESS);
+    struct api_ci ci = {0};
+    api_publish(ha, "two-segments", data, LEN2, PEERDIST_PUBLICATION_OPTIONS_VERSION_1, NULL, 0);
+    ci.bytes = api_get_ci(ha, "two-segments", 0, 0, NULL, &ci.len);
+    PEERDIST_CONTENT_HANDLE ca = api_open_with_ci(ha, &tag, &ci);
+    for (size_t off = 0; off < LEN2; off += 1 << 20) {
+        DWORD n = LEN2 - off < (1u << 20) ? (DWORD)(LEN2 - off) : 1u << 20;
+        ck_assert_uint_eq(api_add_data(ha, ca, off, data + off, n, &acc), ERROR_SUCCESS);
+    }
+    char peers[64];
+    snprintf(peers, sizeof(peers), "127.0.0.1:%u", base);
+    distributed_with_peers(&b, base + 1, peers);
+    ck_assert_uint_eq(PeerDistStartup(1, &hb, &ver), ERROR_SUCCESS);
+    PEERDIST_CONTENT_HANDLE cb = api_open_with_ci(hb, &tag, &ci);
+    static uint8_t buf[65536];
+    /* One block of the first segment, read from A. */
+    struct api_read r = block_read(hb, cb, 0, sizeof(buf), buf, INFINITE);
+    ck_assert_msg(r.status == ERROR_SUCCESS, "read from A: %u", (unsigned)r.status);
+    ck_assert_mem_eq(buf, data, r.bytes);
+    /* The first segment's fetch runs to its end, then the second segment's starts without a
+     * read there: its block comes into B's cache, and reads from there alone. */
+    bool there = false;
+    for (int i = 0; i < 600 && !there; i++) {
+        r = block_read(hb, cb, 32u << 20, sizeof(buf), buf, PEERDIST_READ_TIMEOUT_LOCAL_CACHE_ONLY);
+        there = r.status == ERROR_SUCCESS;
+        if (!there)
+            usleep(100 * 1000);
+    }
+    ck_assert_msg(there, "the next segment was not read ahead");
+    ck_assert_uint_eq(r.bytes, 65536);
+    ck_assert_mem_eq(buf, data + (32u << 20), 65536);
+    PeerDistClientCloseContent(hb, cb);
+    PeerDistShutdown(hb);
+    PeerDistShutdown(ha);
+    api_ci_free(&ci);
+    free(data);
+    ck_assert_int_eq(td_stop(&b), 0);
+    ck_assert_int_eq(td_stop(&a), 0);
+    td_cleanup(&a);
+    td_cleanup(&b);
+}
+END_TEST
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* a fake peer writing to a daemon that hung up */
@@ -585,6 +641,7 @@ int main(void)
     tcase_add_test(tc, lying_peer_rejected);
     tcase_add_test(tc, silent_peer_timeout);
     tcase_add_test(tc, slow_once_peer_not_distrusted);
+    tcase_add_test(tc, read_ahead_next_segment);
     suite_add_tcase(s, tc);
     return check_run(s);
 }
