@@ -420,13 +420,14 @@ static void fetch_chain(struct fetch *f);
 static int store_fill(void *arg, uint8_t *out, size_t len)
 {
     struct store_ticket *t = arg;
-    if (!t->k.block || t->k.block_len < len)
+    /* Never plaintext (§3.6, as iPXE): a MSG_BLK without crypto or IV is refused. */
+    if (!t->k.block || t->k.block_len < len || t->k.hdr.crypto == PCCRR_CRYPTO_NONE || !t->k.iv ||
+        t->k.iv_len != PCCRR_IV_SIZE)
         return -1;
     uint8_t *ct = t->body + (t->k.block - t->body);
     size_t got = 0;
     if (pccrr_block_decrypt((enum pccrr_crypto)t->k.hdr.crypto, t->key, t->key_len, t->k.iv, ct,
             t->k.block_len, ct, t->k.block_len, &got) != 0 ||
-        t->k.hdr.crypto == PCCRR_CRYPTO_NONE || !t->k.iv || t->k.iv_len != PCCRR_IV_SIZE ||
         got != len)
         return -1;
     memcpy(out, ct, len);
@@ -873,8 +874,8 @@ static void test_peers(evutil_socket_t sock, short what, void *arg)
 
 /*
  * A fetch of blocks [from, nblocks) of segment seg that missing[] marks, started (Probes, or
- * the ProbeMatches kept): NULL if none can run (nothing to probe with, out of memory), or if
- * it ended at once (*ended).
+ * the ProbeMatches kept): NULL if none can run (nothing to probe with, out of memory) or it
+ * ended at once.
  */
 static struct fetch *fetch_new(struct conn *c, struct content_handle *h, size_t seg, uint32_t from,
     const bool *missing, uint32_t nblocks)
@@ -1010,18 +1011,14 @@ int peer_fetch_wait(struct conn *c, struct content_handle *h, size_t seg, uint32
     if (f) {
         /* A fetch under way for this segment (a read's, or read-ahead): blocks it gave up on
          * are tried again, and it now reads ahead in turn. */
-        bool news = false;
         for (uint32_t b = from; b < nblocks && b < f->nblocks; b++)
-            if (missing[b] && (f->st[b] == ST_SKIP || f->st[b] == ST_FAILED)) {
+            if (missing[b] && (f->st[b] == ST_SKIP || f->st[b] == ST_FAILED))
                 f->st[b] = ST_WANT;
-                news = true;
-            }
         f->reader = true;
         f->refs++;
         pump(f); /* may chain, or end it */
         bool ended = f->ended;
         fetch_unref(f);
-        (void)news;
         if (ended)
             return -1;
     } else {
