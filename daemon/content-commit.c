@@ -52,18 +52,21 @@ void content_mark_file_errors(struct op *op)
     }
 }
 
-/*
- * Loop: the rows and labels of the op's verified blocks, inside the caller's transaction.
- * *bad: a block failed its hash; *io_err: one failed to be written or synced; *added: bytes
- * of the rows. -1 when a statement failed (the caller rolls back).
- */
-static int op_rows(struct op *op, int64_t now, bool *bad, int *io_err, uint64_t *added)
+/* Loop: rows and labels for the verified blocks in one transaction, then the reply. */
+static DWORD op_commit(struct op *op, bool *bad, bool *committed)
 {
     struct content_handle *h = op->h;
     struct conn *c = op->c;
     const struct ci_info *ci = h->ci;
     struct store *st = c->d->store;
+    DWORD status = ERROR_SUCCESS;
+    int io_err = 0;
+    int64_t now = evict_now(c->d);
+    uint64_t added = 0;
     size_t used_seg = SIZE_MAX; /* the segment whose recency was written last */
+    store_set_now(st, now);     /* the labels' added_at */
+    if (store_begin(st) != 0)
+        return winerr_from_sqlite(store_errcode(st));
     for (size_t i = 0; i < op->nunits; i++) {
         struct unit *u = &op->units[i];
         if (u->result == UNIT_BAD_HASH) {
@@ -71,43 +74,22 @@ static int op_rows(struct op *op, int64_t now, bool *bad, int *io_err, uint64_t 
             continue;
         }
         if (u->result == UNIT_IO) {
-            *io_err = u->err;
+            io_err = u->err;
             continue;
         }
         const struct ci_segment *seg = &ci->segments[u->seg];
         if (store_block_put(st, seg->id, ci->digest_len, u->block, u->owner,
                 content_listed_hash(ci, seg, u->block), ci->digest_len, u->len, u->owner) != 0 ||
             store_label_put(st, c->uid, h->tag, seg->id, ci->digest_len, u->block, u->len) != 0 ||
-            (u->seg != used_seg && store_segment_used(st, seg->id, ci->digest_len, now) != 0))
-            return -1;
+            (u->seg != used_seg && store_segment_used(st, seg->id, ci->digest_len, now) != 0)) {
+            status = winerr_from_sqlite(store_errcode(st));
+            store_rollback(st);
+            return status;
+        }
         used_seg = u->seg;
-        *added += u->len;
+        added += u->len;
     }
-    return 0;
-}
-
-/* The status an op committed with answers: a write error wins (logged), else success. */
-static DWORD op_status_after_commit(struct op *op, int io_err)
-{
-    if (!io_err)
-        return ERROR_SUCCESS;
-    log_error(CONN_FMT ": writing block bytes: %s", CONN_ARGS(op->c), strerror(io_err));
-    return winerr_from_write_errno(io_err);
-}
-
-/* Loop: rows and labels for the verified blocks in one transaction, then the reply. */
-static DWORD op_commit(struct op *op, bool *bad, bool *committed)
-{
-    struct conn *c = op->c;
-    struct store *st = c->d->store;
-    DWORD status;
-    int io_err = 0;
-    int64_t now = evict_now(c->d);
-    uint64_t added = 0;
-    store_set_now(st, now); /* the labels' added_at */
-    if (store_begin(st) != 0)
-        return winerr_from_sqlite(store_errcode(st));
-    if (op_rows(op, now, bad, &io_err, &added) != 0 || store_commit(st) != 0) {
+    if (store_commit(st) != 0) {
         status = winerr_from_sqlite(store_errcode(st));
         store_rollback(st);
         return status;
@@ -116,15 +98,12 @@ static DWORD op_commit(struct op *op, bool *bad, bool *committed)
     *committed = true;
     if (added && evict_note_added(c->d, added))
         flush_evict_kick(c->d); /* over the limit: an eviction pass */
-    return op_status_after_commit(op, io_err);
+    if (io_err) {
+        log_error(CONN_FMT ": writing block bytes: %s", CONN_ARGS(c), strerror(io_err));
+        status = winerr_from_write_errno(io_err);
+    }
+    return status;
 }
-
-/* What a batch's one transaction did for one of its ops (batch_finish). */
-struct precommit {
-    bool done; /* its rows committed with the batch's */
-    bool bad;
-    int io_err;
-};
 
 /* Loop: commit (unless aborted), reply, release. */
 /*
@@ -154,22 +133,15 @@ static void reclaim_uncommitted(struct op *op, bool committed)
         bs_reclaim(op->c->d->bs, items, n); /* takes items */
 }
 
-/* pre: NULL, or what the batch's transaction already committed for this op. */
-static void op_finish(struct op *op, const struct precommit *pre)
+static void op_finish(struct op *op)
 {
     struct content_handle *h = op->h;
     struct conn *c = op->c;
-    bool committed = pre && pre->done;
+    bool committed = false;
     LIST_REMOVE(op, link);
     if (!atomic_load(&op->aborted) && !h->closed) {
         bool bad = false;
-        DWORD status;
-        if (committed) {
-            bad = pre->bad;
-            status = op_status_after_commit(op, pre->io_err);
-        } else {
-            status = op_commit(op, &bad, &committed);
-        }
+        DWORD status = op_commit(op, &bad, &committed);
         if (status == ERROR_SUCCESS && bad) {
             status = ERROR_INVALID_DATA;
             log_warn(CONN_FMT ": AddData at offset %llu: bytes do not match their hash; the "
@@ -193,52 +165,6 @@ static void op_finish(struct op *op, const struct precommit *pre)
     content_op_free(op);
     content_handle_unref(h);
     conn_unref(c);
-}
-
-/*
- * Loop: a synced batch's ops commit and answer. Their rows and labels go in one transaction
- * (one commit for the batch, not one per op: fetched blocks come one op per 64 KiB block);
- * if a statement or the commit fails, it is rolled back and each op commits on its own, as
- * alone. An op aborted or whose handle closed commits nothing, as in op_finish.
- */
-static void batch_finish(struct op *batch)
-{
-    size_t n = 0;
-    for (struct op *op = batch; op; op = op->sync_next)
-        n++;
-    struct precommit *pre = n > 1 ? calloc(n, sizeof(*pre)) : NULL;
-    if (pre) {
-        struct daemon *d = batch->cd->d;
-        struct store *st = d->store;
-        int64_t now = evict_now(d);
-        uint64_t added = 0;
-        bool ok;
-        store_set_now(st, now);
-        ok = store_begin(st) == 0;
-        size_t i = 0;
-        for (struct op *op = batch; op && ok; op = op->sync_next, i++)
-            if (!atomic_load(&op->aborted) && !op->h->closed)
-                ok = op_rows(op, now, &pre[i].bad, &pre[i].io_err, &added) == 0;
-        if (ok && store_commit(st) == 0) {
-            i = 0;
-            for (struct op *op = batch; op; op = op->sync_next, i++)
-                pre[i].done = !atomic_load(&op->aborted) && !op->h->closed;
-            d->blocks_gen++;
-            if (added && evict_note_added(d, added))
-                flush_evict_kick(d); /* over the limit: an eviction pass */
-        } else {
-            store_rollback(st);               /* nothing when the transaction never began */
-            memset(pre, 0, n * sizeof(*pre)); /* each op on its own */
-        }
-    }
-    size_t i = 0;
-    while (batch) {
-        struct op *op = batch;
-        batch = op->sync_next;
-        op_finish(op, pre ? &pre[i] : NULL);
-        i++;
-    }
-    free(pre);
 }
 
 /* Worker: fdatasync each file the batch's ops wrote, once; a failure fails its blocks. */
@@ -290,7 +216,11 @@ static void group_sync_done(void *arg)
         group_sync_kick(cd);
         return;
     }
-    batch_finish(batch);
+    while (batch) {
+        struct op *op = batch;
+        batch = op->sync_next;
+        op_finish(op);
+    }
     group_sync_kick(cd);
 }
 
@@ -316,7 +246,7 @@ void content_op_written(void *arg)
     struct op *op = arg;
     struct content_daemon *cd = op->cd;
     if (atomic_load(&op->aborted) || op->h->closed) {
-        op_finish(op, NULL);
+        op_finish(op);
         return;
     }
     op->sync_next = NULL;
@@ -332,7 +262,10 @@ void content_gate_opened(struct flush_waiter *w)
     struct op *batch = cd->commit_wait;
     cd->commit_wait = NULL;
     cd->commit_wait_tail = &cd->commit_wait;
-    if (batch)
-        batch_finish(batch);
+    while (batch) {
+        struct op *op = batch;
+        batch = op->sync_next;
+        op_finish(op);
+    }
     content_info_resume(cd);
 }
