@@ -254,4 +254,21 @@ print("                       idle (baseline) %s" % fmt3(idle))
 print("   max while serving: %s ms  target p99 <= 10 ms: %s" % (
     ", ".join("%.1f" % x for x in vals("probe serving", "max_ms")),
     "met" if statistics.median(serving) <= 10 else "MISSED"))
+# One machine-readable line last (bench/README.md): medians, with _min and _max.
+def load(prefix):  # the 1-minute load average uptime printed
+    for l in lines:
+        m = re.search(r"load average: ([0-9.]+)", l) if l.startswith(prefix) else None
+        if m:
+            return m.group(1)
+    return "nan"
+def kv(name, v, fmt="%.3f"):
+    if not v:
+        return "%s=nan %s_min=nan %s_max=nan" % (name, name, name)
+    return "%s=%s %s_min=%s %s_max=%s" % (name, fmt % statistics.median(v), name, fmt % min(v),
+                                         name, fmt % max(v))
+print("SUMMARY distributed_bench " + " ".join([
+    kv("get_mib_s", get, "%.1f"), kv("curl_mib_s", curl, "%.1f"), kv("get_ratio", ratios),
+    kv("two_peer_ratio", [b / a for a, b in zip(r1, r2)]), kv("p99_serving_ms", serving),
+    kv("p99_idle_ms", idle), "get_failed=%d" % nfail, "reps=%d" % len(curl),
+    "load_before=%s" % load("load before"), "load_after=%s" % load("load after")]))
 PY

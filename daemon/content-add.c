@@ -42,6 +42,11 @@ static void op_work(void *arg)
     struct blockstore *bs = op->cd->d->bs;
     int fd = -1;
     const struct unit *fd_for = NULL;
+    if (op->fill && op->fill(op->fill_arg, op->data, op->len) != 0) {
+        for (size_t i = 0; i < op->nunits; i++)
+            op->units[i].result = UNIT_BAD_HASH; /* undecipherable: as bytes failing a hash */
+        return;
+    }
     for (size_t i = 0; i < op->nunits && !atomic_load(&op->aborted); i++) {
         struct unit *u = &op->units[i];
         const struct ci_segment *seg = &ci->segments[u->seg];
@@ -272,7 +277,8 @@ static int add_submit(struct op *op)
  * calls done), else the status to answer with. done == NULL: the request id's reply.
  */
 static DWORD add_bytes(struct conn *c, struct content_handle *h, uint64_t id, uint64_t off,
-    const uint8_t *bytes, size_t len, void (*done)(void *arg, uint32_t status), void *done_arg)
+    const uint8_t *bytes, size_t len, void (*done)(void *arg, uint32_t status), void *done_arg,
+    int (*fill)(void *arg, uint8_t *out, size_t len), void *fill_arg)
 {
     uint64_t lo, hi;
     size_t nunits, prepaid = 0;
@@ -305,7 +311,12 @@ static DWORD add_bytes(struct conn *c, struct content_handle *h, uint64_t id, ui
     op->charged = hi - lo;
     if (!(op->units = calloc(nunits, sizeof(*op->units))) || !(op->data = malloc(hi - lo)))
         goto nomem;
-    memcpy(op->data, bytes + (lo - off), hi - lo);
+    if (fill) { /* one whole block (content_add_fetched): its bytes come on the worker */
+        op->fill = fill;
+        op->fill_arg = fill_arg;
+    } else {
+        memcpy(op->data, bytes + (lo - off), hi - lo);
+    }
     op->len = len;
     op->request_id = id;
     op->done = done;
@@ -345,15 +356,25 @@ void content_add_data(struct conn *c, uint64_t id, const Peerdist__AddDataReques
         conn_reply_status(c, id, ERROR_INVALID_PARAMETER);
         return;
     }
-    DWORD rc = add_bytes(c, h, id, a->offset, a->data.data, a->data.len, NULL, NULL);
+    DWORD rc = add_bytes(c, h, id, a->offset, a->data.data, a->data.len, NULL, NULL, NULL, NULL);
     if (rc != ERROR_SUCCESS)
         conn_reply_status(c, id, rc);
 }
 
-int content_add_fetched(struct conn *c, struct content_handle *h, uint64_t off, const uint8_t *data,
-    size_t len, void (*done)(void *arg, uint32_t status), void *arg)
+int content_add_fetched(struct conn *c, struct content_handle *h, uint64_t off, size_t len,
+    int (*fill)(void *arg, uint8_t *out, size_t len), void *fill_arg,
+    void (*done)(void *arg, uint32_t status), void *arg)
 {
-    DWORD rc = add_bytes(c, h, 0, off, data, len, done, arg);
+    /* One whole listed block, or nothing: its bytes are not there yet, so no part of it may
+     * be held (add_split copies parts) and it must be stored, not dropped as unlisted. */
+    struct pos ps;
+    DWORD rc = ERROR_INVALID_PARAMETER;
+    if (h->ci && off >= h->add_lo && off < h->add_hi) {
+        content_pos_at(h->ci, off, &ps);
+        if (ps.start == off && ps.len == len &&
+            content_listed_hash(h->ci, &h->ci->segments[ps.seg], ps.block))
+            rc = add_bytes(c, h, 0, off, NULL, len, done, arg, fill, fill_arg);
+    }
     if (rc != ERROR_SUCCESS)
         log_warn(CONN_FMT ": storing %zu bytes fetched from a peer at %llu: error %u", CONN_ARGS(c),
             len, (unsigned long long)off, (unsigned)rc);

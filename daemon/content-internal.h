@@ -107,6 +107,10 @@ struct op {
      * by Cancel, committed unless the handle closed. */
     void (*done)(void *arg, uint32_t status);
     void *done_arg;
+    /* Fetched bytes still sealed: fill writes the op's len plaintext bytes to data on the
+     * worker, before they are verified; nonzero fails every unit (as a bad hash). */
+    int (*fill)(void *arg, uint8_t *out, size_t len);
+    void *fill_arg;
     LIST_ENTRY(op) link;
 };
 
@@ -192,13 +196,18 @@ void content_memory_give(struct conn *c, size_t n);
 /* content-add.c: AddData intake and verification */
 void content_add_data(struct conn *c, uint64_t id, const Peerdist__AddDataRequest *a);
 /*
- * Whole verified blocks fetched from a peer for h, stored exactly as h's AddData would store
- * them (verified again, the handle's tag, owner by the same rule, eviction): done(arg,
- * status) runs on the loop once they are committed or failed (not if the handle closed
- * first: then with ERROR_OPERATION_ABORTED). 0, or -1 if refused now (logged).
+ * One whole block [off, off + len) fetched from a peer for h, stored exactly as h's AddData
+ * would store it (verified against h's hash, the handle's tag, owner by the same rule,
+ * eviction). Its bytes come from fill(fill_arg, out, len) on a worker (the peer's message is
+ * decrypted there, off the loop); a fill that fails, or bytes failing their hash, are not
+ * stored and done gets ERROR_INVALID_DATA. done(arg, status) runs on the loop once the block
+ * is committed or failed (not if the handle closed first: then with
+ * ERROR_OPERATION_ABORTED); fill_arg is the caller's to free there. 0, or -1 if refused now
+ * (logged; done will not run).
  */
-int content_add_fetched(struct conn *c, struct content_handle *h, uint64_t off, const uint8_t *data,
-    size_t len, void (*done)(void *arg, uint32_t status), void *arg);
+int content_add_fetched(struct conn *c, struct content_handle *h, uint64_t off, size_t len,
+    int (*fill)(void *arg, uint8_t *out, size_t len), void *fill_arg,
+    void (*done)(void *arg, uint32_t status), void *arg);
 
 /* content-commit.c: write, group sync, commit, reply */
 /* Worker done of an op whose bytes are written: it joins the next group sync. */

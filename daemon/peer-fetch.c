@@ -8,7 +8,8 @@
  * Every MSG_BLK is decrypted by its CryptoAlgoId with the segment key of the reader's content
  * information and verified against the reader's hash before it is stored, as the reader's
  * AddData would store it (content_add_fetched). A peer that sends a block failing its hash, a
- * malformed message or nothing in time is distrusted for PEER_FETCH_DISTRUST_SECONDS.
+ * malformed message, or nothing in time twice running (no_answer) is distrusted for
+ * PEER_FETCH_DISTRUST_SECONDS.
  */
 #include "peer-fetch.h"
 
@@ -27,6 +28,7 @@
 #include "log.h"
 #include "pccrr.h"
 #include "peer.h"
+#include "store.h"
 
 #define PCCRR_PATH "/116B50EB-ECE2-41ac-8429-9F9E963361B7/"
 /* Peers remembered (Peers reply, distrust): the least recently seen goes first. */
@@ -90,11 +92,17 @@ struct slot {
     struct event *timer;        /* the request timer (PEER_FETCH_REQUEST_SECONDS in all) */
     bool busy;
     uint32_t block;
+    uint64_t seq; /* the peer's request number of the one in flight (fpeer.sent) */
 };
 
 struct fpeer {
     struct peer_rec *rec;
     bool failed;
+    /* A request of it went unanswered in time: the ones sent after that (sent > slow_seq)
+     * get one more chance; one of them unanswered too, and the peer is distrusted. An answer
+     * clears it. */
+    bool slow;
+    uint64_t sent, slow_seq;
     bool has_bitmap;
     uint8_t bitmap[PEER_SEGMENT_BLOCKS_MAX / 8]; /* V2-form availability */
     uint8_t lacks[PEER_SEGMENT_BLOCKS_MAX / 8];  /* answered SizeOfBlock 0 */
@@ -110,21 +118,29 @@ struct fetch {
     uint8_t st[PEER_SEGMENT_BLOCKS_MAX];
     struct probe_ctx *pctx; /* the Probe whose window this fetch waits for, or NULL */
     bool probe_done, ended;
+    /* reader: a read waited on it (not only read-ahead); chained: the next segment's fetch
+     * was started (fetch_chain) once this one had every block asked for. */
+    bool reader, chained;
     unsigned refs; /* the fetches list until it ends, each store under way */
     struct event *kill_ev;
-    struct event *test_ev; /* PEER_FETCH_TEST_PEERS_ENV: the peers it names "answer" */
+    struct event *test_ev;  /* PEER_FETCH_TEST_PEERS_ENV: the peers it names "answer" */
+    struct event *chain_ev; /* fetch_chain: starts the next segment's fetch */
     struct fpeer peers[PEER_FETCH_PEERS_MAX];
     size_t npeers;
     LIST_HEAD(, peer_fetch_wait) waiters;
     LIST_ENTRY(fetch) link;
 };
 
-/* A store under way for a fetch (content_add_fetched's done). */
+/* A block on its way to the store (content_add_fetched's fill and done). */
 struct store_ticket {
     struct fetch *f;
     uint32_t block;
     uint32_t len;
     struct fpeer *p;
+    uint8_t *body;           /* the peer's MSG_BLK; t->k points into it */
+    struct pccrr_response k; /* decoded on the loop: the header checked, not the block */
+    const uint8_t *key;      /* the reader's segment secret (Kp; the handle's ci) */
+    size_t key_len;
 };
 
 static struct fetch_daemon *fetch_state(const struct daemon *d)
@@ -304,6 +320,28 @@ static void distrust(struct fetch *f, struct fpeer *p, const char *why)
             f->st[p->slots[j].block] = ST_WANT;
 }
 
+/*
+ * sl's request got no answer in time (PEER_FETCH_REQUEST_SECONDS), or its connection failed.
+ * A peer is not distrusted for one slow answer (a busy disk, a burst of other requests, a
+ * rate limit): the first time, its requests are sent again; it is distrusted only when one
+ * of those, sent after the first went unanswered, goes unanswered too with no answer from it
+ * in between. Requests already in flight at the first time out with it, not against it.
+ */
+static void no_answer(struct fetch *f, struct fpeer *p, const struct slot *sl)
+{
+    if (p->failed)
+        return;
+    if (!p->slow) {
+        p->slow = true;
+        p->slow_seq = p->sent;
+        log_info("peer %s: no answer in %d s: asked again before it is distrusted", p->rec->name,
+            PEER_FETCH_REQUEST_SECONDS);
+        return;
+    }
+    if (sl->seq > p->slow_seq)
+        distrust(f, p, "no answer in time");
+}
+
 /* ---- the fetch ---- */
 
 static void fetch_unref(struct fetch *f)
@@ -321,6 +359,8 @@ static void fetch_unref(struct fetch *f)
     event_free(f->kill_ev);
     if (f->test_ev)
         event_free(f->test_ev);
+    if (f->chain_ev)
+        event_free(f->chain_ev); /* not run yet: no read-ahead for a fetch that is gone */
     content_handle_unref(f->h);
     conn_unref(f->c);
     free(f);
@@ -370,17 +410,51 @@ static void fetch_end(struct fetch *f)
 }
 
 static void pump(struct fetch *f);
+static void fetch_chain(struct fetch *f);
 
+/*
+ * Worker: the block's plaintext, decrypted in place in the peer's message by its own
+ * CryptoAlgoId, into out (len bytes: the length the reader's content information gives).
+ * content-add.c verifies it against the reader's hash next, before anything is written.
+ */
+static int store_fill(void *arg, uint8_t *out, size_t len)
+{
+    struct store_ticket *t = arg;
+    /* Never plaintext (§3.6, as iPXE): a MSG_BLK without crypto or IV is refused. */
+    if (!t->k.block || t->k.block_len < len || t->k.hdr.crypto == PCCRR_CRYPTO_NONE || !t->k.iv ||
+        t->k.iv_len != PCCRR_IV_SIZE)
+        return -1;
+    uint8_t *ct = t->body + (t->k.block - t->body);
+    size_t got = 0;
+    if (pccrr_block_decrypt((enum pccrr_crypto)t->k.hdr.crypto, t->key, t->key_len, t->k.iv, ct,
+            t->k.block_len, ct, t->k.block_len, &got) != 0 ||
+        got != len)
+        return -1;
+    memcpy(out, ct, len);
+    return 0;
+}
+
+/* Loop: the block is stored (counted, readers woken), or failed: a block that failed its
+ * hash (or could not be decrypted) distrusts the peer that sent it. */
 static void store_done(void *arg, uint32_t status)
 {
     struct store_ticket *t = arg;
     struct fetch *f = t->f;
+    if (status == ERROR_SUCCESS) {
+        t->p->rec->fetched += t->len;
+        f->fd->counts.fetched_bytes += t->len;
+    }
     if (!f->ended) {
-        f->st[t->block] = status == ERROR_SUCCESS ? ST_DONE : ST_FAILED;
+        f->st[t->block] = status == ERROR_SUCCESS ? ST_DONE
+            : status == ERROR_INVALID_DATA        ? ST_WANT
+                                                  : ST_FAILED;
+        if (status == ERROR_INVALID_DATA && !t->p->failed)
+            distrust(f, t->p, "a block failing its hash");
         if (status == ERROR_SUCCESS)
             wake(f, PEER_FETCH_PROGRESS);
         pump(f);
     }
+    free(t->body);
     free(t);
     fetch_unref(f);
 }
@@ -401,69 +475,60 @@ static void on_response(struct evhttp_request *req, void *arg)
     const struct ci_info *ci = f->h->ci;
     const struct ci_segment *seg = &ci->segments[f->seg];
     int code = req ? evhttp_request_get_response_code(req) : 0;
-    if (code == 0) {
-        distrust(f, p, "no answer in time");
+    if (code == 0) { /* the connection failed or stayed silent (its own timeout) */
+        no_answer(f, p, sl);
         pump(f);
         return;
     }
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t n = evbuffer_get_length(in);
-    const uint8_t *body = n && n <= PCCRR_RESPONSE_MAX + PCCRR_TRANSPORT_SIZE
-        ? evbuffer_pullup(in, -1)
-        : NULL;
-    struct pccrr_response k;
-    if (code != 200 || !body || pccrr_response_decode(body, n, &k) != 0 ||
-        k.hdr.type != PCCRR_MSG_BLK || k.segment_id_len != ci->digest_len ||
-        memcmp(k.segment_id, seg->id, ci->digest_len) != 0 || k.block_index != b) {
+    /* The body in a buffer of our own (one copy): it goes to a worker with the block. */
+    uint8_t *body = n && n <= PCCRR_RESPONSE_MAX + PCCRR_TRANSPORT_SIZE ? malloc(n) : NULL;
+    struct store_ticket *t = NULL;
+    if (body && evbuffer_remove(in, body, n) != (int)n) {
+        free(body);
+        body = NULL;
+    }
+    if (code != 200 || !body || !(t = calloc(1, sizeof(*t))) ||
+        pccrr_response_decode(body, n, &t->k) != 0 || t->k.hdr.type != PCCRR_MSG_BLK ||
+        t->k.segment_id_len != ci->digest_len ||
+        memcmp(t->k.segment_id, seg->id, ci->digest_len) != 0 || t->k.block_index != b) {
+        free(body);
+        free(t);
         distrust(f, p, "a malformed answer");
         pump(f);
         return;
     }
     p->rec->last_seen = time(NULL);
-    if (k.block_len == 0) { /* "I don't have it" (or busy) */
+    p->slow = false;           /* it answers */
+    if (t->k.block_len == 0) { /* "I don't have it" (or busy) */
+        free(body);
+        free(t);
         p->lacks[b / 8] |= (uint8_t)(1u << (b % 8));
         pump(f);
         return;
     }
+    /* Decrypted by the MSG_BLK's own CryptoAlgoId with the reader's segment key (Kp) and
+     * verified against the reader's hash on a worker, then stored as the reader's AddData
+     * would store it (store_fill, content_add_fetched): nothing of it is stored or returned
+     * unless it passes. */
     uint32_t len = ci_block_length(seg, b);
-    size_t got = 0;
-    uint8_t *plain = malloc(k.block_len);
-    if (!plain) {
-        pump(f);
-        return;
-    }
-    /* Decrypted by the MSG_BLK's own CryptoAlgoId with the reader's segment key (Kp). */
-    bool ok = pccrr_blk_decrypt(&k, seg->secret, ci->digest_len, plain, k.block_len, &got) == 0 &&
-        got == len &&
-        (ci->version == CI_VERSION_2 ? ci_verify_segment_data(ci, f->seg, plain, len)
-                                     : ci_verify_block(ci, f->seg, b, plain, len));
-    if (!ok) {
-        free(plain);
-        distrust(f, p, "a block failing its hash");
-        pump(f);
-        return;
-    }
-    /* Verified against the reader's hash: counted, stored as the reader's AddData would. */
-    p->rec->fetched += len;
-    f->fd->counts.fetched_bytes += len;
-    struct store_ticket *t = calloc(1, sizeof(*t));
     uint64_t off = seg->offset + (uint64_t)b * (ci->version == CI_VERSION_2 ? 0 : seg->block_size);
-    if (t) {
-        t->f = f;
-        t->block = b;
-        t->len = len;
-        t->p = p;
-        f->refs++;
-        f->st[b] = ST_STORING;
-        if (content_add_fetched(f->c, f->h, off, plain, len, store_done, t) != 0) {
-            f->refs--;
-            f->st[b] = ST_FAILED;
-            free(t);
-        }
-    } else {
+    t->f = f;
+    t->block = b;
+    t->len = len;
+    t->p = p;
+    t->body = body;
+    t->key = seg->secret;
+    t->key_len = ci->digest_len;
+    f->refs++;
+    f->st[b] = ST_STORING;
+    if (content_add_fetched(f->c, f->h, off, len, store_fill, t, store_done, t) != 0) {
+        f->refs--;
         f->st[b] = ST_FAILED;
+        free(body);
+        free(t);
     }
-    free(plain);
     pump(f);
 }
 
@@ -477,7 +542,8 @@ static bool peer_may_have(const struct fpeer *p, uint32_t b)
 /*
  * The request timer (§3.7): the whole answer within PEER_FETCH_REQUEST_SECONDS, however
  * slowly it trickles in (the connection's own timeout only bounds silence). The request is
- * cancelled (its callback does not run) and the peer distrusted.
+ * cancelled (its callback does not run) and its block asked for again; the peer is
+ * distrusted only if that happens again (no_answer).
  */
 static void slot_timeout(evutil_socket_t sock, short what, void *arg)
 {
@@ -497,7 +563,7 @@ static void slot_timeout(evutil_socket_t sock, short what, void *arg)
     if (f->st[sl->block] == ST_FLIGHT)
         f->st[sl->block] = ST_WANT;
     if (!p->failed)
-        distrust(f, p, "no answer in time");
+        no_answer(f, p, sl);
     pump(f);
 }
 
@@ -552,6 +618,7 @@ static bool send_request(struct fetch *f, struct fpeer *p, struct slot *sl, uint
     }
     sl->busy = true;
     sl->block = b;
+    sl->seq = ++p->sent;
     f->st[b] = ST_FLIGHT;
     if (evhttp_make_request(sl->conn, req, EVHTTP_REQ_POST, PCCRR_PATH) != 0) {
         sl->busy = false; /* evhttp freed req */
@@ -595,6 +662,8 @@ static void pump(struct fetch *f)
                 can = !f->peers[i].failed && peer_may_have(&f->peers[i], b);
         }
     }
+    if (!wanted && f->reader && !f->chained && f->npeers > 0)
+        fetch_chain(f);
     if (busy || (wanted && (can || !f->probe_done)))
         return;
     fetch_end(f); /* all fetched, or the rest held by no peer we trust */
@@ -803,6 +872,132 @@ static void test_peers(evutil_socket_t sock, short what, void *arg)
     }
 }
 
+/*
+ * A fetch of blocks [from, nblocks) of segment seg that missing[] marks, started (Probes, or
+ * the ProbeMatches kept): NULL if none can run (nothing to probe with, out of memory) or it
+ * ended at once.
+ */
+static struct fetch *fetch_new(struct conn *c, struct content_handle *h, size_t seg, uint32_t from,
+    const bool *missing, uint32_t nblocks)
+{
+    struct fetch_daemon *fd = fetch_state(c->d);
+    struct fetch *f = calloc(1, sizeof(*f));
+    if (!f)
+        return NULL;
+    f->fd = fd;
+    f->c = c;
+    f->h = h;
+    f->seg = seg;
+    f->nblocks = nblocks;
+    f->refs = 1;
+    LIST_INIT(&f->waiters);
+    for (uint32_t b = from; b < nblocks; b++)
+        f->st[b] = missing[b] ? ST_WANT : ST_SKIP;
+    f->kill_ev = evtimer_new(c->d->base, fetch_kill, f);
+    const char *test = getenv(PEER_FETCH_TEST_PEERS_ENV);
+    if (f->kill_ev && test && *test) {
+        struct timeval now = {0, 0};
+        if ((f->test_ev = evtimer_new(c->d->base, test_peers, f)) &&
+            evtimer_add(f->test_ev, &now) != 0) {
+            event_free(f->test_ev);
+            f->test_ev = NULL;
+        }
+    }
+    if (!f->kill_ev || (test && *test && !f->test_ev)) {
+        if (f->kill_ev)
+            event_free(f->kill_ev);
+        free(f);
+        return NULL;
+    }
+    h->refs++;
+    c->refs++;
+    LIST_INSERT_HEAD(&fd->fetches, f, link);
+    f->refs++; /* finding peers may end it */
+    if (!f->test_ev && fetch_find_peers(f) != 0) {
+        fetch_end(f); /* nothing to probe with: held by nobody */
+        fetch_unref(f);
+        return NULL;
+    }
+    bool ended = f->ended;
+    fetch_unref(f);
+    return ended ? NULL : f;
+}
+
+/* The store's rows of segment seg that h may read (its hash, its length, shared or its uid's
+ * own): those blocks are not fetched again. */
+struct have_ctx {
+    const struct ci_info *ci;
+    const struct ci_segment *seg;
+    uint32_t uid, nblocks;
+    bool *missing;
+};
+
+static int have_row(void *arg, const struct store_block_row *row)
+{
+    struct have_ctx *hc = arg;
+    if (row->block >= hc->nblocks)
+        return 0;
+    const uint8_t *hash = content_listed_hash(hc->ci, hc->seg, row->block);
+    if (hash && row->hash_len == hc->ci->digest_len &&
+        memcmp(hash, row->hash, row->hash_len) == 0 &&
+        row->length == ci_block_length(hc->seg, row->block) &&
+        (row->owner == STORE_OWNER_SHARED || row->owner == (int64_t)hc->uid))
+        hc->missing[row->block] = false;
+    return 0;
+}
+
+/* Loop, from an event (not inside pump): fetch_chain's work. f is alive (fetch_unref frees
+ * the event with it), ended or not. */
+static void chain_run(evutil_socket_t sock, short what, void *arg)
+{
+    (void)sock;
+    (void)what;
+    struct fetch *f = arg;
+    struct fetch_daemon *fd = f->fd;
+    struct content_handle *h = f->h;
+    const struct ci_info *ci = h->ci;
+    size_t next = f->seg + 1;
+    struct fetch *g;
+    LIST_FOREACH (g, &fd->fetches, link)
+        if (g->h == h && g->seg == next)
+            break;
+    if (!g && !h->closed && !f->c->d->stopping && next < ci->n_segments) {
+        const struct ci_segment *seg = &ci->segments[next];
+        uint32_t nb = ci_segment_block_count(seg);
+        bool missing[PEER_SEGMENT_BLOCKS_MAX];
+        bool any = false;
+        if (nb <= PEER_SEGMENT_BLOCKS_MAX) {
+            for (uint32_t b = 0; b < nb; b++)
+                missing[b] = content_listed_hash(ci, seg, b) != NULL;
+            struct have_ctx hc = {ci, seg, f->c->uid, nb, missing};
+            if (store_segment_blocks(f->c->d->store, seg->id, ci->digest_len, f->c->uid, have_row,
+                    &hc) == 0)
+                for (uint32_t b = 0; b < nb && !any; b++)
+                    any = missing[b];
+        }
+        if (any)
+            fetch_new(f->c, h, next, 0, missing, nb); /* it runs on its own (no reader yet) */
+    }
+}
+
+/*
+ * Read-ahead into the next segment: f (a segment a reader waits on) has asked for every
+ * block it wants, so the fetch of the segment after it starts now, from the peers kept, and
+ * the reader does not wait at each segment's start for a first block to be fetched, synced
+ * and committed. Only one segment ahead of a reader: a fetch started this way chains on
+ * only once a read waits on it (peer_fetch_wait).
+ */
+static void fetch_chain(struct fetch *f)
+{
+    f->chained = true;
+    if (f->seg + 1 >= f->h->ci->n_segments || f->h->closed)
+        return;
+    struct timeval now = {0, 0};
+    if (!(f->chain_ev = evtimer_new(f->fd->d->base, chain_run, f)) ||
+        evtimer_add(f->chain_ev, &now) != 0)
+        log_debug("segment %zu: no read-ahead into the next one (out of memory)", f->seg);
+}
+
 int peer_fetch_wait(struct conn *c, struct content_handle *h, size_t seg, uint32_t from,
     const bool *missing, uint32_t nblocks, struct peer_fetch_wait *w)
 {
@@ -814,54 +1009,24 @@ int peer_fetch_wait(struct conn *c, struct content_handle *h, size_t seg, uint32
         if (f->h == h && f->seg == seg)
             break;
     if (f) {
-        /* A fetch under way for this segment: blocks it gave up on are tried again. */
-        bool news = false;
+        /* A fetch under way for this segment (a read's, or read-ahead): blocks it gave up on
+         * are tried again, and it now reads ahead in turn. */
         for (uint32_t b = from; b < nblocks && b < f->nblocks; b++)
-            if (missing[b] && (f->st[b] == ST_SKIP || f->st[b] == ST_FAILED)) {
+            if (missing[b] && (f->st[b] == ST_SKIP || f->st[b] == ST_FAILED))
                 f->st[b] = ST_WANT;
-                news = true;
-            }
-        if (news)
-            pump(f);
-        if (f->ended)
+        f->reader = true;
+        f->refs++;
+        pump(f); /* may chain, or end it */
+        bool ended = f->ended;
+        fetch_unref(f);
+        if (ended)
             return -1;
     } else {
-        if (!(f = calloc(1, sizeof(*f))))
+        if (!(f = fetch_new(c, h, seg, from, missing, nblocks)))
             return -1;
-        f->fd = fd;
-        f->c = c;
-        f->h = h;
-        f->seg = seg;
-        f->nblocks = nblocks;
-        f->refs = 1;
-        LIST_INIT(&f->waiters);
-        for (uint32_t b = from; b < nblocks; b++)
-            f->st[b] = missing[b] ? ST_WANT : ST_SKIP;
-        f->kill_ev = evtimer_new(c->d->base, fetch_kill, f);
-        const char *test = getenv(PEER_FETCH_TEST_PEERS_ENV);
-        if (f->kill_ev && test && *test) {
-            struct timeval now = {0, 0};
-            if ((f->test_ev = evtimer_new(c->d->base, test_peers, f)) &&
-                evtimer_add(f->test_ev, &now) != 0) {
-                event_free(f->test_ev);
-                f->test_ev = NULL;
-            }
-        }
-        if (!f->kill_ev || (test && *test && !f->test_ev)) {
-            if (f->kill_ev)
-                event_free(f->kill_ev);
-            free(f);
-            return -1;
-        }
-        h->refs++;
-        c->refs++;
-        LIST_INSERT_HEAD(&fd->fetches, f, link);
-        f->refs++; /* finding peers may end it */
-        if (!f->test_ev && fetch_find_peers(f) != 0) {
-            fetch_end(f); /* nothing to probe with: held by nobody */
-            fetch_unref(f);
-            return -1;
-        }
+        f->reader = true;
+        f->refs++;
+        pump(f);
         bool ended = f->ended;
         fetch_unref(f);
         if (ended)

@@ -25,7 +25,8 @@ struct fetch;
 /* How long a ProbeMatch is used for later fetches of its segment, and how many are kept. */
 #define PEER_FETCH_MATCH_SECONDS 10
 #define PEER_FETCH_MATCHES_MAX 1024
-/* The request timer of MS-PCCRR (a peer silent this long is distrusted). */
+/* The request timer of MS-PCCRR. A request unanswered this long is sent again; a peer is
+ * distrusted when a request sent after that goes unanswered too (peer-fetch.c, no_answer). */
 #define PEER_FETCH_REQUEST_SECONDS 2
 /* Connections to one peer, each with one request in flight (HTTP/1.1 without pipelining). */
 #define PEER_FETCH_CONNS_PER_PEER 4
@@ -38,7 +39,7 @@ struct fetch;
  * answered. For tests without multicast (tests/test_peer_fetch.c).
  */
 #define PEER_FETCH_TEST_PEERS_ENV "PEERDIST_TEST_PEERS"
-/* A peer that sent a block failing its hash, a malformed message or nothing in time. */
+/* A peer that sent a block failing its hash, a malformed message or nothing in time twice. */
 #define PEER_FETCH_DISTRUST_SECONDS 60
 
 enum peer_fetch_event {

@@ -77,7 +77,7 @@ cleanup() {
         done
     fi
     if [ -n "${PD_NETNS_KEEP:-}" ]; then
-        echo "netns: kept $dir (PD_NETNS_KEEP)"
+        echo "netns: kept $dir (PD_NETNS_KEEP)" >&2
     else
         rm -rf "$dir"
     fi

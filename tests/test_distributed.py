@@ -12,6 +12,8 @@ on another host, `cache --json` and `peers --json` show the peer byte counters.
                                        peer_port; MODE liar sends wrong bytes (properly
                                        encrypted, so only the hash check can catch them),
                                        MODE silent answers Probes and never sends a block.
+  test_distributed.py --probes DEST IDS SRC..  one V1 Probe for the segment IDs (hex, commas)
+                                       from each source address to DEST:3702 (a crowd).
 
 Each test says PASS or FAIL (with why); the exit status is 1 if any failed. Run it with
 `-k NAME` to run the tests whose name contains NAME, and PD_NETNS_KEEP=1 to keep the daemons'
@@ -398,6 +400,32 @@ def run_peer(mode, ci_paths):
     srv.serve_forever()
 
 
+def probe_xml(ids):
+    """A V1-form Probe (MS-PCCRD §4.3) for the segment IDs, with a fresh MessageID."""
+    return ("<?xml version=\"1.0\" encoding=\"utf-8\"?>"
+            "<soap:Envelope xmlns:soap=\"http://www.w3.org/2003/05/soap-envelope\" "
+            "xmlns:wsa=\"http://schemas.xmlsoap.org/ws/2004/08/addressing\" "
+            "xmlns:wsd=\"http://schemas.xmlsoap.org/ws/2005/04/discovery\" "
+            "xmlns:PeerDist=\"http://schemas.microsoft.com/p2p/2007/09/PeerDistributionDiscovery\">"
+            "<soap:Header><wsa:To>urn:schemas-xmlsoap-org:ws:2005:04:discovery</wsa:To>"
+            "<wsa:Action>http://schemas.xmlsoap.org/ws/2005/04/discovery/Probe</wsa:Action>"
+            "<wsa:MessageID>urn:uuid:%s</wsa:MessageID></soap:Header><soap:Body><wsd:Probe>"
+            "<wsd:Types>PeerDist:PeerDistData</wsd:Types>"
+            "<wsd:Scopes MatchBy=\"http://schemas.xmlsoap.org/ws/2005/04/discovery/strcmp0\">%s"
+            "</wsd:Scopes></wsd:Probe></soap:Body></soap:Envelope>" % (
+                uuid.uuid4(), " ".join(i.hex().upper() for i in ids))).encode()
+
+
+def send_probes(dest, ids_hex, sources):
+    """(--probes) One Probe for the IDs from each source address, to dest's port 3702."""
+    ids = [bytes.fromhex(i) for i in ids_hex.split(",")]
+    for src in sources:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((src, 0))
+        s.sendto(probe_xml(ids), (dest, 3702))
+        s.close()
+
+
 class Peer:
     """This script's own peer, run on host d."""
 
@@ -720,6 +748,71 @@ def test_ipv6_only():
             restart_with(n, "ipv4", None)
 
 
+def flash_crowd_info():
+    """The flash_crowd_info helper (tests/flash_crowd_info.c): from ctest's environment, else
+    next to peerdistctl in the build tree."""
+    path = ENV.get("PD_FLASH_CROWD_INFO") or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(ENV["PD_PEERDISTCTL"]))), "tests",
+        "flash_crowd_info")
+    check(os.access(path, os.X_OK), "no flash_crowd_info helper at %s" % path)
+    return path
+
+
+def test_flash_crowd():
+    """fFlashCrowd (PeerDistClientGetInformationByHandle) on b: FALSE with 3 distinct hosts
+    probing for a segment of the content, TRUE once a 4th does (more than 3 in 10 s), and
+    FALSE again once the 10 s have passed. The probers are four addresses of host d."""
+    helper = flash_crowd_info()
+    src = make_file("crowd-1m", 1 << 20)
+    ci = hash_ci(src, 1)
+    with open(ci, "rb") as f:
+        ids = ",".join(seg[0].hex() for seg in parse_ci_v1(f.read()))
+    env = dict(ENV, PEERDIST_SOCKET=os.path.join(nodedir("b"), "sock"))
+
+    def crowd():
+        p = subprocess.run(["ip", "netns", "exec", ns("b"), helper, ci], env=env,
+                           capture_output=True, timeout=60)
+        check(p.returncode == 0, "flash_crowd_info: exit %d: %s" % (
+            p.returncode, p.stderr.decode(errors="replace")[-500:]))
+        return p.stdout.decode().split() == ["fFlashCrowd", "1"]
+
+    def probe_from(sources):
+        p = subprocess.run(["ip", "netns", "exec", ns("d"), sys.executable,
+                            os.path.abspath(__file__), "--probes", addr("b"), ids] + sources,
+                           capture_output=True, timeout=60)
+        check(p.returncode == 0, "Probes from d: %s" % p.stderr.decode(errors="replace")[-500:])
+
+    def heard(n):
+        """Waits until b's peers list shows n hosts of the crowd that probed."""
+        for _ in range(50):
+            probers = [x for x in ctl_json("b", "peers")
+                       if x.get("probes", 0) > 0 and x["address"] in sources]
+            if len(probers) >= n:
+                return
+            time.sleep(0.1)
+        raise Fail("b did not hear the Probes of %d hosts" % n)
+
+    sources = ["10.77.0.%d" % i for i in (21, 22, 23, 24)]
+    for a in sources:
+        subprocess.run(["ip", "-n", ns("d"), "addr", "add", a + "/24", "dev", "eth0"], check=True)
+    try:
+        check(not crowd(), "fFlashCrowd TRUE before anyone probed")
+        probe_from(sources[:3])
+        heard(3)
+        check(not crowd(), "fFlashCrowd TRUE with 3 distinct probers (the rule is more than 3)")
+        probe_from(sources[3:])
+        heard(4)
+        check(crowd(), "fFlashCrowd FALSE with 4 distinct probers in 10 s")
+        # The window passes: FALSE again (polled; the count drops once the Probes are 10 s old).
+        deadline = time.monotonic() + 30
+        while crowd():
+            check(time.monotonic() < deadline, "fFlashCrowd still TRUE 30 s after the Probes")
+            time.sleep(0.5)
+    finally:
+        for a in sources:
+            subprocess.run(["ip", "-n", ns("d"), "addr", "del", a + "/24", "dev", "eth0"])
+
+
 def test_daemons_survived():
     """No daemon crashed along the way."""
     for n in NODES:
@@ -729,13 +822,17 @@ def test_daemons_survived():
 TESTS = [test_daemons_run_distributed, test_v1_published_on_a_read_on_b, test_get_reports_sources,
          test_served_bytes_counted, test_v2_from_a_or_c, test_v2_single_segment,
          test_v1_held_by_c_only, test_liar_rejected, test_timeouts, test_ranged_blocks_not_served,
-         test_serve_no, test_ipv6_only, test_100mib, test_peer_vanishes, test_daemons_survived]
+         test_serve_no, test_ipv6_only, test_flash_crowd, test_100mib, test_peer_vanishes,
+         test_daemons_survived]
 
 
 def main():
     global WORK
     if len(sys.argv) > 2 and sys.argv[1] == "--peer":
         run_peer(sys.argv[2], sys.argv[3:])
+        return 0
+    if len(sys.argv) > 4 and sys.argv[1] == "--probes":
+        send_probes(sys.argv[2], sys.argv[3], sys.argv[4:])
         return 0
     if "PD_NETNS_DIR" not in ENV:
         print("test_distributed.py runs inside tests/netns.sh: "

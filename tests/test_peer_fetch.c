@@ -13,7 +13,10 @@
  * lying peer (a tiny HTTP server in this test answering GETBLKS with a MSG_BLK built by the
  * codec, well encrypted, of the wrong bytes) is distrusted and its block never stored or
  * returned: alone, the read ends MISSING_DATA; next to an honest peer, it completes from that
- * one; a silent peer makes a read with a short timeout end ERROR_TIMEOUT with the range.
+ * one; a silent peer makes a read with a short timeout end ERROR_TIMEOUT with the range; a
+ * peer whose first answer comes after the 2 s request timer is asked again, not distrusted,
+ * and an INFINITE read from it alone completes; a read in the first of two segments fetches
+ * the second too (read-ahead one segment past the reader's).
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -171,16 +174,31 @@ END_TEST
 
 /* ---- a fake peer: an HTTP/1.1 server on loopback answering GETBLKS ---- */
 
-enum fake_mode { FAKE_LIAR, FAKE_SILENT };
+/* FAKE_LIAR: wrong bytes, well encrypted; FAKE_SILENT: never answers; FAKE_SLOW_ONCE: the
+ * right bytes, but its first answer comes after SLOW_ONCE_MS (over the 2 s request timer). */
+enum fake_mode { FAKE_LIAR, FAKE_SILENT, FAKE_SLOW_ONCE };
+#define SLOW_ONCE_MS 3000
+#define FAKE_CONNS_MAX 32
 struct fake_peer {
     int lfd;
     unsigned port;
     enum fake_mode mode;
     const struct ci_info *ci;
+    const uint8_t *data; /* the content (FAKE_SLOW_ONCE) */
     pthread_t th;
     int requests;
-    int conn; /* the connection being answered, or -1 (shut down to stop the thread) */
-    int done; /* the thread returned */
+    /* One thread per connection (the daemon opens several at once); each fd is shut down
+     * to stop its thread, then joined. */
+    pthread_mutex_t mu;
+    pthread_t conn_th[FAKE_CONNS_MAX];
+    int conn_fd[FAKE_CONNS_MAX];
+    int nconns;
+    int done; /* the accepting thread returned */
+};
+
+struct fake_conn {
+    struct fake_peer *fp;
+    int fd;
 };
 
 static bool read_request(int fd, uint8_t *body, size_t cap, size_t *len)
@@ -210,57 +228,88 @@ static bool read_request(int fd, uint8_t *body, size_t cap, size_t *len)
     return true;
 }
 
+static void *fake_conn_run(void *arg)
+{
+    struct fake_conn *fc = arg;
+    struct fake_peer *fp = fc->fp;
+    int fd = fc->fd;
+    free(fc);
+    uint8_t req[1024];
+    size_t len;
+    uint8_t *out = malloc(PCCRR_RESPONSE_MAX + 4);
+    while (out && read_request(fd, req, sizeof(req), &len)) {
+        int nth = __atomic_add_fetch(&fp->requests, 1, __ATOMIC_SEQ_CST);
+        if (fp->mode == FAKE_SILENT)
+            continue; /* never answers */
+        struct pccrr_request rq;
+        uint32_t block;
+        if (pccrr_request_decode(req, len, &rq) != 0 || !pccrr_request_first_block(&rq, &block))
+            break;
+        const struct ci_segment *seg = &fp->ci->segments[0];
+        uint32_t blen = ci_block_length(seg, block);
+        uint8_t *bytes = malloc(blen);
+        if (fp->mode == FAKE_SLOW_ONCE) {
+            memcpy(bytes, fp->data + (size_t)block * seg->block_size, blen);
+            if (nth == 1)
+                usleep(SLOW_ONCE_MS * 1000);
+        } else {
+            /* The right segment and index, well encrypted with the segment key: wrong bytes. */
+            memset(bytes, 0xA5, blen);
+        }
+        long n = pccrr_encode_blk(out, PCCRR_RESPONSE_MAX + 4, PCCRR_CRYPTO_AES_128, rq.segment_id,
+            rq.segment_id_len, block, 0, seg->secret, fp->ci->digest_len, bytes, blen);
+        free(bytes);
+        if (n <= 0)
+            break;
+        char hdr[128];
+        int hl = snprintf(hdr, sizeof(hdr),
+            "HTTP/1.1 200 OK\r\nContent-Length: %ld\r\nContent-Type: application/octet-stream"
+            "\r\n\r\n",
+            n);
+        if (send(fd, hdr, (size_t)hl, MSG_NOSIGNAL) != hl ||
+            send(fd, out, (size_t)n, MSG_NOSIGNAL) != n)
+            break;
+    }
+    free(out);
+    shutdown(fd, SHUT_RDWR); /* closed by fake_stop, after the join */
+    return NULL;
+}
+
 static void *fake_run(void *arg)
 {
     struct fake_peer *fp = arg;
     for (;;) {
         int fd = accept(fp->lfd, NULL, NULL);
-        if (fd < 0) {
-            __atomic_store_n(&fp->done, 1, __ATOMIC_SEQ_CST);
-            return NULL;
+        if (fd < 0)
+            break;
+        struct fake_conn *fc = malloc(sizeof(*fc));
+        pthread_mutex_lock(&fp->mu);
+        bool ok = fc && fp->nconns < FAKE_CONNS_MAX;
+        if (ok) {
+            fc->fp = fp;
+            fc->fd = fd;
+            ok = pthread_create(&fp->conn_th[fp->nconns], NULL, fake_conn_run, fc) == 0;
         }
-        __atomic_store_n(&fp->conn, fd, __ATOMIC_SEQ_CST);
-        uint8_t req[1024];
-        size_t len;
-        while (read_request(fd, req, sizeof(req), &len)) {
-            __atomic_add_fetch(&fp->requests, 1, __ATOMIC_SEQ_CST);
-            if (fp->mode == FAKE_SILENT)
-                continue; /* never answers */
-            struct pccrr_request rq;
-            uint32_t block;
-            if (pccrr_request_decode(req, len, &rq) != 0 || !pccrr_request_first_block(&rq, &block))
-                break;
-            /* The right segment and index, well encrypted with the segment key: wrong bytes. */
-            const struct ci_segment *seg = &fp->ci->segments[0];
-            uint32_t blen = ci_block_length(seg, block);
-            uint8_t *lie = malloc(blen);
-            memset(lie, 0xA5, blen);
-            static uint8_t out[PCCRR_RESPONSE_MAX + 4];
-            long n = pccrr_encode_blk(out, sizeof(out), PCCRR_CRYPTO_AES_128, rq.segment_id,
-                rq.segment_id_len, block, 0, seg->secret, fp->ci->digest_len, lie, blen);
-            free(lie);
-            if (n <= 0)
-                break;
-            char hdr[128];
-            int hl = snprintf(hdr, sizeof(hdr),
-                "HTTP/1.1 200 OK\r\nContent-Length: %ld\r\nContent-Type: application/octet-stream"
-                "\r\n\r\n",
-                n);
-            if (send(fd, hdr, (size_t)hl, MSG_NOSIGNAL) != hl ||
-                send(fd, out, (size_t)n, MSG_NOSIGNAL) != n)
-                break;
+        if (ok)
+            fp->conn_fd[fp->nconns++] = fd;
+        pthread_mutex_unlock(&fp->mu);
+        if (!ok) {
+            free(fc);
+            close(fd);
         }
-        __atomic_store_n(&fp->conn, -1, __ATOMIC_SEQ_CST);
-        close(fd);
     }
+    __atomic_store_n(&fp->done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
 }
 
-static void fake_start(struct fake_peer *fp, enum fake_mode mode, const struct ci_info *ci)
+static void fake_start(struct fake_peer *fp, enum fake_mode mode, const struct ci_info *ci,
+    const uint8_t *data)
 {
     memset(fp, 0, sizeof(*fp));
     fp->mode = mode;
     fp->ci = ci;
-    fp->conn = -1;
+    fp->data = data;
+    pthread_mutex_init(&fp->mu, NULL);
     fp->lfd = socket(AF_INET, SOCK_STREAM, 0);
     ck_assert_int_ge(fp->lfd, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -274,15 +323,17 @@ static void fake_start(struct fake_peer *fp, enum fake_mode mode, const struct c
 
 static void fake_stop(struct fake_peer *fp)
 {
-    /* accept() and read() return: the thread ends (no pthread_cancel). */
+    /* accept() and read() return: the threads end (no pthread_cancel). */
     shutdown(fp->lfd, SHUT_RDWR);
-    while (!__atomic_load_n(&fp->done, __ATOMIC_SEQ_CST)) {
-        int c = __atomic_load_n(&fp->conn, __ATOMIC_SEQ_CST);
-        if (c >= 0)
-            shutdown(c, SHUT_RDWR);
+    while (!__atomic_load_n(&fp->done, __ATOMIC_SEQ_CST))
         usleep(10 * 1000);
-    }
     pthread_join(fp->th, NULL);
+    for (int i = 0; i < fp->nconns; i++) {
+        shutdown(fp->conn_fd[i], SHUT_RDWR);
+        pthread_join(fp->conn_th[i], NULL);
+        close(fp->conn_fd[i]);
+    }
+    pthread_mutex_destroy(&fp->mu);
     close(fp->lfd);
 }
 
@@ -384,7 +435,7 @@ START_TEST(lying_peer_rejected)
     PEERDIST_CONTENT_HANDLE ca, cb;
     struct api_ci ci = seeded_peer(&a, base, data, &ha, &ca, &tag);
     struct fake_peer liar;
-    fake_start(&liar, FAKE_LIAR, ci.info);
+    fake_start(&liar, FAKE_LIAR, ci.info, NULL);
     char peers[64];
     /* The liar alone: its blocks fail their hash; the read ends MISSING_DATA, nothing stored. */
     snprintf(peers, sizeof(peers), "127.0.0.1:%u", liar.port);
@@ -441,7 +492,7 @@ START_TEST(silent_peer_timeout)
     PEERDIST_CONTENT_HANDLE ca, cb;
     struct api_ci ci = seeded_peer(&a, base, data, &ha, &ca, &tag);
     struct fake_peer mute;
-    fake_start(&mute, FAKE_SILENT, ci.info);
+    fake_start(&mute, FAKE_SILENT, ci.info, NULL);
     char peers[64];
     snprintf(peers, sizeof(peers), "127.0.0.1:%u", mute.port);
     distributed_with_peers(&b, base + 1, peers);
@@ -480,6 +531,104 @@ START_TEST(silent_peer_timeout)
 }
 END_TEST
 
+START_TEST(slow_once_peer_not_distrusted)
+{
+    struct test_daemon a, b;
+    unsigned base = 18000 + (unsigned)(getpid() % 1000) * 2;
+    uint8_t *data = api_make_content(LEN, 19);
+    PEERDIST_CONTENT_TAG tag = api_make_tag(6);
+    PEERDIST_INSTANCE_HANDLE ha, hb;
+    PEERDIST_CONTENT_HANDLE ca, cb;
+    /* A only makes the content information; the one peer is the fake, honest but slow once. */
+    struct api_ci ci = seeded_peer(&a, base, data, &ha, &ca, &tag);
+    struct fake_peer slow;
+    fake_start(&slow, FAKE_SLOW_ONCE, ci.info, data);
+    char peers[64];
+    snprintf(peers, sizeof(peers), "127.0.0.1:%u", slow.port);
+    distributed_with_peers(&b, base + 1, peers);
+    DWORD ver;
+    ck_assert_uint_eq(PeerDistStartup(1, &hb, &ver), ERROR_SUCCESS);
+    cb = api_open_with_ci(hb, &tag, &ci);
+    static uint8_t buf[LEN];
+    /* Its first answer comes after the 2 s request timer: the block is asked for again, and
+     * every INFINITE read completes with the right bytes (the peer is the only one). */
+    for (uint64_t off = 0; off < LEN;) {
+        struct api_read r = block_read(hb, cb, off, sizeof(buf), buf, INFINITE);
+        ck_assert_msg(r.status == ERROR_SUCCESS, "read at %llu: %u", (unsigned long long)off,
+            (unsigned)r.status);
+        ck_assert_mem_eq(buf, data + off, r.bytes);
+        off += r.bytes;
+    }
+    ck_assert(td_log_contains(&b, "asked again before it is distrusted"));
+    ck_assert(!td_log_contains(&b, "distrusted for"));
+    PeerDistClientCloseContent(hb, cb);
+    PeerDistShutdown(hb);
+    PeerDistShutdown(ha);
+    fake_stop(&slow);
+    api_ci_free(&ci);
+    free(data);
+    ck_assert_int_eq(td_stop(&b), 0);
+    ck_assert_int_eq(td_stop(&a), 0);
+    td_cleanup(&a);
+    td_cleanup(&b);
+}
+END_TEST
+
+/* Two segments (32 MiB and 64 KiB): a read in the first starts the second's fetch too. */
+#define LEN2 (32 * 1024 * 1024 + 65536)
+
+START_TEST(read_ahead_next_segment)
+{
+    struct test_daemon a, b;
+    unsigned base = 16000 + (unsigned)(getpid() % 1000) * 2;
+    uint8_t *data = api_make_content(LEN2, 23);
+    PEERDIST_CONTENT_TAG tag = api_make_tag(7);
+    PEERDIST_INSTANCE_HANDLE ha, hb;
+    distributed(&a, base);
+    DWORD ver, acc;
+    ck_assert_uint_eq(PeerDistStartup(1, &ha, &ver), ERROR_SUCCESS);
+    struct api_ci ci = {0};
+    api_publish(ha, "two-segments", data, LEN2, PEERDIST_PUBLICATION_OPTIONS_VERSION_1, NULL, 0);
+    ci.bytes = api_get_ci(ha, "two-segments", 0, 0, NULL, &ci.len);
+    PEERDIST_CONTENT_HANDLE ca = api_open_with_ci(ha, &tag, &ci);
+    for (size_t off = 0; off < LEN2; off += 1 << 20) {
+        DWORD n = LEN2 - off < (1u << 20) ? (DWORD)(LEN2 - off) : 1u << 20;
+        ck_assert_uint_eq(api_add_data(ha, ca, off, data + off, n, &acc), ERROR_SUCCESS);
+    }
+    char peers[64];
+    snprintf(peers, sizeof(peers), "127.0.0.1:%u", base);
+    distributed_with_peers(&b, base + 1, peers);
+    ck_assert_uint_eq(PeerDistStartup(1, &hb, &ver), ERROR_SUCCESS);
+    PEERDIST_CONTENT_HANDLE cb = api_open_with_ci(hb, &tag, &ci);
+    static uint8_t buf[65536];
+    /* One block of the first segment, read from A. */
+    struct api_read r = block_read(hb, cb, 0, sizeof(buf), buf, INFINITE);
+    ck_assert_msg(r.status == ERROR_SUCCESS, "read from A: %u", (unsigned)r.status);
+    ck_assert_mem_eq(buf, data, r.bytes);
+    /* The first segment's fetch runs to its end, then the second segment's starts without a
+     * read there: its block comes into B's cache, and reads from there alone. */
+    bool there = false;
+    for (int i = 0; i < 600 && !there; i++) {
+        r = block_read(hb, cb, 32u << 20, sizeof(buf), buf, PEERDIST_READ_TIMEOUT_LOCAL_CACHE_ONLY);
+        there = r.status == ERROR_SUCCESS;
+        if (!there)
+            usleep(100 * 1000);
+    }
+    ck_assert_msg(there, "the next segment was not read ahead");
+    ck_assert_uint_eq(r.bytes, 65536);
+    ck_assert_mem_eq(buf, data + (32u << 20), 65536);
+    PeerDistClientCloseContent(hb, cb);
+    PeerDistShutdown(hb);
+    PeerDistShutdown(ha);
+    api_ci_free(&ci);
+    free(data);
+    ck_assert_int_eq(td_stop(&b), 0);
+    ck_assert_int_eq(td_stop(&a), 0);
+    td_cleanup(&a);
+    td_cleanup(&b);
+}
+END_TEST
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* a fake peer writing to a daemon that hung up */
@@ -491,6 +640,8 @@ int main(void)
     tcase_add_test(tc, hook_fetch_from_real_peer);
     tcase_add_test(tc, lying_peer_rejected);
     tcase_add_test(tc, silent_peer_timeout);
+    tcase_add_test(tc, slow_once_peer_not_distrusted);
+    tcase_add_test(tc, read_ahead_next_segment);
     suite_add_tcase(s, tc);
     return check_run(s);
 }

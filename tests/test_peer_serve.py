@@ -566,6 +566,31 @@ def run_checks(tmp, sock, port, conf, d, log_path):
                "-o", os.path.join(tmp, "v5.out")])
     UNUSED.append(segments(path5 + ".ci")[0]["id"])
 
+    # Bytes served unlimited are no debt for a limit set later (SIGHUP): 256 blocks (16 MiB)
+    # go out unlimited, then serve_rate_limit = 64K, and the next block is answered at once
+    # from the bucket's burst (one block), not after the 256 s the 16 MiB would take at 64K.
+    peer = Peer(port)
+    for i in range(256):
+        parse_response(peer.post(getblks(segs1[0]["id"], i % 4))[2])
+    peer.close()
+    with open(conf, "a") as f:
+        f.write("serve_rate_limit = 64K\n")
+    reload(d, log_path, "reload: serve_rate_limit")
+    peer = Peer(port)
+    peer.c.timeout = 30  # far under the debt's 256 s, far over one block at 64K
+    try:
+        r = parse_response(peer.post(getblks(segs1[0]["id"], 0))[2])
+        check(decrypt(segs1[0]["secret"], 1, r["iv"], r["block"]) == v1[:65536],
+              "the first block under a new limit is not the block")
+    except socket.timeout:
+        check(False, "the first block under a limit set by SIGHUP waited for the bytes served "
+                     "unlimited before (debt)")
+    peer.close()
+    with open(conf) as f:
+        lines = [l for l in f if not l.startswith("serve_rate_limit")]
+    with open(conf, "w") as f:
+        f.writelines(lines)
+
     # Over the limits: requests wait for serve_rate_limit, so they are active at once.
     with open(conf, "a") as f:
         f.write("serve_rate_limit = 512K\n")
