@@ -735,8 +735,8 @@ int main(int argc, char **argv)
            "adddata_client_cpu_s_per_gib=%.3f openssl_sha256_cpu_s_per_gib=%.3f "
            "write_fdatasync_cpu_s_per_gib=%.3f load1=%.2f",
         mib, reps, mb / pub, mb / sha, sha / pub, mb / wr, av.med, av.min, av.max, mb / add_base,
-        aq.med, aq.min, aq.max, ADD_DEPTH * (int)(CHUNK / MiB), mb / uds, uds_v[0],
-        uds_v[reps - 1], fl, p, sweep_keys, c_add_d, c_add_c, c_sha, c_wr, load[0]);
+        aq.med, aq.min, aq.max, ADD_DEPTH * (int)(CHUNK / MiB), mb / uds, uds_v[0], uds_v[reps - 1],
+        fl, p, sweep_keys, c_add_d, c_add_c, c_sha, c_wr, load[0]);
     for (int k = 0; k < nrt; k++)
         printf(" %s_mib_s=%.0f %s_ratio=%.3f %s_ratio_min=%.3f %s_ratio_max=%.3f", rt[k].key,
             rt[k].mib_s, rt[k].key, rt[k].med, rt[k].key, rt[k].min, rt[k].key, rt[k].max);

@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -254,13 +255,23 @@ int main(int argc, char **argv)
     event_base_dispatch(d.base);
     daemon_stop(&d);
     rc = 0;
-out:
-    /* Stopping already: a second TERM or INT while the rest shuts down must not kill it. */
-    signal(SIGTERM, SIG_IGN);
-    signal(SIGINT, SIG_IGN);
+out:;
+    /*
+     * Stopping already: a second TERM or INT while the rest shuts down must not kill it.
+     * Freeing a signal event puts back the disposition from before it was added (SIG_DFL),
+     * so SIG_IGN goes in after the events are freed, with the two held off meanwhile.
+     */
+    sigset_t stop_sigs, old_mask;
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGTERM);
+    sigaddset(&stop_sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_sigs, &old_mask);
     for (int i = 0; i < 3; i++)
         if (signals[i])
             event_free(signals[i]);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
     daemon_free(&d);
     if (rc == 0)
         log_info("stopped; database closed");

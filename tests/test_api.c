@@ -874,6 +874,32 @@ START_TEST(sigterm_with_flushes_in_flight)
 }
 END_TEST
 
+/*
+ * systemd (or an impatient admin) may send TERM again while the daemon shuts down: it must
+ * still finish closing the database and exit 0, never die of the signal's default action.
+ */
+START_TEST(sigterm_repeated_during_shutdown_exits_zero)
+{
+    PEERDIST_INSTANCE_HANDLE h = startup();
+    PeerDistShutdown(h);
+    pid_t pid = td.pid;
+    int status = 0;
+    pid_t got = 0;
+    for (int i = 0; i < 200000 && got == 0; i++) {
+        kill(pid, SIGTERM);
+        usleep(200);
+        got = waitpid(pid, &status, WNOHANG);
+    }
+    if (got == 0)
+        got = waitpid(pid, &status, 0);
+    td.pid = 0;
+    ck_assert_int_eq(got, pid);
+    ck_assert_msg(WIFEXITED(status), "peerdistd died of signal %d during shutdown",
+        WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+}
+END_TEST
+
 START_TEST(second_daemon_on_same_socket_refused)
 {
     struct test_daemon other = td;
@@ -919,6 +945,7 @@ int main(void)
     tcase_add_test(tc, client_that_never_reads_is_bounded);
     tcase_add_test(tc, sigterm_stops_cleanly);
     tcase_add_test(tc, sigterm_with_flushes_in_flight);
+    tcase_add_test(tc, sigterm_repeated_during_shutdown_exits_zero);
     tcase_add_test(tc, second_daemon_on_same_socket_refused);
     suite_add_tcase(s, tc);
     return check_run(s);

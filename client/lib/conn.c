@@ -74,7 +74,7 @@ struct pd_op {
     struct pd_multi *multi; /* async: one part of a split request, or NULL */
     struct pd_op *next;
     struct pd_op *anext, **aprev; /* async: the connection's list of them, for waiters */
-    int pass_fd; /* sync: a descriptor sent with the request (SCM_RIGHTS), or -1 */
+    int pass_fd;                  /* sync: a descriptor sent with the request (SCM_RIGHTS), or -1 */
 };
 
 /* One OVERLAPPED completed by several requests (a buffer larger than PD_MAX_CHUNK). */
