@@ -4,16 +4,21 @@
 # beside `openssl dgst -sha256` / `-sha512` over the same file in the same run, and reports
 # medians, throughput, the ratio to the baseline and peerdistctl's peak RSS, and a final
 # `SUMMARY hash_bench ...` line (medians, min, max, baselines, ratios). Builds nothing.
-# Usage: bench/hash-bench.sh [PEERDISTCTL]   env: RUNS (3), SIZE_MIB (1024), TMPDIR
+# Usage: bench/hash-bench.sh [PEERDISTCTL [OLD_PEERDISTCTL]]   env: RUNS (3), SIZE_MIB (1024),
+# TMPDIR. With OLD_PEERDISTCTL (another build, say of main), it is timed in the same runs too
+# and the SUMMARY line adds v1_old_ratio, v2_old_ratio (old / openssl) and v1_new_old,
+# v2_new_old (new / old time).
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PDCTL=${1:-$ROOT/build/client/peerdistctl}
+OLD=${2:-}
 RUNS=${RUNS:-3}
 SIZE_MIB=${SIZE_MIB:-1024}
 PASSPHRASE_HEX=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
 
 [ -x "$PDCTL" ] || { echo "hash-bench: no peerdistctl at $PDCTL (build first, or pass its path)" >&2; exit 2; }
+[ -z "$OLD" ] || [ -x "$OLD" ] || { echo "hash-bench: no peerdistctl at $OLD" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "hash-bench: /usr/bin/time is needed (apt-get install time)" >&2; exit 2; }
 command -v openssl >/dev/null || { echo "hash-bench: openssl is needed" >&2; exit 2; }
 
@@ -52,8 +57,10 @@ while [ "$i" -le "$RUNS" ]; do
     # Baseline and peerdist back to back in each run: the same moment of a shared machine.
     timed "$tmp/sha256" openssl dgst -sha256 "$tmp/content"
     timed "$tmp/v1" "$PDCTL" hash "$tmp/content" --version 1 --passphrase-hex "$PASSPHRASE_HEX" -o "$tmp/ci1"
+    [ -z "$OLD" ] || timed "$tmp/v1old" "$OLD" hash "$tmp/content" --version 1 --passphrase-hex "$PASSPHRASE_HEX" -o "$tmp/ci1old"
     timed "$tmp/sha512" openssl dgst -sha512 "$tmp/content"
     timed "$tmp/v2" "$PDCTL" hash "$tmp/content" --version 2 --passphrase-hex "$PASSPHRASE_HEX" -o "$tmp/ci2"
+    [ -z "$OLD" ] || timed "$tmp/v2old" "$OLD" hash "$tmp/content" --version 2 --passphrase-hex "$PASSPHRASE_HEX" -o "$tmp/ci2old"
     i=$((i + 1))
 done
 
@@ -70,15 +77,26 @@ echo "hash-bench: $SIZE_MIB MiB, $RUNS runs, medians; $(openssl version); load: 
 echo "commands: $PDCTL hash FILE --version 1|2 --passphrase-hex HEX -o OUT; openssl dgst -sha256|-sha512 FILE"
 report "V1" "$tmp/v1" "sha256 (dgst)" "$tmp/sha256"
 report "V2" "$tmp/v2" "sha512 (dgst)" "$tmp/sha512"
+if [ -n "$OLD" ]; then
+    echo "old: $OLD"
+    report "V1 old" "$tmp/v1old" "sha256 (dgst)" "$tmp/sha256"
+    report "V2 old" "$tmp/v2old" "sha512 (dgst)" "$tmp/sha512"
+    cmp -s "$tmp/ci1" "$tmp/ci1old" && cmp -s "$tmp/ci2" "$tmp/ci2old" ||
+        { echo "hash-bench: old and new content information differ" >&2; exit 1; }
+    echo "content information: old and new identical"
+fi
 runs() { # every run's seconds, in order
     awk '{ printf "%s%s", sep, $1; sep = " " } END { print "" }' "$1"
 }
 echo "runs (s): V1 $(runs "$tmp/v1") | sha256 $(runs "$tmp/sha256") | V2 $(runs "$tmp/v2") | sha512 $(runs "$tmp/sha512")"
 echo "user+sys (s): V1 $(cpu "$tmp/v1") | sha256 $(cpu "$tmp/sha256") | V2 $(cpu "$tmp/v2") | sha512 $(cpu "$tmp/sha512")"
+[ -z "$OLD" ] || echo "old runs (s): V1 $(runs "$tmp/v1old") | V2 $(runs "$tmp/v2old"); user+sys (s): V1 $(cpu "$tmp/v1old") | V2 $(cpu "$tmp/v2old")"
 echo "content information: V1 $(wc -c <"$tmp/ci1") bytes, V2 $(wc -c <"$tmp/ci2") bytes"
 # One machine-readable line: medians with min and max; each ratio is the median of the
 # per-run ratios (peerdist / the baseline timed just before it).
-paste "$tmp/v1" "$tmp/sha256" "$tmp/v2" "$tmp/sha512" | awk -v mib="$SIZE_MIB" -v runs="$RUNS" '
+[ -n "$OLD" ] || { : >"$tmp/v1old"; : >"$tmp/v2old"; }
+paste "$tmp/v1" "$tmp/sha256" "$tmp/v2" "$tmp/sha512" "$tmp/v1old" "$tmp/v2old" |
+    awk -v mib="$SIZE_MIB" -v runs="$RUNS" -v old="${OLD:+1}" -v cpus="$(nproc)" '
 function sortn(a, n,    i, j, t) {
     for (i = 2; i <= n; i++)
         for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
@@ -96,6 +114,8 @@ function stat(key, v, n,    i, c) {
     r1[n] = $1 / $5; r2[n] = $9 / $13
     t1[n] = mib / $1; t2[n] = mib / $9; b1[n] = mib / $5; b2[n] = mib / $13
     rss1[n] = $2; rss2[n] = $10
+    c1[n] = $3 + $4; c256[n] = $7 + $8; c2[n] = $11 + $12; c512[n] = $15 + $16
+    if (old) { o1[n] = $17 / $5; o2[n] = $21 / $13; no1[n] = $1 / $17; no2[n] = $9 / $21 }
 }
 END {
     line = "SUMMARY hash_bench size_mib=" mib " runs=" runs
@@ -104,5 +124,12 @@ END {
     stat("sha256_mib_s", b1, n); stat("sha512_mib_s", b2, n)
     stat("v1_s", v1, n); stat("sha256_s", s256, n); stat("v2_s", v2, n); stat("sha512_s", s512, n)
     stat("v1_rss_kib", rss1, n); stat("v2_rss_kib", rss2, n)
+    stat("v1_cpu_s", c1, n); stat("sha256_cpu_s", c256, n)
+    stat("v2_cpu_s", c2, n); stat("sha512_cpu_s", c512, n)
+    if (old) {
+        stat("v1_old_ratio", o1, n); stat("v2_old_ratio", o2, n)
+        stat("v1_new_old", no1, n); stat("v2_new_old", no2, n)
+    }
+    line = line sprintf(" cpus=%d", cpus)
     print line
 }'

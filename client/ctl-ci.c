@@ -141,10 +141,14 @@ static int ctl_hash_secret(const struct ctl_ctx *x, const struct ctl_hash_opts *
 }
 
 /*
- * Hashing runs on two threads joined by a ring of buffers: this one reads the file (and, for
- * V2, finds the segment ends with the cutter); a hashing thread feeds the generator. The read
- * copies and the V2 chunker's pass then cost no time beside the digest, which is the floor.
+ * Hashing runs on 1 + L threads joined by a ring of buffers: this one reads the file (and, for
+ * V2, finds the segment ends with the cutter); L hashing lanes (one per CPU, at most
+ * CTL_MAX_LANES) each go over every slot and compute every L-th digest (V1 blocks, V2
+ * segments: independent digests), so the digest itself, the floor, runs on every core. A slot
+ * is refilled once every lane is past it; ci_gen_finish_lanes puts the digests back in order.
  */
+#define CTL_MAX_LANES 4
+
 struct ctl_slot {
     uint8_t *buf;
     size_t len;
@@ -152,42 +156,64 @@ struct ctl_slot {
     size_t n_ends;
 };
 
+struct ctl_pipe;
+
+struct ctl_lane {
+    struct ctl_pipe *pp;
+    struct ci_gen *gen;
+    unsigned hashed; /* slots this lane is done with, modulo 2^32 */
+    pthread_t th;
+};
+
 struct ctl_pipe {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct ctl_slot slots[CTL_SLOTS];
-    unsigned filled, hashed; /* slots handed over and slots consumed, modulo 2^32 */
-    bool eof;                /* the reader hands over nothing more */
-    bool failed;             /* the hashing thread gave up: the reader stops */
-    struct ci_gen *gen;
-    bool cut; /* V2: slots carry ends */
+    unsigned filled; /* slots handed over, modulo 2^32 */
+    bool eof;        /* the reader hands over nothing more */
+    bool failed;     /* a hashing lane gave up: everybody stops */
+    bool cut;        /* V2: slots carry ends */
+    unsigned n_lanes;
+    struct ctl_lane lanes[CTL_MAX_LANES];
 };
 
 static void *ctl_hash_thread(void *arg)
 {
-    struct ctl_pipe *pp = arg;
+    struct ctl_lane *ln = arg;
+    struct ctl_pipe *pp = ln->pp;
 
     pthread_mutex_lock(&pp->mu);
     for (;;) {
-        while (pp->filled == pp->hashed && !pp->eof)
+        while (pp->filled == ln->hashed && !pp->eof && !pp->failed)
             pthread_cond_wait(&pp->cv, &pp->mu);
-        if (pp->filled == pp->hashed)
+        if (pp->filled == ln->hashed || pp->failed)
             break;
-        struct ctl_slot *sl = &pp->slots[pp->hashed % CTL_SLOTS];
+        struct ctl_slot *sl = &pp->slots[ln->hashed % CTL_SLOTS];
         pthread_mutex_unlock(&pp->mu);
-        int rc = pp->cut ? ci_gen_feed_cut(pp->gen, sl->buf, sl->len, sl->ends, sl->n_ends)
-                         : ci_gen_feed(pp->gen, sl->buf, sl->len);
+        int rc = pp->cut ? ci_gen_feed_cut(ln->gen, sl->buf, sl->len, sl->ends, sl->n_ends)
+                         : ci_gen_feed(ln->gen, sl->buf, sl->len);
         pthread_mutex_lock(&pp->mu);
         if (rc < 0) {
             pp->failed = true;
-            pthread_cond_signal(&pp->cv);
+            pthread_cond_broadcast(&pp->cv);
             break;
         }
-        pp->hashed++;
-        pthread_cond_signal(&pp->cv);
+        ln->hashed++;
+        pthread_cond_broadcast(&pp->cv);
     }
     pthread_mutex_unlock(&pp->mu);
     return NULL;
+}
+
+/* Slots the slowest lane has not finished; under the lock. */
+static unsigned ctl_pipe_busy(const struct ctl_pipe *pp)
+{
+    unsigned busy = 0;
+
+    for (unsigned i = 0; i < pp->n_lanes; i++)
+        if (pp->filled - pp->lanes[i].hashed > busy)
+            busy = pp->filled - pp->lanes[i].hashed;
+    return busy;
 }
 
 /* Fills a slot: whole CTL_READ_SIZE reads but at the end (pipes may give less per read). */
@@ -209,13 +235,13 @@ static ssize_t ctl_read_slot(int fd, uint8_t *buf)
     return (ssize_t)got;
 }
 
-/* The reading side; 0 when every byte went into a slot (the hashing thread may still fail). */
+/* The reading side; 0 when every byte went into a slot (a hashing lane may still fail). */
 static int ctl_hash_read(struct ctl_pipe *pp, int fd, const char *name, struct ci_cutter *cutter,
     struct ctl_progress *prog, uint64_t *done)
 {
     for (;;) {
         pthread_mutex_lock(&pp->mu);
-        while (pp->filled - pp->hashed == CTL_SLOTS && !pp->failed)
+        while (ctl_pipe_busy(pp) == CTL_SLOTS && !pp->failed)
             pthread_cond_wait(&pp->cv, &pp->mu);
         bool failed = pp->failed;
         pthread_mutex_unlock(&pp->mu);
@@ -235,24 +261,54 @@ static int ctl_hash_read(struct ctl_pipe *pp, int fd, const char *name, struct c
             sl->n_ends = ci_cutter_scan(cutter, sl->buf, sl->len, sl->ends);
         pthread_mutex_lock(&pp->mu);
         pp->filled++;
-        pthread_cond_signal(&pp->cv);
+        pthread_cond_broadcast(&pp->cv);
         pthread_mutex_unlock(&pp->mu);
         *done += (uint64_t)n;
         ctl_progress_update(prog, *done);
     }
 }
 
-/* Feeds the whole file to the generator; a progress line on a terminal for big files. */
-static int ctl_hash_feed(int fd, const char *name, struct ci_gen *gen, int version,
-    struct ctl_progress *prog, uint64_t *done)
+/* Hashing lanes: one per online CPU, 1 to CTL_MAX_LANES. */
+static unsigned ctl_hash_lanes(void)
 {
-    struct ctl_pipe pp = {.gen = gen, .cut = version == 2};
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+    return cpus < 1 ? 1 : cpus > CTL_MAX_LANES ? CTL_MAX_LANES : (unsigned)cpus;
+}
+
+/* Starts the lanes' threads; how many started (all, or the rest are not needed: failed). */
+static unsigned ctl_hash_start(struct ctl_pipe *pp)
+{
+    unsigned started = 0;
+
+    while (started < pp->n_lanes) {
+        struct ctl_lane *ln = &pp->lanes[started];
+
+        if (pthread_create(&ln->th, NULL, ctl_hash_thread, ln) != 0)
+            break;
+        started++;
+    }
+    return started;
+}
+
+/* Feeds the whole file to the lanes' generators, then assembles the content information; a
+ * progress line on a terminal for big files. */
+static int ctl_hash_feed(int fd, const char *name, const struct ci_secret *ks, int version,
+    struct ctl_progress *prog, uint64_t *done, struct ci_info **out)
+{
+    struct ctl_pipe pp = {.cut = version == 2, .n_lanes = ctl_hash_lanes()};
     struct ci_cutter *cutter = pp.cut ? ci_cutter_new() : NULL;
+    struct ci_gen *gens[CTL_MAX_LANES];
     struct stat st;
-    pthread_t th;
+    unsigned started = 0;
     int rc = -1;
     bool ok = !pp.cut || cutter;
 
+    for (unsigned i = 0; i < pp.n_lanes; i++) {
+        gens[i] = ci_gen_new_lane(version == 1 ? CI_VERSION_1 : CI_VERSION_2, ks, i, pp.n_lanes);
+        pp.lanes[i] = (struct ctl_lane){.pp = &pp, .gen = gens[i]};
+        ok = ok && gens[i];
+    }
     for (int i = 0; i < CTL_SLOTS; i++) {
         pp.slots[i].buf = malloc(CTL_READ_SIZE);
         pp.slots[i].ends = pp.cut ? malloc(CI_CUTTER_MAX_ENDS(CTL_READ_SIZE) * sizeof(size_t))
@@ -265,21 +321,23 @@ static int ctl_hash_feed(int fd, const char *name, struct ci_gen *gen, int versi
         (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL); /* a hint: cold files read ahead */
     pthread_mutex_init(&pp.mu, NULL);
     pthread_cond_init(&pp.cv, NULL);
-    if (ok && pthread_create(&th, NULL, ctl_hash_thread, &pp) == 0) {
+    if (ok && (started = ctl_hash_start(&pp)) == pp.n_lanes) {
         ctl_progress_start(prog, "hashing", regular ? (uint64_t)st.st_size : 0);
         rc = ctl_hash_read(&pp, fd, name, cutter, prog, done);
-        pthread_mutex_lock(&pp.mu);
-        pp.eof = true;
-        pthread_cond_signal(&pp.cv);
-        pthread_mutex_unlock(&pp.mu);
-        pthread_join(th, NULL);
-        if (rc == 0 && pp.failed) {
-            ctl_progress_clear(prog);
-            fprintf(stderr, "peerdistctl hash: hashing failed\n");
-            rc = -1;
-        }
     } else {
         fprintf(stderr, "peerdistctl hash: out of memory or threads\n");
+    }
+    pthread_mutex_lock(&pp.mu);
+    pp.eof = true;
+    pp.failed = pp.failed || started < pp.n_lanes; /* the lanes that did start stop now */
+    pthread_cond_broadcast(&pp.cv);
+    pthread_mutex_unlock(&pp.mu);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(pp.lanes[i].th, NULL);
+    if (rc == 0 && (pp.failed || ci_gen_finish_lanes(gens, pp.n_lanes, out) < 0)) {
+        ctl_progress_clear(prog);
+        fprintf(stderr, "peerdistctl hash: hashing failed\n");
+        rc = -1;
     }
     pthread_cond_destroy(&pp.cv);
     pthread_mutex_destroy(&pp.mu);
@@ -287,6 +345,8 @@ static int ctl_hash_feed(int fd, const char *name, struct ci_gen *gen, int versi
         free(pp.slots[i].buf);
         free(pp.slots[i].ends);
     }
+    for (unsigned i = 0; i < pp.n_lanes; i++)
+        ci_gen_free(gens[i]);
     ci_cutter_free(cutter);
     return rc;
 }
@@ -322,7 +382,6 @@ static int ctl_hash_run(const struct ctl_hash_opts *o, const struct ci_secret *k
 {
     bool is_stdin = strcmp(o->file, "-") == 0;
     int fd = is_stdin ? STDIN_FILENO : open(o->file, O_RDONLY | O_CLOEXEC);
-    struct ci_gen *gen = NULL;
     struct ci_info *full = NULL, *ranged = NULL;
     struct ctl_progress prog;
     uint64_t done = 0;
@@ -332,9 +391,7 @@ static int ctl_hash_run(const struct ctl_hash_opts *o, const struct ci_secret *k
         fprintf(stderr, "peerdistctl hash: %s: %s\n", o->file, strerror(errno));
         return CTL_EXIT_FAIL;
     }
-    gen = ci_gen_new(o->version == 1 ? CI_VERSION_1 : CI_VERSION_2, ks);
-    if (!gen || ctl_hash_feed(fd, o->file, gen, o->version, &prog, &done) < 0 ||
-        ci_gen_finish(gen, &full) < 0)
+    if (ctl_hash_feed(fd, o->file, ks, o->version, &prog, &done, &full) < 0)
         goto fail;
     if (o->ranged && ci_range(full, o->range_offset, o->range_length, &ranged) < 0) {
         fprintf(stderr,
@@ -349,7 +406,6 @@ static int ctl_hash_run(const struct ctl_hash_opts *o, const struct ci_secret *k
 fail:
     ci_info_free(ranged);
     ci_info_free(full);
-    ci_gen_free(gen);
     if (!is_stdin)
         close(fd);
     return rc;

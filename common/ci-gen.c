@@ -22,7 +22,17 @@ struct ci_gen {
     struct ci_chunker *chunker; /* V2 */
     uint32_t *imposed;          /* V2: imposed segment lengths, then content-defined cuts */
     size_t n_imposed, next_imposed;
+    /* Lanes (ci_gen_new_lane): this generator computes only the digests of the units (V1
+     * blocks, V2 segments) whose index modulo n_lanes is lane; 0 lanes means all of them. */
+    unsigned lane, n_lanes;
+    uint64_t unit; /* index of the current V1 block or V2 segment in the content */
 };
+
+/* Whether this generator computes the digest of the current unit. */
+static bool ci_gen_mine(const struct ci_gen *gen)
+{
+    return gen->n_lanes == 0 || gen->unit % gen->n_lanes == gen->lane;
+}
 
 static bool ci_gen_alg_fits(enum ci_version version, const struct ci_secret *ks)
 {
@@ -75,6 +85,21 @@ struct ci_gen *ci_gen_new_v2_imposed(const struct ci_secret *ks, const uint32_t 
     return gen;
 }
 
+struct ci_gen *ci_gen_new_lane(enum ci_version version, const struct ci_secret *ks, unsigned lane,
+    unsigned n_lanes)
+{
+    struct ci_gen *gen;
+
+    if (n_lanes == 0 || lane >= n_lanes)
+        return NULL;
+    gen = ci_gen_new(version, ks);
+    if (gen) {
+        gen->lane = lane;
+        gen->n_lanes = n_lanes;
+    }
+    return gen;
+}
+
 void ci_gen_free(struct ci_gen *gen)
 {
     if (!gen)
@@ -113,9 +138,19 @@ static int ci_v1_end_segment(struct ci_gen *gen)
     uint8_t hod[CI_MAX_DIGEST];
     struct ci_segment *seg;
 
-    if (ci_hash(gen->ks.alg, gen->hashes, bytes, hod) < 0)
+    if (gen->n_lanes) { /* a lane has only some block hashes: HoD and keys when assembled */
+        seg = ci_info_push(gen->info);
+        if (seg) {
+            seg->offset = gen->seg_start;
+            seg->length = gen->seg_len;
+            seg->block_size = CI_V1_BLOCK_SIZE;
+            gen->seg_start += gen->seg_len;
+        }
+    } else if (ci_hash(gen->ks.alg, gen->hashes, bytes, hod) < 0) {
         return -1;
-    seg = ci_gen_close_segment(gen, hod, gen->seg_len, CI_V1_BLOCK_SIZE);
+    } else {
+        seg = ci_gen_close_segment(gen, hod, gen->seg_len, CI_V1_BLOCK_SIZE);
+    }
     if (!seg || !(seg->block_hashes = malloc(bytes)))
         return -1;
     memcpy(seg->block_hashes, gen->hashes, bytes);
@@ -127,8 +162,13 @@ static int ci_v1_end_segment(struct ci_gen *gen)
 
 static int ci_v1_end_block(struct ci_gen *gen)
 {
-    if (!EVP_DigestFinal_ex(gen->ctx, gen->hashes + (size_t)gen->seg_blocks * gen->ks.len, NULL))
+    uint8_t *slot = gen->hashes + (size_t)gen->seg_blocks * gen->ks.len;
+
+    if (!ci_gen_mine(gen))
+        memset(slot, 0, gen->ks.len); /* another lane's */
+    else if (!EVP_DigestFinal_ex(gen->ctx, slot, NULL))
         return -1;
+    gen->unit++;
     gen->seg_blocks++;
     gen->seg_len += gen->fill;
     gen->fill = 0;
@@ -141,10 +181,11 @@ static int ci_v1_feed(struct ci_gen *gen, const uint8_t *p, size_t len)
 {
     while (len > 0) {
         size_t n = CI_V1_BLOCK_SIZE - gen->fill < len ? CI_V1_BLOCK_SIZE - gen->fill : len;
+        bool mine = ci_gen_mine(gen);
 
-        if (gen->fill == 0 && !EVP_DigestInit_ex(gen->ctx, ci_alg_md(gen->ks.alg), NULL))
+        if (mine && gen->fill == 0 && !EVP_DigestInit_ex(gen->ctx, ci_alg_md(gen->ks.alg), NULL))
             return -1;
-        if (!EVP_DigestUpdate(gen->ctx, p, n))
+        if (mine && !EVP_DigestUpdate(gen->ctx, p, n))
             return -1;
         gen->fill += (uint32_t)n;
         p += n;
@@ -161,9 +202,20 @@ static int ci_v2_end_segment(struct ci_gen *gen)
     uint8_t full[EVP_MAX_MD_SIZE];
     uint32_t length = gen->fill;
 
-    if (!EVP_DigestFinal_ex(gen->ctx, full, NULL) ||
-        !ci_gen_close_segment(gen, full, length, length))
+    if (!ci_gen_mine(gen)) { /* another lane's: only where it lies */
+        struct ci_segment *seg = ci_info_push(gen->info);
+
+        if (!seg)
+            return -1;
+        seg->offset = gen->seg_start;
+        seg->length = length;
+        seg->block_size = length;
+        gen->seg_start += length;
+    } else if (!EVP_DigestFinal_ex(gen->ctx, full, NULL) ||
+        !ci_gen_close_segment(gen, full, length, length)) {
         return -1;
+    }
+    gen->unit++;
     gen->fill = 0;
     if (gen->next_imposed < gen->n_imposed)
         gen->next_imposed++;
@@ -185,13 +237,13 @@ static size_t ci_v2_next_cut(struct ci_gen *gen, const uint8_t *p, size_t len, b
 static int ci_v2_feed(struct ci_gen *gen, const uint8_t *p, size_t len)
 {
     while (len > 0) {
-        bool cut;
+        bool cut, mine = ci_gen_mine(gen);
         size_t n;
 
-        if (gen->fill == 0 && !EVP_DigestInit_ex(gen->ctx, ci_alg_md(gen->ks.alg), NULL))
+        if (mine && gen->fill == 0 && !EVP_DigestInit_ex(gen->ctx, ci_alg_md(gen->ks.alg), NULL))
             return -1;
         n = ci_v2_next_cut(gen, p, len, &cut);
-        if (!EVP_DigestUpdate(gen->ctx, p, n))
+        if (mine && !EVP_DigestUpdate(gen->ctx, p, n))
             return -1;
         gen->fill += (uint32_t)n;
         p += n;
@@ -209,6 +261,10 @@ static int ci_v2_hash(struct ci_gen *gen, const uint8_t *p, size_t len)
         return 0;
     if (len > CI_V2_PARSE_SEGMENT_MAX - gen->fill)
         return -1; /* ends too far apart: not a cutter's */
+    if (!ci_gen_mine(gen)) {
+        gen->fill += (uint32_t)len;
+        return 0;
+    }
     if (gen->fill == 0 && !EVP_DigestInit_ex(gen->ctx, ci_alg_md(gen->ks.alg), NULL))
         return -1;
     if (!EVP_DigestUpdate(gen->ctx, p, len))
@@ -267,6 +323,8 @@ static int ci_gen_flush(struct ci_gen *gen)
 int ci_gen_finish(struct ci_gen *gen, struct ci_info **out)
 {
     *out = NULL;
+    if (gen->n_lanes)
+        return -1; /* ci_gen_finish_lanes */
     if (gen->broken || !gen->info || ci_gen_flush(gen) < 0) {
         gen->broken = true;
         return -1;
@@ -275,4 +333,76 @@ int ci_gen_finish(struct ci_gen *gen, struct ci_info **out)
     *out = gen->info;
     gen->info = NULL;
     return 0;
+}
+
+/* Segment k of the assembled V2 content comes whole from lane k % n. */
+static int ci_lanes_v2(struct ci_gen **lanes, size_t n, struct ci_info *ci)
+{
+    for (size_t k = 0; k < ci->n_segments; k++) {
+        const struct ci_segment *src = &lanes[k % n]->info->segments[k];
+
+        memcpy(ci->segments[k].hod, src->hod, sizeof(src->hod));
+        memcpy(ci->segments[k].secret, src->secret, sizeof(src->secret));
+        memcpy(ci->segments[k].id, src->id, sizeof(src->id));
+    }
+    return 0;
+}
+
+/* V1 block b of the content (all segments but the last hold 512) comes from lane b % n; HoD
+ * and the keys follow from the assembled list. */
+static int ci_lanes_v1(struct ci_gen **lanes, size_t n, struct ci_info *ci,
+    const struct ci_secret *ks)
+{
+    for (size_t k = 0; k < ci->n_segments; k++) {
+        struct ci_segment *seg = &ci->segments[k];
+
+        for (uint32_t b = 0; b < seg->n_blocks; b++) {
+            uint64_t unit = (uint64_t)k * CI_V1_BLOCKS_PER_SEGMENT + b;
+            const struct ci_segment *src = &lanes[unit % n]->info->segments[k];
+
+            if (unit % n != 0) /* lane 0's are in place */
+                memcpy(seg->block_hashes + (size_t)b * ks->len,
+                    src->block_hashes + (size_t)b * ks->len, ks->len);
+        }
+        if (ci_hash(ks->alg, seg->block_hashes, (size_t)seg->n_blocks * ks->len, seg->hod) < 0 ||
+            ci_segment_keys(ks, seg) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int ci_gen_finish_lanes(struct ci_gen **lanes, size_t n, struct ci_info **out)
+{
+    struct ci_info *ci;
+    int rc;
+
+    *out = NULL;
+    if (n == 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        struct ci_gen *g = lanes[i];
+
+        if (g->n_lanes != n || g->lane != i || g->version != lanes[0]->version || g->broken ||
+            !g->info || ci_gen_flush(g) < 0)
+            goto broken;
+        if (g->info->n_segments != lanes[0]->info->n_segments)
+            goto broken;
+        for (size_t k = 0; k < g->info->n_segments; k++)
+            if (g->info->segments[k].offset != lanes[0]->info->segments[k].offset ||
+                g->info->segments[k].length != lanes[0]->info->segments[k].length)
+                goto broken; /* fed different bytes or ends */
+    }
+    ci = lanes[0]->info;
+    rc = ci->version == CI_VERSION_1 ? ci_lanes_v1(lanes, n, ci, &lanes[0]->ks)
+                                     : ci_lanes_v2(lanes, n, ci);
+    if (rc < 0)
+        goto broken;
+    ci_info_set_whole(ci);
+    *out = ci;
+    lanes[0]->info = NULL;
+    return 0;
+broken:
+    for (size_t i = 0; i < n; i++)
+        lanes[i]->broken = true;
+    return -1;
 }

@@ -149,8 +149,21 @@ size_t ci_cutter_scan(struct ci_cutter *cut, const void *data, size_t len, size_
  * -1 (and the generator refuses to finish) on ends out of order or out of the bytes. */
 int ci_gen_feed_cut(struct ci_gen *gen, const void *data, size_t len, const size_t *ends,
     size_t n_ends);
-/* Whole-content information of everything fed; the generator is spent afterwards. */
+/* Whole-content information of everything fed; the generator is spent afterwards. Refused
+ * (-1) for a lane: lanes finish together. */
 int ci_gen_finish(struct ci_gen *gen, struct ci_info **out);
+
+/* The digests split across threads: n_lanes generators (lane 0 .. n_lanes-1), each on its
+ * own thread, are all fed the same bytes (V2 through ci_gen_feed_cut with the same ends, or
+ * ci_gen_feed), and each computes only every n_lanes-th digest: V1 blocks b with b % n_lanes
+ * == lane, V2 segments k with k % n_lanes == lane (HoD, Kp and HoHoDk). The rest of the
+ * bytes are only counted. ci_gen_finish_lanes(lanes in lane order) then assembles what one
+ * generator would have given, byte for byte (V1 HoDs and keys are computed there: one
+ * hash of the block list per 32 MiB); lane 0 is spent, all may be freed. -1 if the lanes
+ * were not fed alike or a feed failed. */
+struct ci_gen *ci_gen_new_lane(enum ci_version version, const struct ci_secret *ks, unsigned lane,
+    unsigned n_lanes);
+int ci_gen_finish_lanes(struct ci_gen **lanes, size_t n_lanes, struct ci_info **out);
 void ci_gen_free(struct ci_gen *gen);
 
 /* --- parsing ------------------------------------------------------------------------------ */

@@ -795,6 +795,20 @@ static void assert_same_wire(const struct ci_info *a, const struct ci_info *b)
     free(wb);
 }
 
+static bool wire_equal(const struct ci_info *a, const struct ci_info *b)
+{
+    uint8_t *wa, *wb;
+    size_t la, lb;
+    bool same;
+
+    ck_assert_int_eq(ci_serialize(a, &wa, &la), 0);
+    ck_assert_int_eq(ci_serialize(b, &wb, &lb), 0);
+    same = la == lb && memcmp(wa, wb, la) == 0;
+    free(wa);
+    free(wb);
+    return same;
+}
+
 #define CUT_TEST_SIZE (3u * MIB)
 
 /* The cutter + feed_cut path gives byte for byte what ci_gen_feed gives: at every length
@@ -869,6 +883,148 @@ START_TEST(test_v2_feed_cut_refuses)
 END_TEST
 
 /* --- malformed input ------------------------------------------------------------------------ */
+
+/* Content information from n_lanes lane generators fed the same pieces (V2 through one
+ * cutter's ends when `cut`, else ci_gen_feed), finished together: `peerdistctl hash`'s path.
+ * The lanes are fed one after the other here; threads only change when. */
+static struct ci_info *generate_lanes(enum ci_version version, const uint8_t *data, size_t len,
+    size_t piece, unsigned n_lanes, bool cut)
+{
+    struct ci_secret ks = secret_for(
+        version == CI_VERSION_1 ? CI_HASH_SHA256 : CI_HASH_SHA512_TRUNC);
+    struct ci_cutter *cutter = cut ? ci_cutter_new() : NULL;
+    struct ci_gen *lanes[4];
+    size_t *ends = malloc(CI_CUTTER_MAX_ENDS(piece) * sizeof(*ends));
+    struct ci_info *ci, *refused;
+
+    ck_assert(n_lanes <= 4 && ends && (!cut || cutter));
+    for (unsigned i = 0; i < n_lanes; i++)
+        ck_assert((lanes[i] = ci_gen_new_lane(version, &ks, i, n_lanes)) != NULL);
+    for (size_t off = 0; off < len; off += piece) {
+        size_t n = len - off < piece ? len - off : piece;
+        size_t n_ends = cut ? ci_cutter_scan(cutter, data + off, n, ends) : 0;
+
+        for (unsigned i = 0; i < n_lanes; i++)
+            ck_assert_int_eq(cut ? ci_gen_feed_cut(lanes[i], data + off, n, ends, n_ends)
+                                 : ci_gen_feed(lanes[i], data + off, n),
+                0);
+    }
+    ck_assert_int_eq(ci_gen_finish(lanes[0], &refused), -1); /* lanes finish together */
+    ck_assert(refused == NULL);
+    ck_assert_int_eq(ci_gen_finish_lanes(lanes, n_lanes, &ci), 0);
+    for (unsigned i = 0; i < n_lanes; i++)
+        ci_gen_free(lanes[i]);
+    ci_cutter_free(cutter);
+    free(ends);
+    return ci;
+}
+
+/* Every lane count and feed gives what one generator gives, byte for byte. */
+static void check_lanes(enum ci_version version, const uint8_t *data, size_t len)
+{
+    struct ci_secret ks = secret_for(
+        version == CI_VERSION_1 ? CI_HASH_SHA256 : CI_HASH_SHA512_TRUNC);
+    struct ci_info *ref = generate(ci_gen_new(version, &ks), data, len, FEED_PIECE);
+    static const size_t pieces[] = {FEED_PIECE, 4099, 65536};
+
+    for (unsigned n = 1; n <= 3; n++)
+        for (size_t p = 0; p < sizeof(pieces) / sizeof(pieces[0]); p++)
+            for (int cut = 0; cut <= (version == CI_VERSION_2); cut++) {
+                struct ci_info *got = generate_lanes(version, data, len, pieces[p], n, cut);
+
+                if (!wire_equal(ref, got))
+                    ck_abort_msg("V%d, %zu bytes, %u lanes, pieces of %zu%s: differs", version, len,
+                        n, pieces[p], cut ? ", cut" : "");
+                ci_info_free(got);
+            }
+    ci_info_free(ref);
+}
+
+/* V2 lanes: empty content, one byte, one segment, then lengths ending at (and one byte
+ * around) the ends of segments 1 to 8, so odd and even counts for 2 and 3 lanes. */
+START_TEST(test_v2_lanes_same_as_gen)
+{
+    struct ci_secret ks = secret_for(CI_HASH_SHA512_TRUNC);
+    uint8_t *data = malloc(CUT_TEST_SIZE);
+    struct ci_info *whole;
+
+    pseudo_random(data, CUT_TEST_SIZE, 0x1a7e);
+    memset(data + MIB, 0, MIB / 2); /* forced cuts at CI_V2_SEGMENT_MAX */
+    check_lanes(CI_VERSION_2, data, 0);
+    check_lanes(CI_VERSION_2, data, 1);
+    check_lanes(CI_VERSION_2, data, CI_V2_SEGMENT_MIN);
+    whole = generate(ci_gen_new(CI_VERSION_2, &ks), data, CUT_TEST_SIZE, FEED_PIECE);
+    ck_assert_uint_gt(whole->n_segments, 12);
+    for (size_t i = 0; i < 8; i++) {
+        size_t end = (size_t)(whole->segments[i].offset + whole->segments[i].length);
+
+        check_lanes(CI_VERSION_2, data, end);
+        if (i % 3 == 0) {
+            check_lanes(CI_VERSION_2, data, end - 1);
+            check_lanes(CI_VERSION_2, data, end + 1);
+        }
+    }
+    check_lanes(CI_VERSION_2, data, CUT_TEST_SIZE); /* the long zero run, and slots apart */
+    ci_info_free(whole);
+    free(data);
+}
+END_TEST
+
+/* V1 lanes split blocks: empty, one byte, one block, odd and even block counts, one whole
+ * segment, and one more block or byte beyond it (the second segment on another lane). */
+START_TEST(test_v1_lanes_same_as_gen)
+{
+    static const size_t lens[] = {0, 1, CI_V1_BLOCK_SIZE, CI_V1_BLOCK_SIZE + 1,
+        3 * CI_V1_BLOCK_SIZE, 4 * CI_V1_BLOCK_SIZE - 1, CI_V1_SEGMENT_SIZE, CI_V1_SEGMENT_SIZE + 1,
+        CI_V1_SEGMENT_SIZE + 3 * CI_V1_BLOCK_SIZE + 7};
+    size_t max = lens[sizeof(lens) / sizeof(lens[0]) - 1];
+    uint8_t *data = malloc(max);
+
+    ck_assert(data != NULL);
+    pseudo_random(data, max, 0xb10c);
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+        check_lanes(CI_VERSION_1, data, lens[i]);
+    free(data);
+}
+END_TEST
+
+/* Lanes fed different bytes, given in the wrong order or with a failed feed do not finish. */
+START_TEST(test_lanes_refuse)
+{
+    struct ci_secret ks = secret_for(CI_HASH_SHA512_TRUNC);
+    static const uint8_t data[3 * CI_V2_SEGMENT_MIN];
+    const size_t ends[] = {CI_V2_SEGMENT_MIN, 2 * CI_V2_SEGMENT_MIN}, bad[] = {0};
+    struct ci_gen *l[2];
+    struct ci_info *ci;
+
+    ck_assert(ci_gen_new_lane(CI_VERSION_2, &ks, 2, 2) == NULL);
+    ck_assert(ci_gen_new_lane(CI_VERSION_2, &ks, 0, 0) == NULL);
+    ck_assert_int_eq(ci_gen_finish_lanes(l, 0, &ci), -1);
+    /* Different ends. */
+    l[0] = ci_gen_new_lane(CI_VERSION_2, &ks, 0, 2);
+    l[1] = ci_gen_new_lane(CI_VERSION_2, &ks, 1, 2);
+    ck_assert_int_eq(ci_gen_feed_cut(l[0], data, sizeof(data), ends, 2), 0);
+    ck_assert_int_eq(ci_gen_feed_cut(l[1], data, sizeof(data), ends, 1), 0);
+    ck_assert_int_eq(ci_gen_finish_lanes(l, 2, &ci), -1);
+    ck_assert(ci == NULL);
+    ci_gen_free(l[0]);
+    ci_gen_free(l[1]);
+    /* Out of order. */
+    l[1] = ci_gen_new_lane(CI_VERSION_2, &ks, 0, 2);
+    l[0] = ci_gen_new_lane(CI_VERSION_2, &ks, 1, 2);
+    ck_assert_int_eq(ci_gen_finish_lanes(l, 2, &ci), -1);
+    ci_gen_free(l[0]);
+    ci_gen_free(l[1]);
+    /* A refused feed on one lane. */
+    l[0] = ci_gen_new_lane(CI_VERSION_2, &ks, 0, 2);
+    l[1] = ci_gen_new_lane(CI_VERSION_2, &ks, 1, 2);
+    ck_assert_int_eq(ci_gen_feed_cut(l[0], data, sizeof(data), ends, 2), 0);
+    ck_assert_int_eq(ci_gen_feed_cut(l[1], data, sizeof(data), bad, 1), -1);
+    ck_assert_int_eq(ci_gen_finish_lanes(l, 2, &ci), -1);
+    ci_gen_free(l[0]);
+    ci_gen_free(l[1]);
+}
+END_TEST
 
 #define APPEND SIZE_MAX
 #define ANY_OFFSET SIZE_MAX
@@ -1231,6 +1387,9 @@ static Suite *contentinfo_suite(void)
     tcase_add_test(gen, test_v2_chunking);
     tcase_add_test(gen, test_v2_cutter_same_as_gen);
     tcase_add_test(gen, test_v2_feed_cut_refuses);
+    tcase_add_test(gen, test_v2_lanes_same_as_gen);
+    tcase_add_test(gen, test_v1_lanes_same_as_gen);
+    tcase_add_test(gen, test_lanes_refuse);
     tcase_add_loop_test(bad, test_mutations, 0, n_mut);
     tcase_add_test(bad, test_mutation_ranges);
     tcase_add_loop_test(bad, test_truncations, 0, (int)N_VECTORS);
