@@ -8,7 +8,6 @@
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -56,11 +55,6 @@ static uint8_t *content_make(size_t len, uint8_t **ci, size_t *cilen)
 
 static void teardown(void)
 {
-    if (getenv("BACKLOG_DUMP")) {
-        char cmd[600];
-        snprintf(cmd, sizeof(cmd), "tail -20 %s >&2", td.log);
-        (void)!system(cmd);
-    }
     ck_assert_int_eq(td_stop(&td), 0);
     td_cleanup(&td);
 }
