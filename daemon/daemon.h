@@ -168,6 +168,10 @@ struct daemon {
     struct event *write_ev;   /* writes queued replies once the loop has read what is ready */
     struct event *reap_ev;    /* runs closed connections' hooks outside any handler */
     struct event *backlog_ev; /* next turn of connections with frames waiting, after polling */
+    /* The last large frame's buffer, kept for the next one: a fresh one would be paged in
+     * (and given back to the system) for every frame. */
+    uint8_t *big_spare;
+    size_t big_spare_size;
     TAILQ_HEAD(, conn) to_write;
     TAILQ_HEAD(, conn) backlog;
     TAILQ_HEAD(, conn) conns;

@@ -40,6 +40,7 @@
 #define REFUSED_FRAME_MAX 4096
 
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
+static void big_put(struct daemon *d, uint8_t *b, size_t n);
 
 static uint64_t now_ms(void)
 {
@@ -256,7 +257,8 @@ void conn_close(struct conn *c, const char *why)
         c->shm_size = 0;
     }
     conn_count_out(c); /* gives back every unread reply */
-    free(c->big);
+    if (c->big)
+        big_put(d, c->big, c->in_charged);
     c->big = NULL;
     if (c->in_charged)
         budget_give(c, c->in_charged);
@@ -591,9 +593,34 @@ static void backlog_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* A buffer for a large frame of n bytes: the spare one if it is big enough. */
+static uint8_t *big_alloc(struct daemon *d, size_t n)
+{
+    if (d->big_spare && d->big_spare_size >= n) {
+        uint8_t *b = d->big_spare;
+        d->big_spare = NULL;
+        return b;
+    }
+    return malloc(n);
+}
+
+/* Keeps the largest buffer as the spare (at most one frame, FRAME_MAX_PAYLOAD), frees the other. */
+static void big_put(struct daemon *d, uint8_t *b, size_t n)
+{
+    if (d->big_spare && d->big_spare_size >= n) {
+        free(b);
+        return;
+    }
+    free(d->big_spare);
+    d->big_spare = b;
+    d->big_spare_size = n;
+}
+
 static void big_free(const void *data, size_t len, void *arg)
 {
-    free((void *)data);
+    struct conn *c = arg;
+    big_put(c->d, (uint8_t *)data, len);
+    conn_unref(c);
 }
 
 /* The large frame read into c->big is all in: the input buffer takes it as one chunk. */
@@ -601,7 +628,9 @@ static void conn_big_whole(struct conn *c)
 {
     uint8_t *big = c->big;
     c->big = NULL;
-    if (evbuffer_add_reference(c->in, big, c->in_charged, big_free, NULL) != 0) {
+    c->refs++; /* big_free's, which gives the buffer back to c->d */
+    if (evbuffer_add_reference(c->in, big, c->in_charged, big_free, c) != 0) {
+        c->refs--;
         free(big);
         conn_close(c, "out of memory reading a large frame");
     }
@@ -624,7 +653,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
      * (evbuffer_pullup of a single chunk). */
     size_t have = evbuffer_get_length(c->in);
     if (!c->big && c->in_charged > have && c->in_charged - have > READ_CHUNK &&
-        (c->big = malloc(c->in_charged)) != NULL) {
+        (c->big = big_alloc(c->d, c->in_charged)) != NULL) {
         c->big_have = (size_t)evbuffer_remove(c->in, c->big, have); /* all of it this frame's */
     }
     bool room;
@@ -1167,6 +1196,8 @@ void server_free(struct daemon *d)
     if (d->backlog_ev)
         event_free(d->backlog_ev);
     d->write_ev = d->reap_ev = d->accept_retry_ev = d->backlog_ev = NULL;
+    free(d->big_spare);
+    d->big_spare = NULL;
     budget_free(d->budget); /* last: the modules gave back what they held as they closed */
     d->budget = NULL;
 }
