@@ -26,7 +26,12 @@
 #include "store.h"
 
 /* Per-connection limits; see proto/README.md. */
-#define CONN_MAX_OUTPUT_BYTES (8u * 1024 * 1024) /* stop reading a client that does not read */
+/*
+ * A connection's queued reply bytes past which its next requests are not read until they are
+ * written: a client that does not read, or one whose 1 MiB in-frame reads pile up, holds at
+ * most this (plus the replies of requests already taken) in the daemon.
+ */
+#define CONN_MAX_OUTPUT_BYTES (4u * 1024 * 1024)
 #define CONN_MAX_CONTENT_HANDLES 4096
 /* Close hooks a daemon holds (one per module that keeps per-connection state). */
 #define SERVER_MAX_CLOSE_HOOKS 8
@@ -48,8 +53,13 @@
  * and is handled, or, past the share, read and dropped and answered ERROR_NOT_ENOUGH_MEMORY.
  */
 #define SERVER_SMALL_FRAME (64u * 1024)
-/* Frames one connection has handled before the loop turns to the others (and reads it again). */
+/*
+ * One connection's turn: the loop turns to the others (and reads it again later) once it has
+ * handled this many frames, or request and reply bytes of this many (a 1 MiB AddData or
+ * in-frame read ends its turn: the small calls of other connections go between big ones).
+ */
 #define SERVER_FRAMES_PER_TURN 64
+#define SERVER_BYTES_PER_TURN (256u * 1024)
 /*
  * Descriptors (SCM_RIGHTS) a connection may have in flight with bytes not yet handled as a
  * frame; more are closed as they come. Only ShmAttachRequest takes one; any other is closed
@@ -89,6 +99,8 @@ struct conn {
     /* Counted against the memory budget (budget.h): */
     size_t out_charged; /* bytes of out */
     size_t in_charged;  /* the large frame at the head of in, while it arrives and is handled */
+    uint8_t *big;       /* that frame while it arrives, read straight into a buffer of its size */
+    size_t big_have;    /* its bytes in big so far */
     /* A large frame refused for memory: bytes still to drop, and its first bytes (its id). */
     size_t discard;
     uint8_t discard_head[FRAME_HEADER_SIZE + 11];
@@ -156,6 +168,10 @@ struct daemon {
     struct event *write_ev;   /* writes queued replies once the loop has read what is ready */
     struct event *reap_ev;    /* runs closed connections' hooks outside any handler */
     struct event *backlog_ev; /* next turn of connections with frames waiting, after polling */
+    /* The last large frame's buffer, kept for the next one: a fresh one would be paged in
+     * (and given back to the system) for every frame. */
+    uint8_t *big_spare;
+    size_t big_spare_size;
     TAILQ_HEAD(, conn) to_write;
     TAILQ_HEAD(, conn) backlog;
     TAILQ_HEAD(, conn) conns;

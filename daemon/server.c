@@ -40,6 +40,7 @@
 #define REFUSED_FRAME_MAX 4096
 
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
+static void big_put(struct daemon *d, uint8_t *b, size_t n);
 
 static uint64_t now_ms(void)
 {
@@ -256,6 +257,9 @@ void conn_close(struct conn *c, const char *why)
         c->shm_size = 0;
     }
     conn_count_out(c); /* gives back every unread reply */
+    if (c->big)
+        big_put(d, c->big, c->in_charged);
+    c->big = NULL;
     if (c->in_charged)
         budget_give(c, c->in_charged);
     c->in_charged = 0;
@@ -330,7 +334,7 @@ void conn_commit(struct conn *c, uint8_t *frame, size_t n)
         TAILQ_INSERT_TAIL(&c->d->to_write, c, write_link);
         event_active(c->d->write_ev, EV_TIMEOUT, 0);
     }
-    /* A client not reading its replies: stop reading its requests, at 8 MiB of them, or once
+    /* A client not reading its replies: stop reading its requests, at 4 MiB of them, or once
      * its uid holds more than its share of the memory budget. */
     if (!c->read_paused && evbuffer_get_length(c->out) > CONN_MAX_OUTPUT_BYTES)
         conn_pause_reading(c, false);
@@ -488,9 +492,14 @@ static bool conn_admit_frame(struct conn *c, size_t frame_len)
     return true;
 }
 
-/* Decodes and handles the whole frame of frame_len bytes at the head of the input. */
-static void conn_handle_frame(struct conn *c, uint32_t payload_len, size_t frame_len)
+/*
+ * Decodes and handles the whole frame of frame_len bytes at the head of the input. Returns its
+ * cost for the turn's byte budget beyond the replies it queues: its bytes, plus those a read into
+ * the shared region copies on the loop.
+ */
+static size_t conn_handle_frame(struct conn *c, uint32_t payload_len, size_t frame_len)
 {
+    size_t cost = frame_len;
     uint64_t lo = c->in_total - evbuffer_get_length(c->in);
     rx_fds_for_frame(c, lo, lo + frame_len);
     const uint8_t *p = evbuffer_pullup(c->in, (ev_ssize_t)frame_len);
@@ -508,6 +517,8 @@ static void conn_handle_frame(struct conn *c, uint32_t payload_len, size_t frame
     } else if (c->refused) {
         conn_refuse_request(c, req);
     } else {
+        if (req->body_case == PEERDIST__REQUEST__BODY_READ && req->read && req->read->shm)
+            cost += req->read->max_bytes < SERVER_SHM_MAX ? req->read->max_bytes : SERVER_SHM_MAX;
         c->d->on_request(c, req);
     }
     rx_fds_frame_done(c);
@@ -521,17 +532,22 @@ static void conn_handle_frame(struct conn *c, uint32_t payload_len, size_t frame
         event_free(c->hello_ev);
         c->hello_ev = NULL;
     }
+    return cost;
 }
 
 /*
- * Takes whole frames off the input buffer, a turn's worth (SERVER_FRAMES_PER_TURN): with more
- * waiting, c is backlogged for another turn once the loop has polled, so one client's pipeline
- * of cheap requests never holds up the others. A bad frame closes this connection only.
+ * Takes whole frames off the input buffer, a turn's worth (SERVER_FRAMES_PER_TURN frames or
+ * SERVER_BYTES_PER_TURN bytes of requests and replies): with more waiting, c is backlogged for
+ * another turn once the loop has polled, so one client's pipeline of requests, cheap or big,
+ * never holds up the others. A bad frame closes this connection only.
  */
 static void conn_process_input(struct conn *c)
 {
+    size_t out0 = evbuffer_get_length(c->out), bytes = 0;
     for (unsigned turn = 0; c->fd >= 0 && !c->read_paused && !c->close_after_write; turn++) {
-        if (turn == SERVER_FRAMES_PER_TURN) {
+        size_t out = c->fd >= 0 ? evbuffer_get_length(c->out) : 0;
+        if (turn == SERVER_FRAMES_PER_TURN ||
+            bytes + (out > out0 ? out - out0 : 0) >= SERVER_BYTES_PER_TURN) {
             conn_next_turn(c);
             break;
         }
@@ -557,7 +573,7 @@ static void conn_process_input(struct conn *c)
             continue;
         if (evbuffer_get_length(c->in) < frame_len)
             break;
-        conn_handle_frame(c, payload_len, frame_len);
+        bytes += conn_handle_frame(c, payload_len, frame_len);
     }
 }
 
@@ -577,6 +593,49 @@ static void backlog_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* A buffer for a large frame of n bytes: the spare one if it is big enough. */
+static uint8_t *big_alloc(struct daemon *d, size_t n)
+{
+    if (d->big_spare && d->big_spare_size >= n) {
+        uint8_t *b = d->big_spare;
+        d->big_spare = NULL;
+        return b;
+    }
+    return malloc(n);
+}
+
+/* Keeps the largest buffer as the spare (at most one frame, FRAME_MAX_PAYLOAD), frees the other. */
+static void big_put(struct daemon *d, uint8_t *b, size_t n)
+{
+    if (d->big_spare && d->big_spare_size >= n) {
+        free(b);
+        return;
+    }
+    free(d->big_spare);
+    d->big_spare = b;
+    d->big_spare_size = n;
+}
+
+static void big_free(const void *data, size_t len, void *arg)
+{
+    struct conn *c = arg;
+    big_put(c->d, (uint8_t *)data, len);
+    conn_unref(c);
+}
+
+/* The large frame read into c->big is all in: the input buffer takes it as one chunk. */
+static void conn_big_whole(struct conn *c)
+{
+    uint8_t *big = c->big;
+    c->big = NULL;
+    c->refs++; /* big_free's, which gives the buffer back to c->d */
+    if (evbuffer_add_reference(c->in, big, c->in_charged, big_free, c) != 0) {
+        c->refs--;
+        free(big);
+        conn_close(c, "out of memory reading a large frame");
+    }
+}
+
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
@@ -589,11 +648,23 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     struct evbuffer_iovec v;
-    /* A large frame admitted: ask for the rest of it in one read, not 64 KiB at a time. */
-    size_t want = READ_CHUNK, have = evbuffer_get_length(c->in);
-    if (c->in_charged > have && c->in_charged - have > want)
-        want = c->in_charged - have;
-    if (!c->read_paused && evbuffer_reserve_space(c->in, (ev_ssize_t)want, &v, 1) >= 1) {
+    /* A large frame admitted: the rest of it is read straight into a buffer of its size (c->big),
+     * not 64 KiB at a time, then handed to the input buffer whole: decoding it needs no copy
+     * (evbuffer_pullup of a single chunk). */
+    size_t have = evbuffer_get_length(c->in);
+    if (!c->big && c->in_charged > have && c->in_charged - have > READ_CHUNK &&
+        (c->big = big_alloc(c->d, c->in_charged)) != NULL) {
+        c->big_have = (size_t)evbuffer_remove(c->in, c->big, have); /* all of it this frame's */
+    }
+    bool room;
+    if (c->big) {
+        v.iov_base = c->big + c->big_have;
+        v.iov_len = c->in_charged - c->big_have;
+        room = true;
+    } else {
+        room = evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) >= 1;
+    }
+    if (!c->read_paused && room) {
         /* recvmsg: a client may pass a descriptor (ShmAttachRequest), or attach some to any
          * frame; each is kept for its frame, and closed unless that frame takes it. */
         union {
@@ -611,7 +682,10 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
             if (msg.msg_controllen > 0 || (msg.msg_flags & MSG_CTRUNC))
                 rx_fds_add(c, &msg);
             v.iov_len = (size_t)n;
-            evbuffer_commit_space(c->in, &v, 1);
+            if (!c->big)
+                evbuffer_commit_space(c->in, &v, 1);
+            else if ((c->big_have += (size_t)n) == c->in_charged)
+                conn_big_whole(c);
             if (c->hello_ev)
                 c->heard_ms = now_ms();
         } else if (n == 0) {
@@ -1122,6 +1196,8 @@ void server_free(struct daemon *d)
     if (d->backlog_ev)
         event_free(d->backlog_ev);
     d->write_ev = d->reap_ev = d->accept_retry_ev = d->backlog_ev = NULL;
+    free(d->big_spare);
+    d->big_spare = NULL;
     budget_free(d->budget); /* last: the modules gave back what they held as they closed */
     d->budget = NULL;
 }

@@ -779,7 +779,7 @@ static long daemon_rss_kib(void)
 }
 
 /* A client that sends requests but never reads replies: the daemon stops reading it once
- * 8 MiB of replies are queued, its memory stays bounded, and others are still served. */
+ * 4 MiB of replies are queued, its memory stays bounded, and others are still served. */
 START_TEST(client_that_never_reads_is_bounded)
 {
     long rss_before = daemon_rss_kib();

@@ -757,7 +757,7 @@ static bool never_read_asks(void *arg)
 /*
  * The replies a uid's clients leave unread count against the memory budget: 16 connections
  * that never read stop being read once their uid holds its share (half of a 64 MiB budget),
- * not at 8 MiB each (128 MiB).
+ * not at 4 MiB each (64 MiB).
  */
 START_TEST(clients_that_never_read_are_bounded_per_uid)
 {
