@@ -46,6 +46,8 @@ import fnmatch
 import os
 import pathlib
 import re
+import subprocess
+import shutil
 import sys
 import tempfile
 
@@ -84,9 +86,21 @@ def ignored(first_component, patterns):
     return any(fnmatch.fnmatch(first_component, p) for p in patterns)
 
 
+def git_ignored_paths(root):
+    """What git ignores under root (directories end in /), or an empty set outside git."""
+    if not (root / ".git").exists() or shutil.which("git") is None:
+        return set()
+    r = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--others", "--ignored",
+                        "--exclude-standard", "--directory"],
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    return set(p for p in r.stdout.decode(errors="replace").split("\0") if p) \
+        if r.returncode == 0 else set()
+
+
 def walk(root):
-    """Every file of the tree (relative paths), build and ignored directories left out."""
+    """Every file of the tree (relative paths), build and ignored files left out."""
     patterns = gitignore_patterns(root)
+    git_ignored_set = git_ignored_paths(root)
     for dirpath, dirnames, filenames in os.walk(root):
         rel = pathlib.Path(dirpath).relative_to(root)
         if "CMakeCache.txt" in filenames:
@@ -97,7 +111,11 @@ def walk(root):
             if not (d.startswith(".") and d != ".ci")
             and not (rel == pathlib.Path(".") and ignored(d, patterns)))
         for f in sorted(filenames):
-            yield rel / f
+            p = rel / f
+            if str(p) in git_ignored_set or any(
+                    str(a) + "/" in git_ignored_set for a in p.parents if str(a) != "."):
+                continue
+            yield p
 
 
 # ---- source code: identifiers outside comments ----
@@ -190,6 +208,15 @@ def names_of(span):
 
 # ---- the check ----
 
+def git_ignored(root, target):
+    """Whether git ignores target (a file `make bench` writes, say): it is not in the tree."""
+    if not (root / ".git").exists() or shutil.which("git") is None:
+        return False
+    r = subprocess.run(["git", "-C", str(root), "check-ignore", "-q", str(target)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return r.returncode == 0
+
+
 def exists(root, md_dir, path, tree_files, only_relative=False):
     bases = [md_dir] if only_relative else [md_dir, root]
     for base in bases:
@@ -199,7 +226,8 @@ def exists(root, md_dir, path, tree_files, only_relative=False):
         if "*" in path:
             if any(fnmatch.fnmatch(str(root / f), target) for f in tree_files):
                 return True
-        elif os.path.isdir(target) if path.endswith("/") else os.path.exists(target):
+        elif (os.path.isdir(target) if path.endswith("/") else os.path.exists(target)) and \
+                not git_ignored(root, target):
             return True
     if only_relative or "/" in path:
         return False
