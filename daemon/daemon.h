@@ -115,6 +115,7 @@ struct conn {
     int rx_fd[SERVER_RX_FDS_MAX];
     uint64_t rx_pos[SERVER_RX_FDS_MAX];
     unsigned nrx_fds;
+    bool rx_foreign;   /* sent a descriptor that is not shared memory: closed (server.c) */
     uint64_t in_total; /* bytes read from the socket so far */
     int frame_fd;      /* while a frame is handled: the descriptor it came with, or -1 */
     /* The shared read region (ShmAttachRequest): mapped MAP_SHARED, counted in the budget,

@@ -13,6 +13,8 @@
 #include <event2/buffer.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <peerdist.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +89,61 @@ static void conn_count_out(struct conn *c)
 
 /* ---- descriptors received with frames (SCM_RIGHTS) ---- */
 
+/*
+ * A descriptor a client sends is installed in the daemon by recvmsg, and close() of it runs
+ * its filesystem's flush: a file on a FUSE mount its sender serves could hold the loop
+ * thread in close(), fstat() or fstatfs() for ever. So only shared-memory descriptors (the
+ * ones F_GET_SEALS answers for, which asks no filesystem) are kept and closed on the loop;
+ * any other goes at once to this thread, which closes them one after the other, and its
+ * sender's connection is closed. A closer stuck on one leaves the rest queued in its pipe;
+ * past the pipe's room (thousands), a descriptor is left open and logged (the EMFILE pause,
+ * server.c, bounds that).
+ */
+static int closer_pipe[2] = {-1, -1};
+static pthread_once_t closer_once = PTHREAD_ONCE_INIT;
+
+static void *closer_main(void *arg)
+{
+    (void)arg;
+    int fd;
+    for (;;) {
+        ssize_t n = read(closer_pipe[0], &fd, sizeof(fd));
+        if (n == (ssize_t)sizeof(fd))
+            close(fd);
+        else if (n == 0 || (n < 0 && errno != EINTR))
+            return NULL;
+    }
+}
+
+static void closer_start(void)
+{
+    if (pipe2(closer_pipe, O_CLOEXEC) != 0) {
+        closer_pipe[0] = closer_pipe[1] = -1;
+        return;
+    }
+    fcntl(closer_pipe[1], F_SETFL, O_NONBLOCK);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old); /* signals stay the loop's */
+    pthread_t t;
+    if (pthread_create(&t, NULL, closer_main, NULL) == 0) {
+        pthread_detach(t);
+    } else {
+        close(closer_pipe[0]);
+        close(closer_pipe[1]);
+        closer_pipe[0] = closer_pipe[1] = -1;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* A received descriptor that is not shared memory: closed off the loop (see above). */
+static void closer_give(int fd)
+{
+    pthread_once(&closer_once, closer_start);
+    if (closer_pipe[1] < 0 || write(closer_pipe[1], &fd, sizeof(fd)) != (ssize_t)sizeof(fd))
+        log_error("a received descriptor could not be handed to the closer thread: left open");
+}
+
 /* Closes the received descriptors of bytes before stream position `before` (all: UINT64_MAX). */
 static void rx_fds_close_before(struct conn *c, uint64_t before, const char *why)
 {
@@ -120,6 +177,11 @@ static void rx_fds_add(struct conn *c, struct msghdr *msg)
         for (size_t i = 0; i < n; i++) {
             int fd;
             memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(fd));
+            if (fcntl(fd, F_GET_SEALS) < 0) {
+                closer_give(fd);
+                c->rx_foreign = true;
+                continue;
+            }
             if (c->nrx_fds == SERVER_RX_FDS_MAX) {
                 log_warn(CONN_FMT ": more than %u descriptors waiting for their frames: closed",
                     CONN_ARGS(c), SERVER_RX_FDS_MAX);
@@ -681,6 +743,11 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
             c->in_total += (uint64_t)n;
             if (msg.msg_controllen > 0 || (msg.msg_flags & MSG_CTRUNC))
                 rx_fds_add(c, &msg);
+            if (c->rx_foreign) {
+                conn_close(c, "sent a descriptor that is not a memfd");
+                conn_unref(c);
+                return;
+            }
             v.iov_len = (size_t)n;
             if (!c->big)
                 evbuffer_commit_space(c->in, &v, 1);
@@ -1123,6 +1190,8 @@ static void adopt_activated_socket(struct daemon *d, int fd)
 
 int server_listen(struct daemon *d)
 {
+    pthread_once(&closer_once,
+        closer_start); /* before any client: its pipe is there from the start */
     if (fit_descriptor_limit(d) != 0)
         return -1;
     int fd = take_activated_socket();

@@ -364,17 +364,34 @@ START_TEST(hostile_descriptors)
     fd = memfd(REGION, F_SEAL_SHRINK);
     ck_assert_uint_eq(attach(s, REGION, &fd, 1), ERROR_INVALID_PARAMETER);
     close(fd);
+    /* Not shared memory (a pipe, a regular file): never closed on the loop, where a file of a
+     * FUSE mount its sender serves could hold it; the connection is closed instead. */
     int p[2];
     ck_assert_int_eq(pipe(p), 0);
-    sleep(1);
-    ck_assert_uint_eq(attach(s, REGION, p, 1), ERROR_INVALID_PARAMETER);
-    ck_assert(td_log_contains(&td, "is not a memfd"));
+    ck_assert_uint_eq(attach(s, REGION, p, 1), UINT32_MAX);
+    ck_assert(td_log_contains(&td, "sent a descriptor that is not a memfd"));
+    close(s);
     char path[256];
     snprintf(path, sizeof(path), "%s/regular", td.dir);
     fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     ck_assert_int_eq(ftruncate(fd, REGION), 0);
-    ck_assert_uint_eq(attach(s, REGION, &fd, 1), ERROR_INVALID_PARAMETER);
+    s = wu_open(td.sock);
+    ck_assert_int_ge(s, 0);
+    ck_assert_uint_eq(attach(s, REGION, &fd, 1), UINT32_MAX);
     close(fd);
+    close(s);
+    s = wu_open(td.sock);
+    ck_assert_int_ge(s, 0);
+    /* ... on an ordinary frame too. */
+    ck_assert_uint_eq(get_status(s, p, 2), UINT32_MAX);
+    close(s);
+    s = wu_open(td.sock);
+    ck_assert_int_ge(s, 0);
+    h = wu_open_ci(s, tag.Data, ci.bytes, ci.len);
+    ck_assert_uint_ne(h, 0);
+    for (int i = 0; i < 3000 && daemon_fds() != base; i++)
+        usleep(1000); /* the closer thread has closed them */
+    ck_assert_int_eq(daemon_fds(), base);
     fd = memfd(4096, seals);
     ck_assert_uint_eq(attach(s, 4096, &fd, 1), ERROR_INVALID_PARAMETER);
     close(fd);
@@ -391,19 +408,21 @@ START_TEST(hostile_descriptors)
     ck_assert_uint_eq(attach(s, REGION, &fd, 1), ERROR_INVALID_PARAMETER);
     close(fd);
 
-    /* Descriptors on ordinary frames: answered as ever, closed. Too many in one message. */
+    /* Shared-memory descriptors on ordinary frames: answered as ever, closed. Too many in one
+     * message. */
     sleep(1);
-    ck_assert_uint_eq(get_status(s, p, 2), ERROR_SUCCESS);
+    int extra[2] = {memfd(4096, 0), memfd(REGION, seals)};
+    ck_assert_uint_eq(get_status(s, extra, 2), ERROR_SUCCESS);
     int many[12];
     for (int i = 0; i < 12; i++)
-        many[i] = p[i % 2];
+        many[i] = extra[i % 2];
     ck_assert_uint_eq(get_status(s, many, 12), ERROR_SUCCESS);
     ck_assert(td_log_contains(&td, "a descriptor sent with a request that takes none"));
     ck_assert_int_eq(daemon_fds(), base);
 
     /* A good region, then a second: refused; two descriptors with one attach: one taken. */
     fd = memfd(REGION, seals | F_SEAL_SEAL);
-    int two[2] = {fd, p[0]};
+    int two[2] = {fd, extra[0]};
     ck_assert_uint_eq(attach(s, REGION, two, 2), ERROR_SUCCESS);
     sleep(1);
     ck_assert_uint_eq(attach(s, REGION, &fd, 1), ERROR_INVALID_PARAMETER);
@@ -439,6 +458,8 @@ START_TEST(hostile_descriptors)
     close(s);
     close(p[0]);
     close(p[1]);
+    close(extra[0]);
+    close(extra[1]);
     s = wu_open(td.sock);
     ck_assert_int_ge(s, 0);
     ck_assert_uint_eq(get_status(s, NULL, 0), ERROR_SUCCESS);
@@ -459,8 +480,7 @@ START_TEST(descriptors_of_partial_frames_are_closed)
     int s = wu_open(td.sock);
     ck_assert_int_ge(s, 0);
     int base = daemon_fds();
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
+    int p[2] = {memfd(4096, 0), -1};
     /* Half a frame, with a descriptor; then the connection goes away. */
     uint8_t half[3] = {0, 0, 0};
     char cbuf[CMSG_SPACE(sizeof(int))];
@@ -486,7 +506,23 @@ START_TEST(descriptors_of_partial_frames_are_closed)
         usleep(1000);
     ck_assert_int_eq(daemon_fds(), base - 1);
     close(p[0]);
-    close(p[1]);
+    /* Half a frame with a descriptor that is not shared memory: the connection is closed at
+     * once, the descriptor closed off the loop. */
+    s = wu_open(td.sock);
+    ck_assert_int_ge(s, 0);
+    base = daemon_fds();
+    int q[2];
+    ck_assert_int_eq(pipe(q), 0);
+    memcpy(CMSG_DATA(cm), &q[0], sizeof(int));
+    ck_assert_int_eq(sendmsg(s, &msg, 0), 3);
+    uint8_t b;
+    ck_assert_int_le(read(s, &b, 1), 0); /* closed by the daemon */
+    for (int i = 0; i < 3000 && daemon_fds() != base - 1; i++)
+        usleep(1000);
+    ck_assert_int_eq(daemon_fds(), base - 1);
+    close(s);
+    close(q[0]);
+    close(q[1]);
 }
 END_TEST
 
