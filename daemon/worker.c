@@ -8,6 +8,7 @@
 #include "worker.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -120,10 +121,18 @@ struct worker_pool *worker_pool_new(struct event_base *base, int threads)
     wp->ev = wp->efd >= 0 ? event_new(base, wp->efd, EV_READ | EV_PERSIST, finished_cb, wp) : NULL;
     if (!wp->threads || !wp->ev || event_add(wp->ev, NULL) != 0)
         goto fail;
+    /* Signals are the loop's (libevent): a worker must never take a TERM whose disposition
+     * is momentarily the default one while the daemon stops (main.c). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     for (; wp->nthreads < threads; wp->nthreads++) {
         if (pthread_create(&wp->threads[wp->nthreads], NULL, worker_main, wp) != 0)
-            goto fail;
+            break;
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (wp->nthreads < threads)
+        goto fail;
     return wp;
 fail:
     log_error("cannot start the worker threads");
