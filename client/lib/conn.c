@@ -1151,7 +1151,19 @@ static void conns_remove(struct pdconn *c)
  */
 static bool lazy_look(struct pdconn *c, uint64_t *seen, unsigned *idle)
 {
-    cork_send(c, true);           /* requests no waiter sent since the last look */
+    /*
+     * Requests no waiter sent since the last look, as far as the socket takes them now: a
+     * look never blocks on a write, since the daemon may be waiting for this connection to
+     * read its replies first (it stops reading a connection with 4 MiB of them unread).
+     * What is left, or a write in progress, ends lazy mode: the thread reads, and sends the
+     * rest between reads (reader_thread).
+     */
+    cork_send(c, false);
+    if (c->cork_len || c->writing) {
+        c->lazy = false;
+        *idle = 0;
+        return false;
+    }
     if (c->help_reads != *seen) { /* a waiter read since the last look */
         *seen = c->help_reads;
         *idle = 0;
@@ -1176,7 +1188,8 @@ static void *reader_thread(void *arg)
         if (c->lazy && lazy_look(c, &seen, &idle)) {
             timed_wait(c, &c->bg_cv, PD_LAZY_TICK_MS);
         } else if (bg_should_read(c)) {
-            read_turn(c, c->wake_fd);
+            cork_send(c, false); /* what the socket takes; the rest after the next look */
+            read_turn_ex(c, c->wake_fd, c->cork_len ? PD_LAZY_TICK_MS : -1, true);
         } else if (c->reg.active && c->fd < 0) {
             connect_locked(c, now_ms() + c->timeout_ms);
             if (c->fd < 0)
