@@ -609,10 +609,10 @@ int ctl_inject_main(struct ctl_ctx *x, int argc, char **argv)
         }
     }
     free(ci);
+    close_ctx(&hx); /* first: operations still pending complete into r's OVERLAPPEDs */
     if (r)
         free(r->bufs);
     free(r);
-    close_ctx(&hx);
     if (hx.port)
         CloseHandle(hx.port);
     close(fd);

@@ -778,6 +778,12 @@ static int cork_flush_locked(struct pdconn *c, int64_t deadline, bool block)
         c->cork_len = 0;
         drop_locked(c);
     }
+    if (c->cork_len == 0 && c->cork_cap > PD_CORK_MAX) {
+        /* grown by a large request queued behind small ones: not kept for the connection */
+        free(c->cork);
+        c->cork = NULL;
+        c->cork_cap = 0;
+    }
     wake_waiters(c);
     return rc;
 }

@@ -852,6 +852,13 @@ static void fork_child(void)
     overlapped_helpers = NULL;
     pthread_mutex_unlock(&overlapped_mu);
     pthread_mutex_unlock(&events_mu);
+    /* The forking thread's wake-up eventfd is the parent's thread's too: the child makes
+     * its own, or each would drain the other's wake-ups. */
+    if (help_fd >= 0) {
+        close(help_fd);
+        help_fd = -1;
+        pthread_setspecific(help_key, NULL);
+    }
 }
 
 /* The child's copy of an inherited port's pollable fd (the parent's stays open). */
