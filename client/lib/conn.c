@@ -330,6 +330,17 @@ static void reg_check_locked(struct pdconn *c)
 
 /* ---- socket ---- */
 
+/* Waits until fd takes more bytes, or the deadline (ms, CLOCK_MONOTONIC) passes: 0, or -1. */
+static int wait_writable(int fd, int64_t deadline)
+{
+    int64_t left = deadline - now_ms();
+    struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+    if (left <= 0 ||
+        (poll(&pfd, 1, (int)(left < INT32_MAX ? left : INT32_MAX)) < 0 && errno != EINTR))
+        return -1;
+    return 0;
+}
+
 /*
  * Writes buf whole before the deadline (ms, CLOCK_MONOTONIC): 0, or -1 when the socket
  * failed or the deadline passed first (then part of it may have gone out).
@@ -345,10 +356,7 @@ static int write_all(int fd, const uint8_t *buf, size_t n, int64_t deadline)
         }
         if (w == 0 || (errno != EAGAIN && errno != EINTR))
             return -1;
-        int64_t left = deadline - now_ms();
-        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-        if (left <= 0 ||
-            (poll(&pfd, 1, (int)(left < INT32_MAX ? left : INT32_MAX)) < 0 && errno != EINTR))
+        if (wait_writable(fd, deadline) != 0)
             return -1;
     }
     return 0;
@@ -381,10 +389,7 @@ static int write_frame(int fd, const uint8_t *buf, size_t n, int pass_fd, int64_
         }
         if (w == 0 || (errno != EAGAIN && errno != EINTR))
             return -1;
-        int64_t left = deadline - now_ms();
-        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-        if (left <= 0 ||
-            (poll(&pfd, 1, (int)(left < INT32_MAX ? left : INT32_MAX)) < 0 && errno != EINTR))
+        if (wait_writable(fd, deadline) != 0)
             return -1;
     }
     return write_all(fd, buf, n, deadline);
@@ -764,10 +769,7 @@ static int cork_flush_locked(struct pdconn *c, int64_t deadline, bool block)
             rc = 1;
             break;
         }
-        int64_t left = deadline - now_ms();
-        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-        if (left <= 0 ||
-            (poll(&pfd, 1, (int)(left < INT32_MAX ? left : INT32_MAX)) < 0 && errno != EINTR)) {
+        if (wait_writable(fd, deadline) != 0) {
             rc = -1;
             break;
         }
