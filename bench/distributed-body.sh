@@ -10,6 +10,9 @@ while getopts r:s:S:l: o; do
     *) echo "usage: run-distributed.sh [-r REPS] [-s MiB] [-S MiB] [-l RATE]" >&2; exit 2 ;;
     esac
 done
+# -S 0: part 2 is skipped (a 1 MiB file is still made, so the set-up stays the same).
+reps2=$reps
+[ "$size2" -gt 0 ] || { reps2=0; size2=1; }
 w=$PD_NETNS_DIR/bench
 mkdir -p "$w/out"
 res=$w/results
@@ -175,7 +178,7 @@ conf c serve_rate_limit "$rate"
 # ~150 s of silence at 20M, every request of b's timing out). Reported to the serve branch.
 restart a
 restart c
-for r in $(seq "$reps"); do
+for r in $(seq "$reps2"); do
     for peers in 1 2; do
         if [ $peers = 1 ]; then conf c serve no; else conf c serve yes; fi
         # A fresh b: it remembers ProbeMatches for PEER_FETCH_MATCH_SECONDS (10 s) and distrust

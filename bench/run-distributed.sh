@@ -12,7 +12,9 @@
 #      (build/bench/status_probe) beside the same probe on the idle daemon. Target p99 <= 10 ms.
 # Every measurement runs REPS (-r, 3) times; medians with min and max are printed at the end.
 # Root only (network namespaces): skipped with a message otherwise. Installs nginx and curl
-# with apt-get when they are missing. PD_NETNS_KEEP=1 keeps the daemons' logs.
+# with apt-get when they are missing. PD_NETNS_KEEP=1 keeps the daemons' logs. -S 0 skips 2.
+# PEERDISTD and PEERDISTCTL (env) run other builds (an older commit's, for a before/after
+# comparison in one sitting); build/ still provides status_probe and the client library.
 set -eu
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
@@ -29,5 +31,6 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] || ! command -
 fi
 export BENCH_PROBE="$PWD/build/bench/status_probe"
 export BENCH_LIB="$PWD/build/client"
-exec sh tests/netns.sh "$PWD/build/daemon/peerdistd" "$PWD/build/client/peerdistctl" \
+exec sh tests/netns.sh "${PEERDISTD:-$PWD/build/daemon/peerdistd}" \
+    "${PEERDISTCTL:-$PWD/build/client/peerdistctl}" \
     sh bench/distributed-body.sh "$@"

@@ -2,8 +2,9 @@
 /*
  * content-commit.c - the second half of AddData: an op's bytes are written (content-add.c);
  * a group sync fdatasyncs every file the waiting ops wrote, once per file, on a worker; then
- * the verified blocks' rows and the caller's labels commit in one transaction, and the op
- * replies. Bytes are synced before the commit that makes them readable (DESIGN.md, Store).
+ * the verified blocks' rows and the callers' labels of every op that sync covered commit in
+ * one transaction, and the ops reply. Bytes are synced before the commit that makes them
+ * readable (DESIGN.md, Store).
  * While the flush write gate is closed, commits wait for it (flush.h).
  */
 #include <errno.h>
@@ -52,21 +53,17 @@ void content_mark_file_errors(struct op *op)
     }
 }
 
-/* Loop: rows and labels for the verified blocks in one transaction, then the reply. */
-static DWORD op_commit(struct op *op, bool *bad, bool *committed)
+/*
+ * Loop, inside a transaction: the rows and labels of op's verified blocks. -1 on a database
+ * error (the caller rolls back). *bad: some block failed its hash; *io_err: the errno of a
+ * failed write or sync; *added: bytes given rows.
+ */
+static int op_rows(struct op *op, int64_t now, bool *bad, int *io_err, uint64_t *added)
 {
     struct content_handle *h = op->h;
-    struct conn *c = op->c;
     const struct ci_info *ci = h->ci;
-    struct store *st = c->d->store;
-    DWORD status = ERROR_SUCCESS;
-    int io_err = 0;
-    int64_t now = evict_now(c->d);
-    uint64_t added = 0;
+    struct store *st = op->c->d->store;
     size_t used_seg = SIZE_MAX; /* the segment whose recency was written last */
-    store_set_now(st, now);     /* the labels' added_at */
-    if (store_begin(st) != 0)
-        return winerr_from_sqlite(store_errcode(st));
     for (size_t i = 0; i < op->nunits; i++) {
         struct unit *u = &op->units[i];
         if (u->result == UNIT_BAD_HASH) {
@@ -74,35 +71,70 @@ static DWORD op_commit(struct op *op, bool *bad, bool *committed)
             continue;
         }
         if (u->result == UNIT_IO) {
-            io_err = u->err;
+            *io_err = u->err;
             continue;
         }
         const struct ci_segment *seg = &ci->segments[u->seg];
         if (store_block_put(st, seg->id, ci->digest_len, u->block, u->owner,
                 content_listed_hash(ci, seg, u->block), ci->digest_len, u->len, u->owner) != 0 ||
-            store_label_put(st, c->uid, h->tag, seg->id, ci->digest_len, u->block, u->len) != 0 ||
-            (u->seg != used_seg && store_segment_used(st, seg->id, ci->digest_len, now) != 0)) {
-            status = winerr_from_sqlite(store_errcode(st));
-            store_rollback(st);
-            return status;
-        }
+            store_label_put(st, op->c->uid, h->tag, seg->id, ci->digest_len, u->block, u->len) !=
+                0 ||
+            (u->seg != used_seg && store_segment_used(st, seg->id, ci->digest_len, now) != 0))
+            return -1;
         used_seg = u->seg;
-        added += u->len;
+        *added += u->len;
     }
-    if (store_commit(st) != 0) {
-        status = winerr_from_sqlite(store_errcode(st));
+    return 0;
+}
+
+/* Loop: the ops' rows are in the index (one commit): slot maps and eviction learn of them. */
+static void ops_committed(struct daemon *d, struct op *const *ops, size_t n, uint64_t added)
+{
+    uint64_t gen_before = d->blocks_gen++;
+    d->blocks_added++;
+    for (size_t i = 0; i < n; i++)
+        content_slots_added(d, ops[i], gen_before);
+    if (added && evict_note_added(d, added))
+        flush_evict_kick(d); /* over the limit: an eviction pass */
+}
+
+/* The status an op whose rows committed answers with. */
+static DWORD op_status(struct op *op, bool bad, int io_err)
+{
+    struct conn *c = op->c;
+    if (io_err) {
+        log_error(CONN_FMT ": writing block bytes: %s", CONN_ARGS(c), strerror(io_err));
+        return winerr_from_write_errno(io_err);
+    }
+    if (bad) {
+        log_warn(CONN_FMT ": AddData at offset %llu: bytes do not match their hash; the "
+                          "failing blocks were not stored",
+            CONN_ARGS(c), (unsigned long long)op->offset);
+        return ERROR_INVALID_DATA;
+    }
+    return ERROR_SUCCESS;
+}
+
+/* Loop: one op's rows and labels in a transaction of their own; its status. */
+static DWORD op_commit(struct op *op, bool *committed)
+{
+    struct daemon *d = op->c->d;
+    struct store *st = d->store;
+    int64_t now = evict_now(d);
+    bool bad = false;
+    int io_err = 0;
+    uint64_t added = 0;
+    store_set_now(st, now); /* the labels' added_at */
+    if (store_begin(st) != 0)
+        return winerr_from_sqlite(store_errcode(st));
+    if (op_rows(op, now, &bad, &io_err, &added) != 0 || store_commit(st) != 0) {
+        DWORD status = winerr_from_sqlite(store_errcode(st));
         store_rollback(st);
         return status;
     }
-    c->d->blocks_gen++;
     *committed = true;
-    if (added && evict_note_added(c->d, added))
-        flush_evict_kick(c->d); /* over the limit: an eviction pass */
-    if (io_err) {
-        log_error(CONN_FMT ": writing block bytes: %s", CONN_ARGS(c), strerror(io_err));
-        status = winerr_from_write_errno(io_err);
-    }
-    return status;
+    ops_committed(d, &op, 1, added);
+    return op_status(op, bad, io_err);
 }
 
 /* Loop: commit (unless aborted), reply, release. */
@@ -133,21 +165,13 @@ static void reclaim_uncommitted(struct op *op, bool committed)
         bs_reclaim(op->c->d->bs, items, n); /* takes items */
 }
 
-static void op_finish(struct op *op)
+/* Loop: the op's answer (unless aborted), then its pins, uncommitted slots and memory go. */
+static void op_release(struct op *op, bool answer, DWORD status, bool committed)
 {
     struct content_handle *h = op->h;
     struct conn *c = op->c;
-    bool committed = false;
     LIST_REMOVE(op, link);
-    if (!atomic_load(&op->aborted) && !h->closed) {
-        bool bad = false;
-        DWORD status = op_commit(op, &bad, &committed);
-        if (status == ERROR_SUCCESS && bad) {
-            status = ERROR_INVALID_DATA;
-            log_warn(CONN_FMT ": AddData at offset %llu: bytes do not match their hash; the "
-                              "failing blocks were not stored",
-                CONN_ARGS(c), (unsigned long long)op->offset);
-        }
+    if (answer) {
         if (op->done)
             op->done(op->done_arg, status);
         else if (status == ERROR_SUCCESS)
@@ -165,6 +189,90 @@ static void op_finish(struct op *op)
     content_op_free(op);
     content_handle_unref(h);
     conn_unref(c);
+}
+
+static bool op_live(struct op *op)
+{
+    return !atomic_load(&op->aborted) && !op->h->closed;
+}
+
+/* Loop: commit (unless aborted) in a transaction of its own, reply, release. */
+static void op_finish(struct op *op)
+{
+    bool committed = false;
+    DWORD status = ERROR_SUCCESS;
+    bool live = op_live(op);
+    if (live)
+        status = op_commit(op, &committed);
+    op_release(op, live, status, committed);
+}
+
+/*
+ * Ops committed together, at most: one transaction for the rows of every op one group sync
+ * covered (instead of one each: a fetched 64 KiB block, or a small AddData, paid a commit of
+ * its own). No op answers before the commit that holds its rows.
+ */
+#define COMMIT_BATCH_MAX 256
+
+/*
+ * Loop: the synced ops of a batch (sync_next), committed in one transaction and then
+ * answered in order. If the shared transaction fails, each op is committed on its own
+ * (op_finish), so one op's database error fails that op alone, as it would have alone.
+ */
+static void batch_finish(struct op *batch)
+{
+    while (batch) {
+        struct op *ops[COMMIT_BATCH_MAX];
+        size_t n = 0;
+        while (batch && n < COMMIT_BATCH_MAX) {
+            ops[n++] = batch;
+            batch = batch->sync_next;
+        }
+        size_t live = 0;
+        for (size_t i = 0; i < n; i++)
+            live += op_live(ops[i]);
+        if (live < 2) {
+            for (size_t i = 0; i < n; i++)
+                op_finish(ops[i]);
+            continue;
+        }
+        struct daemon *d = ops[0]->c->d;
+        struct store *st = d->store;
+        int64_t now = evict_now(d);
+        bool bad[COMMIT_BATCH_MAX] = {false}, was_live[COMMIT_BATCH_MAX], ok = false;
+        int io_err[COMMIT_BATCH_MAX] = {0};
+        uint64_t added = 0;
+        for (size_t i = 0; i < n; i++)
+            was_live[i] = op_live(ops[i]);
+        store_set_now(st, now);
+        if (store_begin(st) == 0) {
+            ok = true;
+            for (size_t i = 0; i < n && ok; i++)
+                ok = !was_live[i] || op_rows(ops[i], now, &bad[i], &io_err[i], &added) == 0;
+            ok = ok && store_commit(st) == 0;
+            if (!ok)
+                store_rollback(st);
+        }
+        if (!ok) {
+            log_warn("committing %zu writes together failed: committing each on its own", live);
+            for (size_t i = 0; i < n; i++)
+                op_finish(ops[i]);
+            continue;
+        }
+        struct op *committed[COMMIT_BATCH_MAX];
+        size_t nc = 0;
+        for (size_t i = 0; i < n; i++)
+            if (was_live[i])
+                committed[nc++] = ops[i];
+        ops_committed(d, committed, nc, added);
+        /* An answer may close a later op's handle (a failed send closes the connection):
+         * that op's rows stay committed, and Close has answered it. */
+        for (size_t i = 0; i < n; i++) {
+            bool answer = was_live[i] && op_live(ops[i]);
+            op_release(ops[i], answer, answer ? op_status(ops[i], bad[i], io_err[i]) : 0,
+                was_live[i]);
+        }
+    }
 }
 
 /* Worker: fdatasync each file the batch's ops wrote, once; a failure fails its blocks. */
@@ -216,11 +324,7 @@ static void group_sync_done(void *arg)
         group_sync_kick(cd);
         return;
     }
-    while (batch) {
-        struct op *op = batch;
-        batch = op->sync_next;
-        op_finish(op);
-    }
+    batch_finish(batch);
     group_sync_kick(cd);
 }
 
@@ -262,10 +366,6 @@ void content_gate_opened(struct flush_waiter *w)
     struct op *batch = cd->commit_wait;
     cd->commit_wait = NULL;
     cd->commit_wait_tail = &cd->commit_wait;
-    while (batch) {
-        struct op *op = batch;
-        batch = op->sync_next;
-        op_finish(op);
-    }
+    batch_finish(batch);
     content_info_resume(cd);
 }

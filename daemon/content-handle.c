@@ -102,3 +102,25 @@ void content_pos_at(const struct ci_info *ci, uint64_t off, struct pos *p)
     p->start = seg->offset + (uint64_t)p->block * bsz;
     p->len = ci_block_length(seg, p->block);
 }
+
+void content_slots_added(struct daemon *d, const struct op *op, uint64_t gen_before)
+{
+    struct content_handle *h = op->h;
+    struct slots *s = h->slots;
+    /* Only a map that was current before this commit is current after it (or one an op of
+     * the same commit brought current: every op of it comes here in turn). */
+    if (!s || s->ci != h->ci || s->maybe_more ||
+        (h->slots_gen != gen_before && h->slots_gen != d->blocks_gen))
+        return;
+    for (size_t i = 0; s->seg_index != SIZE_MAX && i < op->nunits; i++) {
+        const struct unit *u = &op->units[i];
+        /* As slot_row would take the row just put: verified against this handle's own hash,
+         * whole, and the uid's or shared; a row already there keeps its place. */
+        if (u->result == UNIT_OK && u->seg == s->seg_index && u->block < CONTENT_SLOTS_MAX &&
+            s->file[u->block] == SLOT_NONE &&
+            (u->owner == STORE_OWNER_SHARED || u->owner == (int64_t)s->uid))
+            s->file[u->block] = u->owner;
+    }
+    h->slots_gen = d->blocks_gen;
+    h->slots_added = d->blocks_added;
+}

@@ -42,7 +42,21 @@
 #define CONTENT_SLOTS_MAX CI_V1_BLOCKS_PER_SEGMENT
 
 struct content_handle;
-struct slots;
+#define SLOT_NONE INT64_MIN /* no readable bytes for this block */
+
+/* Reads' slot map (content-read.c): per block of one segment, the file holding bytes this handle may read, or SLOT_NONE. */
+struct slots {
+    const struct ci_info *ci;
+    const struct ci_segment *seg;
+    struct blockstore *bs;
+    uint32_t uid;
+    size_t seg_index; /* which segment is loaded; SIZE_MAX none */
+    /* Rows were only added since the segment was loaded: a block it lacks may be there now
+     * (slot_get loads the segment again before calling it missing). */
+    bool maybe_more;
+    int64_t file[CONTENT_SLOTS_MAX];
+};
+
 struct read_op;
 
 struct content_daemon {
@@ -129,8 +143,9 @@ struct content_handle {
     size_t held_bytes;
     size_t ci_bytes; /* content information fed (counted in content_conn.memory) */
     LIST_HEAD(, op) ops;
-    struct slots *slots; /* reads' cached slot map of one segment (content-read.c) */
-    uint64_t slots_gen;  /* d->blocks_gen it was loaded at */
+    struct slots *slots;  /* reads' cached slot map of one segment (content-read.c) */
+    uint64_t slots_gen;   /* d->blocks_gen it was loaded at */
+    uint64_t slots_added; /* d->blocks_added it was loaded at */
     /* The segment a read last marked used, and when (evict_touch: once a second at most). */
     size_t touched_seg;
     int64_t touched_at;
@@ -217,6 +232,13 @@ void content_op_free(struct op *op);
 void content_mark_file_errors(struct op *op);
 /* The write gate's waiter (flush.h): deferred commits, then deferred Completes. */
 void content_gate_opened(struct flush_waiter *w);
+
+/*
+ * content-handle.c: op's blocks were committed (d->blocks_gen and d->blocks_added bumped once
+ * for the commit, from gen_before): the handle's slot map, if it was current, takes the new
+ * rows without a query.
+ */
+void content_slots_added(struct daemon *d, const struct op *op, uint64_t gen_before);
 
 /* content-read.c */
 void content_read(struct conn *c, uint64_t id, const Peerdist__ReadRequest *rq);

@@ -23,23 +23,12 @@
 #include "peer-fetch.h"
 #include "worker.h"
 
-#define SLOT_NONE INT64_MIN /* no readable bytes for this block */
 /*
  * Blocks (V2: segments) one read covers at most: 1 MiB of V1 is 16, of V2 segments of 4 KiB
  * or more at most 256. A content information of tiny segments would otherwise make one read
  * a query and a check per segment; such a read returns fewer bytes, as any read may.
  */
 #define READ_BLOCKS_MAX 256
-
-/* Per block of one segment: the file holding bytes this handle may read, or SLOT_NONE. */
-struct slots {
-    const struct ci_info *ci;
-    const struct ci_segment *seg;
-    struct blockstore *bs;
-    uint32_t uid;
-    size_t seg_index; /* which segment is loaded; SIZE_MAX none */
-    int64_t file[CONTENT_SLOTS_MAX];
-};
 
 /* Where a read's bytes go: the reply frame, or the connection's shared region at `offset`. */
 struct read_to {
@@ -117,6 +106,21 @@ static int slots_load(struct store *st, struct slots *s, size_t i)
     if (store_segment_blocks(st, s->seg->id, s->ci->digest_len, s->uid, slot_row, s) != 0)
         return -1;
     s->seg_index = i;
+    s->maybe_more = false;
+    return 0;
+}
+
+/* The file holding block `block` of segment `seg` for this map, or SLOT_NONE; -1 on error. */
+static int slot_get(struct store *st, struct slots *s, size_t seg, uint32_t block, int64_t *file)
+{
+    if (slots_load(st, s, seg) != 0)
+        return -1;
+    if (s->file[block] == SLOT_NONE && s->maybe_more) {
+        s->seg_index = SIZE_MAX;
+        if (slots_load(st, s, seg) != 0)
+            return -1;
+    }
+    *file = s->file[block];
     return 0;
 }
 
@@ -129,9 +133,10 @@ static int64_t readable_run(struct store *st, struct slots *s, uint64_t off, uin
     for (unsigned blocks = 0; p < hi && p - off < limit && blocks < most; blocks++) {
         struct pos ps;
         content_pos_at(s->ci, p, &ps);
-        if (slots_load(st, s, ps.seg) != 0)
+        int64_t file;
+        if (slot_get(st, s, ps.seg, ps.block, &file) != 0)
             return -1;
-        if (s->file[ps.block] == SLOT_NONE)
+        if (file == SLOT_NONE)
             break;
         p = ps.start + ps.len;
     }
@@ -147,9 +152,10 @@ static int64_t missing_run(struct store *st, struct slots *s, uint64_t off, uint
     while (p < hi) {
         struct pos ps;
         content_pos_at(s->ci, p, &ps);
-        if (slots_load(st, s, ps.seg) != 0)
+        int64_t file;
+        if (slot_get(st, s, ps.seg, ps.block, &file) != 0)
             return -1;
-        if (s->file[ps.block] != SLOT_NONE)
+        if (file != SLOT_NONE)
             break;
         p = ps.start + ps.len;
     }
@@ -163,10 +169,10 @@ static int copy_out(struct blockstore *bs, struct store *st, struct slots *s, ui
     for (size_t done = 0; done < n;) {
         struct pos ps;
         content_pos_at(s->ci, off + done, &ps);
-        if (slots_load(st, s, ps.seg) != 0 || s->file[ps.block] == SLOT_NONE)
+        int64_t file;
+        if (slot_get(st, s, ps.seg, ps.block, &file) != 0 || file == SLOT_NONE)
             return -1;
         uint64_t in = off + done - ps.start;
-        int64_t file = s->file[ps.block];
         size_t k = ps.len - in < n - done ? (size_t)(ps.len - in) : n - done;
         /* Following blocks of the segment in the same file sit right after this one. */
         uint32_t nb = ci_segment_block_count(s->seg);
@@ -190,13 +196,19 @@ static struct slots *read_slots(struct daemon *d, struct content_handle *h, uint
     bool fresh = !h->slots;
     if (fresh && !(h->slots = malloc(sizeof(*h->slots))))
         return NULL;
-    if (fresh || h->slots_gen != d->blocks_gen || h->slots->ci != h->ci) {
+    if (fresh || h->slots->ci != h->ci ||
+        h->slots_gen - h->slots_added != d->blocks_gen - d->blocks_added) {
+        /* Rows went or changed since it was loaded (or it never was): start over. */
         h->slots->ci = h->ci;
         h->slots->bs = d->bs;
         h->slots->uid = uid;
         h->slots->seg_index = SIZE_MAX;
-        h->slots_gen = d->blocks_gen;
+        h->slots->maybe_more = false;
+    } else if (h->slots_gen != d->blocks_gen) {
+        h->slots->maybe_more = true; /* only added: what it holds is still right */
     }
+    h->slots_gen = d->blocks_gen;
+    h->slots_added = d->blocks_added;
     return h->slots;
 }
 
@@ -539,10 +551,11 @@ static int run_unchecked(struct daemon *d, struct slots *s, uint64_t off, uint64
     for (uint64_t p = off; p < off + n;) {
         struct pos ps;
         content_pos_at(ci, p, &ps);
-        if (slots_load(d->store, s, ps.seg) != 0 || s->file[ps.block] == SLOT_NONE)
+        int64_t file;
+        if (slot_get(d->store, s, ps.seg, ps.block, &file) != 0 || file == SLOT_NONE)
             return -1;
-        if (bs_slot_state(d->bs, ci->segments[ps.seg].id, ci->digest_len, s->file[ps.block],
-                ps.block) != BS_SLOT_GOOD)
+        if (bs_slot_state(d->bs, ci->segments[ps.seg].id, ci->digest_len, file, ps.block) !=
+            BS_SLOT_GOOD)
             return 1;
         p = ps.start + ps.len;
     }
@@ -557,7 +570,8 @@ static int read_plan(struct daemon *d, struct slots *s, struct read_op *r)
     for (uint64_t p = r->off; p < r->off + r->n;) {
         struct pos ps;
         content_pos_at(ci, p, &ps);
-        if (slots_load(d->store, s, ps.seg) != 0 || s->file[ps.block] == SLOT_NONE)
+        int64_t file;
+        if (slot_get(d->store, s, ps.seg, ps.block, &file) != 0 || file == SLOT_NONE)
             return -1;
         if (r->npieces == cap) {
             cap = cap ? cap * 2 : 32;
@@ -570,7 +584,7 @@ static int read_plan(struct daemon *d, struct slots *s, struct read_op *r)
         memset(pc, 0, sizeof(*pc));
         pc->seg = ps.seg;
         pc->block = ps.block;
-        pc->file = s->file[ps.block];
+        pc->file = file;
         pc->start = ps.start;
         pc->len = ps.len;
         pc->check = bs_slot_state(d->bs, ci->segments[ps.seg].id, ci->digest_len, pc->file,
@@ -700,7 +714,8 @@ static int read_wait_fetch(struct conn *c, struct content_handle *h, struct read
 {
     struct pos ps;
     content_pos_at(h->ci, r->off, &ps);
-    if (slots_load(c->d->store, s, ps.seg) != 0)
+    int64_t file;
+    if (slot_get(c->d->store, s, ps.seg, ps.block, &file) != 0)
         return -1;
     const struct ci_segment *seg = &h->ci->segments[ps.seg];
     uint32_t nb = ci_segment_block_count(seg);
@@ -762,21 +777,26 @@ static void read_serve(struct conn *c, struct content_handle *h, struct read_op 
         goto out;
     }
     if (n == 0) {
-        int64_t m = missing_run(st, s, off, h->read_hi);
-        if (m < 0)
-            goto fail;
         if (timeout_ms != PEERDIST_READ_TIMEOUT_LOCAL_CACHE_ONLY && peer_fetch_enabled(c)) {
-            /* Distributed mode: the bytes may come from peers (docs/peerdist.3.md). */
+            /* Distributed mode: the bytes may come from peers (docs/peerdist.3.md). The
+             * missing run is measured when the wait ends (the walk to the next readable byte
+             * may cross every segment after this one); until then, the block at off. */
             if (!r && !(r = read_op_new(c, h, id, stream, offset, max_bytes, to))) {
                 conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
                 goto out;
             }
+            struct pos ps;
+            content_pos_at(h->ci, off, &ps);
+            uint64_t bend = ps.start + ps.len < h->read_hi ? ps.start + ps.len : h->read_hi;
             r->timeout_ms = timeout_ms;
             r->off = off;
-            r->miss = (uint64_t)m;
+            r->miss = bend - off;
             if (read_wait_fetch(c, h, r, s) == 0)
                 return;
         }
+        int64_t m = missing_run(st, s, off, h->read_hi);
+        if (m < 0)
+            goto fail;
         read_miss(c, max_bytes, (uint64_t)m);
         reply_missing(c, h, id, stream, off, (uint64_t)m);
         goto out;

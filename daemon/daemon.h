@@ -144,6 +144,9 @@ struct daemon {
     int dir_lock;                /* the database directory's lock (fsutil.h); -1 if not held */
     /* Bumped whenever the block index changes: cached views of it (read slot maps) reload. */
     uint64_t blocks_gen;
+    /* How many of those bumps only added rows (AddData's commits): a slot map loaded since
+     * the last other change is still right for every block it holds (content-read.c). */
+    uint64_t blocks_added;
     time_t started;
     bool stopping;
 

@@ -152,9 +152,10 @@ static int prepare_all(struct store *st)
             "row_owner) VALUES (?1, ?2, ?3, ?4, ?5, ?7, coalesce(?6, CASE WHEN EXISTS ("
             "SELECT 1 FROM blocks WHERE segment_id = ?3 AND block = ?4 AND owner = -1) "
             "THEN -1 ELSE ?1 END))") ||
+        /* Shared (owner -1) before the uid's own: the primary key's order, no sort step. */
         prepare(st, &st->segment_blocks,
             "SELECT block, owner, file_owner, length, hash FROM blocks "
-            "WHERE segment_id = ?1 AND owner IN (-1, ?2) ORDER BY block, owner = -1 DESC") ||
+            "WHERE segment_id = ?1 AND owner IN (-1, ?2) ORDER BY block, owner") ||
         prepare(st, &st->segment_private,
             "SELECT block, owner, file_owner, length, hash FROM blocks "
             "WHERE segment_id = ?1 AND owner <> -1 AND ?2 IS NOT NULL ORDER BY block") ||

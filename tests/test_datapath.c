@@ -236,6 +236,66 @@ START_TEST(hundred_mib_v1)
 }
 END_TEST
 
+/*
+ * A reader's view of the index stays right while others write: handle c1 reads a segment
+ * (the daemon keeps which blocks it holds), then blocks are added by another connection's
+ * handle, by c1 itself, and by many AddData calls in flight at once (committed together);
+ * every one of them is readable through c1 at once, with the right bytes.
+ */
+START_TEST(reads_see_blocks_added_meanwhile)
+{
+    enum { BLOCKS = 48 };
+    const size_t len = BLOCKS * 64 * KiB;
+    uint8_t *data = api_make_content(len, 4242);
+    PEERDIST_INSTANCE_HANDLE h1 = api_startup(), h2 = api_startup();
+    struct api_ci ci;
+    publish_ci(h1, "reads-see-added", data, len, 1, &ci);
+    PEERDIST_CONTENT_TAG t1 = api_make_tag(1), t2 = api_make_tag(2);
+    PEERDIST_CONTENT_HANDLE c1 = api_open_with_ci(h1, &t1, &ci);
+    PEERDIST_CONTENT_HANDLE c2 = api_open_with_ci(h2, &t2, &ci);
+    uint8_t *buf = malloc(64 * KiB);
+    DWORD got;
+#define BLK(b) ((uint64_t)(b)*64 * KiB)
+    ck_assert_uint_eq(api_add_data(h1, c1, 0, data, 10 * 64 * KiB, &got), ERROR_SUCCESS);
+    api_read_back_block(h1, c1, data, 0, BLK(10));
+    api_assert_missing(api_block_read(h1, c1, BLK(20), 64 * KiB, buf), BLK(20), BLK(BLOCKS - 20));
+    /* Another connection's handle adds blocks 20-29. */
+    ck_assert_uint_eq(api_add_data(h2, c2, BLK(20), data + BLK(20), 10 * 64 * KiB, &got),
+        ERROR_SUCCESS);
+    api_read_back_block(h1, c1, data, BLK(20), BLK(30));
+    api_assert_missing(api_block_read(h1, c1, BLK(10), 64 * KiB, buf), BLK(10), BLK(10));
+    /* c1 itself adds block 10, then c2 block 11. */
+    ck_assert_uint_eq(api_add_data(h1, c1, BLK(10), data + BLK(10), 64 * KiB, &got), ERROR_SUCCESS);
+    ck_assert_uint_eq(api_add_data(h2, c2, BLK(11), data + BLK(11), 64 * KiB, &got), ERROR_SUCCESS);
+    api_read_back_block(h1, c1, data, BLK(10), BLK(12));
+    /* Blocks 12-19 and 30-47 in flight at once, one call each, alternating between c1 and
+     * c2. */
+    OVERLAPPED ov[BLOCKS];
+    for (int b = 12; b < BLOCKS; b = b == 19 ? 30 : b + 1) {
+        OVERLAPPED *o = &ov[b];
+        memset(o, 0, sizeof(*o));
+        o->Offset = (DWORD)BLK(b);
+        ck_assert_uint_eq(
+            PeerDistClientAddData(b % 2 ? h2 : h1, b % 2 ? c2 : c1, 64 * KiB, data + BLK(b), o),
+            ERROR_IO_PENDING);
+    }
+    for (int b = 12; b < BLOCKS; b = b == 19 ? 30 : b + 1) {
+        ck_assert_uint_eq(api_wait(&ov[b], &got), ERROR_SUCCESS);
+        ck_assert_uint_eq(got, 64 * KiB);
+    }
+    api_read_back_block(h1, c1, data, BLK(12), len);
+    api_read_back_block(h2, c2, data, 0, len);
+#undef BLK
+    ck_assert_uint_eq(PeerDistClientCloseContent(h1, c1), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistClientCloseContent(h2, c2), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistShutdown(h1), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistShutdown(h2), ERROR_SUCCESS);
+    api_ci_free(&ci);
+    free(buf);
+    free(data);
+}
+END_TEST
+
 /* ---- across users, restarts and limits ---- */
 
 static int read_full(int fd, void *p, size_t n)
@@ -509,6 +569,7 @@ int main(void)
     tcase_add_test(tc, odd_size_v2);
     tcase_add_test(tc, exactly_32_mib_v1);
     tcase_add_test(tc, hundred_mib_v1);
+    tcase_add_test(tc, reads_see_blocks_added_meanwhile);
     tcase_add_test(tc, two_uids);
     tcase_add_test(tc, ranged_blocks_are_shared_only_after_the_full_list);
     tcase_add_test(tc, acknowledged_data_survives_sigkill);
