@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <ifaddrs.h>
 #include <net/if.h>
@@ -593,6 +594,9 @@ static bool send_request(struct fetch *f, struct fpeer *p, struct slot *sl, uint
         evhttp_connection_set_timeout(sl->conn, PEER_FETCH_REQUEST_SECONDS);
         evhttp_connection_set_retries(sl->conn, 0);
         evhttp_connection_set_max_body_size(sl->conn, PCCRR_RESPONSE_MAX + PCCRR_TRANSPORT_SIZE);
+        struct bufferevent *bev = evhttp_connection_get_bufferevent(sl->conn);
+        bufferevent_set_max_single_read(bev, PEER_HTTP_IO_MAX);
+        bufferevent_set_max_single_write(bev, PEER_HTTP_IO_MAX);
     }
     struct evhttp_request *req = evhttp_request_new(on_response, sl);
     if (!req)

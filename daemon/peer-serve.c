@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
@@ -790,6 +791,17 @@ static void accept_error(struct evconnlistener *l, void *arg)
     event_add(sv->accept_ev, &tv);
 }
 
+/* An accepted peer connection's bufferevent: large reads and writes (PEER_HTTP_IO_MAX). */
+static struct bufferevent *new_bev(struct event_base *base, void *arg)
+{
+    (void)arg;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (bev) {
+        bufferevent_set_max_single_read(bev, PEER_HTTP_IO_MAX);
+        bufferevent_set_max_single_write(bev, PEER_HTTP_IO_MAX);
+    }
+    return bev;
+}
 /* A listening socket on the family's any-address and peer_port; -1 (logged) if it fails. */
 static int listen_any(int family, uint16_t port)
 {
@@ -864,6 +876,7 @@ int peer_serve_init(struct daemon *d)
     evhttp_set_max_headers_size(sv->http, PEER_SERVE_HEADERS_MAX);
     evhttp_set_timeout(sv->http, PEER_SERVE_TIMEOUT_S);
     evhttp_set_gencb(sv->http, on_request, sv);
+    evhttp_set_bevcb(sv->http, new_bev, NULL);
     unsigned bound = 0;
     int families[2] = {d->cfg.ipv4 ? AF_INET : 0, d->cfg.ipv6 ? AF_INET6 : 0};
     for (int i = 0; i < 2; i++) {

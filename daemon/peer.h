@@ -27,6 +27,12 @@ struct daemon;
 #define PEER_ID_MAX 64
 /* Blocks of one V1 segment at most (32 MiB of 64 KiB blocks); a V2 segment is block 0. */
 #define PEER_SEGMENT_BLOCKS_MAX 512
+/*
+ * Bytes one read or write on an MS-PCCRR connection moves at most (both ends). libevent's
+ * default of 16 KiB, in practice 4 KiB reads, cost a 64 KiB block about 17 reads and 17
+ * FIONREAD ioctls on the fetching side and 5 writes on the serving side.
+ */
+#define PEER_HTTP_IO_MAX (256 * 1024)
 
 /* ---- peer-serve.c ---- */
 
