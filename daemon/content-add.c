@@ -309,7 +309,8 @@ static DWORD add_bytes(struct conn *c, struct content_handle *h, uint64_t id, ui
     }
     op->c = c;
     op->charged = hi - lo;
-    if (!(op->units = calloc(nunits, sizeof(*op->units))) || !(op->data = malloc(hi - lo)))
+    if (!(op->units = calloc(nunits, sizeof(*op->units))) ||
+        !(op->data = malloc(hi - lo + (fill ? CONTENT_FILL_SLACK : 0))))
         goto nomem;
     if (fill) { /* one whole block (content_add_fetched): its bytes come on the worker */
         op->fill = fill;

@@ -38,6 +38,9 @@
  * does not slow its sender: past this, reads are refused with ERROR_NOT_ENOUGH_MEMORY.
  */
 #define CONTENT_CONN_READS_MAX 256
+/* Room past a fetched block's bytes in its op's buffer: a block cipher's last block, so the
+ * peer's message decrypts straight into it (op.fill). */
+#define CONTENT_FILL_SLACK 32
 /* V1 blocks per segment: the most one segment's slot table holds. */
 #define CONTENT_SLOTS_MAX CI_V1_BLOCKS_PER_SEGMENT
 
@@ -121,7 +124,8 @@ struct op {
      * by Cancel, committed unless the handle closed. */
     void (*done)(void *arg, uint32_t status);
     void *done_arg;
-    /* Fetched bytes still sealed: fill writes the op's len plaintext bytes to data on the
+    /* Fetched bytes still sealed: fill writes the op's len plaintext bytes to data (which
+     * has CONTENT_FILL_SLACK bytes of room past them, for a cipher's padding) on the
      * worker, before they are verified; nonzero fails every unit (as a bad hash). */
     int (*fill)(void *arg, uint8_t *out, size_t len);
     void *fill_arg;

@@ -414,24 +414,24 @@ static void pump(struct fetch *f);
 static void fetch_chain(struct fetch *f);
 
 /*
- * Worker: the block's plaintext, decrypted in place in the peer's message by its own
- * CryptoAlgoId, into out (len bytes: the length the reader's content information gives).
- * content-add.c verifies it against the reader's hash next, before anything is written.
+ * Worker: the block's plaintext, decrypted from the peer's message by its own CryptoAlgoId
+ * straight into out (len bytes: the length the reader's content information gives; out has
+ * CONTENT_FILL_SLACK bytes of room past them for the padding). content-add.c verifies it
+ * against the reader's hash next, before anything is written.
  */
 static int store_fill(void *arg, uint8_t *out, size_t len)
 {
     struct store_ticket *t = arg;
-    /* Never plaintext (§3.6, as iPXE): a MSG_BLK without crypto or IV is refused. */
-    if (!t->k.block || t->k.block_len < len || t->k.hdr.crypto == PCCRR_CRYPTO_NONE || !t->k.iv ||
-        t->k.iv_len != PCCRR_IV_SIZE)
+    /* Never plaintext (§3.6, as iPXE): a MSG_BLK without crypto or IV is refused. Plaintext
+     * and padding fit out only if the ciphertext is at most one cipher block longer. */
+    if (!t->k.block || t->k.block_len < len || t->k.block_len > len + PCCRR_IV_SIZE ||
+        t->k.hdr.crypto == PCCRR_CRYPTO_NONE || !t->k.iv || t->k.iv_len != PCCRR_IV_SIZE)
         return -1;
-    uint8_t *ct = t->body + (t->k.block - t->body);
     size_t got = 0;
-    if (pccrr_block_decrypt((enum pccrr_crypto)t->k.hdr.crypto, t->key, t->key_len, t->k.iv, ct,
-            t->k.block_len, ct, t->k.block_len, &got) != 0 ||
+    if (pccrr_block_decrypt((enum pccrr_crypto)t->k.hdr.crypto, t->key, t->key_len, t->k.iv,
+            t->k.block, t->k.block_len, out, len + CONTENT_FILL_SLACK, &got) != 0 ||
         got != len)
         return -1;
-    memcpy(out, ct, len);
     return 0;
 }
 
