@@ -87,12 +87,20 @@ static int op_rows(struct op *op, int64_t now, bool *bad, int *io_err, uint64_t 
     return 0;
 }
 
-/* Loop: the ops' rows are in the index (one commit): slot maps and eviction learn of them. */
+/*
+ * Loop: the ops' rows are in the index (one commit): slot maps and eviction learn of them.
+ * A handle's map takes the new rows only when every op of the commit is that handle's (a
+ * fetch's blocks, one caller's AddData): it then holds all of them. Otherwise every map just
+ * sees the index changed, and loads a segment again when it meets a block it lacks.
+ */
 static void ops_committed(struct daemon *d, struct op *const *ops, size_t n, uint64_t added)
 {
     uint64_t gen_before = d->blocks_gen++;
     d->blocks_added++;
-    for (size_t i = 0; i < n; i++)
+    bool one_handle = true;
+    for (size_t i = 1; i < n && one_handle; i++)
+        one_handle = ops[i]->h == ops[0]->h;
+    for (size_t i = 0; i < n && one_handle; i++)
         content_slots_added(d, ops[i], gen_before);
     if (added && evict_note_added(d, added))
         flush_evict_kick(d); /* over the limit: an eviction pass */

@@ -240,7 +240,7 @@ void content_gate_opened(struct flush_waiter *w);
 /*
  * content-handle.c: op's blocks were committed (d->blocks_gen and d->blocks_added bumped once
  * for the commit, from gen_before): the handle's slot map, if it was current, takes the new
- * rows without a query.
+ * rows without a query. Only for a commit whose ops are all this handle's, each in turn.
  */
 void content_slots_added(struct daemon *d, const struct op *op, uint64_t gen_before);
 

@@ -244,7 +244,7 @@ END_TEST
  */
 START_TEST(reads_see_blocks_added_meanwhile)
 {
-    enum { BLOCKS = 48 };
+    enum { BLOCKS = 84 };
     const size_t len = BLOCKS * 64 * KiB;
     uint8_t *data = api_make_content(len, 4242);
     PEERDIST_INSTANCE_HANDLE h1 = api_startup(), h2 = api_startup();
@@ -268,20 +268,27 @@ START_TEST(reads_see_blocks_added_meanwhile)
     ck_assert_uint_eq(api_add_data(h1, c1, BLK(10), data + BLK(10), 64 * KiB, &got), ERROR_SUCCESS);
     ck_assert_uint_eq(api_add_data(h2, c2, BLK(11), data + BLK(11), 64 * KiB, &got), ERROR_SUCCESS);
     api_read_back_block(h1, c1, data, BLK(10), BLK(12));
-    /* Blocks 12-19 and 30-47 in flight at once, one call each, alternating between c1 and
-     * c2. */
+    /* Rounds of calls in flight at once, one block each, alternating between c1 and c2 (so
+     * one commit may hold both handles' blocks); each round begins with c1 meeting one of its
+     * blocks missing, so c1's view of the segment is fresh when they commit. Blocks 12-19,
+     * then 30-83 in rounds of 9. */
     OVERLAPPED ov[BLOCKS];
-    for (int b = 12; b < BLOCKS; b = b == 19 ? 30 : b + 1) {
-        OVERLAPPED *o = &ov[b];
-        memset(o, 0, sizeof(*o));
-        o->Offset = (DWORD)BLK(b);
-        ck_assert_uint_eq(
-            PeerDistClientAddData(b % 2 ? h2 : h1, b % 2 ? c2 : c1, 64 * KiB, data + BLK(b), o),
-            ERROR_IO_PENDING);
-    }
-    for (int b = 12; b < BLOCKS; b = b == 19 ? 30 : b + 1) {
-        ck_assert_uint_eq(api_wait(&ov[b], &got), ERROR_SUCCESS);
-        ck_assert_uint_eq(got, 64 * KiB);
+    for (int first = 12; first < BLOCKS; first = first == 12 ? 30 : first + 9) {
+        int last = first == 12 ? 19 : first + 8;
+        api_assert_missing(api_block_read(h1, c1, BLK(first), 64 * KiB, buf), BLK(first),
+            first == 12 ? BLK(8) : BLK(BLOCKS - first));
+        for (int b = first; b <= last; b++) {
+            memset(&ov[b], 0, sizeof(ov[b]));
+            ov[b].Offset = (DWORD)BLK(b);
+            ck_assert_uint_eq(PeerDistClientAddData(b % 2 ? h2 : h1, b % 2 ? c2 : c1, 64 * KiB,
+                                  data + BLK(b), &ov[b]),
+                ERROR_IO_PENDING);
+        }
+        for (int b = first; b <= last; b++) {
+            ck_assert_uint_eq(api_wait(&ov[b], &got), ERROR_SUCCESS);
+            ck_assert_uint_eq(got, 64 * KiB);
+        }
+        api_read_back_block(h1, c1, data, BLK(first), first == 12 ? BLK(30) : BLK(last + 1));
     }
     api_read_back_block(h1, c1, data, BLK(12), len);
     api_read_back_block(h2, c2, data, 0, len);
