@@ -41,7 +41,11 @@
  * An AddToStream part is answered as soon as it is queued while the stream has
  * at most this many bytes waiting to be hashed, so the caller's next part
  * travels while this one hashes (Windows allows one AddToStream in flight per
- * stream). Past it, parts are answered once hashed: that is the backpressure.
+ * stream). Past it, a part waits: it is answered once the bytes waiting up to
+ * and with it are back within the bound (the parts before it hashed), or once
+ * it is hashed, whichever comes first: that is the backpressure. Waiting only
+ * for the backlog to shrink keeps the lanes fed; waiting for the part itself
+ * to be hashed let the queue run dry before the caller's next part came.
  */
 #define PUB_EARLY_ACK_BYTES (8u << 20)
 
@@ -344,6 +348,34 @@ static bool stream_runs_call(struct stream *s, uint64_t rid)
     return false;
 }
 
+/* Loop thread: answers, in order, the parts that wait for the backlog before them to shrink
+ * (PUB_EARLY_ACK_BYTES) and now fit. */
+static void stream_ack_early(struct stream *s)
+{
+    struct preq *q;
+    size_t waiting = 0;
+    if (s->dead || s->lanes_failed)
+        return; /* their failure is answered with them */
+    STAILQ_FOREACH (q, &s->inflight, link) {
+        waiting += q->len;
+        if (waiting > PUB_EARLY_ACK_BYTES)
+            return;
+        if (q->kind == PREQ_ADD && !q->acked) {
+            q->acked = true;
+            count_reply(s->conn, q->id, ERROR_SUCCESS, q->len);
+        }
+    }
+    STAILQ_FOREACH (q, &s->queue, link) {
+        waiting += q->len;
+        if (waiting > PUB_EARLY_ACK_BYTES)
+            return;
+        if (q->kind == PREQ_ADD && !q->acked) {
+            q->acked = true;
+            count_reply(s->conn, q->id, ERROR_SUCCESS, q->len);
+        }
+    }
+}
+
 /* Loop thread: a lane's job has run. */
 static void stream_done(void *arg)
 {
@@ -360,6 +392,7 @@ static void stream_done(void *arg)
         STAILQ_REMOVE_HEAD(&s->inflight, link);
         stream_retire(s, q);
     }
+    stream_ack_early(s);
     if (s->cancel_reply && !stream_runs_call(s, s->cancel_rid)) {
         conn_reply_status(s->conn, s->cancel_reply, ERROR_SUCCESS);
         s->cancel_reply = 0;
