@@ -2,14 +2,14 @@
 /*
  * publish.c - PeerDistServer* in the daemon (see publish.h). A stream feeds
  * its bytes, in order, to content-information generators on the worker pool
- * (V1, plus V2 for a version-2 stream, in one pass). Every stream has two
- * lanes that run at once on the two workers, each computing a share of the
- * digests with lane generators (ci_gen_new_lane): version 1 splits the 64 KiB
- * blocks (SHA-256) between them; version 2 splits the V2 segments (SHA-512)
- * over the ends lane 0 finds first (ci_cutter, a job of its own, so lane 1
- * hashes a part while lane 0 does), and lane 1 also hashes V1, about what the
- * cutter costs lane 0. ci_gen_finish_lanes assembles what one generator would
- * give. A completed stream becomes a publication keyed by (uid, content id)
+ * (V1, plus V2 for a version-2 stream, in one pass). A version-1 stream has
+ * one lane (SHA-256 is not what limits it: the bytes' trip is). A version-2
+ * stream has two lanes that run at once on the two workers, each computing
+ * every other V2 segment's digests (SHA-512) with lane generators
+ * (ci_gen_new_lane) over the ends lane 0 finds first (ci_cutter, a job of its
+ * own, so lane 1 hashes a part while lane 0 does); lane 1 also hashes V1,
+ * about what the cutter costs lane 0. ci_gen_finish_lanes assembles what one
+ * generator would give. A completed stream becomes a publication keyed by (uid, content id)
  * that keeps the descriptions (hashes, segment secrets), never the bytes.
  * Content-information handles hand out serialized bytes from a cursor.
  * Limits and choices: docs/publishing.md.
@@ -95,11 +95,11 @@ struct lane {
 /*
  * A stream. refs: one for the connection's list (dropped at close) and one per
  * job on a worker. Parts wait in queue until lane 0 takes them, then in
- * inflight until both lanes have hashed them, and are answered in order. For
- * version 2, lane 0 first finds a part's segment ends (a job), then hashes it
- * (another); lane 1 hashes it once the ends are found. For version 1, lane 1
- * hashes a part once lane 0 has taken it. A CompleteStream runs on lane 1
- * after lane 0 is done with it (so with every part). Lane 0's jobs touch only
+ * inflight until every lane has hashed them, and are answered in order. A
+ * version-1 stream has lane 0 alone. For version 2, lane 0 first finds a
+ * part's segment ends (a job), then hashes it (another); lane 1 hashes it once
+ * the ends are found, and runs the CompleteStream after lane 0 is done with it
+ * (so with every part). Lane 0's jobs touch only
  * run[0], v1[0], v2[0], cutter and the ends; lane 1's only run[1], v1[1],
  * v2[1], and at CompleteStream all the generators, out1 and out2.
  */
@@ -118,10 +118,10 @@ struct stream {
     bool dead; /* closed: queued work answers ABORTED */
     unsigned refs;
     bool lanes_failed; /* a lane missed a part (its job not queued, no ends): the stream fails */
-    /* Version 1: v1[k] is lane k of 2 (every other 64 KiB block). Version 2: v2[k] is lane k
-     * of 2 (every other V2 segment), v1[1] a whole V1 generator on lane 1, v1[0] NULL: lane
-     * 0's cutter costs about what V1's SHA-256 does, so each lane carries half of SHA-512
-     * and one of the two. */
+    /* Version 1: v1[0], a whole V1 generator on lane 0. Version 2: v2[k] is lane k of 2
+     * (every other V2 segment), v1[1] a whole V1 generator on lane 1, v1[0] NULL: lane 0's
+     * cutter costs about what V1's SHA-256 does, so each lane carries half of SHA-512 and
+     * one of the two. */
     struct ci_gen *v1[2], *v2[2];
     struct ci_cutter *cutter; /* version 2: lane 0 finds the V2 segment ends */
     struct ci_info *out1, *out2;
@@ -259,18 +259,18 @@ static bool stream_feed(struct stream *s, int k, const struct preq *q)
     return !s->v2[k] || ci_gen_feed_cut(s->v2[k], q->data, q->len, q->ends, q->n_ends) == 0;
 }
 
-/* Lane 1's CompleteStream: lane 0 has fed every part, lane 1 too; the lanes' digests are put
- * together into what one generator gives. */
+/* The last lane's CompleteStream: every lane has fed every part; for version 2 the lanes'
+ * V2 digests are put together into what one generator gives. */
 static bool stream_finish(struct stream *s)
 {
-    if (s->v1[0] ? ci_gen_finish_lanes(s->v1, 2, &s->out1) != 0
-                 : ci_gen_finish(s->v1[1], &s->out1) != 0)
+    if (ci_gen_finish(s->v1[0] ? s->v1[0] : s->v1[1], &s->out1) != 0)
         return false;
     return !s->v2[0] || ci_gen_finish_lanes(s->v2, 2, &s->out2) == 0;
 }
 
 /* Worker thread: lane 0 finds a part's V2 segment ends (a scan job), or a lane hashes its
- * share of a part (struct stream). Lane 1's CompleteStream assembles the content information. */
+ * share of a part (struct stream). The last lane's CompleteStream assembles the content
+ * information. */
 static void stream_work(void *arg)
 {
     struct lane *l = arg;
@@ -284,7 +284,7 @@ static void stream_work(void *arg)
             q->n_ends = ci_cutter_scan(s->cutter, q->data, q->len, q->ends);
     } else if (q->kind == PREQ_ADD) {
         ok = stream_feed(s, l->k, q);
-    } else if (l->k == 1) {
+    } else if (l->k == (s->version == 2 ? 1 : 0)) {
         ok = stream_finish(s);
     }
     q->status[l->k] = ok ? ERROR_SUCCESS : ERROR_NOT_ENOUGH_MEMORY;
@@ -298,7 +298,7 @@ static bool preq_finished(const struct stream *s, const struct preq *q)
 {
     if (q == s->run[0] || q == s->run[1])
         return false;
-    return s->dead || (q->done[0] && (q->done[1] || s->lanes_failed));
+    return s->dead || (q->done[0] && (q->done[1] || s->version == 1 || s->lanes_failed));
 }
 
 /* Loop thread: answers a part every lane has run (in order, from the head of inflight). */
@@ -459,14 +459,14 @@ static void stream_kick(struct stream *s)
     if (s->dead)
         return;
     stream_kick_lane0(s);
-    /* Lane 1 takes the first part it has not hashed, once lane 0 has found its ends (version
-     * 2) or taken it (version 1); a CompleteStream once lane 0 is done with it. */
-    if (!s->run[1] && !s->lanes_failed) {
+    /* Version 2: lane 1 takes the first part it has not hashed once lane 0 has found its
+     * ends, a CompleteStream once lane 0 is done with it. */
+    if (s->version == 2 && !s->run[1] && !s->lanes_failed) {
         struct preq *q;
         STAILQ_FOREACH (q, &s->inflight, link)
             if (!q->done[1])
                 break;
-        bool ready = q && (q->done[0] || (q->kind == PREQ_ADD && (!s->cutter || q->scanned)));
+        bool ready = q && (q->done[0] || (q->kind == PREQ_ADD && q->scanned));
         if (q && q->done[0] && q->status[0]) {
             s->lanes_failed = true; /* lane 0 failed on it (no ends, its share lost) */
         } else if (ready && stream_submit(s, 1, q) != 0) {
@@ -567,12 +567,8 @@ static void refuse(struct conn *c, uint64_t id, uint32_t status, const char *wha
 /* The generators of a new stream (see struct stream). 0 or -1 (the caller frees them). */
 static int stream_gens_new(struct stream *s, const struct pub_daemon *pd, uint32_t version)
 {
-    if (version == 1) {
-        for (unsigned k = 0; k < 2; k++)
-            if (!(s->v1[k] = ci_gen_new_lane(CI_VERSION_1, &pd->ks1, k, 2)))
-                return -1;
-        return 0;
-    }
+    if (version == 1)
+        return (s->v1[0] = ci_gen_new(CI_VERSION_1, &pd->ks1)) ? 0 : -1;
     if (!(s->v1[1] = ci_gen_new(CI_VERSION_1, &pd->ks1)) || !(s->cutter = ci_cutter_new()))
         return -1;
     for (unsigned k = 0; k < 2; k++)

@@ -326,11 +326,11 @@ static void publish_and_compare(PEERDIST_INSTANCE_HANDLE h, const char *id, cons
     }
 }
 
-/* Both lanes of a stream hash: version 2 splits the V2 segments between them (over the ends
- * lane 0 found, lane 1 a part behind) and hashes V1 on lane 1, version 1 splits the 64 KiB
- * blocks. The content information is byte for byte what one thread makes, for sizes around
- * segment limits (an odd and an even count of V1 blocks) and parts of many sizes, with runs
- * of zeros that force cuts. */
+/* A version-2 stream hashes on two lanes: they split the V2 segments (over the ends lane 0
+ * finds first) and lane 1 hashes V1; a version-1 stream has one lane. The content
+ * information is byte for byte what one thread makes, for sizes around segment limits (odd
+ * and even counts of V1 blocks and V2 segments) and parts of many sizes, with runs of zeros
+ * that force cuts. */
 START_TEST(v2_lanes_match_one_thread)
 {
     PEERDIST_INSTANCE_HANDLE h = api_startup();
@@ -351,10 +351,9 @@ START_TEST(v2_lanes_match_one_thread)
 }
 END_TEST
 
-/* The lanes over content of three V1 segments (the last partial: 49 blocks for version 2, 48
- * for version 1, so the last block falls on either lane) and about a thousand V2 segments, in
- * parts of odd sizes that the library splits at 1 MiB: V1 and V2 of version 2, and V1 of
- * version 1, are byte for byte what one generator gives. */
+/* The lanes over content of three V1 segments (the last partial) and about a thousand V2
+ * segments, in parts of odd sizes that the library splits at 1 MiB: V1 and V2 of version 2,
+ * and V1 of version 1, are byte for byte what one generator gives. */
 START_TEST(lanes_over_several_v1_segments)
 {
     PEERDIST_INSTANCE_HANDLE h = api_startup();
