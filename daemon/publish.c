@@ -9,8 +9,9 @@
  * (ci_gen_new_lane) over the ends lane 0 finds first (ci_cutter, a job of its
  * own, so lane 1 hashes a part while lane 0 does); lane 1 also hashes V1,
  * about what the cutter costs lane 0. ci_gen_finish_lanes assembles what one
- * generator would give. A completed stream becomes a publication keyed by (uid, content id)
- * that keeps the descriptions (hashes, segment secrets), never the bytes.
+ * generator would give. A completed stream becomes a publication keyed by
+ * (uid, content id) that keeps the descriptions (hashes, segment secrets),
+ * never the bytes.
  * Content-information handles hand out serialized bytes from a cursor.
  * Limits and choices: docs/publishing.md.
  */
