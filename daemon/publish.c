@@ -355,8 +355,8 @@ static void stream_ack_early(struct stream *s)
 {
     struct preq *q;
     size_t waiting = 0;
-    if (s->dead || s->lanes_failed)
-        return; /* their failure is answered with them */
+    if (s->dead || s->lanes_failed || !s->pub)
+        return; /* their failure (or INVALIDATED) is answered with them */
     STAILQ_FOREACH (q, &s->inflight, link) {
         waiting += q->len;
         if (waiting > PUB_EARLY_ACK_BYTES)
