@@ -4,6 +4,8 @@
 # peerdistd (--mode local, temp socket, database and state dir): version 2 (V1 and V2 in one
 # pass) beside `openssl dgst -sha256` plus `openssl dgst -sha512` of the same file, and
 # version 1 beside `openssl dgst -sha256`, all in the same repetition; medians of REPS.
+# "others" is the CPU time the rest of the machine used during each publish (/proc/stat busy
+# time minus the daemon's and peerdistctl's): well above 0, another load shared the 2 vCPUs.
 # Usage: bench/publish-bench.sh [-r REPS] [-s MiB]
 #   env: PEERDISTD, PEERDISTCTL (default: this checkout's build/), TMPDIR. Builds nothing.
 set -eu
@@ -69,6 +71,9 @@ hz=$(getconf CLK_TCK)
 daemon_ticks() { # utime + stime of peerdistd so far
     awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$daemon_pid/stat"
 }
+busy_ticks() { # non-idle CPU time of the whole machine so far (user nice system irq softirq)
+    awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat
+}
 
 # Runs a command under /usr/bin/time; prints "elapsed user sys".
 timed() {
@@ -76,8 +81,9 @@ timed() {
     cat "$tmp/t"
 }
 
-# One line per repetition: sha256 sha512 v2 v1 (elapsed s), then the daemon's CPU s for
-# v2 and v1, then peerdistctl's user+sys for v2 and v1.
+# One line per repetition: sha256 sha512 v2 v1 (elapsed s), then the daemon's CPU ticks for
+# v2 and v1, then peerdistctl's user+sys for v2 and v1, then the machine's busy ticks during
+# the v2 and the v1 publish.
 : >"$tmp/runs"
 i=1
 while [ "$i" -le "$REPS" ]; do
@@ -86,16 +92,20 @@ while [ "$i" -le "$REPS" ]; do
     timed openssl dgst -sha512 "$tmp/content" >"$tmp/o"
     read -r s512 _ _ <"$tmp/o"
     d0=$(daemon_ticks)
+    b0=$(busy_ticks)
     timed "$PDCTL" publish "$tmp/content" --version 2 -o "$tmp/ci2" >"$tmp/o"
+    b1=$(busy_ticks)
     read -r v2 u s <"$tmp/o"
     c2=$(echo "$u $s" | awk '{ print $1 + $2 }')
     d1=$(daemon_ticks)
     timed "$PDCTL" publish "$tmp/content" --version 1 -o "$tmp/ci1" >"$tmp/o"
+    b2=$(busy_ticks)
     read -r v1 u s <"$tmp/o"
     c1=$(echo "$u $s" | awk '{ print $1 + $2 }')
     d2=$(daemon_ticks)
-    echo "$s256 $s512 $v2 $v1 $((d1 - d0)) $((d2 - d1)) $c2 $c1" >>"$tmp/runs"
-    echo "rep $i: sha256 ${s256} s, sha512 ${s512} s, publish v2 ${v2} s, publish v1 ${v1} s"
+    echo "$s256 $s512 $v2 $v1 $((d1 - d0)) $((d2 - d1)) $c2 $c1 $((b1 - b0)) $((b2 - b1))" >>"$tmp/runs"
+    o2=$(echo "$b0 $b1 $d0 $d1 $c2" | awk -v hz="$hz" '{ printf "%.2f", ($2 - $1 - $4 + $3) / hz - $5 }')
+    echo "rep $i: sha256 ${s256} s, sha512 ${s512} s, publish v2 ${v2} s (others ${o2} s), publish v1 ${v1} s"
     i=$((i + 1))
 done
 
@@ -121,6 +131,7 @@ function stat(key, v, n,    i, c) {
     r2[n] = $3 / ($1 + $2); r1[n] = $4 / $1
     d2[n] = $5 / hz; d1[n] = $6 / hz
     c2[n] = $7; c1[n] = $8
+    o2[n] = ($9 - $5) / hz - $7; o1[n] = ($10 - $6) / hz - $8
     t2[n] = mib / $3; t1[n] = mib / $4
 }
 END {
@@ -130,13 +141,14 @@ END {
     stat("v2_mib_s", t2, n); stat("v1_mib_s", t1, n)
     stat("daemon_cpu_v2_s", d2, n); stat("daemon_cpu_v1_s", d1, n)
     stat("ctl_cpu_v2_s", c2, n); stat("ctl_cpu_v1_s", c1, n)
-    printf "publish v2   %6.2f s (%5.0f MiB/s) | sha256 + sha512 %6.2f s | time ratio %.2f (%.2f..%.2f) | daemon CPU %.2f s, peerdistctl CPU %.2f s\n",
-        m["publish_v2_s"], m["v2_mib_s"], m["baseline_v2_s"], m["v2_ratio"], m["v2_ratio_min"], m["v2_ratio_max"], m["daemon_cpu_v2_s"], m["ctl_cpu_v2_s"]
-    printf "publish v1   %6.2f s (%5.0f MiB/s) | sha256          %6.2f s | time ratio %.2f (%.2f..%.2f) | daemon CPU %.2f s, peerdistctl CPU %.2f s\n",
-        m["publish_v1_s"], m["v1_mib_s"], m["sha256_s"], m["v1_ratio"], m["v1_ratio_min"], m["v1_ratio_max"], m["daemon_cpu_v1_s"], m["ctl_cpu_v1_s"]
+    stat("others_cpu_v2_s", o2, n); stat("others_cpu_v1_s", o1, n)
+    printf "publish v2   %6.2f s (%5.0f MiB/s) | sha256 + sha512 %6.2f s | time ratio %.2f (%.2f..%.2f) | daemon CPU %.2f s, peerdistctl CPU %.2f s, others %.2f s\n",
+        m["publish_v2_s"], m["v2_mib_s"], m["baseline_v2_s"], m["v2_ratio"], m["v2_ratio_min"], m["v2_ratio_max"], m["daemon_cpu_v2_s"], m["ctl_cpu_v2_s"], m["others_cpu_v2_s"]
+    printf "publish v1   %6.2f s (%5.0f MiB/s) | sha256          %6.2f s | time ratio %.2f (%.2f..%.2f) | daemon CPU %.2f s, peerdistctl CPU %.2f s, others %.2f s\n",
+        m["publish_v1_s"], m["v1_mib_s"], m["sha256_s"], m["v1_ratio"], m["v1_ratio_min"], m["v1_ratio_max"], m["daemon_cpu_v1_s"], m["ctl_cpu_v1_s"], m["others_cpu_v1_s"]
     printf "peerdistd peak RSS %d KiB\n", hwm
     line = "SUMMARY publish_bench size_mib=" mib " reps=" reps
-    split("v2_ratio v1_ratio publish_v2_s publish_v1_s v2_mib_s v1_mib_s baseline_v2_s sha256_s sha512_s daemon_cpu_v2_s daemon_cpu_v1_s ctl_cpu_v2_s ctl_cpu_v1_s", keys, " ")
+    split("v2_ratio v1_ratio publish_v2_s publish_v1_s v2_mib_s v1_mib_s baseline_v2_s sha256_s sha512_s daemon_cpu_v2_s daemon_cpu_v1_s ctl_cpu_v2_s ctl_cpu_v1_s others_cpu_v2_s others_cpu_v1_s", keys, " ")
     for (k = 1; k in keys; k++) {
         key = keys[k]
         line = line sprintf(" %s=%.3f %s_min=%.3f %s_max=%.3f", key, m[key], key, m[key "_min"], key, m[key "_max"])

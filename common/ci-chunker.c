@@ -64,11 +64,21 @@ static size_t ci_until(uint32_t pos, size_t i, size_t len, uint32_t limit)
     return pos >= limit ? i : (limit - pos < len - i ? i + (limit - pos) : len);
 }
 
+/* The gear roll is a ~30-byte loop run once per byte: placed across a 64-byte line it ran
+ * 1.3-1.6x slower (2026-12-02), so where it lands must not depend on the code linked
+ * before it. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define CI_ALIGN_LOOPS __attribute__((optimize("align-loops=64")))
+#else
+#define CI_ALIGN_LOOPS
+#endif
+
 /* Returns how many bytes of p belong to the current segment; *cut says the segment ends
  * there. The state carries over between calls, so any split of the input gives the same
  * boundaries. Phases by segment length: skip (nothing can influence a cut), warm up the
  * window (no cut before MIN), strict mask up to NORMAL, loose mask up to MAX. */
-size_t ci_chunker_scan(struct ci_chunker *ch, const uint8_t *p, size_t len, bool *cut)
+CI_ALIGN_LOOPS size_t ci_chunker_scan(struct ci_chunker *ch, const uint8_t *p, size_t len,
+    bool *cut)
 {
     /* Limits on the segment length once a byte is counted: no test up to MIN - 1, the strict
      * mask up to NORMAL - 1, the loose one up to MAX, where the cut is forced. */

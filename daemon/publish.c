@@ -2,11 +2,16 @@
 /*
  * publish.c - PeerDistServer* in the daemon (see publish.h). A stream feeds
  * its bytes, in order, to content-information generators on the worker pool
- * (V1, plus V2 for a version-2 stream, in one pass). A version-2 stream has
- * two lanes that run at once on the two workers: lane 0 finds the V2 segment
- * ends and hashes V1 (SHA-256), lane 1 hashes V2 (SHA-512) over the ends lane
- * 0 found, a part behind it; a completed stream becomes a publication keyed by (uid, content id)
- * that keeps the descriptions (hashes, segment secrets), never the bytes.
+ * (V1, plus V2 for a version-2 stream, in one pass). A version-1 stream has
+ * one lane (SHA-256 is not what limits it: the bytes' trip is). A version-2
+ * stream has two lanes that run at once on the two workers, each computing
+ * every other V2 segment's digests (SHA-512) with lane generators
+ * (ci_gen_new_lane) over the ends lane 0 finds first (ci_cutter, a job of its
+ * own, so lane 1 hashes a part while lane 0 does); lane 1 also hashes V1,
+ * about what the cutter costs lane 0. ci_gen_finish_lanes assembles what one
+ * generator would give. A completed stream becomes a publication keyed by
+ * (uid, content id) that keeps the descriptions (hashes, segment secrets),
+ * never the bytes.
  * Content-information handles hand out serialized bytes from a cursor.
  * Limits and choices: docs/publishing.md.
  */
@@ -37,7 +42,11 @@
  * An AddToStream part is answered as soon as it is queued while the stream has
  * at most this many bytes waiting to be hashed, so the caller's next part
  * travels while this one hashes (Windows allows one AddToStream in flight per
- * stream). Past it, parts are answered once hashed: that is the backpressure.
+ * stream). Past it, a part waits: it is answered once the bytes waiting up to
+ * and with it are back within the bound (the parts before it hashed), or once
+ * it is hashed, whichever comes first: that is the backpressure. Waiting only
+ * for the backlog to shrink keeps the lanes fed; waiting for the part itself
+ * to be hashed let the queue run dry before the caller's next part came.
  */
 #define PUB_EARLY_ACK_BYTES (8u << 20)
 
@@ -66,26 +75,34 @@ struct preq {
     uint8_t *data;
     size_t len;
     uint32_t status[2]; /* set by each lane's job */
-    bool done[2];       /* each lane's job has run (loop thread) */
+    bool done[2];       /* each lane has hashed it (loop thread) */
+    bool scanned;       /* version 2: lane 0 has found its segment ends */
     bool acked;         /* answered when queued (PUB_EARLY_ACK_BYTES) */
-    size_t *ends;       /* version 2: segment ends in data, found by lane 0 for lane 1 */
+    size_t *ends;       /* version 2: segment ends in data, found by lane 0 for both lanes */
     size_t n_ends;
     STAILQ_ENTRY(preq) link;
 };
 
 struct stream;
 
-/* A lane's job argument: which stream, which lane. */
+/* A lane's job argument: which stream, which lane, and for lane 0 whether the job finds
+ * the part's V2 segment ends (a job of its own, so lane 1 may hash the part meanwhile). */
 struct lane {
     struct stream *s;
     int k;
+    bool scan;
 };
 
 /*
  * A stream. refs: one for the connection's list (dropped at close) and one per
  * job on a worker. Parts wait in queue until lane 0 takes them, then in
- * inflight until every lane has run them, and are answered in order. Lane 0's
- * jobs touch only run[0], g1, cutter, out1; lane 1's only run[1], g2, out2.
+ * inflight until every lane has hashed them, and are answered in order. A
+ * version-1 stream has lane 0 alone. For version 2, lane 0 first finds a
+ * part's segment ends (a job), then hashes it (another); lane 1 hashes it once
+ * the ends are found, and runs the CompleteStream after lane 0 is done with it
+ * (so with every part). Lane 0's jobs touch only
+ * run[0], v1[0], v2[0], cutter and the ends; lane 1's only run[1], v1[1],
+ * v2[1], and at CompleteStream all the generators, out1 and out2.
  */
 struct stream {
     uint64_t handle;
@@ -101,8 +118,12 @@ struct stream {
     bool completed;
     bool dead; /* closed: queued work answers ABORTED */
     unsigned refs;
-    bool lane1_failed; /* a lane-1 job could not be queued: V2 is lost, the stream fails */
-    struct ci_gen *g1, *g2;
+    bool lanes_failed; /* a lane missed a part (its job not queued, no ends): the stream fails */
+    /* Version 1: v1[0], a whole V1 generator on lane 0. Version 2: v2[k] is lane k of 2
+     * (every other V2 segment), v1[1] a whole V1 generator on lane 1, v1[0] NULL: lane 0's
+     * cutter costs about what V1's SHA-256 does, so each lane carries half of SHA-512 and
+     * one of the two. */
+    struct ci_gen *v1[2], *v2[2];
     struct ci_cutter *cutter; /* version 2: lane 0 finds the V2 segment ends */
     struct ci_info *out1, *out2;
     struct preq *run[2];   /* the part each lane's job is on */
@@ -197,13 +218,20 @@ static void preq_free(struct stream *s, struct preq *q)
     free(q);
 }
 
+static void stream_gens_free(struct stream *s)
+{
+    for (int k = 0; k < 2; k++) {
+        ci_gen_free(s->v1[k]);
+        ci_gen_free(s->v2[k]);
+    }
+    ci_cutter_free(s->cutter);
+}
+
 static void stream_unref(struct stream *s)
 {
     if (--s->refs > 0)
         return;
-    ci_gen_free(s->g1);
-    ci_gen_free(s->g2);
-    ci_cutter_free(s->cutter);
+    stream_gens_free(s);
     ci_info_free(s->out1);
     ci_info_free(s->out2);
     conn_unref(s->conn);
@@ -224,28 +252,41 @@ static void count_reply(struct conn *c, uint64_t id, uint32_t status, uint64_t b
     conn_send(c, &r);
 }
 
-/* Worker thread: lane 0 finds the part's V2 segment ends and hashes V1; lane 1 hashes V2
- * over those ends. A CompleteStream finishes the lane's generator. */
+/* Feeds a part to lane k's generators (V2 over the ends lane 0 found). */
+static bool stream_feed(struct stream *s, int k, const struct preq *q)
+{
+    if (s->v1[k] && ci_gen_feed(s->v1[k], q->data, q->len) != 0)
+        return false;
+    return !s->v2[k] || ci_gen_feed_cut(s->v2[k], q->data, q->len, q->ends, q->n_ends) == 0;
+}
+
+/* The last lane's CompleteStream: every lane has fed every part; for version 2 the lanes'
+ * V2 digests are put together into what one generator gives. */
+static bool stream_finish(struct stream *s)
+{
+    if (ci_gen_finish(s->v1[0] ? s->v1[0] : s->v1[1], &s->out1) != 0)
+        return false;
+    return !s->v2[0] || ci_gen_finish_lanes(s->v2, 2, &s->out2) == 0;
+}
+
+/* Worker thread: lane 0 finds a part's V2 segment ends (a scan job), or a lane hashes its
+ * share of a part (struct stream). The last lane's CompleteStream assembles the content
+ * information. */
 static void stream_work(void *arg)
 {
     struct lane *l = arg;
     struct stream *s = l->s;
     struct preq *q = s->run[l->k];
     bool ok = true;
-    if (q->kind == PREQ_ADD && l->k == 0) {
-        if (s->cutter) {
-            q->ends = malloc(CI_CUTTER_MAX_ENDS(q->len) * sizeof(*q->ends));
-            ok = q->ends != NULL;
-            if (ok)
-                q->n_ends = ci_cutter_scan(s->cutter, q->data, q->len, q->ends);
-        }
-        ok = ok && ci_gen_feed(s->g1, q->data, q->len) == 0;
+    if (l->scan) {
+        q->ends = malloc(CI_CUTTER_MAX_ENDS(q->len) * sizeof(*q->ends));
+        ok = q->ends != NULL;
+        if (ok)
+            q->n_ends = ci_cutter_scan(s->cutter, q->data, q->len, q->ends);
     } else if (q->kind == PREQ_ADD) {
-        ok = ci_gen_feed_cut(s->g2, q->data, q->len, q->ends, q->n_ends) == 0;
-    } else if (l->k == 0) {
-        ok = ci_gen_finish(s->g1, &s->out1) == 0;
-    } else {
-        ok = ci_gen_finish(s->g2, &s->out2) == 0;
+        ok = stream_feed(s, l->k, q);
+    } else if (l->k == (s->version == 2 ? 1 : 0)) {
+        ok = stream_finish(s);
     }
     q->status[l->k] = ok ? ERROR_SUCCESS : ERROR_NOT_ENOUGH_MEMORY;
 }
@@ -258,14 +299,14 @@ static bool preq_finished(const struct stream *s, const struct preq *q)
 {
     if (q == s->run[0] || q == s->run[1])
         return false;
-    return s->dead || (q->done[0] && (q->done[1] || !s->g2 || s->lane1_failed));
+    return s->dead || (q->done[0] && (q->done[1] || s->version == 1 || s->lanes_failed));
 }
 
 /* Loop thread: answers a part every lane has run (in order, from the head of inflight). */
 static void stream_retire(struct stream *s, struct preq *q)
 {
     uint32_t status = q->status[0] ? q->status[0] : q->status[1];
-    if (s->g2 && s->lane1_failed && !status)
+    if (s->lanes_failed && !status)
         status = ERROR_NOT_ENOUGH_MEMORY;
     if (q->kind == PREQ_COMPLETE && status == ERROR_SUCCESS && s->deferred_status)
         status = s->deferred_status;
@@ -308,6 +349,34 @@ static bool stream_runs_call(struct stream *s, uint64_t rid)
     return false;
 }
 
+/* Loop thread: answers, in order, the parts that wait for the backlog before them to shrink
+ * (PUB_EARLY_ACK_BYTES) and now fit. */
+static void stream_ack_early(struct stream *s)
+{
+    struct preq *q;
+    size_t waiting = 0;
+    if (s->dead || s->lanes_failed || !s->pub)
+        return; /* their failure (or INVALIDATED) is answered with them */
+    STAILQ_FOREACH (q, &s->inflight, link) {
+        waiting += q->len;
+        if (waiting > PUB_EARLY_ACK_BYTES)
+            return;
+        if (q->kind == PREQ_ADD && !q->acked) {
+            q->acked = true;
+            count_reply(s->conn, q->id, ERROR_SUCCESS, q->len);
+        }
+    }
+    STAILQ_FOREACH (q, &s->queue, link) {
+        waiting += q->len;
+        if (waiting > PUB_EARLY_ACK_BYTES)
+            return;
+        if (q->kind == PREQ_ADD && !q->acked) {
+            q->acked = true;
+            count_reply(s->conn, q->id, ERROR_SUCCESS, q->len);
+        }
+    }
+}
+
 /* Loop thread: a lane's job has run. */
 static void stream_done(void *arg)
 {
@@ -315,11 +384,16 @@ static void stream_done(void *arg)
     struct stream *s = l->s;
     struct preq *q = s->run[l->k];
     s->run[l->k] = NULL;
-    q->done[l->k] = true;
+    if (l->scan && !q->status[0])
+        q->scanned = true; /* lane 0 hashes it next */
+    else
+        q->done[l->k] = true; /* hashed, or lane 0 failed to find its ends */
+    l->scan = false;
     while ((q = STAILQ_FIRST(&s->inflight)) && preq_finished(s, q)) {
         STAILQ_REMOVE_HEAD(&s->inflight, link);
         stream_retire(s, q);
     }
+    stream_ack_early(s);
     if (s->cancel_reply && !stream_runs_call(s, s->cancel_rid)) {
         conn_reply_status(s->conn, s->cancel_reply, ERROR_SUCCESS);
         s->cancel_reply = 0;
@@ -339,35 +413,34 @@ static int stream_submit(struct stream *s, int k, struct preq *q)
     return -1;
 }
 
-static void stream_kick(struct stream *s)
+/* Lane 0: the hash of a part whose ends it found, else the next queued part (for version 2
+ * its ends first). A queued part no job could be queued for is taken back and answered,
+ * failed; if the hash of a part whose ends lane 0 found cannot be queued (lane 1 may have
+ * hashed it), the stream fails. */
+static void stream_kick_lane0(struct stream *s)
 {
-    if (s->dead)
+    struct preq *q;
+    if (s->run[0])
         return;
-    /* Lane 1 takes the first part lane 0 has run and it has not. */
-    if (s->g2 && !s->run[1] && !s->lane1_failed) {
-        struct preq *q;
-        STAILQ_FOREACH (q, &s->inflight, link)
-            if (!q->done[1])
-                break;
-        if (q && q->done[0] && !q->status[0] && stream_submit(s, 1, q) != 0) {
-            log_error(CONN_FMT ": out of memory queueing a hashing job", CONN_ARGS(s->conn));
-            s->lane1_failed = true; /* V2 misses these bytes: every part from here fails */
-        } else if (q && q->done[0] && q->status[0]) {
-            s->lane1_failed = true; /* lane 0 failed on it (no ends): V2 cannot go on */
-        }
-        /* Parts lane 1 will never run are answered now, failed. */
-        while (s->lane1_failed && (q = STAILQ_FIRST(&s->inflight)) && preq_finished(s, q)) {
-            STAILQ_REMOVE_HEAD(&s->inflight, link);
-            stream_retire(s, q);
-        }
+    STAILQ_FOREACH (q, &s->inflight, link)
+        if (!q->done[0])
+            break;
+    if (q && stream_submit(s, 0, q) == 0) /* scanned, not hashed */
+        return;
+    if (q) {
+        log_error(CONN_FMT ": out of memory queueing a hashing job", CONN_ARGS(s->conn));
+        q->status[0] = ERROR_NOT_ENOUGH_MEMORY;
+        q->done[0] = true;
+        s->lanes_failed = true; /* lane 0 misses these bytes; the next part goes on failed */
     }
-    /* Lane 0 takes the next queued part. */
-    while (!s->run[0] && !STAILQ_EMPTY(&s->queue)) {
-        struct preq *q = STAILQ_FIRST(&s->queue);
+    while (!STAILQ_EMPTY(&s->queue)) {
+        q = STAILQ_FIRST(&s->queue);
         STAILQ_REMOVE_HEAD(&s->queue, link);
         STAILQ_INSERT_TAIL(&s->inflight, q, link);
+        s->lanes[0].scan = s->cutter && q->kind == PREQ_ADD;
         if (stream_submit(s, 0, q) == 0)
             break;
+        s->lanes[0].scan = false;
         STAILQ_REMOVE(&s->inflight, q, preq, link);
         if (q->kind == PREQ_ADD)
             s->accepted -= q->len;
@@ -379,6 +452,34 @@ static void stream_kick(struct stream *s)
         else if (!s->deferred_status)
             s->deferred_status = ERROR_NOT_ENOUGH_MEMORY;
         preq_free(s, q);
+    }
+}
+
+static void stream_kick(struct stream *s)
+{
+    if (s->dead)
+        return;
+    stream_kick_lane0(s);
+    /* Version 2: lane 1 takes the first part it has not hashed once lane 0 has found its
+     * ends, a CompleteStream once lane 0 is done with it. */
+    if (s->version == 2 && !s->run[1] && !s->lanes_failed) {
+        struct preq *q;
+        STAILQ_FOREACH (q, &s->inflight, link)
+            if (!q->done[1])
+                break;
+        bool ready = q && (q->done[0] || (q->kind == PREQ_ADD && q->scanned));
+        if (q && q->done[0] && q->status[0]) {
+            s->lanes_failed = true; /* lane 0 failed on it (no ends, its share lost) */
+        } else if (ready && stream_submit(s, 1, q) != 0) {
+            log_error(CONN_FMT ": out of memory queueing a hashing job", CONN_ARGS(s->conn));
+            s->lanes_failed = true; /* lane 1 misses these bytes: every part from here fails */
+        }
+    }
+    /* Parts lane 1 will never run are answered now, failed. */
+    struct preq *q;
+    while (s->lanes_failed && (q = STAILQ_FIRST(&s->inflight)) && preq_finished(s, q)) {
+        STAILQ_REMOVE_HEAD(&s->inflight, link);
+        stream_retire(s, q);
     }
 }
 
@@ -464,6 +565,19 @@ static void refuse(struct conn *c, uint64_t id, uint32_t status, const char *wha
 
 /* ---- handlers ---- */
 
+/* The generators of a new stream (see struct stream). 0 or -1 (the caller frees them). */
+static int stream_gens_new(struct stream *s, const struct pub_daemon *pd, uint32_t version)
+{
+    if (version == 1)
+        return (s->v1[0] = ci_gen_new(CI_VERSION_1, &pd->ks1)) ? 0 : -1;
+    if (!(s->v1[1] = ci_gen_new(CI_VERSION_1, &pd->ks1)) || !(s->cutter = ci_cutter_new()))
+        return -1;
+    for (unsigned k = 0; k < 2; k++)
+        if (!(s->v2[k] = ci_gen_new_lane(CI_VERSION_2, &pd->ks2, k, 2)))
+            return -1;
+    return 0;
+}
+
 static void handle_publish_stream(struct conn *c, uint64_t id,
     const Peerdist__PublishStreamRequest *m)
 {
@@ -496,12 +610,7 @@ static void handle_publish_stream(struct conn *c, uint64_t id,
     struct stream *s = calloc(1, sizeof(*s));
     if (!p || !s || !(p->id = malloc(m->content_id.len)))
         goto nomem;
-    s->g1 = ci_gen_new(CI_VERSION_1, &((struct pub_daemon *)d->pub)->ks1);
-    if (!s->g1)
-        goto nomem;
-    if (m->version == 2 &&
-        (!(s->g2 = ci_gen_new(CI_VERSION_2, &((struct pub_daemon *)d->pub)->ks2)) ||
-            !(s->cutter = ci_cutter_new())))
+    if (stream_gens_new(s, d->pub, m->version) != 0)
         goto nomem;
     memcpy(p->id, m->content_id.data, m->content_id.len);
     p->id_len = m->content_id.len;
@@ -526,7 +635,7 @@ static void handle_publish_stream(struct conn *c, uint64_t id,
     STAILQ_INIT(&s->queue);
     STAILQ_INIT(&s->inflight);
     for (int k = 0; k < 2; k++)
-        s->lanes[k] = (struct lane){s, k};
+        s->lanes[k] = (struct lane){s, k, false};
     LIST_INSERT_HEAD(&pc->streams, s, link);
     pc->nstreams++;
     Peerdist__PublishStreamReply pr = PEERDIST__PUBLISH_STREAM_REPLY__INIT;
@@ -539,9 +648,7 @@ static void handle_publish_stream(struct conn *c, uint64_t id,
     return;
 nomem:
     if (s) {
-        ci_gen_free(s->g1);
-        ci_gen_free(s->g2);
-        ci_cutter_free(s->cutter);
+        stream_gens_free(s);
         free(s);
     }
     if (p)

@@ -308,32 +308,63 @@ START_TEST(v2_publication_has_v1_and_v2)
 }
 END_TEST
 
-/* A version-2 stream hashes V1 and V2 on two lanes (V2 a part behind, over the segment ends
- * lane 0 found): the content information is byte for byte what one thread makes, for sizes
- * around segment limits and parts of many sizes, with runs of zeros that force cuts. */
+/* Publishes data as version `version` in parts cycling through pieces, and checks each
+ * content information the publication has (V1, and V2 for version 2) byte for byte against
+ * one single-threaded generator fed the same bytes. */
+static void publish_and_compare(PEERDIST_INSTANCE_HANDLE h, const char *id, const uint8_t *data,
+    size_t len, DWORD version, const size_t *pieces, size_t n_pieces)
+{
+    PEERDIST_RETRIEVAL_OPTIONS ro11 = {sizeof(ro11), 1, 1, 0};
+    api_publish(h, id, data, len, version, pieces, n_pieces);
+    for (DWORD v = 1; v <= version; v++) {
+        size_t n, en;
+        uint8_t *got = api_get_ci(h, id, 0, 0, v == 1 ? &ro11 : NULL, &n);
+        uint8_t *exp = expected_ci(data, len, v == 1 ? CI_VERSION_1 : CI_VERSION_2, &en);
+        assert_bytes(got, n, exp, en);
+        free(got);
+        free(exp);
+    }
+}
+
+/* A version-2 stream hashes on two lanes: they split the V2 segments (over the ends lane 0
+ * finds first) and lane 1 hashes V1; a version-1 stream has one lane. The content
+ * information is byte for byte what one thread makes, for sizes around segment limits (odd
+ * and even counts of V1 blocks and V2 segments) and parts of many sizes, with runs of zeros
+ * that force cuts. */
 START_TEST(v2_lanes_match_one_thread)
 {
     PEERDIST_INSTANCE_HANDLE h = api_startup();
     const size_t sizes[] = {CI_V2_SEGMENT_MAX * 3 + 1, 3u << 20, (5u << 20) + 7};
     const size_t pieces[] = {1u << 20, 65537, 300007, 16383}; /* 1 MiB: the largest part */
-    PEERDIST_RETRIEVAL_OPTIONS ro11 = {sizeof(ro11), 1, 1, 0};
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-        size_t len = sizes[i], n, en;
+        size_t len = sizes[i];
         uint8_t *data = api_make_content(len, (unsigned)i + 1);
         char id[16];
         memset(data + len / 3, 0, len / 4);
-        snprintf(id, sizeof(id), "lanes%zu", i);
-        api_publish(h, id, data, len, 2, pieces + i % 2, 4 - i % 2);
-        for (int v = 1; v <= 2; v++) {
-            uint8_t *got = api_get_ci(h, id, 0, 0, v == 1 ? &ro11 : NULL, &n);
-            uint8_t *exp = expected_ci(data, len, v == 1 ? CI_VERSION_1 : CI_VERSION_2, &en);
-            assert_bytes(got, n, exp, en);
-            free(got);
-            free(exp);
+        for (DWORD version = 1; version <= 2; version++) {
+            snprintf(id, sizeof(id), "lanes%zu.%u", i, (unsigned)version);
+            publish_and_compare(h, id, data, len, version, pieces + i % 2, 4 - i % 2);
         }
         free(data);
     }
     PeerDistShutdown(h);
+}
+END_TEST
+
+/* The lanes over content of three V1 segments (the last partial) and about a thousand V2
+ * segments, in parts of odd sizes that the library splits at 1 MiB: V1 and V2 of version 2,
+ * and V1 of version 1, are byte for byte what one generator gives. */
+START_TEST(lanes_over_several_v1_segments)
+{
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
+    const size_t len = 2 * (size_t)CI_V1_SEGMENT_SIZE + (3u << 20) + 12345;
+    const size_t pieces[] = {3000017, 1, 65537, 999983, 1234567};
+    uint8_t *data = api_make_content(len, 7);
+    memset(data + CI_V1_SEGMENT_SIZE - 100000, 0, 300000); /* forced cuts across a V1 end */
+    publish_and_compare(h, "several2", data, len, 2, pieces, 5);
+    publish_and_compare(h, "several1", data, len - 65536, 1, pieces + 1, 4);
+    PeerDistShutdown(h);
+    free(data);
 }
 END_TEST
 
@@ -760,6 +791,7 @@ int main(void)
     tcase_add_test(tc, v1_two_segments_with_large_pieces_match_vector);
     tcase_add_test(tc, v2_publication_has_v1_and_v2);
     tcase_add_test(tc, v2_lanes_match_one_thread);
+    tcase_add_test(tc, lanes_over_several_v1_segments);
     tcase_add_test(tc, version_selection_and_option_checks);
     tcase_add_test(tc, ranges);
     tcase_add_test(tc, already_exists_and_unpublish);
