@@ -93,9 +93,15 @@ static int op_rows(struct op *op, int64_t now, bool *bad, int *io_err, uint64_t 
  * fetch's blocks, one caller's AddData): it then holds all of them. Otherwise every map just
  * sees the index changed, and loads a segment again when it meets a block it lacks.
  */
-static void ops_committed(struct daemon *d, struct op *const *ops, size_t n, uint64_t added)
+static void ops_committed(struct daemon *d, struct op *const *ops, size_t n, uint64_t added,
+    bool replaced)
 {
     uint64_t gen_before = d->blocks_gen++;
+    if (replaced) { /* rows of another hash went: every map reloads */
+        if (added && evict_note_added(d, added))
+            flush_evict_kick(d);
+        return;
+    }
     d->blocks_added++;
     bool one_handle = true;
     for (size_t i = 1; i < n && one_handle; i++)
@@ -135,13 +141,14 @@ static DWORD op_commit(struct op *op, bool *committed)
     store_set_now(st, now); /* the labels' added_at */
     if (store_begin(st) != 0)
         return winerr_from_sqlite(store_errcode(st));
+    uint64_t rep0 = store_rows_replaced(st);
     if (op_rows(op, now, &bad, &io_err, &added) != 0 || store_commit(st) != 0) {
         DWORD status = winerr_from_sqlite(store_errcode(st));
         store_rollback(st);
         return status;
     }
     *committed = true;
-    ops_committed(d, &op, 1, added);
+    ops_committed(d, &op, 1, added, store_rows_replaced(st) != rep0);
     return op_status(op, bad, io_err);
 }
 
@@ -253,6 +260,7 @@ static void batch_finish(struct op *batch)
         for (size_t i = 0; i < n; i++)
             was_live[i] = op_live(ops[i]);
         store_set_now(st, now);
+        uint64_t rep0 = store_rows_replaced(st);
         if (store_begin(st) == 0) {
             ok = true;
             for (size_t i = 0; i < n && ok; i++)
@@ -272,7 +280,7 @@ static void batch_finish(struct op *batch)
         for (size_t i = 0; i < n; i++)
             if (was_live[i])
                 committed[nc++] = ops[i];
-        ops_committed(d, committed, nc, added);
+        ops_committed(d, committed, nc, added, store_rows_replaced(st) != rep0);
         /* An answer may close a later op's handle (a failed send closes the connection):
          * that op's rows stay committed, and Close has answered it. */
         for (size_t i = 0; i < n; i++) {

@@ -133,7 +133,8 @@ static void promote_bound(struct conn *c, struct content_handle *h)
     struct store *st = c->d->store;
     struct promote_ctx *p = malloc(sizeof(*p));
     if (!p)
-        return; /* promotion is an optimisation: the blocks stay readable to their uid */
+        return;           /* promotion is an optimisation: the blocks stay readable to their uid */
+    bool changed = false; /* rows may have changed owner */
     for (size_t i = 0; i < h->ci->n_segments; i++) {
         if (!h->bound[i] || h->ci->version != CI_VERSION_1)
             continue;
@@ -141,14 +142,18 @@ static void promote_bound(struct conn *c, struct content_handle *h)
         p->seg = &h->ci->segments[i];
         p->n = 0;
         const struct ci_segment *seg = p->seg;
-        if (store_segment_private_blocks(st, seg->id, h->ci->digest_len, promote_row, p) != 0)
+        if (store_segment_private_blocks(st, seg->id, h->ci->digest_len, promote_row, p) != 0) {
+            changed = true; /* a database error: reload to be safe */
             break;
+        }
+        changed |= p->n > 0;
         for (size_t k = 0; k < p->n; k++)
             store_block_promote(st, seg->id, h->ci->digest_len, p->blocks[k],
                 content_listed_hash(h->ci, seg, p->blocks[k]), h->ci->digest_len);
     }
     free(p);
-    c->d->blocks_gen++; /* rows changed owner: slot maps reload */
+    if (changed)
+        c->d->blocks_gen++; /* rows changed owner: slot maps reload */
     bind_secrets(c, h);
 }
 

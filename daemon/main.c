@@ -228,7 +228,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
 /* Allocations from this size on are mapped on their own (larger than any data-path buffer). */
 #define MALLOC_MMAP_MIN (4 * 1024 * 1024)
-/* Free heap memory kept for reuse before glibc gives it back. */
+/* Free memory at the top of a heap kept for reuse before glibc gives it back. */
 #define MALLOC_KEEP_BYTES (32 * 1024 * 1024)
 
 int main(int argc, char **argv)
@@ -245,7 +245,9 @@ int main(int argc, char **argv)
      * The data path allocates and frees buffers of up to 1 MiB per call (AddData's copy, a
      * read's bytes). glibc's defaults mmap some of them and trim the heap after others, so
      * each call faulted fresh pages in again (9 % of the daemon's CPU in AddData). Kept in
-     * the heap instead, and at most MALLOC_KEEP_BYTES of free memory is held back.
+     * the heap instead: free memory at the top of a heap is given back past
+     * MALLOC_KEEP_BYTES; freed buffers below live blocks stay with the process for reuse, so
+     * the resident size can stay near its peak of data-path buffers after a burst.
      */
     mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_MIN);
     mallopt(M_TRIM_THRESHOLD, MALLOC_KEEP_BYTES);

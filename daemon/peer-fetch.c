@@ -419,6 +419,8 @@ static void fetch_chain(struct fetch *f);
  * CONTENT_FILL_SLACK bytes of room past them for the padding). content-add.c verifies it
  * against the reader's hash next, before anything is written.
  */
+_Static_assert(CONTENT_FILL_SLACK >= PCCRR_IV_SIZE, "a block's padding must fit its op's buffer");
+
 static int store_fill(void *arg, uint8_t *out, size_t len)
 {
     struct store_ticket *t = arg;

@@ -50,6 +50,7 @@ struct store {
         uint32_t block;
         int64_t owner;
     } last_put;
+    uint64_t replaced; /* rows store_block_put's slot_replace removed, ever */
     /* The cache's bounds (schema 004): statements prepared on first use, and the time labels
      * made now carry (store_set_now). */
     sqlite3_stmt *bounds[STORE_BOUNDS_STMTS];
@@ -520,8 +521,10 @@ int store_block_put(struct store *st, const uint8_t *segment_id, size_t segment_
     sqlite3_bind_int64(r, 2, file_owner);
     sqlite3_bind_int64(r, 3, block);
     sqlite3_bind_blob(r, 4, hash, (int)hash_len, SQLITE_STATIC);
-    if (drop_rows_and_labels(st, r, segment_id, segment_id_len, block, NULL) != 0)
+    uint64_t removed = 0;
+    if (drop_rows_and_labels(st, r, segment_id, segment_id_len, block, &removed) != 0)
         return -1;
+    st->replaced += removed;
     sqlite3_stmt *s = st->block_put;
     sqlite3_bind_blob(s, 1, segment_id, (int)segment_id_len, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, block);
@@ -1574,4 +1577,9 @@ int64_t store_segment_secrets_count(struct store *st)
     int64_t n = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
     sqlite3_reset(q);
     return n;
+}
+
+uint64_t store_rows_replaced(const struct store *st)
+{
+    return st->replaced;
 }

@@ -119,6 +119,9 @@ void store_set_put_hook(struct store *st, store_put_fn fn, void *arg);
 int store_block_put(struct store *st, const uint8_t *segment_id, size_t segment_id_len,
     uint32_t block, int64_t owner, const uint8_t *hash, size_t hash_len, uint32_t length,
     int64_t file_owner);
+/* Rows store_block_put has deleted that way since the store opened (in rolled-back
+ * transactions too): a commit that moved it removed rows, not only added them. */
+uint64_t store_rows_replaced(const struct store *st);
 /*
  * Records that (uid, tag) added `bytes` bytes at block `block` of the segment. The label
  * keeps one row alive (labels.row_owner): the row this connection's last store_block_put of
