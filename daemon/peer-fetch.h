@@ -29,7 +29,7 @@ struct fetch;
  * distrusted when a request sent after that goes unanswered too (peer-fetch.c, no_answer). */
 #define PEER_FETCH_REQUEST_SECONDS 2
 /* Connections to one peer, each with one request in flight (HTTP/1.1 without pipelining). */
-#define PEER_FETCH_CONNS_PER_PEER 4
+#define PEER_FETCH_CONNS_PER_PEER 8
 /* Peers one fetch uses at once. */
 #define PEER_FETCH_PEERS_MAX 8
 /*
