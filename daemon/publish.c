@@ -349,32 +349,29 @@ static bool stream_runs_call(struct stream *s, uint64_t rid)
     return false;
 }
 
+/* Loop thread: an AddToStream part is answered before it is hashed (PUB_EARLY_ACK_BYTES). */
+static void ack_early(struct stream *s, struct preq *q)
+{
+    q->acked = true;
+    count_reply(s->conn, q->id, ERROR_SUCCESS, q->len);
+}
+
 /* Loop thread: answers, in order, the parts that wait for the backlog before them to shrink
- * (PUB_EARLY_ACK_BYTES) and now fit. */
+ * (PUB_EARLY_ACK_BYTES) and now fit: inflight first, then queue, which follows it. */
 static void stream_ack_early(struct stream *s)
 {
-    struct preq *q;
     size_t waiting = 0;
     if (s->dead || s->lanes_failed || !s->pub)
         return; /* their failure (or INVALIDATED) is answered with them */
-    STAILQ_FOREACH (q, &s->inflight, link) {
-        waiting += q->len;
-        if (waiting > PUB_EARLY_ACK_BYTES)
-            return;
-        if (q->kind == PREQ_ADD && !q->acked) {
-            q->acked = true;
-            count_reply(s->conn, q->id, ERROR_SUCCESS, q->len);
+    struct preq *heads[2] = {STAILQ_FIRST(&s->inflight), STAILQ_FIRST(&s->queue)};
+    for (size_t i = 0; i < 2; i++)
+        for (struct preq *q = heads[i]; q; q = STAILQ_NEXT(q, link)) {
+            waiting += q->len;
+            if (waiting > PUB_EARLY_ACK_BYTES)
+                return;
+            if (q->kind == PREQ_ADD && !q->acked)
+                ack_early(s, q);
         }
-    }
-    STAILQ_FOREACH (q, &s->queue, link) {
-        waiting += q->len;
-        if (waiting > PUB_EARLY_ACK_BYTES)
-            return;
-        if (q->kind == PREQ_ADD && !q->acked) {
-            q->acked = true;
-            count_reply(s->conn, q->id, ERROR_SUCCESS, q->len);
-        }
-    }
 }
 
 /* Loop thread: a lane's job has run. */
@@ -718,10 +715,8 @@ static void handle_publish_add(struct conn *c, uint64_t id, const Peerdist__Publ
     s->unhashed += q->len;
     s->pc->queued_bytes += q->len;
     STAILQ_INSERT_TAIL(&s->queue, q, link);
-    if (s->unhashed <= PUB_EARLY_ACK_BYTES) {
-        q->acked = true;
-        count_reply(c, id, ERROR_SUCCESS, q->len);
-    }
+    if (s->unhashed <= PUB_EARLY_ACK_BYTES)
+        ack_early(s, q);
     stream_kick(s);
 }
 
