@@ -97,17 +97,14 @@ static void ops_committed(struct daemon *d, struct op *const *ops, size_t n, uin
     bool replaced)
 {
     uint64_t gen_before = d->blocks_gen++;
-    if (replaced) { /* rows of another hash went: every map reloads */
-        if (added && evict_note_added(d, added))
-            flush_evict_kick(d);
-        return;
+    if (!replaced) { /* replaced: rows of another hash went, every map reloads */
+        d->blocks_added++;
+        bool one_handle = true;
+        for (size_t i = 1; i < n && one_handle; i++)
+            one_handle = ops[i]->h == ops[0]->h;
+        for (size_t i = 0; i < n && one_handle; i++)
+            content_slots_added(d, ops[i], gen_before);
     }
-    d->blocks_added++;
-    bool one_handle = true;
-    for (size_t i = 1; i < n && one_handle; i++)
-        one_handle = ops[i]->h == ops[0]->h;
-    for (size_t i = 0; i < n && one_handle; i++)
-        content_slots_added(d, ops[i], gen_before);
     if (added && evict_note_added(d, added))
         flush_evict_kick(d); /* over the limit: an eviction pass */
 }
@@ -129,26 +126,55 @@ static DWORD op_status(struct op *op, bool bad, int io_err)
     return ERROR_SUCCESS;
 }
 
-/* Loop: one op's rows and labels in a transaction of their own; its status. */
-static DWORD op_commit(struct op *op, bool *committed)
+/*
+ * Ops committed together, at most: one transaction for the rows of every op one group sync
+ * covered (instead of one each: a fetched 64 KiB block, or a small AddData, paid a commit of
+ * its own). No op answers before the commit that holds its rows.
+ */
+#define COMMIT_BATCH_MAX 256
+
+/*
+ * Loop: the rows and labels of the ops with include[i] (n <= COMMIT_BATCH_MAX) in one
+ * transaction, then ops_committed. bad[i], io_err[i]: as op_rows found them. ERROR_SUCCESS,
+ * or the database's error (rolled back: nothing of them committed).
+ */
+static DWORD commit_rows(struct op *const *ops, size_t n, const bool *include, bool *bad,
+    int *io_err)
 {
-    struct daemon *d = op->c->d;
+    struct daemon *d = ops[0]->c->d;
     struct store *st = d->store;
     int64_t now = evict_now(d);
-    bool bad = false;
-    int io_err = 0;
     uint64_t added = 0;
     store_set_now(st, now); /* the labels' added_at */
     if (store_begin(st) != 0)
         return winerr_from_sqlite(store_errcode(st));
-    uint64_t rep0 = store_rows_replaced(st);
-    if (op_rows(op, now, &bad, &io_err, &added) != 0 || store_commit(st) != 0) {
+    uint64_t replaced = store_rows_replaced(st);
+    bool ok = true;
+    for (size_t i = 0; i < n && ok; i++)
+        ok = !include[i] || op_rows(ops[i], now, &bad[i], &io_err[i], &added) == 0;
+    if (!ok || store_commit(st) != 0) {
         DWORD status = winerr_from_sqlite(store_errcode(st));
         store_rollback(st);
         return status;
     }
+    struct op *committed[COMMIT_BATCH_MAX];
+    size_t nc = 0;
+    for (size_t i = 0; i < n; i++)
+        if (include[i])
+            committed[nc++] = ops[i];
+    ops_committed(d, committed, nc, added, store_rows_replaced(st) != replaced);
+    return ERROR_SUCCESS;
+}
+
+/* Loop: one op's rows and labels in a transaction of their own; its status. */
+static DWORD op_commit(struct op *op, bool *committed)
+{
+    bool include = true, bad = false;
+    int io_err = 0;
+    DWORD rc = commit_rows(&op, 1, &include, &bad, &io_err);
+    if (rc != ERROR_SUCCESS)
+        return rc;
     *committed = true;
-    ops_committed(d, &op, 1, added, store_rows_replaced(st) != rep0);
     return op_status(op, bad, io_err);
 }
 
@@ -223,13 +249,6 @@ static void op_finish(struct op *op)
 }
 
 /*
- * Ops committed together, at most: one transaction for the rows of every op one group sync
- * covered (instead of one each: a fetched 64 KiB block, or a small AddData, paid a commit of
- * its own). No op answers before the commit that holds its rows.
- */
-#define COMMIT_BATCH_MAX 256
-
-/*
  * Loop: the synced ops of a batch (sync_next), committed in one transaction and then
  * answered in order. If the shared transaction fails, each op is committed on its own
  * (op_finish), so one op's database error fails that op alone, as it would have alone.
@@ -238,49 +257,25 @@ static void batch_finish(struct op *batch)
 {
     while (batch) {
         struct op *ops[COMMIT_BATCH_MAX];
-        size_t n = 0;
+        bool was_live[COMMIT_BATCH_MAX], bad[COMMIT_BATCH_MAX] = {false};
+        int io_err[COMMIT_BATCH_MAX] = {0};
+        size_t n = 0, live = 0;
         while (batch && n < COMMIT_BATCH_MAX) {
+            was_live[n] = op_live(batch);
+            live += was_live[n];
             ops[n++] = batch;
             batch = batch->sync_next;
         }
-        size_t live = 0;
-        for (size_t i = 0; i < n; i++)
-            live += op_live(ops[i]);
-        if (live < 2) {
-            for (size_t i = 0; i < n; i++)
-                op_finish(ops[i]);
-            continue;
-        }
-        struct daemon *d = ops[0]->c->d;
-        struct store *st = d->store;
-        int64_t now = evict_now(d);
-        bool bad[COMMIT_BATCH_MAX] = {false}, was_live[COMMIT_BATCH_MAX], ok = false;
-        int io_err[COMMIT_BATCH_MAX] = {0};
-        uint64_t added = 0;
-        for (size_t i = 0; i < n; i++)
-            was_live[i] = op_live(ops[i]);
-        store_set_now(st, now);
-        uint64_t rep0 = store_rows_replaced(st);
-        if (store_begin(st) == 0) {
-            ok = true;
-            for (size_t i = 0; i < n && ok; i++)
-                ok = !was_live[i] || op_rows(ops[i], now, &bad[i], &io_err[i], &added) == 0;
-            ok = ok && store_commit(st) == 0;
-            if (!ok)
-                store_rollback(st);
-        }
-        if (!ok) {
+        bool together = live >= 2;
+        if (together && commit_rows(ops, n, was_live, bad, io_err) != ERROR_SUCCESS) {
             log_warn("committing %zu writes together failed: committing each on its own", live);
+            together = false;
+        }
+        if (!together) {
             for (size_t i = 0; i < n; i++)
                 op_finish(ops[i]);
             continue;
         }
-        struct op *committed[COMMIT_BATCH_MAX];
-        size_t nc = 0;
-        for (size_t i = 0; i < n; i++)
-            if (was_live[i])
-                committed[nc++] = ops[i];
-        ops_committed(d, committed, nc, added, store_rows_replaced(st) != rep0);
         /* An answer may close a later op's handle (a failed send closes the connection):
          * that op's rows stay committed, and Close has answered it. */
         for (size_t i = 0; i < n; i++) {

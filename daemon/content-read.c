@@ -714,7 +714,7 @@ static int read_wait_fetch(struct conn *c, struct content_handle *h, struct read
 {
     struct pos ps;
     content_pos_at(h->ci, r->off, &ps);
-    int64_t file;
+    int64_t file; /* missing: slot_get has loaded the segment afresh if rows were added */
     if (slot_get(c->d->store, s, ps.seg, ps.block, &file) != 0)
         return -1;
     const struct ci_segment *seg = &h->ci->segments[ps.seg];
