@@ -103,10 +103,19 @@ START_TEST(first_call_after_restart_reconnects)
     ck_assert_uint_eq(PeerDistGetStatusEx(h, &info), ERROR_SUCCESS);
     ck_assert_int_eq(info.status, PEERDIST_STATUS_AVAILABLE);
 
+    /*
+     * The open's request finds the old connection closed and goes out on a new one: the
+     * handle belongs to that one, so it works (not INVALIDATED).
+     */
     restart();
     PEERDIST_CONTENT_TAG tag = api_make_tag(1);
     PEERDIST_CONTENT_HANDLE c;
     ck_assert_uint_eq(PeerDistClientOpenContent(h, &tag, NULL, 0, &c), ERROR_SUCCESS);
+    PEERDIST_CLIENT_BASIC_INFO ci_info = {0};
+    /* Answered by the daemon for this handle: no content information added yet. */
+    ck_assert_uint_eq(PeerDistClientGetInformationByHandle(h, c, PeerDistClientBasicInfo,
+                          sizeof(ci_info), &ci_info),
+        PEERDIST_ERROR_NOT_INITIALIZED);
 
     /* Never ERROR_IO_PENDING and then SERVICE_UNAVAILABLE: the flush goes on the new one. */
     restart();

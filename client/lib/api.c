@@ -102,9 +102,9 @@ DWORD pd_call_expecting(struct instance *inst, Peerdist__Request *req, int expec
     Peerdist__Reply **reply, uint64_t *generation)
 {
     *reply = NULL;
-    DWORD rc = pd_service_ready(inst, generation);
+    DWORD rc = pd_service_ready(inst, NULL);
     if (rc == ERROR_SUCCESS)
-        rc = pdconn_call(inst->conn, req, reply);
+        rc = pdconn_call_sent_on(inst->conn, req, reply, generation);
     if (rc == ERROR_SUCCESS && (int)(*reply)->body_case != expect)
         rc = PEERDIST_ERROR_SERVICE_UNAVAILABLE; /* a daemon that answers nonsense */
     return rc;

@@ -63,6 +63,8 @@
 #define PD_LAZY_IDLE_TICKS 100
 /* Lazy: asynchronous requests wait in c->cork, written together, up to this many bytes. */
 #define PD_CORK_MAX (64 * 1024)
+/* write_all, write_frame: the daemon had closed the connection; nothing was written. */
+#define WRITE_PEER_CLOSED 1
 
 struct pd_op {
     uint64_t id;
@@ -341,19 +343,30 @@ static int wait_writable(int fd, int64_t deadline)
     return 0;
 }
 
+/* The daemon has closed its end: a write to it fails at once with one of these. */
+static bool peer_closed(int e)
+{
+    return e == EPIPE || e == ECONNRESET;
+}
+
 /*
  * Writes buf whole before the deadline (ms, CLOCK_MONOTONIC): 0, or -1 when the socket
- * failed or the deadline passed first (then part of it may have gone out).
+ * failed or the deadline passed first (then part of it may have gone out), or
+ * WRITE_PEER_CLOSED when the daemon had closed its end before the first byte went out.
  */
 static int write_all(int fd, const uint8_t *buf, size_t n, int64_t deadline)
 {
+    bool first = true;
     while (n > 0) {
         ssize_t w = send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w > 0) {
             buf += w;
             n -= (size_t)w;
+            first = false;
             continue;
         }
+        if (w < 0 && first && peer_closed(errno))
+            return WRITE_PEER_CLOSED;
         if (w == 0 || (errno != EAGAIN && errno != EINTR))
             return -1;
         if (wait_writable(fd, deadline) != 0)
@@ -387,6 +400,8 @@ static int write_frame(int fd, const uint8_t *buf, size_t n, int pass_fd, int64_
             n -= (size_t)w;
             break;
         }
+        if (w < 0 && peer_closed(errno))
+            return WRITE_PEER_CLOSED;
         if (w == 0 || (errno != EAGAIN && errno != EINTR))
             return -1;
         if (wait_writable(fd, deadline) != 0)
@@ -658,30 +673,18 @@ static void connect_locked(struct pdconn *c, int64_t deadline)
 }
 
 /*
- * True if the daemon has closed its end (or shut down its writing side): the connection
- * cannot carry a request any more, although replies may still wait to be read.
- */
-static bool peer_gone(int fd)
-{
-    struct pollfd pfd = {.fd = fd, .events = POLLRDHUP};
-    return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
-}
-
-/*
- * Makes sure there is a live connection, connecting if needed. A connection the daemon
- * has closed while nobody was reading it (it restarted while the instance was idle) is
- * noticed here, its last replies delivered and its pending operations failed, and a new
- * one is made at this very call. (While someone reads, the reader sees the EOF at once;
- * no system call is spent here then.) Called and returns with c->mu held: ERROR_SUCCESS,
- * or the synchronous error.
+ * Makes sure there is a live connection, connecting if needed; a connection given up on
+ * (c->broken) is cleaned up first. Called and returns with c->mu held: ERROR_SUCCESS, or the
+ * synchronous error. A connection the daemon closed while nobody was reading it (it
+ * restarted while the instance was idle) is not probed for here, which would cost a
+ * system call per request: the request's write fails at once (WRITE_PEER_CLOSED) and
+ * send_locked makes a new connection then (settle_closed_locked).
  */
 static DWORD ensure_locked(struct pdconn *c, int64_t deadline)
 {
-    /* Not while requests wait corked: one poll per corked request cost 15-20 % of the
-     * 64-deep flush rate (bench/run-rpc.sh); the write of the cork sees a dead daemon. */
-    while (c->fd >= 0 && (c->broken || (!c->reading && !c->cork_len && peer_gone(c->fd)))) {
+    while (c->fd >= 0 && c->broken) {
         if (!c->reading)
-            read_turn(c, -1); /* reads what is left, then EOF: lost_locked */
+            read_turn(c, -1); /* lost_locked */
         else if (!wait_until(c, deadline))
             return PEERDIST_ERROR_SERVICE_UNAVAILABLE; /* the reader sees the EOF soon */
     }
@@ -690,6 +693,22 @@ static DWORD ensure_locked(struct pdconn *c, int64_t deadline)
     if (c->fd >= 0)
         return ERROR_SUCCESS;
     return c->stop ? PEERDIST_ERROR_SERVICE_UNAVAILABLE : c->down_error;
+}
+
+/*
+ * The connection `generation` was found closed by the daemon: its last replies are
+ * delivered (read until the EOF) and its pending operations failed, as when a reader sees
+ * the EOF. c->mu held. false if the deadline passed first.
+ */
+static bool settle_closed_locked(struct pdconn *c, uint64_t generation, int64_t deadline)
+{
+    while (c->fd >= 0 && c->generation == generation) {
+        if (!c->reading)
+            read_turn(c, -1); /* reads what is left, then EOF: lost_locked */
+        else if (!wait_until(c, deadline))
+            return false; /* the reader sees the EOF soon */
+    }
+    return true;
 }
 
 DWORD pdconn_ensure(struct pdconn *c, uint64_t *generation)
@@ -820,6 +839,8 @@ static void cork_send(struct pdconn *c, bool block)
 static DWORD send_locked(struct pdconn *c, uint64_t generation, Peerdist__Request *req,
     struct pd_op *op, int64_t deadline)
 {
+    bool retried = false;
+again:
     for (;;) {
         DWORD rc = ensure_locked(c, deadline);
         if (rc != ERROR_SUCCESS)
@@ -867,6 +888,7 @@ static DWORD send_locked(struct pdconn *c, uint64_t generation, Peerdist__Reques
     op_insert(c, op);
     c->writing = true;
     int fd = c->fd;
+    uint64_t sent_on = c->generation;
     pthread_mutex_unlock(&c->mu);
     int w = write_frame(fd, buf, n, op->async ? -1 : op->pass_fd, deadline);
     pthread_mutex_lock(&c->mu);
@@ -878,26 +900,25 @@ static DWORD send_locked(struct pdconn *c, uint64_t generation, Peerdist__Reques
         return ERROR_SUCCESS;
     /*
      * Not sent whole, so not answered: op is still registered (the socket is closed only
-     * once no write is in progress). A partial frame leaves the stream unusable.
+     * once no write is in progress).
      */
     op_remove(c, id);
-    drop_locked(c);
+    if (op->async && op->a.request_id && *op->a.request_id == id)
+        *op->a.request_id = 0; /* named by its id on the next connection */
+    if (w == WRITE_PEER_CLOSED && !retried) {
+        /* The daemon went away while the connection was idle: nothing of this request went
+         * out, so it goes on a new connection (or, naming older handles, INVALIDATED). */
+        retried = true;
+        if (settle_closed_locked(c, sent_on, deadline))
+            goto again;
+    }
+    drop_locked(c); /* a partial frame leaves the stream unusable */
     return PEERDIST_ERROR_SERVICE_UNAVAILABLE;
 }
 
-DWORD pdconn_call(struct pdconn *c, Peerdist__Request *req, Peerdist__Reply **reply)
-{
-    return pdconn_call_on(c, 0, req, reply);
-}
-
-DWORD pdconn_call_on(struct pdconn *c, uint64_t generation, Peerdist__Request *req,
-    Peerdist__Reply **reply)
-{
-    return pdconn_call_fd(c, generation, req, -1, reply);
-}
-
-DWORD pdconn_call_fd(struct pdconn *c, uint64_t generation, Peerdist__Request *req, int pass_fd,
-    Peerdist__Reply **reply)
+/* The synchronous calls; *sent_on (if not NULL): the connection the request went out on. */
+static DWORD call(struct pdconn *c, uint64_t generation, Peerdist__Request *req, int pass_fd,
+    Peerdist__Reply **reply, uint64_t *sent_on)
 {
     struct pd_op op = {.pass_fd = pass_fd};
     if (reply)
@@ -909,6 +930,8 @@ DWORD pdconn_call_fd(struct pdconn *c, uint64_t generation, Peerdist__Request *r
         pthread_mutex_unlock(&c->mu);
         return rc;
     }
+    if (sent_on)
+        *sent_on = c->generation;
     while (!op.done) {
         int64_t left = deadline - now_ms();
         if (left <= 0)
@@ -924,6 +947,29 @@ DWORD pdconn_call_fd(struct pdconn *c, uint64_t generation, Peerdist__Request *r
     else if (op.reply)
         peerdist__reply__free_unpacked(op.reply, NULL);
     return op.status;
+}
+
+DWORD pdconn_call(struct pdconn *c, Peerdist__Request *req, Peerdist__Reply **reply)
+{
+    return call(c, 0, req, -1, reply, NULL);
+}
+
+DWORD pdconn_call_sent_on(struct pdconn *c, Peerdist__Request *req, Peerdist__Reply **reply,
+    uint64_t *generation)
+{
+    return call(c, 0, req, -1, reply, generation);
+}
+
+DWORD pdconn_call_on(struct pdconn *c, uint64_t generation, Peerdist__Request *req,
+    Peerdist__Reply **reply)
+{
+    return call(c, generation, req, -1, reply, NULL);
+}
+
+DWORD pdconn_call_fd(struct pdconn *c, uint64_t generation, Peerdist__Request *req, int pass_fd,
+    Peerdist__Reply **reply)
+{
+    return call(c, generation, req, pass_fd, reply, NULL);
 }
 
 DWORD pdconn_submit(struct pdconn *c, uint64_t generation, Peerdist__Request *req,

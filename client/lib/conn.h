@@ -79,8 +79,9 @@ void pdconn_free(struct pdconn *c);
 void pdconn_forget_in_child(struct pdconn *c);
 
 /*
- * Connects if needed (noticing a connection the daemon closed). 0 with the connection's
- * generation (it changes at every reconnect, so older daemon-side handles are known dead),
+ * Connects if needed. 0 with the connection's generation (it changes at every reconnect, so
+ * older daemon-side handles are known dead; a connection the daemon closed while idle is
+ * noticed only by the next request's write, which then reconnects),
  * or the synchronous error: PEERDIST_ERROR_SERVICE_UNAVAILABLE, or ERROR_REQ_NOT_ACCEP
  * when the daemon refused the connection (its owner is over a connection limit).
  */
@@ -102,6 +103,12 @@ uint32_t pdconn_status(struct pdconn *c);
  * *reply (may be NULL) is the caller's.
  */
 DWORD pdconn_call(struct pdconn *c, Peerdist__Request *req, Peerdist__Reply **reply);
+/*
+ * pdconn_call, with *generation the connection the request went out on (daemon-side
+ * handles its reply names belong to it; a call may reconnect, pdconn_ensure).
+ */
+DWORD pdconn_call_sent_on(struct pdconn *c, Peerdist__Request *req, Peerdist__Reply **reply,
+    uint64_t *generation);
 /*
  * pdconn_call for a request naming daemon-side handles of the connection `generation`
  * (0: any): on another connection it is not sent, PEERDIST_ERROR_INVALIDATED.

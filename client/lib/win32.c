@@ -80,7 +80,10 @@ static int ms_left(DWORD ms, const struct timespec *deadline)
 /*
  * Waiters that read (conn.h: pdconn_help_wait): a thread about to block reads the replies
  * of its own operations itself, polling its eventfd, which whoever completes what it waits
- * for writes. One per thread, made at its first wait, closed when the thread exits.
+ * for writes. One per thread, made at its first wait, closed when the thread exits. The
+ * poll that sees it written reads it empty; a write that lands after that poll, before the
+ * waiter leaves its helper list, only makes the thread's next helping poll return at once
+ * for one spare turn, which costs less than a read of the eventfd after every wait.
  */
 static pthread_key_t help_key;
 static _Thread_local int help_fd = -1;
@@ -98,12 +101,6 @@ static int help_fd_get(void)
             pthread_setspecific(help_key, (void *)(intptr_t)(help_fd + 1));
     }
     return help_fd;
-}
-
-static void help_fd_drain(int fd)
-{
-    uint64_t v;
-    (void)!read(fd, &v, sizeof(v));
 }
 
 /* Ends a waiter's read early; not this thread's own: it delivers, so it is not reading. */
@@ -286,7 +283,6 @@ static DWORD events_wait(struct event_obj **ev, const HANDLE *handles, DWORD n, 
             struct w32_wait_target t = {.events = handles, .nevents = n};
             int helped = pdconn_help_wait(&t, w.wake_fd, left);
             pthread_mutex_lock(&events_mu);
-            help_fd_drain(w.wake_fd);
             w.wake_fd = -1;
             rc = events_take(ev, n, all);
             may_help = helped;
@@ -506,7 +502,6 @@ static DWORD port_get(struct port_obj *p, DWORD ms, OVERLAPPED_ENTRY *out, ULONG
             may_help = pdconn_help_wait(&t, h.fd, left);
             pthread_mutex_lock(&p->mu);
             help_unlink(&p->helpers, &h);
-            help_fd_drain(h.fd);
             if (may_help && !p->head && !p->closed && ms_left(ms, &deadline) == 0) {
                 rc = WAIT_TIMEOUT;
                 break;
@@ -779,7 +774,6 @@ static DWORD wait_overlapped(LPOVERLAPPED ov)
             may_help = pdconn_help_wait(&t, h.fd, -1);
             pthread_mutex_lock(&overlapped_mu);
             help_unlink(&overlapped_helpers, &h);
-            help_fd_drain(h.fd);
             continue;
         }
         pthread_cond_wait(&overlapped_cv, &overlapped_mu);
