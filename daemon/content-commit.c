@@ -21,6 +21,7 @@
 #include "worker.h"
 
 static void group_sync_kick(struct content_daemon *cd);
+static bool group_sync_submit(struct content_daemon *cd);
 
 static void unit_free_all(struct op *op)
 {
@@ -286,6 +287,16 @@ static void batch_finish(struct op *batch)
     }
 }
 
+/* The waiting ops, as the batch the next sync covers (cd->syncing from here). */
+static struct op *take_batch(struct content_daemon *cd)
+{
+    struct op *batch = cd->sync_head;
+    cd->sync_head = NULL;
+    cd->sync_tail = &cd->sync_head;
+    cd->syncing = true;
+    return batch;
+}
+
 /* Worker: fdatasync each file the batch's ops wrote, once; a failure fails its blocks. */
 static void group_sync_work(void *arg)
 {
@@ -335,24 +346,41 @@ static void group_sync_done(void *arg)
         group_sync_kick(cd);
         return;
     }
+    /*
+     * The next sync starts on the syncer while this batch commits here, so the disk does not
+     * wait for the database; its done runs on the loop after this one returns, so commits
+     * stay in order. A sync that must run right here comes after the commit instead.
+     */
+    bool started = group_sync_submit(cd);
     batch_finish(batch);
-    group_sync_kick(cd);
+    if (!started)
+        group_sync_kick(cd);
+}
+
+/*
+ * Hands the waiting ops to the syncer as the next batch: true when that is done or there
+ * is nothing to do; false when they must be synced on the loop instead (stopping: the pool
+ * no longer runs new jobs; or out of memory). The syncer only reads the batch's chain, which
+ * the loop leaves alone once it is taken, right after.
+ */
+static bool group_sync_submit(struct content_daemon *cd)
+{
+    if (cd->syncing || !cd->sync_head)
+        return true;
+    if (cd->d->stopping ||
+        worker_submit(cd->d->syncer, group_sync_work, group_sync_done, cd->sync_head) != 0)
+        return false;
+    take_batch(cd);
+    return true;
 }
 
 static void group_sync_kick(struct content_daemon *cd)
 {
-    if (cd->syncing || !cd->sync_head)
+    if (group_sync_submit(cd))
         return;
-    struct op *batch = cd->sync_head;
-    cd->sync_head = NULL;
-    cd->sync_tail = &cd->sync_head;
-    cd->syncing = true;
-    /* Stopping (the pool no longer runs new jobs) or out of memory: sync right here. */
-    if (cd->d->stopping ||
-        worker_submit(cd->d->workers, group_sync_work, group_sync_done, batch) != 0) {
-        group_sync_work(batch);
-        group_sync_done(batch);
-    }
+    struct op *batch = take_batch(cd);
+    group_sync_work(batch);
+    group_sync_done(batch);
 }
 
 /* Loop: the op's bytes are written; it waits for the next group sync (or ends now). */

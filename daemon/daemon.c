@@ -111,7 +111,8 @@ int daemon_init(struct daemon *d)
         return -1;
     }
     if (server_init(d, dispatch_request) != 0 ||
-        !(d->workers = worker_pool_new(d->base, WORKER_THREADS))) {
+        !(d->workers = worker_pool_new(d->base, WORKER_THREADS)) ||
+        !(d->syncer = worker_pool_new(d->base, SYNCER_THREADS))) {
         log_error("out of memory setting up the daemon");
         return -1;
     }
@@ -144,6 +145,8 @@ void daemon_free(struct daemon *d)
         server_close_all(d);
     worker_pool_free(d->workers); /* every job's done runs before the stores close */
     d->workers = NULL;
+    worker_pool_free(d->syncer); /* after the workers: their dones may have queued syncs */
+    d->syncer = NULL;
     peer_fetch_free(d);
     discovery_free(d);
     peer_serve_free(d);

@@ -141,6 +141,7 @@ struct daemon {
     struct store *store;         /* the loop's database connection */
     struct blockstore *bs;       /* block bytes in data files (blockstore.h) */
     struct worker_pool *workers; /* hashing, disk writes, reclaim, flush batches */
+    struct worker_pool *syncer;  /* AddData's group fdatasync, one thread (content-commit.c) */
     int dir_lock;                /* the database directory's lock (fsutil.h); -1 if not held */
     /* Bumped whenever the block index changes: cached views of it (read slot maps) reload. */
     uint64_t blocks_gen;

@@ -12,6 +12,12 @@
 #include <event2/event.h>
 
 #define WORKER_THREADS 2
+/*
+ * AddData's group fdatasync has a thread of its own: it waits on the disk, so on a worker
+ * it would idle one of the two hashing threads for the length of every sync, and queued
+ * behind hashing jobs the disk would sit idle between syncs.
+ */
+#define SYNCER_THREADS 1
 
 struct worker_pool;
 
