@@ -3,7 +3,8 @@
 # run-rpc.sh - build rpc_bench, run it against a private peerdistd (temp socket,
 # database and state dir) beside a private redis-server (the redis-benchmark -P baseline),
 # then print the daemon's peak RSS and clean up; the last line is rpc_bench's SUMMARY with
-# the RSS added. Arguments are passed to rpc_bench (e.g. -r 3 -n 5000). Works from any cwd.
+# the RSS added, after rtt_placement's PLACEMENT lines (the round trip by CPU placement).
+# Arguments are passed to rpc_bench (e.g. -r 3 -n 5000). Works from any cwd.
 set -eu
 
 # Seconds to wait for the daemon's socket: first start migrates a new database.
@@ -30,7 +31,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 build() {
-    cmake --build build -j"$BUILD_JOBS" --target rpc_bench peerdistd >"$tmp/build.log" 2>&1
+    cmake --build build -j"$BUILD_JOBS" --target rpc_bench rtt_placement peerdistd >"$tmp/build.log" 2>&1
 }
 if [ ! -f build/CMakeCache.txt ]; then
     cmake -S . -B build >"$tmp/configure.log" 2>&1 || { cat "$tmp/configure.log" >&2; exit 1; }
@@ -91,6 +92,12 @@ rc=0
 # shellcheck disable=SC2086 # redis_args is empty or two words
 PEERDIST_SOCKET="$sock" build/bench/rpc_bench $redis_args "$@" >"$tmp/out" || rc=$?
 grep -v '^SUMMARY ' "$tmp/out" || true
+
+# The round trip by CPU placement (free, both ends on one CPU, one each): how much of the
+# synchronous calls' ratio is where the scheduler puts the daemon (bench/README.md).
+if [ "$(nproc)" -ge 2 ]; then
+    PEERDIST_SOCKET="$sock" build/bench/rtt_placement -p "$daemon_pid" -r 3 || rc=$?
+fi
 
 # VmHWM is the peak resident set since start; read it before the daemon exits.
 hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$daemon_pid/status" 2>/dev/null || true)
