@@ -7,7 +7,8 @@
  * limit too small for max_connections, the daemon out of descriptors, 10,000 idle
  * connections, and --socket naming a file that is not a socket. Throughout, another client
  * (root) calls GetStatus once a millisecond and must always be answered; its latency is
- * printed (p50, p99, max), never asserted. Every test ends with a clean stop and the memory
+ * printed (p50, p99, max), never asserted; the children the test forks meanwhile do not hang
+ * on a lock that client's thread held. Every test ends with a clean stop and the memory
  * budget balanced. HOSTILE_ONLY=test_name runs one test.
  */
 #include <check.h>
@@ -287,7 +288,7 @@ static long daemon_connections(int fd)
 
 static struct bystander {
     pthread_t thread;
-    atomic_bool stop;
+    atomic_bool running, stop;
     int fd;
     uint32_t *us;
     atomic_size_t n;
@@ -302,25 +303,57 @@ static double now_us(void)
     return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
+/*
+ * The test forks its hostile clients (spawn_as) while this client's thread runs. A child
+ * inherits every lock as it was at the fork, but only the forking thread: glibc's malloc
+ * takes its locks around fork(), ASan's allocator (GCC 12's libasan) does not, so a fork
+ * while this thread was inside malloc or free left the child one of the allocator's locks
+ * held by no one, and the child hung at its first allocation of that size class. So this
+ * thread allocates only with by_lock held, which fork() takes first (pthread_atfork in
+ * main): in its calls, and while it starts (ASan's start of a thread allocates) and ends,
+ * when the test waits for it rather than forking (by_start, by_join).
+ */
+static pthread_mutex_t by_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void by_lock_take(void)
+{
+    pthread_mutex_lock(&by_lock);
+}
+
+static void by_lock_give(void)
+{
+    pthread_mutex_unlock(&by_lock);
+}
+
 static void *by_run(void *arg)
 {
     uint64_t id = 1;
+    bool gone = false; /* its connection: nothing more to measure */
+    atomic_store(&by.running, true);
     while (!atomic_load(&by.stop)) {
-        double t0 = now_us();
-        long st = rc_get_status(by.fd, ++id);
-        double dt = now_us() - t0;
-        if (st != ERROR_SUCCESS) {
-            if (!by.failures++)
-                by.first_failure = st;
-            if (st < 0)
-                break; /* its connection is gone: nothing more to measure */
-        } else if (by.n < BY_MAX_SAMPLES) {
-            by.us[by.n] = (uint32_t)(dt < 4e9 ? dt : 4e9);
-            atomic_fetch_add(&by.n, 1);
+        if (!gone) {
+            by_lock_take();
+            double t0 = now_us();
+            long st = rc_get_status(by.fd, ++id);
+            double dt = now_us() - t0;
+            if (st != ERROR_SUCCESS) {
+                if (!by.failures++)
+                    by.first_failure = st;
+                gone = st < 0;
+            } else if (by.n < BY_MAX_SAMPLES) {
+                by.us[by.n] = (uint32_t)(dt < 4e9 ? dt : 4e9);
+                atomic_fetch_add(&by.n, 1);
+            }
+            by_lock_give();
         }
         usleep(1000); /* the pace of the calls, not a wait for anything */
     }
     return NULL;
+}
+
+static bool by_running(void *arg)
+{
+    return atomic_load(&by.running);
 }
 
 static void by_start(void)
@@ -331,6 +364,7 @@ static void by_start(void)
     by.fd = rc_open();
     ck_assert_int_ge(by.fd, 0);
     ck_assert_int_eq(pthread_create(&by.thread, NULL, by_run, NULL), 0);
+    ck_assert(td_wait_until(by_running, NULL));
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -344,14 +378,20 @@ static bool by_answered(void *arg)
     return atomic_load(&by.n) > 0 || by.failures > 0;
 }
 
-/* Stops the other client (once it had an answer), prints its latency, and fails if any call
- * of it failed. */
-static void by_stop(const char *during)
+/* Stops the other client, once it had an answer. */
+static void by_join(void)
 {
     td_wait_until(by_answered, NULL);
     atomic_store(&by.stop, true);
     pthread_join(by.thread, NULL);
     close(by.fd);
+}
+
+/* Stops the other client (once it had an answer), prints its latency, and fails if any call
+ * of it failed. */
+static void by_stop(const char *during)
+{
+    by_join();
     qsort(by.us, by.n, sizeof(*by.us), cmp_u32);
     if (by.n)
         printf("test_hostile: %s: another client's GetStatus p50 %u us, p99 %u us, max %u us "
@@ -1084,6 +1124,77 @@ START_TEST(out_of_descriptors_pauses_accepting)
 }
 END_TEST
 
+/* ---- forking beside the other client ---- */
+
+/* Before by_lock, under ASan, about one fork in 50 right after by_start hung its child (one
+ * run of 200 forks almost always did); glibc's malloc is safe across fork(), so elsewhere a
+ * few forks do. */
+#ifdef PEERDIST_SANITIZE
+#define FORKS 200
+#else
+#define FORKS 20
+#endif
+
+/* Allocations and frees of many sizes, many of each: a child that inherited an allocator lock
+ * another thread of the test held at the fork waits for it here for ever. */
+static int allocating_child(void)
+{
+    static void *p[512];
+    for (size_t n = 16; n <= 64 * KiB; n += n / 4) {
+        size_t k = 256 * KiB / n < 64 ? 64 : 256 * KiB / n > 512 ? 512 : 256 * KiB / n;
+        for (size_t i = 0; i < k; i++)
+            if (!(p[i] = malloc(n)))
+                return 1;
+        for (size_t i = 0; i < k; i++)
+            free(p[i]);
+    }
+    return 0;
+}
+
+struct exited {
+    pid_t pid;
+    int status;
+};
+
+static bool child_exited(void *arg)
+{
+    struct exited *e = arg;
+    return waitpid(e->pid, &e->status, WNOHANG) == e->pid;
+}
+
+/*
+ * Every test forks its hostile clients while the other client's thread calls (by_run): a
+ * child forked while that thread was inside malloc or free still allocates (by_lock), where
+ * under ASan it hung for ever on the allocator lock it inherited held.
+ */
+START_TEST(children_forked_beside_the_other_client_can_allocate)
+{
+    start_daemon(NULL);
+    for (int i = 0; i < FORKS; i++) {
+        /* A thread just started allocates from the shared allocator for each size it needs
+         * (later, mostly from its own cache): forks at that moment are the ones at risk. */
+        by_start();
+        fflush(NULL);
+        struct exited e = {fork(), -1};
+        ck_assert_int_ge(e.pid, 0);
+        if (e.pid == 0)
+            _exit(allocating_child());
+        bool exited = td_wait_until(child_exited, &e);
+        if (!exited) {
+            kill(e.pid, SIGKILL);
+            waitpid(e.pid, NULL, 0);
+        }
+        ck_assert_msg(exited, "child %d of %d did not finish its allocations", i + 1, FORKS);
+        ck_assert(WIFEXITED(e.status));
+        ck_assert_int_eq(WEXITSTATUS(e.status), 0);
+        by_join();
+        ck_assert_uint_eq(by.failures, 0);
+        free(by.us);
+        by.us = NULL;
+    }
+}
+END_TEST
+
 /* ---- the memory budget ---- */
 
 struct greedy {
@@ -1553,6 +1664,7 @@ END_TEST
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* a write to a connection the daemon closed fails, not kills */
+    pthread_atfork(by_lock_take, by_lock_give, by_lock_give); /* by_run: between its calls */
     Suite *s = suite_create("hostile");
     TCase *tc = tcase_create("hostile");
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -1567,6 +1679,7 @@ int main(void)
     ADD(root_keeps_a_reserve);
     ADD(max_connections_fits_the_descriptor_limit);
     ADD(out_of_descriptors_pauses_accepting);
+    ADD(children_forked_beside_the_other_client_can_allocate);
     ADD(content_information_is_bounded_per_uid);
     ADD(partial_frames_are_bounded_per_uid);
     ADD(ten_thousand_idle_connections);
