@@ -222,6 +222,22 @@ long td_unread(struct test_daemon *d)
     return total;
 }
 
+/* The system call number /proc/PID/task/TID/syscall names, -1 when the task is not blocked
+ * in one ("running") or is gone. */
+static long task_syscall(pid_t pid, const char *tid)
+{
+    char path[96], line[128];
+    snprintf(path, sizeof(path), "/proc/%d/task/%s/syscall", (int)pid, tid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long nr = -1;
+    if (fgets(line, sizeof(line), f) && line[0] >= '0' && line[0] <= '9')
+        nr = strtol(line, NULL, 10);
+    fclose(f);
+    return nr;
+}
+
 bool td_loop_idle(struct test_daemon *d)
 {
     char tid[16], path[96], line[128];
@@ -244,4 +260,34 @@ bool td_loop_idle(struct test_daemon *d)
         return true;
 #endif
     return nr == SYS_epoll_pwait;
+}
+
+static bool is_poll(long nr)
+{
+#ifdef SYS_poll
+    if (nr == SYS_poll)
+        return true;
+#endif
+    return nr == SYS_ppoll;
+}
+
+bool td_others_sleep_in_poll(void *arg)
+{
+    (void)arg;
+    pid_t self = getpid();
+    char me[16];
+    snprintf(me, sizeof(me), "%ld", (long)syscall(SYS_gettid));
+    DIR *dir = opendir("/proc/self/task");
+    if (!dir)
+        return false;
+    bool asleep = true;
+    for (struct dirent *e; asleep && (e = readdir(dir));) {
+        char tid[16]; /* a thread id: its path fits the buffers above */
+        snprintf(tid, sizeof(tid), "%.15s", e->d_name);
+        if (tid[0] == '.' || strcmp(tid, me) == 0)
+            continue;
+        asleep = task_state(self, tid) == 'S' && is_poll(task_syscall(self, tid));
+    }
+    closedir(dir);
+    return asleep;
 }

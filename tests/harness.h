@@ -57,5 +57,13 @@ long td_unread(struct test_daemon *d);
 /* True if the daemon's event loop (its main thread) sleeps in epoll_wait: nothing that it
  * watches is ready. A client's unread requests then mean the daemon stopped watching it. */
 bool td_loop_idle(struct test_daemon *d);
+/*
+ * True if every other thread of this process sleeps in poll (/proc/self/task/TID): it waits
+ * there until a descriptor it polls is ready, outside malloc. With nothing to wake it (the
+ * daemon paused, no call of this thread), a fork now leaves the child no allocator lock held
+ * by a thread that is not there: ASan's allocator (GCC 12's libasan) takes none around
+ * fork(), glibc's malloc does.
+ */
+bool td_others_sleep_in_poll(void *arg);
 
 #endif
