@@ -533,12 +533,21 @@ END_TEST
 
 START_TEST(another_uid_has_its_own_publications)
 {
-    PEERDIST_INSTANCE_HANDLE h = api_startup();
-    uint8_t *data = synth(1000);
-    api_publish(h, "shared-name", data, 1000, 1, NULL, 0);
+    /*
+     * The child is forked before this process starts the library's thread: it allocates (it
+     * calls the library), and a fork while that thread was inside malloc or free left the
+     * child one of ASan's allocator locks held by no one (GCC 12's libasan takes none around
+     * fork(); glibc's malloc does). It waits for the publication on a pipe.
+     */
+    int go[2];
+    ck_assert_int_eq(pipe(go), 0);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
+        close(go[1]);
+        char published;
+        if (read(go[0], &published, 1) != 1)
+            _exit(9); /* the parent failed before publishing */
         if (setgid(65534) != 0 || setuid(65534) != 0)
             _exit(10);
         PEERDIST_INSTANCE_HANDLE o;
@@ -556,6 +565,12 @@ START_TEST(another_uid_has_its_own_publications)
             _exit(14);
         _exit(0);
     }
+    close(go[0]);
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
+    uint8_t *data = synth(1000);
+    api_publish(h, "shared-name", data, 1000, 1, NULL, 0);
+    ck_assert_int_eq(write(go[1], "p", 1), 1);
+    close(go[1]);
     int status;
     waitpid(pid, &status, 0);
     ck_assert(WIFEXITED(status));
