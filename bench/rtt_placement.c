@@ -200,9 +200,11 @@ int main(int argc, char **argv)
         else
             return 2;
     }
-    if (daemon <= 0 || reps < 1 || reps > MAX_REPS || iters < 1 || sysconf(_SC_NPROCESSORS_ONLN) < 2) {
-        fprintf(stderr, "usage: rtt_placement -p DAEMON_PID [-r REPS 1..%d] [-n ITERS] "
-                        "(two CPUs or more)\n",
+    if (daemon <= 0 || reps < 1 || reps > MAX_REPS || iters < 1 ||
+        sysconf(_SC_NPROCESSORS_ONLN) < 2) {
+        fprintf(stderr,
+            "usage: rtt_placement -p DAEMON_PID [-r REPS 1..%d] [-n ITERS] "
+            "(two CPUs or more)\n",
             MAX_REPS);
         return 2;
     }
