@@ -180,7 +180,7 @@ def parse(text, legacy=()):
             for k, v in KV.findall(" ".join(parts[2:])):
                 summary[k] = number(v)
             continue
-        m = DATA.match(line)
+        m = DATA.match(line) if not line.startswith("PLACEMENT ") else None
         if m:
             row = {k: number(v) for k, v in KV.findall(m.group(3))}
             series.setdefault((m.group(1), m.group(2)), []).append(row)
