@@ -141,6 +141,74 @@ START_TEST(first_call_after_restart_reconnects)
 }
 END_TEST
 
+/*
+ * An instance that was told DISABLED answers ERROR_ACCESS_DISABLED_BY_POLICY without
+ * writing anything, so no write notices the daemon going away: once the daemon restarts
+ * enabled, the next call must see it (the library probes the connection on that path).
+ */
+START_TEST(disabled_then_enabled_daemon_is_seen_by_an_idle_instance)
+{
+    td_stop(&td);
+    td_set_mode(&td, "disabled");
+    td_start(&td);
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
+    PEERDIST_CONTENT_TAG tag = api_make_tag(1);
+    PEERDIST_CONTENT_HANDLE c;
+    ck_assert_uint_eq(PeerDistClientOpenContent(h, &tag, NULL, 0, &c),
+        ERROR_ACCESS_DISABLED_BY_POLICY);
+    td_stop(&td);
+    td_set_mode(&td, "local");
+    td_start(&td);
+    ck_assert_uint_eq(PeerDistClientOpenContent(h, &tag, NULL, 0, &c), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistClientCloseContent(h, c), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistShutdown(h), ERROR_SUCCESS);
+}
+END_TEST
+
+/*
+ * Waiters that read their own replies put the library in its lazy mode, where asynchronous
+ * requests may be corked and written later. A lone request after the daemon died must still
+ * fail synchronously, never ERROR_IO_PENDING and then SERVICE_UNAVAILABLE; after a restart
+ * it must go out on the new connection and succeed.
+ */
+START_TEST(lone_flush_after_the_daemon_died_is_never_pending_then_failed)
+{
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
+    HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
+    ck_assert_ptr_nonnull(port);
+    PEERDIST_CONTENT_TAG tag = api_make_tag(1);
+    DWORD bytes, err;
+    ULONG_PTR key;
+    LPOVERLAPPED got;
+    OVERLAPPED ov[3];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 3; i++) { /* waited for on the port: the waiter reads */
+            memset(&ov[i], 0, sizeof(ov[i]));
+            ck_assert_uint_eq(PeerDistClientFlushContent(h, &tag, port, 1, &ov[i]),
+                ERROR_IO_PENDING);
+            ck_assert(dequeue(port, &bytes, &key, &got, &err));
+            ck_assert_uint_eq(err, ERROR_SUCCESS);
+        }
+        td_kill(&td);
+        if (round == 1)
+            td_start(&td);
+        OVERLAPPED last = {0};
+        DWORD rc = PeerDistClientFlushContent(h, &tag, port, 1, &last);
+        if (round == 0) {
+            ck_assert_uint_eq(rc, PEERDIST_ERROR_SERVICE_UNAVAILABLE);
+            td_start(&td);
+        } else {
+            ck_assert_uint_eq(rc, ERROR_IO_PENDING);
+            ck_assert(dequeue(port, &bytes, &key, &got, &err));
+            ck_assert_ptr_eq(got, &last);
+            ck_assert_uint_eq(err, ERROR_SUCCESS);
+        }
+    }
+    ck_assert(CloseHandle(port));
+    ck_assert_uint_eq(PeerDistShutdown(h), ERROR_SUCCESS);
+}
+END_TEST
+
 /* ---- the library across a restart: every kind of pending operation ---- */
 
 #define KEY_REG 900
@@ -613,6 +681,8 @@ int main(void)
     tcase_set_timeout(tc, 180);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, first_call_after_restart_reconnects);
+    tcase_add_test(tc, disabled_then_enabled_daemon_is_seen_by_an_idle_instance);
+    tcase_add_test(tc, lone_flush_after_the_daemon_died_is_never_pending_then_failed);
     tcase_add_test(tc, restart_fails_every_pending_operation_once);
     tcase_add_test(tc, request_not_wholly_sent_fails_synchronously);
     tcase_add_test(tc, calls_return_within_deadline_while_a_write_is_stuck);

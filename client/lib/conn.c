@@ -378,6 +378,7 @@ static int write_all(int fd, const uint8_t *buf, size_t n, int64_t deadline)
 /* write_all, with pass_fd (if >= 0) attached to the frame's first bytes (SCM_RIGHTS). */
 static int write_frame(int fd, const uint8_t *buf, size_t n, int pass_fd, int64_t deadline)
 {
+    bool sent = false; /* the descriptor's message went out: the frame has begun */
     while (pass_fd >= 0) {
         union {
             struct cmsghdr align;
@@ -398,6 +399,7 @@ static int write_frame(int fd, const uint8_t *buf, size_t n, int pass_fd, int64_
         if (w > 0) {
             buf += w;
             n -= (size_t)w;
+            sent = true;
             break;
         }
         if (w < 0 && peer_closed(errno))
@@ -407,7 +409,8 @@ static int write_frame(int fd, const uint8_t *buf, size_t n, int pass_fd, int64_
         if (wait_writable(fd, deadline) != 0)
             return -1;
     }
-    return write_all(fd, buf, n, deadline);
+    int rc = write_all(fd, buf, n, deadline);
+    return rc == WRITE_PEER_CLOSED && sent ? -1 : rc;
 }
 
 /* Gives up on the connection: a reader wakes with EOF (and a writer with EPIPE) and cleans up. */
@@ -673,18 +676,32 @@ static void connect_locked(struct pdconn *c, int64_t deadline)
 }
 
 /*
+ * The daemon said DISABLED, which callers answer without sending anything
+ * (ERROR_ACCESS_DISABLED_BY_POLICY), so no write would ever notice that the daemon has
+ * closed the connection (restarted, enabled): probed here, on this rare path only.
+ */
+static bool disabled_and_gone(struct pdconn *c)
+{
+    if (c->status != PEERDIST_STATUS_DISABLED || c->reading || c->cork_len)
+        return false;
+    struct pollfd pfd = {.fd = c->fd, .events = POLLRDHUP};
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/*
  * Makes sure there is a live connection, connecting if needed; a connection given up on
  * (c->broken) is cleaned up first. Called and returns with c->mu held: ERROR_SUCCESS, or the
  * synchronous error. A connection the daemon closed while nobody was reading it (it
  * restarted while the instance was idle) is not probed for here, which would cost a
  * system call per request: the request's write fails at once (WRITE_PEER_CLOSED) and
- * send_locked makes a new connection then (settle_closed_locked).
+ * send_locked makes a new connection then (settle_closed_locked). Only while the daemon
+ * said DISABLED, when nothing is written, is it probed (disabled_and_gone).
  */
 static DWORD ensure_locked(struct pdconn *c, int64_t deadline)
 {
-    while (c->fd >= 0 && c->broken) {
+    while (c->fd >= 0 && (c->broken || disabled_and_gone(c))) {
         if (!c->reading)
-            read_turn(c, -1); /* lost_locked */
+            read_turn(c, -1); /* reads what is left, then EOF: lost_locked */
         else if (!wait_until(c, deadline))
             return PEERDIST_ERROR_SERVICE_UNAVAILABLE; /* the reader sees the EOF soon */
     }
@@ -703,6 +720,8 @@ static DWORD ensure_locked(struct pdconn *c, int64_t deadline)
 static bool settle_closed_locked(struct pdconn *c, uint64_t generation, int64_t deadline)
 {
     while (c->fd >= 0 && c->generation == generation) {
+        if (now_ms() >= deadline)
+            return false;
         if (!c->reading)
             read_turn(c, -1); /* reads what is left, then EOF: lost_locked */
         else if (!wait_until(c, deadline))
@@ -863,7 +882,13 @@ again:
         if (cork_flush_locked(c, deadline, true) != 0 || c->fd < 0)
             return PEERDIST_ERROR_SERVICE_UNAVAILABLE;
     }
-    bool defer = op->async && c->lazy && c->cork_len + n <= PD_CORK_MAX;
+    /*
+     * Corked only behind other asynchronous requests still pending (they are what a later
+     * write batches with). A lone request goes out now: a connection the daemon closed
+     * while idle is then noticed by this write, which reconnects (below), rather than by a
+     * later write of the cork, which could only fail it after ERROR_IO_PENDING.
+     */
+    bool defer = op->async && c->lazy && c->nasync > 0 && c->cork_len + n <= PD_CORK_MAX;
     if (defer || c->cork_len) {
         if (cork_reserve(c, n) != 0)
             return ERROR_NOT_ENOUGH_MEMORY; /* it cannot go out before what is corked */
