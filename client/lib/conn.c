@@ -689,6 +689,20 @@ static bool disabled_and_gone(struct pdconn *c)
 }
 
 /*
+ * One step towards the EOF of a connection that is going: read it here (read_turn: what is
+ * left, then the EOF, lost_locked), or wait for the reader, who sees it. c->mu held; false
+ * if the deadline passed while waiting.
+ */
+static bool eof_turn(struct pdconn *c, int64_t deadline)
+{
+    if (!c->reading) {
+        read_turn(c, -1);
+        return true;
+    }
+    return wait_until(c, deadline);
+}
+
+/*
  * Makes sure there is a live connection, connecting if needed; a connection given up on
  * (c->broken) is cleaned up first. Called and returns with c->mu held: ERROR_SUCCESS, or the
  * synchronous error. A connection the daemon closed while nobody was reading it (it
@@ -699,12 +713,9 @@ static bool disabled_and_gone(struct pdconn *c)
  */
 static DWORD ensure_locked(struct pdconn *c, int64_t deadline)
 {
-    while (c->fd >= 0 && (c->broken || disabled_and_gone(c))) {
-        if (!c->reading)
-            read_turn(c, -1); /* reads what is left, then EOF: lost_locked */
-        else if (!wait_until(c, deadline))
-            return PEERDIST_ERROR_SERVICE_UNAVAILABLE; /* the reader sees the EOF soon */
-    }
+    while (c->fd >= 0 && (c->broken || disabled_and_gone(c)))
+        if (!eof_turn(c, deadline))
+            return PEERDIST_ERROR_SERVICE_UNAVAILABLE;
     if (c->fd < 0 && !c->stop)
         connect_locked(c, deadline);
     if (c->fd >= 0)
@@ -719,14 +730,9 @@ static DWORD ensure_locked(struct pdconn *c, int64_t deadline)
  */
 static bool settle_closed_locked(struct pdconn *c, uint64_t generation, int64_t deadline)
 {
-    while (c->fd >= 0 && c->generation == generation) {
-        if (now_ms() >= deadline)
+    while (c->fd >= 0 && c->generation == generation)
+        if (now_ms() >= deadline || !eof_turn(c, deadline))
             return false;
-        if (!c->reading)
-            read_turn(c, -1); /* reads what is left, then EOF: lost_locked */
-        else if (!wait_until(c, deadline))
-            return false; /* the reader sees the EOF soon */
-    }
     return true;
 }
 
