@@ -4,12 +4,15 @@
  * FLUSH_BATCH_MAX runs on a worker in one transaction on the flush connection, so readers on
  * the loop keep the WAL snapshot from before until the COMMIT (a flush becomes visible all
  * at once) and the loop never waits for it. While a batch runs, the write gate is closed.
+ * A filter of the tags that hold labels (tagfilter.h) answers most flushes of a tag without
+ * any at once, without SQL.
  */
 #include "flush.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <peerdist.h>
 
@@ -17,6 +20,7 @@
 #include "disk.h"
 #include "evict.h"
 #include "log.h"
+#include "tagfilter.h"
 #include "winerr.h"
 #include "worker.h"
 
@@ -38,6 +42,14 @@ struct flush_state {
     /* Flushes read in this loop pass, probed together (probe_cb) before they are sorted. */
     STAILQ_HEAD(, pending_flush) probing;
     struct event *probe_ev;
+    /* Pairs that may hold labels: most flushes of a tag without any skip the probe. */
+    struct tagfilter *filter;
+    struct event *build_ev; /* the filter's build: the next slice, or a retry */
+    uint32_t build_uid;     /* the last key the build added */
+    uint8_t build_tag[STORE_TAG_SIZE];
+    bool build_first;
+    bool labels_went;            /* labels were removed since the last build began */
+    time_t last_build;           /* when the last build began */
     bool running;                /* a batch holds the write lock: the gate is closed */
     bool evict_wanted;           /* an eviction pass runs once no flush is queued */
     struct event *evict_ev;      /* the periodic pass */
@@ -64,6 +76,8 @@ static void flush_admin_next(struct daemon *d);
 static int flush_admin_init(struct daemon *d);
 static void flush_admin_abort(struct daemon *d);
 static void probe_cb(evutil_socket_t fd, short what, void *arg);
+static void build_cb(evutil_socket_t fd, short what, void *arg);
+static void filter_maybe_rebuild(struct daemon *d);
 
 static void commit_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -73,6 +87,7 @@ static void commit_cb(evutil_socket_t fd, short what, void *arg)
 static void evict_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     flush_evict_kick(arg);
+    filter_maybe_rebuild(arg);
 }
 
 #define EVICT_AFTER_SLICE (-2) /* evict_soon_cb's fd when called as a slice ends */
@@ -100,6 +115,91 @@ void flush_evict_kick(struct daemon *d)
         event_active(fs->commit_ev, EV_TIMEOUT, 0);
 }
 
+/* ---- the tag filter (tagfilter.h) ---- */
+
+/* Keys the build adds per loop pass: about a millisecond of seeks. */
+#define FILTER_BUILD_SLICE 256
+/* A build that failed (the database said no) is tried again after this long. */
+#define FILTER_RETRY_S 5
+/* A rebuild, to drop the pairs flushed since, once this share of the bits is set... */
+#define FILTER_REBUILD_FILL_DIV 8
+/* ...and the last build began this long ago. */
+#define FILTER_REBUILD_MIN_S 60
+
+static void label_cb(void *arg, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE])
+{
+    struct flush_state *fs = arg;
+    tagfilter_add(fs->filter, uid, tag);
+}
+
+static void filter_build_start(struct daemon *d)
+{
+    struct flush_state *fs = d->flush;
+    if (tagfilter_building(fs->filter))
+        return;
+    if (tagfilter_build_begin(fs->filter) != 0) {
+        struct timeval retry = {FILTER_RETRY_S, 0};
+        event_add(fs->build_ev, &retry);
+        return;
+    }
+    fs->build_first = true;
+    fs->labels_went = false;
+    fs->last_build = time(NULL);
+    event_active(fs->build_ev, EV_TIMEOUT, 0);
+}
+
+/*
+ * Loop: the next slice of the build, one seek per (uid, tag) key of the labels. No snapshot
+ * spans the build, and none needs to: a label present all along is met when the seek passes
+ * its key, and one written meanwhile went through label_cb into the build too.
+ */
+static void build_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    struct flush_state *fs = d->flush;
+    if (!tagfilter_building(fs->filter)) { /* a retry after a failed begin */
+        filter_build_start(d);
+        return;
+    }
+    bool tx = store_read_begin(d->store) == 0;
+    int rc = 1;
+    for (int i = 0; i < FILTER_BUILD_SLICE && rc == 1; i++) {
+        rc = store_next_label_tag(d->store, fs->build_first, &fs->build_uid, fs->build_tag);
+        fs->build_first = false;
+        if (rc == 1)
+            tagfilter_build_add(fs->filter, fs->build_uid, fs->build_tag);
+    }
+    if (tx)
+        store_read_end(d->store);
+    if (rc == 1) {
+        event_active(fs->build_ev, EV_TIMEOUT, 0); /* after what else is ready */
+    } else if (rc == 0) {
+        tagfilter_build_end(fs->filter);
+        log_debug("flush filter built: %zu of %u bits set", tagfilter_bits_set(fs->filter),
+            1u << TAGFILTER_BITS_LOG2);
+    } else {
+        log_warn("flush filter: cannot read the labels' tags (%s); flushes probe the database "
+                 "until a build succeeds, in %d s",
+            store_errmsg(d->store), FILTER_RETRY_S);
+        tagfilter_build_abort(fs->filter);
+        struct timeval retry = {FILTER_RETRY_S, 0};
+        event_add(fs->build_ev, &retry);
+    }
+}
+
+/* Pairs flushed or evicted stay set until a build leaves them out: one runs when the filter
+ * fills up and labels went since the last. */
+static void filter_maybe_rebuild(struct daemon *d)
+{
+    struct flush_state *fs = d->flush;
+    if (!fs->labels_went || tagfilter_building(fs->filter) || !tagfilter_ready(fs->filter) ||
+        tagfilter_bits_set(fs->filter) <
+            ((size_t)1 << TAGFILTER_BITS_LOG2) / FILTER_REBUILD_FILL_DIV ||
+        time(NULL) - fs->last_build < FILTER_REBUILD_MIN_S)
+        return;
+    filter_build_start(d);
+}
+
 int flush_init(struct daemon *d)
 {
     struct flush_state *fs = calloc(1, sizeof(*fs));
@@ -118,6 +218,11 @@ int flush_init(struct daemon *d)
     }
     fs->commit_ev = event_new(d->base, -1, 0, commit_cb, d);
     fs->probe_ev = event_new(d->base, -1, 0, probe_cb, d);
+    fs->build_ev = event_new(d->base, -1, 0, build_cb, d);
+    if (!(fs->filter = tagfilter_new()) || !fs->build_ev)
+        return -1;
+    store_set_label_hook(d->store, label_cb, fs);
+    filter_build_start(d);
     fs->evict_ev = event_new(d->base, -1, EV_PERSIST, evict_timer_cb, d);
     fs->evict_soon_ev = event_new(d->base, -1, 0, evict_soon_cb, d);
     struct timeval every = {EVICT_INTERVAL_S, 0};
@@ -137,6 +242,11 @@ void flush_free(struct daemon *d)
         event_free(fs->commit_ev);
     if (fs->probe_ev)
         event_free(fs->probe_ev);
+    if (fs->build_ev)
+        event_free(fs->build_ev);
+    if (fs->filter)
+        store_set_label_hook(d->store, NULL, NULL);
+    tagfilter_free(fs->filter);
     flush_admin_abort(d);
     if (fs->admin_ev)
         event_free(fs->admin_ev);
@@ -166,6 +276,8 @@ void flush_gate_wait(struct daemon *d, struct flush_waiter *w)
 }
 
 static void reply_flush(struct pending_flush *pf, uint32_t status);
+static void send_flush_reply(struct conn *c, uint64_t id, uint32_t status,
+    const struct store_flush_result *result);
 
 /*
  * The batch committed (or failed) and what it removed was reclaimed: the loop may write
@@ -201,6 +313,14 @@ void flush_request(struct conn *c, uint64_t id, const Peerdist__FlushRequest *f)
         conn_reply_status(c, id, ERROR_INVALID_PARAMETER);
         return;
     }
+    /* No label to delete: answered at once, without SQL (see probe_cb for why not while a
+     * batch runs). */
+    bool none = !tagfilter_may_have(fs->filter, c->uid, f->tag.data);
+    if (none && !fs->running) {
+        const struct store_flush_result nothing = {0};
+        send_flush_reply(c, id, ERROR_SUCCESS, &nothing);
+        return;
+    }
     struct pending_flush *pf = calloc(1, sizeof(*pf));
     if (!pf) {
         conn_reply_status(c, id, ERROR_NOT_ENOUGH_MEMORY);
@@ -211,6 +331,10 @@ void flush_request(struct conn *c, uint64_t id, const Peerdist__FlushRequest *f)
     pf->uid = c->uid;
     memcpy(pf->tag, f->tag.data, STORE_TAG_SIZE);
     c->refs++;
+    if (none) {
+        STAILQ_INSERT_TAIL(&fs->after_batch, pf, link);
+        return;
+    }
     bool first = STAILQ_EMPTY(&fs->probing);
     STAILQ_INSERT_TAIL(&fs->probing, pf, link);
     if (first)
@@ -218,9 +342,9 @@ void flush_request(struct conn *c, uint64_t id, const Peerdist__FlushRequest *f)
 }
 
 /*
- * Loop: the flushes read in this pass, sorted. A tag the uid holds no label under (the
- * loop's connection writes every label, so it sees each one acknowledged) has nothing to
- * delete: no transaction, no worker. Such a flush is answered at once, or, while a batch
+ * Loop: the flushes read in this pass that the filter could not answer (flush_request),
+ * sorted. A tag the uid holds no label under (the loop's connection writes every label, so
+ * it sees each one acknowledged) has nothing to delete: no transaction, no worker. Such a flush is answered at once, or, while a batch
  * runs (its COMMIT may be what removed the labels, with the reclaim still to come on the
  * loop), right after that batch is done. The others queue for the next batch. Several
  * probes share one read transaction: SQLite takes its WAL read lock once, not per flush.
@@ -291,19 +415,25 @@ static void batch_work(void *arg)
     }
 }
 
-static void reply_flush(struct pending_flush *pf, uint32_t status)
+static void send_flush_reply(struct conn *c, uint64_t id, uint32_t status,
+    const struct store_flush_result *result)
 {
     Peerdist__FlushReply fr = PEERDIST__FLUSH_REPLY__INIT;
     Peerdist__Reply r = PEERDIST__REPLY__INIT;
-    r.id = pf->request_id;
+    r.id = id;
     r.status = status;
     if (status == ERROR_SUCCESS) {
-        fr.labels_removed = pf->result.labels_removed;
-        fr.bytes_freed = pf->result.bytes_freed;
+        fr.labels_removed = result->labels_removed;
+        fr.bytes_freed = result->bytes_freed;
         r.body_case = PEERDIST__REPLY__BODY_FLUSH;
         r.flush = &fr;
     }
-    conn_send(pf->conn, &r);
+    conn_send(c, &r);
+}
+
+static void reply_flush(struct pending_flush *pf, uint32_t status)
+{
+    send_flush_reply(pf->conn, pf->request_id, status, &pf->result);
 }
 
 /* Loop: the COMMIT is done (or failed): reclaim, answer, open the gate, next batch. */
@@ -313,6 +443,7 @@ static void batch_done(void *arg)
     struct daemon *d = b->d;
     struct flush_state *fs = d->flush;
     if (b->pass) {
+        fs->labels_went = true; /* it may have evicted some */
         /* The database could not journal the deletes: the reserve goes, the pass runs again
          * (once: the reserve is gone now), as for a flush below. */
         bool again = evict_pass_disk_full(b->pass) && disk_release_reserve(d);
@@ -341,8 +472,10 @@ static void batch_done(void *arg)
     while (!STAILQ_EMPTY(&b->items)) {
         struct pending_flush *pf = STAILQ_FIRST(&b->items);
         STAILQ_REMOVE_HEAD(&b->items, link);
-        if (b->status == ERROR_SUCCESS)
+        if (b->status == ERROR_SUCCESS) {
             evict_note_flushed(d, pf->result.bytes_freed);
+            fs->labels_went |= pf->result.labels_removed > 0;
+        }
         reply_flush(pf, b->status);
         conn_unref(pf->conn);
         free(pf);
@@ -537,6 +670,7 @@ static void admin_slice_done(void *arg)
     af->reclaim = NULL;
     af->nreclaim = 0;
     d->blocks_gen++; /* blocks may be gone: readers reload */
+    fs->labels_went = true;
     if (af->status == ERROR_SUCCESS)
         evict_note_flushed(d, af->job.result.bytes_freed - af->before.result.bytes_freed);
     bool retry = af->status == ERROR_DISK_FULL && disk_release_reserve(d);

@@ -42,6 +42,9 @@ struct store {
     size_t nputs, puts_cap;
     store_put_fn put_fn;
     void *put_arg;
+    store_label_fn label_fn; /* told of each label before it is written */
+    void *label_arg;
+    sqlite3_stmt *next_tag; /* store_next_label_tag's, prepared on first use */
     /* The row the last store_block_put named: store_label_put labels it (op_commit's order). */
     struct {
         bool valid;
@@ -275,7 +278,7 @@ void store_close(struct store *st)
         st->tags, st->flush_blocks, st->flush_clear, st->flush_collect, st->segment_private,
         st->slot_replace, st->slot_drop, st->row_labels_drop, st->promote_pick, st->promote_row,
         st->promote_labels, st->savepoint, st->release, st->rollback_to, st->file_used,
-        st->slot_used};
+        st->slot_used, st->next_tag};
     free(st->reclaim);
     free(st->puts);
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
@@ -448,6 +451,45 @@ int store_tag_has_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
+int store_next_label_tag(struct store *st, bool first, uint32_t *uid, uint8_t tag[STORE_TAG_SIZE])
+{
+    /* The row value compares as the primary key orders (uid, tag): a seek, not a scan. */
+    if (!st->next_tag &&
+        prepare(st, &st->next_tag,
+            "SELECT uid, tag FROM labels WHERE (uid, tag) > (?1, ?2) "
+            "ORDER BY uid, tag LIMIT 1") != 0)
+        return -1;
+    sqlite3_stmt *s = st->next_tag;
+    if (first) {
+        sqlite3_bind_int64(s, 1, 0); /* (0, x''): below every key a uid_t can flush */
+        sqlite3_bind_blob(s, 2, "", 0, SQLITE_STATIC);
+    } else {
+        bind_owner(s, *uid, tag);
+    }
+    int rc = sqlite3_step(s), found = rc == SQLITE_DONE ? 0 : -1;
+    int64_t u = -1;
+    uint8_t next[STORE_TAG_SIZE];
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(s, 1) == STORE_TAG_SIZE) {
+        u = sqlite3_column_int64(s, 0);
+        memcpy(next, sqlite3_column_blob(s, 1), STORE_TAG_SIZE);
+    }
+    sqlite3_reset(s); /* before tag, which may be the bound value, changes */
+    if (u > UINT32_MAX)
+        found = 0; /* written by hand: no client has that uid, nothing after it either */
+    else if (u >= 0) {
+        *uid = (uint32_t)u;
+        memcpy(tag, next, STORE_TAG_SIZE);
+        found = 1;
+    }
+    return found;
+}
+
+void store_set_label_hook(struct store *st, store_label_fn fn, void *arg)
+{
+    st->label_fn = fn;
+    st->label_arg = arg;
+}
+
 int64_t store_tag_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE])
 {
     bind_owner(st->tag_labels, uid, tag);
@@ -549,6 +591,8 @@ int store_label_put(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_
     const uint8_t *segment_id, size_t segment_id_len, uint32_t block, uint32_t bytes)
 {
     sqlite3_stmt *s = st->label_put;
+    if (st->label_fn)
+        st->label_fn(st->label_arg, uid, tag);
     bind_owner(s, uid, tag);
     sqlite3_bind_blob(s, 3, segment_id, (int)segment_id_len, SQLITE_STATIC);
     sqlite3_bind_int64(s, 4, block);

@@ -69,6 +69,15 @@ void store_read_end(struct store *st);
 int store_tag_has_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE]);
 /* Number of labels (uid, tag) holds; -1 on error. */
 int64_t store_tag_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE]);
+/*
+ * The (uid, tag) key of the labels next after (*uid, tag) in key order, or the first one when
+ * first is true (one probe of the primary key per distinct pair): 1 with *uid and tag set to
+ * it, 0 when there is none after, -1 on error.
+ */
+int store_next_label_tag(struct store *st, bool first, uint32_t *uid, uint8_t tag[STORE_TAG_SIZE]);
+/* Called by store_label_put before it writes a label of (uid, tag): the daemon's tag filter. */
+typedef void (*store_label_fn)(void *arg, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE]);
+void store_set_label_hook(struct store *st, store_label_fn fn, void *arg);
 
 /* ---- the block index (schema 002; docs/cache.md) ---- */
 

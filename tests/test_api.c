@@ -262,13 +262,20 @@ START_TEST(flush_completes_through_routine)
 }
 END_TEST
 
+/*
+ * Labels written straight into the database are the daemon's to see at its next start (while
+ * it runs, its flushes see those it writes itself: schema/README.md), so these tests write
+ * them with the daemon stopped.
+ */
 START_TEST(flush_removes_only_the_callers_tag)
 {
     PEERDIST_CONTENT_TAG a = make_tag(5), b = make_tag(6);
     uid_t me = getuid();
+    td_stop(&td);
     insert_labels(me, &a, 5);
     insert_labels(me, &b, 3);
     insert_labels(4242, &a, 4);
+    td_start(&td);
     PEERDIST_INSTANCE_HANDLE h = startup();
     OVERLAPPED ov = {0};
     ck_assert_uint_eq(PeerDistClientFlushContent(h, &a, NULL, 0, &ov), ERROR_IO_PENDING);
@@ -286,8 +293,10 @@ START_TEST(flush_as_another_uid)
 {
     const uid_t other = 65534;
     PEERDIST_CONTENT_TAG a = make_tag(7);
+    td_stop(&td);
     insert_labels(getuid(), &a, 2);
     insert_labels(other, &a, 6);
+    td_start(&td);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -368,6 +377,71 @@ START_TEST(thousand_flushes_from_four_threads_complete_once)
     assert_port_empty(fl.port);
     PeerDistShutdown(fl.h);
     CloseHandle(fl.port);
+}
+END_TEST
+
+/*
+ * More labelled tags than the flush filter's build reads per slice (FILTER_BUILD_SLICE, 256),
+ * of three uids, in the database at the start: once the build has ended, a flush of each of
+ * the caller's tags finds its label (the filter never says "none" for a tag that has one),
+ * and the other uids' labels of the same tags stay.
+ */
+#define PRESTART_TAGS 1200
+
+static PEERDIST_CONTENT_TAG numbered_tag(int i)
+{
+    PEERDIST_CONTENT_TAG t;
+    char text[17];
+    snprintf(text, sizeof(text), "t%015d", i); /* as the SQL below writes it */
+    memcpy(t.Data, text, 16);
+    return t;
+}
+
+static bool filter_built(void *arg)
+{
+    return td_log_contains(&td, "flush filter built");
+}
+
+START_TEST(flush_finds_every_tag_labelled_before_the_start)
+{
+    uid_t me = getuid();
+    td_stop(&td);
+    char sql[512];
+    const unsigned uids[] = {me, 4242, 4243};
+    for (size_t u = 0; u < 3; u++) {
+        snprintf(sql, sizeof(sql),
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < %d) "
+            "INSERT INTO labels (uid, tag, segment_id, block) "
+            "SELECT %u, CAST(printf('t%%015d', i) AS BLOB), x'0102', i %% 7 FROM n "
+            "WHERE i %% %zu = 0",
+            PRESTART_TAGS - 1, uids[u], u + 1);
+        td_sql(&td, sql);
+    }
+    ck_assert_int_eq(td_sql(&td, "SELECT count(*) FROM labels"),
+        PRESTART_TAGS + PRESTART_TAGS / 2 + PRESTART_TAGS / 3);
+    td_start(&td);
+    ck_assert_msg(td_wait_until(filter_built, NULL), "the flush filter was never built");
+    PEERDIST_INSTANCE_HANDLE h = startup();
+    HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
+    static OVERLAPPED ov[PRESTART_TAGS];
+    memset(ov, 0, sizeof(ov));
+    for (int i = 0; i < PRESTART_TAGS; i++) {
+        PEERDIST_CONTENT_TAG t = numbered_tag(i);
+        ck_assert_uint_eq(PeerDistClientFlushContent(h, &t, port, (ULONG_PTR)i, &ov[i]),
+            ERROR_IO_PENDING);
+    }
+    for (int n = 0; n < PRESTART_TAGS; n++) {
+        DWORD bytes, err;
+        ULONG_PTR key;
+        LPOVERLAPPED done;
+        ck_assert_msg(dequeue(port, 10000, &bytes, &key, &done, &err), "error %u", err);
+    }
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM labels WHERE uid = %u", (unsigned)me);
+    ck_assert_int_eq(td_sql(&td, sql), 0);
+    ck_assert_int_eq(td_sql(&td, "SELECT count(*) FROM labels"),
+        PRESTART_TAGS / 2 + PRESTART_TAGS / 3);
+    PeerDistShutdown(h);
+    CloseHandle(port);
 }
 END_TEST
 
@@ -932,6 +1006,7 @@ int main(void)
     tcase_add_test(tc, flush_completes_through_routine);
     tcase_add_test(tc, flush_removes_only_the_callers_tag);
     tcase_add_test(tc, flush_as_another_uid);
+    tcase_add_test(tc, flush_finds_every_tag_labelled_before_the_start);
     tcase_add_test(tc, thousand_flushes_from_four_threads_complete_once);
     tcase_add_test(tc, open_and_close_content);
     tcase_add_test(tc, status_notification_rules);

@@ -2,7 +2,8 @@
 /*
  * test_store.c - unit tests of the store: migrations (fresh, partial,
  * refusing a newer database, a failing migration rolls back) and the
- * label flush, which must remove exactly one (uid, tag)'s rows.
+ * label flush, which must remove exactly one (uid, tag)'s rows; the walk over the labels'
+ * (uid, tag) keys and the flush filter built from it (tagfilter.h).
  */
 #include <check.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "tagfilter.h"
 #include "check_run.h"
 
 static char dir[64];
@@ -231,6 +233,96 @@ START_TEST(labels_name_their_row_after_migration)
 }
 END_TEST
 
+/* store_next_label_tag meets each (uid, tag) key once, in order, and none a uid_t lacks. */
+START_TEST(label_tags_are_walked_once_each_in_key_order)
+{
+    struct store *st;
+    char err[256];
+    ck_assert_int_eq(store_open(path, &st, err, sizeof(err)), 0);
+    sqlite3 *db = store_db(st);
+    ck_assert_int_eq(sqlite3_exec(db,
+                         "INSERT INTO labels (uid, tag, segment_id, block) VALUES "
+                         "(7, x'000000000000000000000000000000bb', x'11', 0),"
+                         "(7, x'000000000000000000000000000000bb', x'11', 1),"
+                         "(7, x'000000000000000000000000000000aa', x'22', 0),"
+                         "(0, x'ffffffffffffffffffffffffffffffff', x'11', 0),"
+                         "(4294967295, x'000000000000000000000000000000cc', x'11', 0),"
+                         "(-1, x'000000000000000000000000000000dd', x'11', 0),"
+                         "(4294967296, x'000000000000000000000000000000ee', x'11', 0)",
+                         NULL, NULL, NULL),
+        SQLITE_OK);
+    const struct {
+        uint32_t uid;
+        uint8_t last;
+    } want[] = {{0, 0xff}, {7, 0xaa}, {7, 0xbb}, {4294967295u, 0xcc}};
+    uint32_t uid = 0;
+    uint8_t tag[16];
+    size_t n = 0;
+    int rc;
+    for (bool first = true; (rc = store_next_label_tag(st, first, &uid, tag)) == 1; first = false) {
+        ck_assert_uint_lt(n, 4);
+        ck_assert_uint_eq(uid, want[n].uid);
+        ck_assert_uint_eq(tag[15], want[n].last);
+        n++;
+    }
+    ck_assert_int_eq(rc, 0);
+    ck_assert_uint_eq(n, 4);
+    store_close(st);
+}
+END_TEST
+
+static void numbered(uint8_t tag[16], uint32_t i)
+{
+    memset(tag, 0, 16);
+    memcpy(tag, &i, sizeof(i));
+}
+
+/* Until its first build ends, the filter says "maybe" for everything; after, "none" only for
+ * pairs neither the build nor an add met; a pair added during a build survives the swap. */
+START_TEST(tag_filter_never_says_none_for_a_pair_it_was_given)
+{
+    struct tagfilter *tf = tagfilter_new();
+    ck_assert_ptr_nonnull(tf);
+    uint8_t t[16];
+    numbered(t, 1);
+    ck_assert(tagfilter_may_have(tf, 5, t)); /* not built yet */
+    tagfilter_add(tf, 5, t);
+    ck_assert_int_eq(tagfilter_build_begin(tf), 0);
+    ck_assert(tagfilter_building(tf));
+    for (uint32_t i = 100; i < 5000; i++) {
+        numbered(t, i);
+        tagfilter_build_add(tf, 5, t);
+    }
+    numbered(t, 2);
+    tagfilter_add(tf, 6, t); /* written while the build runs */
+    ck_assert(!tagfilter_ready(tf));
+    tagfilter_build_end(tf);
+    ck_assert(tagfilter_ready(tf) && !tagfilter_building(tf));
+    for (uint32_t i = 100; i < 5000; i++) {
+        numbered(t, i);
+        ck_assert(tagfilter_may_have(tf, 5, t));
+    }
+    numbered(t, 2);
+    ck_assert(tagfilter_may_have(tf, 6, t));
+    /* Pairs nobody gave it: "none", but for the odd collision. */
+    int maybes = 0;
+    for (uint32_t i = 100; i < 5000; i++) {
+        numbered(t, i);
+        maybes += tagfilter_may_have(tf, 9, t); /* another uid, same tags */
+    }
+    ck_assert_int_lt(maybes, 50); /* 4,901 pairs in 2^20 bits: about 0.01 % */
+    /* A rebuild that is dropped leaves the filter in force as it was. */
+    ck_assert_int_eq(tagfilter_build_begin(tf), 0);
+    numbered(t, 3);
+    tagfilter_add(tf, 7, t);
+    tagfilter_build_abort(tf);
+    ck_assert(tagfilter_may_have(tf, 7, t));
+    numbered(t, 4000);
+    ck_assert(tagfilter_may_have(tf, 5, t));
+    tagfilter_free(tf);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("store");
@@ -243,6 +335,8 @@ int main(void)
     tcase_add_test(tc, flush_in_a_rolled_back_transaction_keeps_labels);
     tcase_add_test(tc, bad_tag_length_rejected_by_schema);
     tcase_add_test(tc, labels_name_their_row_after_migration);
+    tcase_add_test(tc, label_tags_are_walked_once_each_in_key_order);
+    tcase_add_test(tc, tag_filter_never_says_none_for_a_pair_it_was_given);
     suite_add_tcase(s, tc);
     return check_run(s);
 }
