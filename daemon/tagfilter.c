@@ -94,8 +94,7 @@ void tagfilter_add(struct tagfilter *tf, uint32_t uid, const uint8_t tag[STORE_T
         set_pair(tf->next, &tf->next_nset, h);
 }
 
-bool tagfilter_may_have(const struct tagfilter *tf, uint32_t uid,
-    const uint8_t tag[STORE_TAG_SIZE])
+bool tagfilter_may_have(const struct tagfilter *tf, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE])
 {
     if (!tf->ready)
         return true;

@@ -81,10 +81,23 @@ remove_user() {
         groupdel peerdist || return 1
     fi
 }
+# Directories of the packages' that were there before the install, set aside (see below).
+aside=
+restore_aside() {
+    for dir in $aside; do
+        if [ -e "$dir" ]; then
+            echo "deb_roundtrip: $dir exists again; what was there before is now $dir.before-roundtrip" >&2
+            mv "$tmp/aside$dir" "$dir.before-roundtrip" || return 1
+        else
+            mv "$tmp/aside$dir" "$dir" || return 1
+        fi
+    done
+}
 cleanup() {
     status=$?
     purge || status=1
     remove_user || status=1
+    restore_aside || status=1
     if [ "$status" != 0 ] && [ -f "$tmp/daemon.log" ]; then
         echo "--- peerdistd's log" >&2
         cat "$tmp/daemon.log" >&2
@@ -94,6 +107,20 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
+
+# A daemon run by hand with the built-in paths (as root, say) before the packages were
+# installed leaves these behind, with files the service's user may not read (a server secret
+# of root's): the installed daemon would fail on them, as it would on such a machine. They
+# are set aside, shown with their times (to tell which run made them), and put back after the
+# purge.
+for dir in /var/lib/peerdist /var/cache/peerdist /run/peerdist; do
+    [ -e "$dir" ] || continue
+    echo "deb_roundtrip: $dir exists before the install; set aside until the purge:" >&2
+    ls -la --time-style=full-iso "$dir" >&2 || true
+    mkdir -p "$tmp/aside$(dirname "$dir")"
+    mv "$dir" "$tmp/aside$dir"
+    aside="$aside $dir"
+done
 
 # ---- install
 # shellcheck disable=SC2086

@@ -530,6 +530,56 @@ START_TEST(state_directory_others_can_write_is_refused)
 }
 END_TEST
 
+/* A server secret the daemon's user cannot read (a daemon started by hand as root made it
+ * before the service ran): the start fails, and the log says whose the file is. */
+START_TEST(secret_of_another_user_is_named)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "secret_of_another_user_is_named: needs root (chown), skipped\n");
+        return;
+    }
+    const uid_t nobody = 65534;
+    char db_dir[160], state[160], secret[192], log[160], db[192], sock[192];
+    snprintf(db_dir, sizeof(db_dir), "%s/nobody-db", td.dir);
+    snprintf(state, sizeof(state), "%s/nobody-state", td.dir);
+    snprintf(secret, sizeof(secret), "%s/secret", state);
+    snprintf(db, sizeof(db), "%s/cache.db", db_dir);
+    snprintf(sock, sizeof(sock), "%s/nobody.sock", db_dir);
+    snprintf(log, sizeof(log), "%s/secret.log", td.dir);
+    ck_assert_int_eq(mkdir(db_dir, 0700), 0);
+    ck_assert_int_eq(mkdir(state, 0700), 0);
+    FILE *f = fopen(secret, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("made by root", f);
+    fclose(f);
+    ck_assert_int_eq(chmod(secret, 0600), 0);
+    ck_assert_int_eq(chown(db_dir, nobody, nobody), 0);
+    ck_assert_int_eq(chown(state, nobody, nobody), 0); /* the secret stays root's */
+    struct start s = {.sock = sock};
+    s.pid = fork();
+    if (s.pid == 0) { /* only what is safe after a fork of a threaded process: no Check */
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 2);
+        if (setgroups(0, NULL) != 0 || setgid(nobody) != 0 || setuid(nobody) != 0)
+            _exit(126);
+        execl(PEERDISTD_PATH, "peerdistd", "--socket", sock, "--db", db, "--config", td.conf,
+            "--state-dir", state, (char *)NULL);
+        _exit(127);
+    }
+    ck_assert_int_gt(s.pid, 0);
+    ck_assert_msg(td_wait_until(exited_or_listening, &s), "peerdistd neither exited nor listened");
+    if (s.listening) {
+        kill(s.pid, SIGTERM);
+        waitpid(s.pid, NULL, 0);
+    }
+    ck_assert_msg(s.exited && WIFEXITED(s.status) && WEXITSTATUS(s.status) == 1,
+        "peerdistd started on a secret it cannot read");
+    ck_assert_msg(
+        file_contains(log, "belongs to uid 0, mode 0600, and peerdistd runs as uid 65534"),
+        "the log does not say whose the secret is");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("instance");
@@ -550,6 +600,7 @@ int main(void)
     tcase_add_test(modes, database_directory_others_can_write_is_refused);
     tcase_add_test(modes, database_directory_of_others_is_refused);
     tcase_add_test(modes, state_directory_others_can_write_is_refused);
+    tcase_add_test(modes, secret_of_another_user_is_named);
     suite_add_tcase(s, modes);
     return check_run(s);
 }
