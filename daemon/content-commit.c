@@ -20,6 +20,9 @@
 #include "winerr.h"
 #include "worker.h"
 
+/* Group syncs at once: one per syncer thread. */
+#define SYNCS_IN_FLIGHT SYNCER_THREADS
+
 static void group_sync_kick(struct content_daemon *cd);
 static bool group_sync_submit(struct content_daemon *cd);
 
@@ -287,14 +290,34 @@ static void batch_finish(struct op *batch)
     }
 }
 
-/* The waiting ops, as the batch the next sync covers (cd->syncing from here). */
+/* The waiting ops, as the batch the next sync covers: last in the commit order, syncing. */
 static struct op *take_batch(struct content_daemon *cd)
 {
     struct op *batch = cd->sync_head;
     cd->sync_head = NULL;
     cd->sync_tail = &cd->sync_head;
-    cd->syncing = true;
+    batch->batch_next = NULL;
+    batch->batch_synced = false;
+    *cd->batches_tail = batch;
+    cd->batches_tail = &batch->batch_next;
+    cd->nsyncing++;
     return batch;
+}
+
+/* Loop: the first batch, synced, commits (or waits for the write gate). */
+static void commit_first_batch(struct content_daemon *cd)
+{
+    struct op *batch = cd->batches;
+    if (!(cd->batches = batch->batch_next))
+        cd->batches_tail = &cd->batches;
+    if (!flush_gate_open(cd->d)) { /* commit once the flush batch has: content_gate_opened */
+        *cd->commit_wait_tail = batch;
+        while (*cd->commit_wait_tail)
+            cd->commit_wait_tail = &(*cd->commit_wait_tail)->sync_next;
+        flush_gate_wait(cd->d, &cd->gate_waiter);
+        return;
+    }
+    batch_finish(batch);
 }
 
 /* Worker: fdatasync each file the batch's ops wrote, once; a failure fails its blocks. */
@@ -337,22 +360,16 @@ static void group_sync_done(void *arg)
 {
     struct op *batch = arg;
     struct content_daemon *cd = batch->cd;
-    cd->syncing = false;
-    if (!flush_gate_open(cd->d)) { /* commit once the flush batch has: content_gate_opened */
-        *cd->commit_wait_tail = batch;
-        while (*cd->commit_wait_tail)
-            cd->commit_wait_tail = &(*cd->commit_wait_tail)->sync_next;
-        flush_gate_wait(cd->d, &cd->gate_waiter);
-        group_sync_kick(cd);
-        return;
-    }
+    batch->batch_synced = true;
+    cd->nsyncing--;
     /*
-     * The next sync starts on the syncer while this batch commits here, so the disk does not
-     * wait for the database; its done runs on the loop after this one returns, so commits
-     * stay in order. A sync that must run right here comes after the commit instead.
+     * The next sync starts on the syncer while synced batches commit here, so the disk does
+     * not wait for the database; the batches commit in the order they were taken, whichever
+     * sync ended first. A sync that must run right here comes after the commits instead.
      */
     bool started = group_sync_submit(cd);
-    batch_finish(batch);
+    while (cd->batches && cd->batches->batch_synced)
+        commit_first_batch(cd);
     if (!started)
         group_sync_kick(cd);
 }
@@ -365,11 +382,11 @@ static void group_sync_done(void *arg)
  */
 static bool group_sync_submit(struct content_daemon *cd)
 {
-    if (cd->syncing || !cd->sync_head)
+    if (cd->nsyncing >= SYNCS_IN_FLIGHT || !cd->sync_head)
         return true;
     if (cd->d->stopping ||
         worker_submit(cd->d->syncer, group_sync_work, group_sync_done, cd->sync_head) != 0)
-        return false;
+        return cd->nsyncing > 0; /* the running sync's done tries again */
     take_batch(cd);
     return true;
 }

@@ -71,7 +71,13 @@ struct content_daemon {
      * fdatasync per file instead of paying one each.
      */
     struct op *sync_head, **sync_tail;
-    bool syncing;
+    /*
+     * Batches handed to the syncer, in the order they were (each by its first op, linked by
+     * batch_next): up to SYNCS_IN_FLIGHT sync at once, and they commit in this order, a
+     * batch whose sync ended early waiting for those before it.
+     */
+    struct op *batches, **batches_tail;
+    unsigned nsyncing;
     /*
      * Writes deferred while the flush write gate is closed (flush.h): synced AddData ops
      * waiting to commit, and Completes waiting to promote and reply. gate_waiter runs them.
@@ -119,7 +125,9 @@ struct op {
     size_t charged; /* bytes of the memory budget the op holds (its copy of the data) */
     struct unit *units;
     size_t nunits;
-    struct op *sync_next; /* on the group-sync list or batch */
+    struct op *sync_next;  /* on the group-sync list or batch */
+    struct op *batch_next; /* a batch's first op: the next batch (content_daemon.batches) */
+    bool batch_synced;     /* a batch's first op: its sync has ended */
     /* Bytes fetched from a peer (content_add_fetched): no reply, this instead; never aborted
      * by Cancel, committed unless the handle closed. */
     void (*done)(void *arg, uint32_t status);

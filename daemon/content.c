@@ -26,6 +26,7 @@ int content_init(struct daemon *d)
         return -1;
     cd->d = d;
     cd->sync_tail = &cd->sync_head;
+    cd->batches_tail = &cd->batches;
     cd->commit_wait_tail = &cd->commit_wait;
     cd->gate_waiter.fn = content_gate_opened;
     LIST_INIT(&cd->complete_wait);

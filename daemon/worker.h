@@ -13,11 +13,12 @@
 
 #define WORKER_THREADS 2
 /*
- * AddData's group fdatasync has a thread of its own: it waits on the disk, so on a worker
- * it would idle one of the two hashing threads for the length of every sync, and queued
- * behind hashing jobs the disk would sit idle between syncs.
+ * AddData's group fdatasyncs have threads of their own: they wait on the disk, so on a worker
+ * they would idle one of the two hashing threads for the length of every sync, and queued
+ * behind hashing jobs the disk would sit idle between syncs. Two, so the ops written while
+ * one batch syncs start their own sync at once (content-commit.c; they commit in order).
  */
-#define SYNCER_THREADS 1
+#define SYNCER_THREADS 2
 
 struct worker_pool;
 
