@@ -672,6 +672,11 @@ bool evict_pass_disk_full(const struct evict_pass *p)
     return p->disk_full;
 }
 
+bool evict_pass_removed(const struct evict_pass *p)
+{
+    return p->ok && (p->by_age || p->by_size || p->by_quota || p->ndeleted);
+}
+
 bool evict_pass_done(struct evict_pass *p)
 {
     struct daemon *d = p->d;

@@ -76,6 +76,8 @@ struct evict_pass *evict_pass_new(struct daemon *d);
 void evict_pass_work(struct evict_pass *p, struct store *st);
 /* Loop, before evict_pass_done: the pass failed for want of disk space (SQLITE_FULL). */
 bool evict_pass_disk_full(const struct evict_pass *p);
+/* Loop, before evict_pass_done: the pass committed and removed labels. */
+bool evict_pass_removed(const struct evict_pass *p);
 /* Loop: reclaim what the pass deleted, free it. True when more is left to evict (another pass
  * should follow at once). */
 bool evict_pass_done(struct evict_pass *p);

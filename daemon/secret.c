@@ -173,17 +173,19 @@ int secret_load_raw(const char *state_dir, struct secret *out)
     if (access(path, F_OK) != 0 && errno == ENOENT && secret_create(state_dir, path) != 0)
         return -1;
     ssize_t n = secret_read(path, buf);
+    int err = errno;
     struct stat st;
-    if (n < 0 && errno == EACCES && stat(path, &st) == 0) {
+    if (n < 0 && err == EACCES && stat(path, &st) == 0) {
         /* Most often a daemon started by hand as root made it before the service ran. */
         log_error("server secret: cannot read %s: it belongs to uid %u, mode %04o, and "
-                  "peerdistd runs as uid %u (chown it to that user)",
-            path, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777), (unsigned)geteuid());
+                  "peerdistd runs as uid %u (%s)",
+            path, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777), (unsigned)geteuid(),
+            st.st_uid == geteuid() ? "chmod 0600 it" : "chown it to that user");
         return -1;
     }
     if (n < 0) {
-        log_error("server secret: cannot read %s: %s (must hold 1..%u bytes)", path,
-            strerror(errno), SECRET_MAX_BYTES);
+        log_error("server secret: cannot read %s: %s (must hold 1..%u bytes)", path, strerror(err),
+            SECRET_MAX_BYTES);
         return -1;
     }
     memcpy(out->bytes, buf, (size_t)n);

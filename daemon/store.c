@@ -44,7 +44,9 @@ struct store {
     void *put_arg;
     store_label_fn label_fn; /* told of each label before it is written */
     void *label_arg;
-    sqlite3_stmt *next_tag; /* store_next_label_tag's, prepared on first use */
+    /* store_label_walk_next's statements (prepared on first use) and its last key. */
+    sqlite3_stmt *walk_first, *walk_next;
+    sqlite3_value *walk_uid, *walk_tag;
     /* The row the last store_block_put named: store_label_put labels it (op_commit's order). */
     struct {
         bool valid;
@@ -278,7 +280,8 @@ void store_close(struct store *st)
         st->tags, st->flush_blocks, st->flush_clear, st->flush_collect, st->segment_private,
         st->slot_replace, st->slot_drop, st->row_labels_drop, st->promote_pick, st->promote_row,
         st->promote_labels, st->savepoint, st->release, st->rollback_to, st->file_used,
-        st->slot_used, st->next_tag};
+        st->slot_used, st->walk_first, st->walk_next};
+    store_label_walk_start(st); /* frees the walk's last key */
     free(st->reclaim);
     free(st->puts);
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
@@ -451,37 +454,52 @@ int store_tag_has_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-int store_next_label_tag(struct store *st, bool first, uint32_t *uid, uint8_t tag[STORE_TAG_SIZE])
+void store_label_walk_start(struct store *st)
+{
+    sqlite3_value_free(st->walk_uid);
+    sqlite3_value_free(st->walk_tag);
+    st->walk_uid = st->walk_tag = NULL;
+}
+
+int store_label_walk_next(struct store *st, uint32_t *uid, uint8_t tag[STORE_TAG_SIZE])
 {
     /* The row value compares as the primary key orders (uid, tag): a seek, not a scan. */
-    if (!st->next_tag &&
-        prepare(st, &st->next_tag,
+    if (!st->walk_next &&
+        prepare(st, &st->walk_next,
             "SELECT uid, tag FROM labels WHERE (uid, tag) > (?1, ?2) "
             "ORDER BY uid, tag LIMIT 1") != 0)
         return -1;
-    sqlite3_stmt *s = st->next_tag;
-    if (first) {
-        sqlite3_bind_int64(s, 1, 0); /* (0, x''): below every key a uid_t can flush */
-        sqlite3_bind_blob(s, 2, "", 0, SQLITE_STATIC);
-    } else {
-        bind_owner(s, *uid, tag);
+    if (!st->walk_first &&
+        prepare(st, &st->walk_first, "SELECT uid, tag FROM labels ORDER BY uid, tag LIMIT 1") != 0)
+        return -1;
+    sqlite3_stmt *s = st->walk_uid ? st->walk_next : st->walk_first;
+    if (st->walk_uid) {
+        sqlite3_bind_value(s, 1, st->walk_uid);
+        sqlite3_bind_value(s, 2, st->walk_tag);
     }
     int rc = sqlite3_step(s), found = rc == SQLITE_DONE ? 0 : -1;
-    int64_t u = -1;
-    uint8_t next[STORE_TAG_SIZE];
-    if (rc == SQLITE_ROW && sqlite3_column_bytes(s, 1) == STORE_TAG_SIZE) {
-        u = sqlite3_column_int64(s, 0);
-        memcpy(next, sqlite3_column_blob(s, 1), STORE_TAG_SIZE);
+    sqlite3_value *u = NULL, *t = NULL;
+    if (rc == SQLITE_ROW) {
+        u = sqlite3_value_dup(sqlite3_column_value(s, 0));
+        t = sqlite3_value_dup(sqlite3_column_value(s, 1));
     }
-    sqlite3_reset(s); /* before tag, which may be the bound value, changes */
-    if (u > UINT32_MAX)
-        found = 0; /* written by hand: no client has that uid, nothing after it either */
-    else if (u >= 0) {
-        *uid = (uint32_t)u;
-        memcpy(tag, next, STORE_TAG_SIZE);
-        found = 1;
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (!u || !t) { /* the end, an error, or no memory for the copies */
+        sqlite3_value_free(u);
+        sqlite3_value_free(t);
+        return found;
     }
-    return found;
+    store_label_walk_start(st); /* the key before goes */
+    st->walk_uid = u;
+    st->walk_tag = t;
+    int64_t v = sqlite3_value_int64(u);
+    if (sqlite3_value_type(u) != SQLITE_INTEGER || v < 0 || v > UINT32_MAX ||
+        sqlite3_value_type(t) != SQLITE_BLOB || sqlite3_value_bytes(t) != STORE_TAG_SIZE)
+        return 2; /* written by hand: no flush can name it */
+    *uid = (uint32_t)v;
+    memcpy(tag, sqlite3_value_blob(t), STORE_TAG_SIZE);
+    return 1;
 }
 
 void store_set_label_hook(struct store *st, store_label_fn fn, void *arg)

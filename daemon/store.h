@@ -70,11 +70,15 @@ int store_tag_has_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE
 /* Number of labels (uid, tag) holds; -1 on error. */
 int64_t store_tag_labels(struct store *st, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE]);
 /*
- * The (uid, tag) key of the labels next after (*uid, tag) in key order, or the first one when
- * first is true (one probe of the primary key per distinct pair): 1 with *uid and tag set to
- * it, 0 when there is none after, -1 on error.
+ * A walk over the (uid, tag) keys of the labels, in key order, one seek of the primary key per
+ * key (the cursor is kept as SQLite's own values, so rows written by hand with other types
+ * are passed, never met twice). Between start and the end it may span many transactions.
+ * next: 1 with *uid and tag set to a pair a client can flush (an integer uid that is a
+ * uint32_t, a 16-byte blob tag); 2 past a key that is none (nothing set); 0 at the end; -1
+ * on error.
  */
-int store_next_label_tag(struct store *st, bool first, uint32_t *uid, uint8_t tag[STORE_TAG_SIZE]);
+void store_label_walk_start(struct store *st);
+int store_label_walk_next(struct store *st, uint32_t *uid, uint8_t tag[STORE_TAG_SIZE]);
 /* Called by store_label_put before it writes a label of (uid, tag): the daemon's tag filter. */
 typedef void (*store_label_fn)(void *arg, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE]);
 void store_set_label_hook(struct store *st, store_label_fn fn, void *arg);

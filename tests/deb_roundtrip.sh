@@ -41,6 +41,17 @@ for p in peerdistd libpeerdist1 libpeerdist-dev; do
     fi
 done
 
+# A peerdistd that has files open in the packages' directories (one run by hand with the
+# built-in paths) would lose them under the test: then it does not run.
+for pid in $(pgrep -x peerdistd || true); do
+    for fd in "/proc/$pid/fd"/*; do
+        case $(readlink "$fd" 2>/dev/null) in
+        /var/lib/peerdist/* | /var/cache/peerdist/* | /run/peerdist/*)
+            skip "peerdistd $pid has $(readlink "$fd") open" ;;
+        esac
+    done
+done
+
 if [ "${1:-}" != --no-build ]; then
     make deb
 fi
@@ -81,17 +92,18 @@ remove_user() {
         groupdel peerdist || return 1
     fi
 }
-# Directories of the packages' that were there before the install, set aside (see below).
+# Directories of the packages' that were there before the install, renamed aside (see
+# below); each is renamed back, or, if that fails, left where it is and named.
 aside=
 restore_aside() {
+    rc=0
     for dir in $aside; do
-        if [ -e "$dir" ]; then
-            echo "deb_roundtrip: $dir exists again; what was there before is now $dir.before-roundtrip" >&2
-            mv "$tmp/aside$dir" "$dir.before-roundtrip" || return 1
-        else
-            mv "$tmp/aside$dir" "$dir" || return 1
+        if [ -e "$dir" ] || ! mv -T "$dir.roundtrip-aside" "$dir"; then
+            echo "deb_roundtrip: what was in $dir before the test is in $dir.roundtrip-aside" >&2
+            rc=1
         fi
     done
+    return $rc
 }
 cleanup() {
     status=$?
@@ -111,14 +123,14 @@ trap 'exit 1' INT TERM HUP
 # A daemon run by hand with the built-in paths (as root, say) before the packages were
 # installed leaves these behind, with files the service's user may not read (a server secret
 # of root's): the installed daemon would fail on them, as it would on such a machine. They
-# are set aside, shown with their times (to tell which run made them), and put back after the
-# purge.
+# are renamed aside (on their own filesystem: nothing is copied), shown with their times (to
+# tell which run made them), and renamed back after the purge.
 for dir in /var/lib/peerdist /var/cache/peerdist /run/peerdist; do
     [ -e "$dir" ] || continue
-    echo "deb_roundtrip: $dir exists before the install; set aside until the purge:" >&2
+    [ ! -e "$dir.roundtrip-aside" ] || fail "$dir.roundtrip-aside exists (from an earlier run?)"
+    echo "deb_roundtrip: $dir exists before the install; renamed aside until the purge:" >&2
     ls -la --time-style=full-iso "$dir" >&2 || true
-    mkdir -p "$tmp/aside$(dirname "$dir")"
-    mv "$dir" "$tmp/aside$dir"
+    mv -T "$dir" "$dir.roundtrip-aside"
     aside="$aside $dir"
 done
 
