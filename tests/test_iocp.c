@@ -128,6 +128,28 @@ START_TEST(several_threads_share_packets_and_close_wakes_them)
 }
 END_TEST
 
+/* The fd asked for while packets wait already polls readable for them. */
+START_TEST(pollable_fd_asked_for_late_shows_what_is_queued)
+{
+    HANDLE port = new_port();
+    OVERLAPPED a;
+    ck_assert(PostQueuedCompletionStatus(port, 1, 1, &a));
+    int fd = peerdist_port_fd(port);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(peerdist_port_fd(port), fd);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    ck_assert_int_eq(poll(&pfd, 1, 0), 1);
+    DWORD bytes;
+    ULONG_PTR key;
+    LPOVERLAPPED got;
+    ck_assert(GetQueuedCompletionStatus(port, &bytes, &key, &got, 0));
+    ck_assert_int_eq(poll(&pfd, 1, 0), 0);
+    ck_assert(PostQueuedCompletionStatus(port, 2, 2, &a));
+    ck_assert_int_eq(poll(&pfd, 1, 0), 1);
+    CloseHandle(port);
+}
+END_TEST
+
 START_TEST(pollable_fd_follows_the_queue)
 {
     HANDLE port = new_port();
@@ -515,6 +537,7 @@ int main(void)
     tcase_add_test(tc, timeout_gives_wait_timeout);
     tcase_add_test(tc, several_threads_share_packets_and_close_wakes_them);
     tcase_add_test(tc, pollable_fd_follows_the_queue);
+    tcase_add_test(tc, pollable_fd_asked_for_late_shows_what_is_queued);
     tcase_add_test(tc, completion_routine_runs_on_a_library_thread);
     tcase_add_test(tc, events_manual_and_auto_reset);
     tcase_add_test(tc, handles_are_typed_and_never_reused);

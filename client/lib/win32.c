@@ -374,8 +374,10 @@ struct port_obj {
     pthread_cond_t cv;
     struct packet *head, *tail;
     bool closed;
-    int efd;     /* readable while packets are queued */
-    HANDLE self; /* its handle: operations name their port by it */
+    int efd;      /* readable while packets are queued, once fd_used */
+    bool fd_used; /* peerdist_port_fd gave efd out: until then nobody polls it, and posting
+                   * and dequeuing skip its two system calls */
+    HANDLE self;  /* its handle: operations name their port by it */
     struct help_link
         *helpers; /* waiters reading replies for it: a packet or the close wakes them */
     PEERDIST_COMPLETION_ROUTINE routine;
@@ -453,7 +455,8 @@ static BOOL port_post(struct port_obj *p, DWORD bytes, ULONG_PTR key, LPOVERLAPP
     else {
         p->head = pk;
         uint64_t one = 1;
-        (void)!write(p->efd, &one, sizeof(one));
+        if (p->fd_used)
+            (void)!write(p->efd, &one, sizeof(one));
     }
     p->tail = pk;
     pthread_cond_signal(&p->cv);
@@ -530,7 +533,8 @@ static DWORD port_get(struct port_obj *p, DWORD ms, OVERLAPPED_ENTRY *out, ULONG
     if (rc == 0 && !p->head) {
         p->tail = NULL;
         uint64_t drain;
-        (void)!read(p->efd, &drain, sizeof(drain));
+        if (p->fd_used)
+            (void)!read(p->efd, &drain, sizeof(drain));
     }
     pthread_mutex_unlock(&p->mu);
     return rc;
@@ -598,7 +602,15 @@ PEERDIST_API int peerdist_port_fd(HANDLE port)
         w32_set_error(ERROR_INVALID_HANDLE);
         return -1;
     }
+    pthread_mutex_lock(&p->mu);
     int fd = p->efd;
+    if (!p->fd_used) {
+        p->fd_used = true;
+        uint64_t one = 1;
+        if (p->head) /* what is queued already makes it readable */
+            (void)!write(p->efd, &one, sizeof(one));
+    }
+    pthread_mutex_unlock(&p->mu);
     hobj_put(&p->h);
     return fd;
 }
