@@ -375,10 +375,12 @@ static void group_sync_done(void *arg)
 }
 
 /*
- * Hands the waiting ops to the syncer as the next batch: true when that is done or there
- * is nothing to do; false when they must be synced on the loop instead (stopping: the pool
- * no longer runs new jobs; or out of memory). The syncer only reads the batch's chain, which
- * the loop leaves alone once it is taken, right after.
+ * Hands the waiting ops to the syncer as the next batch: true when that is done, when there
+ * is nothing to do, or when a running sync's done will try again (SYNCS_IN_FLIGHT run, or
+ * the pool refused one while another runs); false when they must be synced on the loop
+ * instead, no sync running (stopping: the pool no longer runs new jobs; or out of memory).
+ * The syncer only reads the batch's chain, which the loop leaves alone once it is taken,
+ * right after.
  */
 static bool group_sync_submit(struct content_daemon *cd)
 {
