@@ -65,8 +65,8 @@ struct read_op;
 struct content_daemon {
     struct daemon *d;
     /*
-     * Group sync: AddData ops whose bytes are written wait here; one worker job
-     * fdatasyncs every file the waiting ops wrote (once per file), then their
+     * Group sync: AddData ops whose bytes are written wait here; one job on a syncer
+     * thread fdatasyncs every file the waiting ops wrote (once per file), then their
      * metadata commits and they reply. Many 1 MiB AddData calls share one
      * fdatasync per file instead of paying one each.
      */
@@ -77,7 +77,7 @@ struct content_daemon {
      * batch whose sync ended early waiting for those before it.
      */
     struct op *batches, **batches_tail;
-    unsigned nsyncing;
+    unsigned nsyncing; /* batches whose sync has not ended */
     /*
      * Writes deferred while the flush write gate is closed (flush.h): synced AddData ops
      * waiting to commit, and Completes waiting to promote and reply. gate_waiter runs them.
