@@ -201,6 +201,13 @@ int daemon_init(struct daemon *d);
 /* Answers what is pending, closes every connection (the listener first). */
 void daemon_stop(struct daemon *d);
 void daemon_free(struct daemon *d);
+/* CLOCK_MONOTONIC in milliseconds, for durations; any thread. Inline: no module's call. */
+static inline double daemon_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
 
 /* server.c */
 /* The transport and the memory budget (from d->cfg). */

@@ -621,18 +621,11 @@ static int pass_body(struct evict_pass *p, struct store *st)
 
 static void evict_pass_run(struct evict_pass *p, struct store *st);
 
-static double mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 void evict_pass_work(struct evict_pass *p, struct store *st)
 {
-    double t0 = mono_ms();
+    double t0 = daemon_mono_ms();
     evict_pass_run(p, st);
-    p->ms = mono_ms() - t0;
+    p->ms = daemon_mono_ms() - t0;
 }
 
 static void evict_pass_run(struct evict_pass *p, struct store *st)

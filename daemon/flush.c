@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <peerdist.h>
 
@@ -127,13 +126,6 @@ void flush_evict_kick(struct daemon *d)
 #define FILTER_REBUILD_MIN_MS 60000.0
 #define FILTER_REBUILD_TIME_FACTOR 100
 
-static double mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static void label_cb(void *arg, uint32_t uid, const uint8_t tag[STORE_TAG_SIZE])
 {
     struct flush_state *fs = arg;
@@ -160,7 +152,7 @@ static void filter_build_start(struct daemon *d)
     }
     store_label_walk_start(d->store);
     fs->labels_went = false;
-    fs->build_began_ms = mono_ms();
+    fs->build_began_ms = daemon_mono_ms();
     build_next_slice(fs);
 }
 
@@ -192,7 +184,7 @@ static void build_cb(evutil_socket_t fd, short what, void *arg)
         build_next_slice(fs);
     } else if (rc == 0) {
         tagfilter_build_end(fs->filter);
-        fs->build_ms = mono_ms() - fs->build_began_ms;
+        fs->build_ms = daemon_mono_ms() - fs->build_began_ms;
         log_debug("flush filter built: %zu of %u bits set, in %.0f ms",
             tagfilter_bits_set(fs->filter), 1u << TAGFILTER_BITS_LOG2, fs->build_ms);
     } else {
@@ -216,7 +208,7 @@ static void filter_maybe_rebuild(struct daemon *d)
     if (!fs->labels_went || tagfilter_building(fs->filter) || !tagfilter_ready(fs->filter) ||
         tagfilter_bits_set(fs->filter) <
             ((size_t)1 << TAGFILTER_BITS_LOG2) / FILTER_REBUILD_FILL_DIV ||
-        mono_ms() - fs->build_began_ms < every)
+        daemon_mono_ms() - fs->build_began_ms < every)
         return;
     filter_build_start(d);
 }
@@ -367,10 +359,11 @@ void flush_request(struct conn *c, uint64_t id, const Peerdist__FlushRequest *f)
 /*
  * Loop: the flushes read in this pass that the filter could not answer (flush_request),
  * sorted. A tag the uid holds no label under (the loop's connection writes every label, so
- * it sees each one acknowledged) has nothing to delete: no transaction, no worker. Such a flush is answered at once, or, while a batch
- * runs (its COMMIT may be what removed the labels, with the reclaim still to come on the
- * loop), right after that batch is done. The others queue for the next batch. Several
- * probes share one read transaction: SQLite takes its WAL read lock once, not per flush.
+ * it sees each one acknowledged) has nothing to delete: no transaction, no worker. Such a
+ * flush is answered at once, or, while a batch runs (its COMMIT may be what removed the
+ * labels, with the reclaim still to come on the loop), right after that batch is done. The
+ * others queue for the next batch. Several probes share one read transaction: SQLite takes
+ * its WAL read lock once, not per flush.
  */
 static void probe_cb(evutil_socket_t fd, short what, void *arg)
 {
