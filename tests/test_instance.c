@@ -75,11 +75,12 @@ static bool exited_or_listening(void *arg)
 }
 
 /*
- * Starts peerdistd with these paths (the configuration and its state directory are td's) and
- * waits until it exits or listens; one that listens is stopped. The exit status, or -1 for
- * one that started.
+ * Starts peerdistd with these paths (the configuration is td's; the state directory td's
+ * unless state_dir), as user as unless that is (uid_t)-1, and waits until it exits or
+ * listens; one that listens is stopped. The exit status, or -1 for one that started.
  */
-static int start_daemon(const char *sock, const char *db, const char *log, bool own_socket)
+static int start_daemon_as(const char *sock, const char *db, const char *log, bool own_socket,
+    uid_t as, const char *state_dir)
 {
     struct start s = {.sock = own_socket ? sock : NULL};
     s.pid = fork();
@@ -87,8 +88,14 @@ static int start_daemon(const char *sock, const char *db, const char *log, bool 
         int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(fd, 2);
         dup2(fd, 1);
-        execl(PEERDISTD_PATH, "peerdistd", "--socket", sock, "--db", db, "--config", td.conf,
-            (char *)NULL);
+        if (as != (uid_t)-1 && (setgroups(0, NULL) != 0 || setgid(as) != 0 || setuid(as) != 0))
+            _exit(126);
+        if (state_dir)
+            execl(PEERDISTD_PATH, "peerdistd", "--socket", sock, "--db", db, "--config", td.conf,
+                "--state-dir", state_dir, (char *)NULL);
+        else
+            execl(PEERDISTD_PATH, "peerdistd", "--socket", sock, "--db", db, "--config", td.conf,
+                (char *)NULL);
         _exit(127);
     }
     ck_assert_int_gt(s.pid, 0);
@@ -99,6 +106,11 @@ static int start_daemon(const char *sock, const char *db, const char *log, bool 
         return -1;
     }
     return WIFEXITED(s.status) ? WEXITSTATUS(s.status) : 128 + WTERMSIG(s.status);
+}
+
+static int start_daemon(const char *sock, const char *db, const char *log, bool own_socket)
+{
+    return start_daemon_as(sock, db, log, own_socket, (uid_t)-1, NULL);
 }
 
 static bool file_contains(const char *path, const char *needle)
@@ -555,24 +567,7 @@ START_TEST(secret_of_another_user_is_named)
     ck_assert_int_eq(chmod(secret, 0600), 0);
     ck_assert_int_eq(chown(db_dir, nobody, nobody), 0);
     ck_assert_int_eq(chown(state, nobody, nobody), 0); /* the secret stays root's */
-    struct start s = {.sock = sock};
-    s.pid = fork();
-    if (s.pid == 0) { /* only what is safe after a fork of a threaded process: no Check */
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 2);
-        if (setgroups(0, NULL) != 0 || setgid(nobody) != 0 || setuid(nobody) != 0)
-            _exit(126);
-        execl(PEERDISTD_PATH, "peerdistd", "--socket", sock, "--db", db, "--config", td.conf,
-            "--state-dir", state, (char *)NULL);
-        _exit(127);
-    }
-    ck_assert_int_gt(s.pid, 0);
-    ck_assert_msg(td_wait_until(exited_or_listening, &s), "peerdistd neither exited nor listened");
-    if (s.listening) {
-        kill(s.pid, SIGTERM);
-        waitpid(s.pid, NULL, 0);
-    }
-    ck_assert_msg(s.exited && WIFEXITED(s.status) && WEXITSTATUS(s.status) == 1,
+    ck_assert_msg(start_daemon_as(sock, db, log, true, nobody, state) == 1,
         "peerdistd started on a secret it cannot read");
     ck_assert_msg(
         file_contains(log, "belongs to uid 0, mode 0600, and peerdistd runs as uid 65534"),
