@@ -17,6 +17,7 @@
 
 #include "admin.h"
 #include "blockstore.h"
+#include "checkpoint.h"
 #include "content.h"
 #include "disk.h"
 #include "daemon.h"
@@ -127,6 +128,8 @@ int daemon_init(struct daemon *d)
         return -1;
     if (peer_serve_init(d) != 0 || discovery_init(d) != 0 || peer_fetch_init(d) != 0)
         return -1;
+    if (checkpoint_init(d) != 0)
+        return -1;
     return 0;
 }
 
@@ -147,6 +150,7 @@ void daemon_free(struct daemon *d)
     d->workers = NULL;
     worker_pool_free(d->syncer); /* after the workers: their dones may have queued syncs */
     d->syncer = NULL;
+    checkpoint_free(d); /* the loop's commits from here on checkpoint by themselves */
     peer_fetch_free(d);
     discovery_free(d);
     peer_serve_free(d);

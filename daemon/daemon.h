@@ -185,15 +185,16 @@ struct daemon {
     uint64_t conn_serial;
 
     /* Modules' daemon-wide state. */
-    void *pub;       /* publish.c: publications, the server secret */
-    void *content;   /* content.c: group sync, deferred writes */
-    void *flush;     /* flush.c: queued flushes, the flush connection, the write gate */
-    void *disk;      /* disk.c: the reserve file, free-space checks */
-    void *admin;     /* admin.c: the server secret in use */
-    void *evict;     /* evict.c: the cache's bounds, recency and counters in memory */
-    void *discovery; /* discovery.c: MS-PCCRD sockets and probes (distributed mode) */
-    void *serve;     /* peer-serve.c: the MS-PCCRR server (distributed mode) */
-    void *fetch;     /* peer-fetch.c: fetches from peers for reads (distributed mode) */
+    void *pub;        /* publish.c: publications, the server secret */
+    void *content;    /* content.c: group sync, deferred writes */
+    void *flush;      /* flush.c: queued flushes, the flush connection, the write gate */
+    void *disk;       /* disk.c: the reserve file, free-space checks */
+    void *admin;      /* admin.c: the server secret in use */
+    void *evict;      /* evict.c: the cache's bounds, recency and counters in memory */
+    void *discovery;  /* discovery.c: MS-PCCRD sockets and probes (distributed mode) */
+    void *serve;      /* peer-serve.c: the MS-PCCRR server (distributed mode) */
+    void *fetch;      /* peer-fetch.c: fetches from peers for reads (distributed mode) */
+    void *checkpoint; /* checkpoint.c: the database's checkpoints, off the loop */
 };
 
 /* daemon.c: everything but the listening socket and the signals, from d->cfg. */

@@ -5,7 +5,8 @@
  * the loop keep the WAL snapshot from before until the COMMIT (a flush becomes visible all
  * at once) and the loop never waits for it. While a batch runs, the write gate is closed.
  * A filter of the tags that hold labels (tagfilter.h) answers most flushes of a tag without
- * any at once, without SQL.
+ * any at once, without SQL. Others may hold the gate too (flush_gate_hold): a checkpoint that
+ * must catch up with the WAL.
  */
 #include "flush.h"
 
@@ -43,18 +44,21 @@ struct flush_state {
     struct event *probe_ev;
     /* Pairs that may hold labels: most flushes of a tag without any skip the probe. */
     struct tagfilter *filter;
-    struct event *build_ev;      /* the filter's build: the next slice, or a retry */
-    bool labels_went;            /* a flush or an eviction removed labels since the build began */
-    double build_began_ms;       /* CLOCK_MONOTONIC, when the last build began */
-    double build_ms;             /* how long the last build took */
-    bool running;                /* a batch holds the write lock: the gate is closed */
-    bool evict_wanted;           /* an eviction pass runs once no flush is queued */
-    struct event *evict_ev;      /* the periodic pass */
+    struct event *build_ev; /* the filter's build: the next slice, or a retry */
+    bool labels_went;       /* a flush or an eviction removed labels since the build began */
+    double build_began_ms;  /* CLOCK_MONOTONIC, when the last build began */
+    double build_ms;        /* how long the last build took */
+    bool running;           /* a batch holds the write lock, or a hold runs: the gate is closed */
+    bool evict_wanted;      /* an eviction pass runs once no flush is queued */
+    struct event *evict_ev; /* the periodic pass */
     struct event *evict_soon_ev; /* the next slice, once reclaim has caught up */
     STAILQ_HEAD(, flush_waiter) waiters;
     /* Admin flushes (flush_admin_queue): a slice at a time, when no flush batch waits. */
     STAILQ_HEAD(, admin_flush) admin;
     struct event *admin_ev; /* the next slice, once the loop has polled */
+    /* Asked to hold the gate (flush_gate_hold): fn runs once no batch does. */
+    void (*hold_fn)(void *arg);
+    void *hold_arg;
 };
 
 /* A batch of flushes on its way through the flush worker. */
@@ -69,6 +73,7 @@ struct flush_batch {
 };
 
 static void flush_next_batch(struct daemon *d);
+static void gate_open(struct flush_state *fs);
 static void flush_admin_next(struct daemon *d);
 static int flush_admin_init(struct daemon *d);
 static void flush_admin_abort(struct daemon *d);
@@ -211,6 +216,36 @@ static void filter_maybe_rebuild(struct daemon *d)
         daemon_mono_ms() - fs->build_began_ms < every)
         return;
     filter_build_start(d);
+}
+
+/* ---- holding the gate for others (flush_gate_hold) ---- */
+
+/* The hold asked for, if it may start now: true if the gate closed for it. */
+static bool hold_start(struct daemon *d)
+{
+    struct flush_state *fs = d->flush;
+    if (!fs->hold_fn || fs->running)
+        return false;
+    void (*fn)(void *arg) = fs->hold_fn;
+    fs->hold_fn = NULL;
+    fs->running = true;
+    fn(fs->hold_arg);
+    return true;
+}
+
+void flush_gate_hold(struct daemon *d, void (*fn)(void *arg), void *arg)
+{
+    struct flush_state *fs = d->flush;
+    fs->hold_fn = fn;
+    fs->hold_arg = arg;
+    if (!fs->running)
+        event_active(fs->commit_ev, EV_TIMEOUT, 0);
+}
+
+void flush_gate_release(struct daemon *d)
+{
+    gate_open(d->flush);
+    flush_next_batch(d);
 }
 
 int flush_init(struct daemon *d)
@@ -508,7 +543,7 @@ static void batch_done(void *arg)
 static void flush_next_batch(struct daemon *d)
 {
     struct flush_state *fs = d->flush;
-    if (fs->running)
+    if (fs->running || hold_start(d))
         return;
     if (STAILQ_EMPTY(&fs->queued) && (!STAILQ_EMPTY(&fs->admin) || !fs->evict_wanted)) {
         flush_admin_next(d); /* admin flushes' slices go when no flush waits */
@@ -710,7 +745,7 @@ static void admin_slice_done(void *arg)
 static void flush_admin_next(struct daemon *d)
 {
     struct flush_state *fs = d->flush;
-    if (fs->running || STAILQ_EMPTY(&fs->admin))
+    if (fs->running || hold_start(d) || STAILQ_EMPTY(&fs->admin))
         return;
     if (d->stopping) {
         flush_admin_abort(d);

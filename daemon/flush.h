@@ -54,4 +54,13 @@ void flush_drain(struct daemon *d);
 bool flush_gate_open(const struct daemon *d);
 void flush_gate_wait(struct daemon *d, struct flush_waiter *w);
 
+/*
+ * Holds the gate for work that must run with no writer on the loop (checkpoint.c: the
+ * checkpoint that lets the WAL start over): once no batch runs, the gate closes and fn(arg)
+ * runs on the loop; the loop's writers wait, as for a batch, until flush_gate_release. One
+ * hold is asked for at a time (a second call replaces a hold not started yet).
+ */
+void flush_gate_hold(struct daemon *d, void (*fn)(void *arg), void *arg);
+void flush_gate_release(struct daemon *d);
+
 #endif

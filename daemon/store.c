@@ -22,6 +22,8 @@
 #define STORE_SERVE_STMTS 8
 
 struct store {
+    void (*wal_fn)(void *arg, int wal_pages); /* store_set_wal_hook */
+    void *wal_arg;
     sqlite3 *db;
     char *path;
     sqlite3_stmt *begin, *commit, *rollback;
@@ -205,21 +207,30 @@ static int prepare_all(struct store *st)
         prepare_reader(st);
 }
 
-int store_open(const char *path, struct store **out, char *err, size_t errlen)
+/* A connection to path (SQLite's open flags, NOMUTEX added) with the busy timeout; NULL and
+ * err on failure. */
+static struct store *store_connect(const char *path, int flags, char *err, size_t errlen)
 {
     struct store *st = calloc(1, sizeof(*st));
     if (!st || !(st->path = strdup(path))) {
         snprintf(err, errlen, "out of memory");
         free(st);
-        return -1;
+        return NULL;
     }
-    int rc = sqlite3_open_v2(path, &st->db,
-        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK) {
+    if (sqlite3_open_v2(path, &st->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, st->db ? sqlite3_errmsg(st->db) : "cannot open");
-        goto fail;
+        store_close(st);
+        return NULL;
     }
     sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
+    return st;
+}
+
+int store_open(const char *path, struct store **out, char *err, size_t errlen)
+{
+    struct store *st = store_connect(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, err, errlen);
+    if (!st)
+        return -1;
     char *msg = NULL;
     if (sqlite3_exec(st->db,
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON",
@@ -253,22 +264,58 @@ fail:
 
 int store_open_reader(const char *path, struct store **out, char *err, size_t errlen)
 {
-    struct store *st = calloc(1, sizeof(*st));
-    if (!st || !(st->path = strdup(path))) {
-        snprintf(err, errlen, "out of memory");
-        free(st);
+    struct store *st = store_connect(path, SQLITE_OPEN_READONLY, err, errlen);
+    if (!st)
         return -1;
-    }
-    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
-            SQLITE_OK ||
-        prepare_reader(st) != 0) {
-        snprintf(err, errlen, "%s: %s", path, st->db ? sqlite3_errmsg(st->db) : "cannot open");
+    if (prepare_reader(st) != 0) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(st->db));
         store_close(st);
         return -1;
     }
-    sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
     *out = st;
     return 0;
+}
+
+int store_open_checkpointer(const char *path, struct store **out, char *err, size_t errlen)
+{
+    struct store *st = store_connect(path, SQLITE_OPEN_READWRITE, err, errlen);
+    if (!st)
+        return -1;
+    char *msg = NULL;
+    /* A connection knows the database is in WAL mode once it has read it: until then its
+     * checkpoints do nothing. */
+    if (sqlite3_exec(st->db, "PRAGMA journal_mode = WAL", NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errmsg(st->db));
+        sqlite3_free(msg);
+        store_close(st);
+        return -1;
+    }
+    *out = st;
+    return 0;
+}
+
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    struct store *st = arg;
+    st->wal_fn(st->wal_arg, pages);
+    return SQLITE_OK;
+}
+
+void store_set_wal_hook(struct store *st, void (*fn)(void *arg, int wal_pages), void *arg)
+{
+    st->wal_fn = fn;
+    st->wal_arg = arg;
+    if (fn)
+        sqlite3_wal_hook(st->db, wal_hook, st); /* replaces the automatic checkpoint */
+    else
+        sqlite3_wal_autocheckpoint(st->db, STORE_CHECKPOINT_PAGES);
+}
+
+int store_checkpoint(struct store *st, int *wal_pages, int *done_pages)
+{
+    int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, wal_pages,
+        done_pages);
+    return rc == SQLITE_OK ? 0 : rc == SQLITE_BUSY ? 1 : -1;
 }
 
 void store_close(struct store *st)

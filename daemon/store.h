@@ -187,6 +187,22 @@ int64_t store_block_drop(struct store *st, const uint8_t *segment_id, size_t seg
 /* Labels whose row is gone stop counting (they would list bytes nobody has). */
 int store_drop_orphan_labels(struct store *st);
 
+/*
+ * Checkpoints. SQLite copies the WAL back into the database (a checkpoint: two fdatasyncs and
+ * the pages' writes) in the thread of the commit that takes the WAL past 1000 pages; on the
+ * loop's connection that would stall every client for as long. With a hook set, st's commits
+ * never checkpoint: fn(arg, pages) is told the WAL's length in pages after each commit, in
+ * the committing thread, and store_checkpoint runs when the caller chooses (checkpoint.c).
+ * fn NULL: automatic checkpoints again.
+ */
+#define STORE_CHECKPOINT_PAGES 1000 /* SQLite's own automatic threshold */
+/* A read-write connection for store_checkpoint only (no schema work, no statements). */
+int store_open_checkpointer(const char *path, struct store **out, char *err, size_t errlen);
+void store_set_wal_hook(struct store *st, void (*fn)(void *arg, int wal_pages), void *arg);
+/* A passive checkpoint (waits for nobody): 0 done as far as readers allow (*wal_pages in the
+ * WAL, *done_pages of them in the database), 1 another checkpoint is running, -1 error. */
+int store_checkpoint(struct store *st, int *wal_pages, int *done_pages);
+
 /* Bytes on disk: the database file and its WAL. */
 uint64_t store_disk_bytes(const struct store *st);
 const char *store_path(const struct store *st);

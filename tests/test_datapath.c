@@ -6,12 +6,14 @@
  * order → read back byte-identical with BlockRead and StreamRead → flush → missing again;
  * V1 and V2, from 0 bytes to 100 MiB. Then what must hold across users, restarts and limits:
  * two uids, blocks verified against a partial list, acknowledged AddData surviving SIGKILL,
- * the bytes a connection can make the daemon hold.
+ * the bytes a connection can make the daemon hold, the database's WAL staying small under a
+ * steady stream of AddData (checkpoints off the loop, daemon/checkpoint.c).
  */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -233,6 +235,58 @@ END_TEST
 START_TEST(hundred_mib_v1)
 {
     round_trip(100 * MiB, 1);
+}
+END_TEST
+
+/*
+ * The loop's commits never checkpoint: checkpoints run on a thread of their own, racing the
+ * commits, and under a steady stream of them one runs with the writes held once the WAL
+ * passes CHECKPOINT_RESTART_PAGES (4 x 1000 pages, daemon/checkpoint.c), so that the WAL
+ * starts over. AddData of one 64 KiB block at a time (each a commit of its own) until such a
+ * checkpoint ran, and as much again: both kinds ran, and the WAL file (which keeps the
+ * largest size it reached) stayed under twice that bound. Without checkpoints it would grow
+ * by a page or more per commit, and racing checkpoints alone never let it start over.
+ */
+#define WAL_PAGES_BOUND (2 * 4 * 1000)
+#define WAL_FRAME_BYTES (4096 + 24)
+
+START_TEST(wal_starts_over_under_a_steady_stream_of_adds)
+{
+    td_stop(&td);
+    FILE *f = fopen(td.conf, "a");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "log_level = debug\n");
+    fclose(f);
+    td_start(&td);
+    const size_t len = 16 * MiB;
+    uint8_t *data = api_make_content(len, 77);
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
+    struct api_ci ci;
+    publish_ci(h, "wal-stream", data, len, 1, &ci);
+    int rounds = 0, after = -1;
+    for (uint8_t t = 1; t <= 40 && after != 0; t++, rounds++) {
+        PEERDIST_CONTENT_TAG tag = api_make_tag(t);
+        PEERDIST_CONTENT_HANDLE c = api_open_with_ci(h, &tag, &ci);
+        for (size_t off = 0; off < len; off += 64 * KiB)
+            ck_assert_uint_eq(api_add_data(h, c, off, data + off, 64 * KiB, NULL), ERROR_SUCCESS);
+        ck_assert_uint_eq(PeerDistClientCloseContent(h, c), ERROR_SUCCESS);
+        if (after < 0 && td_log_contains(&td, "checkpoint, writes held"))
+            after = rounds + 1; /* as many rounds again */
+        else if (after > 0)
+            after--;
+    }
+    ck_assert_msg(after == 0, "no checkpoint held the writes in %d rounds", rounds);
+    ck_assert_int_gt(td_log_count(&td, "checkpoint: "), 0);
+    char wal[160];
+    snprintf(wal, sizeof(wal), "%s-wal", td.db);
+    struct stat sb;
+    ck_assert_int_eq(stat(wal, &sb), 0);
+    ck_assert_msg(sb.st_size < (off_t)WAL_PAGES_BOUND * WAL_FRAME_BYTES,
+        "the WAL reached %lld bytes in %d rounds", (long long)sb.st_size, rounds);
+    ck_assert_uint_eq(PeerDistServerUnpublish(h, 10, (PBYTE) "wal-stream"), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistShutdown(h), ERROR_SUCCESS);
+    api_ci_free(&ci);
+    free(data);
 }
 END_TEST
 
@@ -575,6 +629,7 @@ int main(void)
     tcase_add_test(tc, odd_size_v1);
     tcase_add_test(tc, odd_size_v2);
     tcase_add_test(tc, exactly_32_mib_v1);
+    tcase_add_test(tc, wal_starts_over_under_a_steady_stream_of_adds);
     tcase_add_test(tc, hundred_mib_v1);
     tcase_add_test(tc, reads_see_blocks_added_meanwhile);
     tcase_add_test(tc, two_uids);

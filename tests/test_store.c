@@ -3,7 +3,8 @@
  * test_store.c - unit tests of the store: migrations (fresh, partial,
  * refusing a newer database, a failing migration rolls back) and the
  * label flush, which must remove exactly one (uid, tag)'s rows; the walk over the labels'
- * (uid, tag) keys and the flush filter built from it (tagfilter.h).
+ * (uid, tag) keys and the flush filter built from it (tagfilter.h); a connection with a WAL
+ * hook never checkpoints, and the WAL starts over once a checkpoint elsewhere copied it all.
  */
 #include <check.h>
 #include <stdio.h>
@@ -340,6 +341,76 @@ START_TEST(tag_filter_never_says_none_for_a_pair_it_was_given)
 }
 END_TEST
 
+/* What the WAL hook was told: the WAL's length after each commit. */
+struct wal_seen {
+    int calls, last, max;
+};
+
+static void wal_seen_cb(void *arg, int pages)
+{
+    struct wal_seen *w = arg;
+    w->calls++;
+    w->last = pages;
+    if (pages > w->max)
+        w->max = pages;
+}
+
+/* One commit of n rows of about a page each. */
+static void commit_pages(struct store *st, int n)
+{
+    sqlite3_stmt *s;
+    ck_assert_int_eq(sqlite3_exec(store_db(st), "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(store_db(st),
+                         "INSERT INTO scratch (b) VALUES (zeroblob(3500))", -1, &s, NULL),
+        SQLITE_OK);
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(sqlite3_step(s), SQLITE_DONE);
+        sqlite3_reset(s);
+    }
+    sqlite3_finalize(s);
+    ck_assert_int_eq(sqlite3_exec(store_db(st), "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+}
+
+/*
+ * With a WAL hook a connection's commits never checkpoint (SQLite's automatic checkpoint would
+ * copy the WAL at 1000 pages, and the next commit start it over): the WAL only grows, and the
+ * hook hears its length after every commit. A passive checkpoint on a checkpointer connection
+ * copies all of it, and the next commit starts the WAL over. Without the hook, the automatic
+ * checkpoint is back.
+ */
+START_TEST(wal_hook_connection_leaves_checkpoints_to_another)
+{
+    struct store *st, *ck;
+    char err[256];
+    ck_assert_int_eq(store_open(path, &st, err, sizeof(err)), 0);
+    ck_assert_int_eq(sqlite3_exec(store_db(st), "CREATE TABLE scratch (b BLOB)", NULL, NULL, NULL),
+        SQLITE_OK);
+    ck_assert_int_eq(store_open_checkpointer(path, &ck, err, sizeof(err)), 0);
+    struct wal_seen w = {0};
+    store_set_wal_hook(st, wal_seen_cb, &w);
+    for (int i = 0; i < 30; i++)
+        commit_pages(st, 100);
+    ck_assert_int_eq(w.calls, 30);
+    ck_assert_int_ge(w.last, 3000); /* never started over: nothing checkpointed */
+    ck_assert_int_eq(w.last, w.max);
+    int wal = 0, done = 0;
+    ck_assert_int_eq(store_checkpoint(ck, &wal, &done), 0);
+    ck_assert_int_eq(wal, w.last);
+    ck_assert_int_eq(done, wal);
+    commit_pages(st, 10);
+    ck_assert_int_lt(w.last, 100); /* the WAL started over */
+    /* Back to SQLite's automatic checkpoints: the WAL never passes 1000 pages by far. */
+    store_set_wal_hook(st, NULL, NULL);
+    for (int i = 0; i < 30; i++)
+        commit_pages(st, 100);
+    store_set_wal_hook(st, wal_seen_cb, &w);
+    commit_pages(st, 1);
+    ck_assert_int_lt(w.last, STORE_CHECKPOINT_PAGES + 200);
+    store_close(ck);
+    store_close(st);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("store");
@@ -354,6 +425,7 @@ int main(void)
     tcase_add_test(tc, labels_name_their_row_after_migration);
     tcase_add_test(tc, label_walk_meets_each_key_once_in_order);
     tcase_add_test(tc, tag_filter_never_says_none_for_a_pair_it_was_given);
+    tcase_add_test(tc, wal_hook_connection_leaves_checkpoints_to_another);
     suite_add_tcase(s, tc);
     return check_run(s);
 }
