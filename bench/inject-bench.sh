@@ -3,7 +3,8 @@
 # inject-bench.sh [SIZE_MIB [REPS]] - `peerdistctl inject` of a random file beside its
 # baselines on the same file in the same run: `openssl dgst -sha256` and `dd ... conv=fdatasync`
 # (the target: inject >= 80 % of the slower of the two). A private peerdistd (--mode local) on a
-# scratch directory under build/ (the real disk); the tag is flushed before each inject.
+# scratch directory under build/ (the real disk); the tag is flushed before each inject, which
+# starts once the daemon has reclaimed the flushed space (as the baselines run on a quiet disk).
 # PEERDISTD=path / PEERDISTCTL=path run other binaries. BEFORE=path (an older peerdistctl) also
 # times its inject in each repetition, right after the baseline, for a before/after on the same
 # machine state: keys before_* in the SUMMARY line.
@@ -28,6 +29,14 @@ head -c "$((size_mib * 1048576))" /dev/urandom >"$dir/file"
 "$ctl" hash "$dir/file" --version 1 --key inject-bench -o "$dir/file.ci"
 
 now() { date +%s.%N; }
+# settle: waits (at most 60 s) until the daemon has reclaimed the space of the flush before,
+# as the baselines run on a disk nobody else writes (datapath_bench.c, settle).
+settle() {
+    for _ in $(seq 6000); do
+        "$ctl" status --json | grep -q '"reclaim_pending_slots": 0,' && return 0
+        sleep 0.01
+    done
+}
 # elapsed START: seconds since START
 elapsed() { echo "$(now) $1" | awk '{printf "%.4f", $1 - $2}'; }
 
@@ -43,11 +52,13 @@ for r in $(seq "$reps"); do
     before=0
     if [ -n "${BEFORE:-}" ]; then
         "$ctl" flush --tag "$tag" >/dev/null
+        settle
         t0=$(now)
         "$BEFORE" inject "$dir/file" --ci "$dir/file.ci" --tag "$tag"
         before=$(elapsed "$t0")
     fi
     "$ctl" flush --tag "$tag" >/dev/null
+    settle
     t0=$(now)
     "$ctl" inject "$dir/file" --ci "$dir/file.ci" --tag "$tag"
     inj=$(elapsed "$t0")
