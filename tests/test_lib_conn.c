@@ -4,7 +4,8 @@
  * it restarts (every pending operation fails once with PEERDIST_ERROR_SERVICE_UNAVAILABLE,
  * the status registration fires, the next call reconnects at once), it stops reading (every
  * call still returns within its deadline; a request not wholly sent fails synchronously and
- * never completes), it refuses the connection (ERROR_REQ_NOT_ACCEP, tried again later).
+ * never completes), it refuses the connection (ERROR_REQ_NOT_ACCEP, tried again later); a
+ * caller waiting for its reply gets it whether it spins first or not (PEERDIST_SYNC_SPIN_US).
  * The real daemon throughout, except a small fake that refuses every Hello.
  */
 #include <check.h>
@@ -78,6 +79,67 @@ static bool daemon_has_unread(void *arg)
     (void)arg;
     return td_unread(&td) > 0;
 }
+
+/* ---- a caller waiting for its reply ---- */
+
+struct resume_later {
+    atomic_int sent; /* the caller's request reached the paused daemon */
+};
+
+static void *resume_after_request(void *arg)
+{
+    struct resume_later *r = arg;
+    ck_assert(td_wait_until(daemon_has_unread, NULL));
+    atomic_store(&r->sent, 1);
+    usleep(50 * 1000); /* the caller has long given up spinning and sleeps in read() */
+    td_resume(&td);
+    return NULL;
+}
+
+/*
+ * A synchronous caller first looks for its reply without blocking (PEERDIST_SYNC_SPIN_US,
+ * default 20 us, here also 0 and the largest, 1000), then sleeps in read(). Replies that come
+ * during the spin (the daemon answers a GetStatus in about 15 us) and after it (the daemon
+ * paused until the request is there, then 50 ms more) both reach the caller, right ones; so
+ * do the replies a caller waiting on an event reads itself (FlushContent, waited for).
+ */
+START_TEST(replies_reach_callers_whether_they_spin_or_not)
+{
+    static const char *const spins[] = {NULL, "0", "1000"};
+    for (size_t k = 0; k < sizeof(spins) / sizeof(spins[0]); k++) {
+        if (spins[k])
+            setenv("PEERDIST_SYNC_SPIN_US", spins[k], 1);
+        else
+            unsetenv("PEERDIST_SYNC_SPIN_US");
+        PEERDIST_INSTANCE_HANDLE h = api_startup();
+        PEERDIST_STATUS st;
+        for (int i = 0; i < 300; i++) {
+            st = PEERDIST_STATUS_DISABLED;
+            ck_assert_uint_eq(PeerDistGetStatus(h, &st), ERROR_SUCCESS);
+            ck_assert_int_eq(st, PEERDIST_STATUS_AVAILABLE);
+        }
+        PEERDIST_CONTENT_TAG tag = api_make_tag((uint8_t)(40 + k));
+        for (int i = 0; i < 50; i++)
+            ck_assert_uint_eq(api_flush(h, &tag), ERROR_SUCCESS);
+        /* The reply comes long after any spin. */
+        td_pause(&td);
+        struct resume_later r = {0};
+        pthread_t th;
+        ck_assert_int_eq(pthread_create(&th, NULL, resume_after_request, &r), 0);
+        st = PEERDIST_STATUS_DISABLED;
+        ck_assert_uint_eq(PeerDistGetStatus(h, &st), ERROR_SUCCESS);
+        ck_assert_int_eq(st, PEERDIST_STATUS_AVAILABLE);
+        ck_assert(atomic_load(&r.sent));
+        pthread_join(th, NULL);
+        td_pause(&td);
+        ck_assert_int_eq(pthread_create(&th, NULL, resume_after_request, &r), 0);
+        ck_assert_uint_eq(api_flush(h, &tag), ERROR_SUCCESS);
+        pthread_join(th, NULL);
+        ck_assert_uint_eq(PeerDistShutdown(h), ERROR_SUCCESS);
+    }
+    unsetenv("PEERDIST_SYNC_SPIN_US");
+}
+END_TEST
 
 /* ---- the first call after a restart ---- */
 
@@ -688,6 +750,7 @@ int main(void)
     tcase_add_test(tc, calls_return_within_deadline_while_a_write_is_stuck);
     tcase_add_test(tc, refused_connection_fails_calls_with_req_not_accep);
     tcase_add_test(tc, real_daemon_refusal_reaches_the_caller);
+    tcase_add_test(tc, replies_reach_callers_whether_they_spin_or_not);
     suite_add_tcase(s, tc);
     return check_run(s);
 }
