@@ -1,10 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * checkpoint.h - the database's checkpoints, off the event loop. SQLite's automatic
- * checkpoint runs in the thread of the commit that takes the WAL past 1000 pages: on the
- * loop, an fdatasync of the WAL, the pages' writes and an fdatasync of the database, 10-20 ms
- * while AddData keeps the disk busy, with no client served meanwhile. Here the loop's
- * connection never checkpoints (store_set_wal_hook); see checkpoint.c.
+ * checkpoint.h - the database's checkpoints, off the event loop: a commit never checkpoints
+ * (store.h, Checkpoints); this module does, on a thread of its own (checkpoint.c).
  */
 #ifndef PEERDIST_CHECKPOINT_H
 #define PEERDIST_CHECKPOINT_H
@@ -13,7 +10,8 @@
 
 /* After the database is open and the flush connection is up. 0, or -1 (logged). */
 int checkpoint_init(struct daemon *d);
-/* Waits for a running checkpoint; the loop's commits checkpoint by themselves again. */
+/* First in daemon_free: waits for a running checkpoint (a held gate opens); the loop's
+ * commits checkpoint by themselves again. */
 void checkpoint_free(struct daemon *d);
 
 #endif

@@ -146,11 +146,11 @@ void daemon_free(struct daemon *d)
     d->stopping = true; /* work finishing from here on runs inline, not on the pool */
     if (d->base)
         server_close_all(d);
+    checkpoint_free(d);           /* the loop's commits from here on checkpoint by themselves */
     worker_pool_free(d->workers); /* every job's done runs before the stores close */
     d->workers = NULL;
     worker_pool_free(d->syncer); /* after the workers: their dones may have queued syncs */
     d->syncer = NULL;
-    checkpoint_free(d); /* the loop's commits from here on checkpoint by themselves */
     peer_fetch_free(d);
     discovery_free(d);
     peer_serve_free(d);

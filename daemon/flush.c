@@ -224,6 +224,8 @@ static void filter_maybe_rebuild(struct daemon *d)
 static bool hold_start(struct daemon *d)
 {
     struct flush_state *fs = d->flush;
+    if (d->stopping)
+        fs->hold_fn = NULL; /* stopping: the queued flushes and the last pass go first */
     if (!fs->hold_fn || fs->running)
         return false;
     void (*fn)(void *arg) = fs->hold_fn;
@@ -238,7 +240,7 @@ void flush_gate_hold(struct daemon *d, void (*fn)(void *arg), void *arg)
     struct flush_state *fs = d->flush;
     fs->hold_fn = fn;
     fs->hold_arg = arg;
-    if (!fs->running)
+    if (fn && !fs->running)
         event_active(fs->commit_ev, EV_TIMEOUT, 0);
 }
 
@@ -246,6 +248,13 @@ void flush_gate_release(struct daemon *d)
 {
     gate_open(d->flush);
     flush_next_batch(d);
+}
+
+/* The flush connection's commits never checkpoint either: checkpoint.c does, off the gate. */
+static void flush_wal_grew(void *arg, int pages)
+{
+    (void)arg;
+    (void)pages;
 }
 
 int flush_init(struct daemon *d)
@@ -270,6 +279,7 @@ int flush_init(struct daemon *d)
     if (!(fs->filter = tagfilter_new()) || !fs->build_ev)
         return -1;
     store_set_label_hook(d->store, label_cb, fs);
+    store_set_wal_hook(fs->store, flush_wal_grew, NULL);
     filter_build_start(d);
     fs->evict_ev = event_new(d->base, -1, EV_PERSIST, evict_timer_cb, d);
     fs->evict_soon_ev = event_new(d->base, -1, 0, evict_soon_cb, d);
@@ -745,7 +755,7 @@ static void admin_slice_done(void *arg)
 static void flush_admin_next(struct daemon *d)
 {
     struct flush_state *fs = d->flush;
-    if (fs->running || hold_start(d) || STAILQ_EMPTY(&fs->admin))
+    if (fs->running || STAILQ_EMPTY(&fs->admin))
         return;
     if (d->stopping) {
         flush_admin_abort(d);

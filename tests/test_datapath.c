@@ -239,13 +239,13 @@ START_TEST(hundred_mib_v1)
 END_TEST
 
 /*
- * The loop's commits never checkpoint: checkpoints run on a thread of their own, racing the
+ * The daemon's commits never checkpoint: checkpoints run on a thread of their own, racing the
  * commits, and under a steady stream of them one runs with the writes held once the WAL
  * passes CHECKPOINT_RESTART_PAGES (4 x 1000 pages, daemon/checkpoint.c), so that the WAL
- * starts over. AddData of one 64 KiB block at a time (each a commit of its own) until such a
- * checkpoint ran, and as much again: both kinds ran, and the WAL file (which keeps the
- * largest size it reached) stayed under twice that bound. Without checkpoints it would grow
- * by a page or more per commit, and racing checkpoints alone never let it start over.
+ * starts over. AddData of one 64 KiB block at a time (each a commit of its own, about 1,000
+ * WAL pages per 16 MiB here), 12 rounds of 16 MiB: checkpoints ran, and the WAL file (which
+ * keeps the largest size it reached) stayed under twice that bound. With no checkpoint, or
+ * with racing checkpoints alone that never let the WAL start over, it would pass it.
  */
 #define WAL_PAGES_BOUND (2 * 4 * 1000)
 #define WAL_FRAME_BYTES (4096 + 24)
@@ -263,20 +263,15 @@ START_TEST(wal_starts_over_under_a_steady_stream_of_adds)
     PEERDIST_INSTANCE_HANDLE h = api_startup();
     struct api_ci ci;
     publish_ci(h, "wal-stream", data, len, 1, &ci);
-    int rounds = 0, after = -1;
-    for (uint8_t t = 1; t <= 40 && after != 0; t++, rounds++) {
-        PEERDIST_CONTENT_TAG tag = api_make_tag(t);
+    const int rounds = 12;
+    for (int t = 1; t <= rounds; t++) {
+        PEERDIST_CONTENT_TAG tag = api_make_tag((uint8_t)t);
         PEERDIST_CONTENT_HANDLE c = api_open_with_ci(h, &tag, &ci);
         for (size_t off = 0; off < len; off += 64 * KiB)
             ck_assert_uint_eq(api_add_data(h, c, off, data + off, 64 * KiB, NULL), ERROR_SUCCESS);
         ck_assert_uint_eq(PeerDistClientCloseContent(h, c), ERROR_SUCCESS);
-        if (after < 0 && td_log_contains(&td, "checkpoint, writes held"))
-            after = rounds + 1; /* as many rounds again */
-        else if (after > 0)
-            after--;
     }
-    ck_assert_msg(after == 0, "no checkpoint held the writes in %d rounds", rounds);
-    ck_assert_int_gt(td_log_count(&td, "checkpoint: "), 0);
+    ck_assert_int_gt(td_log_count(&td, "WAL pages copied to the database"), 0);
     char wal[160];
     snprintf(wal, sizeof(wal), "%s-wal", td.db);
     struct stat sb;

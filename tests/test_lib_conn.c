@@ -89,8 +89,8 @@ struct resume_later {
 static void *resume_after_request(void *arg)
 {
     struct resume_later *r = arg;
-    ck_assert(td_wait_until(daemon_has_unread, NULL));
-    atomic_store(&r->sent, 1);
+    if (td_wait_until(daemon_has_unread, NULL)) /* else the caller sees sent 0 */
+        atomic_store(&r->sent, 1);
     usleep(50 * 1000); /* the caller has long given up spinning and sleeps in read() */
     td_resume(&td);
     return NULL;

@@ -68,7 +68,7 @@
  * A synchronous caller, its request sent, looks for the reply without blocking for this long,
  * giving the CPU up between looks (sched_yield: a daemon sharing the CPU runs), before it
  * sleeps in read(). A small call's reply comes in about 15 us: a caller that sleeps pays a
- * wake-up on top (GetStatus 21.5 us against 13.7 us spinning, bench/README.md 2026-12-03).
+ * wake-up on top (GetStatus 21.5 us sleeping, 14 us spinning; bench/README.md, 2026-12-03).
  * PEERDIST_SYNC_SPIN_US (0 .. 1000, read at PeerDistStartup) sets it; 0 never spins. A
  * connection whose last reply did not come while spinning (a busy daemon, a long call) spins
  * again only every PD_SPIN_PROBE_EVERY-th time, until one does: under load, spinning callers
