@@ -70,12 +70,14 @@
  * sleeps in read(). A small call's reply comes in about 15 us: a caller that sleeps pays a
  * wake-up on top (GetStatus 21.5 us sleeping, 14 us spinning; bench/README.md, 2026-12-03).
  * PEERDIST_SYNC_SPIN_US (0 .. 1000, read at PeerDistStartup) sets it; 0 never spins. A
- * connection whose last reply did not come while spinning (a busy daemon, a long call) spins
- * again only every PD_SPIN_PROBE_EVERY-th time, until one does: under load, spinning callers
- * would take the CPU the daemon needs (1,000 clients' p99 5.0 -> 6.0 ms when all spun).
+ * connection whose last PD_SPIN_MISSES spins in a row saw nothing come (a busy daemon, long
+ * calls) spins again only every PD_SPIN_PROBE_EVERY-th time, until one sees something: under
+ * load, spinning callers would take the CPU the daemon needs (1,000 clients' p99 5.0 -> 6.0 ms
+ * when all spun). One miss alone (a reply a little late) does not stop it.
  */
 #define PD_SYNC_SPIN_US 20
 #define PD_SYNC_SPIN_US_MAX 1000
+#define PD_SPIN_MISSES 4
 #define PD_SPIN_PROBE_EVERY 16
 /* write_all, write_frame: the daemon had closed the connection; nothing was written. */
 #define WRITE_PEER_CLOSED 1
@@ -134,7 +136,7 @@ struct pdconn {
     int down_errno;       /* ... as an errno value, for messages (pdconn_down_reason) */
     int timeout_ms;       /* PD_CALL_TIMEOUT_MS, or PEERDIST_CALL_TIMEOUT_MS */
     int spin_us;          /* PD_SYNC_SPIN_US, or PEERDIST_SYNC_SPIN_US */
-    unsigned spin_missed; /* looks since a reply came while spinning (read token holder's) */
+    unsigned spin_missed; /* waits since one saw something come while spinning (token holder's) */
     int connect_timeout_ms; /* connect() plus Hello: PD_HELLO_TIMEOUT_MS unless set at creation */
     uint64_t generation;
     uint64_t next_id;
@@ -521,16 +523,18 @@ static size_t read_want(const struct frame_buf *fb)
     return READ_CHUNK;
 }
 
-/* Whether a caller waiting for a reply spins first (PD_SYNC_SPIN_US, PD_SPIN_PROBE_EVERY). */
+/* Whether a caller waiting for a reply spins first (PD_SYNC_SPIN_US, PD_SPIN_MISSES). */
 static bool spin_now(struct pdconn *c)
 {
-    return c->spin_us > 0 && c->spin_missed % PD_SPIN_PROBE_EVERY == 0;
+    return c->spin_us > 0 &&
+        (c->spin_missed < PD_SPIN_MISSES ||
+            (c->spin_missed - PD_SPIN_MISSES) % PD_SPIN_PROBE_EVERY == 0);
 }
 
 /* After a spin: whether the reply came during it. */
 static void spin_result(struct pdconn *c, bool hit)
 {
-    c->spin_missed = hit ? 0 : c->spin_missed + 1 == 0 ? 1 : c->spin_missed + 1;
+    c->spin_missed = hit ? 0 : c->spin_missed + 1 == 0 ? PD_SPIN_MISSES : c->spin_missed + 1;
 }
 
 /* After a look without spinning: it counts towards the next probe. */
