@@ -523,75 +523,65 @@ static size_t read_want(const struct frame_buf *fb)
     return READ_CHUNK;
 }
 
-/* Whether a caller waiting for a reply spins first (PD_SYNC_SPIN_US, PD_SPIN_MISSES). */
-static bool spin_now(struct pdconn *c)
-{
-    return c->spin_us > 0 &&
-        (c->spin_missed < PD_SPIN_MISSES ||
-            (c->spin_missed - PD_SPIN_MISSES) % PD_SPIN_PROBE_EVERY == 0);
-}
-
-/* After a spin: whether the reply came during it. */
-static void spin_result(struct pdconn *c, bool hit)
-{
-    c->spin_missed = hit ? 0 : c->spin_missed + 1 == 0 ? PD_SPIN_MISSES : c->spin_missed + 1;
-}
-
-/* After a look without spinning: it counts towards the next probe. */
-static void spin_skipped(struct pdconn *c)
-{
-    if (c->spin_us > 0)
-        spin_result(c, false);
-}
-
 /*
- * A synchronous caller's read: first without blocking, yielding the CPU between tries, for
- * up to c->spin_us (spin_now), then read() (bounded by SO_RCVTIMEO).
+ * A caller waiting for its reply spins first (PD_SYNC_SPIN_US, PD_SPIN_MISSES): look(arg),
+ * which must not block, until it sees something (true), yielding the CPU between tries, for
+ * up to c->spin_us; false: nothing came (or no spin this time), block now. The token
+ * holder's; errno is look's when it saw something.
  */
+static bool spin_wait(struct pdconn *c, bool (*look)(void *arg), void *arg)
+{
+    if (c->spin_us <= 0)
+        return false;
+    bool hit = false;
+    if (c->spin_missed < PD_SPIN_MISSES ||
+        (c->spin_missed - PD_SPIN_MISSES) % PD_SPIN_PROBE_EVERY == 0) {
+        int64_t end = now_us() + c->spin_us;
+        while (!(hit = look(arg)) && now_us() < end)
+            sched_yield();
+    }
+    c->spin_missed = hit ? 0 : c->spin_missed + 1 == 0 ? PD_SPIN_MISSES : c->spin_missed + 1;
+    return hit;
+}
+
+struct recv_look {
+    int fd;
+    uint8_t *space;
+    size_t avail;
+    ssize_t got;
+};
+
+static bool recv_look(void *arg)
+{
+    struct recv_look *r = arg;
+    r->got = recv(r->fd, r->space, r->avail, MSG_DONTWAIT);
+    return r->got >= 0 || errno != EAGAIN;
+}
+
+/* A synchronous caller's read: spin_wait, then read() (bounded by SO_RCVTIMEO). */
 static ssize_t read_sync(struct pdconn *c, int fd, uint8_t *space, size_t avail)
 {
-    if (!spin_now(c)) {
-        spin_skipped(c);
-        return read(fd, space, avail);
-    }
-    int64_t end = now_us() + c->spin_us;
-    for (;;) {
-        ssize_t got = recv(fd, space, avail, MSG_DONTWAIT);
-        if (got >= 0 || errno != EAGAIN) {
-            spin_result(c, true);
-            return got;
-        }
-        if (now_us() >= end)
-            break;
-        sched_yield();
-    }
-    spin_result(c, false);
-    return read(fd, space, avail);
+    struct recv_look r = {fd, space, avail, -1};
+    return spin_wait(c, recv_look, &r) ? r.got : read(fd, space, avail);
 }
 
-/*
- * A waiting caller's poll of the socket and its wake-up fd: first without blocking, yielding
- * the CPU between tries, for up to c->spin_us, as read_sync does.
- */
+struct poll_look {
+    struct pollfd *pfd;
+    int n;
+};
+
+static bool poll_look(void *arg)
+{
+    struct poll_look *p = arg;
+    p->n = poll(p->pfd, 2, 0);
+    return p->n != 0;
+}
+
+/* A waiting caller's poll of the socket and its wake-up fd: spin_wait, then poll(). */
 static int poll_waiter(struct pdconn *c, struct pollfd pfd[2], int timeout_ms)
 {
-    if (!spin_now(c)) {
-        spin_skipped(c);
-        return poll(pfd, 2, timeout_ms);
-    }
-    int64_t end = now_us() + c->spin_us;
-    for (;;) {
-        int n = poll(pfd, 2, 0);
-        if (n != 0) {
-            spin_result(c, true);
-            return n;
-        }
-        if (now_us() >= end)
-            break;
-        sched_yield();
-    }
-    spin_result(c, false);
-    return poll(pfd, 2, timeout_ms);
+    struct poll_look p = {pfd, 0};
+    return spin_wait(c, poll_look, &p) ? p.n : poll(pfd, 2, timeout_ms);
 }
 
 /*
