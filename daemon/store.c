@@ -226,31 +226,35 @@ static struct store *store_connect(const char *path, int flags, char *err, size_
     return st;
 }
 
+/* Runs sql (no rows) on st: 0, or -1 with err naming the database and SQLite's message. */
+static int exec_or_err(struct store *st, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) == SQLITE_OK)
+        return 0;
+    snprintf(err, errlen, "%s: %s", st->path, msg ? msg : sqlite3_errmsg(st->db));
+    sqlite3_free(msg);
+    return -1;
+}
+
 int store_open(const char *path, struct store **out, char *err, size_t errlen)
 {
     struct store *st = store_connect(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, err, errlen);
     if (!st)
         return -1;
-    char *msg = NULL;
-    if (sqlite3_exec(st->db,
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON",
-            NULL, NULL, &msg) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errmsg(st->db));
-        sqlite3_free(msg);
+    if (exec_or_err(st,
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON", err,
+            errlen) != 0)
         goto fail;
-    }
     if (store_migrate(st->db, schema_migrations, schema_migration_count, err, errlen) != 0)
         goto fail;
     /* The flush's scratch table: per connection, never on disk in the database. */
-    if (sqlite3_exec(st->db,
+    if (exec_or_err(st,
             "CREATE TEMP TABLE IF NOT EXISTS flushed (segment_id BLOB NOT NULL, block INTEGER NOT "
             "NULL,"
             " PRIMARY KEY (segment_id, block)) WITHOUT ROWID",
-            NULL, NULL, &msg) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errmsg(st->db));
-        sqlite3_free(msg);
+            err, errlen) != 0)
         goto fail;
-    }
     if (prepare_all(st) != 0) {
         snprintf(err, errlen, "%s: cannot prepare statements", path);
         goto fail;
@@ -281,12 +285,9 @@ int store_open_checkpointer(const char *path, struct store **out, char *err, siz
     struct store *st = store_connect(path, SQLITE_OPEN_READWRITE, err, errlen);
     if (!st)
         return -1;
-    char *msg = NULL;
     /* A connection knows the database is in WAL mode once it has read it: until then its
      * checkpoints do nothing. */
-    if (sqlite3_exec(st->db, "PRAGMA journal_mode = WAL", NULL, NULL, &msg) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errmsg(st->db));
-        sqlite3_free(msg);
+    if (exec_or_err(st, "PRAGMA journal_mode = WAL", err, errlen) != 0) {
         store_close(st);
         return -1;
     }
