@@ -50,7 +50,8 @@ void td_init(struct test_daemon *d, const char *mode)
 static bool socket_answers(const char *path)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+    if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path) >= sizeof(sun.sun_path))
+        return false;
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     bool ok = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
     close(fd);
@@ -164,7 +165,9 @@ bool td_wait_until(bool (*cond)(void *arg), void *arg)
 static char task_state(pid_t pid, const char *tid)
 {
     char path[96], line[512];
-    snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)pid, tid);
+    if ((size_t)snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)pid, tid) >=
+        sizeof(path))
+        return '?';
     FILE *f = fopen(path, "r");
     if (!f)
         return '?';
