@@ -21,7 +21,11 @@
  * Then AddData of the first -S MiB (default 256, at most all) again at 1, 2, 4, 8, 16, 32 and
  * 64 MiB in flight (requests of 1 MiB, a new tag each, flushed after), each beside the same
  * repetition's baseline for those bytes (the slower of openssl, scaled, and a raw write +
- * fdatasync of as many bytes): one DEPTH line per depth, keys in the SUMMARY line.
+ * fdatasync of as many bytes): one DEPTH line per depth, keys in the SUMMARY line. With -g,
+ * a STAGES line per depth too: the mean per call of each stage the daemon timed (`peerdistctl
+ * status`), beside the latency the caller saw. And a second baseline for the sweep, the disk
+ * alone under writes shaped like AddData's: the same bytes as 1 MiB pwrite + fdatasync jobs,
+ * 1, 2, 4 and 8 MiB of them at once (one DURABLE line each, its ratio to the raw write).
  * With -g, every baseline and every AddData starts once the daemon has reclaimed the space of the
  * flush before (`peerdistctl status`: no reclaim pending), as the baselines run on a disk nobody
  * else writes: the reclaim of 256 MiB takes about 0.2 s and slows AddData meanwhile
@@ -175,6 +179,59 @@ static double raw_write_s(const char *dir, const uint8_t *data, size_t len)
     return t;
 }
 
+/*
+ * What the disk gives small durable writes, the shape of AddData's without the rest: len
+ * bytes as 1 MiB pwrite + fdatasync jobs, k at once (threads), into 32 MiB files as the
+ * daemon's segment files are. Seconds.
+ */
+#define DURABLE_FILE (32u * MiB)
+struct durable {
+    const uint8_t *data;
+    size_t len;
+    int fd[64];
+    atomic_size_t next;
+};
+
+static void *durable_thread(void *arg)
+{
+    struct durable *w = arg;
+    for (size_t at; (at = atomic_fetch_add(&w->next, CHUNK)) < w->len;) {
+        size_t n = w->len - at < CHUNK ? w->len - at : CHUNK;
+        int fd = w->fd[at / DURABLE_FILE];
+        if (pwrite(fd, w->data + at, n, (off_t)(at % DURABLE_FILE)) != (ssize_t)n ||
+            fdatasync(fd) != 0)
+            die("durable write", (DWORD)errno);
+    }
+    return NULL;
+}
+
+static double durable_writes_s(const char *dir, const uint8_t *data, size_t len, int k)
+{
+    struct durable w = {.data = data, .len = len};
+    size_t files = (len + DURABLE_FILE - 1) / DURABLE_FILE;
+    if (files > 64)
+        die("durable write: too many files", 0);
+    char path[4200];
+    for (size_t i = 0; i < files; i++) {
+        snprintf(path, sizeof(path), "%s/durable-%zu.bin", dir, i);
+        if ((w.fd[i] = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600)) < 0)
+            die("durable write", (DWORD)errno);
+    }
+    pthread_t th[16];
+    double t0 = now_s();
+    for (int i = 0; i < k; i++)
+        pthread_create(&th[i], NULL, durable_thread, &w);
+    for (int i = 0; i < k; i++)
+        pthread_join(th[i], NULL);
+    double t = now_s() - t0;
+    for (size_t i = 0; i < files; i++) {
+        close(w.fd[i]);
+        snprintf(path, sizeof(path), "%s/durable-%zu.bin", dir, i);
+        unlink(path);
+    }
+    return t;
+}
+
 static double uds_transfer_s(const uint8_t *data, size_t len)
 {
     int sv[2];
@@ -218,6 +275,8 @@ static double uds_transfer_s(const uint8_t *data, size_t len)
 /* ---- the daemon at rest ---- */
 
 static double settle_total;
+/* The last `CTL status --json` output settle read. */
+static char status_json[16384];
 
 /*
  * Waits (at most 60 s) until the daemon has no reclaim pending, per `CTL status --json`: the
@@ -228,13 +287,14 @@ static void settle(const char *ctl)
 {
     if (!ctl)
         return;
-    char cmd[4200], out[16384];
+    char cmd[4200], *out = status_json;
+    size_t cap = sizeof(status_json);
     snprintf(cmd, sizeof(cmd), "'%s' status --json", ctl);
     double t0 = now_s();
     bool settled = false;
     while (!settled && now_s() - t0 < 60) {
         FILE *p = popen(cmd, "r");
-        size_t n = p ? fread(out, 1, sizeof(out) - 1, p) : 0;
+        size_t n = p ? fread(out, 1, cap - 1, p) : 0;
         if (p && pclose(p) != 0)
             die("peerdistctl status", 0);
         out[n] = 0;
@@ -377,19 +437,68 @@ static DWORD issue_add(PEERDIST_INSTANCE_HANDLE h, PEERDIST_CONTENT_HANDLE c, OV
 static const int sweep_mib[] = {1, 2, 4, 8, 16, 32, 64};
 #define NSWEEP ((int)(sizeof(sweep_mib) / sizeof(sweep_mib[0])))
 
-/* AddData of all the bytes at each depth of the sweep, a new tag each, flushed after. */
+/* The durable-write baseline's MiB in flight (durable_writes_s). */
+static const int durable_mib[] = {1, 2, 4, 8};
+#define NDURABLE ((int)(sizeof(durable_mib) / sizeof(durable_mib[0])))
+
+/*
+ * The daemon's account of AddData (`status --json`, "add_data"): calls, then each stage's
+ * microseconds summed over them (queued, verify_write, sync_wait, sync, commit).
+ */
+#define NSTAGES 5
+static const char *const stage_keys[NSTAGES] = {"queued", "verify_write", "sync_wait", "sync",
+    "commit"};
+struct stages {
+    double calls, us[NSTAGES];
+};
+
+/* The stages in the status settle(ctl) read last; all 0 if it has none (an older daemon). */
+static struct stages stages_now(void)
+{
+    struct stages s = {0};
+    const char *a = strstr(status_json, "\"add_data\": {");
+    const char *k = a ? strstr(a, "\"calls\": ") : NULL;
+    if (!k)
+        return s;
+    s.calls = strtod(k + strlen("\"calls\": "), NULL);
+    for (int i = 0; i < NSTAGES; i++) {
+        char key[40];
+        snprintf(key, sizeof(key), "\"%s_us\": ", stage_keys[i]);
+        if ((k = strstr(a, key)))
+            s.us[i] = strtod(k + strlen(key), NULL);
+    }
+    return s;
+}
+
+/* Per depth of the sweep: each stage's mean milliseconds per call, from two snapshots. */
+static void stages_mean(const struct stages *before, const struct stages *after, double ms[NSTAGES])
+{
+    double n = after->calls - before->calls;
+    for (int i = 0; i < NSTAGES; i++)
+        ms[i] = n > 0 ? (after->us[i] - before->us[i]) / 1e3 / n : -1;
+}
+
+/*
+ * AddData of all the bytes at each depth of the sweep, a new tag each, flushed after; with a
+ * peerdistctl (ctl), the daemon's mean per call of each stage at each depth in stage_ms.
+ */
 static void adddata_sweep(PEERDIST_INSTANCE_HANDLE h, int r, const uint8_t *ci, size_t ci_len,
-    const uint8_t *data, size_t len, uint8_t *slots, const char *ctl, double t[NSWEEP])
+    const uint8_t *data, size_t len, uint8_t *slots, const char *ctl, double t[NSWEEP],
+    double stage_ms[NSWEEP][NSTAGES])
 {
     HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
     for (int i = 0; i < NSWEEP; i++) {
         settle(ctl); /* the previous depth's flush */
+        struct stages before = stages_now();
         PEERDIST_CONTENT_TAG tag = {{(uint8_t)r, 0xde, (uint8_t)sweep_mib[i]}};
         PEERDIST_CONTENT_HANDLE c = open_content(h, port, &tag, ci, ci_len);
         struct add_state as = {data, len, 0};
         double t0 = now_s();
         pump(h, c, port, issue_add, &as, slots, sweep_mib[i] * (int)(MiB / CHUNK), "AddData");
         t[i] = now_s() - t0;
+        settle(ctl); /* and the status after this depth's calls */
+        struct stages after = stages_now();
+        stages_mean(&before, &after, stage_ms[i]);
         PeerDistClientCloseContent(h, c);
         OVERLAPPED ov = {0};
         DWORD rc = wait_ov(PeerDistClientFlushContent(h, &tag, NULL, 0, &ov), &ov, NULL);
@@ -559,7 +668,7 @@ int main(int argc, char **argv)
         p99[20], t_first[20], t_later[20], cpu_read[20], cpu_first[20], cpu_later[20],
         t_inframe[20], t_block[20], t_get[20], cpu_uds[20], cpu_shm[20], cpu_inframe[20],
         t_sweep[20][NSWEEP], cpu_sha[20], cpu_write[20], cpu_add_d[20], cpu_add_c[20],
-        b_sweep_write[20];
+        b_sweep_write[20], stage_ms[20][NSWEEP][NSTAGES], b_durable[20][NDURABLE];
     for (int r = 0; r < reps; r++) {
         settle(ctl); /* the previous repetition's last flush */
         b_sha[r] = openssl_sha256_s(file);
@@ -648,7 +757,12 @@ int main(int argc, char **argv)
          * dirty-page limits that 256 MiB does not, and would flatter the sweep. */
         settle(ctl);
         b_sweep_write[r] = raw_write_s(dir, data, sweep_mib_n * MiB);
-        adddata_sweep(h, r, ci, ci_len, data, sweep_mib_n * MiB, slots, ctl, t_sweep[r]);
+        for (int k = 0; k < NDURABLE; k++) {
+            settle(ctl);
+            b_durable[r][k] = durable_writes_s(dir, data, sweep_mib_n * MiB, durable_mib[k]);
+        }
+        adddata_sweep(h, r, ci, ci_len, data, sweep_mib_n * MiB, slots, ctl, t_sweep[r],
+            stage_ms[r]);
         CloseHandle(port);
         PeerDistShutdown(h);
         free(ci);
@@ -753,6 +867,46 @@ int main(int argc, char **argv)
             " adddata_d%d_mib_s=%.0f adddata_d%d_ratio=%.2f adddata_d%d_ratio_min=%.2f "
             "adddata_d%d_ratio_max=%.2f",
             sweep_mib[i], sv.med, sweep_mib[i], sq.med, sweep_mib[i], sq.min, sweep_mib[i], sq.max);
+        /*
+         * Where a call's time went at this depth: the daemon's stages (medians of the
+         * repetitions' means), and the latency the caller saw (Little's law: bytes in flight
+         * over throughput), whose rest is outside the daemon's stages (the socket both ways,
+         * reading the request, the library, the caller).
+         */
+        if (stage_ms[0][i][0] < 0)
+            continue; /* no stages: no -g, or an older daemon */
+        double st[NSTAGES], daemon = 0, lat[20];
+        printf("STAGES adddata inflight_mib=%d", sweep_mib[i]);
+        for (int s = 0; s < NSTAGES; s++) {
+            double m[20];
+            for (int r = 0; r < reps; r++)
+                m[r] = stage_ms[r][i][s];
+            st[s] = median(m, reps);
+            daemon += st[s];
+            printf(" %s_ms=%.2f", stage_keys[s], st[s]);
+        }
+        for (int r = 0; r < reps; r++)
+            lat[r] = 1e3 * sweep_mib[i] / v[r];
+        double caller = median(lat, reps);
+        printf(" daemon_ms=%.2f caller_ms=%.2f\n", daemon, caller);
+        kl += (size_t)snprintf(sweep_keys + kl, sizeof(sweep_keys) - kl,
+            " adddata_d%d_sync_ms=%.2f adddata_d%d_daemon_ms=%.2f adddata_d%d_caller_ms=%.2f",
+            sweep_mib[i], st[3], sweep_mib[i], daemon, sweep_mib[i], caller);
+    }
+    /* The durable-write baseline against the sweep's raw write, per repetition. */
+    for (int k = 0; k < NDURABLE; k++) {
+        double v[20], q[20];
+        for (int r = 0; r < reps; r++) {
+            v[r] = (double)sweep_mib_n / b_durable[r][k];
+            q[r] = b_sweep_write[r] / b_durable[r][k];
+        }
+        struct stat3 sv = stat3(v, reps), sq = stat3(q, reps);
+        printf("DURABLE writes inflight_mib=%d mib_s=%.0f ratio=%.2f ratio_min=%.2f "
+               "ratio_max=%.2f\n",
+            durable_mib[k], sv.med, sq.med, sq.min, sq.max);
+        kl += (size_t)snprintf(sweep_keys + kl, sizeof(sweep_keys) - kl,
+            " durable_d%d_mib_s=%.0f durable_d%d_ratio=%.2f", durable_mib[k], sv.med,
+            durable_mib[k], sq.med);
     }
     double q[20], v[20];
     for (int r = 0; r < reps; r++) {

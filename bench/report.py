@@ -438,6 +438,44 @@ def flush_curve_text(res):
     return lines
 
 
+def adddata_stages_text(res):
+    """AddData by depth: the daemon's stages, the caller's latency, the disk-alone baseline."""
+    dp = res.get("datapath_bench")
+    depth = {d.get("inflight_mib"): d for d in (dp.series.get(("DEPTH", "adddata"), []) if dp else [])}
+    stages = dp.series.get(("STAGES", "adddata"), []) if dp else []
+    durable = dp.series.get(("DURABLE", "writes"), []) if dp else []
+    if not stages and not durable:
+        return ["Not measured (datapath_bench: %s, or run without peerdistctl)." %
+                (dp.status if dp else "not run")]
+    lines = ["Mean milliseconds per 1 MiB call at each depth, as the daemon timed its stages "
+             "(`peerdistctl status`), beside the latency the caller saw (bytes in flight over "
+             "throughput); *outside* is the rest: the socket both ways, reading the request, "
+             "the library and the caller.", "",
+             "| MiB in flight | ratio | queued | verify + write | sync wait | sync | commit | "
+             "daemon | caller | outside |", "| --- | --- | --- | --- | --- | --- | --- | --- | "
+             "--- | --- |"]
+    keys = ["queued_ms", "verify_write_ms", "sync_wait_ms", "sync_ms", "commit_ms", "daemon_ms",
+            "caller_ms"]
+    for s in stages:
+        try:
+            v = [s[k] for k in keys]
+            lines.append("| %s | %s | %s | %s |" % (
+                fmt(s["inflight_mib"]), fmt(depth.get(s["inflight_mib"], {}).get("ratio")),
+                " | ".join("%.2f" % x for x in v), "%.2f" % (v[-1] - v[-2])))
+        except (KeyError, TypeError):
+            continue
+    if durable:
+        lines += ["", "The disk alone under writes shaped like AddData's (the sweep's bytes as "
+                  "1 MiB pwrite + fdatasync jobs, so many at once), beside the sweep's raw "
+                  "write + one fdatasync:", "",
+                  "| MiB in flight | MiB/s | ratio (min–max) |", "| --- | --- | --- |"]
+        for d in durable:
+            lines.append("| %s | %s | %s (%s–%s) |" % (
+                fmt(d.get("inflight_mib")), fmt(d.get("mib_s")), fmt(d.get("ratio")),
+                fmt(d.get("ratio_min")), fmt(d.get("ratio_max"))))
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -485,6 +523,7 @@ def main():
         md.append("")
         md += ["* %s: %s." % (f["figure"], f["note"]) for f in notes]
     md += ["", "## Flush cost against tag size", ""] + flush_curve_text(res)
+    md += ["", "## AddData by depth: where a call's time goes", ""] + adddata_stages_text(res)
     md += ["", "## Plots", ""]
     md += ["![%s](%s)" % (t, p) for p, t in made] or ["No plot: no data (or no gnuplot)."]
     md += ["", "## Runs", "", "| benchmark | status | seconds | log |", "| --- | --- | --- | --- |"]

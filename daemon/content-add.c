@@ -41,10 +41,12 @@ static void op_work(void *arg)
     const struct ci_info *ci = op->h->ci;
     struct blockstore *bs = op->cd->d->bs;
     int fd = -1;
+    op->began_ms[ADD_VERIFY_WRITE] = daemon_mono_ms();
     const struct unit *fd_for = NULL;
     if (op->fill && op->fill(op->fill_arg, op->data, op->len) != 0) {
         for (size_t i = 0; i < op->nunits; i++)
             op->units[i].result = UNIT_BAD_HASH; /* undecipherable: as bytes failing a hash */
+        op->began_ms[ADD_SYNC_WAIT] = daemon_mono_ms();
         return;
     }
     for (size_t i = 0; i < op->nunits && !atomic_load(&op->aborted); i++) {
@@ -81,6 +83,7 @@ static void op_work(void *arg)
     if (fd >= 0)
         close(fd);
     content_mark_file_errors(op);
+    op->began_ms[ADD_SYNC_WAIT] = daemon_mono_ms();
 }
 
 /* Adds bytes [a, b) of the call (content offsets) to a held block; true once it is whole. */
@@ -337,6 +340,7 @@ static DWORD add_bytes(struct conn *c, struct content_handle *h, uint64_t id, ui
             conn_reply_count(c, id, len);
         return ERROR_SUCCESS;
     }
+    op->began_ms[ADD_QUEUED] = daemon_mono_ms();
     if (add_submit(op) == 0)
         return ERROR_SUCCESS;
     prepaid = 0;

@@ -210,12 +210,34 @@ static void reclaim_uncommitted(struct op *op, bool committed)
         bs_reclaim(op->c->d->bs, items, n); /* takes items */
 }
 
+/* Loop: an AddData op answered ERROR_SUCCESS now: its stages join the daemon's sums. */
+static void timing_add(struct content_daemon *cd, const struct op *op)
+{
+    const double *b = op->began_ms;
+    for (int s = 0; s < ADD_STAGES; s++)
+        if (b[s] == 0)
+            return; /* not stamped at every stage */
+    double now = daemon_mono_ms();
+    struct add_timing *t = &cd->timing;
+    t->calls++;
+    t->bytes += op->len;
+    for (int s = 0; s < ADD_STAGES; s++)
+        t->ms[s] += (s + 1 < ADD_STAGES ? b[s + 1] : now) - b[s];
+}
+
+void content_add_timing(const struct daemon *d, struct add_timing *out)
+{
+    *out = ((const struct content_daemon *)d->content)->timing;
+}
+
 /* Loop: the op's answer (unless aborted), then its pins, uncommitted slots and memory go. */
 static void op_release(struct op *op, bool answer, DWORD status, bool committed)
 {
     struct content_handle *h = op->h;
     struct conn *c = op->c;
     LIST_REMOVE(op, link);
+    if (answer && status == ERROR_SUCCESS && !op->done)
+        timing_add(op->cd, op);
     if (answer) {
         if (op->done)
             op->done(op->done_arg, status);
@@ -325,6 +347,9 @@ static void group_sync_work(void *arg)
 {
     struct op *batch = arg;
     struct content_daemon *cd = batch->cd;
+    double began = daemon_mono_ms();
+    for (struct op *op = batch; op; op = op->sync_next)
+        op->began_ms[ADD_SYNC] = began;
     for (struct op *op = batch; op; op = op->sync_next) {
         if (atomic_load(&op->aborted))
             continue;
@@ -354,6 +379,9 @@ static void group_sync_work(void *arg)
         }
         content_mark_file_errors(op);
     }
+    double ended = daemon_mono_ms();
+    for (struct op *op = batch; op; op = op->sync_next)
+        op->began_ms[ADD_COMMIT] = ended;
 }
 
 static void group_sync_done(void *arg)

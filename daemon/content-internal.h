@@ -17,6 +17,7 @@
 
 #include <peerdist.h>
 
+#include "content.h"
 #include "contentinfo.h"
 #include "daemon.h"
 #include "flush.h"
@@ -87,6 +88,7 @@ struct content_daemon {
     struct flush_waiter gate_waiter;
     /* Rows of blocks found bad on a read leave the index once the gate opens (content-read.c). */
     struct flush_waiter drop_waiter;
+    struct add_timing timing; /* AddData's stages (content_add_timing) */
 };
 
 /* Bytes of one incomplete block, held until the rest arrives. */
@@ -138,6 +140,9 @@ struct op {
     int (*fill)(void *arg, uint8_t *out, size_t len);
     void *fill_arg;
     LIST_ENTRY(op) link;
+    /* When (daemon_mono_ms) each stage began: set by the loop, the worker and the syncer in
+     * turn, each before handing the op on; read by the loop once it is answered. */
+    double began_ms[ADD_STAGES];
 };
 
 struct content_handle {

@@ -17,4 +17,19 @@ void content_free(struct daemon *d);
 /* Handles the request if it is a consuming one (then true: it replies, now or later). */
 bool content_dispatch(struct conn *c, const Peerdist__Request *req);
 
+/* AddData calls answered ERROR_SUCCESS since start, and the sum of each stage's time. */
+enum add_stage {
+    ADD_QUEUED,       /* decoded, until a worker took it */
+    ADD_VERIFY_WRITE, /* hashed and written on the worker */
+    ADD_SYNC_WAIT,    /* written, until its group sync started */
+    ADD_SYNC,         /* the group sync */
+    ADD_COMMIT,       /* synced, until committed and answered */
+    ADD_STAGES
+};
+struct add_timing {
+    uint64_t calls, bytes;
+    double ms[ADD_STAGES];
+};
+void content_add_timing(const struct daemon *d, struct add_timing *out);
+
 #endif

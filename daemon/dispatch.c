@@ -91,6 +91,16 @@ static void handle_daemon_info(struct conn *c, uint64_t id)
     di.protocol_version = c->version;
     di.reclaim_pending = bs_reclaim_pending(d->bs);
     di.reclaimed = bs_reclaimed(d->bs);
+    struct add_timing t;
+    content_add_timing(d, &t);
+    Peerdist__AddDataTiming at = PEERDIST__ADD_DATA_TIMING__INIT;
+    at.calls = t.calls;
+    at.bytes = t.bytes;
+    uint64_t *us[ADD_STAGES] = {&at.queued_us, &at.verify_write_us, &at.sync_wait_us, &at.sync_us,
+        &at.commit_us};
+    for (int s = 0; s < ADD_STAGES; s++)
+        *us[s] = (uint64_t)(t.ms[s] * 1e3);
+    di.add_data = &at;
     Peerdist__Reply r = PEERDIST__REPLY__INIT;
     r.id = id;
     r.body_case = PEERDIST__REPLY__BODY_DAEMON_INFO;

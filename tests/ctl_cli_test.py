@@ -526,6 +526,8 @@ def real_daemon_checks(sock):
     check(leftovers(outdir) == [], "temporary files left: %s" % leftovers(outdir))
 
     # inject --json, then get succeeds and replaces OUT.
+    rc, out, err = run(["status", "--json"] + S)
+    before = (parse_json(out, "status --json before inject") or {}).get("add_data", {})
     tag = "{00112233-4455-6677-8899-aabbccddeeff}"
     rc, out, err = run(["inject", data, "--ci", ci, "--tag", tag, "--json"] + S)
     j = parse_json(out, "inject --json")
@@ -533,6 +535,17 @@ def real_daemon_checks(sock):
           j.get("tag") == "33221100554477668899aabbccddeeff" and j.get("offset") == 0,
           "inject --json: %d %r %r" % (rc, out, err))
     check(err == "", "inject printed on a non-terminal stderr: %r" % err)
+    # status: the AddData calls that stored the segment, with their stages' time.
+    rc, out, err = run(["status", "--json"] + S)
+    after = (parse_json(out, "status --json after inject") or {}).get("add_data", {})
+    stages = ("queued_us", "verify_write_us", "sync_wait_us", "sync_us", "commit_us")
+    check(before and after and after.get("calls", 0) > before.get("calls", 0) and
+          0 < after.get("bytes", 0) - before.get("bytes", 0) <= size and
+          sum(after.get(k, 0) - before.get(k, 0) for k in stages) > 0,
+          "status --json add_data, before and after inject: %r %r" % (before, after))
+    rc, out, err = run(["status"] + S)
+    check(rc == 0 and b"adddata:" in out and b"mean ms per call: queued" in out,
+          "status: no adddata line: %r" % out)
     rc, out, err = run(["get", "--ci", ci, "-o", dst, "--json"] + S)
     j = parse_json(out, "get --json")
     check(rc == 0 and j and j.get("complete") is True and j.get("missing") == [] and

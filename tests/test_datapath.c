@@ -7,7 +7,8 @@
  * V1 and V2, from 0 bytes to 100 MiB. Then what must hold across users, restarts and limits:
  * two uids, blocks verified against a partial list, acknowledged AddData surviving SIGKILL,
  * the bytes a connection can make the daemon hold, the database's WAL staying small under a
- * steady stream of AddData (checkpoints off the loop, daemon/checkpoint.c).
+ * steady stream of AddData (checkpoints off the loop, daemon/checkpoint.c), and the daemon's
+ * account of where AddData's time went.
  */
 #include <check.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <peerdist.h>
@@ -23,6 +25,7 @@
 #include "check_run.h"
 #include "contentinfo.h"
 #include "harness.h"
+#include "wire_util.h"
 
 static struct test_daemon td;
 
@@ -281,6 +284,84 @@ START_TEST(wal_starts_over_under_a_steady_stream_of_adds)
     ck_assert_uint_eq(PeerDistServerUnpublish(h, 10, (PBYTE) "wal-stream"), ERROR_SUCCESS);
     ck_assert_uint_eq(PeerDistShutdown(h), ERROR_SUCCESS);
     api_ci_free(&ci);
+    free(data);
+}
+END_TEST
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* The daemon's AddData timing (DaemonInfoReply.add_data); the stages' sum in *stages_us. */
+static Peerdist__AddDataTiming add_timing(uint64_t *stages_us)
+{
+    int fd = wu_open(td.sock);
+    ck_assert_int_ge(fd, 0);
+    Peerdist__DaemonInfoRequest dr = PEERDIST__DAEMON_INFO_REQUEST__INIT;
+    Peerdist__Request req = PEERDIST__REQUEST__INIT;
+    req.body_case = PEERDIST__REQUEST__BODY_DAEMON_INFO;
+    req.daemon_info = &dr;
+    Peerdist__Reply *r = wu_call(fd, &req);
+    close(fd);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->body_case, PEERDIST__REPLY__BODY_DAEMON_INFO);
+    ck_assert_ptr_nonnull(r->daemon_info->add_data);
+    Peerdist__AddDataTiming t = *r->daemon_info->add_data;
+    peerdist__reply__free_unpacked(r, NULL);
+    *stages_us = t.queued_us + t.verify_write_us + t.sync_wait_us + t.sync_us + t.commit_us;
+    return t;
+}
+
+/*
+ * The daemon counts the AddData calls that stored blocks and were answered ERROR_SUCCESS, the
+ * bytes they carried, and each stage's time: not a call that only held part of a block, nor
+ * one whose block failed its hash; and the stages of the calls it counts add up to no more
+ * than the time they took.
+ */
+START_TEST(adddata_timing_counts_the_calls_that_stored_blocks)
+{
+    const size_t len = 1 * MiB;
+    uint8_t *data = api_make_content(len, 91), *bad = malloc(64 * KiB);
+    ck_assert_ptr_nonnull(bad);
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
+    struct api_ci ci;
+    publish_ci(h, "timing", data, len, 1, &ci);
+    PEERDIST_CONTENT_TAG tag = api_make_tag(91);
+    PEERDIST_CONTENT_HANDLE c = api_open_with_ci(h, &tag, &ci);
+    uint64_t sum0;
+    Peerdist__AddDataTiming t0 = add_timing(&sum0);
+    double began = now_ms();
+    /* Counted: a whole block. */
+    ck_assert_uint_eq(api_add_data(h, c, 0, data, 64 * KiB, NULL), ERROR_SUCCESS);
+    /* Not counted: half a block, held; counted: the call that completes it. */
+    ck_assert_uint_eq(api_add_data(h, c, 64 * KiB, data + 64 * KiB, 32 * KiB, NULL), ERROR_SUCCESS);
+    uint64_t sum;
+    ck_assert_uint_eq(add_timing(&sum).calls, t0.calls + 1);
+    ck_assert_uint_eq(api_add_data(h, c, 96 * KiB, data + 96 * KiB, 32 * KiB, NULL), ERROR_SUCCESS);
+    /* Not counted: a block that fails its hash. */
+    memcpy(bad, data + 128 * KiB, 64 * KiB);
+    bad[100] ^= 1;
+    ck_assert_uint_eq(api_add_data(h, c, 128 * KiB, bad, 64 * KiB, NULL), ERROR_INVALID_DATA);
+    /* Counted: the other 13 blocks in one call. */
+    ck_assert_uint_eq(
+        api_add_data(h, c, 192 * KiB, data + 192 * KiB, (DWORD)(len - 192 * KiB), NULL),
+        ERROR_SUCCESS);
+    double took_us = (now_ms() - began) * 1e3;
+    Peerdist__AddDataTiming t = add_timing(&sum);
+    ck_assert_uint_eq(t.calls - t0.calls, 3);
+    ck_assert_uint_eq(t.bytes - t0.bytes, 64 * KiB + 32 * KiB + (len - 192 * KiB));
+    ck_assert_uint_gt(sum, sum0);
+    ck_assert_msg((double)(sum - sum0) <= took_us, "stages %llu us, the calls took %.0f us",
+        (unsigned long long)(sum - sum0), took_us);
+    ck_assert_uint_gt(t.sync_us + t.verify_write_us, t0.sync_us + t0.verify_write_us);
+    ck_assert_uint_eq(PeerDistClientCloseContent(h, c), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistServerUnpublish(h, 6, (PBYTE) "timing"), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistShutdown(h), ERROR_SUCCESS);
+    api_ci_free(&ci);
+    free(bad);
     free(data);
 }
 END_TEST
@@ -625,6 +706,7 @@ int main(void)
     tcase_add_test(tc, odd_size_v2);
     tcase_add_test(tc, exactly_32_mib_v1);
     tcase_add_test(tc, wal_starts_over_under_a_steady_stream_of_adds);
+    tcase_add_test(tc, adddata_timing_counts_the_calls_that_stored_blocks);
     tcase_add_test(tc, hundred_mib_v1);
     tcase_add_test(tc, reads_see_blocks_added_meanwhile);
     tcase_add_test(tc, two_uids);

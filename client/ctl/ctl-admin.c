@@ -36,7 +36,8 @@ static Peerdist__Reply *call(const struct ctl_ctx *x, struct pdconn *c, Peerdist
 static const char status_help[] =
     "Usage: peerdistctl status [--json]\n"
     "Shows peerdistd's version, protocol, service status, mode, socket, database (and its\n"
-    "size), connections, uptime and the disk space a flush freed still being reclaimed.\n"
+    "size), connections, uptime, the disk space a flush freed still being reclaimed, and\n"
+    "where AddData's time went since start (mean per call of each stage).\n"
     "  --json           one JSON object; when the daemon is not reachable:\n"
     "                   {\"status\": \"unavailable\", \"socket\": ..., \"error\": ...}, exit 1\n"
     "Exit: 0 reachable, 1 not reachable, 2 bad usage.\n";
@@ -45,6 +46,34 @@ static const char *status_name(uint32_t st)
 {
     static const char *const names[] = {"disabled", "unavailable", "available"};
     return st < 3 ? names[st] : "unknown";
+}
+
+/* AddData's stages (proto/peerdist.proto, AddDataTiming): sums since start, and means. */
+static void add_timing_print(const Peerdist__AddDataTiming *t, bool json)
+{
+    static const Peerdist__AddDataTiming none = PEERDIST__ADD_DATA_TIMING__INIT;
+    static const char *const add_stage_names[] = {"queued", "verify_write", "sync_wait", "sync",
+        "commit"};
+    enum { ADD_STAGE_COUNT = sizeof(add_stage_names) / sizeof(add_stage_names[0]) };
+    if (!t)
+        t = &none; /* an older daemon */
+    const uint64_t us[ADD_STAGE_COUNT] = {t->queued_us, t->verify_write_us, t->sync_wait_us,
+        t->sync_us, t->commit_us};
+    if (json) {
+        printf(", \"add_data\": {\"calls\": %" PRIu64 ", \"bytes\": %" PRIu64, t->calls, t->bytes);
+        for (size_t s = 0; s < ADD_STAGE_COUNT; s++)
+            printf(", \"%s_us\": %" PRIu64, add_stage_names[s], us[s]);
+        printf("}");
+        return;
+    }
+    printf("adddata:      %" PRIu64 " calls, %" PRIu64 " bytes", t->calls, t->bytes);
+    if (t->calls) {
+        printf("; mean ms per call:");
+        for (size_t s = 0; s < ADD_STAGE_COUNT; s++)
+            printf("%s %s %.2f", s ? "," : "", add_stage_names[s],
+                (double)us[s] / 1e3 / (double)t->calls);
+    }
+    printf("\n");
 }
 
 static void status_print(const Peerdist__DaemonInfoReply *d, bool json)
@@ -61,8 +90,10 @@ static void status_print(const Peerdist__DaemonInfoReply *d, bool json)
         ctl_json_str(stdout, d->database_path);
         printf(", \"database_bytes\": %" PRIu64
                ", \"connections\": %u, \"uptime_seconds\": %" PRIu64
-               ", \"reclaim_pending_slots\": %" PRIu64 ", \"reclaimed_slots\": %" PRIu64 "}\n",
+               ", \"reclaim_pending_slots\": %" PRIu64 ", \"reclaimed_slots\": %" PRIu64,
             d->database_bytes, d->connections, d->uptime_seconds, d->reclaim_pending, d->reclaimed);
+        add_timing_print(d->add_data, true);
+        printf("}\n");
         return;
     }
     printf("version:      %s (protocol %u)\n", d->software, d->protocol_version);
@@ -74,6 +105,7 @@ static void status_print(const Peerdist__DaemonInfoReply *d, bool json)
     printf("uptime:       %" PRIu64 " s\n", d->uptime_seconds);
     printf("reclaim:      %" PRIu64 " slots of 64 KiB pending, %" PRIu64 " reclaimed\n",
         d->reclaim_pending, d->reclaimed);
+    add_timing_print(d->add_data, false);
 }
 
 int ctl_status_main(struct ctl_ctx *x, int argc, char **argv)
