@@ -185,22 +185,26 @@ static double raw_write_s(const char *dir, const uint8_t *data, size_t len)
  * daemon's segment files are. Seconds.
  */
 #define DURABLE_FILE (32u * MiB)
+#define DURABLE_THREADS_MAX 16
 struct durable {
     const uint8_t *data;
     size_t len;
-    int fd[64];
+    int *fd; /* one per DURABLE_FILE bytes */
     atomic_size_t next;
 };
 
+/* (On a failure die() exits; run-datapath.sh removes the scratch directory and its files.) */
 static void *durable_thread(void *arg)
 {
     struct durable *w = arg;
     for (size_t at; (at = atomic_fetch_add(&w->next, CHUNK)) < w->len;) {
         size_t n = w->len - at < CHUNK ? w->len - at : CHUNK;
         int fd = w->fd[at / DURABLE_FILE];
-        if (pwrite(fd, w->data + at, n, (off_t)(at % DURABLE_FILE)) != (ssize_t)n ||
-            fdatasync(fd) != 0)
-            die("durable write", (DWORD)errno);
+        ssize_t wr = pwrite(fd, w->data + at, n, (off_t)(at % DURABLE_FILE));
+        if (wr != (ssize_t)n)
+            die("durable write", (DWORD)(wr < 0 ? errno : EIO));
+        if (fdatasync(fd) != 0)
+            die("durable write: fdatasync", (DWORD)errno);
     }
     return NULL;
 }
@@ -209,18 +213,19 @@ static double durable_writes_s(const char *dir, const uint8_t *data, size_t len,
 {
     struct durable w = {.data = data, .len = len};
     size_t files = (len + DURABLE_FILE - 1) / DURABLE_FILE;
-    if (files > 64)
-        die("durable write: too many files", 0);
+    if (k < 1 || k > DURABLE_THREADS_MAX || !(w.fd = calloc(files, sizeof(*w.fd))))
+        die("durable write: setup", 0);
     char path[4200];
     for (size_t i = 0; i < files; i++) {
         snprintf(path, sizeof(path), "%s/durable-%zu.bin", dir, i);
         if ((w.fd[i] = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600)) < 0)
             die("durable write", (DWORD)errno);
     }
-    pthread_t th[16];
+    pthread_t th[DURABLE_THREADS_MAX];
     double t0 = now_s();
     for (int i = 0; i < k; i++)
-        pthread_create(&th[i], NULL, durable_thread, &w);
+        if (pthread_create(&th[i], NULL, durable_thread, &w) != 0)
+            die("durable write: pthread_create", 0);
     for (int i = 0; i < k; i++)
         pthread_join(th[i], NULL);
     double t = now_s() - t0;
@@ -229,6 +234,7 @@ static double durable_writes_s(const char *dir, const uint8_t *data, size_t len,
         snprintf(path, sizeof(path), "%s/durable-%zu.bin", dir, i);
         unlink(path);
     }
+    free(w.fd);
     return t;
 }
 
@@ -873,25 +879,30 @@ int main(int argc, char **argv)
          * over throughput), whose rest is outside the daemon's stages (the socket both ways,
          * reading the request, the library, the caller).
          */
-        if (stage_ms[0][i][0] < 0)
-            continue; /* no stages: no -g, or an older daemon */
-        double st[NSTAGES], daemon = 0, lat[20];
+        bool timed = true;
+        for (int r = 0; r < reps; r++)
+            timed = timed && stage_ms[r][i][0] >= 0;
+        if (!timed)
+            continue; /* no stages: no -g, an older daemon, or no call counted */
+        double st[NSTAGES], in_daemon = 0, lat[20];
         printf("STAGES adddata inflight_mib=%d", sweep_mib[i]);
         for (int s = 0; s < NSTAGES; s++) {
             double m[20];
             for (int r = 0; r < reps; r++)
                 m[r] = stage_ms[r][i][s];
             st[s] = median(m, reps);
-            daemon += st[s];
+            in_daemon += st[s];
             printf(" %s_ms=%.2f", stage_keys[s], st[s]);
         }
+        /* requests in flight: the depth, or all of a sweep smaller than it */
+        double inflight = sweep_mib[i] < (int)sweep_mib_n ? sweep_mib[i] : (double)sweep_mib_n;
         for (int r = 0; r < reps; r++)
-            lat[r] = 1e3 * sweep_mib[i] / v[r];
+            lat[r] = 1e3 * inflight / v[r];
         double caller = median(lat, reps);
-        printf(" daemon_ms=%.2f caller_ms=%.2f\n", daemon, caller);
+        printf(" daemon_ms=%.2f caller_ms=%.2f\n", in_daemon, caller);
         kl += (size_t)snprintf(sweep_keys + kl, sizeof(sweep_keys) - kl,
             " adddata_d%d_sync_ms=%.2f adddata_d%d_daemon_ms=%.2f adddata_d%d_caller_ms=%.2f",
-            sweep_mib[i], st[3], sweep_mib[i], daemon, sweep_mib[i], caller);
+            sweep_mib[i], st[3], sweep_mib[i], in_daemon, sweep_mib[i], caller);
     }
     /* The durable-write baseline against the sweep's raw write, per repetition. */
     for (int k = 0; k < NDURABLE; k++) {

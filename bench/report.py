@@ -447,13 +447,16 @@ def adddata_stages_text(res):
     if not stages and not durable:
         return ["Not measured (datapath_bench: %s, or run without peerdistctl)." %
                 (dp.status if dp else "not run")]
-    lines = ["Mean milliseconds per 1 MiB call at each depth, as the daemon timed its stages "
-             "(`peerdistctl status`), beside the latency the caller saw (bytes in flight over "
-             "throughput); *outside* is the rest: the socket both ways, reading the request, "
-             "the library and the caller.", "",
-             "| MiB in flight | ratio | queued | verify + write | sync wait | sync | commit | "
-             "daemon | caller | outside |", "| --- | --- | --- | --- | --- | --- | --- | --- | "
-             "--- | --- |"]
+    lines = []
+    if stages:
+        lines += ["Mean milliseconds per 1 MiB call at each depth, as the daemon timed its "
+                  "stages (`peerdistctl status`), beside the latency the caller saw (bytes in "
+                  "flight over throughput), each the median of the repetitions; *outside* is "
+                  "caller less daemon: the socket both ways, reading the request before it is "
+                  "decoded, the reply's way out, the library and the caller.", "",
+                  "| MiB in flight | ratio | queued | verify + write | sync wait | sync | commit | "
+                  "daemon | caller | outside |", "| --- | --- | --- | --- | --- | --- | --- | "
+                  "--- | --- | --- |"]
     keys = ["queued_ms", "verify_write_ms", "sync_wait_ms", "sync_ms", "commit_ms", "daemon_ms",
             "caller_ms"]
     for s in stages:
@@ -465,7 +468,8 @@ def adddata_stages_text(res):
         except (KeyError, TypeError):
             continue
     if durable:
-        lines += ["", "The disk alone under writes shaped like AddData's (the sweep's bytes as "
+        lines += [""] if lines else []
+        lines += ["The disk alone under writes shaped like AddData's (the sweep's bytes as "
                   "1 MiB pwrite + fdatasync jobs, so many at once), beside the sweep's raw "
                   "write + one fdatasync:", "",
                   "| MiB in flight | MiB/s | ratio (min–max) |", "| --- | --- | --- |"]

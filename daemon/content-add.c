@@ -46,7 +46,6 @@ static void op_work(void *arg)
     if (op->fill && op->fill(op->fill_arg, op->data, op->len) != 0) {
         for (size_t i = 0; i < op->nunits; i++)
             op->units[i].result = UNIT_BAD_HASH; /* undecipherable: as bytes failing a hash */
-        op->began_ms[ADD_SYNC_WAIT] = daemon_mono_ms();
         return;
     }
     for (size_t i = 0; i < op->nunits && !atomic_load(&op->aborted); i++) {
@@ -283,6 +282,7 @@ static DWORD add_bytes(struct conn *c, struct content_handle *h, uint64_t id, ui
     const uint8_t *bytes, size_t len, void (*done)(void *arg, uint32_t status), void *done_arg,
     int (*fill)(void *arg, uint8_t *out, size_t len), void *fill_arg)
 {
+    double decoded = daemon_mono_ms();
     uint64_t lo, hi;
     size_t nunits, prepaid = 0;
     DWORD rc = add_bounds(c, h, off, len, &lo, &hi);
@@ -340,7 +340,7 @@ static DWORD add_bytes(struct conn *c, struct content_handle *h, uint64_t id, ui
             conn_reply_count(c, id, len);
         return ERROR_SUCCESS;
     }
-    op->began_ms[ADD_QUEUED] = daemon_mono_ms();
+    op->began_ms[ADD_QUEUED] = decoded;
     if (add_submit(op) == 0)
         return ERROR_SUCCESS;
     prepaid = 0;

@@ -210,7 +210,7 @@ static void reclaim_uncommitted(struct op *op, bool committed)
         bs_reclaim(op->c->d->bs, items, n); /* takes items */
 }
 
-/* Loop: an AddData op answered ERROR_SUCCESS now: its stages join the daemon's sums. */
+/* Loop: an AddData op about to be answered ERROR_SUCCESS: its stages join the daemon's sums. */
 static void timing_add(struct content_daemon *cd, const struct op *op)
 {
     const double *b = op->began_ms;

@@ -17,13 +17,16 @@ void content_free(struct daemon *d);
 /* Handles the request if it is a consuming one (then true: it replies, now or later). */
 bool content_dispatch(struct conn *c, const Peerdist__Request *req);
 
-/* AddData calls answered ERROR_SUCCESS since start, and the sum of each stage's time. */
+/*
+ * AddData calls since start that stored blocks and were answered ERROR_SUCCESS, and the sum of
+ * each stage's time, from the decoded request until its reply is queued.
+ */
 enum add_stage {
     ADD_QUEUED,       /* decoded, until a worker took it */
     ADD_VERIFY_WRITE, /* hashed and written on the worker */
     ADD_SYNC_WAIT,    /* written, until its group sync started */
     ADD_SYNC,         /* the group sync */
-    ADD_COMMIT,       /* synced, until committed and answered */
+    ADD_COMMIT,       /* synced, until committed and its reply queued */
     ADD_STAGES
 };
 struct add_timing {

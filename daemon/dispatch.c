@@ -96,10 +96,11 @@ static void handle_daemon_info(struct conn *c, uint64_t id)
     Peerdist__AddDataTiming at = PEERDIST__ADD_DATA_TIMING__INIT;
     at.calls = t.calls;
     at.bytes = t.bytes;
-    uint64_t *us[ADD_STAGES] = {&at.queued_us, &at.verify_write_us, &at.sync_wait_us, &at.sync_us,
-        &at.commit_us};
-    for (int s = 0; s < ADD_STAGES; s++)
-        *us[s] = (uint64_t)(t.ms[s] * 1e3);
+    at.queued_us = (uint64_t)(t.ms[ADD_QUEUED] * 1e3);
+    at.verify_write_us = (uint64_t)(t.ms[ADD_VERIFY_WRITE] * 1e3);
+    at.sync_wait_us = (uint64_t)(t.ms[ADD_SYNC_WAIT] * 1e3);
+    at.sync_us = (uint64_t)(t.ms[ADD_SYNC] * 1e3);
+    at.commit_us = (uint64_t)(t.ms[ADD_COMMIT] * 1e3);
     di.add_data = &at;
     Peerdist__Reply r = PEERDIST__REPLY__INIT;
     r.id = id;

@@ -51,12 +51,14 @@ static const char *status_name(uint32_t st)
 /* AddData's stages (proto/peerdist.proto, AddDataTiming): sums since start, and means. */
 static void add_timing_print(const Peerdist__AddDataTiming *t, bool json)
 {
-    static const Peerdist__AddDataTiming none = PEERDIST__ADD_DATA_TIMING__INIT;
     static const char *const add_stage_names[] = {"queued", "verify_write", "sync_wait", "sync",
         "commit"};
     enum { ADD_STAGE_COUNT = sizeof(add_stage_names) / sizeof(add_stage_names[0]) };
-    if (!t)
-        t = &none; /* an older daemon */
+    if (!t) { /* a daemon that does not time AddData */
+        if (json)
+            printf(", \"add_data\": null");
+        return;
+    }
     const uint64_t us[ADD_STAGE_COUNT] = {t->queued_us, t->verify_write_us, t->sync_wait_us,
         t->sync_us, t->commit_us};
     if (json) {
