@@ -281,8 +281,20 @@ static double uds_transfer_s(const uint8_t *data, size_t len)
 /* ---- the daemon at rest ---- */
 
 static double settle_total;
-/* The last `CTL status --json` output settle read. */
+/* The last `CTL status --json` output status_read read. */
 static char status_json[16384];
+
+/* Reads `CTL status --json` into status_json. */
+static void status_read(const char *ctl)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof(cmd), "'%s' status --json", ctl);
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(status_json, 1, sizeof(status_json) - 1, p) : 0;
+    if (p && pclose(p) != 0)
+        die("peerdistctl status", 0);
+    status_json[n] = 0;
+}
 
 /*
  * Waits (at most 60 s) until the daemon has no reclaim pending, per `CTL status --json`: the
@@ -293,18 +305,11 @@ static void settle(const char *ctl)
 {
     if (!ctl)
         return;
-    char cmd[4200], *out = status_json;
-    size_t cap = sizeof(status_json);
-    snprintf(cmd, sizeof(cmd), "'%s' status --json", ctl);
     double t0 = now_s();
     bool settled = false;
     while (!settled && now_s() - t0 < 60) {
-        FILE *p = popen(cmd, "r");
-        size_t n = p ? fread(out, 1, cap - 1, p) : 0;
-        if (p && pclose(p) != 0)
-            die("peerdistctl status", 0);
-        out[n] = 0;
-        const char *k = strstr(out, "\"reclaim_pending_slots\": ");
+        status_read(ctl);
+        const char *k = strstr(status_json, "\"reclaim_pending_slots\": ");
         if (!k)
             die("peerdistctl status: no reclaim_pending_slots", 0);
         if (!(settled = strtoull(k + strlen("\"reclaim_pending_slots\": "), NULL, 10) == 0))
@@ -458,7 +463,7 @@ struct stages {
     double calls, us[NSTAGES];
 };
 
-/* The stages in the status settle(ctl) read last; all 0 if it has none (an older daemon). */
+/* The stages in the status read last; all 0 if it has none (an older daemon). */
 static struct stages stages_now(void)
 {
     struct stages s = {0};
@@ -502,7 +507,8 @@ static void adddata_sweep(PEERDIST_INSTANCE_HANDLE h, int r, const uint8_t *ci, 
         double t0 = now_s();
         pump(h, c, port, issue_add, &as, slots, sweep_mib[i] * (int)(MiB / CHUNK), "AddData");
         t[i] = now_s() - t0;
-        settle(ctl); /* and the status after this depth's calls */
+        if (ctl)
+            status_read(ctl); /* the status after this depth's calls */
         struct stages after = stages_now();
         stages_mean(&before, &after, stage_ms[i]);
         PeerDistClientCloseContent(h, c);
