@@ -23,7 +23,9 @@
  * repetition's baseline for those bytes (the slower of openssl, scaled, and a raw write +
  * fdatasync of as many bytes): one DEPTH line per depth, keys in the SUMMARY line. With -g,
  * a STAGES line per depth too: the mean per call of each stage the daemon timed (`peerdistctl
- * status`), beside the latency the caller saw. And a second baseline for the sweep, the disk
+ * status`), beside the latency the caller saw, and how many of the depth's data files were
+ * spare files renamed into place (docs/cache.md, Spare data files: a depth after the first
+ * writes over the files the flush before it freed). And a second baseline for the sweep, the disk
  * alone under writes shaped like AddData's: the same bytes as 1 MiB pwrite + fdatasync jobs,
  * 1, 2, 4 and 8 MiB of them at once (one DURABLE line each, its ratio to the raw write).
  * With -g, every baseline and every AddData starts once the daemon has reclaimed the space of the
@@ -461,6 +463,7 @@ static const char *const stage_keys[NSTAGES] = {"queued", "verify_write", "sync_
     "commit"};
 struct stages {
     double calls, us[NSTAGES];
+    double spares_taken; /* "spare_files": files renamed into place for new segments */
 };
 
 /* The stages in the status read last; all 0 if it has none (an older daemon). */
@@ -469,6 +472,10 @@ static struct stages stages_now(void)
     struct stages s = {0};
     const char *a = strstr(status_json, "\"add_data\": {");
     const char *k = a ? strstr(a, "\"calls\": ") : NULL;
+    const char *sp = strstr(status_json, "\"spare_files\": {");
+    const char *tk = sp ? strstr(sp, "\"taken\": ") : NULL;
+    if (tk)
+        s.spares_taken = strtod(tk + strlen("\"taken\": "), NULL);
     if (!k)
         return s;
     s.calls = strtod(k + strlen("\"calls\": "), NULL);
@@ -481,12 +488,17 @@ static struct stages stages_now(void)
     return s;
 }
 
-/* Per depth of the sweep: each stage's mean milliseconds per call, from two snapshots. */
-static void stages_mean(const struct stages *before, const struct stages *after, double ms[NSTAGES])
+/*
+ * Per depth of the sweep: each stage's mean milliseconds per call, from two snapshots, then
+ * the data files made from spares (ms[NSTAGES]).
+ */
+static void stages_mean(const struct stages *before, const struct stages *after,
+    double ms[NSTAGES + 1])
 {
     double n = after->calls - before->calls;
     for (int i = 0; i < NSTAGES; i++)
         ms[i] = n > 0 ? (after->us[i] - before->us[i]) / 1e3 / n : -1;
+    ms[NSTAGES] = after->spares_taken - before->spares_taken;
 }
 
 /*
@@ -495,7 +507,7 @@ static void stages_mean(const struct stages *before, const struct stages *after,
  */
 static void adddata_sweep(PEERDIST_INSTANCE_HANDLE h, int r, const uint8_t *ci, size_t ci_len,
     const uint8_t *data, size_t len, uint8_t *slots, const char *ctl, double t[NSWEEP],
-    double stage_ms[NSWEEP][NSTAGES])
+    double stage_ms[NSWEEP][NSTAGES + 1])
 {
     HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
     for (int i = 0; i < NSWEEP; i++) {
@@ -680,7 +692,7 @@ int main(int argc, char **argv)
         p99[20], t_first[20], t_later[20], cpu_read[20], cpu_first[20], cpu_later[20],
         t_inframe[20], t_block[20], t_get[20], cpu_uds[20], cpu_shm[20], cpu_inframe[20],
         t_sweep[20][NSWEEP], cpu_sha[20], cpu_write[20], cpu_add_d[20], cpu_add_c[20],
-        b_sweep_write[20], stage_ms[20][NSWEEP][NSTAGES], b_durable[20][NDURABLE];
+        b_sweep_write[20], stage_ms[20][NSWEEP][NSTAGES + 1], b_durable[20][NDURABLE];
     for (int r = 0; r < reps; r++) {
         settle(ctl); /* the previous repetition's last flush */
         b_sha[r] = openssl_sha256_s(file);
@@ -852,7 +864,7 @@ int main(int argc, char **argv)
      * The AddData depth sweep: per repetition, each depth's throughput and its ratio to that
      * repetition's baseline (the slower of openssl and the raw write); medians with min, max.
      */
-    char sweep_keys[4096];
+    char sweep_keys[8192];
     size_t kl = (size_t)snprintf(sweep_keys, sizeof(sweep_keys), " adddata_sweep_size_mib=%zu",
         sweep_mib_n);
     double sweep_base_v[20];
@@ -904,11 +916,16 @@ int main(int argc, char **argv)
         double inflight = sweep_mib[i] < (int)sweep_mib_n ? sweep_mib[i] : (double)sweep_mib_n;
         for (int r = 0; r < reps; r++)
             lat[r] = 1e3 * inflight / v[r];
-        double caller = median(lat, reps);
-        printf(" daemon_ms=%.2f caller_ms=%.2f\n", in_daemon, caller);
+        double caller = median(lat, reps), taken[20];
+        for (int r = 0; r < reps; r++)
+            taken[r] = stage_ms[r][i][NSTAGES];
+        double spares = median(taken, reps);
+        printf(" daemon_ms=%.2f caller_ms=%.2f spare_files=%.0f\n", in_daemon, caller, spares);
         kl += (size_t)snprintf(sweep_keys + kl, sizeof(sweep_keys) - kl,
-            " adddata_d%d_sync_ms=%.2f adddata_d%d_daemon_ms=%.2f adddata_d%d_caller_ms=%.2f",
-            sweep_mib[i], st[3], sweep_mib[i], in_daemon, sweep_mib[i], caller);
+            " adddata_d%d_sync_ms=%.2f adddata_d%d_daemon_ms=%.2f adddata_d%d_caller_ms=%.2f"
+            " adddata_d%d_spare_files=%.0f",
+            sweep_mib[i], st[3], sweep_mib[i], in_daemon, sweep_mib[i], caller, sweep_mib[i],
+            spares);
     }
     /* The durable-write baseline against the sweep's raw write, per repetition. */
     for (int k = 0; k < NDURABLE; k++) {

@@ -453,18 +453,21 @@ def adddata_stages_text(res):
                   "stages (`peerdistctl status`), beside the latency the caller saw (bytes in "
                   "flight over throughput), each the median of the repetitions; *outside* is "
                   "caller less daemon: the socket both ways, reading the request before it is "
-                  "decoded, the reply's way out, the library and the caller.", "",
+                  "decoded, the reply's way out, the library and the caller. *Spares* is how "
+                  "many of the depth's data files were spare files renamed into place "
+                  "(docs/cache.md, Spare data files), written over rather than allocated.", "",
                   "| MiB in flight | ratio | queued | verify + write | sync wait | sync | commit | "
-                  "daemon | caller | outside |", "| --- | --- | --- | --- | --- | --- | --- | "
-                  "--- | --- | --- |"]
+                  "daemon | caller | outside | spares |", "| --- | --- | --- | --- | --- | --- | "
+                  "--- | --- | --- | --- | --- |"]
     keys = ["queued_ms", "verify_write_ms", "sync_wait_ms", "sync_ms", "commit_ms", "daemon_ms",
             "caller_ms"]
     for s in stages:
         try:
             v = [s[k] for k in keys]
-            lines.append("| %s | %s | %s | %s |" % (
+            lines.append("| %s | %s | %s | %s | %s |" % (
                 fmt(s["inflight_mib"]), fmt(depth.get(s["inflight_mib"], {}).get("ratio")),
-                " | ".join("%.2f" % x for x in v), "%.2f" % (v[-1] - v[-2])))
+                " | ".join("%.2f" % x for x in v), "%.2f" % (v[-1] - v[-2]),
+                fmt(s.get("spare_files"))))
         except (KeyError, TypeError):
             continue
     if durable:

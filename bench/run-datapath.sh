@@ -5,20 +5,21 @@
 # (restarting the daemon once per repetition, for the first read after a start), prints the
 # daemon's peak RSS, stops it, and ends with datapath_bench's SUMMARY line (the RSS added).
 # Default: 1 GiB, 3 repetitions. PEERDISTD=path runs another
-# peerdistd binary (an older build, for a baseline) under the same benchmark.
+# peerdistd binary (an older build, for a baseline) under the same benchmark; BENCH_CONF is
+# the daemon's configuration file's text (for example 'spare_pool = 0').
 set -eu
 cd "$(dirname "$0")/.."
 cmake --build build -j"$(nproc)" --target datapath_bench peerdistd peerdistctl >/dev/null
 daemon=$(realpath "${PEERDISTD:-build/daemon/peerdistd}")
 dir=$(mktemp -d "$PWD/build/bench-datapath.XXXXXX")
 trap 'test -f "$dir/pid" && kill "$(cat "$dir/pid")" 2>/dev/null; rm -rf "$dir"' EXIT
-: >"$dir/empty.conf"
+printf '[peerdistd]\n%s\n' "${BENCH_CONF:-}" >"$dir/daemon.conf"
 # start: a daemon on the scratch cache, its pid in $dir/pid, once its socket answers.
 cat >"$dir/start" <<EOS
 #!/bin/sh
 rm -f "$dir/s.sock"
 "$daemon" --socket "$dir/s.sock" --db "$dir/cache.db" \
-    --state-dir "$dir/state" --config "$dir/empty.conf" 2>>"$dir/log" &
+    --state-dir "$dir/state" --config "$dir/daemon.conf" 2>>"$dir/log" &
 echo \$! >"$dir/pid"
 for _ in \$(seq 200); do test -S "$dir/s.sock" && exit 0; sleep 0.05; done
 exit 1

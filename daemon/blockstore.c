@@ -2,8 +2,9 @@
 /*
  * blockstore.c - block bytes on disk (see blockstore.h and docs/cache.md): one sparse file
  * per segment and owner under <dbdir>/data/xx/, reclaim of deleted rows' space on a worker
- * (unlink a file nothing refers to, else punch the freed slots), start-up reconciliation, and
- * what this run knows of each slot's bytes (checked good, or bad) for the read path.
+ * (a file nothing refers to is kept as a spare or unlinked, else the freed slots are punched),
+ * spare files renamed into place for new segments, start-up reconciliation, and what this run
+ * knows of each slot's bytes (checked good, or bad) for the read path.
  */
 
 #include "blockstore.h"
@@ -21,6 +22,7 @@
 #include <sys/queue.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -64,6 +66,36 @@ struct hold {
     struct hold *next;
 };
 
+/* A data file reclaim freed whole, kept as <data>/spare/<seq> for a new segment. */
+struct spare {
+    uint64_t seq;
+    uint64_t size;  /* st_size: the file is used only for a segment file at least this long */
+    uint64_t bytes; /* st_blocks * 512: what it holds on disk */
+};
+
+/* A data file made from a spare: its slots no row names still hold the old bytes. */
+#define SPARE_SLOTS_MAX 512 /* a V1 segment's blocks: past that, only a tidy ends it */
+struct spare_taken {
+    uint8_t seg[STORE_MAX_ID];
+    uint8_t seglen;
+    int64_t file_owner;
+    time_t at;
+    uint32_t nslots, filled; /* the spare's slots, and those a commit has given a row */
+    uint64_t rowed[SPARE_SLOTS_MAX / 64];
+};
+
+struct spare_pool {
+    pthread_mutex_t mu; /* any thread; held only to change the lists, never over I/O */
+    char *dir;          /* <data>/spare */
+    struct spare files[BS_SPARE_FILES_MAX];
+    size_t n;
+    struct spare_taken taken_files[BS_SPARE_TAKEN_MAX]; /* not tidied yet (bs_spare_tidy) */
+    size_t ntaken;
+    uint64_t bytes, limit; /* held on disk, and the most it may hold (bs_spare_limit) */
+    uint64_t seq;          /* the next file's name */
+    uint64_t kept, taken;  /* files kept and taken since start */
+};
+
 struct blockstore {
     char *dir;               /* <dbdir>/data */
     pthread_mutex_t hold_mu; /* holds: loop adds and removes, eviction's worker looks */
@@ -87,6 +119,7 @@ struct blockstore {
     size_t nbad, bad_cap;
     size_t bad_slots;         /* bad bits set, over all entries */
     struct store *loop_store; /* whose put hook is ours (bs_reconcile) */
+    struct spare_pool spares;
 };
 
 struct reclaim_job {
@@ -132,21 +165,25 @@ void bs_file_path(const struct blockstore *bs, const uint8_t *seg, size_t seglen
         snprintf(buf, buflen, "%s/%.2s/%s.%" PRId64, bs->dir, h, h, file_owner);
 }
 
-int bs_open_write(const struct blockstore *bs, const uint8_t *seg, size_t seglen,
-    int64_t file_owner)
+static int spare_into_place(struct blockstore *bs, const char *path, uint64_t want,
+    const uint8_t *seg, size_t seglen, int64_t file_owner);
+
+int bs_open_write(struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner,
+    uint64_t want)
 {
     char path[4096];
     bs_file_path(bs, seg, seglen, file_owner, path, sizeof(path));
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, FS_FILE_MODE);
-    if (fd < 0 && errno == ENOENT) {
-        char *slash = strrchr(path, '/');
-        *slash = 0;
-        if (mkdir(path, FS_DIR_MODE) != 0 && errno != EEXIST)
-            return -1;
-        *slash = '/';
-        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, FS_FILE_MODE);
-    }
-    return fd;
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0 || errno != ENOENT)
+        return fd;
+    char *slash = strrchr(path, '/');
+    *slash = 0;
+    if (mkdir(path, FS_DIR_MODE) != 0 && errno != EEXIST)
+        return -1;
+    *slash = '/';
+    if (want && spare_into_place(bs, path, want, seg, seglen, file_owner) < 0)
+        return -1;
+    return open(path, O_WRONLY | O_CREAT | O_CLOEXEC, FS_FILE_MODE);
 }
 
 int bs_read(const struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner,
@@ -446,11 +483,36 @@ size_t bs_bad_take(struct blockstore *bs, struct store_slot *out, size_t max)
     return n;
 }
 
+/*
+ * Loop: a commit gave the slot a row. A file made from a spare whose every slot has had one
+ * holds none of the spare's old bytes any more: it leaves the list (no tidy needed).
+ */
+static void spare_slot_rowed(struct blockstore *bs, const struct store_slot *sl)
+{
+    struct spare_pool *sp = &bs->spares;
+    pthread_mutex_lock(&sp->mu);
+    for (size_t i = 0; i < sp->ntaken; i++) {
+        struct spare_taken *t = &sp->taken_files[i];
+        if (t->seglen != sl->segment_id_len || t->file_owner != sl->file_owner ||
+            memcmp(t->seg, sl->segment_id, t->seglen) != 0)
+            continue;
+        if (sl->block < SPARE_SLOTS_MAX && sl->block < t->nslots &&
+            !(t->rowed[sl->block / 64] & (1ull << (sl->block % 64)))) {
+            t->rowed[sl->block / 64] |= 1ull << (sl->block % 64);
+            if (++t->filled == t->nslots)
+                sp->taken_files[i] = sp->taken_files[--sp->ntaken];
+        }
+        break;
+    }
+    pthread_mutex_unlock(&sp->mu);
+}
+
 void bs_puts_committed(void *arg, const struct store_slot *slots, size_t n)
 {
     struct blockstore *bs = arg;
     for (size_t i = 0; i < n; i++) {
         const struct store_slot *sl = &slots[i];
+        spare_slot_rowed(bs, sl);
         pthread_mutex_lock(&bs->mu);
         const struct pin *p = pin_find(bs, sl->segment_id, sl->segment_id_len, sl->file_owner,
             sl->block);
@@ -463,6 +525,17 @@ void bs_puts_committed(void *arg, const struct store_slot *slots, size_t n)
         if (k)
             known_set(bs, k, sl->block, 0);
     }
+}
+
+/*
+ * Under mu: is fd still the file at path? Reclaim moves a file out of its name under mu, and
+ * may make it a spare that a new segment takes: a punch must not follow the file there.
+ */
+static bool fd_is_path(int fd, const char *path)
+{
+    struct stat a, b;
+    return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino &&
+        a.st_dev == b.st_dev;
 }
 
 /* Under mu. */
@@ -524,6 +597,333 @@ static void release_file(const char *path)
         log_warn("reclaim: unlink %s: %s", path, strerror(errno));
 }
 
+/* ---- spare files: freed data files written over by new segments ---- */
+
+static void spare_path(const struct spare_pool *sp, uint64_t seq, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/%" PRIu64, sp->dir, seq);
+}
+
+/* Under sp->mu: adds a file the pool has room for; false if it has none. */
+static bool spare_push(struct spare_pool *sp, const struct spare *f)
+{
+    if (sp->n == BS_SPARE_FILES_MAX || sp->bytes + f->bytes > sp->limit)
+        return false;
+    sp->files[sp->n++] = *f;
+    sp->bytes += f->bytes;
+    return true;
+}
+
+/* Under sp->mu: takes the pool's file at i out of it. */
+static struct spare spare_remove(struct spare_pool *sp, size_t i)
+{
+    struct spare f = sp->files[i];
+    sp->files[i] = sp->files[--sp->n];
+    sp->bytes -= f.bytes;
+    return f;
+}
+
+/* Is there room on the filesystem to keep bytes more as spares, the pool's limit besides? */
+static bool spare_room(const struct spare_pool *sp, uint64_t bytes)
+{
+    struct statvfs sv;
+    if (statvfs(sp->dir, &sv) != 0)
+        return false;
+    uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    return avail >= sp->limit + bytes + BS_SPARE_FREE_MARGIN;
+}
+
+/*
+ * Worker: a file nobody names any more (path) becomes a spare if it holds at least
+ * BS_SPARE_MIN_BYTES and both the pool and the filesystem have room; else it is released.
+ */
+static void spare_keep_or_release(struct blockstore *bs, const char *path)
+{
+    struct spare_pool *sp = &bs->spares;
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        release_file(path);
+        return;
+    }
+    struct spare f = {0, (uint64_t)sb.st_size, (uint64_t)sb.st_blocks * 512};
+    bool kept = false;
+    if (f.bytes >= BS_SPARE_MIN_BYTES && spare_room(sp, f.bytes)) {
+        char dst[4096];
+        pthread_mutex_lock(&sp->mu);
+        f.seq = sp->seq++;
+        spare_path(sp, f.seq, dst, sizeof(dst));
+        /* Renamed under mu, so a take never finds the entry before its file. */
+        if (spare_push(sp, &f)) {
+            if ((kept = rename(path, dst) == 0))
+                sp->kept++;
+            else
+                spare_remove(sp, sp->n - 1); /* the entry just pushed */
+        }
+        pthread_mutex_unlock(&sp->mu);
+    }
+    if (!kept)
+        release_file(path);
+}
+
+/*
+ * Worker: path (a data file that does not exist) becomes the largest spare no longer than
+ * want, renamed into place and the rename made durable (its directory synced) before any
+ * block is written to it: the blocks' own syncs then write over allocated space and need no
+ * journal commit of their own. 0 (a spare is in place, or none fit: the caller creates the
+ * file), or -1 with errno (the directory could not be synced; the spare is back).
+ */
+static int spare_into_place(struct blockstore *bs, const char *path, uint64_t want,
+    const uint8_t *seg, size_t seglen, int64_t file_owner)
+{
+    struct spare_pool *sp = &bs->spares;
+    pthread_mutex_lock(&sp->mu);
+    size_t best = sp->n;
+    for (size_t i = 0; i < sp->n && sp->ntaken < BS_SPARE_TAKEN_MAX; i++) /* else: a tidy first */
+        if (sp->files[i].size <= want &&
+            (best == sp->n || sp->files[i].size > sp->files[best].size))
+            best = i;
+    if (best == sp->n) {
+        pthread_mutex_unlock(&sp->mu);
+        return 0;
+    }
+    struct spare f = spare_remove(sp, best);
+    pthread_mutex_unlock(&sp->mu);
+    char src[4096];
+    spare_path(sp, f.seq, src, sizeof(src));
+    /* NOREPLACE: another worker may have created the file meanwhile; its bytes stay. */
+    if (renameat2(AT_FDCWD, src, AT_FDCWD, path, RENAME_NOREPLACE) != 0) {
+        int err = errno;
+        pthread_mutex_lock(&sp->mu);
+        bool back = err == EEXIST && spare_push(sp, &f);
+        pthread_mutex_unlock(&sp->mu);
+        if (!back && err != EEXIST)
+            log_warn("spare file %s: rename to %s: %s", src, path, strerror(err));
+        if (!back && err == EEXIST)
+            release_file(src);
+        return 0;
+    }
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", path);
+    *strrchr(dir, '/') = 0;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int err = dfd < 0 ? errno : fsync(dfd) != 0 ? errno : 0;
+    if (dfd >= 0)
+        close(dfd);
+    if (err) {
+        /* The name may not survive a crash: no block may be acknowledged in this file. */
+        log_error("data directory %s: fsync: %s", dir, strerror(err));
+        if (rename(path, src) == 0) {
+            pthread_mutex_lock(&sp->mu);
+            bool back = spare_push(sp, &f);
+            pthread_mutex_unlock(&sp->mu);
+            if (!back)
+                release_file(src);
+        }
+        errno = err;
+        return -1;
+    }
+    log_debug("data file %s made from spare %" PRIu64 " (%" PRIu64 " bytes on disk)", path, f.seq,
+        f.bytes);
+    pthread_mutex_lock(&sp->mu);
+    sp->taken++;
+    if (sp->ntaken < BS_SPARE_TAKEN_MAX) { /* else a tidy never punches its old bytes */
+        struct spare_taken *t = &sp->taken_files[sp->ntaken++];
+        memset(t, 0, sizeof(*t));
+        memcpy(t->seg, seg, seglen);
+        t->seglen = (uint8_t)seglen;
+        t->file_owner = file_owner;
+        t->at = time(NULL);
+        t->nslots = (uint32_t)((f.size + BS_SLOT_SIZE - 1) / BS_SLOT_SIZE);
+    }
+    pthread_mutex_unlock(&sp->mu);
+    return 0;
+}
+
+/*
+ * Worker: punches the slots of a file made from a spare that hold its old bytes: each
+ * allocated slot no row names and no write has pinned, checked and punched under mu as
+ * reclaim does. A file whose segment was written whole has none.
+ */
+static void spare_tidy_file(struct blockstore *bs, const struct spare_taken *t)
+{
+    char path[4096];
+    bs_file_path(bs, t->seg, t->seglen, t->file_owner, path, sizeof(path));
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return; /* reclaimed whole meanwhile */
+    struct store_reclaim r = {.segment_id_len = t->seglen, .file_owner = t->file_owner};
+    memcpy(r.segment_id, t->seg, t->seglen);
+    off_t at = 0, end;
+    while ((at = lseek(fd, at, SEEK_DATA)) >= 0 && (end = lseek(fd, at, SEEK_HOLE)) > at) {
+        for (uint64_t b = (uint64_t)at / BS_SLOT_SIZE; (off_t)(b * BS_SLOT_SIZE) < end; b++) {
+            r.block = (uint32_t)b;
+            pthread_mutex_lock(&bs->mu);
+            if (!fd_is_path(fd, path)) { /* reclaimed whole meanwhile: nothing left to tidy */
+                pthread_mutex_unlock(&bs->mu);
+                close(fd);
+                return;
+            }
+            if (bs->unpinned == 0 && !file_pinned(bs, &r, r.block) &&
+                !row_exists(bs, &r, r.block) &&
+                fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)b * BS_SLOT_SIZE,
+                    BS_SLOT_SIZE) != 0)
+                log_warn("spare tidy: punching %s: %s", path, strerror(errno));
+            pthread_mutex_unlock(&bs->mu);
+        }
+        at = end;
+    }
+    close(fd);
+}
+
+struct spare_tidy_job {
+    struct blockstore *bs;
+    size_t n;
+    struct spare_taken files[BS_SPARE_TAKEN_MAX];
+};
+
+static void spare_tidy_work(void *arg)
+{
+    struct spare_tidy_job *j = arg;
+    for (size_t i = 0; i < j->n; i++)
+        spare_tidy_file(j->bs, &j->files[i]);
+}
+
+/* Takes the files taken before `before` off the list, into a tidy job. */
+static struct spare_tidy_job *spare_tidy_take(struct blockstore *bs, time_t before)
+{
+    struct spare_pool *sp = &bs->spares;
+    struct spare_tidy_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return NULL;
+    j->bs = bs;
+    pthread_mutex_lock(&sp->mu);
+    for (size_t i = 0; i < sp->ntaken;) {
+        if (sp->taken_files[i].at <= before) {
+            j->files[j->n++] = sp->taken_files[i];
+            sp->taken_files[i] = sp->taken_files[--sp->ntaken];
+        } else {
+            i++;
+        }
+    }
+    pthread_mutex_unlock(&sp->mu);
+    return j;
+}
+
+void bs_spare_tidy(struct blockstore *bs)
+{
+    struct spare_tidy_job *j = spare_tidy_take(bs, time(NULL) - BS_SPARE_TIDY_S);
+    if (j && j->n && worker_submit(bs->wp, spare_tidy_work, free, j) == 0)
+        return;
+    if (j && j->n) { /* back on the list for the next tidy */
+        pthread_mutex_lock(&bs->spares.mu);
+        for (size_t i = 0; i < j->n && bs->spares.ntaken < BS_SPARE_TAKEN_MAX; i++)
+            bs->spares.taken_files[bs->spares.ntaken++] = j->files[i];
+        pthread_mutex_unlock(&bs->spares.mu);
+    }
+    free(j);
+}
+
+struct spare_release_job {
+    struct blockstore *bs;
+    size_t n;
+    struct spare files[BS_SPARE_FILES_MAX];
+};
+
+static void spare_release_work(void *arg)
+{
+    struct spare_release_job *j = arg;
+    for (size_t i = 0; i < j->n; i++) {
+        char path[4096];
+        spare_path(&j->bs->spares, j->files[i].seq, path, sizeof(path));
+        release_file(path);
+    }
+}
+
+static void spare_release_done(void *arg)
+{
+    free(arg);
+}
+
+/* Takes spares out of the pool until it holds at most keep bytes; a worker releases them. */
+static void spare_trim(struct blockstore *bs, uint64_t keep)
+{
+    struct spare_pool *sp = &bs->spares;
+    struct spare_release_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return; /* they stay spares: the pool still bounds them */
+    j->bs = bs;
+    pthread_mutex_lock(&sp->mu);
+    while (sp->n && sp->bytes > keep)
+        j->files[j->n++] = spare_remove(sp, sp->n - 1);
+    pthread_mutex_unlock(&sp->mu);
+    if (j->n && worker_submit(bs->wp, spare_release_work, spare_release_done, j) == 0)
+        return;
+    spare_release_work(j); /* no worker to take it (stopping): here, then */
+    free(j);
+}
+
+void bs_spare_limit(struct blockstore *bs, uint64_t limit)
+{
+    pthread_mutex_lock(&bs->spares.mu);
+    bs->spares.limit = limit;
+    bool over = bs->spares.bytes > limit;
+    pthread_mutex_unlock(&bs->spares.mu);
+    if (over)
+        spare_trim(bs, limit);
+}
+
+void bs_spare_drop(struct blockstore *bs)
+{
+    pthread_mutex_lock(&bs->spares.mu);
+    bool any = bs->spares.n > 0;
+    pthread_mutex_unlock(&bs->spares.mu);
+    if (any) {
+        log_warn("cache filesystem nearly full: spare data files released");
+        spare_trim(bs, 0);
+    }
+}
+
+void bs_spare_stats(struct blockstore *bs, struct bs_spare_stats *out)
+{
+    pthread_mutex_lock(&bs->spares.mu);
+    *out = (struct bs_spare_stats){bs->spares.n, bs->spares.bytes, bs->spares.kept,
+        bs->spares.taken, bs->spares.ntaken};
+    pthread_mutex_unlock(&bs->spares.mu);
+}
+
+/* Start-up: the spares a previous run left, kept while the pool has room (bs_spare_limit may
+ * trim them later); anything else in the folder goes. */
+static void spare_adopt(struct blockstore *bs)
+{
+    struct spare_pool *sp = &bs->spares;
+    DIR *dd = opendir(sp->dir);
+    struct dirent *e;
+    sp->limit = UINT64_MAX; /* all of them, for now */
+    while (dd && (e = readdir(dd))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char *end;
+        errno = 0;
+        unsigned long long seq = strtoull(e->d_name, &end, 10);
+        struct stat sb;
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", sp->dir, e->d_name);
+        if (errno || *end || e->d_name[0] < '0' || e->d_name[0] > '9' ||
+            fstatat(dirfd(dd), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode) ||
+            !spare_push(sp,
+                &(struct spare){seq, (uint64_t)sb.st_size, (uint64_t)sb.st_blocks * 512})) {
+            if (unlink(path) != 0)
+                log_warn("spare files: unlink %s: %s", path, strerror(errno));
+            continue;
+        }
+        if (seq >= sp->seq)
+            sp->seq = seq + 1;
+    }
+    if (dd)
+        closedir(dd);
+    sp->limit = 0; /* none kept until bs_spare_limit, which trims these to the limit it sets */
+}
+
 static void reclaim_file(struct blockstore *bs, const struct store_reclaim *r, size_t n)
 {
     char path[4096];
@@ -546,7 +946,7 @@ static void reclaim_file(struct blockstore *bs, const struct store_reclaim *r, s
         if (moved < 0)
             log_warn("reclaim: rename %s: %s", path, strerror(err));
         else if (moved)
-            release_file(trash);
+            spare_keep_or_release(bs, trash);
         bs->reclaimed += n;
         return;
     }
@@ -554,6 +954,10 @@ static void reclaim_file(struct blockstore *bs, const struct store_reclaim *r, s
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     for (size_t i = 0; fd >= 0 && i < n; i++) {
         pthread_mutex_lock(&bs->mu); /* per slot: a pin never waits for more than one punch */
+        if (!fd_is_path(fd, path)) { /* reclaimed whole meanwhile (by another job) */
+            pthread_mutex_unlock(&bs->mu);
+            break;
+        }
         if (!file_pinned(bs, &r[i], r[i].block) && !row_exists(bs, &r[i], r[i].block)) {
             if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                     (off_t)r[i].block * BS_SLOT_SIZE, BS_SLOT_SIZE) != 0)
@@ -684,6 +1088,7 @@ int bs_open(const char *db_path, struct worker_pool *wp, struct blockstore **out
         return -1;
     pthread_mutex_init(&bs->mu, NULL);
     pthread_mutex_init(&bs->hold_mu, NULL);
+    pthread_mutex_init(&bs->spares.mu, NULL);
     bs->wp = wp;
     TAILQ_INIT(&bs->known_lru);
     if (getrandom(&bs->seed, sizeof(bs->seed), GRND_NONBLOCK) != sizeof(bs->seed))
@@ -699,6 +1104,15 @@ int bs_open(const char *db_path, struct worker_pool *wp, struct blockstore **out
         log_error("block store %s: %s", bs->dir, strerror(errno));
         goto fail;
     }
+    size_t sl = strlen(bs->dir) + sizeof("/" BS_SPARE_DIR);
+    if (!(bs->spares.dir = malloc(sl)))
+        goto fail;
+    snprintf(bs->spares.dir, sl, "%s/" BS_SPARE_DIR, bs->dir);
+    if (mkdir(bs->spares.dir, FS_DIR_MODE) != 0 && errno != EEXIST) {
+        log_error("block store %s: %s", bs->spares.dir, strerror(errno));
+        goto fail;
+    }
+    spare_adopt(bs);
     char err[512];
     if (store_open_reader(db_path, &bs->reader, err, sizeof(err)) != 0) {
         log_error("block store: reclaim connection: %s", err);
@@ -724,6 +1138,10 @@ void bs_close(struct blockstore *bs)
     }
     free(bs->known);
     free(bs->bad);
+    struct spare_tidy_job *tidy = spare_tidy_take(bs, (time_t)INT64_MAX); /* no writes now */
+    if (tidy)
+        spare_tidy_work(tidy);
+    free(tidy);
     store_close(bs->reader);
     while (bs->pins) {
         struct pin *p = bs->pins;
@@ -737,6 +1155,8 @@ void bs_close(struct blockstore *bs)
     }
     pthread_mutex_destroy(&bs->mu);
     pthread_mutex_destroy(&bs->hold_mu);
+    pthread_mutex_destroy(&bs->spares.mu);
+    free(bs->spares.dir);
     free(bs->dir);
     free(bs);
 }
@@ -798,7 +1218,7 @@ static int delete_unreferenced_files(struct blockstore *bs, struct store *st, ui
     DIR *top = opendir(bs->dir);
     struct dirent *e;
     while (top && (e = readdir(top))) {
-        if (e->d_name[0] == '.')
+        if (e->d_name[0] == '.' || strcmp(e->d_name, BS_SPARE_DIR) == 0) /* spare_adopt's */
             continue;
         char sub[4096];
         snprintf(sub, sizeof(sub), "%s/%s", bs->dir, e->d_name);

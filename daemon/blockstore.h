@@ -34,9 +34,13 @@ int bs_reconcile(struct blockstore *bs, struct store *st);
 /* "<data>/<xx>/<segment-id-hex>" (file_owner -1) or "...<hex>.<uid>". */
 void bs_file_path(const struct blockstore *bs, const uint8_t *seg, size_t seglen,
     int64_t file_owner, char *buf, size_t buflen);
-/* Worker or loop: the file for writing (created with its folder), or -1. */
-int bs_open_write(const struct blockstore *bs, const uint8_t *seg, size_t seglen,
-    int64_t file_owner);
+/*
+ * Worker: the file for writing, or -1. A file that does not exist yet is made from a spare no
+ * longer than want bytes (the most the file will hold; 0: never a spare), else created, with
+ * its folder.
+ */
+int bs_open_write(struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner,
+    uint64_t want);
 /* Loop or worker: reads exactly len bytes of a stored block; 0, or -1 (short file, I/O error). */
 int bs_read(const struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner,
     uint64_t file_offset, void *buf, size_t len);
@@ -100,6 +104,42 @@ void bs_holds_lock(struct blockstore *bs);
 void bs_holds_unlock(struct blockstore *bs);
 /* Under bs_holds_lock. */
 bool bs_held_locked(const struct blockstore *bs, const uint8_t *seg, size_t seglen);
+
+/*
+ * Spare files (docs/cache.md, Spare data files): a data file reclaim frees whole is kept in
+ * <data>/spare/, up to a limit of bytes on disk, and the next new data file no shorter than it
+ * is that file renamed into place. New blocks then write over space the filesystem has
+ * allocated already, and their group sync needs no allocation nor journal commit of its own
+ * (bench/README.md, 2026-12-03). A file is kept only while the filesystem keeps
+ * BS_SPARE_FREE_MARGIN free beyond the pool's limit and the file; bs_spare_drop gives them all
+ * back. A spare's old bytes are never read: a slot is read only through a row, which only a
+ * verified write of the new segment makes.
+ */
+#define BS_SPARE_DIR "spare"
+#define BS_SPARE_FILES_MAX 64
+#define BS_SPARE_MIN_BYTES (1024u * 1024)         /* smaller files are released, never kept */
+#define BS_SPARE_FREE_MARGIN (256u * 1024 * 1024) /* free space kept beyond the pool */
+/*
+ * A file made from a spare holds the old bytes in the slots its new segment does not fill
+ * (a ranged handle, an AddData cut short). Once a commit has given every slot of the spare a
+ * row, none is left. Else, BS_SPARE_TIDY_S after it was taken, the next bs_spare_tidy punches
+ * the slots with no row, as reclaim punches freed slots; bs_close does so for all. At most
+ * BS_SPARE_TAKEN_MAX files wait: with as many, no spare is taken.
+ */
+#define BS_SPARE_TAKEN_MAX 64
+#define BS_SPARE_TIDY_S 60
+/* Loop (the eviction timer): tidies, on a worker, the files taken BS_SPARE_TIDY_S ago. */
+void bs_spare_tidy(struct blockstore *bs);
+/* Any thread: the most the spares may hold on disk (0: none); the excess goes on a worker. */
+void bs_spare_limit(struct blockstore *bs, uint64_t limit);
+/* Loop: the filesystem is nearly full: every spare is released (on a worker). */
+void bs_spare_drop(struct blockstore *bs);
+struct bs_spare_stats {
+    uint64_t files, bytes; /* in the pool now */
+    uint64_t kept, taken;  /* since start */
+    uint64_t untidy;       /* files made from spares that may still hold old bytes */
+};
+void bs_spare_stats(struct blockstore *bs, struct bs_spare_stats *out);
 
 /* store's reclaim hook: frees the space of deleted rows on a worker (takes items). */
 void bs_reclaim(void *bs, struct store_reclaim *items, size_t n);

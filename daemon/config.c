@@ -69,6 +69,7 @@ void config_defaults(struct config *cfg)
     cfg->hello_idle_timeout = CONFIG_DEFAULT_HELLO_IDLE_TIMEOUT;
     cfg->memory_budget = 0;
     cfg->disk_reserve = CONFIG_DEFAULT_DISK_RESERVE;
+    cfg->spare_pool = CONFIG_DEFAULT_SPARE_POOL;
     char why[160];
     config_parse_cache_size(CONFIG_DEFAULT_CACHE_SIZE, &cfg->cache_size, why, sizeof(why));
     config_parse_max_age(CONFIG_DEFAULT_MAX_AGE, &cfg->max_age, why, sizeof(why));
@@ -397,6 +398,12 @@ static int set_key(struct ini_ctx *ctx, const char *name, const char *value)
         if (config_parse_bytes(value, &cfg->disk_reserve) == 0)
             return 0;
         mistake(ctx, "disk_reserve: '%s' is not a size (bytes, or with K, M, G or T)", value);
+        return -1;
+    }
+    if (strcmp(name, "spare_pool") == 0) {
+        if (config_parse_bytes(value, &cfg->spare_pool) == 0)
+            return 0;
+        mistake(ctx, "spare_pool: '%s' is not a size (bytes, or with K, M, G or T)", value);
         return -1;
     }
     if (strcmp(name, "cache_size") == 0 || strcmp(name, "max_age") == 0) {

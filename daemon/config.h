@@ -22,6 +22,9 @@
 #define CONFIG_MAX_CONNECTIONS_LIMIT 65536
 /* Bytes kept free on the cache filesystem for deletes (disk.h); 0 turns the reserve off. */
 #define CONFIG_DEFAULT_DISK_RESERVE (64ull * 1024 * 1024)
+/* Bytes of freed data files kept to be written over by new segments (blockstore.h, spare
+ * files), at most an eighth of the cache limit; 0 keeps none. */
+#define CONFIG_DEFAULT_SPARE_POOL (256ull * 1024 * 1024)
 #define CONFIG_DEFAULT_MAX_CONNECTIONS_PER_UID 256
 #define CONFIG_DEFAULT_HELLO_TIMEOUT 10     /* seconds from accept to a complete Hello */
 #define CONFIG_DEFAULT_HELLO_IDLE_TIMEOUT 5 /* seconds silent before the Hello */
@@ -78,6 +81,7 @@ struct config {
     enum log_level log_level;
     unsigned max_connections;
     uint64_t disk_reserve;
+    uint64_t spare_pool;
     unsigned max_connections_per_uid;
     unsigned hello_timeout, hello_idle_timeout; /* seconds */
     size_t memory_budget;                       /* bytes; 0 = the default (budget.h) */

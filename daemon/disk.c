@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blockstore.h"
 #include "log.h"
 
 struct disk_state {
@@ -163,6 +164,8 @@ bool disk_admit(struct daemon *d, uint64_t n)
             (ds->have_reserve || d->cfg.disk_reserve == 0)))
         return true;
     ds->refused++;
+    if (d->bs)
+        bs_spare_drop(d->bs); /* space for what comes after this refusal */
     time_t now = time(NULL);
     if (now - ds->last_refusal_log >= DISK_CHECK_INTERVAL_S) {
         log_warn("cache filesystem nearly full (%llu bytes free, %s): %llu AddData refused with "

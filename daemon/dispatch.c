@@ -102,6 +102,14 @@ static void handle_daemon_info(struct conn *c, uint64_t id)
     at.sync_us = (uint64_t)(t.ms[ADD_SYNC] * 1e3);
     at.commit_us = (uint64_t)(t.ms[ADD_COMMIT] * 1e3);
     di.add_data = &at;
+    struct bs_spare_stats ss;
+    bs_spare_stats(d->bs, &ss);
+    Peerdist__SpareFiles sf = PEERDIST__SPARE_FILES__INIT;
+    sf.files = ss.files;
+    sf.bytes = ss.bytes;
+    sf.kept = ss.kept;
+    sf.taken = ss.taken;
+    di.spare_files = &sf;
     Peerdist__Reply r = PEERDIST__REPLY__INIT;
     r.id = id;
     r.body_case = PEERDIST__REPLY__BODY_DAEMON_INFO;

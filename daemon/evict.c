@@ -141,6 +141,8 @@ static void resolve_limit(struct evict_state *es)
 {
     uint64_t before = es->limit;
     es->limit = config_cache_limit(size_in_force(es), es->d->cfg.db_path);
+    uint64_t eighth = es->limit / 8;
+    bs_spare_limit(es->d->bs, es->d->cfg.spare_pool < eighth ? es->d->cfg.spare_pool : eighth);
     if (before && before != es->limit)
         log_info("cache limit %" PRIu64 " bytes (cache_size %s, from the %s)", es->limit,
             size_in_force(es)->text, config_source_name(size_in_force(es)->source));
@@ -277,6 +279,7 @@ void evict_reload(struct daemon *d, const struct config *fresh)
     d->cfg.cache_size = fresh->cache_size;
     d->cfg.max_age = fresh->max_age;
     d->cfg.uid_quota = fresh->uid_quota;
+    d->cfg.spare_pool = fresh->spare_pool;
     if (!es)
         return;
     read_clock_offset(es);
@@ -725,7 +728,7 @@ struct info_job {
     bool failed;
 };
 
-/* Bytes the data files take on disk (st_blocks), data/xx/<file>. */
+/* Bytes the data files take on disk (st_blocks), data/xx/<file>; spare files are not counted. */
 static uint64_t data_bytes(const char *dir)
 {
     uint64_t total = 0;
@@ -734,7 +737,7 @@ static uint64_t data_bytes(const char *dir)
         return 0;
     struct dirent *e;
     while ((e = readdir(top))) {
-        if (e->d_name[0] == '.')
+        if (e->d_name[0] == '.' || strcmp(e->d_name, BS_SPARE_DIR) == 0) /* not the cache's */
             continue;
         char sub[PATH_MAX];
         snprintf(sub, sizeof(sub), "%s/%s", dir, e->d_name);

@@ -88,8 +88,10 @@ static void commit_cb(evutil_socket_t fd, short what, void *arg)
 
 static void evict_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-    flush_evict_kick(arg);
-    filter_maybe_rebuild(arg);
+    struct daemon *d = arg;
+    flush_evict_kick(d);
+    filter_maybe_rebuild(d);
+    bs_spare_tidy(d->bs);
 }
 
 #define EVICT_AFTER_SLICE (-2) /* evict_soon_cb's fd when called as a slice ends */

@@ -78,7 +78,7 @@ static void put_block(uint32_t uid, const uint8_t *tag, uint32_t block, uint8_t 
 {
     uint8_t buf[BS_SLOT_SIZE];
     memset(buf, fill, sizeof(buf));
-    int fd = bs_open_write(bs, seg1, sizeof(seg1), owner);
+    int fd = bs_open_write(bs, seg1, sizeof(seg1), owner, 0);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(pwrite(fd, buf, sizeof(buf), (off_t)block * BS_SLOT_SIZE),
         (ssize_t)sizeof(buf));
@@ -1502,6 +1502,214 @@ START_TEST(forged_private_row_keeps_no_shared_block_alive)
 }
 END_TEST
 
+/* ---- spare files ---- */
+
+static const uint8_t seg2[32] = {0x22}, seg3[32] = {0x33}, seg_small[32] = {0x44};
+
+/* Writes and syncs n whole slots of seg (filled with fill) through bs_open_write(want). */
+static void write_slots(const uint8_t *seg, uint32_t n, uint8_t fill, uint64_t want)
+{
+    uint8_t buf[BS_SLOT_SIZE];
+    memset(buf, fill, sizeof(buf));
+    int fd = bs_open_write(bs, seg, 32, STORE_OWNER_SHARED, want);
+    ck_assert_int_ge(fd, 0);
+    for (uint32_t b = 0; b < n; b++)
+        ck_assert_int_eq(pwrite(fd, buf, sizeof(buf), (off_t)b * BS_SLOT_SIZE),
+            (ssize_t)sizeof(buf));
+    ck_assert_int_eq(fdatasync(fd), 0);
+    close(fd);
+}
+
+/* Rows and uid 1's labels under tag for slots [0, n) of seg. */
+static void put_rows(const uint8_t *seg, uint32_t n, const uint8_t *tag)
+{
+    uint8_t hash[32] = {0};
+    ck_assert_int_eq(store_begin(st), 0);
+    for (uint32_t b = 0; b < n; b++) {
+        hash[0] = (uint8_t)b;
+        ck_assert_int_eq(store_block_put(st, seg, 32, b, STORE_OWNER_SHARED, hash, sizeof(hash),
+                             BS_SLOT_SIZE, STORE_OWNER_SHARED),
+            0);
+        ck_assert_int_eq(store_label_put(st, 1, tag, seg, 32, b, BS_SLOT_SIZE), 0);
+    }
+    ck_assert_int_eq(store_commit(st), 0);
+}
+
+/* Flushes uid 1's tag and waits (the block store's worker pool running) for its reclaim. */
+static void flush_and_reclaim(const uint8_t *tag)
+{
+    struct store_flush_result res;
+    ck_assert_int_eq(store_flush_tag(st, 1, tag, &res), 0);
+    for (int i = 0; i < 10000 && bs_reclaim_pending(bs) > 0; i++) {
+        event_base_loop(base, EVLOOP_NONBLOCK); /* the jobs' done callbacks */
+        usleep(1000);
+    }
+    ck_assert_uint_eq(bs_reclaim_pending(bs), 0);
+}
+
+/* A 2 MiB data file of seg, labelled by tag, flushed: a spare once reclaim has run. */
+static void freed_file(const uint8_t *seg, uint8_t fill, const uint8_t *tag)
+{
+    write_slots(seg, 32, fill, 0);
+    put_rows(seg, 32, tag);
+    flush_and_reclaim(tag);
+}
+
+static struct bs_spare_stats spares(void)
+{
+    struct bs_spare_stats ss;
+    bs_spare_stats(bs, &ss);
+    return ss;
+}
+
+static uint64_t disk_bytes(const uint8_t *seg)
+{
+    char file[4096];
+    bs_file_path(bs, seg, 32, STORE_OWNER_SHARED, file, sizeof(file));
+    struct stat sb;
+    ck_assert_int_eq(stat(file, &sb), 0);
+    return (uint64_t)sb.st_blocks * 512;
+}
+
+/* Files in the spare folder (0 or more). */
+static int spare_dir_entries(void)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "test $(ls -A '%s/data/" BS_SPARE_DIR "' | wc -l) -eq 0", dir);
+    return system(cmd) == 0 ? 0 : 1;
+}
+
+/* Waits for the spares a worker releases to leave the folder. */
+static void spare_dir_empties(void)
+{
+    for (int i = 0; i < 10000 && spare_dir_entries() > 0; i++) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+    ck_assert_int_eq(spare_dir_entries(), 0);
+}
+
+/*
+ * A data file freed whole becomes a spare (a small one does not), and the next new file of
+ * a segment at least as long is that spare renamed into place: its blocks are allocated
+ * already. A segment too short for it gets a new file. The old bytes in the slots the new
+ * segment did not fill are punched when the block store closes (the tidy).
+ */
+START_TEST(freed_files_become_spares_for_new_segments)
+{
+    bs_spare_limit(bs, 8u << 20);
+    write_slots(seg1, 32, 0x11, 0); /* 2 MiB */
+    put_rows(seg1, 32, tag_a);
+    write_slots(seg_small, 4, 0x12, 0); /* 256 KiB: under BS_SPARE_MIN_BYTES */
+    put_rows(seg_small, 4, tag_a);
+    flush_and_reclaim(tag_a);
+    struct bs_spare_stats ss = spares();
+    ck_assert_uint_eq(ss.files, 1);
+    ck_assert_uint_eq(ss.kept, 1);
+    ck_assert_uint_ge(ss.bytes, 2u << 20);
+    char file[4096];
+    struct stat sb;
+    file_of(STORE_OWNER_SHARED, file, sizeof(file));
+    ck_assert_int_eq(stat(file, &sb), -1); /* seg1's name is free */
+    bs_file_path(bs, seg_small, 32, STORE_OWNER_SHARED, file, sizeof(file));
+    ck_assert_int_eq(stat(file, &sb), -1); /* and the small file is gone */
+    ck_assert_int_eq(spare_dir_entries(), 1);
+
+    write_slots(seg3, 1, 0x33, 1u << 20); /* at most 1 MiB: the 2 MiB spare does not fit */
+    ck_assert_uint_le(disk_bytes(seg3), BS_SLOT_SIZE + 4096);
+    ck_assert_uint_eq(spares().files, 1);
+
+    write_slots(seg2, 1, 0x22, 2u << 20); /* fits: block 0 overwrites, 1..31 are old bytes */
+    ck_assert_uint_ge(disk_bytes(seg2), 2u << 20);
+    ss = spares();
+    ck_assert_uint_eq(ss.files, 0);
+    ck_assert_uint_eq(ss.bytes, 0);
+    ck_assert_uint_eq(ss.taken, 1);
+    ck_assert_int_eq(spare_dir_entries(), 0);
+    put_rows(seg2, 1, tag_b);
+    uint8_t b;
+    ck_assert_int_eq(bs_read(bs, seg2, 32, STORE_OWNER_SHARED, 100, &b, 1), 0);
+    ck_assert_uint_eq(b, 0x22);
+
+    close_all(); /* the tidy: slots 1..31 of seg2 held seg1's bytes and no row */
+    open_all();
+    bs_file_path(bs, seg2, 32, STORE_OWNER_SHARED, file, sizeof(file));
+    ck_assert(slot_has_data(file, 0));
+    for (uint32_t k = 1; k < 32; k++)
+        ck_assert_msg(!slot_has_data(file, k), "slot %u still holds the spare's bytes", k);
+}
+END_TEST
+
+/*
+ * Spares outlive a restart (what else is in their folder goes), a nearly full filesystem
+ * releases them, the pool's limit bounds them (lowering it releases the excess), and with no
+ * room nothing is kept.
+ */
+START_TEST(spares_are_adopted_at_start_and_bounded)
+{
+    bs_spare_limit(bs, 8u << 20);
+    freed_file(seg1, 0x11, tag_a);
+    ck_assert_uint_eq(spares().files, 1);
+    char junk[256];
+    snprintf(junk, sizeof(junk), "%s/data/" BS_SPARE_DIR "/junk", dir);
+    FILE *f = fopen(junk, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    close_all();
+    open_all();
+    struct bs_spare_stats ss = spares();
+    ck_assert_uint_eq(ss.files, 1);
+    ck_assert_uint_ge(ss.bytes, 2u << 20);
+    struct stat sb;
+    ck_assert_int_eq(stat(junk, &sb), -1);
+
+    bs_spare_drop(bs); /* the filesystem is nearly full: every spare goes */
+    ck_assert_uint_eq(spares().files, 0);
+    spare_dir_empties();
+
+    bs_spare_limit(bs, 8u << 20);
+    freed_file(seg3, 0x33, tag_a);
+    ck_assert_uint_eq(spares().files, 1);
+    bs_spare_limit(bs, 1u << 20); /* under the file's size: released */
+    ck_assert_uint_eq(spares().files, 0);
+    spare_dir_empties();
+
+    bs_spare_limit(bs, 0); /* none kept: a freed file is released */
+    uint64_t kept = spares().kept;
+    freed_file(seg2, 0x22, tag_b);
+    ss = spares();
+    ck_assert_uint_eq(ss.files, 0);
+    ck_assert_uint_eq(ss.kept, kept);
+    ck_assert_int_eq(spare_dir_entries(), 0);
+    char file[4096];
+    bs_file_path(bs, seg2, 32, STORE_OWNER_SHARED, file, sizeof(file));
+    ck_assert_int_eq(stat(file, &sb), -1);
+}
+END_TEST
+
+/* A file made from a spare whose every slot a commit has given a row holds none of the
+ * spare's bytes: it leaves the list of files waiting for a tidy, which is bounded. */
+START_TEST(a_spare_filled_whole_needs_no_tidy)
+{
+    bs_spare_limit(bs, 8u << 20);
+    freed_file(seg1, 0x11, tag_a);
+    write_slots(seg2, 32, 0x22, 2u << 20);
+    ck_assert_uint_eq(spares().taken, 1);
+    ck_assert_uint_eq(spares().untidy, 1);
+    struct store_slot sl[32];
+    for (uint32_t b = 0; b < 32; b++)
+        sl[b] = (struct store_slot){.segment_id = {0x22},
+            .segment_id_len = 32,
+            .file_owner = STORE_OWNER_SHARED,
+            .block = b};
+    bs_puts_committed(bs, sl, 31);
+    bs_puts_committed(bs, sl, 1); /* slot 0 again: counted once */
+    ck_assert_uint_eq(spares().untidy, 1);
+    bs_puts_committed(bs, sl + 31, 1);
+    ck_assert_uint_eq(spares().untidy, 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("content_store");
@@ -1522,6 +1730,9 @@ int main(void)
     tcase_add_test(tc, check_verdicts_stand_unless_a_write_intervened);
     tcase_add_test(tc, committed_sole_writes_count_as_checked);
     tcase_add_test(tc, known_files_are_bounded);
+    tcase_add_test(tc, freed_files_become_spares_for_new_segments);
+    tcase_add_test(tc, spares_are_adopted_at_start_and_bounded);
+    tcase_add_test(tc, a_spare_filled_whole_needs_no_tidy);
     suite_add_tcase(s, tc);
     TCase *tw = tcase_create("wire");
     tcase_add_checked_fixture(tw, wire_setup, wire_teardown);

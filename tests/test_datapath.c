@@ -7,10 +7,12 @@
  * V1 and V2, from 0 bytes to 100 MiB. Then what must hold across users, restarts and limits:
  * two uids, blocks verified against a partial list, acknowledged AddData surviving SIGKILL,
  * the bytes a connection can make the daemon hold, the database's WAL staying small under a
- * steady stream of AddData (checkpoints off the loop, daemon/checkpoint.c), and the daemon's
- * account of where AddData's time went.
+ * steady stream of AddData (checkpoints off the loop, daemon/checkpoint.c), the daemon's
+ * account of where AddData's time went, and freed data files written over by new segments
+ * without their old bytes ever being served.
  */
 #include <check.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,8 +297,8 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* The daemon's AddData timing (DaemonInfoReply.add_data); the stages' sum in *stages_us. */
-static Peerdist__AddDataTiming add_timing(uint64_t *stages_us)
+/* The daemon's DaemonInfoReply (peerdist__reply__free_unpacked when done). */
+static Peerdist__Reply *daemon_info(void)
 {
     int fd = wu_open(td.sock);
     ck_assert_int_ge(fd, 0);
@@ -308,6 +310,13 @@ static Peerdist__AddDataTiming add_timing(uint64_t *stages_us)
     close(fd);
     ck_assert_ptr_nonnull(r);
     ck_assert_int_eq(r->body_case, PEERDIST__REPLY__BODY_DAEMON_INFO);
+    return r;
+}
+
+/* The daemon's AddData timing (DaemonInfoReply.add_data); the stages' sum in *stages_us. */
+static Peerdist__AddDataTiming add_timing(uint64_t *stages_us)
+{
+    Peerdist__Reply *r = daemon_info();
     ck_assert_ptr_nonnull(r->daemon_info->add_data);
     Peerdist__AddDataTiming t = *r->daemon_info->add_data;
     peerdist__reply__free_unpacked(r, NULL);
@@ -363,6 +372,102 @@ START_TEST(adddata_timing_counts_the_calls_that_stored_blocks)
     api_ci_free(&ci);
     free(bad);
     free(data);
+}
+END_TEST
+
+/* The daemon's spare files (DaemonInfoReply.spare_files). */
+static Peerdist__SpareFiles spare_files(void)
+{
+    Peerdist__Reply *r = daemon_info();
+    ck_assert_ptr_nonnull(r->daemon_info->spare_files);
+    Peerdist__SpareFiles sf = *r->daemon_info->spare_files;
+    peerdist__reply__free_unpacked(r, NULL);
+    return sf;
+}
+
+static bool spare_kept(void *arg)
+{
+    return spare_files().files > *(const uint64_t *)arg;
+}
+
+/* Where the first allocated byte of the data file of ci's segment 0 at or after off is
+ * (-1: none). */
+static off_t data_at_or_after(const struct api_ci *ci, off_t off)
+{
+    char hex[2 * CI_MAX_DIGEST + 1], path[512];
+    for (size_t i = 0; i < ci->info->digest_len; i++)
+        snprintf(hex + 2 * i, 3, "%02x", ci->info->segments[0].id[i]);
+    snprintf(path, sizeof(path), "%s/data/%.2s/%s", td.dir, hex, hex);
+    int fd = open(path, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    off_t at = lseek(fd, off, SEEK_DATA);
+    close(fd);
+    return at;
+}
+
+/*
+ * A flushed segment's data file becomes a spare, and the next new segment file of its size is
+ * that file renamed into place: the old bytes sit in the slots the new segment has not filled
+ * yet. They are never served: reads report those blocks missing, before and after a restart
+ * (whose clean stop punches them), and the old content's own blocks are missing too.
+ */
+START_TEST(spare_files_never_serve_their_old_bytes)
+{
+    td_stop(&td); /* room for spares whatever the test machine's filesystem */
+    FILE *f = fopen(td.conf, "a");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "cache_size = 1G\nspare_pool = 64M\n");
+    fclose(f);
+    td_start(&td);
+    const size_t len = 2 * MiB;
+    uint8_t *a = api_make_content(len, 111), *b = api_make_content(len, 112);
+    uint8_t *buf = malloc(len);
+    PEERDIST_INSTANCE_HANDLE h = api_startup();
+    struct api_ci ca, cb;
+    publish_ci(h, "spare-a", a, len, 1, &ca);
+    publish_ci(h, "spare-b", b, len, 1, &cb);
+    PEERDIST_CONTENT_TAG tag_a = api_make_tag(111), tag_b = api_make_tag(112);
+    PEERDIST_CONTENT_HANDLE c = api_open_with_ci(h, &tag_a, &ca);
+    ck_assert_uint_eq(api_add_data(h, c, 0, a, MiB, NULL), ERROR_SUCCESS);
+    ck_assert_uint_eq(api_add_data(h, c, MiB, a + MiB, MiB, NULL), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistClientCloseContent(h, c), ERROR_SUCCESS);
+    uint64_t files = spare_files().files;
+    ck_assert_uint_eq(api_flush(h, &tag_a), ERROR_SUCCESS);
+    ck_assert(td_wait_until(spare_kept, &files)); /* reclaim runs after the flush replies */
+    Peerdist__SpareFiles s1 = spare_files();
+
+    /* B's first half: its file is A's, renamed into place; A's bytes fill the second half. */
+    c = api_open_with_ci(h, &tag_b, &cb);
+    ck_assert_uint_eq(api_add_data(h, c, 0, b, MiB, NULL), ERROR_SUCCESS);
+    Peerdist__SpareFiles s2 = spare_files();
+    ck_assert_uint_eq(s2.taken, s1.taken + 1);
+    ck_assert_uint_eq(s2.files, s1.files - 1);
+    ck_assert_int_eq(data_at_or_after(&cb, MiB), MiB);
+    api_read_back_block(h, c, b, 0, MiB);
+    api_assert_missing(api_block_read(h, c, MiB, MiB, buf), MiB, MiB);
+    PEERDIST_CONTENT_HANDLE ca_h = api_open_with_ci(h, &tag_a, &ca);
+    api_assert_missing(api_block_read(h, ca_h, 0, (DWORD)len, buf), 0, len);
+    ck_assert_uint_eq(PeerDistClientCloseContent(h, ca_h), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistClientCloseContent(h, c), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistShutdown(h), ERROR_SUCCESS);
+
+    /* A clean stop punches the old bytes; the new ones stay, and read the same. */
+    ck_assert_int_eq(td_stop(&td), 0);
+    ck_assert_int_eq(data_at_or_after(&cb, MiB), -1);
+    td_start(&td);
+    h = api_startup();
+    c = api_open_with_ci(h, &tag_b, &cb);
+    api_read_back_block(h, c, b, 0, MiB);
+    api_assert_missing(api_block_read(h, c, MiB, MiB, buf), MiB, MiB);
+    ck_assert_uint_eq(api_add_data(h, c, MiB, b + MiB, MiB, NULL), ERROR_SUCCESS);
+    api_read_back_block(h, c, b, 0, len);
+    ck_assert_uint_eq(PeerDistClientCloseContent(h, c), ERROR_SUCCESS);
+    ck_assert_uint_eq(PeerDistShutdown(h), ERROR_SUCCESS);
+    api_ci_free(&ca);
+    api_ci_free(&cb);
+    free(buf);
+    free(a);
+    free(b);
 }
 END_TEST
 
@@ -707,6 +812,7 @@ int main(void)
     tcase_add_test(tc, exactly_32_mib_v1);
     tcase_add_test(tc, wal_starts_over_under_a_steady_stream_of_adds);
     tcase_add_test(tc, adddata_timing_counts_the_calls_that_stored_blocks);
+    tcase_add_test(tc, spare_files_never_serve_their_old_bytes);
     tcase_add_test(tc, hundred_mib_v1);
     tcase_add_test(tc, reads_see_blocks_added_meanwhile);
     tcase_add_test(tc, two_uids);

@@ -36,8 +36,9 @@ static Peerdist__Reply *call(const struct ctl_ctx *x, struct pdconn *c, Peerdist
 static const char status_help[] =
     "Usage: peerdistctl status [--json]\n"
     "Shows peerdistd's version, protocol, service status, mode, socket, database (and its\n"
-    "size), connections, uptime, the disk space a flush freed still being reclaimed, and\n"
-    "where AddData's time went since start (mean per call of each stage).\n"
+    "size), connections, uptime, the disk space a flush freed still being reclaimed, the\n"
+    "spare data files kept for new segments, and where AddData's time went since start\n"
+    "(mean per call of each stage).\n"
     "  --json           one JSON object; when the daemon is not reachable:\n"
     "                   {\"status\": \"unavailable\", \"socket\": ..., \"error\": ...}, exit 1\n"
     "Exit: 0 reachable, 1 not reachable, 2 bad usage.\n";
@@ -95,6 +96,13 @@ static void status_print(const Peerdist__DaemonInfoReply *d, bool json)
                ", \"reclaim_pending_slots\": %" PRIu64 ", \"reclaimed_slots\": %" PRIu64,
             d->database_bytes, d->connections, d->uptime_seconds, d->reclaim_pending, d->reclaimed);
         add_timing_print(d->add_data, true);
+        if (d->spare_files)
+            printf(", \"spare_files\": {\"files\": %" PRIu64 ", \"bytes\": %" PRIu64
+                   ", \"kept\": %" PRIu64 ", \"taken\": %" PRIu64 "}",
+                d->spare_files->files, d->spare_files->bytes, d->spare_files->kept,
+                d->spare_files->taken);
+        else
+            printf(", \"spare_files\": null");
         printf("}\n");
         return;
     }
@@ -107,6 +115,11 @@ static void status_print(const Peerdist__DaemonInfoReply *d, bool json)
     printf("uptime:       %" PRIu64 " s\n", d->uptime_seconds);
     printf("reclaim:      %" PRIu64 " slots of 64 KiB pending, %" PRIu64 " reclaimed\n",
         d->reclaim_pending, d->reclaimed);
+    if (d->spare_files)
+        printf("spare files:  %" PRIu64 " (%.1f MiB on disk); since start %" PRIu64
+               " kept, %" PRIu64 " reused\n",
+            d->spare_files->files, (double)d->spare_files->bytes / (1024 * 1024),
+            d->spare_files->kept, d->spare_files->taken);
     add_timing_print(d->add_data, false);
 }
 
