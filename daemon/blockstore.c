@@ -624,13 +624,13 @@ static struct spare spare_remove(struct spare_pool *sp, size_t i)
 }
 
 /* Is there room on the filesystem to keep bytes more as spares, the pool's limit besides? */
-static bool spare_room(const struct spare_pool *sp, uint64_t bytes)
+static bool spare_room(const struct spare_pool *sp, uint64_t limit, uint64_t bytes)
 {
     struct statvfs sv;
     if (statvfs(sp->dir, &sv) != 0)
         return false;
     uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
-    return avail >= sp->limit + bytes + BS_SPARE_FREE_MARGIN;
+    return avail >= limit + bytes + BS_SPARE_FREE_MARGIN;
 }
 
 /*
@@ -646,23 +646,28 @@ static void spare_keep_or_release(struct blockstore *bs, const char *path)
         return;
     }
     struct spare f = {0, (uint64_t)sb.st_size, (uint64_t)sb.st_blocks * 512};
-    bool kept = false;
-    if (f.bytes >= BS_SPARE_MIN_BYTES && spare_room(sp, f.bytes)) {
-        char dst[4096];
-        pthread_mutex_lock(&sp->mu);
-        f.seq = sp->seq++;
-        spare_path(sp, f.seq, dst, sizeof(dst));
-        /* Renamed under mu, so a take never finds the entry before its file. */
-        if (spare_push(sp, &f)) {
-            if ((kept = rename(path, dst) == 0))
-                sp->kept++;
-            else
-                spare_remove(sp, sp->n - 1); /* the entry just pushed */
-        }
-        pthread_mutex_unlock(&sp->mu);
-    }
-    if (!kept)
+    pthread_mutex_lock(&sp->mu);
+    uint64_t limit = sp->limit;
+    bool fits = sp->n < BS_SPARE_FILES_MAX && sp->bytes + f.bytes <= limit;
+    f.seq = sp->seq++;
+    pthread_mutex_unlock(&sp->mu);
+    if (f.bytes < BS_SPARE_MIN_BYTES || !fits || !spare_room(sp, limit, f.bytes)) {
         release_file(path);
+        return;
+    }
+    char dst[4096];
+    spare_path(sp, f.seq, dst, sizeof(dst));
+    if (rename(path, dst) != 0) {
+        log_warn("spare file %s: rename from %s: %s", dst, path, strerror(errno));
+        release_file(path);
+        return;
+    }
+    pthread_mutex_lock(&sp->mu);
+    bool kept = spare_push(sp, &f); /* the pool may have filled meanwhile */
+    sp->kept += kept;
+    pthread_mutex_unlock(&sp->mu);
+    if (!kept)
+        release_file(dst);
 }
 
 /*
