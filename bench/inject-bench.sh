@@ -7,7 +7,8 @@
 # starts once the daemon has reclaimed the flushed space (as the baselines run on a quiet disk).
 # PEERDISTD=path / PEERDISTCTL=path run other binaries. BEFORE=path (an older peerdistctl) also
 # times its inject in each repetition, right after the baseline, for a before/after on the same
-# machine state: keys before_* in the SUMMARY line.
+# machine state: keys before_* in the SUMMARY line. BENCH_CONF is the daemon's configuration
+# file's text (for example 'spare_pool = 0': each inject into new files, as on a fresh cache).
 set -eu
 cd "$(dirname "$0")/.."
 size_mib=${1:-256}
@@ -17,9 +18,9 @@ daemon=$(realpath "${PEERDISTD:-build/daemon/peerdistd}")
 ctl=$(realpath "${PEERDISTCTL:-build/client/peerdistctl}")
 dir=$(mktemp -d "$PWD/build/bench-inject.XXXXXX")
 trap 'test -f "$dir/pid" && kill "$(cat "$dir/pid")" 2>/dev/null; rm -rf "$dir"' EXIT
-: >"$dir/empty.conf"
+printf '[peerdistd]\n%s\n' "${BENCH_CONF:-}" >"$dir/daemon.conf"
 "$daemon" --mode local --socket "$dir/s.sock" --db "$dir/cache.db" --state-dir "$dir/state" \
-    --config "$dir/empty.conf" 2>>"$dir/log" &
+    --config "$dir/daemon.conf" 2>>"$dir/log" &
 echo $! >"$dir/pid"
 for _ in $(seq 200); do test -S "$dir/s.sock" && break; sleep 0.05; done
 export PEERDIST_SOCKET="$dir/s.sock"
