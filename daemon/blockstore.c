@@ -84,7 +84,25 @@ struct spare_taken {
     uint64_t rowed[SPARE_SLOTS_MAX / 64];
 };
 
+/* A data file made from a spare whose name is not known durable yet: its directory's fsync
+ * is under way (busy), or failed and is owed by the next worker that opens the file. */
+struct spare_placing {
+    uint8_t seg[STORE_MAX_ID];
+    uint8_t seglen;
+    int64_t file_owner;
+    bool busy;
+};
+
 struct spare_pool {
+    /*
+     * place_mu: held over the open of a data file and over a spare's rename into place, so no
+     * worker opens a file made from a spare before its name is durable (placing, placed).
+     * Taken before mu, never after.
+     */
+    pthread_mutex_t place_mu;
+    pthread_cond_t placed;
+    struct spare_placing placing[BS_SPARE_TAKEN_MAX];
+    size_t nplacing;
     pthread_mutex_t mu; /* any thread; held only to change the lists, never over I/O */
     char *dir;          /* <data>/spare */
     struct spare files[BS_SPARE_FILES_MAX];
@@ -94,6 +112,7 @@ struct spare_pool {
     uint64_t bytes, limit; /* held on disk, and the most it may hold (bs_spare_limit) */
     uint64_t seq;          /* the next file's name */
     uint64_t kept, taken;  /* files kept and taken since start */
+    bool off;              /* the filesystem cannot rename without replacing: none kept */
 };
 
 struct blockstore {
@@ -167,13 +186,15 @@ void bs_file_path(const struct blockstore *bs, const uint8_t *seg, size_t seglen
 
 static int spare_into_place(struct blockstore *bs, const char *path, uint64_t want,
     const uint8_t *seg, size_t seglen, int64_t file_owner);
+static int open_placed(struct blockstore *bs, const char *path, const uint8_t *seg, size_t seglen,
+    int64_t file_owner, int flags);
 
 int bs_open_write(struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner,
     uint64_t want)
 {
     char path[4096];
     bs_file_path(bs, seg, seglen, file_owner, path, sizeof(path));
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    int fd = open_placed(bs, path, seg, seglen, file_owner, O_WRONLY | O_CLOEXEC);
     if (fd >= 0 || errno != ENOENT)
         return fd;
     char *slash = strrchr(path, '/');
@@ -183,7 +204,14 @@ int bs_open_write(struct blockstore *bs, const uint8_t *seg, size_t seglen, int6
     *slash = '/';
     if (want && spare_into_place(bs, path, want, seg, seglen, file_owner) < 0)
         return -1;
-    return open(path, O_WRONLY | O_CREAT | O_CLOEXEC, FS_FILE_MODE);
+    return open_placed(bs, path, seg, seglen, file_owner, O_WRONLY | O_CREAT | O_CLOEXEC);
+}
+
+int bs_open_existing(struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner)
+{
+    char path[4096];
+    bs_file_path(bs, seg, seglen, file_owner, path, sizeof(path));
+    return open_placed(bs, path, seg, seglen, file_owner, O_WRONLY | O_CLOEXEC);
 }
 
 int bs_read(const struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner,
@@ -651,7 +679,8 @@ static void spare_keep_or_release(struct blockstore *bs, const char *path)
     bool fits = sp->n < BS_SPARE_FILES_MAX && sp->bytes + f.bytes <= limit;
     f.seq = sp->seq++;
     pthread_mutex_unlock(&sp->mu);
-    if (f.bytes < BS_SPARE_MIN_BYTES || !fits || !spare_room(sp, limit, f.bytes)) {
+    if (f.bytes < BS_SPARE_MIN_BYTES || f.size < BS_SPARE_MIN_BYTES || !fits ||
+        !spare_room(sp, limit, f.bytes)) {
         release_file(path);
         return;
     }
@@ -670,43 +699,9 @@ static void spare_keep_or_release(struct blockstore *bs, const char *path)
         release_file(dst);
 }
 
-/*
- * Worker: path (a data file that does not exist) becomes the largest spare no longer than
- * want, renamed into place and the rename made durable (its directory synced) before any
- * block is written to it: the blocks' own syncs then write over allocated space and need no
- * journal commit of their own. 0 (a spare is in place, or none fit: the caller creates the
- * file), or -1 with errno (the directory could not be synced; the spare is back).
- */
-static int spare_into_place(struct blockstore *bs, const char *path, uint64_t want,
-    const uint8_t *seg, size_t seglen, int64_t file_owner)
+/* 0, or the errno of syncing the directory holding path (which makes a rename in it durable). */
+static int dir_sync(const char *path)
 {
-    struct spare_pool *sp = &bs->spares;
-    pthread_mutex_lock(&sp->mu);
-    size_t best = sp->n;
-    for (size_t i = 0; i < sp->n && sp->ntaken < BS_SPARE_TAKEN_MAX; i++) /* else: a tidy first */
-        if (sp->files[i].size <= want &&
-            (best == sp->n || sp->files[i].size > sp->files[best].size))
-            best = i;
-    if (best == sp->n) {
-        pthread_mutex_unlock(&sp->mu);
-        return 0;
-    }
-    struct spare f = spare_remove(sp, best);
-    pthread_mutex_unlock(&sp->mu);
-    char src[4096];
-    spare_path(sp, f.seq, src, sizeof(src));
-    /* NOREPLACE: another worker may have created the file meanwhile; its bytes stay. */
-    if (renameat2(AT_FDCWD, src, AT_FDCWD, path, RENAME_NOREPLACE) != 0) {
-        int err = errno;
-        pthread_mutex_lock(&sp->mu);
-        bool back = err == EEXIST && spare_push(sp, &f);
-        pthread_mutex_unlock(&sp->mu);
-        if (!back && err != EEXIST)
-            log_warn("spare file %s: rename to %s: %s", src, path, strerror(err));
-        if (!back && err == EEXIST)
-            release_file(src);
-        return 0;
-    }
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s", path);
     *strrchr(dir, '/') = 0;
@@ -714,24 +709,131 @@ static int spare_into_place(struct blockstore *bs, const char *path, uint64_t wa
     int err = dfd < 0 ? errno : fsync(dfd) != 0 ? errno : 0;
     if (dfd >= 0)
         close(dfd);
-    if (err) {
-        /* The name may not survive a crash: no block may be acknowledged in this file. */
+    if (err)
         log_error("data directory %s: fsync: %s", dir, strerror(err));
-        if (rename(path, src) == 0) {
-            pthread_mutex_lock(&sp->mu);
-            bool back = spare_push(sp, &f);
-            pthread_mutex_unlock(&sp->mu);
-            if (!back)
-                release_file(src);
-        }
-        errno = err;
-        return -1;
+    return err;
+}
+
+/* Under place_mu. */
+static struct spare_placing *placing_find(struct spare_pool *sp, const uint8_t *seg, size_t seglen,
+    int64_t file_owner)
+{
+    for (size_t i = 0; i < sp->nplacing; i++) {
+        struct spare_placing *pl = &sp->placing[i];
+        if (pl->seglen == seglen && pl->file_owner == file_owner &&
+            memcmp(pl->seg, seg, seglen) == 0)
+            return pl;
     }
-    log_debug("data file %s made from spare %" PRIu64 " (%" PRIu64 " bytes on disk)", path, f.seq,
-        f.bytes);
+    return NULL;
+}
+
+/*
+ * Under place_mu, which it may release and take again while it waits: the directory sync a
+ * file made from a spare still owes, made here. 0 once the file's name is durable (or it was
+ * no spare), or an errno.
+ */
+static int placed_wait(struct spare_pool *sp, const char *path, const uint8_t *seg, size_t seglen,
+    int64_t file_owner)
+{
+    struct spare_placing *pl;
+    while ((pl = placing_find(sp, seg, seglen, file_owner))) {
+        if (pl->busy) {
+            pthread_cond_wait(&sp->placed, &sp->place_mu);
+            continue;
+        }
+        pl->busy = true; /* the sync failed before: this opener tries again */
+        pthread_mutex_unlock(&sp->place_mu);
+        int err = dir_sync(path);
+        pthread_mutex_lock(&sp->place_mu);
+        pl = placing_find(sp, seg, seglen, file_owner);
+        if (!err)
+            *pl = sp->placing[--sp->nplacing];
+        else
+            pl->busy = false;
+        pthread_cond_broadcast(&sp->placed);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+/* Worker: open(path, flags), once a spare renamed to path (if it is one) has a durable name. */
+static int open_placed(struct blockstore *bs, const char *path, const uint8_t *seg, size_t seglen,
+    int64_t file_owner, int flags)
+{
+    struct spare_pool *sp = &bs->spares;
+    pthread_mutex_lock(&sp->place_mu);
+    int err = placed_wait(sp, path, seg, seglen, file_owner);
+    int fd = err ? -1 : open(path, flags, FS_FILE_MODE);
+    if (fd < 0 && !err)
+        err = errno;
+    pthread_mutex_unlock(&sp->place_mu);
+    errno = err;
+    return fd;
+}
+
+/*
+ * Worker: path (a data file that does not exist) becomes the largest spare no longer than
+ * want, renamed into place, its name made durable (its directory synced) before any block is
+ * written to it, by this worker or any other (open_placed waits): the blocks' own syncs then
+ * write over allocated space and need no journal commit of their own. 0 (a spare is in place,
+ * or none fit: the caller creates the file), or -1 with errno (the directory could not be
+ * synced; the file stays, and the next worker to open it tries the sync again).
+ */
+static int spare_into_place(struct blockstore *bs, const char *path, uint64_t want,
+    const uint8_t *seg, size_t seglen, int64_t file_owner)
+{
+    struct spare_pool *sp = &bs->spares;
+    pthread_mutex_lock(&sp->place_mu);
+    pthread_mutex_lock(&sp->mu);
+    size_t best = sp->n;
+    /* With BS_SPARE_TAKEN_MAX files untidied, none: they wait for a tidy first. */
+    for (size_t i = 0; i < sp->n && sp->ntaken < BS_SPARE_TAKEN_MAX; i++)
+        if (sp->files[i].size <= want &&
+            (best == sp->n || sp->files[i].size > sp->files[best].size))
+            best = i;
+    if (best == sp->n || sp->nplacing == BS_SPARE_TAKEN_MAX) {
+        pthread_mutex_unlock(&sp->mu);
+        pthread_mutex_unlock(&sp->place_mu);
+        return 0;
+    }
+    struct spare f = spare_remove(sp, best);
+    pthread_mutex_unlock(&sp->mu);
+    char src[4096];
+    spare_path(sp, f.seq, src, sizeof(src));
+    /* NOREPLACE: a file created meanwhile (before place_mu was taken) keeps its bytes. */
+    if (renameat2(AT_FDCWD, src, AT_FDCWD, path, RENAME_NOREPLACE) != 0) {
+        int err = errno;
+        pthread_mutex_unlock(&sp->place_mu);
+        bool back = false;
+        if (err == EEXIST) {
+            pthread_mutex_lock(&sp->mu);
+            back = spare_push(sp, &f);
+            pthread_mutex_unlock(&sp->mu);
+        } else if (err != ENOENT) {
+            log_warn("spare file %s: rename to %s: %s", src, path, strerror(err));
+            if (err == EINVAL || err == ENOSYS || err == EOPNOTSUPP) {
+                log_warn("spare files off: the cache filesystem cannot rename without replacing");
+                pthread_mutex_lock(&sp->mu);
+                sp->off = true;
+                pthread_mutex_unlock(&sp->mu);
+                bs_spare_limit(bs, 0);
+            }
+        }
+        if (!back && err != ENOENT)
+            release_file(src);
+        return 0;
+    }
+    struct spare_placing *pl = &sp->placing[sp->nplacing++];
+    memset(pl, 0, sizeof(*pl));
+    memcpy(pl->seg, seg, seglen);
+    pl->seglen = (uint8_t)seglen;
+    pl->file_owner = file_owner;
+    pl->busy = true;
     pthread_mutex_lock(&sp->mu);
     sp->taken++;
-    if (sp->ntaken < BS_SPARE_TAKEN_MAX) { /* else a tidy never punches its old bytes */
+    /* Room was checked above; only a tidy that could not start puts files back meanwhile. */
+    if (sp->ntaken < BS_SPARE_TAKEN_MAX) {
         struct spare_taken *t = &sp->taken_files[sp->ntaken++];
         memset(t, 0, sizeof(*t));
         memcpy(t->seg, seg, seglen);
@@ -741,7 +843,20 @@ static int spare_into_place(struct blockstore *bs, const char *path, uint64_t wa
         t->nslots = (uint32_t)((f.size + BS_SLOT_SIZE - 1) / BS_SLOT_SIZE);
     }
     pthread_mutex_unlock(&sp->mu);
-    return 0;
+    pthread_mutex_unlock(&sp->place_mu);
+    log_debug("data file %s made from spare %" PRIu64 " (%" PRIu64 " bytes on disk)", path, f.seq,
+        f.bytes);
+    int err = dir_sync(path);
+    pthread_mutex_lock(&sp->place_mu);
+    pl = placing_find(sp, seg, seglen, file_owner);
+    if (!err)
+        *pl = sp->placing[--sp->nplacing];
+    else
+        pl->busy = false; /* owed by the next opener (open_placed) */
+    pthread_cond_broadcast(&sp->placed);
+    pthread_mutex_unlock(&sp->place_mu);
+    errno = err;
+    return err ? -1 : 0;
 }
 
 /*
@@ -870,7 +985,7 @@ static void spare_trim(struct blockstore *bs, uint64_t keep)
 void bs_spare_limit(struct blockstore *bs, uint64_t limit)
 {
     pthread_mutex_lock(&bs->spares.mu);
-    bs->spares.limit = limit;
+    bs->spares.limit = limit = bs->spares.off ? 0 : limit;
     bool over = bs->spares.bytes > limit;
     pthread_mutex_unlock(&bs->spares.mu);
     if (over)
@@ -1094,6 +1209,8 @@ int bs_open(const char *db_path, struct worker_pool *wp, struct blockstore **out
     pthread_mutex_init(&bs->mu, NULL);
     pthread_mutex_init(&bs->hold_mu, NULL);
     pthread_mutex_init(&bs->spares.mu, NULL);
+    pthread_mutex_init(&bs->spares.place_mu, NULL);
+    pthread_cond_init(&bs->spares.placed, NULL);
     bs->wp = wp;
     TAILQ_INIT(&bs->known_lru);
     if (getrandom(&bs->seed, sizeof(bs->seed), GRND_NONBLOCK) != sizeof(bs->seed))
@@ -1161,6 +1278,8 @@ void bs_close(struct blockstore *bs)
     pthread_mutex_destroy(&bs->mu);
     pthread_mutex_destroy(&bs->hold_mu);
     pthread_mutex_destroy(&bs->spares.mu);
+    pthread_mutex_destroy(&bs->spares.place_mu);
+    pthread_cond_destroy(&bs->spares.placed);
     free(bs->spares.dir);
     free(bs->dir);
     free(bs);

@@ -41,6 +41,8 @@ void bs_file_path(const struct blockstore *bs, const uint8_t *seg, size_t seglen
  */
 int bs_open_write(struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner,
     uint64_t want);
+/* Worker: the file for writing if it exists (else -1, ENOENT): for syncing what was written. */
+int bs_open_existing(struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner);
 /* Loop or worker: reads exactly len bytes of a stored block; 0, or -1 (short file, I/O error). */
 int bs_read(const struct blockstore *bs, const uint8_t *seg, size_t seglen, int64_t file_owner,
     uint64_t file_offset, void *buf, size_t len);
@@ -126,7 +128,7 @@ bool bs_held_locked(const struct blockstore *bs, const uint8_t *seg, size_t segl
  * the slots with no row, as reclaim punches freed slots; bs_close does so for all. At most
  * BS_SPARE_TAKEN_MAX files wait: with as many, no spare is taken.
  */
-#define BS_SPARE_TAKEN_MAX 64
+#define BS_SPARE_TAKEN_MAX 16
 #define BS_SPARE_TIDY_S 60
 /* Loop (the eviction timer): tidies, on a worker, the files taken BS_SPARE_TIDY_S ago. */
 void bs_spare_tidy(struct blockstore *bs);

@@ -61,7 +61,9 @@ static void op_work(void *arg)
         if (!fd_for || fd_for->seg != u->seg || fd_for->owner != u->owner) {
             if (fd >= 0)
                 close(fd); /* synced later, with other ops' writes to it (group sync) */
-            fd = bs_open_write(bs, seg->id, ci->digest_len, u->owner, seg->length);
+            /* V1 only from spares: a tidy punches by 64 KiB block, a V2 segment is one. */
+            fd = bs_open_write(bs, seg->id, ci->digest_len, u->owner,
+                ci->version == CI_VERSION_2 ? 0 : seg->length);
             fd_for = u;
         }
         uint64_t at = (uint64_t)u->block * BS_SLOT_SIZE;

@@ -359,7 +359,7 @@ static void group_sync_work(void *arg)
             if (u->result != UNIT_OK || u->synced)
                 continue;
             const uint8_t *seg = ci->segments[u->seg].id;
-            int fd = bs_open_write(cd->d->bs, seg, ci->digest_len, u->owner, 0);
+            int fd = bs_open_existing(cd->d->bs, seg, ci->digest_len, u->owner);
             int err = fd < 0 ? (errno ? errno : EIO) : fdatasync(fd) != 0 ? errno : 0;
             if (fd >= 0)
                 close(fd);

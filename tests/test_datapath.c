@@ -413,7 +413,7 @@ static off_t data_at_or_after(const struct api_ci *ci, off_t off)
  */
 START_TEST(spare_files_never_serve_their_old_bytes)
 {
-    td_stop(&td); /* room for spares whatever the test machine's filesystem */
+    td_stop(&td); /* a pool whatever the filesystem's size (it needs 350 MiB free) */
     FILE *f = fopen(td.conf, "a");
     ck_assert_ptr_nonnull(f);
     fprintf(f, "cache_size = 1G\nspare_pool = 64M\n");

@@ -6,8 +6,9 @@
  * bytes on disk match its hash, flushed tags stay flushed (no label of theirs, no block only
  * they kept), and publishing gives the same content information as before (the secret
  * survived). Flushed data files become spares and are written over by the next adds (a small
- * spare_pool, so whatever the filesystem). Cycles: PEERDIST_KILL_CYCLES (default 30, the run in the suite; `make test-kill` runs
- * more), seed: PEERDIST_KILL_SEED (default: the time, printed).
+ * spare_pool, whatever the filesystem's size). Cycles: PEERDIST_KILL_CYCLES (default 30, the
+ * run in the suite; `make test-kill` runs more), seed: PEERDIST_KILL_SEED (default: the time,
+ * printed).
  */
 #include <check.h>
 #include <errno.h>
@@ -589,7 +590,8 @@ START_TEST(kill_9_during_publish_adddata_and_flush)
         seed);
     rng = seed | 1;
     td_init(&td, "local");
-    /* Spares whatever the test machine's filesystem: flushed files are written over too. */
+    /* A pool whatever the filesystem's size (it needs 350 MiB free): flushed files are
+     * written over too. */
     FILE *conf = fopen(td.conf, "a");
     ck_assert_ptr_nonnull(conf);
     fprintf(conf, "cache_size = 1G\nspare_pool = 64M\n");
