@@ -84,13 +84,11 @@ struct spare_taken {
     uint64_t rowed[SPARE_SLOTS_MAX / 64];
 };
 
-/* A data file made from a spare whose name is not known durable yet: its directory's fsync
- * is under way (busy), or failed and is owed by the next worker that opens the file. */
+/* A data file made from a spare whose directory's fsync is under way: not opened till done. */
 struct spare_placing {
     uint8_t seg[STORE_MAX_ID];
     uint8_t seglen;
     int64_t file_owner;
-    bool busy;
 };
 
 struct spare_pool {
@@ -727,34 +725,13 @@ static struct spare_placing *placing_find(struct spare_pool *sp, const uint8_t *
     return NULL;
 }
 
-/*
- * Under place_mu, which it may release and take again while it waits: the directory sync a
- * file made from a spare still owes, made here. 0 once the file's name is durable (or it was
- * no spare), or an errno.
- */
-static int placed_wait(struct spare_pool *sp, const char *path, const uint8_t *seg, size_t seglen,
+/* Under place_mu, which it releases while it waits: until no spare is being placed at the
+ * file (spare_into_place). */
+static void placed_wait(struct spare_pool *sp, const uint8_t *seg, size_t seglen,
     int64_t file_owner)
 {
-    struct spare_placing *pl;
-    while ((pl = placing_find(sp, seg, seglen, file_owner))) {
-        if (pl->busy) {
-            pthread_cond_wait(&sp->placed, &sp->place_mu);
-            continue;
-        }
-        pl->busy = true; /* the sync failed before: this opener tries again */
-        pthread_mutex_unlock(&sp->place_mu);
-        int err = dir_sync(path);
-        pthread_mutex_lock(&sp->place_mu);
-        pl = placing_find(sp, seg, seglen, file_owner);
-        if (!err)
-            *pl = sp->placing[--sp->nplacing];
-        else
-            pl->busy = false;
-        pthread_cond_broadcast(&sp->placed);
-        if (err)
-            return err;
-    }
-    return 0;
+    while (placing_find(sp, seg, seglen, file_owner))
+        pthread_cond_wait(&sp->placed, &sp->place_mu);
 }
 
 /* Worker: open(path, flags), once a spare renamed to path (if it is one) has a durable name. */
@@ -763,10 +740,9 @@ static int open_placed(struct blockstore *bs, const char *path, const uint8_t *s
 {
     struct spare_pool *sp = &bs->spares;
     pthread_mutex_lock(&sp->place_mu);
-    int err = placed_wait(sp, path, seg, seglen, file_owner);
-    int fd = err ? -1 : open(path, flags, FS_FILE_MODE);
-    if (fd < 0 && !err)
-        err = errno;
+    placed_wait(sp, seg, seglen, file_owner);
+    int fd = open(path, flags, FS_FILE_MODE);
+    int err = errno;
     pthread_mutex_unlock(&sp->place_mu);
     errno = err;
     return fd;
@@ -778,7 +754,7 @@ static int open_placed(struct blockstore *bs, const char *path, const uint8_t *s
  * written to it, by this worker or any other (open_placed waits): the blocks' own syncs then
  * write over allocated space and need no journal commit of their own. 0 (a spare is in place,
  * or none fit: the caller creates the file), or -1 with errno (the directory could not be
- * synced; the file stays, and the next worker to open it tries the sync again).
+ * synced: the file is unlinked before anyone opens it, its blocks were never written).
  */
 static int spare_into_place(struct blockstore *bs, const char *path, uint64_t want,
     const uint8_t *seg, size_t seglen, int64_t file_owner)
@@ -792,7 +768,8 @@ static int spare_into_place(struct blockstore *bs, const char *path, uint64_t wa
         if (sp->files[i].size <= want &&
             (best == sp->n || sp->files[i].size > sp->files[best].size))
             best = i;
-    if (best == sp->n || sp->nplacing == BS_SPARE_TAKEN_MAX) {
+    if (best == sp->n || sp->nplacing == BS_SPARE_TAKEN_MAX ||
+        placing_find(sp, seg, seglen, file_owner)) {
         pthread_mutex_unlock(&sp->mu);
         pthread_mutex_unlock(&sp->place_mu);
         return 0;
@@ -829,7 +806,6 @@ static int spare_into_place(struct blockstore *bs, const char *path, uint64_t wa
     memcpy(pl->seg, seg, seglen);
     pl->seglen = (uint8_t)seglen;
     pl->file_owner = file_owner;
-    pl->busy = true;
     pthread_mutex_lock(&sp->mu);
     sp->taken++;
     /* Room was checked above; only a tidy that could not start puts files back meanwhile. */
@@ -848,11 +824,15 @@ static int spare_into_place(struct blockstore *bs, const char *path, uint64_t wa
         f.bytes);
     int err = dir_sync(path);
     pthread_mutex_lock(&sp->place_mu);
+    /*
+     * A name that may not be durable takes no block: nobody has opened the file (opens wait
+     * above), and the caller's pins keep reclaim away, so it goes here. A later write creates
+     * the file anew; a crash before this unlink leaves a file no row names (reconciled).
+     */
+    if (err && unlink(path) != 0)
+        log_error("data file %s: unlink: %s", path, strerror(errno));
     pl = placing_find(sp, seg, seglen, file_owner);
-    if (!err)
-        *pl = sp->placing[--sp->nplacing];
-    else
-        pl->busy = false; /* owed by the next opener (open_placed) */
+    *pl = sp->placing[--sp->nplacing];
     pthread_cond_broadcast(&sp->placed);
     pthread_mutex_unlock(&sp->place_mu);
     errno = err;
@@ -1062,11 +1042,15 @@ static void reclaim_file(struct blockstore *bs, const struct store_reclaim *r, s
             (unsigned long long)atomic_fetch_add(&bs->trash_seq, 1));
         int moved = rename(path, trash) == 0 ? 1 : errno == ENOENT ? 0 : -1;
         int err = errno;
+        /* A write whose pin could not be recorded may still hold the file: not a spare. */
+        bool keepable = bs->unpinned == 0;
         pthread_mutex_unlock(&bs->mu);
         if (moved < 0)
             log_warn("reclaim: rename %s: %s", path, strerror(err));
-        else if (moved)
+        else if (moved && keepable)
             spare_keep_or_release(bs, trash);
+        else if (moved)
+            release_file(trash);
         bs->reclaimed += n;
         return;
     }
