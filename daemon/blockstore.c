@@ -73,22 +73,33 @@ struct spare {
     uint64_t bytes; /* st_blocks * 512: what it holds on disk */
 };
 
+/* Which data file: a segment and the file's owner (STORE_OWNER_SHARED or a uid). */
+struct file_key {
+    uint8_t seg[STORE_MAX_ID];
+    uint8_t seglen;
+    int64_t file_owner;
+};
+
+static struct file_key file_key(const uint8_t *seg, size_t seglen, int64_t file_owner)
+{
+    struct file_key k = {.seglen = (uint8_t)seglen, .file_owner = file_owner};
+    memcpy(k.seg, seg, seglen);
+    return k;
+}
+
+static bool file_key_is(const struct file_key *k, const uint8_t *seg, size_t seglen,
+    int64_t file_owner)
+{
+    return k->seglen == seglen && k->file_owner == file_owner && memcmp(k->seg, seg, seglen) == 0;
+}
+
 /* A data file made from a spare: its slots no row names still hold the old bytes. */
 #define SPARE_SLOTS_MAX 512 /* a V1 segment's blocks: past that, only a tidy ends it */
 struct spare_taken {
-    uint8_t seg[STORE_MAX_ID];
-    uint8_t seglen;
-    int64_t file_owner;
+    struct file_key key;
     time_t at;
     uint32_t nslots, filled; /* the spare's slots, and those a commit has given a row */
     uint64_t rowed[SPARE_SLOTS_MAX / 64];
-};
-
-/* A data file made from a spare whose directory's fsync is under way: not opened till done. */
-struct spare_placing {
-    uint8_t seg[STORE_MAX_ID];
-    uint8_t seglen;
-    int64_t file_owner;
 };
 
 struct spare_pool {
@@ -99,7 +110,7 @@ struct spare_pool {
      */
     pthread_mutex_t place_mu;
     pthread_cond_t placed;
-    struct spare_placing placing[BS_SPARE_TAKEN_MAX];
+    struct file_key placing[BS_SPARE_TAKEN_MAX]; /* files whose directory fsync is under way */
     size_t nplacing;
     pthread_mutex_t mu; /* any thread; held only to change the lists, never over I/O */
     char *dir;          /* <data>/spare */
@@ -519,8 +530,7 @@ static void spare_slot_rowed(struct blockstore *bs, const struct store_slot *sl)
     pthread_mutex_lock(&sp->mu);
     for (size_t i = 0; i < sp->ntaken; i++) {
         struct spare_taken *t = &sp->taken_files[i];
-        if (t->seglen != sl->segment_id_len || t->file_owner != sl->file_owner ||
-            memcmp(t->seg, sl->segment_id, t->seglen) != 0)
+        if (!file_key_is(&t->key, sl->segment_id, sl->segment_id_len, sl->file_owner))
             continue;
         if (sl->block < SPARE_SLOTS_MAX && sl->block < t->nslots &&
             !(t->rowed[sl->block / 64] & (1ull << (sl->block % 64)))) {
@@ -623,6 +633,27 @@ static void release_file(const char *path)
         log_warn("reclaim: unlink %s: %s", path, strerror(errno));
 }
 
+/*
+ * Under mu: punches r's slot of fd (the file at path) if no write has pinned it and no row
+ * names it (and, with all_pins, every write's pin is recorded). 1 punched, 0 left alone,
+ * -1 when fd is no longer the file at path (reclaimed whole meanwhile: leave it alone).
+ */
+static int punch_unused_slot(struct blockstore *bs, int fd, const char *path,
+    const struct store_reclaim *r, bool all_pins, const char *what)
+{
+    if (!fd_is_path(fd, path))
+        return -1;
+    if ((all_pins && bs->unpinned != 0) || file_pinned(bs, r, r->block) ||
+        row_exists(bs, r, r->block))
+        return 0;
+    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)r->block * BS_SLOT_SIZE,
+            BS_SLOT_SIZE) != 0) {
+        log_warn("%s: punching %s: %s", what, path, strerror(errno));
+        return 0;
+    }
+    return 1;
+}
+
 /* ---- spare files: freed data files written over by new segments ---- */
 
 static void spare_path(const struct spare_pool *sp, uint64_t seq, char *buf, size_t len)
@@ -713,15 +744,12 @@ static int dir_sync(const char *path)
 }
 
 /* Under place_mu. */
-static struct spare_placing *placing_find(struct spare_pool *sp, const uint8_t *seg, size_t seglen,
+static struct file_key *placing_find(struct spare_pool *sp, const uint8_t *seg, size_t seglen,
     int64_t file_owner)
 {
-    for (size_t i = 0; i < sp->nplacing; i++) {
-        struct spare_placing *pl = &sp->placing[i];
-        if (pl->seglen == seglen && pl->file_owner == file_owner &&
-            memcmp(pl->seg, seg, seglen) == 0)
-            return pl;
-    }
+    for (size_t i = 0; i < sp->nplacing; i++)
+        if (file_key_is(&sp->placing[i], seg, seglen, file_owner))
+            return &sp->placing[i];
     return NULL;
 }
 
@@ -801,20 +829,14 @@ static int spare_into_place(struct blockstore *bs, const char *path, uint64_t wa
             release_file(src);
         return 0;
     }
-    struct spare_placing *pl = &sp->placing[sp->nplacing++];
-    memset(pl, 0, sizeof(*pl));
-    memcpy(pl->seg, seg, seglen);
-    pl->seglen = (uint8_t)seglen;
-    pl->file_owner = file_owner;
+    sp->placing[sp->nplacing++] = file_key(seg, seglen, file_owner);
     pthread_mutex_lock(&sp->mu);
     sp->taken++;
     /* Room was checked above; only a tidy that could not start puts files back meanwhile. */
     if (sp->ntaken < BS_SPARE_TAKEN_MAX) {
         struct spare_taken *t = &sp->taken_files[sp->ntaken++];
         memset(t, 0, sizeof(*t));
-        memcpy(t->seg, seg, seglen);
-        t->seglen = (uint8_t)seglen;
-        t->file_owner = file_owner;
+        t->key = file_key(seg, seglen, file_owner);
         t->at = time(NULL);
         t->nslots = (uint32_t)((f.size + BS_SLOT_SIZE - 1) / BS_SLOT_SIZE);
     }
@@ -831,7 +853,7 @@ static int spare_into_place(struct blockstore *bs, const char *path, uint64_t wa
      */
     if (err && unlink(path) != 0)
         log_error("data file %s: unlink: %s", path, strerror(errno));
-    pl = placing_find(sp, seg, seglen, file_owner);
+    struct file_key *pl = placing_find(sp, seg, seglen, file_owner); /* before the count drops */
     *pl = sp->placing[--sp->nplacing];
     pthread_cond_broadcast(&sp->placed);
     pthread_mutex_unlock(&sp->place_mu);
@@ -846,28 +868,23 @@ static int spare_into_place(struct blockstore *bs, const char *path, uint64_t wa
  */
 static void spare_tidy_file(struct blockstore *bs, const struct spare_taken *t)
 {
+    const struct file_key *k = &t->key;
     char path[4096];
-    bs_file_path(bs, t->seg, t->seglen, t->file_owner, path, sizeof(path));
+    bs_file_path(bs, k->seg, k->seglen, k->file_owner, path, sizeof(path));
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return; /* reclaimed whole meanwhile */
-    struct store_reclaim r = {.segment_id_len = t->seglen, .file_owner = t->file_owner};
-    memcpy(r.segment_id, t->seg, t->seglen);
+    struct store_reclaim r = {.segment_id_len = k->seglen, .file_owner = k->file_owner};
+    memcpy(r.segment_id, k->seg, k->seglen);
     off_t at = 0, end;
-    while ((at = lseek(fd, at, SEEK_DATA)) >= 0 && (end = lseek(fd, at, SEEK_HOLE)) > at) {
-        for (uint64_t b = (uint64_t)at / BS_SLOT_SIZE; (off_t)(b * BS_SLOT_SIZE) < end; b++) {
+    bool moved = false;
+    while (
+        !moved && (at = lseek(fd, at, SEEK_DATA)) >= 0 && (end = lseek(fd, at, SEEK_HOLE)) > at) {
+        for (uint64_t b = (uint64_t)at / BS_SLOT_SIZE; !moved && (off_t)(b * BS_SLOT_SIZE) < end;
+             b++) {
             r.block = (uint32_t)b;
             pthread_mutex_lock(&bs->mu);
-            if (!fd_is_path(fd, path)) { /* reclaimed whole meanwhile: nothing left to tidy */
-                pthread_mutex_unlock(&bs->mu);
-                close(fd);
-                return;
-            }
-            if (bs->unpinned == 0 && !file_pinned(bs, &r, r.block) &&
-                !row_exists(bs, &r, r.block) &&
-                fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)b * BS_SLOT_SIZE,
-                    BS_SLOT_SIZE) != 0)
-                log_warn("spare tidy: punching %s: %s", path, strerror(errno));
+            moved = punch_unused_slot(bs, fd, path, &r, true, "spare tidy") < 0;
             pthread_mutex_unlock(&bs->mu);
         }
         at = end;
@@ -1058,18 +1075,11 @@ static void reclaim_file(struct blockstore *bs, const struct store_reclaim *r, s
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     for (size_t i = 0; fd >= 0 && i < n; i++) {
         pthread_mutex_lock(&bs->mu); /* per slot: a pin never waits for more than one punch */
-        if (!fd_is_path(fd, path)) { /* reclaimed whole meanwhile (by another job) */
-            pthread_mutex_unlock(&bs->mu);
-            break;
-        }
-        if (!file_pinned(bs, &r[i], r[i].block) && !row_exists(bs, &r[i], r[i].block)) {
-            if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                    (off_t)r[i].block * BS_SLOT_SIZE, BS_SLOT_SIZE) != 0)
-                log_warn("reclaim: punching %s: %s", path, strerror(errno));
-            else
-                bs->reclaimed++;
-        }
+        int punched = punch_unused_slot(bs, fd, path, &r[i], false, "reclaim");
         pthread_mutex_unlock(&bs->mu);
+        if (punched < 0)
+            break; /* reclaimed whole meanwhile (by another job) */
+        bs->reclaimed += (unsigned)punched;
     }
     if (fd >= 0)
         close(fd);

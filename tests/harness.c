@@ -33,6 +33,14 @@ void td_set_mode(struct test_daemon *d, const char *mode)
     fclose(f);
 }
 
+void td_config_append(struct test_daemon *d, const char *lines)
+{
+    FILE *f = fopen(d->conf, "a");
+    ck_assert_ptr_nonnull(f);
+    fputs(lines, f);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
 void td_init(struct test_daemon *d, const char *mode)
 {
     memset(d, 0, sizeof(*d));

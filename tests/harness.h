@@ -22,6 +22,8 @@ struct test_daemon {
 void td_init(struct test_daemon *d, const char *mode);
 /* Rewrites the configuration file's mode (then td_signal(d, SIGHUP) to apply it). */
 void td_set_mode(struct test_daemon *d, const char *mode);
+/* Appends lines (each ending in a newline) to the configuration file, for the next start. */
+void td_config_append(struct test_daemon *d, const char *lines);
 /* Starts peerdistd and waits until its socket answers; sets PEERDIST_SOCKET. */
 void td_start(struct test_daemon *d);
 /* SIGTERM and wait; returns the exit status. */

@@ -258,10 +258,7 @@ END_TEST
 START_TEST(wal_starts_over_under_a_steady_stream_of_adds)
 {
     td_stop(&td);
-    FILE *f = fopen(td.conf, "a");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "log_level = debug\n");
-    fclose(f);
+    td_config_append(&td, "log_level = debug\n");
     td_start(&td);
     const size_t len = 16 * MiB;
     uint8_t *data = api_make_content(len, 77);
@@ -414,10 +411,7 @@ static off_t data_at_or_after(const struct api_ci *ci, off_t off)
 START_TEST(spare_files_never_serve_their_old_bytes)
 {
     td_stop(&td); /* a pool whatever the filesystem's size (it needs 350 MiB free) */
-    FILE *f = fopen(td.conf, "a");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "cache_size = 1G\nspare_pool = 64M\n");
-    fclose(f);
+    td_config_append(&td, "cache_size = 1G\nspare_pool = 64M\n");
     td_start(&td);
     const size_t len = 2 * MiB;
     uint8_t *a = api_make_content(len, 111), *b = api_make_content(len, 112);

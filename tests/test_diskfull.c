@@ -101,10 +101,7 @@ static void setup(void)
         return;
     /* The database and its data files on the small filesystem; a 4 MiB reserve. */
     snprintf(td.db, sizeof(td.db), "%s/cache.db", mnt);
-    FILE *f = fopen(td.conf, "a");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "disk_reserve = 4M\n");
-    fclose(f);
+    td_config_append(&td, "disk_reserve = 4M\n");
 }
 
 static void teardown(void)

@@ -238,10 +238,7 @@ static uint8_t *padded_request(uint64_t id, size_t size, bool get_status)
 static void start_daemon(const char *extra_conf)
 {
     td_init(&td, "local");
-    FILE *f = fopen(td.conf, "a");
-    ck_assert_ptr_nonnull(f);
-    fputs(extra_conf ? extra_conf : "", f);
-    fclose(f);
+    td_config_append(&td, extra_conf ? extra_conf : "");
     td_start(&td);
 }
 

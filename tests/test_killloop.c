@@ -592,10 +592,7 @@ START_TEST(kill_9_during_publish_adddata_and_flush)
     td_init(&td, "local");
     /* A pool whatever the filesystem's size (it needs 350 MiB free): flushed files are
      * written over too. */
-    FILE *conf = fopen(td.conf, "a");
-    ck_assert_ptr_nonnull(conf);
-    fprintf(conf, "cache_size = 1G\nspare_pool = 64M\n");
-    fclose(conf);
+    td_config_append(&td, "cache_size = 1G\nspare_pool = 64M\n");
     td_start(&td);
     publish_references();
     static struct worker workers[NTHREADS] = {{.op = op_add}, {.op = op_add}, {.op = op_flush},

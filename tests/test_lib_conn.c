@@ -719,10 +719,7 @@ static int refused_child(void)
 START_TEST(real_daemon_refusal_reaches_the_caller)
 {
     td_stop(&td);
-    FILE *f = fopen(td.conf, "a");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "max_connections_per_uid = 1\n");
-    fclose(f);
+    td_config_append(&td, "max_connections_per_uid = 1\n");
     td_start(&td);
     pid_t pid = fork(); /* before any instance: the child has one thread */
     ck_assert_int_ge(pid, 0);

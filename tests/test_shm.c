@@ -548,10 +548,7 @@ static int daemon_map_count(const char *name)
 START_TEST(declined_region_reads_in_frame)
 {
     td_stop(&td);
-    FILE *f = fopen(td.conf, "a");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "memory_budget = 24M\n");
-    fclose(f);
+    td_config_append(&td, "memory_budget = 24M\n");
     td_start(&td);
     const size_t len = 5 * MiB + 3;
     uint8_t *data = api_make_content(len, 5);
